@@ -1,0 +1,95 @@
+"""`sidecar-agent` (and `python -m agent`): run, check-config, ship, status, version.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+from agent.config import Config
+from agent.configload import ConfigError, load_config
+from agent.configrender import render_effective
+from agent.core.logsetup import configure_logging
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", "-c", metavar="PATH", help="YAML config file (default: $SIDECAR_CONFIG)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one key, e.g. --set spans.paths=/logs/*.log (repeatable)",
+    )
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sidecar-agent",
+        description="Ships span logs to Jaeger as OTLP and proxies messages into Redis Streams.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = commands.add_parser("run", help="run the agent until SIGTERM/SIGINT")
+    _config_options(run)
+    check = commands.add_parser(
+        "check-config", help="print the effective config (secrets masked) or the errors"
+    )
+    _config_options(check)
+    status = commands.add_parser("status", help="show a running agent's /status")
+    _config_options(status)
+    status.add_argument("--url", help="admin base URL (default: from admin.listen)")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    status.add_argument(
+        "--ready", action="store_true", help="exit 1 unless the agent is ready (healthchecks)"
+    )
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    overrides = list(args.overrides)
+    if args.log_level:
+        overrides.append(f"log.level={args.log_level}")
+    return load_config(config_path=args.config, cli_overrides=overrides)
+
+
+def _print_config_errors(error: ConfigError) -> None:
+    sys.stderr.write("configuration errors:\n")
+    for problem in error.problems:
+        sys.stderr.write(f"  - {problem}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        sys.stdout.write(f"sidecar-agent {__version__}\n")
+        return EXIT_OK
+    try:
+        config = _load(args)
+    except ConfigError as error:
+        _print_config_errors(error)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        sys.stdout.write(render_effective(config))
+        return EXIT_OK
+    if args.command == "status":
+        from agent.statuscmd import show_status
+
+        return show_status(config, url=args.url, as_json=args.json, require_ready=args.ready)
+    configure_logging(config.log.level, config.log.format)
+    from agent.app import run_until_signalled
+
+    return asyncio.run(run_until_signalled(config))

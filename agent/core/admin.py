@@ -1,0 +1,89 @@
+"""Admin HTTP server: /healthz, /readyz, /metrics (Prometheus text) and /status (JSON).
+
+/healthz answers 200 while the process and its event loop are alive. /readyz answers 200 only
+when every enabled component says it is ready, and its body names each component's state and,
+when not ready, why (which dependency is down, how much is buffered).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from agent import __version__
+from agent.core.httpserver import ServerRunner, json_response
+from agent.core.lifecycle import Component, Health
+from agent.core.metrics import CONTENT_TYPE, Metrics
+
+ComponentSource = Callable[[], list[Component]]
+
+
+class AdminServer:
+    name = "admin"
+
+    def __init__(self, listen: str, metrics: Metrics, components: ComponentSource) -> None:
+        self._metrics = metrics
+        self._components = components
+        self._started_at = time.time()
+        self._stopping = False
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics_handler)
+        app.router.add_get("/status", self._status)
+        self._server = ServerRunner(app, listen, shutdown_timeout=1.0)
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    def mark_stopping(self) -> None:
+        """While draining, /readyz says so, so load balancers stop sending work."""
+        self._stopping = True
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self) -> None:
+        await self._server.stop()
+
+    def health(self) -> Health:
+        return Health(ready=True, state="serving")
+
+    def status(self) -> dict[str, Any]:
+        return {"listen": f"{self._server.host}:{self._server.port}"}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        states = {c.name: c.health() for c in self._components() if c is not self}
+        ready = all(h.ready for h in states.values()) and not self._stopping
+        body: dict[str, Any] = {
+            "ready": ready,
+            "components": {name: h.as_dict() for name, h in states.items()},
+        }
+        if self._stopping:
+            body["reason"] = "shutting down"
+        return ready, body
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        ready, body = self.readiness()
+        return json_response(body, status=200 if ready else 503)
+
+    async def _metrics_handler(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        ready, readiness = self.readiness()
+        body = {
+            "version": __version__,
+            "uptime_seconds": round(time.time() - self._started_at, 3),
+            "ready": ready,
+            "health": readiness["components"],
+            "components": {c.name: c.status() for c in self._components() if c is not self},
+        }
+        return json_response(body)

@@ -1,0 +1,60 @@
+"""`sidecar-agent status`: read a running agent's /status and show it."""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from agent.config import Config
+from agent.core.httpserver import parse_listen
+
+
+def admin_url(config: Config) -> str:
+    host, port = parse_listen(config.admin.listen)
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def fetch_status(base_url: str, timeout: float = 5.0) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{base_url.rstrip('/')}/status", timeout=timeout) as response:
+        body: dict[str, Any] = orjson.loads(response.read())
+        return body
+
+
+def show_status(config: Config, *, url: str | None, as_json: bool, require_ready: bool) -> int:
+    base = url or admin_url(config)
+    try:
+        status = fetch_status(base)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        sys.stderr.write(f"cannot read {base}/status: {exc}\n")
+        return 1
+    if as_json:
+        sys.stdout.write(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif not require_ready:
+        _print_table(status)
+    return 1 if require_ready and not status.get("ready") else 0
+
+
+def _print_table(status: dict[str, Any]) -> None:
+    console = Console()
+    ready = "[green]ready[/]" if status.get("ready") else "[red]not ready[/]"
+    console.print(
+        f"sidecar-agent {status.get('version')}  {ready}  up {status.get('uptime_seconds')}s"
+    )
+    table = Table("component", "state", "reason / details")
+    for name, health in status.get("health", {}).items():
+        detail = health.get("reason") or orjson.dumps(health.get("details", {})).decode()
+        table.add_row(name, health.get("state", "?"), detail)
+    console.print(table)
+    for name, info in status.get("components", {}).items():
+        if info:
+            console.print(f"[bold]{name}[/]: {orjson.dumps(info).decode()}")

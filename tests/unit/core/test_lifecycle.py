@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from agent.core.admin import AdminServer
+from agent.core.lifecycle import Component, Health, TaskSupervisor, start_all, stop_all
+from agent.core.metrics import Metrics
+
+
+class RecordingComponent:
+    """A component that records the order of start/stop calls."""
+
+    def __init__(self, name: str, log: list[str], *, fail_start: bool = False) -> None:
+        self.name = name
+        self._log = log
+        self._fail_start = fail_start
+        self.ready = False
+
+    async def start(self) -> None:
+        if self._fail_start:
+            raise RuntimeError(f"{self.name} cannot start")
+        self._log.append(f"start {self.name}")
+        self.ready = True
+
+    async def stop(self) -> None:
+        self._log.append(f"stop {self.name}")
+        self.ready = False
+
+    def health(self) -> Health:
+        return Health(ready=self.ready, state="running" if self.ready else "down", reason="test")
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+
+async def test_start_failure_stops_what_started_in_reverse() -> None:
+    log: list[str] = []
+    parts: list[Component] = [
+        RecordingComponent("sink", log),
+        RecordingComponent("queue", log),
+        RecordingComponent("source", log, fail_start=True),
+    ]
+    try:
+        await start_all(parts)
+    except RuntimeError as exc:
+        assert "source cannot start" in str(exc)
+    assert log == ["start sink", "start queue", "stop queue", "stop sink"]
+
+
+async def test_stop_all_reports_components_that_overrun() -> None:
+    class Stuck(RecordingComponent):
+        async def stop(self) -> None:
+            await asyncio.sleep(10)
+
+    log: list[str] = []
+    loop = asyncio.get_running_loop()
+    late = await stop_all([Stuck("stuck", log), RecordingComponent("ok", log)], loop.time() + 0.1)
+    assert late == ["stuck"]
+    assert log == ["stop ok"]
+
+
+async def test_failed_background_task_is_recorded_counted_and_calls_back() -> None:
+    metrics = Metrics()
+    supervisor = TaskSupervisor("spans", metrics)
+    seen: list[BaseException] = []
+    supervisor.on_failure(seen.append)
+
+    async def boom() -> None:
+        raise ValueError("disk on fire")
+
+    task = supervisor.spawn("reader", boom())
+    await asyncio.wait([task])
+    await asyncio.sleep(0)
+    assert supervisor.failed
+    assert isinstance(seen[0], ValueError)
+    health = supervisor.failure_health()
+    assert not health.ready and "disk on fire" in health.reason
+    text = metrics.render().decode()
+    assert 'sidecar_background_task_failures_total{component="spans",task="reader"} 1.0' in text
+
+
+async def test_supervisor_close_cancels_running_tasks() -> None:
+    supervisor = TaskSupervisor("x", Metrics())
+    task = supervisor.spawn("sleeper", asyncio.sleep(100))
+    await supervisor.close(grace=1)
+    assert task.cancelled()
+    assert not supervisor.failed
+
+
+async def test_readiness_names_each_component() -> None:
+    log: list[str] = []
+    up = RecordingComponent("spans", log)
+    down = RecordingComponent("messages", log)
+    await up.start()
+    admin = AdminServer("127.0.0.1:0", Metrics(), lambda: [up, down])
+    ready, body = admin.readiness()
+    assert not ready
+    assert body["components"]["spans"]["ready"] is True
+    assert body["components"]["messages"] == {"ready": False, "state": "down", "reason": "test"}
+    await down.start()
+    assert admin.readiness()[0] is True
+    admin.mark_stopping()
+    ready, body = admin.readiness()
+    assert not ready and body["reason"] == "shutting down"

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import asyncio
+import email.utils
+
+import pytest
+
+from agent.core.retry import (
+    PermanentError,
+    RetryableError,
+    RetryPolicy,
+    error_for_status,
+    parse_retry_after,
+    sleep_unless_stopped,
+)
+
+
+def test_backoff_grows_and_caps_without_jitter() -> None:
+    policy = RetryPolicy(initial_interval=0.5, multiplier=2, max_interval=3, jitter=0)
+    assert [policy.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_jitter_stays_in_band() -> None:
+    policy = RetryPolicy(initial_interval=1, multiplier=1, max_interval=1, jitter=0.2)
+    delays = {policy.delay(1) for _ in range(200)}
+    assert all(0.8 <= d <= 1.2 for d in delays)
+    assert len(delays) > 10
+
+
+def test_retry_after_wins_but_is_capped() -> None:
+    policy = RetryPolicy()
+    assert policy.delay(1, retry_after=7) == 7
+    assert policy.delay(1, retry_after=10_000) == 300
+
+
+def test_parse_retry_after_seconds_and_http_date() -> None:
+    assert parse_retry_after("3") == 3.0
+    now = 1_700_000_000.0
+    date = email.utils.formatdate(now + 20, usegmt=True)
+    assert parse_retry_after(date, now=now) == pytest.approx(20, abs=1)
+    assert parse_retry_after(email.utils.formatdate(now - 50, usegmt=True), now=now) == 0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize("status", [429, 502, 503, 504, 500, 408])
+def test_retryable_statuses(status: int) -> None:
+    error = error_for_status(status, "2", "busy")
+    assert isinstance(error, RetryableError)
+    assert error.retry_after == 2.0
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 415])
+def test_permanent_statuses(status: int) -> None:
+    assert isinstance(error_for_status(status, None, "bad"), PermanentError)
+
+
+def test_success_is_no_error() -> None:
+    assert error_for_status(200, None, "") is None
+    assert error_for_status(202, None, "") is None
+
+
+async def test_sleep_is_interrupted_by_stop() -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, stopping.set)
+    started = loop.time()
+    assert await sleep_unless_stopped(10, stopping) is True
+    assert loop.time() - started < 1
+    assert await sleep_unless_stopped(0.01, asyncio.Event()) is False
