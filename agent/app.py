@@ -38,7 +38,12 @@ class Agent:
         self.pipelines: list[Component] = []
         self.admin: AdminServer | None = None
         if config.admin.enabled:
-            self.admin = AdminServer(config.admin.listen, self.metrics, self.components)
+            self.admin = AdminServer(
+                config.admin.listen,
+                self.metrics,
+                self.components,
+                ready_requires_dependencies=config.admin.ready_requires_dependencies,
+            )
         self._lock_fd: int | None = None
         self._started = False
         self._stopped = False

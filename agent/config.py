@@ -73,6 +73,10 @@ class LogConfig:
 class AdminConfig:
     enabled: bool = setting(True, "Serve /healthz, /readyz, /metrics and /status.")
     listen: str = setting("0.0.0.0:8788", "host:port of the admin HTTP server.")
+    ready_requires_dependencies: bool = setting(
+        False,
+        "Make /readyz fail while Redis or the OTLP endpoint is unreachable (not only when full).",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """Admin HTTP server: /healthz, /readyz, /metrics (Prometheus text) and /status (JSON).
 
 /healthz answers 200 while the process and its event loop are alive. /readyz answers 200 only
-when every enabled component says it is ready, and its body names each component's state and,
-when not ready, why (which dependency is down, how much is buffered).
+when every enabled component says it is ready (and, with `ready_requires_dependencies`, every
+dependency is reachable); its body names each component's state and why (which dependency is
+down, how much is buffered).
 """
 
 from __future__ import annotations
@@ -24,8 +25,16 @@ ComponentSource = Callable[[], list[Component]]
 class AdminServer:
     name = "admin"
 
-    def __init__(self, listen: str, metrics: Metrics, components: ComponentSource) -> None:
+    def __init__(
+        self,
+        listen: str,
+        metrics: Metrics,
+        components: ComponentSource,
+        *,
+        ready_requires_dependencies: bool = False,
+    ) -> None:
         self._metrics = metrics
+        self._strict = ready_requires_dependencies
         self._components = components
         self._started_at = time.time()
         self._stopping = False
@@ -58,7 +67,9 @@ class AdminServer:
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         states = {c.name: c.health() for c in self._components() if c is not self}
-        ready = all(h.ready for h in states.values()) and not self._stopping
+        ready = not self._stopping and all(
+            h.ready and (h.dependency_ok or not self._strict) for h in states.values()
+        )
         body: dict[str, Any] = {
             "ready": ready,
             "components": {name: h.as_dict() for name, h in states.items()},

@@ -21,15 +21,27 @@ log = logging.getLogger("agent.lifecycle")
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """What /readyz says about one component."""
+    """What /readyz says about one component.
+
+    `ready` means the component can take work (it may be buffering); `dependency_ok` is False
+    while its downstream (Redis, the OTLP endpoint) is unreachable. By default a dependency
+    outage leaves the agent ready, because the durable buffer is doing its job and failing the
+    pod's readiness would cut the application's traffic over a tracing backend outage;
+    `admin.ready_requires_dependencies` makes /readyz strict.
+    """
 
     ready: bool
     state: str
     reason: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    dependency_ok: bool = True
 
     def as_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"ready": self.ready, "state": self.state}
+        body: dict[str, Any] = {
+            "ready": self.ready,
+            "state": self.state,
+            "dependency_ok": self.dependency_ok,
+        }
         if self.reason:
             body["reason"] = self.reason
         if self.details:

@@ -97,9 +97,25 @@ async def test_readiness_names_each_component() -> None:
     ready, body = admin.readiness()
     assert not ready
     assert body["components"]["spans"]["ready"] is True
-    assert body["components"]["messages"] == {"ready": False, "state": "down", "reason": "test"}
+    assert body["components"]["messages"] == {
+        "ready": False,
+        "state": "down",
+        "dependency_ok": True,
+        "reason": "test",
+    }
     await down.start()
     assert admin.readiness()[0] is True
     admin.mark_stopping()
     ready, body = admin.readiness()
     assert not ready and body["reason"] == "shutting down"
+
+
+async def test_dependency_outage_fails_readiness_only_when_strict() -> None:
+    class Buffering(RecordingComponent):
+        def health(self) -> Health:
+            return Health(ready=True, state="degraded", reason="redis down", dependency_ok=False)
+
+    parts: list[Component] = [Buffering("messages", [])]
+    assert AdminServer("127.0.0.1:0", Metrics(), lambda: parts).readiness()[0] is True
+    strict = AdminServer("127.0.0.1:0", Metrics(), lambda: parts, ready_requires_dependencies=True)
+    assert strict.readiness()[0] is False

@@ -1,0 +1,97 @@
+"""Dead-letter files: where data the agent will never deliver goes, durably and with a reason.
+
+One JSON object a line: `{"ts", "reason", "detail", "source", ..., "raw_b64" | "raw"}`. A
+write returns only after fsync, because a dead letter is where the "nothing accepted is lost"
+contract ends: the caller may checkpoint or acknowledge once `write_many` returns. When the file
+passes `max_bytes` it is renamed to `<name>.1` (replacing the previous one, which is logged with
+its size) so dead letters cannot fill the disk; every record is counted by reason either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agent.core.metrics import Metrics
+
+log = logging.getLogger("agent.deadletter")
+
+
+def raw_field(raw: bytes) -> dict[str, str]:
+    """The raw record as text when it is UTF-8, else base64 (so the file stays valid JSON)."""
+    try:
+        return {"raw": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"raw_b64": base64.b64encode(raw).decode("ascii")}
+
+
+class DeadLetterFile:
+    def __init__(self, path: Path, max_bytes: int, metrics: Metrics, pipeline: str) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._pipeline = pipeline
+        self._counter = metrics.counter(
+            "dead_letters_total",
+            "Records written to a dead-letter file, by pipeline and reason.",
+            ("pipeline", "reason"),
+        )
+        self._lock = threading.Lock()
+        self.written = 0
+        self.by_reason: dict[str, int] = {}
+
+    async def write_many(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append records (each must carry a "reason") and fsync before returning."""
+        if not records:
+            return
+        lines = [self._line(record) for record in records]
+        await asyncio.to_thread(self._append, b"".join(lines))
+        for record in records:
+            reason = str(record["reason"])
+            self._counter.labels(self._pipeline, reason).inc()
+            self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+        self.written += len(records)
+
+    async def write(self, record: Mapping[str, Any]) -> None:
+        await self.write_many([record])
+
+    def _line(self, record: Mapping[str, Any]) -> bytes:
+        body = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
+        return orjson.dumps(body, default=repr) + b"\n"
+
+    def _append(self, data: bytes) -> None:
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._rotate_if_full(len(data))
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _rotate_if_full(self, incoming: int) -> None:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size + incoming <= self.max_bytes or size == 0:
+            return
+        previous = self.path.with_name(self.path.name + ".1")
+        if previous.exists():
+            log.warning(
+                "dead-letter file rotated; the older rotated file is discarded",
+                extra={"path": str(previous), "bytes": previous.stat().st_size},
+            )
+        os.replace(self.path, previous)
+
+    def status(self) -> dict[str, Any]:
+        return {"path": str(self.path), "written": self.written, "by_reason": dict(self.by_reason)}
