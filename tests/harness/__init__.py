@@ -1,0 +1,31 @@
+"""Real servers for integration tests: redis-server, a Redis Cluster and Jaeger v2.
+
+Fixtures in tests/conftest.py are thin wrappers around these classes; use the classes
+directly when a test needs something the fixtures do not offer.
+"""
+
+from tests.harness.errors import HarnessError
+from tests.harness.jaeger import Jaeger, find_jaeger_binary, jaeger_cache_path
+from tests.harness.jaeger_query import JaegerQuery, SpanLog, StoredSpan, StoredTrace
+from tests.harness.ports import claimed_ports, free_port, release_port
+from tests.harness.process import ManagedProcess, wait_until
+from tests.harness.redis_server import RedisClusterNodes, RedisServer, find_redis_binary
+
+__all__ = [
+    "HarnessError",
+    "Jaeger",
+    "JaegerQuery",
+    "ManagedProcess",
+    "RedisClusterNodes",
+    "RedisServer",
+    "SpanLog",
+    "StoredSpan",
+    "StoredTrace",
+    "claimed_ports",
+    "find_jaeger_binary",
+    "find_redis_binary",
+    "free_port",
+    "jaeger_cache_path",
+    "release_port",
+    "wait_until",
+]

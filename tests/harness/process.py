@@ -1,0 +1,132 @@
+"""A child server process with its output in a log file, and waiting for things to come up."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from tests.harness.errors import HarnessError
+
+# Every process still running when the interpreter exits is killed, so an aborted test run
+# (KeyboardInterrupt, a fixture that never got to tear down) leaves no server holding ports.
+_live: set[ManagedProcess] = set()
+
+
+def _kill_leftovers() -> None:
+    for process in list(_live):
+        process.kill()
+
+
+atexit.register(_kill_leftovers)
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    abort: Callable[[], str | None] = lambda: None,
+) -> None:
+    """Poll `ready` until it returns True; `abort` returns a reason to stop waiting early."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        reason = abort()
+        if reason is not None:
+            raise HarnessError(f"gave up waiting for {what}: {reason}")
+        if time.monotonic() >= deadline:
+            raise HarnessError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class ManagedProcess:
+    """One server binary run as a child; stdout and stderr are appended to `log_path`."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self._env = dict(env) if env is not None else None
+        self._cwd = cwd
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def exit_reason(self) -> str | None:
+        """Why the process is gone (with its log tail), or None while it runs."""
+        if self._popen is None or self._popen.poll() is None:
+            return None
+        return f"{self.name} exited with code {self._popen.returncode}\n{self.log_tail()}"
+
+    def start(self) -> None:
+        if self.running:
+            raise HarnessError(f"{self.name} is already running (pid {self.pid})")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"--- starting: {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self._popen = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._env,
+                cwd=self._cwd,
+            )
+        _live.add(self)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM and wait (a graceful shutdown); SIGKILL if it takes longer than `timeout`."""
+        self._signal_and_wait(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL and wait: a crash, nothing flushed."""
+        self._signal_and_wait(signal.SIGKILL, 10.0)
+
+    def _signal_and_wait(self, signum: signal.Signals, timeout: float) -> None:
+        popen = self._popen
+        if popen is None:
+            return
+        if popen.poll() is None:
+            popen.send_signal(signum)
+            try:
+                popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait()
+        _live.discard(self)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return f"(no log at {self.log_path})"
+        tail = "\n".join(text.splitlines()[-lines:])
+        return f"--- last {lines} lines of {self.log_path}:\n{tail}"
+
+
+def executable_or_fail(path: str | os.PathLike[str], hint: str) -> Path:
+    """`path` as a Path if it is an executable file, else a HarnessError carrying `hint`."""
+    candidate = Path(path)
+    if not candidate.is_file() or not os.access(candidate, os.X_OK):
+        raise HarnessError(f"{candidate} is not an executable file. {hint}")
+    return candidate
