@@ -1,0 +1,143 @@
+"""The agent itself as a real child process (`python -m agent run`), for restart and crash tests.
+
+The environment is built from scratch: the parent's SIDECAR_* and OTEL_* variables are dropped
+so a developer's shell cannot change what a test means; the test passes every setting it relies
+on. Admin and proxy listen on free loopback ports unless the test says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.harness.ports import free_port
+from tests.harness.process import ManagedProcess, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def clean_environment(settings: Mapping[str, str]) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SIDECAR_", "OTEL_")) and key != "REDIS_URL"
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(settings)
+    return env
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text → {'name{labels}': value} (enough for assertions in tests)."""
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        samples[name] = float(value)
+    return samples
+
+
+class AgentProcess:
+    def __init__(self, workdir: Path, settings: Mapping[str, str]) -> None:
+        self.workdir = workdir
+        self.admin_port = free_port()
+        self.proxy_port = free_port()
+        base = {
+            "SIDECAR_DATA_DIR": str(workdir / "data"),
+            "SIDECAR_ADMIN_LISTEN": f"127.0.0.1:{self.admin_port}",
+            "SIDECAR_PROXY_LISTEN": f"127.0.0.1:{self.proxy_port}",
+            "SIDECAR_SHUTDOWN_TIMEOUT": "10s",
+        }
+        base.update(settings)
+        self.env = clean_environment(base)
+        self.process = ManagedProcess(
+            "sidecar-agent",
+            [sys.executable, "-m", "agent", "run"],
+            workdir / "agent.log",
+            env=self.env,
+            cwd=REPO_ROOT,
+        )
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+    def start(self, *, wait_ready: bool = True, timeout: float = 20.0) -> None:
+        self.process.start()
+        wait_until(
+            self._healthy,
+            timeout=timeout,
+            what="the agent's /healthz",
+            abort=self.process.exit_reason,
+        )
+        if wait_ready:
+            wait_until(
+                lambda: self.get("/readyz")[0] == 200,
+                timeout=timeout,
+                what="the agent's /readyz",
+                abort=self.process.exit_reason,
+            )
+
+    def _healthy(self) -> bool:
+        try:
+            return self.get("/healthz")[0] == 200
+        except OSError:
+            return False
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.admin_url + path, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = orjson.loads(self.get("/status")[1])
+        return body
+
+    def metrics(self) -> dict[str, float]:
+        return parse_metrics(self.get("/metrics")[1].decode())
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait for a graceful exit; returns the exit code."""
+        popen = self.process._popen
+        assert popen is not None, "agent was never started"
+        popen.send_signal(signal.SIGTERM)
+        try:
+            return popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(
+                f"agent did not exit within {timeout}s\n{self.log_tail()}"
+            ) from None
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def log_tail(self, lines: int = 60) -> str:
+        return self.process.log_tail(lines)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The agent's JSON log lines (lines that are not JSON are skipped)."""
+        records = []
+        for line in self.process.log_path.read_bytes().splitlines():
+            if line.startswith(b"{"):
+                try:
+                    records.append(orjson.loads(line))
+                except orjson.JSONDecodeError:
+                    continue
+        return records

@@ -1,0 +1,61 @@
+"""`sidecar-agent run` as a real process: serves admin endpoints, drains and exits on SIGTERM."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.harness.agent_process import AgentProcess
+
+pytestmark = pytest.mark.integration
+
+
+def test_run_serves_admin_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
+    agent = AgentProcess(
+        tmp_path,
+        {"SIDECAR_MESSAGES_ENABLED": "false", "SIDECAR_SPANS_ENABLED": "false"},
+    )
+    agent.start()
+    status, body = agent.get("/healthz")
+    assert status == 200 and orjson.loads(body) == {"status": "ok"}
+    status, body = agent.get("/metrics")
+    assert status == 200
+    assert b"sidecar_build_info{" in body
+    assert b"process_resident_memory_bytes" in body
+    ready, readiness = agent.get("/readyz")
+    assert ready == 200 and orjson.loads(readiness)["ready"] is True
+    assert agent.status()["version"]
+    started = time.monotonic()
+    assert agent.terminate(timeout=25) == 0
+    assert time.monotonic() - started < 10
+    messages = [line["msg"] for line in agent.log_lines()]
+    assert messages[-2:] == ["shutdown requested", "agent stopped"]
+
+
+def test_second_agent_on_same_data_dir_refuses_to_start(tmp_path: Path) -> None:
+    settings = {"SIDECAR_MESSAGES_ENABLED": "false", "SIDECAR_SPANS_ENABLED": "false"}
+    first = AgentProcess(tmp_path, settings)
+    first.start()
+    second = AgentProcess(
+        tmp_path / "second", {**settings, "SIDECAR_DATA_DIR": str(tmp_path / "data")}
+    )
+    second.process.start()
+    deadline = time.monotonic() + 15
+    while second.process.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not second.process.running
+    assert "in use by another sidecar-agent process" in second.log_tail()
+    assert first.terminate() == 0
+
+
+def test_bad_config_exits_two_before_serving(tmp_path: Path) -> None:
+    agent = AgentProcess(tmp_path, {"SIDECAR_SPANS_PATH": "/x"})
+    agent.process.start()
+    deadline = time.monotonic() + 15
+    while agent.process.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert agent.process._popen is not None and agent.process._popen.returncode == 2
+    assert "did you mean SIDECAR_SPANS_PATHS" in agent.log_tail()
