@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for scripts/*. Source it; it defines functions and changes nothing else.
 
 # Messages go to stderr so that a script's stdout stays machine-readable

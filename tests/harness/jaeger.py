@@ -109,7 +109,7 @@ def _environment_without_otel() -> dict[str, str]:
 
 def _answers(request: urllib.request.Request | str) -> bool:
     try:
-        with urllib.request.urlopen(request, timeout=1.0) as response:
+        with urllib.request.urlopen(request, timeout=0.5) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False

@@ -125,7 +125,7 @@ class RedisServer:
     def ping(self) -> bool:
         """True when the server answers PING now (a fresh connection, nothing kept)."""
         try:
-            with self.client(socket_timeout=1.0, socket_connect_timeout=0.5, track=False) as c:
+            with self.client(socket_timeout=0.25, socket_connect_timeout=0.25, track=False) as c:
                 return bool(c.ping())
         except (redis.ConnectionError, redis.TimeoutError):
             return False

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -269,3 +271,55 @@ def test_a_claimed_port_is_not_handed_to_another_process() -> None:
         release_port(port)
     released = subprocess.run([sys.executable, "-c", try_lock], check=False, timeout=30)
     assert released.returncode == 0
+
+
+@pytest.mark.integration
+def test_redis_start_failure_shows_the_server_log(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path, extra_args=["--no-such-directive", "yes"])
+    try:
+        with pytest.raises(HarnessError, match=r"(?s)exited with code 1.*no-such-directive"):
+            server.start()
+    finally:
+        server.close()
+
+
+@pytest.mark.integration
+def test_redis_first_start_moves_off_a_port_taken_meanwhile_but_restart_does_not(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(tmp_path)
+    taken = server.port
+    try:
+        with _listening_on(taken):
+            server.start()
+        assert server.port != taken
+        assert server.ping()
+
+        server.stop()
+        with _listening_on(server.port), pytest.raises(HarnessError, match="in use"):
+            server.start()
+    finally:
+        server.close()
+
+
+@pytest.mark.integration
+def test_jaeger_first_start_moves_off_a_port_taken_meanwhile(tmp_path: Path) -> None:
+    instance = Jaeger(tmp_path)
+    taken = instance.ports.query_http
+    try:
+        with _listening_on(taken):
+            instance.start()
+        assert instance.ports.query_http != taken
+        assert instance.is_ready()
+    finally:
+        instance.close()
+
+
+@contextlib.contextmanager
+def _listening_on(port: int) -> Iterator[None]:
+    """Another program holding `port`, as a port taken between claim and bind would be."""
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        yield
