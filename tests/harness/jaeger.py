@@ -162,6 +162,8 @@ class Jaeger:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start and wait until both the query API and the OTLP/HTTP receiver answer."""
+        if self.running:
+            raise HarnessError(f"Jaeger is already running (pid {self.pid})")
         self.workdir.mkdir(parents=True, exist_ok=True)
         for attempt in range(_BIND_ATTEMPTS):
             try:
@@ -180,7 +182,7 @@ class Jaeger:
         """A port found free was taken before Jaeger bound it; only a first start may move."""
         if self._process is None:
             return False
-        return "address already in use" in self._process.log_tail().lower()
+        return "address already in use" in self._process.output_since_start().lower()
 
     def _start_once(self, timeout: float) -> None:
         config = render_config(self.ports, self.max_traces)

@@ -62,6 +62,7 @@ class ManagedProcess:
         self._env = dict(env) if env is not None else None
         self._cwd = cwd
         self._popen: subprocess.Popen[bytes] | None = None
+        self._log_offset_at_start = 0
 
     @property
     def pid(self) -> int | None:
@@ -82,6 +83,7 @@ class ManagedProcess:
             raise HarnessError(f"{self.name} is already running (pid {self.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
+            self._log_offset_at_start = log.tell()
             log.write(f"--- starting: {' '.join(self.argv)}\n".encode())
             log.flush()
             self._popen = subprocess.Popen(
@@ -94,26 +96,51 @@ class ManagedProcess:
             )
         _live.add(self)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM and wait (a graceful shutdown); SIGKILL if it takes longer than `timeout`."""
-        self._signal_and_wait(signal.SIGTERM, timeout)
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the process has exited (negative: killed by that signal)."""
+        return self._popen.poll() if self._popen is not None else None
 
-    def kill(self) -> None:
-        """SIGKILL and wait: a crash, nothing flushed."""
-        self._signal_and_wait(signal.SIGKILL, 10.0)
+    def send_signal(self, signum: signal.Signals) -> None:
+        """Deliver `signum` if the process is running; no wait (see `wait`)."""
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.send_signal(signum)
 
-    def _signal_and_wait(self, signum: signal.Signals, timeout: float) -> None:
-        popen = self._popen
-        if popen is None:
-            return
-        if popen.poll() is None:
-            popen.send_signal(signum)
-            try:
-                popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-                popen.wait()
+    def wait(self, timeout: float) -> int:
+        """The exit code; raises subprocess.TimeoutExpired if still running after `timeout`."""
+        if self._popen is None:
+            raise HarnessError(f"{self.name} was never started")
+        code = self._popen.wait(timeout)
         _live.discard(self)
+        return code
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM and wait (a graceful shutdown); SIGKILL if it takes longer than `timeout`.
+        Returns the exit code, None if never started."""
+        return self._signal_and_wait(signal.SIGTERM, timeout)
+
+    def kill(self) -> int | None:
+        """SIGKILL and wait: a crash, nothing flushed. Returns the exit code."""
+        return self._signal_and_wait(signal.SIGKILL, 10.0)
+
+    def _signal_and_wait(self, signum: signal.Signals, timeout: float) -> int | None:
+        if self._popen is None:
+            return None
+        self.send_signal(signum)
+        try:
+            return self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._popen.kill()
+            return self.wait(timeout=10.0)
+
+    def output_since_start(self) -> str:
+        """What this run wrote (the log file is shared with earlier runs: restarts append)."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_offset_at_start)
+                return log.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -92,6 +92,8 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> None:
         """Start and wait until PING answers. The first start may move to a fresh port if
         its port was taken meanwhile; later starts keep the port, as clients expect."""
+        if self.running:
+            raise HarnessError(f"redis-server is already running (pid {self.pid})")
         self.workdir.mkdir(parents=True, exist_ok=True)
         for attempt in range(_BIND_ATTEMPTS):
             try:
@@ -120,7 +122,10 @@ class RedisServer:
             raise HarnessError(f"{error}\n{process.log_tail()}") from None
 
     def _lost_port_race(self) -> bool:
-        return self._process is not None and "Address already in use" in self._process.log_tail()
+        return (
+            self._process is not None
+            and "Address already in use" in self._process.output_since_start()
+        )
 
     def ping(self) -> bool:
         """True when the server answers PING now (a fresh connection, nothing kept)."""

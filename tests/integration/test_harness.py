@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import sys
@@ -21,11 +22,13 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from tests.harness import (
     HarnessError,
     Jaeger,
+    ManagedProcess,
     RedisServer,
     claimed_ports,
     find_jaeger_binary,
     free_port,
     release_port,
+    wait_until,
 )
 from tests.harness.fixture_types import JaegerFactory, RedisClusterFactory, RedisServerFactory
 from tests.harness.ports import PORT_LOCK_DIR, ephemeral_port_range
@@ -180,6 +183,8 @@ def test_redis_outage_refuses_connections_and_restart_keeps_the_port(
     client = redis_server.client()
     assert client.ping() is True
     port = redis_server.port
+    with pytest.raises(HarnessError, match="already running"):
+        redis_server.start()
 
     redis_server.stop()
     with pytest.raises(ConnectionRefusedError):
@@ -323,3 +328,23 @@ def _listening_on(port: int) -> Iterator[None]:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         yield
+
+
+def test_managed_process_reports_exit_codes_and_keeps_runs_apart_in_its_log(
+    tmp_path: Path,
+) -> None:
+    argv = ["sh", "-c", 'echo "run $$"; exec sleep 30']
+    process = ManagedProcess("sleeper", argv, tmp_path / "sleeper.log")
+
+    process.start()
+    wait_until(lambda: "run" in process.output_since_start(), timeout=5, what="first run")
+    assert process.stop() == -signal.SIGTERM
+    first_pid = process.pid
+
+    process.start()
+    wait_until(lambda: "run" in process.output_since_start(), timeout=5, what="second run")
+    assert f"run {first_pid}" not in process.output_since_start()
+    assert f"run {first_pid}" in process.log_tail()
+    assert process.kill() == -signal.SIGKILL
+    assert process.returncode == -signal.SIGKILL
+    assert not process.running
