@@ -83,9 +83,9 @@ class ManagedProcess:
             raise HarnessError(f"{self.name} is already running (pid {self.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            self._log_offset_at_start = log.tell()
             log.write(f"--- starting: {' '.join(self.argv)}\n".encode())
             log.flush()
+            self._log_offset_at_start = log.tell()
             self._popen = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
@@ -134,7 +134,7 @@ class ManagedProcess:
             return self.wait(timeout=10.0)
 
     def output_since_start(self) -> str:
-        """What this run wrote (the log file is shared with earlier runs: restarts append)."""
+        """What this run printed (the log file is shared with earlier runs: restarts append)."""
         try:
             with self.log_path.open("rb") as log:
                 log.seek(self._log_offset_at_start)

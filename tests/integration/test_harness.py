@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import socket
 import subprocess
@@ -333,18 +334,21 @@ def _listening_on(port: int) -> Iterator[None]:
 def test_managed_process_reports_exit_codes_and_keeps_runs_apart_in_its_log(
     tmp_path: Path,
 ) -> None:
-    argv = ["sh", "-c", 'echo "run $$"; exec sleep 30']
+    argv = ["sh", "-c", 'echo "pid $$"; exec sleep 30']
     process = ManagedProcess("sleeper", argv, tmp_path / "sleeper.log")
 
+    def printed_its_pid() -> bool:
+        return re.search(r"pid \d+", process.output_since_start()) is not None
+
     process.start()
-    wait_until(lambda: "run" in process.output_since_start(), timeout=5, what="first run")
+    wait_until(printed_its_pid, timeout=5, what="first run")
     assert process.stop() == -signal.SIGTERM
     first_pid = process.pid
 
     process.start()
-    wait_until(lambda: "run" in process.output_since_start(), timeout=5, what="second run")
-    assert f"run {first_pid}" not in process.output_since_start()
-    assert f"run {first_pid}" in process.log_tail()
+    wait_until(printed_its_pid, timeout=5, what="second run")
+    assert process.output_since_start() == f"pid {process.pid}\n"
+    assert f"pid {first_pid}\n" in process.log_tail()
     assert process.kill() == -signal.SIGKILL
     assert process.returncode == -signal.SIGKILL
     assert not process.running
