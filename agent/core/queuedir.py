@@ -1,0 +1,170 @@
+"""The disk queue's directory: the owner lock, the segment listing and recovery on open.
+
+Recovery trusts nothing it did not check. Every segment header is validated; the last segment,
+the only one a crash can leave half-written, is read frame by frame and a torn or corrupt tail
+is cut at the last good frame (counted and logged). Damage inside older segments is left for the
+reader, which skips it when it gets there, so opening a large backlog stays fast.
+
+Blocking I/O throughout: the queue runs :func:`recover` in a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.core.atomicfile import load_state
+from agent.core.segment import (
+    HEADER_SIZE,
+    CorruptSegmentError,
+    parse_segment_name,
+    read_header,
+    rewrite_header,
+    scan_segment,
+    truncate_file,
+)
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "LOCK"
+STATE_NAME = "frontier.json"
+STATE_VERSION = 1
+
+
+class DiskQueueError(Exception):
+    """Base class of the disk queue's errors."""
+
+
+class QueueLockedError(DiskQueueError):
+    """Another process owns the queue directory."""
+
+
+@dataclass(slots=True)
+class SegmentInfo:
+    """What the queue knows about one segment file without holding it open."""
+
+    first_seq: int
+    path: Path
+    size: int  # bytes reserved, including appends not yet written
+    written: int  # bytes known to be in the file; readers stop here
+    first_enqueued_ns: int
+    header_ok: bool = True
+
+
+@dataclass(slots=True)
+class Recovered:
+    lock_fd: int
+    segments: list[SegmentInfo]
+    next_seq: int
+    frontier: int
+    tail_truncations: int = 0
+    tail_bytes_cut: int = 0
+    deleted_segments: int = 0
+
+
+def lock_directory(directory: Path) -> int:
+    """Take the exclusive owner lock; raises QueueLockedError naming the holder's pid."""
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise QueueLockedError(
+            f"disk queue directory {directory} is locked by another process (pid {holder})"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def recover(directory: Path) -> Recovered:
+    """Lock ``directory`` (creating it), validate segments, cut a torn tail, load the frontier."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lock_fd = lock_directory(directory)
+    try:
+        return _recover_locked(directory, lock_fd)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+
+
+def _recover_locked(directory: Path, lock_fd: int) -> Recovered:
+    state = load_state(directory / STATE_NAME, STATE_VERSION)
+    saved_frontier = int(state["acked_frontier"]) if state else 0
+    listing = _list_segments(directory)
+    recovered = Recovered(lock_fd, [], saved_frontier, saved_frontier)
+    for first_seq, path in listing[:-1]:
+        recovered.segments.append(_inspect_sealed(first_seq, path))
+    if listing:
+        _recover_last(recovered, *listing[-1])
+    first = recovered.segments[0].first_seq if recovered.segments else saved_frontier
+    recovered.frontier = min(max(saved_frontier, first), recovered.next_seq)
+    _delete_acked(recovered)
+    return recovered
+
+
+def _list_segments(directory: Path) -> list[tuple[int, Path]]:
+    found = []
+    for entry in os.scandir(directory):
+        first_seq = parse_segment_name(entry.name)
+        if first_seq is not None:
+            found.append((first_seq, Path(entry.path)))
+    return sorted(found)
+
+
+def _inspect_sealed(first_seq: int, path: Path) -> SegmentInfo:
+    try:
+        first_enqueued_ns, size = read_header(path, first_seq)
+    except CorruptSegmentError as error:
+        size = path.stat().st_size
+        log.error(
+            "disk queue segment %s has a bad header (%s); its %d bytes will be skipped",
+            path,
+            error,
+            size,
+        )
+        return SegmentInfo(first_seq, path, size, size, 0, header_ok=False)
+    return SegmentInfo(first_seq, path, size, size, first_enqueued_ns)
+
+
+def _recover_last(recovered: Recovered, first_seq: int, path: Path) -> None:
+    first_enqueued_ns, scan = scan_segment(path, first_seq)
+    size = scan.good_end
+    if scan.corrupt is not None:
+        cut = scan.file_size - scan.good_end
+        if scan.good_end < HEADER_SIZE:
+            first_enqueued_ns = time.time_ns()
+            rewrite_header(path, first_seq, first_enqueued_ns)
+            size, cut = HEADER_SIZE, scan.file_size
+        else:
+            truncate_file(path, scan.good_end)
+        recovered.tail_truncations += 1
+        recovered.tail_bytes_cut += cut
+        log.warning(
+            "disk queue segment %s: %s; cut %d bytes after %d good records",
+            path,
+            scan.corrupt,
+            cut,
+            scan.frame_count,
+        )
+    recovered.segments.append(SegmentInfo(first_seq, path, size, size, first_enqueued_ns))
+    recovered.next_seq = first_seq + scan.frame_count
+
+
+def _delete_acked(recovered: Recovered) -> None:
+    """Remove sealed segments whose every seq is below the frontier (the last one stays)."""
+    segments = recovered.segments
+    while len(segments) > 1 and segments[1].first_seq <= recovered.frontier:
+        with contextlib.suppress(FileNotFoundError):
+            segments[0].path.unlink()
+        segments.pop(0)
+        recovered.deleted_segments += 1
