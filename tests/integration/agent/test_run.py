@@ -57,5 +57,5 @@ def test_bad_config_exits_two_before_serving(tmp_path: Path) -> None:
     deadline = time.monotonic() + 15
     while agent.process.running and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert agent.process._popen is not None and agent.process._popen.returncode == 2
+    assert agent.process.returncode == 2
     assert "did you mean SIDECAR_SPANS_PATHS" in agent.log_tail()
