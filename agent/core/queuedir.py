@@ -15,10 +15,11 @@ import fcntl
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.core.atomicfile import load_state
+from agent.core.queueerrors import QueueLockedError
 from agent.core.segment import (
     HEADER_SIZE,
     CorruptSegmentError,
@@ -36,14 +37,6 @@ STATE_NAME = "frontier.json"
 STATE_VERSION = 1
 
 
-class DiskQueueError(Exception):
-    """Base class of the disk queue's errors."""
-
-
-class QueueLockedError(DiskQueueError):
-    """Another process owns the queue directory."""
-
-
 @dataclass(slots=True)
 class SegmentInfo:
     """What the queue knows about one segment file without holding it open."""
@@ -56,12 +49,57 @@ class SegmentInfo:
     header_ok: bool = True
 
 
+class SegmentTable:
+    """The live segments in seq order and the write end: shared by the queue's writer (which
+    appends and deletes) and reader (which follows), all in the event loop."""
+
+    def __init__(self, segments: list[SegmentInfo], next_seq: int) -> None:
+        self.segments = segments
+        self.next_seq = next_seq
+        self.disk_bytes = sum(segment.size for segment in segments)
+
+    @property
+    def active(self) -> SegmentInfo | None:
+        """The segment appends go to (the last one)."""
+        return self.segments[-1] if self.segments else None
+
+    def after(self, segment: SegmentInfo) -> SegmentInfo | None:
+        # By seq rather than by position: ``segment`` may have been deleted meanwhile.
+        for candidate in self.segments:
+            if candidate.first_seq > segment.first_seq:
+                return candidate
+        return None
+
+    def containing(self, seq: int) -> SegmentInfo | None:
+        found = None
+        for segment in self.segments:
+            if segment.first_seq > seq:
+                break
+            found = segment
+        return found
+
+    def count_fully_below(self, frontier: int) -> int:
+        """How many leading segments hold only seqs below ``frontier``; never the active one."""
+        count = 0
+        while count + 1 < len(self.segments) and self.segments[count + 1].first_seq <= frontier:
+            count += 1
+        return count
+
+    def drop_first(self, count: int) -> int:
+        """Forget the first ``count`` segments (deleted on disk); returns the bytes freed."""
+        freed = sum(segment.size for segment in self.segments[:count])
+        del self.segments[:count]
+        self.disk_bytes -= freed
+        return freed
+
+
 @dataclass(slots=True)
 class Recovered:
     lock_fd: int
     segments: list[SegmentInfo]
     next_seq: int
     frontier: int
+    done_ranges: list[tuple[int, int]] = field(default_factory=list)
     tail_truncations: int = 0
     tail_bytes_cut: int = 0
     deleted_segments: int = 0
@@ -98,8 +136,7 @@ def recover(directory: Path) -> Recovered:
 
 
 def _recover_locked(directory: Path, lock_fd: int) -> Recovered:
-    state = load_state(directory / STATE_NAME, STATE_VERSION)
-    saved_frontier = int(state["acked_frontier"]) if state else 0
+    saved_frontier, saved_ranges = _load_acks(directory / STATE_NAME)
     listing = _list_segments(directory)
     recovered = Recovered(lock_fd, [], saved_frontier, saved_frontier)
     for first_seq, path in listing[:-1]:
@@ -108,8 +145,30 @@ def _recover_locked(directory: Path, lock_fd: int) -> Recovered:
         _recover_last(recovered, *listing[-1])
     first = recovered.segments[0].first_seq if recovered.segments else saved_frontier
     recovered.frontier = min(max(saved_frontier, first), recovered.next_seq)
+    # A range past a cut tail would mark seqs done that new appends are about to reuse.
+    recovered.done_ranges = [
+        (start, min(end, recovered.next_seq))
+        for start, end in saved_ranges
+        if start < recovered.next_seq
+    ]
     _delete_acked(recovered)
     return recovered
+
+
+def _load_acks(path: Path) -> tuple[int, list[tuple[int, int]]]:
+    """The persisted frontier and done ranges above it; nothing (all redelivered) if unusable."""
+    state = load_state(path, STATE_VERSION)
+    if state is None:
+        return 0, []
+    try:
+        frontier = state["acked_frontier"]
+        ranges = [(int(start), int(end)) for start, end in state.get("done_ranges", [])]
+        if not isinstance(frontier, int) or any(end <= start for start, end in ranges):
+            raise ValueError("bad frontier or range")
+    except (KeyError, TypeError, ValueError) as error:
+        log.error("state file %s has an unexpected shape (%s); redelivering all", path, error)
+        return 0, []
+    return frontier, ranges
 
 
 def _list_segments(directory: Path) -> list[tuple[int, Path]]:

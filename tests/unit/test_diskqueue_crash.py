@@ -1,8 +1,9 @@
-"""DiskQueue under kill -9: every seq a real process reported durable survives."""
+"""DiskQueue in real processes: kill -9 mid-append, and a write error from the kernel."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -76,3 +77,51 @@ def test_every_seq_reported_durable_survives_kill_9(tmp_path: Path) -> None:
         # Seqs are dense: nothing vanished in the middle, only an unreported tail may be cut.
         assert [item.seq for item in items] == list(range(len(items)))
     assert len(list(tmp_path.glob("*.seg"))) > 3  # the kills also landed across segment rolls
+
+
+# The kernel refuses to grow files past RLIMIT_FSIZE (EFBIG), like a full disk would.
+FILE_SIZE_LIMITED = """
+import asyncio, json, resource, signal, sys
+from agent.core.diskqueue import DiskQueue, DiskQueueError
+
+async def main(directory):
+    queue = DiskQueue(directory, max_bytes=64 << 20, segment_bytes=1 << 20)
+    await queue.open()
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (48 << 10, resource.RLIM_INFINITY))
+    durable, error = [], None
+    try:
+        for index in range(1000):
+            durable.append(await queue.put(b"%d:" % index + b"x" * 1000))
+    except DiskQueueError as raised:
+        error = str(raised)
+    try:
+        await queue.put(b"after the failure")
+        refused = None
+    except DiskQueueError as raised:
+        refused = str(raised)
+    failed = queue.stats().failed
+    await queue.close()
+    print(json.dumps({"durable": durable, "error": error, "refused": refused, "failed": failed}))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_a_write_error_fails_the_put_and_refuses_more_until_reopen(tmp_path: Path) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMITED, str(tmp_path)],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(finished.stdout)
+    assert "write failed" in report["error"]
+    assert "write failed" in report["refused"]
+    assert "write failed" in report["failed"]
+    assert 40 <= len(report["durable"]) <= 48
+    assert b"refusing further puts" in finished.stderr
+    items = asyncio.run(read_back(tmp_path))
+    assert [item.seq for item in items][: len(report["durable"])] == report["durable"]
+    assert all(item.data.startswith(b"%d:" % item.seq) for item in items)
