@@ -1,0 +1,172 @@
+"""Helpers shared by the format decoders: JSON loading, RFC 3339 times, enum names.
+
+Every helper raises `BadRecord` for bad input so a decoder's `feed` has a single
+place that turns failures into dead letters (`dead_letter_for`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from agent.spans.model import (
+    KIND_CLIENT,
+    KIND_CONSUMER,
+    KIND_INTERNAL,
+    KIND_PRODUCER,
+    KIND_SERVER,
+    KIND_UNSPECIFIED,
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_UNSET,
+    DeadLetter,
+    DecodeResult,
+)
+from agent.spans.validate import BadRecord
+
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+_BOM = b"\xef\xbb\xbf"
+
+_KIND_NAMES = {
+    "unspecified": KIND_UNSPECIFIED,
+    "internal": KIND_INTERNAL,
+    "server": KIND_SERVER,
+    "client": KIND_CLIENT,
+    "producer": KIND_PRODUCER,
+    "consumer": KIND_CONSUMER,
+}
+_STATUS_NAMES = {"unset": STATUS_UNSET, "ok": STATUS_OK, "error": STATUS_ERROR}
+
+
+def load_object(line: bytes) -> dict[str, Any]:
+    """Parse one JSON object; a UTF-8 BOM in front is tolerated (Windows editors)."""
+    if line[:3] == _BOM:
+        line = line[3:]
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise _json_error(line, exc) from None
+    if type(value) is not dict:
+        raise BadRecord("not_an_object", f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _json_error(line: bytes, exc: orjson.JSONDecodeError) -> BadRecord:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return BadRecord("invalid_utf8", f"byte {bad.start} is not valid UTF-8")
+    if "surrogate" in str(exc):
+        return BadRecord("invalid_utf8", f"string escapes a lone UTF-16 surrogate: {exc}")
+    return BadRecord("malformed_json", str(exc))
+
+
+def dead_letter_for(exc: Exception, raw: bytes) -> DeadLetter:
+    if isinstance(exc, BadRecord):
+        return DeadLetter(exc.reason, exc.detail, raw)
+    # A bug in a decoder must not stop the file; it shows up as its own reason.
+    return DeadLetter("internal_error", f"{type(exc).__name__}: {exc}", raw)
+
+
+def decode_guarded(raw: bytes, decode: Callable[[], DecodeResult]) -> DecodeResult:
+    """Run `decode`, turning any failure into a one-dead-letter result."""
+    try:
+        return decode()
+    except Exception as exc:  # feed must never raise on input
+        return DecodeResult(dead=[dead_letter_for(exc, raw)])
+
+
+def too_long(line: bytes, limit: int) -> DecodeResult:
+    detail = f"line of {len(line)} bytes is over the {limit}-byte limit"
+    return DecodeResult(dead=[DeadLetter("line_too_long", detail, line)])
+
+
+def get_str(obj: dict[str, Any], key: str, what: str | None = None) -> str:
+    value = obj.get(key)
+    if type(value) is str:
+        return value
+    name = what or key
+    if value is None:
+        raise BadRecord("missing_field", f"{name} is missing")
+    raise BadRecord("bad_field", f"{name} must be a string, got {type(value).__name__}")
+
+
+def opt_str(value: object, what: str) -> str:
+    if value is None:
+        return ""
+    if type(value) is str:
+        return value
+    raise BadRecord("bad_field", f"{what} must be a string, got {type(value).__name__}")
+
+
+def parse_int(value: object, what: str) -> int:
+    """An integer given as a JSON number or a decimal string (the proto3 JSON int64 form)."""
+    if type(value) is int:
+        return value
+    if type(value) is str and value.lstrip("-").isdigit() and value.isascii():
+        return int(value)
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise BadRecord("bad_field", f"{what} must be an integer, got {value!r:.80}")
+
+
+def parse_kind(value: object) -> int:
+    """`server`, `SERVER`, `SPAN_KIND_SERVER`, `SpanKind.SERVER` or 0..5."""
+    if type(value) is int and 0 <= value <= 5:
+        return value
+    if type(value) is str:
+        name = value.lower().rpartition(".")[2].removeprefix("span_kind_")
+        kind = _KIND_NAMES.get(name)
+        if kind is not None:
+            return kind
+    raise BadRecord("bad_kind", f"span kind {value!r:.80} is not one of {', '.join(_KIND_NAMES)}")
+
+
+def parse_status_code(value: object) -> int:
+    """`ok`, `Error`, `STATUS_CODE_ERROR`, `StatusCode.OK` or 0..2."""
+    if type(value) is int and 0 <= value <= 2:
+        return value
+    if type(value) is str:
+        name = value.lower().rpartition(".")[2].removeprefix("status_code_")
+        code = _STATUS_NAMES.get(name)
+        if code is not None:
+            return code
+    raise BadRecord("bad_status", f"status code {value!r:.80} is not unset, ok or error")
+
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9})\d*)?"
+    r"(?:([Zz])|([+-])(\d\d):?(\d\d))",
+    re.ASCII,
+)
+_EPOCH_ORDINAL = datetime(1970, 1, 1, tzinfo=UTC).toordinal()
+
+
+def parse_rfc3339(value: object, what: str) -> int:
+    """An RFC 3339 time with up to nanosecond precision, as Unix nanoseconds.
+
+    Exact (integer arithmetic, no float rounding). A zone is required: a time
+    without one is ambiguous, so it is rejected rather than guessed.
+    """
+    if type(value) is not str:
+        raise BadRecord("bad_time", f"{what} must be an RFC 3339 string, got {value!r:.80}")
+    match = _RFC3339.fullmatch(value.strip())
+    if match is None:
+        raise BadRecord("bad_time", f"{what} {value!r:.80} is not an RFC 3339 time with a zone")
+    year, month, day, hour, minute, second, frac, _zulu, sign, off_h, off_m = match.groups()
+    try:
+        days = datetime(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        raise BadRecord("bad_time", f"{what} {value!r:.80} is not a calendar date") from None
+    if int(hour) > 23 or int(minute) > 59 or int(second) > 59:
+        raise BadRecord("bad_time", f"{what} {value!r:.80} has an invalid clock time")
+    seconds = days * 86400 + int(hour) * 3600 + int(minute) * 60 + int(second)
+    if sign is not None:
+        offset = int(off_h) * 3600 + int(off_m) * 60
+        seconds += -offset if sign == "+" else offset
+    nanos = int(frac.ljust(9, "0")) if frac else 0
+    return seconds * 1_000_000_000 + nanos

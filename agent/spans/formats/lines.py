@@ -1,0 +1,71 @@
+"""The stateless one-JSON-object-per-line decoder that `span-json` and `otlp-json` share.
+
+A subclass implements `decode_obj(obj, raw, into)`, appending spans (and, for
+records holding many spans, per-span dead letters) to `into`, or raising
+`BadRecord` to dead-letter the whole line. Nothing is appended before a raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from orjson import JSONDecodeError, loads
+
+from agent.spans.formats.common import DEFAULT_MAX_LINE_BYTES, dead_letter_for, load_object
+from agent.spans.model import DeadLetter, DecodeResult
+
+
+class JsonLineDecoder:
+    def __init__(
+        self, *, default_service: str | None, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    ) -> None:
+        self.default_service = default_service
+        self.max_line_bytes = max_line_bytes
+
+    def decode_obj(self, obj: dict[str, Any], raw: bytes, into: DecodeResult) -> None:
+        raise NotImplementedError
+
+    def feed(self, line: bytes, now_ns: int) -> DecodeResult:
+        result = DecodeResult()
+        self.feed_into(line, result)
+        return result
+
+    def feed_many(self, lines: Iterable[bytes], now_ns: int) -> DecodeResult:
+        """`feed` for a batch of lines, with one result for all of them."""
+        result = DecodeResult()
+        for line in lines:
+            self.feed_into(line, result)
+        return result
+
+    def feed_into(self, line: bytes, into: DecodeResult) -> None:
+        if len(line) > self.max_line_bytes:
+            detail = f"line of {len(line)} bytes is over the {self.max_line_bytes}-byte limit"
+            into.dead.append(DeadLetter("line_too_long", detail, line))
+            return
+        try:
+            obj = loads(line)
+        except JSONDecodeError:
+            obj = None  # rare: let load_object explain (or fix a BOM)
+        try:
+            if type(obj) is not dict:
+                if not line or line.isspace():
+                    into.skipped += 1
+                    return
+                obj = load_object(line)
+            self.decode_obj(obj, line, into)
+        except Exception as exc:  # feed must never raise on input
+            into.dead.append(dead_letter_for(exc, line))
+
+    def expire(self, now_ns: int) -> DecodeResult:
+        return DecodeResult()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Nothing to restore: every line stands alone."""
+
+    @property
+    def pending(self) -> int:
+        return 0

@@ -1,0 +1,197 @@
+"""Protobuf wire-format primitives for the OTLP encoder, tuned for CPython.
+
+Only what `agent.spans.otlp` needs: varints, length-delimited fields, fixed64,
+and `AnyValue` / `KeyValue` bodies for attribute values. Tags are precomputed
+bytes; encoded attribute keys are cached (bounded) because a service repeats the
+same few dozen keys in every span.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+
+from agent.spans.model import AttrValue
+from agent.spans.validate import INT64_MAX, INT64_MIN
+
+_VARINT_TABLE_SIZE = 1 << 14
+_KEY_CACHE_LIMIT = 4096
+
+pack_double = struct.Struct("<d").pack
+pack_fixed64 = struct.Struct("<Q").pack
+pack_fixed32 = struct.Struct("<I").pack
+
+
+def _varint_slow(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_VARINTS = [_varint_slow(n) for n in range(_VARINT_TABLE_SIZE)]
+
+
+def varint(value: int) -> bytes:
+    """Unsigned varint; negative int64 values as their 10-byte two's complement."""
+    if 0 <= value < _VARINT_TABLE_SIZE:
+        return _VARINTS[value]
+    if value < 0:
+        value += 1 << 64
+    return _varint_slow(value)
+
+
+def varint_size(value: int) -> int:
+    size = 1
+    while value > 0x7F:
+        value >>= 7
+        size += 1
+    return size
+
+
+def field_bytes(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: tag, length, payload."""
+    size = len(payload)
+    return tag + (_VARINTS[size] if size < _VARINT_TABLE_SIZE else _varint_slow(size)) + payload
+
+
+def string_field(tag: bytes, text: str) -> bytes:
+    return field_bytes(tag, text.encode())
+
+
+_string_cache: dict[tuple[bytes, str], bytes] = {}
+_STRING_CACHE_LIMIT = 4096
+
+
+def cached_string_field(tag: bytes, text: str) -> bytes:
+    """`string_field` through a bounded cache, for span/event names and messages,
+    which repeat far more than they vary."""
+    key = (tag, text)
+    cached = _string_cache.get(key)
+    if cached is None:
+        cached = string_field(tag, text)
+        if len(text) <= 128:
+            if len(_string_cache) >= _STRING_CACHE_LIMIT:
+                _string_cache.clear()
+            _string_cache[key] = cached
+    return cached
+
+
+# AnyValue field tags.
+_STRING = b"\x0a"
+_BOOL_TRUE = b"\x10\x01"
+_BOOL_FALSE = b"\x10\x00"
+_INT = b"\x18"
+_DOUBLE = b"\x21"
+_ARRAY = b"\x2a"
+_KVLIST = b"\x32"
+_BYTES = b"\x3a"
+# KeyValue: key = 1, value = 2; ArrayValue.values = 1; KeyValueList.values = 1.
+_KV_KEY = b"\x0a"
+_KV_VALUE = b"\x12"
+_VALUES = b"\x0a"
+
+_key_cache: dict[str, bytes] = {}
+
+
+def key_bytes(key: str) -> bytes:
+    """The encoded `KeyValue.key` field (tag, length, UTF-8), cached."""
+    cached = _key_cache.get(key)
+    if cached is None:
+        if len(_key_cache) >= _KEY_CACHE_LIMIT:
+            _key_cache.clear()  # unbounded key sets (IDs as keys) must not grow memory
+        cached = _key_cache[key] = string_field(_KV_KEY, key)
+    return cached
+
+
+def any_value(value: AttrValue) -> bytes:
+    """The body of an `AnyValue` message holding `value`."""
+    kind = type(value)
+    if kind is str:
+        return field_bytes(_STRING, value.encode())  # type: ignore[union-attr]
+    if kind is bool:
+        return _BOOL_TRUE if value else _BOOL_FALSE
+    if kind is int:
+        if INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+            return _INT + varint(value)  # type: ignore[arg-type]
+        return field_bytes(_STRING, str(value).encode())
+    if kind is float:
+        return _DOUBLE + pack_double(value)
+    if value is None:
+        return b""
+    if kind is bytes:
+        return field_bytes(_BYTES, value)  # type: ignore[arg-type]
+    if kind is list:
+        return field_bytes(_ARRAY, b"".join(_array_item(v) for v in value))  # type: ignore[union-attr]
+    if kind is dict:
+        return field_bytes(_KVLIST, key_values(_VALUES, value))  # type: ignore[arg-type]
+    raise TypeError(f"not an attribute value: {kind.__name__}")
+
+
+def _array_item(value: AttrValue) -> bytes:
+    return field_bytes(_VALUES, any_value(value))
+
+
+# Encoded (key, value) pairs for short strings and ints: most attribute values repeat
+# (methods, routes, status codes, hosts), and a dict hit is several times cheaper than
+# encoding. Only exact str/int values are looked up, as True == 1 == 1.0 would
+# collide as dict keys.
+_pair_cache: dict[tuple[str, AttrValue], bytes] = {}
+_PAIR_CACHE_LIMIT = 8192
+_PAIR_MAX_CHARS = 64
+_key_prefixes: dict[str, bytes] = {}
+# For a string of n < 126 UTF-8 bytes: KeyValue.value length, AnyValue.string_value tag
+# and string length, each one byte.
+_SHORT_STRING_HEAD = [_VARINTS[n + 2] + _STRING + _VARINTS[n] for n in range(126)]
+
+
+def _key_prefix(key: str) -> bytes:
+    """Encoded `KeyValue.key` field followed by the `KeyValue.value` tag, cached."""
+    prefix = _key_prefixes.get(key)
+    if prefix is None:
+        if len(_key_prefixes) >= _KEY_CACHE_LIMIT:
+            _key_prefixes.clear()
+        prefix = _key_prefixes[key] = key_bytes(key) + _KV_VALUE
+    return prefix
+
+
+def _framed_pair(key: str, value: AttrValue) -> bytes:
+    """Length prefix + KeyValue body for one attribute."""
+    prefix = _key_prefix(key)
+    if type(value) is str:
+        data = value.encode()
+        size = len(data)
+        if size < 126:
+            body_len = len(prefix) + 3 + size
+            if body_len < _VARINT_TABLE_SIZE:
+                return _VARINTS[body_len] + prefix + _SHORT_STRING_HEAD[size] + data
+    any_body = any_value(value)
+    body = prefix + varint(len(any_body)) + any_body
+    return varint(len(body)) + body
+
+
+def _cache_pair(item: tuple[str, AttrValue]) -> bytes:
+    framed = _framed_pair(item[0], item[1])
+    if type(item[1]) is int or len(item[1]) <= _PAIR_MAX_CHARS:  # type: ignore[arg-type]
+        if len(_pair_cache) >= _PAIR_CACHE_LIMIT:
+            _pair_cache.clear()  # unbounded value sets must not grow memory
+        _pair_cache[item] = framed
+    return framed
+
+
+def key_values(tag: bytes, attributes: Mapping[str, AttrValue]) -> bytes:
+    """Repeated `KeyValue` fields with the given tag, concatenated."""
+    parts: list[bytes] = []
+    append = parts.append
+    get = _pair_cache.get
+    for item in attributes.items():
+        kind = type(item[1])
+        if kind is str or kind is int:
+            framed = get(item) or _cache_pair(item)
+        else:
+            framed = _framed_pair(item[0], item[1])
+        append(tag)
+        append(framed)
+    return b"".join(parts)

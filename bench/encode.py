@@ -1,0 +1,166 @@
+"""Micro benchmark: span-json line -> OTLP request bytes, ours vs the naive path.
+
+(a) ours:  SpanJsonDecoder.feed_many -> encode_span + resource_key -> build_request
+(b) naive: json.loads -> opentelemetry-proto message objects -> SerializeToString
+
+Both read the same lines (4 attributes, 1 event, varied IDs and values) in batches
+of --batch spans, in the same process, and report the best of --repeat runs as
+µs/span and spans/s, then the ratio. Run: `.venv/bin/python bench/encode.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+
+from agent.spans.formats.spanjson import SpanJsonDecoder
+from agent.spans.otlp import Resources, build_request, encode_span, resource_key
+
+_METHODS = ("GET", "POST", "PUT", "DELETE")
+_ROUTES = ("/api/v1/jobs", "/api/v1/users", "/api/v1/companies", "/healthz")
+
+
+def make_lines(count: int, seed: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
+    lines = []
+    start = 1_732_777_445_000_000_000
+    for i in range(count):
+        method, route = rng.choice(_METHODS), rng.choice(_ROUTES)
+        begin = start + i * 1_000_000
+        record = {
+            "trace_id": rng.getrandbits(128).to_bytes(16, "big").hex(),
+            "span_id": rng.getrandbits(64).to_bytes(8, "big").hex(),
+            "name": f"{method} {route}",
+            "kind": "server",
+            "start_time_unix_nano": begin,
+            "end_time_unix_nano": begin + rng.randrange(100_000, 50_000_000),
+            "attributes": {
+                "http.method": method,
+                "http.route": route,
+                "http.status_code": rng.choice((200, 200, 200, 404, 500)),
+                "user.id": f"u-{rng.randrange(100_000)}",
+            },
+            "events": [
+                {"name": "db.query", "time_unix_nano": begin + 50_000, "attributes": {"rows": 3}}
+            ],
+            "service": "jobs-api",
+        }
+        lines.append(json.dumps(record, separators=(",", ":")).encode())
+    return lines
+
+
+def ours(batch: list[bytes], decoder: SpanJsonDecoder, resources: Resources) -> bytes:
+    groups: dict[Any, list[bytes]] = {}
+    for span in decoder.feed_many(batch, 0).spans:
+        key = resource_key(span)
+        bodies = groups.get(key)
+        if bodies is None:
+            bodies = groups[key] = []
+        bodies.append(encode_span(span))
+    return build_request(groups, resources)
+
+
+_KINDS = {"internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
+
+
+def _pb_value(value: Any) -> AnyValue:
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    return AnyValue(string_value=str(value))
+
+
+def _pb_attributes(attributes: dict[str, Any]) -> list[KeyValue]:
+    return [KeyValue(key=k, value=_pb_value(v)) for k, v in attributes.items()]
+
+
+def naive(batch: list[bytes]) -> bytes:
+    by_service: dict[str, list[PbSpan]] = {}
+    for line in batch:
+        record = json.loads(line)
+        span = PbSpan(
+            trace_id=bytes.fromhex(record["trace_id"]),
+            span_id=bytes.fromhex(record["span_id"]),
+            name=record["name"],
+            kind=_KINDS[record["kind"]],  # type: ignore[arg-type]
+            start_time_unix_nano=record["start_time_unix_nano"],
+            end_time_unix_nano=record["end_time_unix_nano"],
+            attributes=_pb_attributes(record["attributes"]),
+            events=[
+                PbSpan.Event(
+                    name=e["name"],
+                    time_unix_nano=e["time_unix_nano"],
+                    attributes=_pb_attributes(e["attributes"]),
+                )
+                for e in record["events"]
+            ],
+        )
+        by_service.setdefault(record["service"], []).append(span)
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=Resource(attributes=_pb_attributes({"service.name": service})),
+                scope_spans=[ScopeSpans(scope=InstrumentationScope(), spans=spans)],
+            )
+            for service, spans in by_service.items()
+        ]
+    )
+    return request.SerializeToString()
+
+
+def best_us_per_span(
+    run: Callable[[list[bytes]], bytes], lines: list[bytes], batch: int, repeat: int
+) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        began = time.perf_counter()
+        for i in range(0, len(lines), batch):
+            run(lines[i : i + batch])
+        best = min(best, time.perf_counter() - began)
+    return best / len(lines) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spans", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    lines = make_lines(args.spans)
+    decoder = SpanJsonDecoder(default_service=None)
+    resources = Resources(service_name="bench")
+    mine = ExportTraceServiceRequest.FromString(ours(lines[:50], decoder, resources))
+    theirs = ExportTraceServiceRequest.FromString(naive(lines[:50]))
+    if mine.resource_spans[0].scope_spans[0].spans != theirs.resource_spans[0].scope_spans[0].spans:
+        raise SystemExit("the two paths disagree; the comparison would be meaningless")
+    gc.collect()
+    ours_us = best_us_per_span(
+        lambda b: ours(b, decoder, resources), lines, args.batch, args.repeat
+    )
+    naive_us = best_us_per_span(naive, lines, args.batch, args.repeat)
+    avg = sum(map(len, lines)) // len(lines)
+    print(f"lines: {args.spans}, batch: {args.batch}, average line {avg} B")
+    for label, us in (
+        ("ours  (span-json -> Span -> wire)", ours_us),
+        ("naive (json -> otel-proto)", naive_us),
+    ):
+        print(f"{label:36} {us:6.2f} µs/span {1e6 / us:10,.0f} spans/s")
+    print(f"ratio: {naive_us / ours_us:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The OTLP/JSON encoder, read back with protobuf's json_format."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+from google.protobuf import json_format
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from agent.spans.model import Span
+from agent.spans.otlp import Resources, resource_key
+from agent.spans.otlp_json import build_request_json, encode_span_json, request_size_json
+
+from .strategies import read_attributes, same, spans
+from .test_otlp import assert_span_matches, expected_resource
+
+_ID_KEYS = ("traceId", "spanId", "parentSpanId")
+
+
+def hex_ids_to_base64(node: Any) -> Any:
+    """OTLP/JSON writes IDs as hex; protobuf's generic JSON parser wants base64."""
+    if isinstance(node, list):
+        return [hex_ids_to_base64(item) for item in node]
+    if isinstance(node, dict):
+        return {
+            k: base64.b64encode(bytes.fromhex(v)).decode()
+            if k in _ID_KEYS
+            else hex_ids_to_base64(v)
+            for k, v in node.items()
+        }
+    return node
+
+
+def parse(request: bytes) -> ExportTraceServiceRequest:
+    message = ExportTraceServiceRequest()
+    json_format.Parse(orjson.dumps(hex_ids_to_base64(orjson.loads(request))), message)
+    return message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(spans(), min_size=1, max_size=4))
+def test_json_request_parses_field_by_field(batch: list[Span]) -> None:
+    resources = Resources("default-svc", {"deployment.environment": "test"})
+    groups: dict[Any, list[bytes]] = {}
+    in_request_order: dict[Any, list[Span]] = {}
+    for span in batch:
+        groups.setdefault(resource_key(span), []).append(encode_span_json(span))
+        in_request_order.setdefault(resource_key(span), []).append(span)
+    request = build_request_json(groups, resources)
+    assert request_size_json(groups, resources) == len(request)
+
+    decoded = parse(request)
+    got_spans = [
+        (got, read_attributes(resource_spans.resource.attributes), scope_spans.scope)
+        for resource_spans in decoded.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for got in scope_spans.spans
+    ]
+    expected = [span for group in in_request_order.values() for span in group]
+    assert len(got_spans) == len(expected)
+    for (got, got_resource, scope), span in zip(got_spans, expected, strict=True):
+        assert_span_matches(got, span)
+        assert same(got_resource, expected_resource(span, resources))
+        assert (scope.name, scope.version) == (span.scope_name, span.scope_version)
+
+
+def test_json_ids_are_hex_and_ints_are_strings() -> None:
+    span = Span(b"\xab" * 16, b"\xcd" * 8, "op", 5, 9, attributes={"n": 2**40, "big": 2**64})
+    obj = orjson.loads(encode_span_json(span))
+    assert obj["traceId"] == "ab" * 16
+    assert obj["spanId"] == "cd" * 8
+    assert obj["startTimeUnixNano"] == "5"
+    assert obj["attributes"][0] == {"key": "n", "value": {"intValue": str(2**40)}}
+    assert obj["attributes"][1] == {"key": "big", "value": {"stringValue": str(2**64)}}
