@@ -123,12 +123,23 @@ class SpanBatch(Generic[M]):
 
 
 class SpanBatcher(Generic[M]):
-    def __init__(self, encoding: Encoding, max_spans: int, max_bytes: int, linger: float) -> None:
+    """`max_bytes` is the hard request limit; a batch is also closed once it reaches
+    `flush_bytes` (the batch size target, at most `max_bytes`)."""
+
+    def __init__(
+        self,
+        encoding: Encoding,
+        max_spans: int,
+        max_bytes: int,
+        linger: float,
+        flush_bytes: int | None = None,
+    ) -> None:
         if max_spans < 1 or max_bytes <= encoding.base_cost:
             raise ValueError("max_spans must be >= 1 and max_bytes larger than an empty request")
         self.encoding = encoding
         self.max_spans = max_spans
         self.max_bytes = max_bytes
+        self.flush_bytes = min(flush_bytes or max_bytes, max_bytes)
         self.linger = linger
         self._open: SpanBatch[M] = self._new_batch(0.0)
         self._ready: list[SpanBatch[M]] = []
@@ -151,7 +162,11 @@ class SpanBatcher(Generic[M]):
         for key, body in spans:
             group = batch.groups.get(key)
             cost = span_cost(body) if group is not None else span_cost(body) + group_cost(key)
-            if batch.size + cost > self.max_bytes or batch.span_count >= self.max_spans:
+            if (
+                batch.size + cost > self.max_bytes
+                or batch.span_count >= self.max_spans
+                or batch.size >= self.flush_bytes
+            ):
                 self._credit(batch, mark, counted)
                 batch = self._close_open(now)
                 counted = 0
@@ -163,7 +178,7 @@ class SpanBatcher(Generic[M]):
             batch.span_count += 1
             counted += 1
         self._credit(batch, mark, counted)
-        if batch.span_count >= self.max_spans:
+        if batch.span_count >= self.max_spans or batch.size >= self.flush_bytes:
             self._close_open(now)
 
     @staticmethod

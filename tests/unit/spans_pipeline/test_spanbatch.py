@@ -130,3 +130,17 @@ def test_max_spans_closes_a_batch_at_once() -> None:
     assert [len(b) for b in ready] == [3, 3]
     assert batcher.pending_spans == 1
     assert batcher.next_deadline() == 60.0
+
+
+def test_flush_bytes_closes_early_but_a_span_up_to_the_hard_limit_still_fits() -> None:
+    batcher: SpanBatcher[str] = SpanBatcher(
+        ProtobufEncoding(RESOURCES), 100, 20_000, 60.0, flush_bytes=3_000
+    )
+    big = make_span(0, None, 10_000)
+    small = [make_span(i, None, 1_000) for i in range(1, 5)]
+    assert batcher.fits_alone(resource_key(big), batcher.encoding.encode(big))
+    items = [(resource_key(s), batcher.encoding.encode(s)) for s in [big, *small]]
+    batcher.add_many(items, "m", 0.0)
+    sizes = [len(b) for b in batcher.take_ready(now=0.0, force=True)]
+    assert sizes[0] == 1, "the big span reached flush_bytes on its own"
+    assert sum(sizes) == 5 and max(sizes) <= 3

@@ -1,0 +1,155 @@
+"""From decoded spans to requests in the sender: dead letters, sampling, encoding, batching.
+
+Shared by the tailing pipeline and `sidecar-agent ship`. The caller feeds one read's
+`DecodeResult` to `prepare` (which writes that read's dead letters, fsync'd, and returns the
+spans to send, encoded once), registers a delivery mark for them, then `add`s them under that
+mark; `submit_ready` packs full or lingered batches into requests and hands them to the
+sender, whose settlement (`on_settled`) credits each mark with its spans.
+
+Every span that enters `prepare` ends up counted exactly once: sampled out, dead-lettered as
+too large for any request, or in a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Generic, TypeVar
+
+from agent.config import ExportConfig
+from agent.core.deadletter import DeadLetterFile, raw_field
+from agent.core.metrics import Metrics
+from agent.core.retry import PermanentError
+from agent.core.sender import Sender
+from agent.spans.exporter import pack_request, unpack_request
+from agent.spans.model import DeadLetter, DecodeResult, Span
+from agent.spans.otlp import ResourceKey, Resources, resource_key
+from agent.spans.spanbatch import SpanBatcher, encoding_for
+
+M = TypeVar("M", bound=Hashable)
+Token = dict[Any, int]
+SpanFilter = Callable[[Span], bool]
+EncodedSpan = tuple[ResourceKey, bytes]
+
+log = logging.getLogger("agent.spans")
+
+
+def decode_dead_letter(dead: DeadLetter, source: str) -> dict[str, Any]:
+    return {"reason": dead.reason, "detail": dead.detail, "source": source, **raw_field(dead.raw)}
+
+
+class Outbound(Generic[M]):
+    def __init__(
+        self,
+        export: ExportConfig,
+        resources: Resources,
+        *,
+        sender: Sender[Token],
+        dead_letters: DeadLetterFile,
+        metrics: Metrics,
+        keep: SpanFilter | None = None,
+    ) -> None:
+        encoding = encoding_for(export.protocol, resources)
+        self.batcher: SpanBatcher[M] = SpanBatcher(
+            encoding,
+            export.batch.max_spans,
+            export.max_request_bytes,
+            export.batch.linger,
+            flush_bytes=export.batch.max_bytes,
+        )
+        self._gzip = export.compression == "gzip"
+        self._sender = sender
+        self._dead_letters = dead_letters
+        self._keep = keep
+        self.spans_decoded = 0
+        self.spans_sampled_out = 0
+        self.spans_too_large = 0
+        self._decoded_metric = metrics.counter("spans_decoded_total", "Spans decoded from input.")
+        self._sampled_out_metric = metrics.counter(
+            "spans_sampled_out_total", "Spans dropped by the sampler (count as delivered)."
+        )
+
+    async def prepare(
+        self,
+        result: DecodeResult,
+        source: str,
+        extra_dead: Sequence[dict[str, Any]] = (),
+    ) -> list[EncodedSpan]:
+        """Write the dead letters of one read (fsync'd), return its spans to send, encoded."""
+        records = [decode_dead_letter(dead, source) for dead in result.dead]
+        records.extend(extra_dead)
+        kept = self._encode(result.spans, source, records)
+        if records:
+            await self._dead_letters.write_many(records)
+        return kept
+
+    def _encode(
+        self, spans: list[Span], source: str, records: list[dict[str, Any]]
+    ) -> list[EncodedSpan]:
+        keep, encode, fits = self._keep, self.batcher.encoding.encode, self.batcher.fits_alone
+        encoded: list[EncodedSpan] = []
+        sampled_out = 0
+        for span in spans:
+            if keep is not None and not keep(span):
+                sampled_out += 1
+                continue
+            key, body = resource_key(span), encode(span)
+            if fits(key, body):
+                encoded.append((key, body))
+            else:
+                records.append(self._too_large(span, body, source))
+        self.spans_decoded += len(spans)
+        self._decoded_metric.inc(len(spans))
+        if sampled_out:
+            self.spans_sampled_out += sampled_out
+            self._sampled_out_metric.inc(sampled_out)
+        return encoded
+
+    def _too_large(self, span: Span, body: bytes, source: str) -> dict[str, Any]:
+        self.spans_too_large += 1
+        return {
+            "reason": "span_too_large",
+            "detail": f"encoded span of {len(body)} bytes cannot fit a request of at most "
+            f"{self.batcher.max_bytes} bytes (export.max_request_bytes)",
+            "source": source,
+            "span_name": span.name,
+            "trace_id": span.trace_id.hex(),
+            "span_id": span.span_id.hex(),
+            **raw_field(body),
+        }
+
+    def add(self, spans: Sequence[EncodedSpan], mark: M, now: float) -> None:
+        self.batcher.add_many(spans, mark, now)
+
+    async def submit_ready(self, now: float, *, force: bool = False) -> int:
+        """Pack and submit every batch that is due; returns how many were submitted."""
+        batches = self.batcher.take_ready(now, force=force)
+        for batch in batches:
+            body = self.batcher.encoding.build(batch.groups)
+            record = pack_request(
+                body, batch.span_count, gzipped=self._gzip, json=self.batcher.encoding.json
+            )
+            await self._sender.submit(record, dict(batch.marks))
+        return len(batches)
+
+    def next_deadline(self) -> float | None:
+        return self.batcher.next_deadline()
+
+    @property
+    def pending_spans(self) -> int:
+        return self.batcher.pending_spans
+
+
+def rejected_request_dead_letter(record: bytes, error: PermanentError) -> dict[str, Any]:
+    """The dead letter of a request the endpoint refused: its spans, replayable as sent."""
+    try:
+        request = unpack_request(record)
+    except ValueError:
+        return {"reason": "export_rejected", "detail": str(error), **raw_field(record)}
+    return {
+        "reason": "export_rejected",
+        "detail": str(error),
+        "spans": request.span_count,
+        "content_type": request.content_type,
+        **raw_field(request.plain_body()),
+    }

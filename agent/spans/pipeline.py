@@ -1,0 +1,360 @@
+"""The span pipeline: tail span logs, decode, sample, encode, batch, export; checkpoint after.
+
+    Tailer.next_batch ─▶ decoder (one per file) ─▶ Outbound (dead letters, sampler, encode,
+    batch) ─▶ Sender (direct, or disk queue while the endpoint fails) ─▶ OtlpHttpExporter
+          ▲                                                                   │
+          └──────── DeliveryBook: marks credited on settlement, checkpoints ◀─┘
+
+Backpressure: the read loop awaits `Sender.submit`, which waits for a free request slot, or,
+while the endpoint is failing, for room in the disk queue. While it waits nothing more is
+read: the log files are the buffer. Nothing is dropped anywhere.
+
+Stop (within `shutdown_timeout`): stop reading, flush the open batch, let in-flight requests
+finish (spilling what cannot finish to the disk queue), then save checkpoints — so a graceful
+restart re-sends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.config import Config
+from agent.core.deadletter import DeadLetterFile
+from agent.core.diskqueue import DiskQueue
+from agent.core.lifecycle import STARTING, STOPPED, Health, TaskSupervisor
+from agent.core.metrics import Metrics
+from agent.core.retry import PermanentError, RetryPolicy, sleep_unless_stopped
+from agent.core.sender import Outcome, Sender
+from agent.spans.checkpoint import CheckpointStore
+from agent.spans.delivery import (
+    DecoderFactory,
+    DeliveryBook,
+    FileState,
+    Mark,
+    checkpoint_path,
+    decode_lines,
+)
+from agent.spans.exporter import OtlpHttpExporter, span_count_of
+from agent.spans.model import DecodeResult
+from agent.spans.otlp import Resources
+from agent.spans.outbound import Outbound, SpanFilter, Token, rejected_request_dead_letter
+from agent.spans.tailer import LineBatch, OversizeLine, Tailer
+
+log = logging.getLogger("agent.spans")
+
+EXPIRE_INTERVAL = 1.0  # how often decoders are asked for spans whose end never came
+MAX_READ_WAIT = 1.0
+# Part of shutdown_timeout kept for closing the queue and saving checkpoints.
+STOP_RESERVE = 2.0
+# A queue segment must hold the largest request (gzip can grow incompressible data slightly).
+QUEUE_RECORD_SLACK = 64 * 1024
+
+
+def queue_for(config: Config, data_dir: Path) -> DiskQueue:
+    queue = config.export.queue
+    largest_record = config.export.max_request_bytes + QUEUE_RECORD_SLACK
+    segment = max(min(64 * 1024**2, queue.max_bytes // 8), largest_record)
+    segment = min(segment, queue.max_bytes // 2)
+    return DiskQueue(
+        data_dir / "queue" / "spans",
+        max_bytes=queue.max_bytes,
+        segment_bytes=segment,
+        when_full="reject",
+    )
+
+
+class SpanPipeline:
+    name = "spans"
+
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics,
+        data_dir: Path,
+        *,
+        decoder_for: DecoderFactory,
+        keep: SpanFilter | None = None,
+    ) -> None:
+        self.config = config
+        self._spans = config.spans
+        self._metrics = metrics
+        self._data_dir = data_dir
+        self._supervisor = TaskSupervisor("spans", metrics)
+        self.dead_letters = DeadLetterFile(
+            data_dir / "deadletter" / "spans.jsonl",
+            config.spans.dead_letter_max_bytes,
+            metrics,
+            "spans",
+        )
+        self.exporter = OtlpHttpExporter(config.export, metrics)
+        self.sender: Sender[Token] = Sender(
+            "spans",
+            self.exporter.push,
+            on_settled=self._settled,
+            dead_letter=self._dead_letter_request,
+            policy=RetryPolicy.from_config(config.export.retry),
+            max_in_flight=config.export.max_in_flight,
+            metrics=metrics,
+            queue=queue_for(config, data_dir),
+            units_of=span_count_of,
+        )
+        resources = Resources(config.service.name or None, config.service.resource_attributes)
+        self.outbound: Outbound[Mark] = Outbound(
+            config.export,
+            resources,
+            sender=self.sender,
+            dead_letters=self.dead_letters,
+            metrics=metrics,
+            keep=keep,
+        )
+        self.book = DeliveryBook(CheckpointStore(checkpoint_path(data_dir)), decoder_for)
+        self.tailer: Tailer | None = None
+        self._stopping = asyncio.Event()
+        self._read_task: asyncio.Task[None] | None = None
+        self._state = "new"
+        self.lines_read = 0
+        self._register_gauges(metrics)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._state != "new":
+            return
+        self._state = "starting"
+        await self.book.load()
+        await self.exporter.start()
+        await self.sender.start()
+        if self._spans.paths:
+            self.tailer = Tailer(
+                list(self._spans.paths),
+                start_at=self._spans.start_at,
+                max_line_bytes=self._spans.max_line_bytes,
+                poll_interval=self._spans.poll_interval,
+                rotate_wait=self._spans.rotate_wait,
+                offsets=self.book.offsets(),
+                oversize_dir=self._data_dir / "deadletter" / "oversize",
+                metrics=self._metrics,
+            )
+            await self.tailer.start()
+            self._read_task = self._supervisor.spawn("read", self._read_loop())
+        self._supervisor.spawn("checkpoint", self._checkpoint_loop())
+        self._state = "running"
+
+    async def stop(self) -> None:
+        if self._state in ("new", "stopped"):
+            self._state = "stopped"
+            return
+        if self._state == "stopping":
+            return
+        self._state = "stopping"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(1.0, self.config.shutdown_timeout - STOP_RESERVE)
+        self._stopping.set()
+        await self._stop_reading(deadline)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self.outbound.submit_ready(loop.time(), force=True),
+                max(0.1, deadline - loop.time()),
+            )
+        await self.sender.close(deadline)
+        if self.tailer is not None:
+            await self.tailer.stop()
+        await self._supervisor.close(grace=1.0)
+        await self._save_checkpoints()
+        await self.exporter.close()
+        self._state = "stopped"
+        log.info("span pipeline stopped", extra={"summary": self.summary()})
+
+    async def _stop_reading(self, deadline: float) -> None:
+        """The read loop ends at its next turn; if it is stuck (waiting for queue space), it is
+        cancelled: whatever it held is not settled, so the checkpoint stays before it."""
+        task = self._read_task
+        if task is None or task.done():
+            return
+        loop = asyncio.get_running_loop()
+        budget = max(0.1, (deadline - loop.time()) / 4)
+        done, _ = await asyncio.wait({task}, timeout=budget)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        assert self.tailer is not None
+        loop = asyncio.get_running_loop()
+        next_expire = loop.time() + EXPIRE_INTERVAL
+        while not self._stopping.is_set():
+            batch = await self.tailer.next_batch(self._read_wait(loop.time(), next_expire))
+            if self._stopping.is_set():
+                if batch is not None:
+                    await self._ingest(batch, loop.time())  # read already: do not waste it
+                return
+            now = loop.time()
+            if batch is not None:
+                await self._ingest(batch, now)
+            if now >= next_expire:
+                await self._expire(now)
+                next_expire = now + EXPIRE_INTERVAL
+            await self.outbound.submit_ready(loop.time())
+
+    def _read_wait(self, now: float, next_expire: float) -> float:
+        deadline = self.outbound.next_deadline()
+        wait = min(MAX_READ_WAIT, next_expire - now)
+        if deadline is not None:
+            wait = min(wait, deadline - now)
+        return max(0.0, wait)
+
+    async def _ingest(self, batch: LineBatch, now: float) -> None:
+        state = self.book.file(batch.file_key, batch.path)
+        self.lines_read += len(batch.lines)
+        result = decode_lines(state.decoder, batch.lines, time.time_ns())
+        oversize = [
+            _oversize_dead_letter(line, self._spans.max_line_bytes) for line in batch.oversize
+        ]
+        await self._hand_over(state, result, batch.end_offset, now, oversize)
+        if batch.rotated:
+            state.retired = True
+
+    async def _expire(self, now: float) -> None:
+        now_ns = time.time_ns()
+        for state in self.book.files():
+            if not state.decoder.pending:
+                continue
+            result = state.decoder.expire(now_ns)
+            if result.spans or result.dead:
+                await self._hand_over(state, result, state.last_end, now)
+
+    async def _hand_over(
+        self,
+        state: FileState,
+        result: DecodeResult,
+        end_offset: int,
+        now: float,
+        extra_dead: list[dict[str, Any]] | None = None,
+    ) -> None:
+        spans = await self.outbound.prepare(result, state.path, extra_dead or ())
+        mark = self.book.mark(state, end_offset, len(spans))
+        if spans:
+            self.outbound.add(spans, mark, now)
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def _settled(self, token: Token, outcome: Outcome) -> None:
+        self.book.settle(token)
+
+    async def _dead_letter_request(self, record: bytes, error: PermanentError) -> None:
+        log.error("OTLP endpoint refused a request; dead-lettered", extra={"error": str(error)})
+        await self.dead_letters.write(rejected_request_dead_letter(record, error))
+
+    async def _checkpoint_loop(self) -> None:
+        while not await sleep_unless_stopped(self._spans.checkpoint_interval, self._stopping):
+            await self._save_checkpoints()
+
+    async def _save_checkpoints(self) -> None:
+        live = self.tailer.known_files().keys() if self.tailer is not None else ()
+        try:
+            await self.book.save(set(live))
+        except OSError as error:
+            log.error("cannot save span checkpoints", extra={"error": repr(error)})
+
+    # -- health and status -------------------------------------------------------------------
+
+    def health(self) -> Health:
+        if self._state in ("new", "starting"):
+            return STARTING
+        if self._state == "stopped":
+            return STOPPED
+        if self._supervisor.failed:
+            return self._supervisor.failure_health()
+        records, spans, older, age = self.sender.queue_depth()
+        details: dict[str, Any] = {"spans_queued": spans, "batches_queued": records}
+        if age is not None:
+            details["oldest_queued_seconds"] = round(age)
+        if self.sender.healthy:
+            state = "idle" if self.tailer is None else "running"
+            if self.sender.waiting_for_space:
+                state = "backpressure"
+            return Health(ready=True, state=state, details=details)
+        return Health(
+            ready=True,
+            state="backpressure" if self.sender.waiting_for_space else "buffering",
+            reason=self._outage_reason(spans, older, age),
+            details=details,
+            dependency_ok=False,
+        )
+
+    def _outage_reason(self, spans: int, older_batches: int, age: float | None) -> str:
+        error = self.sender.last_error
+        if not error.startswith("otlp endpoint"):
+            error = f"otlp endpoint failing: {error}"
+        reason = f"{error}; {spans:,} spans queued"
+        if older_batches:
+            reason += f" (+{older_batches:,} batches from before the restart)"
+        if age is not None:
+            reason += f", oldest {age:.0f}s"
+        if self.sender.waiting_for_space:
+            reason += "; disk queue full, reading paused"
+        return reason
+
+    def summary(self) -> dict[str, Any]:
+        records, spans, _, _ = self.sender.queue_depth()
+        return {
+            "lines_read": self.lines_read,
+            "spans_decoded": self.outbound.spans_decoded,
+            "spans_exported": self.exporter.spans_exported,
+            "spans_sampled_out": self.outbound.spans_sampled_out,
+            "spans_rejected_by_endpoint": self.exporter.spans_rejected,
+            "dead_lettered": dict(self.dead_letters.by_reason),
+            "spans_queued": spans,
+            "batches_queued": records,
+        }
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary(),
+            "exporter": self.exporter.status(),
+            "sender": self.sender.status(),
+            "tailer": self.tailer.status() if self.tailer is not None else None,
+            "checkpoints": self.book.status(),
+            "dead_letters": self.dead_letters.status(),
+        }
+
+    def _register_gauges(self, metrics: Metrics) -> None:
+        def queue_gauges() -> dict[tuple[str, ...], float]:
+            records, spans, _, age = self.sender.queue_depth()
+            return {("batches",): records, ("spans",): spans, ("oldest_age_seconds",): age or 0.0}
+
+        metrics.gauge_callback(
+            "span_export_queue",
+            "The span disk queue: batches, spans (put by this process), age of the oldest.",
+            queue_gauges,
+            ("measure",),
+        )
+        metrics.gauge_callback(
+            "span_export_endpoint_up",
+            "1 while OTLP exports succeed, 0 from a failure until the next success.",
+            lambda: {(): 1.0 if self.sender.healthy else 0.0},
+        )
+        metrics.gauge_callback(
+            "span_spans_in_flight",
+            "Spans read but not yet delivered, sampled out or dead-lettered.",
+            lambda: {(): float(self.book.outstanding)},
+        )
+
+
+def _oversize_dead_letter(line: OversizeLine, limit: int) -> dict[str, Any]:
+    return {
+        "reason": "line_too_long",
+        "detail": f"record of {line.length} bytes is over spans.max_line_bytes ({limit}); "
+        f"kept whole in spill_path",
+        "source": line.path,
+        "offset": line.start_offset,
+        "length": line.length,
+        "spill_path": line.spill_path,
+    }
