@@ -105,6 +105,14 @@ class AckFrontier:
         clipped = [(start, min(end, below)) for start, end in ranges if start < below]
         return clipped[:limit]
 
+    def has_done_at_or_above(self, seq: int) -> bool:
+        """Whether anything at or above ``seq`` is done (what ``done_ranges(seq)`` leaves out)."""
+        return (
+            self._frontier > seq
+            or any(end > seq for end in self._run_start_by_end)
+            or any(end > seq for end in self._gaps.values())
+        )
+
     def _advance(self) -> None:
         frontier = self._frontier
         while True:

@@ -194,7 +194,8 @@ class DiskQueue:
             self._read_chunk_bytes,
             self._ready_cache_bytes,
         )
-        self._reader.start_at(found.frontier)
+        # From the frontier after reloaded ranges merged in: segments below it may be deleted.
+        self._reader.start_at(self._frontier.frontier)
         self._state = "open"
         self._commit_task = asyncio.create_task(self._commit_loop(), name="diskqueue-commit")
         self._commit_task.add_done_callback(self._on_commit_task_done)
@@ -377,7 +378,7 @@ class DiskQueue:
         self._acked_since_persist = 0
         self._persist_armed = False
         # Acks of records not yet synced were left out: persist again after the next commit.
-        self._unpersisted_acks = self._table.next_seq > durable
+        self._unpersisted_acks = self._frontier.has_done_at_or_above(durable)
         try:
             await self._run_io(_save_acks_and_delete, self._directory, state, paths)
         except OSError as error:
@@ -490,6 +491,8 @@ class DiskQueue:
 
 
 def _save_acks_and_delete(directory: Path, state: dict[str, Any], paths: list[Path]) -> None:
+    # Acks before the unlinks they allow, so the state on disk always explains a missing
+    # segment. The unlinks need no directory fsync: if a crash undoes one, open deletes again.
     save_state(directory / STATE_NAME, STATE_VERSION, state)
     for path in paths:
         with contextlib.suppress(FileNotFoundError):

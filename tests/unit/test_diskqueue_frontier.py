@@ -59,6 +59,8 @@ def test_done_ranges_merge_neighbouring_acks_and_clip() -> None:
     assert frontier.done_ranges(below=100, limit=10) == [(5, 8), (9, 10), (12, 15), (20, 21)]
     assert frontier.done_ranges(below=14, limit=2) == [(5, 8), (9, 10)]
     assert frontier.done_ranges(below=13, limit=10) == [(5, 8), (9, 10), (12, 13)]
+    assert frontier.has_done_at_or_above(20) and not frontier.has_done_at_or_above(21)
+    assert AckFrontier(30).has_done_at_or_above(29)
 
 
 @given(
