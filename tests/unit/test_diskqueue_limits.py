@@ -134,3 +134,11 @@ async def test_memory_stays_bounded_while_draining_a_large_backlog(tmp_path: Pat
         tracemalloc.stop()
     assert count == 512  # a 32 MiB backlog
     assert peak < 6 << 20
+
+
+async def test_lossy_puts_wait_once_too_much_is_unwritten(tmp_path: Path) -> None:
+    async with DiskQueue(tmp_path, max_unwritten_bytes=4 * KIB) as queue:
+        for _ in range(50):
+            await queue.put(b"u" * 1000, durable=False)
+        # Every fifth put finds more than 4 KiB unwritten and waits for a group commit.
+        assert queue.stats().fsyncs >= 9
