@@ -191,8 +191,17 @@ class MessagesConfig:
     dedupe_window: Duration = setting(
         300.0, "A publish repeating a message id within this window gets the original answer."
     )
+    dedupe_max_ids: int = setting(
+        100_000, "Client-chosen message ids remembered for dedupe; past it the oldest go early."
+    )
+    redis_ack_timeout: Duration = setting(
+        5.0, "Longest wait for ?ack=redis before 504 (the messages stay buffered and delivered)."
+    )
     producer_id: str = setting(
         "", "Producer id for XADD IDMP on Redis >= 8.6 (default: the host name)."
+    )
+    dead_letter_max_bytes: Size = setting(
+        64 * 1024**2, "Size at which the message dead-letter file is rotated (one old file kept)."
     )
     retry: RetryConfig = section(RetryConfig, "Backoff while Redis is unreachable.")
     queue: QueueConfig = section(QueueConfig, "Disk queue holding accepted messages.")
@@ -208,6 +217,9 @@ class ProxyConfig:
         "", "If set, requests need 'Authorization: Bearer <token>' (401).", secret=True
     )
     retry_after: Duration = setting(1.0, "Retry-After sent with 503 when the buffer is full.")
+    read_timeout: Duration = setting(
+        30.0, "A request body not fully received within this gets 408 (slow clients)."
+    )
 
 
 @dataclass(frozen=True, slots=True)

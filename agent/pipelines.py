@@ -7,10 +7,12 @@ from pathlib import Path
 from agent.config import Config
 from agent.core.lifecycle import Component
 from agent.core.metrics import Metrics
+from agent.messages.pipeline import MessagePipeline
 
 
 def build_pipelines(config: Config, metrics: Metrics, data_dir: Path) -> list[Component]:
     """Each enabled pipeline as one Component; the span and message pipelines register here."""
     pipelines: list[Component] = []
-    del config, metrics, data_dir  # the pipelines arrive with their issues
+    if config.messages.enabled:
+        pipelines.append(MessagePipeline(config, metrics, data_dir))
     return pipelines

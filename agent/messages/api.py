@@ -1,0 +1,253 @@
+"""The local publish API (aiohttp, keep-alive): our routes and Dapr's, JSON errors throughout.
+
+  POST /v1/topics/{topic}/messages                   envelope or array; JSON or msgpack
+  POST /v1.0/publish/{pubsub}/{topic}                Dapr: body = data, 204
+  POST /v1.0-alpha1/publish/bulk/{pubsub}/{topic}    Dapr bulk: 204, or 500 + failedEntries
+
+Checks run cheapest first (auth, topic, ack mode, content type, declared size) so a request
+that will be refused costs no body read. docs/http-api.md lists every status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from agent.config import AckMode, ProxyConfig
+from agent.configvalidate import is_valid_topic
+from agent.core.httpserver import ServerRunner, error_response, json_response
+from agent.core.metrics import Metrics
+from agent.messages.codec import (
+    BodyError,
+    Envelope,
+    cloudevent_id,
+    dapr_bulk_entries,
+    dapr_data,
+    dapr_headers,
+    decode_body,
+    decode_json,
+    envelopes_from,
+    is_json_type,
+    media_type,
+)
+from agent.messages.intake import ACK_MODES, Accepted, Intake, PublishRefused
+from agent.messages.message import may_need_go_escape
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_NO_CONTENT = 204
+TOPIC_CACHE_SIZE = 4096
+
+
+class PublishApi:
+    def __init__(self, config: ProxyConfig, intake: Intake, metrics: Metrics) -> None:
+        self._config = config
+        self._intake = intake
+        self._allowed = frozenset(config.allowed_topics)
+        self._auth = f"Bearer {config.auth_token}".encode() if config.auth_token else None
+        self._accepted = metrics.counter(
+            "messages_accepted_total", "Messages accepted by the publish API.", ("ack",)
+        )
+        self._duplicates = metrics.counter(
+            "messages_duplicates_total", "Publishes of a message id seen within dedupe_window."
+        )
+        self._refused = metrics.counter(
+            "publish_errors_total", "Publish requests answered with an error, by code.", ("code",)
+        )
+        self._accepted_by_mode = {mode: self._accepted.labels(mode) for mode in ACK_MODES}
+        self._valid_topics: set[str] = set()
+        # Errors are turned into JSON by a wrapper per route rather than a middleware: the
+        # same effect for a fraction of the per-request cost.
+        app = web.Application(client_max_size=config.max_body_bytes)
+        routes = (
+            ("/v1/topics/{topic}/messages", self._publish),
+            ("/v1.0/publish/{pubsub}/{topic}", self._dapr_publish),
+            ("/v1.0-alpha1/publish/bulk/{pubsub}/{topic}", self._dapr_bulk),
+        )
+        for path, handler in routes:
+            app.router.add_post(path, self._json_errors(handler))
+            app.router.add_route("*", path, self._method_not_allowed)
+        app.router.add_route("*", "/{path:.*}", self._not_found)
+        self.app = app
+        self._server = ServerRunner(app, config.listen, shutdown_timeout=5.0)
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def address(self) -> str:
+        return f"{self._server.host}:{self._server.port}"
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self) -> None:
+        await self._server.stop()
+
+    # -- routes ------------------------------------------------------------------------------
+
+    async def _publish(self, request: web.Request) -> web.StreamResponse:
+        topic, ack = self._admit(request)
+        kind = media_type(request.headers.get("Content-Type", ""))
+        body = await self._body(request)
+        envelopes = envelopes_from(decode_body(body, kind))
+        result = await self._accept(topic, envelopes, ack, escape=may_need_go_escape(body))
+        if ack != "redis":
+            return json_response(self._answer(result), status=202)
+        if result.failures:
+            return self._dead_lettered(result)
+        return json_response(self._answer(result), status=201)
+
+    async def _dapr_publish(self, request: web.Request) -> web.StreamResponse:
+        topic, ack = self._admit(request)
+        # Dapr assumes text/plain when no Content-Type is given.
+        kind = media_type(request.headers.get("Content-Type", "")) or "text/plain"
+        data = dapr_data(await self._body(request), kind)
+        envelope: Envelope = (
+            cloudevent_id(data, kind),
+            data,
+            dapr_headers(request.query, kind),
+            None,
+        )
+        result = await self._accept(topic, [envelope], ack)
+        if result.failures:
+            return self._dead_lettered(result)
+        return web.Response(status=_NO_CONTENT)
+
+    async def _dapr_bulk(self, request: web.Request) -> web.StreamResponse:
+        topic, ack = self._admit(request)
+        kind = media_type(request.headers.get("Content-Type", "")) or "application/json"
+        if not is_json_type(kind):
+            raise BodyError(415, "unsupported_media_type", "a bulk publish body is JSON")
+        body = await self._body(request)
+        envelopes, entry_ids = dapr_bulk_entries(decode_json(body), request.query)
+        escape = bool(request.query_string) or may_need_go_escape(body)
+        result = await self._accept(topic, envelopes, ack, escape=escape)
+        if not result.failures:
+            return web.Response(status=_NO_CONTENT)
+        failed = [
+            {"entryId": entry_ids[index], "error": error}
+            for index, error in result.failures.items()
+        ]
+        answer = {"failedEntries": failed, "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE"}
+        return json_response(answer, status=500)
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _admit(self, request: web.Request) -> tuple[str, AckMode]:
+        """Auth, topic and ack mode: everything decided before the body is read."""
+        if self._auth is not None:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, self._auth):
+                raise _Refusal(401, "unauthorized", "missing or wrong bearer token")
+        topic = request.match_info["topic"]
+        if topic not in self._valid_topics:
+            if not is_valid_topic(topic):
+                message = "topic names are 1-200 of A-Z a-z 0-9 . _ : - and start alphanumeric"
+                raise BodyError(400, "bad_topic", message)
+            if len(self._valid_topics) >= TOPIC_CACHE_SIZE:
+                self._valid_topics.clear()  # names are client-chosen: keep the memory bounded
+            self._valid_topics.add(topic)
+        if self._allowed and topic not in self._allowed:
+            raise _Refusal(403, "topic_forbidden", f"topic {topic!r} is not in allowed_topics")
+        requested = request.query.get("ack") if request.query_string else None
+        return topic, self._intake.mode(requested)
+
+    async def _body(self, request: web.Request) -> bytes:
+        limit = self._config.max_body_bytes
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            raise _Refusal(413, "body_too_large", f"body of {declared} bytes; limit {limit}")
+        if request.content.is_eof():  # the whole body came with the headers: no wait, no timer
+            return await request.read()
+        try:
+            async with asyncio.timeout(self._config.read_timeout):
+                return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _Refusal(413, "body_too_large", f"body larger than {limit} bytes") from None
+        except TimeoutError:
+            message = f"body not received within {self._config.read_timeout:g}s"
+            raise _Refusal(408, "body_timeout", message) from None
+
+    async def _accept(
+        self, topic: str, envelopes: list[Envelope], ack: AckMode, *, escape: bool = True
+    ) -> Accepted:
+        result = await self._intake.publish(topic, envelopes, ack, escape=escape)
+        self._accepted_by_mode[ack].inc(len(envelopes) - result.duplicates)
+        if result.duplicates:
+            self._duplicates.inc(result.duplicates)
+        return result
+
+    @staticmethod
+    def _answer(result: Accepted) -> dict[str, Any]:
+        body: dict[str, Any] = {"accepted": len(result.ids), "ids": result.ids}
+        if result.duplicates:
+            body["duplicates"] = result.duplicates
+        if result.entry_ids is not None:
+            body["entry_ids"] = result.entry_ids
+        return body
+
+    def _dead_lettered(self, result: Accepted) -> web.Response:
+        self._refused.labels("dead_lettered").inc()
+        count = len(result.failures)
+        body = self._answer(result)
+        body["error"] = {
+            "code": "dead_lettered",
+            "message": f"Redis refused {count} of {len(result.ids)} messages; they were "
+            "dead-lettered (see failed)",
+        }
+        body["failed"] = [{"index": i, "error": error} for i, error in result.failures.items()]
+        return json_response(body, status=502)
+
+    def _json_errors(self, handler: Handler) -> Handler:
+        """Every refusal as `{"error": {"code", "message"}}` (with Retry-After on 503)."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except (BodyError, _Refusal) as error:
+                return self._error(error.status, error.code, error.message, index=error.index)
+            except PublishRefused as refused:
+                headers = None
+                if refused.retry_after is not None:
+                    headers = {"Retry-After": str(max(1, round(refused.retry_after)))}
+                return self._error(refused.status, refused.code, refused.message, headers=headers)
+
+        return guarded
+
+    async def _method_not_allowed(self, request: web.Request) -> web.StreamResponse:
+        message = f"{request.method} is not allowed here; publish with POST"
+        return self._error(405, "method_not_allowed", message, headers={"Allow": "POST"})
+
+    async def _not_found(self, request: web.Request) -> web.StreamResponse:
+        return self._error(404, "not_found", f"no route {request.path!r}; see docs/http-api.md")
+
+    def _error(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        index: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        self._refused.labels(code).inc()
+        if status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        if index is None:
+            return error_response(status, code, message, headers)
+        body = {"error": {"code": code, "message": message, "index": index}}
+        return json_response(body, status, headers)
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.index: int | None = None

@@ -1,0 +1,269 @@
+"""Request bodies → envelopes, with errors precise enough to fix the request from.
+
+An envelope is a plain tuple `(id | None, data, headers | None, metadata | None)`: thousands are
+made per batch, and a tuple costs a fraction of an object. Everything a client sends is checked
+here (shape, types, limits); what depends on the topic's layout (reserved field names) is
+checked in `layout`. A batch is all or nothing: the first bad entry fails the request with its
+index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+import orjson
+
+from agent.messages.message import is_valid_message_id
+
+Envelope = tuple[str | None, Any, dict[str, str] | None, dict[str, Any] | None]
+
+JSON_TYPES = frozenset({"application/json", "text/json"})
+MSGPACK_TYPES = frozenset(
+    {"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"}
+)
+CLOUDEVENTS_JSON = "application/cloudevents+json"
+ENVELOPE_KEYS = frozenset({"data", "id", "headers", "metadata"})
+MAX_HEADERS = 64
+MAX_HEADER_NAME_CHARS = 256
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BATCH_ENTRIES = 100_000
+
+
+class BodyError(Exception):
+    """The request cannot be taken as sent; `index` names the bad entry of a batch."""
+
+    def __init__(self, status: int, code: str, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.index = index
+
+
+def entry_error(index: int, message: str) -> BodyError:
+    return BodyError(400, "invalid_entry", f"entry {index}: {message}", index)
+
+
+def media_type(content_type: str) -> str:
+    return content_type.partition(";")[0].strip().lower()
+
+
+def is_json_type(kind: str) -> bool:
+    return kind in JSON_TYPES or kind.endswith("+json")
+
+
+def decode_body(body: bytes, kind: str) -> Any:
+    """Parse a JSON or msgpack body (`kind` is the media type, lower case, no parameters)."""
+    if kind in JSON_TYPES:
+        return decode_json(body)
+    if kind in MSGPACK_TYPES:
+        return decode_msgpack(body)
+    raise BodyError(
+        415,
+        "unsupported_media_type",
+        f"Content-Type {kind or '(none)'!r} is not application/json or application/msgpack",
+    )
+
+
+def decode_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        where = f"line {error.lineno} column {error.colno} (byte {error.pos})"
+        raise BodyError(400, "bad_body", f"invalid JSON at {where}: {error.msg}") from None
+
+
+def decode_msgpack(body: bytes) -> Any:
+    unpacker = msgpack.Unpacker(
+        raw=False, strict_map_key=False, timestamp=3, max_buffer_size=max(len(body), 1)
+    )
+    unpacker.feed(body)
+    try:
+        value = unpacker.unpack()
+    except msgpack.OutOfData:
+        raise BodyError(400, "bad_body", "invalid msgpack: the body ends inside a value") from None
+    except (ValueError, TypeError, msgpack.UnpackException) as error:
+        detail = str(error) or type(error).__name__
+        message = f"invalid msgpack near byte {unpacker.tell()}: {detail}"
+        raise BodyError(400, "bad_body", message) from None
+    if unpacker.tell() != len(body):
+        message = f"invalid msgpack: {len(body) - unpacker.tell()} extra bytes after the value"
+        raise BodyError(400, "bad_body", message)
+    return value
+
+
+def envelopes_from(value: Any) -> list[Envelope]:
+    """`{"data", "id"?, "headers"?, "metadata"?}` or a non-empty array of them."""
+    if isinstance(value, dict):
+        return [_envelope(0, value)]
+    if not isinstance(value, list):
+        message = "the body must be a message object or an array of them"
+        raise BodyError(400, "bad_body", message)
+    if not value:
+        raise BodyError(400, "bad_body", "the array holds no messages")
+    if len(value) > MAX_BATCH_ENTRIES:
+        message = f"{len(value)} messages in one request; the limit is {MAX_BATCH_ENTRIES}"
+        raise BodyError(400, "bad_body", message)
+    make = _envelope
+    return [make(index, item) for index, item in enumerate(value)]
+
+
+def _envelope(index: int, item: Any) -> Envelope:
+    if not isinstance(item, dict):
+        raise entry_error(index, f"must be an object, not {_type_name(item)}")
+    if "data" not in item:
+        raise entry_error(index, 'has no "data"')
+    if len(item) == 1:  # the common case: data only
+        return (None, item["data"], None, None)
+    extra = item.keys() - ENVELOPE_KEYS
+    if extra:
+        raise entry_error(index, f"unknown key {sorted(map(str, extra))[0]!r}")
+    message_id = item.get("id")
+    if message_id is not None and not is_valid_message_id(message_id):
+        raise entry_error(index, "id must be 1-256 printable characters without edge spaces")
+    metadata = item.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise entry_error(index, f"metadata must be an object, not {_type_name(metadata)}")
+    headers = check_headers(index, item.get("headers"))
+    return (message_id, item["data"], headers, metadata)
+
+
+def check_headers(index: int, headers: Any) -> dict[str, str] | None:
+    """Headers become stream fields: string to string, non-empty names, bounded in size."""
+    if headers is None:
+        return None
+    if not isinstance(headers, dict):
+        raise entry_error(index, f"headers must be an object, not {_type_name(headers)}")
+    if len(headers) > MAX_HEADERS:
+        raise entry_error(index, f"{len(headers)} headers; the limit is {MAX_HEADERS}")
+    total = 0
+    for name, value in headers.items():
+        if not isinstance(name, str) or not name:
+            raise entry_error(index, "header names must be non-empty strings")
+        if len(name) > MAX_HEADER_NAME_CHARS:
+            raise entry_error(index, f"header name longer than {MAX_HEADER_NAME_CHARS} characters")
+        if not isinstance(value, str):
+            raise entry_error(index, f"header {name!r} must be a string, not {_type_name(value)}")
+        total += len(name) + len(value)
+    if total > MAX_HEADER_BYTES:
+        message = f"headers hold {total} characters; the limit is {MAX_HEADER_BYTES}"
+        raise entry_error(index, message)
+    return headers or None
+
+
+def _type_name(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "a number"
+    return names.get(type(value), type(value).__name__)
+
+
+# -- Dapr ------------------------------------------------------------------------------------
+
+
+def dapr_data(body: bytes, kind: str) -> Any:
+    """What a Dapr publish body becomes as the message's `data`.
+
+    We store the payload itself, never a CloudEvent wrapper: JobFirst consumers read `data` as
+    the application's value. JSON types are parsed (a CloudEvent sent as
+    application/cloudevents+json is kept whole), text is kept as text, anything else stays
+    bytes (base64 in the Message JSON, as-is in the raw layout).
+    """
+    if is_json_type(kind):
+        return decode_json(body)
+    if kind.startswith("text/") or not kind:
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            return body
+    return body
+
+
+def _bulk_json(body: bytes, index: int) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise entry_error(index, f"event is not valid JSON: {error.msg}") from None
+
+
+def dapr_headers(
+    query: Mapping[str, str], kind: str, index: int = 0, extra: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """`metadata.<k>` query parameters (and bulk entry metadata) become headers; the content
+    type is kept as the `content-type` header."""
+    prefix = "metadata."
+    headers: dict[str, Any] = {
+        key[len(prefix) :]: value for key, value in query.items() if key.startswith(prefix)
+    }
+    if extra:
+        headers.update(extra)
+    if kind:
+        headers["content-type"] = kind
+    checked = check_headers(index, headers)
+    return checked or {}
+
+
+def cloudevent_id(data: Any, kind: str) -> str | None:
+    """A CloudEvent's own id is a stable message id: reusing it lets retries dedupe."""
+    if kind != CLOUDEVENTS_JSON or not isinstance(data, dict):
+        return None
+    candidate = data.get("id")
+    return candidate if is_valid_message_id(candidate) else None
+
+
+def dapr_bulk_entries(value: Any, query: Mapping[str, str]) -> tuple[list[Envelope], list[str]]:
+    """Dapr's bulk body `[{"entryId", "event", "contentType"?, "metadata"?}]` → envelopes and
+    the entry ids (for `failedEntries`)."""
+    if not isinstance(value, list) or not value:
+        raise BodyError(400, "bad_body", "the bulk body must be a non-empty array of entries")
+    if len(value) > MAX_BATCH_ENTRIES:
+        message = f"{len(value)} entries in one request; the limit is {MAX_BATCH_ENTRIES}"
+        raise BodyError(400, "bad_body", message)
+    envelopes: list[Envelope] = []
+    entry_ids: list[str] = []
+    for index, entry in enumerate(value):
+        envelope, entry_id = _bulk_entry(index, entry, query)
+        envelopes.append(envelope)
+        entry_ids.append(entry_id)
+    return envelopes, entry_ids
+
+
+def _bulk_entry(index: int, entry: Any, query: Mapping[str, str]) -> tuple[Envelope, str]:
+    if not isinstance(entry, dict):
+        raise entry_error(index, f"must be an object, not {_type_name(entry)}")
+    entry_id = entry.get("entryId")
+    if not isinstance(entry_id, str) or not entry_id:
+        raise entry_error(index, 'needs an "entryId" string')
+    if "event" not in entry:
+        raise entry_error(index, 'has no "event"')
+    kind = entry.get("contentType")
+    if kind is not None and not isinstance(kind, str):
+        raise entry_error(index, "contentType must be a string")
+    metadata = entry.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise entry_error(index, "metadata must be an object")
+    event = entry["event"]
+    kind = media_type(kind) if kind else _inferred_type(event)
+    data = _bulk_event_data(index, event, kind)
+    headers = dapr_headers(query, kind, index, metadata)
+    return (cloudevent_id(data, kind), data, headers, None), entry_id
+
+
+def _inferred_type(event: Any) -> str:
+    """Dapr's rule when an entry names no content type: strings are text, the rest JSON."""
+    if isinstance(event, str):
+        return "text/plain"
+    if isinstance(event, dict) and {"id", "source", "specversion", "type"} <= event.keys():
+        return CLOUDEVENTS_JSON
+    return "application/json"
+
+
+def _bulk_event_data(index: int, event: Any, kind: str) -> Any:
+    # A JSON event arrives already parsed; a string event of a JSON type holds JSON text.
+    if is_json_type(kind) and isinstance(event, str):
+        return _bulk_json(event.encode(), index)
+    return event

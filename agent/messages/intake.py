@@ -1,0 +1,274 @@
+"""The accept path: envelopes in, one queue record out, answered per the ack mode.
+
+Every ack mode takes the same ordered path (one record per request into the disk queue, which
+the writer drains in order), so per-stream order holds whatever mode each request chose:
+  disk     answer once the record is fsync'd (group commit: concurrent requests share one fsync)
+  memory   answer once the record is queued in memory (lost if the process dies before the
+           next group commit, a few hundred µs later)
+  redis    answer once the XADDs replied; the record is fsync'd as well, in parallel, so a
+           request that times out waiting for Redis is still delivered later
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from agent.config import AckMode, MessagesConfig
+from agent.core.diskqueue import (
+    DiskQueue,
+    DiskQueueError,
+    QueueClosedError,
+    QueueFullError,
+    RecordTooLargeError,
+)
+from agent.messages.codec import BodyError, Envelope
+from agent.messages.dedupe import DedupeCache, Seen
+from agent.messages.layout import TopicLayout
+from agent.messages.message import AcceptTime, MessageIds
+from agent.messages.record import Record
+
+ACK_MODES: tuple[AckMode, ...] = ("disk", "redis", "memory")
+LAYOUT_CACHE_SIZE = 4096
+
+
+class PublishRefused(Exception):
+    """The request was valid but cannot be taken now (or not confirmed in time)."""
+
+    def __init__(
+        self, status: int, code: str, message: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class Accepted:
+    ids: list[str]
+    duplicates: int = 0
+    entry_ids: list[str | None] | None = None  # ?ack=redis: per message, None if dead-lettered
+    failures: dict[int, str] = field(default_factory=dict)  # ?ack=redis: index → why
+
+
+@dataclass(slots=True)
+class _Plan:
+    """Which entries of a request are new, and the dedupe state of the rest."""
+
+    ids: list[str]
+    fresh: list[int]
+    reserved: list[tuple[str, Seen]] = field(default_factory=list)
+    repeats: list[tuple[int, Seen | None]] = field(default_factory=list)  # None: same request
+
+
+class Intake:
+    def __init__(
+        self,
+        config: MessagesConfig,
+        queue: DiskQueue,
+        *,
+        retry_after: float,
+        ids: MessageIds | None = None,
+    ) -> None:
+        self._config = config
+        self._queue = queue
+        self._retry_after = retry_after
+        self._ids = ids or MessageIds()
+        self._layouts: dict[str, TopicLayout] = {}
+        self.dedupe = DedupeCache(config.dedupe_window, config.dedupe_max_ids)
+        # Tokens start at a random point so a record replayed after a restart cannot match a
+        # request waiting in this process.
+        self._tokens = itertools.count(secrets.randbits(48) + 1)
+        self._confirmations: dict[int, asyncio.Future[Record]] = {}
+        self.accepted_total = 0
+        self.duplicates_total = 0
+
+    def layout(self, topic: str) -> TopicLayout:
+        layout = self._layouts.get(topic)
+        if layout is None:
+            if len(self._layouts) >= LAYOUT_CACHE_SIZE:
+                self._layouts.clear()  # topic names are client-chosen: keep memory bounded
+            config = self._config.topics.get(topic, self._config.default_topic)
+            layout = self._layouts[topic] = TopicLayout(topic, config)
+        return layout
+
+    async def publish(
+        self, topic: str, envelopes: Sequence[Envelope], ack: AckMode, *, escape: bool = True
+    ) -> Accepted:
+        """Raises BodyError (an entry cannot be written) or PublishRefused. `escape=False`
+        when the request body cannot hold a character Go's JSON encoder escapes."""
+        at = AcceptTime.at(time.time_ns())
+        plan = await self._plan(topic, envelopes, at.unix_ns)
+        result = Accepted(plan.ids, duplicates=len(plan.repeats))
+        record: Record | None = None
+        if plan.fresh:
+            try:
+                record = self._record(topic, envelopes, plan, at, ack=ack, escape=escape)
+                await self._enqueue(record, ack)
+            except BaseException as error:
+                for message_id, seen in plan.reserved:
+                    self.dedupe.settle(topic, message_id, seen, error)
+                raise
+            for message_id, seen in plan.reserved:
+                self.dedupe.settle(topic, message_id, seen, None)
+        self.accepted_total += len(plan.fresh)
+        self.duplicates_total += len(plan.repeats)
+        if ack == "redis":
+            await self._confirm(record, plan, result)
+        return result
+
+    async def _plan(self, topic: str, envelopes: Sequence[Envelope], now_ns: int) -> _Plan:
+        ids = self._ids.make_many(len(envelopes), now_ns)
+        given = [index for index, envelope in enumerate(envelopes) if envelope[0] is not None]
+        if not given:  # the common case: every id is ours, nothing to deduplicate
+            return _Plan(ids, list(range(len(envelopes))))
+        plan = _Plan(ids, [])
+        chosen = set(given)
+        in_request: set[str] = set()
+        for index, envelope in enumerate(envelopes):
+            if index not in chosen:
+                plan.fresh.append(index)
+                continue
+            message_id = ids[index] = envelope[0] or ""
+            if message_id in in_request:
+                plan.repeats.append((index, None))
+                continue
+            in_request.add(message_id)
+            seen = await self._earlier(topic, message_id)
+            if seen is not None:
+                plan.repeats.append((index, seen))
+            else:
+                plan.reserved.append((message_id, self.dedupe.reserve(topic, message_id)))
+                plan.fresh.append(index)
+        return plan
+
+    async def _earlier(self, topic: str, message_id: str) -> Seen | None:
+        """The accepted publish of this id, waiting out one still in progress."""
+        while True:
+            seen = self.dedupe.get(topic, message_id)
+            if seen is None or seen.accepted is None:
+                return seen
+            try:
+                await asyncio.shield(seen.accepted)
+            except Exception:
+                continue  # that attempt failed: this request is the first after all
+            return seen
+
+    def _record(
+        self,
+        topic: str,
+        envelopes: Sequence[Envelope],
+        plan: _Plan,
+        at: AcceptTime,
+        *,
+        ack: AckMode,
+        escape: bool,
+    ) -> Record:
+        layout = self.layout(topic)
+        every = len(plan.fresh) == len(envelopes)
+        chosen = envelopes if every else [envelopes[index] for index in plan.fresh]
+        fresh_ids = plan.ids if every else [plan.ids[index] for index in plan.fresh]
+        try:
+            encoded = layout.encode(chosen, fresh_ids, at, escape=escape)
+        except BodyError as error:
+            if error.index is not None and not every:  # name the index the client sent
+                original = plan.fresh[error.index]
+                error.message = error.message.replace(f"entry {error.index}:", f"entry {original}:")
+                error.index = original
+            raise
+        return Record(
+            topic=topic,
+            stream=layout.stream,
+            layout=layout.kind,
+            message_ids=fresh_ids,
+            ends=encoded.ends,
+            commands=encoded.blob,
+            confirm_token=next(self._tokens) if ack == "redis" else 0,
+            tracked=bool(plan.reserved),
+            timestamp=at.rfc3339,
+        )
+
+    async def _enqueue(self, record: Record, ack: AckMode) -> None:
+        token = record.confirm_token
+        if token:
+            self._confirmations[token] = asyncio.get_running_loop().create_future()
+        try:
+            await self._put(record, ack)
+        except BaseException:
+            if token:
+                self._confirmations.pop(token, None)
+            raise
+
+    async def _put(self, record: Record, ack: AckMode) -> None:
+        try:
+            await self._queue.put(record.encode(), durable=ack != "memory")
+        except QueueFullError as error:
+            raise PublishRefused(503, "buffer_full", str(error), self._retry_after) from None
+        except RecordTooLargeError as error:
+            raise PublishRefused(413, "too_large_for_buffer", str(error)) from None
+        except QueueClosedError:
+            raise PublishRefused(503, "shutting_down", "the agent is stopping", 1.0) from None
+        except DiskQueueError as error:
+            raise PublishRefused(503, "buffer_failed", str(error), self._retry_after) from None
+
+    async def _confirm(self, record: Record | None, plan: _Plan, result: Accepted) -> None:
+        """?ack=redis: wait for the XADD replies of our entries (and of repeated ids)."""
+        timeout = self._config.redis_ack_timeout
+        entry_ids: list[str | None] = [None] * len(plan.ids)
+        try:
+            async with asyncio.timeout(timeout):
+                if record is not None:
+                    done = await self._confirmations[record.confirm_token]
+                    self._copy_results(done, plan.fresh, entry_ids, result)
+                for index, seen in plan.repeats:
+                    entry = seen and await self.dedupe.wait_written(seen)
+                    entry_ids[index] = entry.decode() if entry else None
+        except TimeoutError:
+            raise PublishRefused(
+                504,
+                "redis_ack_timeout",
+                f"Redis did not confirm within {timeout:g}s; the messages are buffered and "
+                "will still be delivered (retrying with the same ids is safe)",
+            ) from None
+        finally:
+            if record is not None:
+                self._confirmations.pop(record.confirm_token, None)
+        for index, seen in plan.repeats:
+            if seen is None:  # repeated within the request: the first copy's answer
+                entry_ids[index] = entry_ids[plan.ids.index(plan.ids[index])]
+        result.entry_ids = entry_ids
+
+    @staticmethod
+    def _copy_results(
+        done: Record, fresh: list[int], entry_ids: list[str | None], result: Accepted
+    ) -> None:
+        written = done.entry_ids or []
+        for position, index in enumerate(fresh):
+            entry = written[position] if position < len(written) else None
+            entry_ids[index] = entry.decode() if entry else None
+            if position in done.failures:
+                result.failures[index] = done.failures[position]
+
+    def finished(self, record: Record) -> None:
+        """The writer is done with a record: wake its ?ack=redis request, feed the dedupe."""
+        if record.confirm_token:
+            future = self._confirmations.get(record.confirm_token)
+            if future is not None and not future.done():
+                future.set_result(record)
+        if record.tracked and record.entry_ids is not None:
+            for message_id, entry_id in zip(record.message_ids, record.entry_ids, strict=True):
+                self.dedupe.written(record.topic, message_id, entry_id)
+
+    def mode(self, requested: str | None) -> AckMode:
+        if not requested:
+            return self._config.ack
+        for mode in ACK_MODES:
+            if mode == requested:
+                return mode
+        raise BodyError(400, "bad_ack", f"ack must be one of {', '.join(ACK_MODES)}")

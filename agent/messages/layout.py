@@ -1,0 +1,206 @@
+"""How a message becomes one XADD, per topic: the stream key, MAXLEN and the fields.
+
+Layouts (DESIGN.md, "Message layout in Redis"):
+  jobfirst  `data` = the Message JSON, `topic`, `timestamp` (unix seconds), then one field per
+            header: what JobFirst's Go publisher writes and its consumers read.
+  fields    `message_id`, then each top-level key of `data` (an object) as a field (strings
+            as-is, other values as JSON), then the headers.
+  raw       one field, `body`: a string's UTF-8, bytes as they came, anything else as JSON.
+
+Commands are encoded here, once, when a request is accepted; the writer only concatenates
+them. Everything in a command is a length-prefixed bulk string, so topic names, header names
+and values can only ever be data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from agent.config import TopicConfig
+from agent.messages.codec import Envelope, entry_error
+from agent.messages.message import AcceptTime, dumps_json, message_json
+from agent.messages.resp import bulk, decode_command
+
+RESERVED_FIELDS = {
+    "jobfirst": frozenset({"data", "topic", "timestamp"}),
+    "fields": frozenset({"message_id"}),
+    "raw": frozenset(),
+}
+_FIELD_DATA = bulk(b"data")
+_FIELD_TOPIC = bulk(b"topic")
+_FIELD_TIMESTAMP = bulk(b"timestamp")
+_FIELD_MESSAGE_ID = bulk(b"message_id")
+_FIELD_BODY = bulk(b"body")
+
+
+class EncodedEntries:
+    """The XADD commands of one request, concatenated, with where each one ends."""
+
+    __slots__ = ("blob", "ends")
+
+    def __init__(self, blob: bytes, ends: list[int]) -> None:
+        self.blob = blob
+        self.ends = ends
+
+
+class TopicLayout:
+    """One topic's layout, stream key and MAXLEN; `encode` turns envelopes into XADDs."""
+
+    def __init__(self, topic: str, config: TopicConfig) -> None:
+        self.topic = topic
+        self.kind = config.layout
+        self.stream = config.key.replace("{topic}", topic).encode()
+        self.maxlen = config.maxlen
+        trim = [b"MAXLEN", b"~", str(config.maxlen).encode()] if config.maxlen else []
+        head = [b"XADD", self.stream, *trim, b"*"]
+        self._head_args = len(head)
+        self._head = b"".join(bulk(arg) for arg in head)
+        self._reserved = RESERVED_FIELDS[self.kind]
+        self._topic_bytes = topic.encode()
+        self._plain_start = self._start(3) + _FIELD_DATA
+        self._tail_cache: tuple[bytes, bytes] = (b"", b"")  # (unix seconds, tail)
+
+    def encode(
+        self,
+        envelopes: Sequence[Envelope],
+        ids: Sequence[str],
+        at: AcceptTime,
+        *,
+        escape: bool = True,
+    ) -> EncodedEntries:
+        """Raises BodyError naming the first entry that cannot be written. `escape=False`:
+        the caller checked that no message can hold a character Go escapes."""
+        if self.kind == "jobfirst":
+            commands = self._jobfirst(envelopes, ids, at, escape)
+        elif self.kind == "fields":
+            commands = [self._fields(i, env, ids[i]) for i, env in enumerate(envelopes)]
+        else:
+            commands = [self._raw(i, env) for i, env in enumerate(envelopes)]
+        ends: list[int] = []
+        end = 0
+        for command in commands:
+            end += len(command)
+            ends.append(end)
+        return EncodedEntries(b"".join(commands), ends)
+
+    def _start(self, field_count: int) -> bytes:
+        return b"*%d\r\n" % (self._head_args + 2 * field_count) + self._head
+
+    def _jobfirst(
+        self, envelopes: Sequence[Envelope], ids: Sequence[str], at: AcceptTime, escape: bool
+    ) -> list[bytes]:
+        plain_start = self._plain_start
+        tail = self._tail(at.unix_seconds)
+        topic, timestamp = self.topic, at.rfc3339
+        commands: list[bytes] = []
+        append = commands.append
+        for index, (_, data, headers, metadata) in enumerate(envelopes):
+            try:
+                document = message_json(
+                    ids[index],
+                    topic,
+                    data,
+                    headers=headers,
+                    metadata=metadata,
+                    timestamp=timestamp,
+                    escape=escape,
+                )
+            except (orjson.JSONEncodeError, TypeError) as error:
+                raise entry_error(index, f"data cannot be written as JSON: {error}") from None
+            size = b"$%d\r\n" % len(document)
+            if headers:
+                extra = self._header_fields(index, headers)
+                start = self._start(3 + len(headers)) + _FIELD_DATA
+                append(start + size + document + tail + extra)
+            else:
+                append(plain_start + size + document + tail)
+        return commands
+
+    def _tail(self, unix_seconds: bytes) -> bytes:
+        """What follows the Message JSON: the topic and timestamp fields (same all second)."""
+        if self._tail_cache[0] != unix_seconds:
+            tail = b"\r\n" + _FIELD_TOPIC + bulk(self._topic_bytes)
+            self._tail_cache = (unix_seconds, tail + _FIELD_TIMESTAMP + bulk(unix_seconds))
+        return self._tail_cache[1]
+
+    def _fields(self, index: int, envelope: Envelope, message_id: str) -> bytes:
+        _, data, headers, _ = envelope
+        if not isinstance(data, dict) or not data:
+            raise entry_error(index, "the fields layout needs data to be a non-empty object")
+        parts = [_FIELD_MESSAGE_ID, bulk(message_id.encode())]
+        for name, value in data.items():
+            if not isinstance(name, str) or not name:
+                raise entry_error(index, "the fields layout needs non-empty string keys in data")
+            if name in self._reserved or (headers and name in headers):
+                raise entry_error(index, f"field {name!r} is reserved or given twice")
+            parts.append(bulk(_encode_text(index, name)))
+            parts.append(bulk(_field_value(index, value)))
+        count = 1 + len(data)
+        if headers:
+            parts.append(self._header_fields(index, headers))
+            count += len(headers)
+        return self._start(count) + b"".join(parts)
+
+    def _raw(self, index: int, envelope: Envelope) -> bytes:
+        return self._start(1) + _FIELD_BODY + bulk(_field_value(index, envelope[1]))
+
+    def _header_fields(self, index: int, headers: dict[str, str]) -> bytes:
+        parts: list[bytes] = []
+        for name, value in headers.items():
+            if name in self._reserved:
+                raise entry_error(index, f"header {name!r} clashes with a {self.kind} field")
+            parts.append(bulk(_encode_text(index, name)))
+            parts.append(bulk(_encode_text(index, value)))
+        return b"".join(parts)
+
+
+def _encode_text(index: int, text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        raise entry_error(index, "text is not valid Unicode (lone surrogate)") from None
+
+
+def _field_value(index: int, value: Any) -> bytes:
+    if isinstance(value, str):
+        return _encode_text(index, value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    try:
+        return dumps_json(value)
+    except (orjson.JSONEncodeError, TypeError) as error:
+        raise entry_error(index, f"value cannot be written as JSON: {error}") from None
+
+
+def fields_of(command: bytes) -> tuple[bytes, dict[bytes, bytes]]:
+    """The stream key and field map of an encoded XADD (dead letters read commands back)."""
+    args = decode_command(command)
+    star = args.index(b"*")
+    pairs = args[star + 1 :]
+    return args[1], dict(zip(pairs[::2], pairs[1::2], strict=True))
+
+
+def dead_letter_message(
+    kind: str, topic: str, message_id: str, command: bytes, timestamp: str
+) -> bytes:
+    """The Message JSON for `dlq:<topic>` (JobFirst reads that list as Messages): the stored
+    one for jobfirst, otherwise one rebuilt from the fields."""
+    _, fields = fields_of(command)
+    if kind == "jobfirst" and b"data" in fields:
+        return fields[b"data"]
+    if kind == "raw":
+        body = fields.get(b"body", b"")
+        try:
+            data: Any = body.decode()
+        except UnicodeDecodeError:
+            data = body
+    else:
+        data = {
+            name.decode(errors="replace"): value.decode(errors="replace")
+            for name, value in fields.items()
+            if name != b"message_id"
+        }
+    return message_json(message_id, topic, data, headers=None, metadata=None, timestamp=timestamp)

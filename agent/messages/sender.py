@@ -1,0 +1,296 @@
+"""Delivery: disk queue → pipelined batches → Redis, in order, with retries and acks.
+
+Two tasks share one ordered lane:
+  feed      waits for a free slot (at most `max_in_flight` batches outstanding), takes records
+            (first the ones to retry, then the queue's), connects if needed, and writes them
+            as one pipelined batch. When nothing is in flight it sends what it has at once; it
+            lingers (up to `batch.linger`) only while another batch is outstanding, so an idle
+            stream pays no batching delay and a busy one gets big batches.
+  complete  takes the replies of the oldest batch, dead-letters what is dead, acks records
+            whose every entry is written or dead, hands the rest back for a retry.
+
+Order per stream: one connection and one lane, so Redis applies records in queue order.
+After a retryable failure the lane drops to one batch at a time, backs off (RetryPolicy, with
+jitter) and resends the unfinished entries, oldest first, before anything newer; only a batch
+with no retryable failure restores the full window. Batches already on the wire when a failure
+happened may still succeed behind it (e.g. at the end of a LOADING window): that is the bounded
+reorder of pipelining, at most `max_in_flight - 1` batches, and never happens on a lost
+connection (every later batch fails with it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.core.diskqueue import DiskQueue, Item
+from agent.core.metrics import SIZE_BUCKETS, Metrics
+from agent.core.retry import RetryPolicy
+from agent.messages.deadletters import MessageDeadLetters
+from agent.messages.record import BadRecordError, Record
+from agent.messages.resp import ConnectionLostError, ReplyError
+from agent.messages.writer import BatchOutcome, SentBatch, StreamWriter
+
+log = logging.getLogger("agent.messages.sender")
+
+QUEUE_POLL = 0.1  # how often an idle feeder looks up from the queue to check for retries
+
+
+@dataclass(frozen=True, slots=True)
+class SenderLimits:
+    max_records: int
+    max_bytes: int
+    linger: float
+    max_in_flight: int
+    command_timeout: float
+
+
+class Sender:
+    def __init__(
+        self,
+        queue: DiskQueue,
+        writer: StreamWriter,
+        dead_letters: MessageDeadLetters,
+        *,
+        on_finished: Callable[[Record], None],
+        policy: RetryPolicy,
+        limits: SenderLimits,
+        metrics: Metrics,
+    ) -> None:
+        self._queue = queue
+        self._writer = writer
+        self._dead_letters = dead_letters
+        self._on_finished = on_finished
+        self._policy = policy
+        self._limits = limits
+        self._retry: deque[Record] = deque()  # unfinished, oldest first; only `complete` adds
+        self._held: deque[Record] = deque()  # taken from the queue, not sent yet
+        self._in_flight: deque[SentBatch] = deque()
+        self._changed = asyncio.Event()
+        self._degraded = False
+        self._failures = 0  # consecutive, for the backoff
+        self._resume_at = 0.0
+        self.last_error = ""  # why Redis is not taking messages now ("" while it is)
+        self.failing_since: float | None = None
+        self.written = 0
+        self.retried = 0
+        self._metrics(metrics)
+
+    def _metrics(self, metrics: Metrics) -> None:
+        self._written_total = metrics.counter(
+            "messages_written_total", "Messages written to Redis (XADD succeeded)."
+        )
+        self._retried_total = metrics.counter(
+            "messages_retried_total", "Message XADDs sent again after a retryable failure."
+        )
+        self._batch_sizes = metrics.histogram(
+            "message_batch_entries", "XADDs per pipelined batch.", buckets=SIZE_BUCKETS
+        )
+        self._latency = metrics.histogram(
+            "message_delivery_seconds", "From accepting a publish to its XADD reply (per request)."
+        )
+        self._reconnects = metrics.counter(
+            "message_redis_connects_total", "Connections opened to Redis, by result.", ("result",)
+        )
+
+    @property
+    def redis_ok(self) -> bool:
+        return self._writer.connected and not self.last_error
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in memory waits to be sent or confirmed."""
+        return not (self._retry or self._held or self._in_flight)
+
+    # -- feed --------------------------------------------------------------------------------
+
+    async def feed(self) -> None:
+        while True:
+            await self._wait_for_window()
+            if not await self._connect_if_needed():
+                continue
+            records = self._take(self._retry) or self._take(self._held)
+            if not records:
+                records = await self._collect()
+                if not records:
+                    continue
+                if self._retry or self._degraded or not self._writer.connected:
+                    self._held.extend(records)  # a failure came in meanwhile: retries go first
+                    continue
+            self._send(records)
+
+    async def _wait_for_window(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._changed.clear()
+            if self._degraded and not self._in_flight:
+                pause = self._resume_at - loop.time()
+                if pause <= 0:
+                    return
+                await asyncio.sleep(pause)
+                continue
+            healthy = not self._degraded and self._writer.connected
+            if healthy and len(self._in_flight) < self._limits.max_in_flight:
+                return
+            if not self._degraded and not self._in_flight:
+                return  # not connected yet (or any more): connect first
+            await self._changed.wait()
+
+    async def _connect_if_needed(self) -> bool:
+        if self._writer.connected:
+            return True
+        try:
+            server = await self._writer.connect()
+        except (OSError, TimeoutError, ReplyError) as error:
+            self._reconnects.labels("failed").inc()
+            self._note_failure(f"redis unreachable: {type(error).__name__}: {error}".rstrip(": "))
+            await asyncio.sleep(self._policy.delay(self._failures))
+            return False
+        self._reconnects.labels("ok").inc()
+        log.info(
+            "connected to Redis",
+            extra={
+                "redis": self._writer.target.description,
+                "version": server.version_text,
+                "idmp": server.supports_idmp,
+            },
+        )
+        return True
+
+    def _take(self, source: deque[Record]) -> list[Record]:
+        taken: list[Record] = []
+        size = 0
+        while source and len(taken) < self._limits.max_records:
+            record = source[0]
+            if taken and size + len(record.commands) > self._limits.max_bytes:
+                break
+            taken.append(source.popleft())
+            size += len(record.commands)
+        return taken
+
+    async def _collect(self) -> list[Record]:
+        limits = self._limits
+        items = await self._queue.get(limits.max_records, limits.max_bytes, timeout=QUEUE_POLL)
+        records = await self._decode(items)
+        if not self._in_flight:
+            return records
+        # Another batch is on the wire: gather more for a while, it will not be sent sooner.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limits.linger
+        count, size = len(items), sum(len(item.data) for item in items)
+        while self._in_flight and count < limits.max_records and size < limits.max_bytes:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            more = await self._queue.get(
+                limits.max_records - count, limits.max_bytes - size, timeout=remaining
+            )
+            count += len(more)
+            size += sum(len(item.data) for item in more)
+            records += await self._decode(more)
+        return records
+
+    async def _decode(self, items: list[Item]) -> list[Record]:
+        records: list[Record] = []
+        for item in items:
+            try:
+                records.append(Record.decode(item.data, item.seq, item.enqueued_ns))
+            except BadRecordError as error:
+                log.error("unreadable queue record %d: %s", item.seq, error)
+                await self._dead_letters.unreadable([item], str(error))
+                self._queue.ack(item.seq)
+        return records
+
+    def _send(self, records: list[Record]) -> None:
+        batch = self._writer.send(records)
+        self._in_flight.append(batch)
+        self._batch_sizes.observe(batch.count)
+        self._changed.set()
+
+    # -- complete ----------------------------------------------------------------------------
+
+    async def complete(self) -> None:
+        while True:
+            self._changed.clear()
+            if not self._in_flight:
+                await self._changed.wait()
+                continue
+            batch = self._in_flight[0]
+            replies, failure = await self._replies(batch)
+            self._in_flight.popleft()
+            outcome = self._writer.settle(batch, replies, failure)
+            await self._apply(outcome)
+            self._changed.set()
+
+    async def _replies(self, batch: SentBatch) -> tuple[list[Any], str]:
+        loop = asyncio.get_running_loop()
+        remaining = batch.sent_at + self._limits.command_timeout - loop.time()
+        try:
+            async with asyncio.timeout(max(remaining, 0.0)):
+                return await asyncio.shield(batch.replies), ""
+        except ConnectionLostError as error:
+            return error.replies, f"connection lost: {error}"
+        except TimeoutError:
+            pass
+        # No answer in time: the connection cannot be trusted any more, and with it every
+        # batch behind this one (they fail now, keeping the replies that did arrive).
+        self._writer.disconnect()
+        try:
+            return await batch.replies, ""
+        except ConnectionLostError as error:
+            return error.replies, "no reply within redis.command_timeout"
+
+    async def _apply(self, outcome: BatchOutcome) -> None:
+        if outcome.dead:
+            await self._dead_letters.write(outcome.dead)
+        now_ns = time.time_ns()
+        for record in outcome.finished:
+            self._queue.ack(record.seq)
+            self._on_finished(record)
+            self._latency.observe(max(0, now_ns - record.enqueued_ns) / 1e9)
+        self.written += outcome.written
+        self._written_total.inc(outcome.written)
+        if outcome.unfinished:
+            self._retry.extend(outcome.unfinished)
+            resend = sum(len(record.pending_entries()) for record in outcome.unfinished)
+            self.retried += resend
+            self._retried_total.inc(resend)
+            self._degraded = True
+            reconnect = outcome.connection_failed or outcome.retry_reason.startswith("READONLY")
+            if reconnect:
+                self._writer.disconnect()
+            self._note_failure(outcome.retry_reason)
+            self._resume_at = asyncio.get_running_loop().time() + self._policy.delay(self._failures)
+        elif not self._retry:
+            self._recovered()
+
+    def _note_failure(self, reason: str) -> None:
+        if not self.last_error:
+            log.warning("Redis is not taking messages; buffering", extra={"reason": reason})
+            self.failing_since = time.monotonic()
+        self._failures += 1
+        self.last_error = reason
+
+    def _recovered(self) -> None:
+        if self.last_error:
+            log.info("Redis is taking messages again", extra={"after_failures": self._failures})
+        self._degraded = False
+        self._failures = 0
+        self.last_error = ""
+        self.failing_since = None
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    async def drain(self) -> bool:
+        """Wait until everything queued is delivered (True), or give up at once while Redis
+        is away (False: the queue keeps it for the next start). Bound it with a timeout."""
+        while not (self.idle and self._queue.stats().depth_items == 0):
+            if self.last_error:
+                return False
+            await asyncio.sleep(0.02)
+        return True
