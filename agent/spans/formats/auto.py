@@ -1,0 +1,126 @@
+"""`auto`: the format is detected per line, so one file may mix formats and other logs.
+
+Order of checks, cheapest first:
+
+1. in the middle of a multi-line object: the line belongs to it (otel-sdk);
+2. a JobFirst marker (`"message":"Span `): jobfirst;
+3. blank, or not starting with `{`, or no `race` (trace_id / traceId / TraceID) in
+   it: not a span record — skipped and counted;
+4. a line that is just `{`: the start of a pretty-printed otel-sdk object;
+5. otherwise the JSON is parsed once and dispatched on its keys: `resourceSpans` /
+   `scopeSpans` → otlp-json; `SpanContext`, or `context` with `name` → otel-sdk;
+   `trace_id` + `span_id` + `name` → span-json. Anything else is a log line that
+   mentions a trace and is skipped; a line that looked like JSON with a trace but does
+   not parse is a dead letter (`malformed_json`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from orjson import JSONDecodeError, loads
+
+from agent.spans.formats.common import dead_letter_for, load_object
+from agent.spans.formats.jobfirst import MARKERS, JobFirstDecoder
+from agent.spans.formats.otelsdk import OtelSdkDecoder, span_from_sdk_obj
+from agent.spans.formats.otlpjson import OtlpJsonDecoder
+from agent.spans.formats.spanjson import span_from_obj
+from agent.spans.model import DeadLetter, DecodeResult
+
+_OTLP_KEYS = frozenset(("resourceSpans", "resource_spans", "scopeSpans", "scope_spans"))
+
+
+class AutoDecoder:
+    def __init__(
+        self,
+        *,
+        default_service: str | None,
+        orphan_timeout_ns: int,
+        max_open_spans: int,
+        max_line_bytes: int,
+        max_object_bytes: int,
+    ) -> None:
+        self.default_service = default_service
+        self.max_line_bytes = max_line_bytes
+        self.jobfirst = JobFirstDecoder(
+            default_service=default_service,
+            orphan_timeout_ns=orphan_timeout_ns,
+            max_open_spans=max_open_spans,
+            max_line_bytes=max_line_bytes,
+        )
+        self.otlp = OtlpJsonDecoder(default_service=default_service, max_line_bytes=max_line_bytes)
+        self.sdk = OtelSdkDecoder(
+            default_service=default_service,
+            max_line_bytes=max_line_bytes,
+            max_object_bytes=max_object_bytes,
+        )
+
+    def feed(self, line: bytes, now_ns: int) -> DecodeResult:
+        result = DecodeResult()
+        self.feed_into(line, now_ns, result)
+        return result
+
+    def feed_many(self, lines: Iterable[bytes], now_ns: int) -> DecodeResult:
+        result = DecodeResult()
+        for line in lines:
+            self.feed_into(line, now_ns, result)
+        return result
+
+    def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
+        if self.sdk.pending:
+            self.sdk.feed_into(line, into)
+            return
+        if MARKERS[0] in line or MARKERS[1] in line:
+            self.jobfirst.feed_into(line, now_ns, into)
+            return
+        if len(line) > self.max_line_bytes:
+            detail = f"line of {len(line)} bytes is over the {self.max_line_bytes}-byte limit"
+            into.dead.append(DeadLetter("line_too_long", detail, line))
+            return
+        stripped = line.strip()
+        if stripped[:1] != b"{" or (b"race" not in line and stripped != b"{"):
+            into.skipped += 1
+            return
+        if stripped == b"{":
+            self.sdk.feed_into(line, into)
+            return
+        try:
+            self._dispatch(_load(line), line, now_ns, into)
+        except Exception as exc:  # feed must never raise on input
+            into.dead.append(dead_letter_for(exc, line))
+
+    def _dispatch(self, obj: dict[str, Any], raw: bytes, now_ns: int, into: DecodeResult) -> None:
+        if not _OTLP_KEYS.isdisjoint(obj):
+            self.otlp.decode_obj(obj, raw, into)
+        elif "SpanContext" in obj or ("context" in obj and "name" in obj):
+            into.spans.append(span_from_sdk_obj(obj, self.default_service))
+        elif "span_id" in obj and "name" in obj and "trace_id" in obj:
+            into.spans.append(span_from_obj(obj, self.default_service))
+        else:
+            into.skipped += 1
+
+    def expire(self, now_ns: int) -> DecodeResult:
+        return self.jobfirst.expire(now_ns)
+
+    def snapshot(self) -> dict[str, Any]:
+        state = {"jobfirst": self.jobfirst.snapshot(), "otel-sdk": self.sdk.snapshot()}
+        return {name: part for name, part in state.items() if part}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.jobfirst.restore(state.get("jobfirst", {}))
+        self.sdk.restore(state.get("otel-sdk", {}))
+
+    @property
+    def pending(self) -> int:
+        return self.jobfirst.pending + self.sdk.pending
+
+
+def _load(line: bytes) -> dict[str, Any]:
+    try:
+        obj = loads(line)
+    except JSONDecodeError:
+        return load_object(line)  # raises with the precise reason
+    if type(obj) is not dict:
+        return load_object(line)
+    return obj
