@@ -8,11 +8,14 @@ from agent.config import Config
 from agent.core.lifecycle import Component
 from agent.core.metrics import Metrics
 from agent.messages.pipeline import MessagePipeline
+from agent.spans.pipeline import SpanPipeline
 
 
 def build_pipelines(config: Config, metrics: Metrics, data_dir: Path) -> list[Component]:
     """Each enabled pipeline as one Component; the span and message pipelines register here."""
     pipelines: list[Component] = []
+    if config.spans.enabled:
+        pipelines.append(SpanPipeline(config, metrics, data_dir))
     if config.messages.enabled:
         pipelines.append(MessagePipeline(config, metrics, data_dir))
     return pipelines

@@ -32,6 +32,7 @@ SpanFilter = Callable[[Span], bool]
 EncodedSpan = tuple[ResourceKey, bytes]
 
 log = logging.getLogger("agent.spans")
+SPAN_LIMIT_CACHE = 1024
 
 
 def decode_dead_letter(dead: DeadLetter, source: str) -> dict[str, Any]:
@@ -61,6 +62,7 @@ class Outbound(Generic[M]):
         self._sender = sender
         self._dead_letters = dead_letters
         self._keep = keep
+        self._span_limits: dict[ResourceKey, int] = {}
         self.spans_decoded = 0
         self.spans_sampled_out = 0
         self.spans_too_large = 0
@@ -86,7 +88,7 @@ class Outbound(Generic[M]):
     def _encode(
         self, spans: list[Span], source: str, records: list[dict[str, Any]]
     ) -> list[EncodedSpan]:
-        keep, encode, fits = self._keep, self.batcher.encoding.encode, self.batcher.fits_alone
+        keep, encode, limits = self._keep, self.batcher.encoding.encode, self._span_limits
         encoded: list[EncodedSpan] = []
         sampled_out = 0
         for span in spans:
@@ -94,7 +96,10 @@ class Outbound(Generic[M]):
                 sampled_out += 1
                 continue
             key, body = resource_key(span), encode(span)
-            if fits(key, body):
+            limit = limits.get(key)
+            if limit is None:
+                limit = self._span_limit(key)
+            if len(body) <= limit:
                 encoded.append((key, body))
             else:
                 records.append(self._too_large(span, body, source))
@@ -104,6 +109,12 @@ class Outbound(Generic[M]):
             self.spans_sampled_out += sampled_out
             self._sampled_out_metric.inc(sampled_out)
         return encoded
+
+    def _span_limit(self, key: ResourceKey) -> int:
+        if len(self._span_limits) >= SPAN_LIMIT_CACHE:
+            self._span_limits.clear()  # unbounded resource sets must not grow memory
+        limit = self._span_limits[key] = self.batcher.span_limit(key)
+        return limit
 
     def _too_large(self, span: Span, body: bytes, source: str) -> dict[str, Any]:
         self.spans_too_large += 1

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from agent.core.retry import PermanentError, RetryPolicy, sleep_unless_stopped
 from agent.core.sender import Outcome, Sender
 from agent.spans.checkpoint import CheckpointStore
 from agent.spans.delivery import (
+    Decoder,
     DecoderFactory,
     DeliveryBook,
     FileState,
@@ -40,6 +43,7 @@ from agent.spans.delivery import (
     decode_lines,
 )
 from agent.spans.exporter import OtlpHttpExporter, span_count_of
+from agent.spans.formats import make_decoder
 from agent.spans.model import DecodeResult
 from agent.spans.otlp import Resources
 from agent.spans.outbound import Outbound, SpanFilter, Token, rejected_request_dead_letter
@@ -53,6 +57,26 @@ MAX_READ_WAIT = 1.0
 STOP_RESERVE = 2.0
 # A queue segment must hold the largest request (gzip can grow incompressible data slightly).
 QUEUE_RECORD_SLACK = 64 * 1024
+
+
+def decoders_for(config: Config) -> DecoderFactory:
+    """A decoder per file, in the format its path asks for (`spans.path_formats`, else
+    `spans.format`). Decoders get no default service: the resource merge in
+    `agent.spans.otlp.Resources` applies `service.name` from config to spans that name none."""
+    spans = config.spans
+    patterns = [(os.path.abspath(glob), fmt) for glob, fmt in spans.path_formats.items()]
+    orphan_timeout_ns = int(spans.orphan_timeout * 1e9)
+
+    def make(path: str) -> Decoder:
+        fmt = next((fmt for glob, fmt in patterns if fnmatch.fnmatch(path, glob)), spans.format)
+        return make_decoder(
+            fmt,
+            orphan_timeout_ns=orphan_timeout_ns,
+            default_service=None,
+            max_line_bytes=spans.max_line_bytes,
+        )
+
+    return make
 
 
 def queue_for(config: Config, data_dir: Path) -> DiskQueue:
@@ -77,7 +101,7 @@ class SpanPipeline:
         metrics: Metrics,
         data_dir: Path,
         *,
-        decoder_for: DecoderFactory,
+        decoder_for: DecoderFactory | None = None,
         keep: SpanFilter | None = None,
     ) -> None:
         self.config = config
@@ -112,7 +136,9 @@ class SpanPipeline:
             metrics=metrics,
             keep=keep,
         )
-        self.book = DeliveryBook(CheckpointStore(checkpoint_path(data_dir)), decoder_for)
+        self.book = DeliveryBook(
+            CheckpointStore(checkpoint_path(data_dir)), decoder_for or decoders_for(config)
+        )
         self.tailer: Tailer | None = None
         self._stopping = asyncio.Event()
         self._read_task: asyncio.Task[None] | None = None

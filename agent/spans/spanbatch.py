@@ -1,11 +1,13 @@
 """Accumulates encoded spans into export requests by count, bytes and linger. No I/O.
 
 Each span is encoded once (`Encoding.encode`) and joins its resource's group in the open
-batch. The batch's size is kept as an upper bound of the request it will become: the exact
-bytes of every span plus, per resource group, its headers and the widest framing they can
-need. A batch closes *before* a span would push that bound over `max_bytes`, so a request
-never exceeds the limit and never has to be split after the fact. A span too large for any
-request on its own is refused (`fits_alone`); the caller dead-letters it.
+batch. The batch's size is kept as an upper bound of the request it will become: every span's
+exact bytes plus the widest framing a span can need, and per resource group its headers and
+the widest framing they can need (a few bytes per span too many, against no per-span size
+arithmetic on the hot path). A batch closes *before* a span would push that bound over
+`max_bytes`, so a request never exceeds the limit and never has to be split after the fact.
+A span too large for any request on its own is refused (`fits_alone`); the caller
+dead-letters it.
 
 Every batch remembers how many of its spans came from each delivery mark (`marks`), so the
 sender's settlement of a request can be passed back to the file trackers in one step.
@@ -23,7 +25,6 @@ from agent.spans.otlp import (
     Resources,
     build_request,
     encode_span,
-    framed_span_size,
 )
 from agent.spans.otlp_json import build_request_json, encode_span_json, request_size_json
 
@@ -37,9 +38,10 @@ _GROUP_COST_CACHE_LIMIT = 1024
 class Encoding(Protocol):
     json: bool
 
-    def encode(self, span: Span) -> bytes: ...
+    span_overhead: int
+    """Most bytes a span adds beyond its body (protobuf tag + length; JSON comma)."""
 
-    def span_cost(self, body: bytes) -> int: ...
+    def encode(self, span: Span) -> bytes: ...
 
     def group_cost(self, key: ResourceKey) -> int: ...
 
@@ -68,6 +70,7 @@ class ProtobufEncoding:
 
     json = False
     base_cost = 0
+    span_overhead = 1 + 5  # tag, and a length varint of at most 5 bytes (< 4 GiB)
 
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
@@ -75,10 +78,6 @@ class ProtobufEncoding:
         self.group_cost = _CostCache(
             lambda key: resources.group_size(key, 0) + _GROUP_FRAMING_SLACK
         )
-
-    @staticmethod
-    def span_cost(body: bytes) -> int:
-        return framed_span_size(len(body))
 
     def build(self, groups: Mapping[ResourceKey, Sequence[bytes]]) -> bytes:
         return build_request(groups, self.resources)
@@ -89,6 +88,7 @@ class JsonEncoding:
 
     json = True
     base_cost = _JSON_EMPTY_REQUEST
+    span_overhead = 1  # the comma before it (one too many per group: an upper bound)
 
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
@@ -97,10 +97,6 @@ class JsonEncoding:
         self.group_cost = _CostCache(
             lambda key: request_size_json({key: [b""]}, resources) - _JSON_EMPTY_REQUEST + 1
         )
-
-    @staticmethod
-    def span_cost(body: bytes) -> int:
-        return len(body) + 1  # the comma before it (one too many per group: an upper bound)
 
     def build(self, groups: Mapping[ResourceKey, Sequence[bytes]]) -> bytes:
         return build_request_json(groups, self.resources)
@@ -147,10 +143,15 @@ class SpanBatcher(Generic[M]):
     def _new_batch(self, now: float) -> SpanBatch[M]:
         return SpanBatch(size=self.encoding.base_cost, opened_at=now)
 
+    def span_limit(self, key: ResourceKey) -> int:
+        """The largest span body of this resource that a request can hold on its own."""
+        encoding = self.encoding
+        return (
+            self.max_bytes - encoding.base_cost - encoding.group_cost(key) - encoding.span_overhead
+        )
+
     def fits_alone(self, key: ResourceKey, body: bytes) -> bool:
-        """Whether a request holding only this span stays within `max_bytes`."""
-        cost = self.encoding.span_cost(body) + self.encoding.group_cost(key)
-        return self.encoding.base_cost + cost <= self.max_bytes
+        return len(body) <= self.span_limit(key)
 
     def add_many(self, spans: Sequence[tuple[ResourceKey, bytes]], mark: M, now: float) -> None:
         """Add encoded spans (each must `fits_alone`) that all settle against `mark`."""
@@ -158,10 +159,12 @@ class SpanBatcher(Generic[M]):
         if not batch.span_count:
             batch.opened_at = now
         counted = 0  # spans of this call already in `batch`, not yet credited to `mark`
-        span_cost, group_cost = self.encoding.span_cost, self.encoding.group_cost
+        overhead, group_cost = self.encoding.span_overhead, self.encoding.group_cost
         for key, body in spans:
             group = batch.groups.get(key)
-            cost = span_cost(body) if group is not None else span_cost(body) + group_cost(key)
+            cost = len(body) + overhead
+            if group is None:
+                cost += group_cost(key)
             if (
                 batch.size + cost > self.max_bytes
                 or batch.span_count >= self.max_spans
@@ -170,7 +173,7 @@ class SpanBatcher(Generic[M]):
                 self._credit(batch, mark, counted)
                 batch = self._close_open(now)
                 counted = 0
-                group, cost = None, span_cost(body) + group_cost(key)
+                group, cost = None, len(body) + overhead + group_cost(key)
             if group is None:
                 group = batch.groups[key] = []
             group.append(body)

@@ -1,0 +1,304 @@
+"""End-to-end span throughput per CPU-second: tail -> parse -> OTLP -> gzip -> HTTP.
+
+Two paths read the same file of span-json lines (4 attributes, 1 event each) and POST gzip'd
+OTLP/protobuf requests to the same sink, an aiohttp server in another process that reads and
+discards the bodies:
+
+  agent: the real SpanPipeline (Tailer, decoder, direct wire encoder, SpanBatcher, Sender,
+         OtlpHttpExporter) with its disk queue and checkpoints, as `sidecar-agent run` runs it;
+  naive: read lines, json.loads, build opentelemetry-proto message objects, SerializeToString,
+         gzip (same level), POST with aiohttp (same in-flight limit).
+
+CPU time is this process's user+sys (`time.process_time()`, all threads), measured around each
+run; the sink's CPU is not counted. Each path runs --repeat times, alternating; the best run
+counts. Run: `.venv/bin/python bench/spans.py` (see docs/benchmarks.md for figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import gzip
+import json
+import multiprocessing
+import random
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+
+from agent.configload import load_config
+from agent.core.metrics import Metrics
+from agent.spans.exporter import GZIP_LEVEL
+from agent.spans.formats.spanjson import SpanJsonDecoder
+from agent.spans.pipeline import SpanPipeline
+
+BATCH_SPANS = 4096
+IN_FLIGHT = 4
+_METHODS = ("GET", "POST", "PUT", "DELETE")
+_ROUTES = ("/api/v1/jobs", "/api/v1/users", "/api/v1/companies", "/healthz")
+_KINDS = {"internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
+
+
+def make_lines(count: int, seed: int = 7) -> Iterator[bytes]:
+    rng = random.Random(seed)
+    start = 1_732_777_445_000_000_000
+    for i in range(count):
+        method, route = rng.choice(_METHODS), rng.choice(_ROUTES)
+        begin = start + i * 1_000_000
+        record = {
+            "trace_id": rng.getrandbits(128).to_bytes(16, "big").hex(),
+            "span_id": rng.getrandbits(64).to_bytes(8, "big").hex(),
+            "name": f"{method} {route}",
+            "kind": "server",
+            "start_time_unix_nano": begin,
+            "end_time_unix_nano": begin + rng.randrange(100_000, 50_000_000),
+            "attributes": {
+                "http.method": method,
+                "http.route": route,
+                "http.status_code": rng.choice((200, 200, 200, 404, 500)),
+                "user.id": f"u-{rng.randrange(100_000)}",
+            },
+            "events": [
+                {"name": "db.query", "time_unix_nano": begin + 50_000, "attributes": {"rows": 3}}
+            ],
+            "service": "jobs-api",
+        }
+        yield json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+# --- the sink ---------------------------------------------------------------------------------
+
+
+def _serve_sink(port: int, ready: Any) -> None:
+    async def discard(request: web.Request) -> web.Response:
+        while await request.content.readany():
+            pass
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    async def serve() -> None:
+        app = web.Application(client_max_size=64 * 1024**2)
+        app.router.add_post("/v1/traces", discard)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        ready.set()
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+def start_sink() -> tuple[BaseProcess, str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    process = context.Process(target=_serve_sink, args=(port, ready), daemon=True)
+    process.start()
+    if not ready.wait(30):
+        raise SystemExit("the sink did not start")
+    return process, f"http://127.0.0.1:{port}/v1/traces"
+
+
+# --- the two paths ----------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    spans: int
+    cpu: float
+    wall: float
+
+    @property
+    def per_cpu_second(self) -> float:
+        return self.spans / self.cpu
+
+
+async def run_agent(log_file: Path, endpoint: str, workdir: Path, spans: int) -> Run:
+    data_dir = workdir / "agent-data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    config = load_config(
+        environ={},
+        cli_overrides=[
+            f"data_dir={data_dir}",
+            f"spans.paths={log_file}",
+            f"export.endpoint={endpoint}",
+            f"export.batch.max_spans={BATCH_SPANS}",
+            f"export.max_in_flight={IN_FLIGHT}",
+            "export.batch.linger=50ms",
+        ],
+    )
+    pipeline = SpanPipeline(
+        config,
+        Metrics(),
+        data_dir,
+        decoder_for=lambda path: SpanJsonDecoder(default_service=None),
+    )
+    cpu, wall = time.process_time(), time.perf_counter()
+    await pipeline.start()
+    while pipeline.exporter.spans_exported < spans:  # noqa: ASYNC110 - a counter, no event
+        await asyncio.sleep(0.005)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    await pipeline.stop()
+    if pipeline.summary()["dead_lettered"]:
+        raise SystemExit(f"unexpected dead letters: {pipeline.summary()}")
+    return Run(spans, cpu, wall)
+
+
+def _pb_value(value: Any) -> AnyValue:
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    return AnyValue(string_value=str(value))
+
+
+def _pb_attributes(attributes: dict[str, Any]) -> list[KeyValue]:
+    return [KeyValue(key=k, value=_pb_value(v)) for k, v in attributes.items()]
+
+
+def naive_request(lines: list[bytes]) -> bytes:
+    by_service: dict[str, list[PbSpan]] = {}
+    for line in lines:
+        record = json.loads(line)
+        span = PbSpan(
+            trace_id=bytes.fromhex(record["trace_id"]),
+            span_id=bytes.fromhex(record["span_id"]),
+            name=record["name"],
+            kind=_KINDS[record["kind"]],  # type: ignore[arg-type]
+            start_time_unix_nano=record["start_time_unix_nano"],
+            end_time_unix_nano=record["end_time_unix_nano"],
+            attributes=_pb_attributes(record["attributes"]),
+            events=[
+                PbSpan.Event(
+                    name=e["name"],
+                    time_unix_nano=e["time_unix_nano"],
+                    attributes=_pb_attributes(e["attributes"]),
+                )
+                for e in record["events"]
+            ],
+        )
+        by_service.setdefault(record["service"], []).append(span)
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=Resource(attributes=_pb_attributes({"service.name": service})),
+                scope_spans=[ScopeSpans(scope=InstrumentationScope(), spans=spans)],
+            )
+            for service, spans in by_service.items()
+        ]
+    )
+    body: bytes = request.SerializeToString()
+    return body
+
+
+async def run_naive(log_file: Path, endpoint: str, spans: int) -> Run:
+    headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
+    slots = asyncio.Semaphore(IN_FLIGHT)
+    sends: set[asyncio.Task[None]] = set()
+    sent = 0
+
+    async def post(session: aiohttp.ClientSession, body: bytes, count: int) -> None:
+        nonlocal sent
+        try:
+            async with session.post(endpoint, data=body, headers=headers) as response:
+                await response.read()
+                response.raise_for_status()
+            sent += count
+        finally:
+            slots.release()
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        with log_file.open("rb") as file:
+            batch: list[bytes] = []
+            for line in file:
+                batch.append(line)
+                if len(batch) == BATCH_SPANS:
+                    await slots.acquire()
+                    body = gzip.compress(naive_request(batch), GZIP_LEVEL)
+                    task = asyncio.create_task(post(session, body, len(batch)))
+                    sends.add(task)
+                    task.add_done_callback(sends.discard)
+                    batch = []
+            if batch:
+                await slots.acquire()
+                await post(session, gzip.compress(naive_request(batch), GZIP_LEVEL), len(batch))
+        while sends:
+            await asyncio.wait(set(sends))
+    if sent != spans:
+        raise SystemExit(f"naive path sent {sent} of {spans} spans")
+    return Run(spans, time.process_time() - cpu, time.perf_counter() - wall)
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spans", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-spans-"))
+    sink, endpoint = start_sink()
+    try:
+        log_file = workdir / "spans.log"
+        with log_file.open("wb") as file:
+            file.writelines(make_lines(args.spans))
+        size = log_file.stat().st_size
+        agent_runs: list[Run] = []
+        naive_runs: list[Run] = []
+        for _ in range(args.repeat):
+            gc.collect()
+            agent_runs.append(asyncio.run(run_agent(log_file, endpoint, workdir, args.spans)))
+            gc.collect()
+            naive_runs.append(asyncio.run(run_naive(log_file, endpoint, args.spans)))
+        report(args.spans, size, min(agent_runs, key=_cpu), min(naive_runs, key=_cpu))
+    finally:
+        sink.terminate()
+        sink.join(5)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cpu(run: Run) -> float:
+    return run.cpu
+
+
+def report(spans: int, size: int, agent: Run, naive: Run) -> None:
+    print(f"{spans:,} span-json lines ({size / spans:.0f} B each), gzip level {GZIP_LEVEL}, ")
+    print(
+        f"batches of {BATCH_SPANS} spans, {IN_FLIGHT} requests in flight, sink in another process"
+    )
+    print()
+    print(
+        f"{'path':<8} {'CPU s':>8} {'wall s':>8} {'µs/span':>9} {'spans/CPU-s':>13} {'spans/s':>10}"
+    )
+    for label, run in (("agent", agent), ("naive", naive)):
+        print(
+            f"{label:<8} {run.cpu:8.2f} {run.wall:8.2f} {run.cpu / spans * 1e6:9.2f} "
+            f"{run.per_cpu_second:13,.0f} {spans / run.wall:10,.0f}"
+        )
+    print()
+    print(f"agent vs naive, per CPU-second: {agent.per_cpu_second / naive.per_cpu_second:.2f}x")
+    print(f"agent vs target 100k spans/CPU-s: {agent.per_cpu_second / 100_000:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
