@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import msgpack
+import orjson
+import pytest
+
+from agent.messages.codec import (
+    MAX_HEADERS,
+    BodyError,
+    cloudevent_id,
+    dapr_bulk_entries,
+    dapr_data,
+    dapr_headers,
+    decode_body,
+    envelopes_from,
+    media_type,
+)
+
+
+def error_of(call: object, *args: object) -> BodyError:
+    with pytest.raises(BodyError) as caught:
+        call(*args)  # type: ignore[operator]
+    return caught.value
+
+
+def test_json_syntax_errors_name_the_position() -> None:
+    error = error_of(decode_body, b'{"data":\n  [1,2,}', "application/json")
+    assert (error.status, error.code) == (400, "bad_body")
+    assert "line 2 column" in error.message and "column 8 (byte 16)" in error.message
+
+
+def test_msgpack_and_its_aliases_decode() -> None:
+    body = msgpack.packb([{"data": {"n": 1}, "headers": {"h": "v"}}])
+    for kind in ("application/msgpack", "application/x-msgpack"):
+        assert decode_body(body, kind) == [{"data": {"n": 1}, "headers": {"h": "v"}}]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"\x81\xa4dat", "ends inside a value"),
+        (b"\xc1", "invalid msgpack near byte"),
+        (b"\xa2\xff\xfe", "utf-8"),  # invalid UTF-8 in a str
+        (msgpack.packb({"data": 1}) + b"\x01", "1 extra bytes"),
+        (b"\x91" * 2000 + b"\x01", "invalid msgpack"),  # nested deeper than the unpacker allows
+    ],
+)
+def test_bad_msgpack_is_a_clear_400(body: bytes, words: str) -> None:
+    error = error_of(decode_body, body, "application/msgpack")
+    assert error.status == 400 and words in error.message
+
+
+def test_unsupported_content_type_is_415() -> None:
+    error = error_of(decode_body, b"x", "text/plain")
+    assert (error.status, error.code) == (415, "unsupported_media_type")
+
+
+def test_deep_json_nesting_is_a_400_not_a_crash() -> None:
+    error = error_of(decode_body, b"[" * 5000 + b"]" * 5000, "application/json")
+    assert error.status == 400 and "depth" in error.message
+
+
+def test_media_type_drops_parameters_and_case() -> None:
+    assert media_type("Application/JSON; charset=utf-8") == "application/json"
+
+
+def test_one_envelope_or_an_array() -> None:
+    assert envelopes_from({"data": 1}) == [(None, 1, None, None)]
+    batch = envelopes_from([{"data": None, "id": "a", "headers": {"k": "v"}, "metadata": {}}])
+    assert batch == [("a", None, {"k": "v"}, {})]
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ([], "no messages"),
+        ("x", "message object or an array"),
+        ([{"data": 1}, 5], "entry 1: must be an object"),
+        ([{"data": 1}, {"dat": 1}], 'entry 1: has no "data"'),
+        ([{"data": 1, "extra": 2}], "entry 0: unknown key 'extra'"),
+        ([{"data": 1, "id": ""}], "entry 0: id must be"),
+        ([{"data": 1, "id": 7}], "entry 0: id must be"),
+        ([{"data": 1, "metadata": []}], "metadata must be an object"),
+        ([{"data": 1, "headers": []}], "headers must be an object"),
+        ([{"data": 1, "headers": {"": "v"}}], "non-empty strings"),
+        ([{"data": 1, "headers": {"k": 1}}], "header 'k' must be a string"),
+        ([{"data": 1, "headers": {"k" * 300: "v"}}], "header name longer"),
+        ([{"data": 1, "headers": {f"h{i}": "v" for i in range(MAX_HEADERS + 1)}}], "headers;"),
+        ([{"data": 1, "headers": {"big": "x" * 70_000}}], "the limit is 65536"),
+    ],
+)
+def test_bad_envelopes_name_their_index(value: object, words: str) -> None:
+    error = error_of(envelopes_from, value)
+    assert error.status == 400 and words in error.message
+    if "entry" in words:
+        assert error.index == int(words.split()[1].rstrip(":"))
+
+
+def test_dapr_data_by_content_type() -> None:
+    assert dapr_data(b'{"a":1}', "application/json") == {"a": 1}
+    assert dapr_data(b"hello", "text/plain") == "hello"
+    assert dapr_data(b"\xff\x00", "application/octet-stream") == b"\xff\x00"
+    event = {"id": "ev-1", "source": "s", "specversion": "1.0", "type": "t", "data": {}}
+    data = dapr_data(orjson.dumps(event), "application/cloudevents+json")
+    assert data == event and cloudevent_id(data, "application/cloudevents+json") == "ev-1"
+    assert cloudevent_id(data, "application/json") is None
+
+
+def test_dapr_metadata_query_becomes_headers_with_the_content_type() -> None:
+    headers = dapr_headers({"metadata.ttlInSeconds": "60", "ack": "disk"}, "application/json")
+    assert headers == {"ttlInSeconds": "60", "content-type": "application/json"}
+
+
+def test_dapr_bulk_entries() -> None:
+    body = [
+        {"entryId": "1", "event": "first", "contentType": "text/plain"},
+        {"entryId": "2", "event": {"m": 2}, "contentType": "application/json"},
+        {"entryId": "3", "event": {"m": 3}, "metadata": {"k": "v"}},
+        {"entryId": "4", "event": '{"m": 4}', "contentType": "application/json"},
+    ]
+    envelopes, entry_ids = dapr_bulk_entries(body, {"metadata.q": "1"})
+    assert entry_ids == ["1", "2", "3", "4"]
+    assert [envelope[1] for envelope in envelopes] == ["first", {"m": 2}, {"m": 3}, {"m": 4}]
+    assert envelopes[2][2] == {"q": "1", "k": "v", "content-type": "application/json"}
+    assert envelopes[0][2] == {"q": "1", "content-type": "text/plain"}
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({}, "non-empty array"),
+        ([{"event": 1}], 'entry 0: needs an "entryId"'),
+        ([{"entryId": "a"}], 'entry 0: has no "event"'),
+        ([{"entryId": "a", "event": "{", "contentType": "application/json"}], "not valid JSON"),
+    ],
+)
+def test_bad_dapr_bulk_bodies(body: object, words: str) -> None:
+    error = error_of(dapr_bulk_entries, body, {})
+    assert error.status == 400 and words in error.message

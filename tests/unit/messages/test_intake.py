@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.config import MessagesConfig, TopicConfig
+from agent.core.diskqueue import DiskQueue
+from agent.messages.codec import BodyError
+from agent.messages.intake import Intake, PublishRefused
+from agent.messages.record import Record
+
+
+@pytest.fixture
+async def queue(tmp_path: Path) -> AsyncIterator[DiskQueue]:
+    async with DiskQueue(tmp_path / "q", max_bytes=64 * 1024, when_full="reject") as opened:
+        yield opened
+
+
+async def queued(queue: DiskQueue) -> list[Record]:
+    items = await queue.get(100, timeout=0.01)
+    return [Record.decode(item.data, item.seq) for item in items]
+
+
+async def test_one_record_per_request_with_generated_ids(queue: DiskQueue) -> None:
+    intake = Intake(MessagesConfig(), queue, retry_after=2)
+    result = await intake.publish("t", [(None, 1, None, None), (None, 2, None, None)], "disk")
+    (record,) = await queued(queue)
+    assert record.message_ids == result.ids and len(record) == 2
+    assert result.ids[0] < result.ids[1] and result.ids[0].startswith("msg_")
+    assert record.stream == b"stream:t" and record.confirm_token == 0 and not record.tracked
+
+
+async def test_topic_layouts_come_from_config(queue: DiskQueue) -> None:
+    config = MessagesConfig(topics={"raw-topic": TopicConfig(layout="raw", key="r:{topic}")})
+    intake = Intake(config, queue, retry_after=1)
+    await intake.publish("raw-topic", [(None, "x", None, None)], "memory")
+    (record,) = await queued(queue)
+    assert (record.layout, record.stream) == ("raw", b"r:raw-topic")
+
+
+async def test_repeated_ids_are_not_queued_twice(queue: DiskQueue) -> None:
+    intake = Intake(MessagesConfig(), queue, retry_after=1)
+    first = await intake.publish("t", [("a", 1, None, None), ("b", 2, None, None)], "disk")
+    again = await intake.publish(
+        "t", [("b", 2, None, None), ("c", 3, None, None), ("c", 3, None, None)], "disk"
+    )
+    elsewhere = await intake.publish("u", [("a", 1, None, None)], "disk")
+    records = await queued(queue)
+    assert [r.message_ids for r in records] == [["a", "b"], ["c"], ["a"]]
+    assert (first.duplicates, again.duplicates, elsewhere.duplicates) == (0, 2, 0)
+    assert again.ids == ["b", "c", "c"] and records[1].tracked
+
+
+async def test_errors_name_the_index_the_client_sent(queue: DiskQueue) -> None:
+    intake = Intake(MessagesConfig(), queue, retry_after=1)
+    await intake.publish("t", [("a", 1, None, None)], "disk")
+    with pytest.raises(BodyError) as caught:
+        await intake.publish("t", [("a", 1, None, None), ("z", 1, {"data": "x"}, None)], "disk")
+    assert caught.value.index == 1 and caught.value.message.startswith("entry 1:")
+    assert intake.dedupe.get("t", "z") is None  # a refused request reserves nothing
+
+
+async def test_a_full_queue_refuses_with_retry_after_and_forgets_the_ids(queue: DiskQueue) -> None:
+    intake = Intake(MessagesConfig(), queue, retry_after=3)
+    big = "x" * 3000
+    with pytest.raises(PublishRefused) as caught:
+        for number in range(100):
+            await intake.publish("t", [(f"id-{number}", big, None, None)], "disk")
+    assert (caught.value.status, caught.value.code, caught.value.retry_after) == (
+        503,
+        "buffer_full",
+        3,
+    )
+    assert intake.dedupe.get("t", f"id-{number}") is None
+    assert intake.dedupe.get("t", "id-0") is not None
+
+
+async def test_redis_mode_waits_for_the_writer_then_times_out(queue: DiskQueue) -> None:
+    config = replace(MessagesConfig(), redis_ack_timeout=0.05)
+    intake = Intake(config, queue, retry_after=1)
+    with pytest.raises(PublishRefused) as caught:
+        await intake.publish("t", [(None, 1, None, None)], "redis")
+    assert (caught.value.status, caught.value.code) == (504, "redis_ack_timeout")
+    (record,) = await queued(queue)  # still buffered: it will be delivered
+    assert record.confirm_token
+
+
+async def test_redis_mode_answers_with_entry_ids(queue: DiskQueue) -> None:
+    intake = Intake(MessagesConfig(), queue, retry_after=1)
+    publish = asyncio.ensure_future(
+        intake.publish("t", [(None, 1, None, None), ("k", 2, None, None)], "redis")
+    )
+    (record,) = await queue_records_soon(queue)
+    record.entry_ids = [b"1-0", None]
+    record.failures = {1: "WRONGTYPE nope"}
+    record.pending = []
+    intake.finished(record)
+    result = await publish
+    assert result.entry_ids == ["1-0", None] and result.failures == {1: "WRONGTYPE nope"}
+
+
+async def queue_records_soon(queue: DiskQueue) -> list[Record]:
+    items = await queue.get(10, timeout=1.0)
+    return [Record.decode(item.data, item.seq) for item in items]
+
+
+def test_ack_modes() -> None:
+    intake = Intake(MessagesConfig(ack="memory"), object(), retry_after=1)  # type: ignore[arg-type]
+    assert intake.mode(None) == "memory" and intake.mode("redis") == "redis"
+    with pytest.raises(BodyError, match="ack must be one of"):
+        intake.mode("fsync")

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from agent.config import TopicConfig
+from agent.messages.codec import BodyError, Envelope
+from agent.messages.layout import TopicLayout, dead_letter_message, fields_of
+from agent.messages.message import AcceptTime
+from agent.messages.resp import decode_command
+
+AT = AcceptTime.at(1_732_806_245_500_000_000)
+
+
+def commands(layout: TopicLayout, envelopes: list[Envelope], ids: list[str]) -> list[list[bytes]]:
+    encoded = layout.encode(envelopes, ids, AT)
+    starts = [0, *encoded.ends[:-1]]
+    return [decode_command(encoded.blob[a:b]) for a, b in zip(starts, encoded.ends, strict=True)]
+
+
+def test_jobfirst_fields_are_what_the_go_publisher_writes() -> None:
+    layout = TopicLayout("orders", TopicConfig())
+    (plain, with_headers) = commands(
+        layout,
+        [(None, {"n": 1}, None, None), (None, "x", {"trace": "t1", "h2": "v2"}, {"m": 1})],
+        ["id-1", "id-2"],
+    )
+    assert plain[:3] == [b"XADD", b"stream:orders", b"*"]
+    assert plain[3::2] == [b"data", b"topic", b"timestamp"]
+    assert plain[6] == b"orders" and plain[8] == b"1732806245"
+    message = orjson.loads(plain[4])
+    assert list(message) == [
+        "id",
+        "topic",
+        "data",
+        "headers",
+        "metadata",
+        "timestamp",
+        "retry_count",
+    ]
+    assert message["timestamp"] == "2024-11-28T15:04:05.5Z"
+    assert with_headers[9:] == [b"trace", b"t1", b"h2", b"v2"]
+    assert orjson.loads(with_headers[4])["headers"] == {"trace": "t1", "h2": "v2"}
+
+
+def test_key_template_and_maxlen() -> None:
+    layout = TopicLayout("a.b", TopicConfig(key="app:{topic}:events", maxlen=1000))
+    (command,) = commands(layout, [(None, 1, None, None)], ["i"])
+    assert command[:6] == [b"XADD", b"app:a.b:events", b"MAXLEN", b"~", b"1000", b"*"]
+
+
+def test_fields_layout() -> None:
+    layout = TopicLayout("t", TopicConfig(layout="fields"))
+    data = {"s": "text", "n": 2, "o": {"x": [1]}}
+    encoded = layout.encode([(None, data, {"h": "v"}, None)], ["m-1"], AT)
+    stream, fields = fields_of(encoded.blob)
+    assert stream == b"stream:t"
+    assert list(fields) == [b"message_id", b"s", b"n", b"o", b"h"]
+    assert fields == {
+        b"message_id": b"m-1",
+        b"s": b"text",
+        b"n": b"2",
+        b"o": b'{"x":[1]}',
+        b"h": b"v",
+    }
+
+
+@pytest.mark.parametrize(
+    ("envelope", "words"),
+    [
+        ((None, [1], None, None), "non-empty object"),
+        ((None, {"message_id": 1}, None, None), "reserved"),
+        ((None, {"a": 1}, {"a": "v"}, None), "given twice"),
+    ],
+)
+def test_fields_layout_refusals(envelope: Envelope, words: str) -> None:
+    layout = TopicLayout("t", TopicConfig(layout="fields"))
+    with pytest.raises(BodyError, match=words):
+        layout.encode([envelope], ["i"], AT)
+
+
+def test_raw_layout_is_one_body_field() -> None:
+    layout = TopicLayout("t", TopicConfig(layout="raw"))
+    blobs = [
+        layout.encode([(None, data, {"h": "v"}, None)], ["i"], AT).blob
+        for data in ("é", b"\x00", {"a": 1})
+    ]
+    assert [fields_of(blob)[1] for blob in blobs] == [
+        {b"body": "é".encode()},
+        {b"body": b"\x00"},
+        {b"body": b'{"a":1}'},
+    ]
+
+
+@pytest.mark.parametrize("name", ["data", "topic", "timestamp"])
+def test_jobfirst_headers_cannot_shadow_the_layout_fields(name: str) -> None:
+    layout = TopicLayout("t", TopicConfig())
+    with pytest.raises(BodyError, match=f"entry 1: header '{name}' clashes") as caught:
+        layout.encode([(None, 1, None, None), (None, 1, {name: "x"}, None)], ["a", "b"], AT)
+    assert caught.value.index == 1
+
+
+def test_unwritable_values_are_entry_errors() -> None:
+    layout = TopicLayout("t", TopicConfig())
+    deep: object = 1
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(BodyError, match="entry 0: data cannot be written as JSON"):
+        layout.encode([(None, deep, None, None)], ["a"], AT)
+    with pytest.raises(BodyError, match=r"entry 0: .*surrogate"):
+        layout.encode([(None, 1, {"k": "\udcff"}, None)], ["a"], AT)
+
+
+def test_injection_attempts_stay_data() -> None:
+    layout = TopicLayout("t", TopicConfig(layout="raw"))
+    sneaky = "v\r\n*1\r\n$8\r\nFLUSHALL\r\n"
+    (command,) = commands(layout, [(None, sneaky, None, None)], ["i"])
+    assert command == [b"XADD", b"stream:t", b"*", b"body", sneaky.encode()]
+
+
+def test_dead_letter_messages_per_layout() -> None:
+    jobfirst = TopicLayout("t", TopicConfig()).encode([(None, {"a": 1}, None, None)], ["i1"], AT)
+    stored = fields_of(jobfirst.blob)[1][b"data"]
+    assert dead_letter_message("jobfirst", "t", "i1", jobfirst.blob, AT.rfc3339) == stored
+    fields = TopicLayout("t", TopicConfig(layout="fields")).encode(
+        [(None, {"a": "1"}, None, None)], ["i2"], AT
+    )
+    rebuilt = orjson.loads(dead_letter_message("fields", "t", "i2", fields.blob, AT.rfc3339))
+    assert rebuilt["id"] == "i2" and rebuilt["data"] == {"a": "1"}
+    raw = TopicLayout("t", TopicConfig(layout="raw")).encode([(None, "hi", None, None)], ["i3"], AT)
+    assert orjson.loads(dead_letter_message("raw", "t", "i3", raw.blob, AT.rfc3339))["data"] == "hi"

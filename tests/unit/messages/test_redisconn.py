@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import ssl
+
+from agent.config import RedisConfig, TlsConfig
+from agent.messages.redisconn import RedisTarget, ServerInfo, parse_server_version
+
+
+def test_server_version_and_idmp_support() -> None:
+    assert parse_server_version(b"# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:0\r\n") == (
+        7,
+        0,
+        15,
+    )
+    assert parse_server_version(b"redis_version:8.6\r\n") == (8, 6, 0)
+    assert parse_server_version(b"nothing here") == (0, 0, 0)
+    assert not ServerInfo((7, 0, 15)).supports_idmp
+    assert not ServerInfo((8, 4, 2)).supports_idmp
+    assert ServerInfo((8, 6, 0)).supports_idmp and ServerInfo((9, 0, 1)).supports_idmp
+
+
+def test_targets_from_urls_never_show_the_password() -> None:
+    target = RedisTarget.from_config(RedisConfig(url="redis://user:s3cret@cache:6380/2"))
+    assert (target.host, target.port, target.db, target.username, target.password) == (
+        "cache",
+        6380,
+        2,
+        "user",
+        "s3cret",
+    )
+    assert "s3cret" not in target.description and target.ssl_context is None
+    unix = RedisTarget.from_config(RedisConfig(url="unix:///run/redis.sock?db=1"))
+    assert (unix.path, unix.host, unix.db) == ("/run/redis.sock", None, 1)
+
+
+def test_rediss_builds_a_tls_context() -> None:
+    config = RedisConfig(url="rediss://h:6379/0", tls=TlsConfig(insecure_skip_verify=True))
+    target = RedisTarget.from_config(config)
+    assert isinstance(target.ssl_context, ssl.SSLContext)
+    assert target.ssl_context.verify_mode == ssl.CERT_NONE and target.description.startswith(
+        "rediss://"
+    )
