@@ -1,0 +1,265 @@
+"""Complete lines from one open file, read in bounded chunks, with no buffer kept between reads.
+
+The reader holds only positions: ``offset`` (start of the first record not yet returned, the
+commit point) and ``scanned`` (bytes in ``[offset, scanned)`` are known to hold no newline). A
+partial last line is not kept in memory: it is read again, with what follows, once the file has
+grown. So a thousand idle files cost no memory, and a restart from ``offset`` re-reads exactly
+the unfinished record.
+
+A record longer than ``max_line_bytes`` is copied, chunk by chunk, to a spill file and reported
+as an :class:`OversizeLine`; memory stays at about one chunk plus one line whatever its length,
+and the lines after it keep flowing. Records are split on ``\\n``; a trailing ``\\r`` is dropped.
+All methods block on file I/O: the tailer calls them from a worker thread, one at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+# One read call consumes at most this many chunks, so a huge oversize record is copied over
+# several calls instead of holding the reading thread (and the caller) for seconds.
+MAX_CHUNKS_PER_CALL = 16
+
+
+@dataclass(frozen=True, slots=True)
+class OversizeLine:
+    path: str
+    """The file it came from."""
+    start_offset: int
+    length: int
+    """Bytes of the record, without its newline (and without a trailing carriage return)."""
+    spill_path: str
+    """The whole record, copied while reading; fsync'd before it is reported."""
+
+
+@dataclass(slots=True)
+class ReadResult:
+    lines: list[bytes] = field(default_factory=list)
+    oversize: list[OversizeLine] = field(default_factory=list)
+    end_offset: int = 0
+    consumed_bytes: int = 0
+    at_eof: bool = False
+    """Everything up to the file's current size has been looked at."""
+    truncated: bool = False
+    """The file shrank below what was read: reading restarted at 0 (copytruncate)."""
+    final: bool = False
+    """The file was read to its very end, unterminated last record included (read_final)."""
+    lost_partial_bytes: int = 0
+    """Bytes of an unfinished line that were truncated away before its newline was written."""
+    file_size: int = 0
+
+
+@dataclass(slots=True)
+class _Spill:
+    """Where the bytes of an over-long record go while it is read; ``file`` None discards them
+    (the line fragment skipped when starting at the end of a file)."""
+
+    start: int
+    pos: int
+    file: BinaryIO | None
+    path: str = ""
+    last_byte: bytes = b""
+
+
+class LineReader:
+    def __init__(
+        self,
+        fd: int,
+        path: str,
+        offset: int,
+        *,
+        max_line_bytes: int,
+        oversize_dir: Path,
+        skip_first_fragment: bool = False,
+    ) -> None:
+        self.fd = fd
+        self.path = path
+        self.offset = offset
+        self.scanned = offset
+        self.max_line_bytes = max_line_bytes
+        self.oversize_dir = oversize_dir
+        # Files only grow; a size below the largest seen (or below a checkpoint) is truncation.
+        self.high_water = offset
+        self.size = offset
+        self.spill_stem = "oversize"
+        """Names this file's spill files; the tailer sets it from the file's identity."""
+        self._spill: _Spill | None = None
+        if skip_first_fragment:
+            self._spill = _Spill(start=offset, pos=offset, file=None)
+
+    def stat_size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def read(self, max_lines: int, chunk_bytes: int) -> ReadResult:
+        size = self.stat_size()
+        if size < self.high_water:
+            return self.restart(size)
+        self.high_water = self.size = size
+        result = ReadResult()
+        start_offset = self.offset
+        for _ in range(MAX_CHUNKS_PER_CALL):
+            if self._spill is not None:
+                more = self._read_spill_chunk(chunk_bytes, result)
+            else:
+                more = self._read_line_chunk(max_lines - len(result.lines), chunk_bytes, result)
+            if not more or len(result.lines) >= max_lines:
+                break
+            if (result.lines or result.oversize) and self.offset - start_offset >= chunk_bytes:
+                break
+        result.end_offset = self.offset
+        result.consumed_bytes = self.offset - start_offset
+        result.at_eof = self._position() >= size
+        result.file_size = size
+        return result
+
+    def read_final(self, max_lines: int, chunk_bytes: int) -> ReadResult:
+        """Like ``read``, for a file that is not expected to grow any more (rotated away and
+        quiet): once its end is reached, the unterminated last record is returned as a line too
+        and ``final`` is set. If the file is found growing, nothing is finalised."""
+        result = self.read(max_lines, chunk_bytes)
+        if result.truncated or not result.at_eof:
+            return result
+        if self.stat_size() != result.file_size:
+            result.at_eof = False
+            return result
+        spill, self._spill = self._spill, None
+        if spill is not None:
+            if spill.file is not None:
+                result.oversize.append(self._finish_spill(spill))
+            self.offset = self.scanned = spill.pos
+        elif self.scanned > self.offset:
+            fragment = os.pread(self.fd, self.scanned - self.offset, self.offset)
+            self._add_records([fragment], result)
+            self.offset = self.scanned
+        result.consumed_bytes += self.offset - result.end_offset
+        result.end_offset = self.offset
+        result.final = True
+        return result
+
+    def close(self) -> None:
+        self._abandon_spill()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    def _position(self) -> int:
+        return self._spill.pos if self._spill is not None else self.scanned
+
+    def restart(self, size: int | None = None) -> ReadResult:
+        """Read again from 0: the content was truncated or replaced in place."""
+        if size is None:
+            size = self.stat_size()
+        lost = self._position() - self.offset
+        self._abandon_spill()
+        self.offset = self.scanned = 0
+        self.high_water = self.size = size
+        return ReadResult(
+            end_offset=0, truncated=True, lost_partial_bytes=lost, file_size=size, at_eof=False
+        )
+
+    def _read_line_chunk(self, room: int, chunk_bytes: int, result: ReadResult) -> bool:
+        """Read on from ``offset``; returns False at end of file."""
+        known = self.scanned - self.offset
+        buf = os.pread(self.fd, known + chunk_bytes, self.offset)
+        if len(buf) <= known:
+            return False
+        last_newline = buf.rfind(b"\n", known)
+        if last_newline < 0:
+            self.scanned = self.offset + len(buf)
+            if len(buf) > self.max_line_bytes:
+                self._start_spill(buf)
+            return True
+        records = buf[:last_newline].split(b"\n")
+        if len(records) > room:
+            records = records[:room]
+            consumed = sum(map(len, records)) + len(records)
+            self.scanned = self.offset + consumed
+        else:
+            consumed = last_newline + 1
+            self.scanned = self.offset + len(buf)
+            if len(buf) - consumed > self.max_line_bytes:
+                self._add_records(records, result)
+                self.offset += consumed
+                self._start_spill(buf[consumed:])
+                return True
+        self._add_records(records, result)
+        self.offset += consumed
+        return True
+
+    def _add_records(self, records: list[bytes], result: ReadResult) -> None:
+        """Append records starting at ``offset`` to result, spilling any that are too long."""
+        if any(len(record) > self.max_line_bytes for record in records):
+            self._add_with_oversize(records, result)
+            return
+        if any(record.endswith(b"\r") for record in records):
+            records = [r[:-1] if r.endswith(b"\r") else r for r in records]
+        result.lines.extend(records)
+
+    def _add_with_oversize(self, records: list[bytes], result: ReadResult) -> None:
+        position = self.offset
+        for record in records:
+            if len(record) > self.max_line_bytes:
+                spill = self._open_spill(position)
+                self._spill_write(spill, record)
+                result.oversize.append(self._finish_spill(spill))
+            else:
+                result.lines.append(record[:-1] if record.endswith(b"\r") else record)
+            position += len(record) + 1
+
+    def _read_spill_chunk(self, chunk_bytes: int, result: ReadResult) -> bool:
+        spill = self._spill
+        assert spill is not None
+        data = os.pread(self.fd, chunk_bytes, spill.pos)
+        if not data:
+            return False
+        newline = data.find(b"\n")
+        if newline < 0:
+            self._spill_write(spill, data)
+            return True
+        self._spill_write(spill, data[:newline])
+        if spill.file is not None:
+            result.oversize.append(self._finish_spill(spill))
+        self._spill = None
+        self.offset = self.scanned = spill.pos + 1
+        return True
+
+    def _start_spill(self, head: bytes) -> None:
+        spill = self._open_spill(self.offset)
+        self._spill_write(spill, head)
+        self._spill = spill
+        self.scanned = spill.pos
+
+    def _open_spill(self, start: int) -> _Spill:
+        self.oversize_dir.mkdir(parents=True, exist_ok=True)
+        # Named after the record's place in its file, so re-reading it after a crash overwrites
+        # the same spill file instead of leaving a second copy.
+        path = self.oversize_dir / f"{self.spill_stem}-{start}.line"
+        return _Spill(start=start, pos=start, file=path.open("wb"), path=str(path))
+
+    def _spill_write(self, spill: _Spill, data: bytes) -> None:
+        if spill.file is not None and data:
+            spill.file.write(data)
+            spill.last_byte = data[-1:]
+        spill.pos += len(data)
+
+    def _finish_spill(self, spill: _Spill) -> OversizeLine:
+        assert spill.file is not None
+        length = spill.pos - spill.start
+        if spill.last_byte == b"\r":
+            length -= 1
+            spill.file.truncate(length)
+        spill.file.flush()
+        os.fsync(spill.file.fileno())
+        spill.file.close()
+        return OversizeLine(self.path, spill.start, length, spill.path)
+
+    def _abandon_spill(self) -> None:
+        spill, self._spill = self._spill, None
+        if spill is None or spill.file is None:
+            return
+        spill.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(spill.path)
