@@ -56,8 +56,8 @@ def expected_resource(span: Span, resources: Resources) -> dict[str, Any]:
     return expected_value(merged)  # type: ignore[no-any-return]
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(spans(), min_size=1, max_size=4))
+@settings(max_examples=100, deadline=None)
+@given(st.lists(spans(), min_size=1, max_size=3))
 def test_request_decodes_field_by_field(batch: list[Span]) -> None:
     resources = Resources("default-svc", {"deployment.environment": "test", "host.id": 7})
     groups: dict[Any, list[bytes]] = {}
