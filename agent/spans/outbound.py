@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
-from agent.config import ExportConfig
+from agent.config import ExportConfig, SpansConfig
 from agent.core.deadletter import DeadLetterFile, raw_field
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError
@@ -24,6 +24,7 @@ from agent.core.sender import Sender
 from agent.spans.exporter import pack_request, unpack_request
 from agent.spans.model import DeadLetter, DecodeResult, Span
 from agent.spans.otlp import ResourceKey, Resources, resource_key
+from agent.spans.sampling import make_sampler
 from agent.spans.spanbatch import SpanBatcher, encoding_for
 
 M = TypeVar("M", bound=Hashable)
@@ -33,6 +34,13 @@ EncodedSpan = tuple[ResourceKey, bytes]
 
 log = logging.getLogger("agent.spans")
 SPAN_LIMIT_CACHE = 1024
+
+
+def sampler_for(spans: SpansConfig) -> SpanFilter | None:
+    """The configured sampler; None when it keeps everything (no per-span call then)."""
+    if spans.sampler == "always_on":
+        return None
+    return make_sampler(spans.sampler, spans.sampler_arg)
 
 
 def decode_dead_letter(dead: DeadLetter, source: str) -> dict[str, Any]:

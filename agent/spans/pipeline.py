@@ -46,7 +46,12 @@ from agent.spans.exporter import OtlpHttpExporter, span_count_of
 from agent.spans.formats import make_decoder
 from agent.spans.model import DecodeResult
 from agent.spans.otlp import Resources
-from agent.spans.outbound import Outbound, SpanFilter, Token, rejected_request_dead_letter
+from agent.spans.outbound import (
+    Outbound,
+    Token,
+    rejected_request_dead_letter,
+    sampler_for,
+)
 from agent.spans.tailer import LineBatch, OversizeLine, Tailer
 
 log = logging.getLogger("agent.spans")
@@ -102,7 +107,6 @@ class SpanPipeline:
         data_dir: Path,
         *,
         decoder_for: DecoderFactory | None = None,
-        keep: SpanFilter | None = None,
     ) -> None:
         self.config = config
         self._spans = config.spans
@@ -134,7 +138,7 @@ class SpanPipeline:
             sender=self.sender,
             dead_letters=self.dead_letters,
             metrics=metrics,
-            keep=keep,
+            keep=sampler_for(config.spans),
         )
         self.book = DeliveryBook(
             CheckpointStore(checkpoint_path(data_dir)), decoder_for or decoders_for(config)

@@ -15,7 +15,6 @@ import orjson
 from agent.config import Config
 from agent.configload import load_config
 from agent.core.metrics import Metrics
-from agent.spans.formats.spanjson import SpanJsonDecoder
 from agent.spans.pipeline import SpanPipeline
 
 BASE_NS = 1_700_000_000_000_000_000
@@ -78,6 +77,7 @@ def pipeline_config(
     values = {
         "data_dir": str(tmp_path / "data"),
         "spans.paths": ",".join(paths or [str(tmp_path / "logs" / "*.log")]),
+        "spans.format": "span-json",
         "spans.poll_interval": "50ms",
         "spans.checkpoint_interval": "100ms",
         "spans.rotate_wait": "300ms",
@@ -92,21 +92,9 @@ def pipeline_config(
     return load_config(environ={}, cli_overrides=[f"{k}={v}" for k, v in values.items()])
 
 
-def span_json_decoders(config: Config) -> Callable[[str], SpanJsonDecoder]:
-    def make(path: str) -> SpanJsonDecoder:
-        return SpanJsonDecoder(
-            default_service=config.service.name or None,
-            max_line_bytes=config.spans.max_line_bytes,
-        )
-
-    return make
-
-
 @asynccontextmanager
 async def running_pipeline(config: Config) -> AsyncIterator[SpanPipeline]:
-    pipeline = SpanPipeline(
-        config, Metrics(), Path(config.data_dir), decoder_for=span_json_decoders(config)
-    )
+    pipeline = SpanPipeline(config, Metrics(), Path(config.data_dir))
     await pipeline.start()
     try:
         yield pipeline
