@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from agent.core.atomicfile import fsync_dir
+
 # One read call consumes at most this many chunks, so a huge oversize record is copied over
 # several calls instead of holding the reading thread (and the caller) for seconds.
 MAX_CHUNKS_PER_CALL = 16
@@ -254,6 +256,7 @@ class LineReader:
         spill.file.flush()
         os.fsync(spill.file.fileno())
         spill.file.close()
+        fsync_dir(self.oversize_dir)  # the spill file's name must survive a crash too
         return OversizeLine(self.path, spill.start, length, spill.path)
 
     def _abandon_spill(self) -> None:

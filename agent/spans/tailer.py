@@ -32,7 +32,6 @@ import os
 import re
 import resource
 import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from agent.core.lifecycle import TaskSupervisor
 from agent.core.metrics import Metrics
 from agent.spans import discovery
 from agent.spans.fileid import FINGERPRINT_BYTES, FileIdentity, parse_key
+from agent.spans.fileset import FileSet, TailerMetrics
 from agent.spans.linereader import OversizeLine, ReadResult
 from agent.spans.trackedfile import StartPolicy, TrackedFile, open_rotated, open_tracked
 from agent.spans.watcher import ChangeWatcher
@@ -66,27 +66,6 @@ class LineBatch:
     oversize: list[OversizeLine]
     rotated: bool = False
     """The final batch of a file rotated away or deleted and now fully read."""
-
-
-class _TailerMetrics:
-    def __init__(self, metrics: Metrics) -> None:
-        self.lines = metrics.counter("span_lines_read_total", "Lines read from span log files.")
-        self.bytes = metrics.counter("span_bytes_read_total", "Bytes read from span log files.")
-        self.files = metrics.gauge("span_files_watched", "Span log files currently followed.")
-        self.oversize = metrics.counter(
-            "span_oversize_lines_total", "Records over spans.max_line_bytes, set aside whole."
-        )
-        self.truncations = metrics.counter(
-            "span_file_truncations_total",
-            "Span log files that shrank (copytruncate) and were read again from the start.",
-        )
-        self.rotations = metrics.counter(
-            "span_file_rotations_total", "Span log files renamed or deleted while followed."
-        )
-        self.lost_partials = metrics.counter(
-            "span_partial_lines_truncated_total",
-            "Unfinished last lines cut off by a truncation before their newline was written.",
-        )
 
 
 class Tailer:
@@ -116,20 +95,15 @@ class Tailer:
             oversize_dir=oversize_dir,
         )
         self._poll_interval = poll_interval
-        self._rotate_wait = rotate_wait
         self._chunk = read_chunk_bytes
         self._max_lines = max_batch_lines
-        self._metrics = _TailerMetrics(metrics)
+        self._metrics = TailerMetrics(metrics)
+        self._set = FileSet(self._metrics, rotate_wait)
         metrics.gauge_callback(
             "span_file_bytes_behind",
             "Bytes of followed span log files not yet read.",
-            lambda: {(): float(sum(t.bytes_behind for t in self._files.values()))},
+            lambda: {(): float(self._set.bytes_behind())},
         )
-        self._files: dict[tuple[int, int], TrackedFile] = {}
-        self._by_path: dict[str, TrackedFile] = {}
-        self._urgent: deque[TrackedFile] = deque()
-        self._ready: deque[TrackedFile] = deque()
-        self._wakeup = asyncio.Event()
         self._rescan_soon = asyncio.Event()
         self._read_lock = asyncio.Lock()
         self._tasks = TaskSupervisor("span-tailer", metrics)
@@ -152,7 +126,7 @@ class Tailer:
         if self._stopped:
             return
         self._stopped = True
-        self._wakeup.set()
+        self._set.wakeup.set()
         self._rescan_soon.set()
         if self._watcher is not None:
             self._watcher.stop()
@@ -161,12 +135,7 @@ class Tailer:
             await asyncio.wait([self._poll_task], timeout=5.0)
         await self._tasks.close()
         async with self._read_lock:
-            for tracked in self._files.values():
-                tracked.closed = True
-                tracked.reader.close()
-            self._files.clear()
-            self._by_path.clear()
-        self._metrics.files.set(0)
+            self._set.close_all()
 
     async def next_batch(
         self,
@@ -180,7 +149,7 @@ class Tailer:
         deadline = None if timeout is None else loop.time() + timeout
         async with self._read_lock:
             while not self._stopped:
-                tracked = self._pop_ready()
+                tracked = self._set.pop_ready()
                 if tracked is None:
                     if not await self._wait_for_work(deadline):
                         return None
@@ -195,14 +164,16 @@ class Tailer:
     def known_files(self) -> dict[str, FileIdentity]:
         """Identities of the files followed now (a file whose first line is still incomplete
         has none yet, and nothing to checkpoint)."""
-        return {t.identity.key: t.identity for t in self._files.values() if t.identity is not None}
+        files = self._set.files.values()
+        return {t.identity.key: t.identity for t in files if t.identity is not None}
 
     def known_paths(self) -> dict[str, str]:
         """The path each followed file was last seen under, by key."""
-        return {t.identity.key: t.path for t in self._files.values() if t.identity is not None}
+        files = self._set.files.values()
+        return {t.identity.key: t.path for t in files if t.identity is not None}
 
     def status(self) -> dict[str, Any]:
-        files = sorted(self._files.values(), key=lambda t: t.bytes_behind, reverse=True)
+        files = sorted(self._set.files.values(), key=lambda t: t.bytes_behind, reverse=True)
         watcher = self._watcher
         return {
             "files_watched": len(files),
@@ -216,49 +187,40 @@ class Tailer:
     # Reading -----------------------------------------------------------------------------
 
     async def _wait_for_work(self, deadline: float | None) -> bool:
-        self._wakeup.clear()
+        self._set.wakeup.clear()
         remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
         if remaining is not None and remaining <= 0:
             return False
         try:
-            await asyncio.wait_for(self._wakeup.wait(), remaining)
+            await asyncio.wait_for(self._set.wakeup.wait(), remaining)
         except TimeoutError:
             return False
         return True
 
-    def _mark_ready(self, tracked: TrackedFile) -> None:
-        if tracked.closed or tracked.queued:
-            return
-        tracked.queued = True
-        (self._urgent if tracked.drain_first else self._ready).append(tracked)
-        self._wakeup.set()
-
-    def _pop_ready(self) -> TrackedFile | None:
-        for queue in (self._urgent, self._ready):
-            while queue:
-                tracked = queue.popleft()
-                tracked.queued = False
-                if not tracked.closed:
-                    return tracked
-        return None
-
     async def _read_one(self, tracked: TrackedFile) -> LineBatch | None:
-        if tracked.identity is None:
-            if not await asyncio.to_thread(tracked.settle, final=tracked.let_go_due):
-                tracked.at_eof = True  # no complete line yet: nothing to read until it grows
-                return None
-            closing = self._closing_batch(tracked)
-            if closing is not None:
-                self._mark_ready(tracked)
-                return closing
-        result = await asyncio.to_thread(tracked.read_next, self._max_lines, self._chunk)
+        try:
+            if tracked.identity is None:
+                if not await asyncio.to_thread(tracked.settle, final=tracked.let_go_due):
+                    tracked.at_eof = True  # no complete line yet: nothing to read until it grows
+                    return None
+                closing = self._closing_batch(tracked)
+                if closing is not None:
+                    self._set.mark_ready(tracked)
+                    return closing
+            result = await asyncio.to_thread(tracked.read_next, self._max_lines, self._chunk)
+        except OSError as error:
+            # One unreadable file must not stop the others; it is tried again when it grows.
+            log.error(
+                "cannot read span log file", extra={"path": tracked.path, "error": repr(error)}
+            )
+            return None
         return self._after_read(tracked, result)
 
     def _after_read(self, tracked: TrackedFile, result: ReadResult) -> LineBatch | None:
         now = time.monotonic()
         if result.truncated:
             self._on_truncated(tracked, result)
-            self._mark_ready(tracked)
+            self._set.mark_ready(tracked)
             return None
         if result.file_size != tracked.seen_size:
             tracked.seen_size = result.file_size
@@ -271,7 +233,7 @@ class Tailer:
         if result.at_eof:
             tracked.drain_first = False
         else:
-            self._mark_ready(tracked)
+            self._set.mark_ready(tracked)
         if result.lines or result.oversize or result.end_offset != tracked.last_end:
             return self._batch(tracked, result)
         return None
@@ -319,7 +281,7 @@ class Tailer:
         return LineBatch(old.key, tracked.path, [], tracked.retiring_offset, [], rotated=True)
 
     def _release(self, tracked: TrackedFile, result: ReadResult) -> LineBatch | None:
-        self._forget(tracked)
+        self._set.forget(tracked)
         log.info(
             "rotated span log file read to its end and let go",
             extra={"path": tracked.path, "offset": result.end_offset},
@@ -332,30 +294,20 @@ class Tailer:
             return batch
         return None
 
-    def _forget(self, tracked: TrackedFile) -> None:
-        tracked.closed = True
-        tracked.reader.close()
-        self._files.pop(tracked.pair, None)
-        if self._by_path.get(tracked.path) is tracked:
-            del self._by_path[tracked.path]
-        self._metrics.files.set(len(self._files))
-
     # Discovery ---------------------------------------------------------------------------
 
     async def _initial_scan(self) -> None:
         found, opened = await asyncio.to_thread(self._scan_and_open, frozenset(), True)
-        self._apply_scan(found, opened, time.monotonic())
+        self._set.apply_scan(found, opened, time.monotonic())
         rotated = await asyncio.to_thread(self._find_rotated, found)
         for tracked in rotated:
-            self._files[tracked.pair] = tracked
-            self._mark_ready(tracked)
+            self._set.add(tracked)
         self._metrics.rotations.inc(len(rotated))
-        self._metrics.files.set(len(self._files))
         resumed = sum(1 for t in opened if t.identity and t.identity.key in self._offsets)
         log.info(
             "span tailer started",
             extra={
-                "files": len(self._files),
+                "files": len(self._set.files),
                 "resumed_from_checkpoint": resumed + len(rotated),
                 "rotated_while_stopped": len(rotated),
                 "globs": self._globs,
@@ -375,14 +327,16 @@ class Tailer:
                 log.warning("span log scan failed", extra={"error": repr(error)})
 
     async def _rescan(self) -> None:
-        found, opened = await asyncio.to_thread(self._scan_and_open, frozenset(self._files), False)
+        found, opened = await asyncio.to_thread(
+            self._scan_and_open, frozenset(self._set.files), False
+        )
         if self._stopped:
             for tracked in opened:
                 tracked.reader.close()
             return
         now = time.monotonic()
-        self._apply_scan(found, opened, now)
-        self._check_gone(now)
+        self._set.apply_scan(found, opened, now)
+        self._set.check_gone(now)
         self._ensure_watcher()
 
     def _scan_and_open(
@@ -399,34 +353,6 @@ class Tailer:
             if tracked is not None:
                 opened.append(tracked)
         return found, opened
-
-    def _apply_scan(
-        self, found: dict[str, os.stat_result], opened: list[TrackedFile], now: float
-    ) -> None:
-        for tracked in opened:
-            if tracked.pair in self._files:  # a second name (hard link) of a followed file
-                tracked.reader.close()
-                continue
-            self._files[tracked.pair] = tracked
-            self._mark_ready(tracked)
-        paths_by_pair: dict[tuple[int, int], list[str]] = {}
-        for path, info in found.items():
-            paths_by_pair.setdefault((info.st_dev, info.st_ino), []).append(path)
-        by_path: dict[str, TrackedFile] = {}
-        for pair, tracked in self._files.items():
-            paths = paths_by_pair.get(pair)
-            if paths is None:
-                if tracked.gone_since is None:
-                    self._gone(tracked, now)
-                continue
-            if tracked.path not in paths:
-                self._moved(tracked, paths[0])
-            tracked.gone_since = None
-            self._note_size(tracked, found[tracked.path].st_size, now)
-            for path in paths:
-                by_path[path] = tracked
-        self._by_path = by_path
-        self._metrics.files.set(len(self._files))
 
     def _find_rotated(self, found: dict[str, os.stat_result]) -> list[TrackedFile]:
         """Checkpointed files no glob matches now: rotated while the agent was stopped.
@@ -450,47 +376,6 @@ class Tailer:
                 rotated.append(tracked)
         return rotated
 
-    def _note_size(self, tracked: TrackedFile, size: int, now: float) -> None:
-        if size != tracked.seen_size:
-            tracked.seen_size = size
-            tracked.last_growth = now
-            tracked.at_eof = False
-            tracked.let_go_due = False
-            # Late lines in a rotated file are older than anything in its successor.
-            tracked.drain_first = tracked.drain_first or tracked.gone_since is not None
-            self._mark_ready(tracked)
-
-    def _moved(self, tracked: TrackedFile, path: str) -> None:
-        log.info("span log file renamed", extra={"path": tracked.path, "new_path": path})
-        tracked.reader.path = path
-        tracked.drain_first = True
-        self._metrics.rotations.inc()
-        self._mark_ready(tracked)
-
-    def _gone(self, tracked: TrackedFile, now: float) -> None:
-        log.info(
-            "span log file rotated away or deleted; reading it to its end",
-            extra={"path": tracked.path, "rotate_wait": self._rotate_wait},
-        )
-        tracked.gone_since = now
-        tracked.drain_first = True
-        self._metrics.rotations.inc()
-        self._mark_ready(tracked)
-
-    def _check_gone(self, now: float) -> None:
-        """Let go of rotated-away files that were read to their end and stayed quiet."""
-        for tracked in list(self._files.values()):
-            if tracked.gone_since is None:
-                continue
-            try:
-                self._note_size(tracked, tracked.reader.stat_size(), now)
-            except OSError:
-                continue
-            quiet_since = max(tracked.gone_since, tracked.last_growth)
-            if tracked.at_eof and now - quiet_since >= self._rotate_wait:
-                tracked.let_go_due = True
-                self._mark_ready(tracked)
-
     # Notifications -----------------------------------------------------------------------
 
     def _ensure_watcher(self) -> None:
@@ -508,9 +393,9 @@ class Tailer:
     def _on_changes(self, paths: set[str], structural: bool) -> None:
         rescan = False
         for path in paths:
-            tracked = self._by_path.get(path)
+            tracked = self._set.by_path.get(path)
             if tracked is not None:
-                self._mark_ready(tracked)
+                self._set.mark_ready(tracked)
                 rescan = rescan or structural
             elif any(matcher.match(path) for matcher in self._matchers):
                 rescan = True

@@ -130,6 +130,23 @@ async def test_truncated_and_regrown_past_the_offset_is_still_read_again(
     assert counter(metrics, "span_file_truncations_total") == 1
 
 
+async def test_truncated_file_with_the_same_first_line_keeps_its_key(
+    tmp_path: Path, make_tailer: TailerFactory
+) -> None:
+    path = tmp_path / "a.log"
+    path.write_bytes(b"logger started\nold line\n")
+    tailer = await make_tailer([str(path)])
+    [first] = await collect(tailer, until=has_lines(2))
+    with path.open("r+b") as file:
+        file.truncate(0)
+    append(path, b"logger started\nnew\n")
+    batches = await collect(tailer, until=has_lines(2))
+    assert {b.file_key for b in batches} == {first.file_key}
+    assert not any(b.rotated for b in batches)
+    assert all_lines(batches) == [b"logger started", b"new"]
+    assert batches[-1].end_offset == path.stat().st_size  # offsets restarted from 0
+
+
 async def test_deleted_file_is_read_to_its_end_then_let_go(
     tmp_path: Path, make_tailer: TailerFactory
 ) -> None:
