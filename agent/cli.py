@@ -15,6 +15,7 @@ from agent.config import Config
 from agent.configload import ConfigError, load_config
 from agent.configrender import render_effective
 from agent.core.logsetup import configure_logging
+from agent.spans.formats import FORMATS
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -55,6 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--ready", action="store_true", help="exit 1 unless the agent is ready (healthchecks)"
     )
+    ship = commands.add_parser(
+        "ship", help="export span log files once (gzip too) and print a summary"
+    )
+    _config_options(ship)
+    ship.add_argument("files", nargs="+", metavar="FILE", help="span log files to export")
+    ship.add_argument(
+        "--format", choices=FORMATS, help="input format (default: spans.format, auto)"
+    )
+    ship.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="give up when the endpoint has failed this long in a row (default: 60)",
+    )
+    ship.add_argument(
+        "--dead-letter-file",
+        metavar="PATH",
+        help="where rejected records go (default: <data_dir>/deadletter/ship-spans.jsonl)",
+    )
+    ship.add_argument("--json", action="store_true", help="print the summary as JSON")
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -89,6 +111,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.statuscmd import show_status
 
         return show_status(config, url=args.url, as_json=args.json, require_ready=args.ready)
+    if args.command == "ship":
+        from agent.shipcmd import run_ship
+
+        # Logs go to stderr so that stdout holds only the summary.
+        configure_logging("warning", "console", stream=sys.stderr)
+        return run_ship(
+            config,
+            args.files,
+            fmt=args.format,
+            timeout=args.timeout,
+            dead_letter_file=args.dead_letter_file,
+            as_json=args.json,
+        )
     configure_logging(config.log.level, config.log.format)
     from agent.app import run_until_signalled
 
