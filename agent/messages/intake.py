@@ -88,6 +88,9 @@ class Intake:
         self._confirmations: dict[int, asyncio.Future[Record]] = {}
         self.accepted_total = 0
         self.duplicates_total = 0
+        # Size of the last record refused for space (None after a put succeeds): readiness
+        # says "full" while a record that size still would not fit.
+        self.refused_bytes: int | None = None
 
     def layout(self, topic: str) -> TopicLayout:
         layout = self._layouts.get(topic)
@@ -206,9 +209,11 @@ class Intake:
             raise
 
     async def _put(self, record: Record, ack: AckMode) -> None:
+        data = record.encode()
         try:
-            await self._queue.put(record.encode(), durable=ack != "memory")
+            await self._queue.put(data, durable=ack != "memory")
         except QueueFullError as error:
+            self.refused_bytes = len(data)
             raise PublishRefused(503, "buffer_full", str(error), self._retry_after) from None
         except RecordTooLargeError as error:
             raise PublishRefused(413, "too_large_for_buffer", str(error)) from None
@@ -216,6 +221,7 @@ class Intake:
             raise PublishRefused(503, "shutting_down", "the agent is stopping", 1.0) from None
         except DiskQueueError as error:
             raise PublishRefused(503, "buffer_failed", str(error), self._retry_after) from None
+        self.refused_bytes = None
 
     async def _confirm(self, record: Record | None, plan: _Plan, result: Accepted) -> None:
         """?ack=redis: wait for the XADD replies of our entries (and of repeated ids)."""

@@ -159,7 +159,8 @@ class MessagePipeline:
         details = self._buffer_details(stats)
         if stats.failed:
             return Health(False, "failed", f"disk queue: {stats.failed}", details)
-        if stats.depth_bytes + self._config.proxy.max_body_bytes > stats.max_bytes:
+        refused = self.intake.refused_bytes
+        if refused is not None and stats.depth_bytes + refused > stats.max_bytes:
             reason = f"disk queue full: {_mib(stats.depth_bytes)} of {_mib(stats.max_bytes)}"
             return Health(False, "full", reason, details, dependency_ok=self.sender.redis_ok)
         if self.sender.last_error:

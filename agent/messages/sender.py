@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +34,7 @@ from agent.core.retry import RetryPolicy
 from agent.messages.deadletters import MessageDeadLetters
 from agent.messages.record import BadRecordError, Record
 from agent.messages.resp import ConnectionLostError, ReplyError
-from agent.messages.writer import BatchOutcome, SentBatch, StreamWriter
+from agent.messages.writer import BatchOutcome, SentBatch, StreamWriter, error_code
 
 log = logging.getLogger("agent.messages.sender")
 
@@ -79,6 +79,7 @@ class Sender:
         self.failing_since: float | None = None
         self.written = 0
         self.retried = 0
+        self.retry_reasons: Counter[str] = Counter()
         self._metrics(metrics)
 
     def _metrics(self, metrics: Metrics) -> None:
@@ -86,7 +87,9 @@ class Sender:
             "messages_written_total", "Messages written to Redis (XADD succeeded)."
         )
         self._retried_total = metrics.counter(
-            "messages_retried_total", "Message XADDs sent again after a retryable failure."
+            "messages_retried_total",
+            "Message XADDs sent again, by what failed (an error code, or connection).",
+            ("reason",),
         )
         self._batch_sizes = metrics.histogram(
             "message_batch_entries", "XADDs per pipelined batch.", buckets=SIZE_BUCKETS
@@ -258,8 +261,10 @@ class Sender:
         if outcome.unfinished:
             self._retry.extend(outcome.unfinished)
             resend = sum(len(record.pending_entries()) for record in outcome.unfinished)
+            reason = "connection" if outcome.connection_failed else error_code(outcome.retry_reason)
             self.retried += resend
-            self._retried_total.inc(resend)
+            self.retry_reasons[reason] += resend
+            self._retried_total.labels(reason).inc(resend)
             self._degraded = True
             reconnect = outcome.connection_failed or outcome.retry_reason.startswith("READONLY")
             if reconnect:

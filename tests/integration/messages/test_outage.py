@@ -1,0 +1,143 @@
+"""Redis going away under load: publishes keep getting 2xx (buffered on disk), and once Redis
+is back every acknowledged message is in its stream once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from agent.messages.pipeline import MessagePipeline
+from tests.harness.fixture_types import RedisServerFactory
+from tests.integration.messages.support import pipelines, post, stream_message_ids, url
+
+pytestmark = pytest.mark.integration
+
+PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")
+BUSY_SCRIPT = """
+local start = redis.call('TIME')
+while true do
+  local now = redis.call('TIME')
+  if (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > tonumber(ARGV[1]) then break end
+end
+return 1
+"""
+
+
+class Publisher:
+    """One sequential publisher per topic, so acknowledged order is the order to expect."""
+
+    def __init__(self, pipeline: MessagePipeline, topic: str) -> None:
+        self.target = url(pipeline, f"/v1/topics/{topic}/messages")
+        self.stream = f"stream:{topic}"
+        self.acked: list[str] = []
+        self.refused: list[int] = []
+        self.stop = asyncio.Event()
+
+    async def run(self, http: aiohttp.ClientSession) -> None:
+        number = 0
+        while not self.stop.is_set():
+            size = 1 + number % 4
+            batch = [{"data": {"n": number + i}} for i in range(size)]
+            status, body = await post(http, self.target, batch)
+            if status == 202:
+                self.acked.extend(body["ids"])
+            else:
+                self.refused.append(status)
+            number += size
+            await asyncio.sleep(0.002)
+
+
+async def delivered(pipeline: MessagePipeline, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (pipeline.sender.idle and pipeline.queue.stats().depth_items == 0):
+        assert loop.time() < deadline, f"backlog not delivered: {pipeline.health()}"
+        await asyncio.sleep(0.05)
+
+
+async def test_stop_redis_under_load_then_every_acked_message_arrives_once_in_order(
+    tmp_path: Path, redis_server_factory: RedisServerFactory
+) -> None:
+    server = redis_server_factory(*PERSISTENT)
+    async with pipelines(tmp_path, server.url) as start, aiohttp.ClientSession() as http:
+        pipeline = await start()
+        publishers = [Publisher(pipeline, "orders"), Publisher(pipeline, "payments")]
+        tasks = [asyncio.ensure_future(p.run(http)) for p in publishers]
+        await asyncio.sleep(0.7)
+        await asyncio.to_thread(server.stop)
+        await asyncio.sleep(1.5)
+        health = pipeline.health()
+        assert health.ready and not health.dependency_ok and "buffering" in health.reason
+        buffered = pipeline.queue.stats().depth_items
+        await asyncio.to_thread(server.start)
+        await asyncio.sleep(0.7)
+        for publisher in publishers:
+            publisher.stop.set()
+        await asyncio.gather(*tasks)
+        await delivered(pipeline)
+        assert pipeline.health().dependency_ok
+    client = server.client()
+    for publisher in publishers:
+        assert publisher.refused == []
+        assert len(publisher.acked) > 200
+        assert stream_message_ids(client, publisher.stream) == publisher.acked
+    assert buffered > 10  # the outage really was buffered
+
+
+async def test_busy_script_replies_are_retried_in_order(
+    tmp_path: Path, redis_server_factory: RedisServerFactory
+) -> None:
+    server = redis_server_factory("--busy-reply-threshold", "100")
+    async with pipelines(tmp_path, server.url) as start, aiohttp.ClientSession() as http:
+        pipeline = await start()
+        publisher = Publisher(pipeline, "busy")
+        task = asyncio.ensure_future(publisher.run(http))
+        await asyncio.sleep(0.3)
+        blocker = threading.Thread(
+            target=lambda: server.client(socket_timeout=10).eval(BUSY_SCRIPT, 0, 1_200_000)
+        )
+        blocker.start()
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(blocker.join)
+        await asyncio.sleep(0.3)
+        publisher.stop.set()
+        await task
+        await delivered(pipeline)
+        reasons = pipeline.sender.retry_reasons
+    assert publisher.refused == []
+    assert stream_message_ids(server.client(), publisher.stream) == publisher.acked
+    assert reasons["BUSY"] > 0  # BUSY replies were seen and retried
+
+
+async def test_a_loading_window_after_a_restart_is_retried_in_order(
+    tmp_path: Path, redis_server_factory: RedisServerFactory
+) -> None:
+    # A save point makes SIGTERM write the dataset; the load is slowed down per key and
+    # interleaved with client handling, so clients see LOADING replies for about a second.
+    server = redis_server_factory(
+        "--save", "3600 1",
+        "--key-load-delay", "100",
+        "--loading-process-events-interval-bytes", "1024",
+    )  # fmt: skip
+    filler = server.client().pipeline(transaction=False)
+    for number in range(8000):
+        filler.set(f"filler:{number}", "x")
+    filler.execute()
+    async with pipelines(tmp_path, server.url) as start, aiohttp.ClientSession() as http:
+        pipeline = await start()
+        publisher = Publisher(pipeline, "loading")
+        task = asyncio.ensure_future(publisher.run(http))
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(server.restart)  # returns once the load is over
+        await asyncio.sleep(0.3)
+        publisher.stop.set()
+        await task
+        await delivered(pipeline)
+        reasons = pipeline.sender.retry_reasons
+    assert publisher.refused == []
+    assert stream_message_ids(server.client(), publisher.stream) == publisher.acked
+    assert reasons["LOADING"] > 0, reasons
