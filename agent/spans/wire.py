@@ -137,10 +137,13 @@ def _array_item(value: AttrValue) -> bytes:
 # Encoded (key, value) pairs for short strings and ints: most attribute values repeat
 # (methods, routes, status codes, hosts), and a dict hit is several times cheaper than
 # encoding. Only exact str/int values are looked up, as True == 1 == 1.0 would
-# collide as dict keys.
+# collide as dict keys. A key that keeps bringing new values (user IDs, URLs) stops
+# being cached, so it cannot churn the cache and evict the values that do repeat.
 _pair_cache: dict[tuple[str, AttrValue], bytes] = {}
+_values_cached_per_key: dict[str, int] = {}
 _PAIR_CACHE_LIMIT = 8192
 _PAIR_MAX_CHARS = 64
+_VALUES_PER_KEY_LIMIT = 256
 _key_prefixes: dict[str, bytes] = {}
 # For a string of n < 126 UTF-8 bytes: KeyValue.value length, AnyValue.string_value tag
 # and string length, each one byte.
@@ -173,11 +176,19 @@ def _framed_pair(key: str, value: AttrValue) -> bytes:
 
 
 def _cache_pair(item: tuple[str, AttrValue]) -> bytes:
-    framed = _framed_pair(item[0], item[1])
-    if type(item[1]) is int or len(item[1]) <= _PAIR_MAX_CHARS:  # type: ignore[arg-type]
+    """Encode a str/int attribute and remember it, unless its key is high-cardinality."""
+    key, value = item
+    framed = _framed_pair(key, value)
+    if type(value) is str and len(value) > _PAIR_MAX_CHARS:
+        return framed
+    seen = _values_cached_per_key.get(key, 0)
+    if seen < _VALUES_PER_KEY_LIMIT:
         if len(_pair_cache) >= _PAIR_CACHE_LIMIT:
             _pair_cache.clear()  # unbounded value sets must not grow memory
+            _values_cached_per_key.clear()
+            seen = 0
         _pair_cache[item] = framed
+        _values_cached_per_key[key] = seen + 1
     return framed
 
 
