@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tests.harness import Jaeger, StoredSpan
-from tests.integration.spans.helpers import append, pipeline_config, running_pipeline
+from tests.integration.spans.helpers import append, pipeline_config, running_pipeline, span_json
 
 pytestmark = pytest.mark.integration
 
@@ -251,3 +251,23 @@ async def export_lines(
     )
     async with running_pipeline(config):
         return await stored(jaeger, service, expected_spans)
+
+
+async def test_http_json_protocol_without_compression(
+    tmp_path: Path, jaeger: Jaeger, service_name: str
+) -> None:
+    log_file = tmp_path / "logs" / "input.log"
+    log_file.parent.mkdir()
+    append(log_file, b"".join(span_json(i, service_name) for i in range(20)))
+    config = pipeline_config(
+        tmp_path,
+        jaeger.otlp_http_endpoint,
+        export__protocol="http/json",
+        export__compression="none",
+    )
+    async with running_pipeline(config) as pipeline:
+        found = await stored(jaeger, service_name, 20)
+        exported = pipeline.exporter.spans_exported
+    assert sorted(found) == sorted(f"op-{i}" for i in range(20))
+    assert found["op-3"].tags["seq"] == 3 and found["op-3"].duration_us == 1500
+    assert exported == 20
