@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 import threading
 import time
 from collections import deque
@@ -106,7 +107,8 @@ def _varint(value: int) -> bytes:
 
 
 class FaultInjectingOtlpReceiver:
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._ssl = ssl_context
         self._faults: deque[Fault] = deque()
         self._default = Fault()
         self._lock = threading.Lock()
@@ -122,7 +124,8 @@ class FaultInjectingOtlpReceiver:
 
     @property
     def endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}/v1/traces"
+        scheme = "https" if self._ssl is not None else "http"
+        return f"{scheme}://{LOOPBACK}:{self.port}/v1/traces"
 
     def script(self, *faults: Fault) -> None:
         """Answer the next requests with these faults, in order, then with the default."""
@@ -185,7 +188,7 @@ class FaultInjectingOtlpReceiver:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         self.port = free_port()
-        site = web.TCPSite(runner, LOOPBACK, self.port)
+        site = web.TCPSite(runner, LOOPBACK, self.port, ssl_context=self._ssl)
         await site.start()
         self._ready.set()
         try:

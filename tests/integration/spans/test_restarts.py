@@ -149,11 +149,16 @@ def test_jaeger_down_then_up_loses_nothing_and_readyz_says_why(
     tmp_path: Path, logs: Path, own_jaeger: Jaeger, service_name: str
 ) -> None:
     log_file = logs / "app.log"
-    agent = AgentProcess(tmp_path, agent_settings(logs, own_jaeger.otlp_http_endpoint))
+    settings = agent_settings(logs, own_jaeger.otlp_http_endpoint)
+    # Resource attributes as a Kubernetes Downward API env would pass them.
+    settings["OTEL_RESOURCE_ATTRIBUTES"] = "k8s.pod.name=api-7f9c,k8s.namespace.name=jobs"
+    agent = AgentProcess(tmp_path, settings)
     agent.start()
     try:
         append(log_file, b"".join(line(i, service_name) for i in range(200)))
-        assert len(stored_span_ids(own_jaeger, service_name, 200)) == 200
+        before = own_jaeger.query.wait_for_spans(service_name, 200, timeout=30)
+        assert before[0].process_tags["k8s.pod.name"] == "api-7f9c"
+        assert before[0].process_tags["k8s.namespace.name"] == "jobs"
         own_jaeger.stop()
         append(log_file, b"".join(line(i, service_name) for i in range(200, 700)))
 

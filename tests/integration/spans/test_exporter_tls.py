@@ -1,0 +1,100 @@
+"""TLS to the OTLP endpoint: a private CA, and mutual TLS with a client certificate.
+
+Certificates are made with the openssl command line for each test run.
+"""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.config import ExportConfig, TlsConfig
+from agent.core.metrics import Metrics
+from agent.core.retry import RetryableError
+from agent.spans.exporter import OtlpHttpExporter, pack_request
+from tests.doubles.otlp_receiver import FaultInjectingOtlpReceiver
+from tests.integration.spans.test_exporter_http import request_body
+
+pytestmark = pytest.mark.integration
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+def issue(directory: Path, name: str, subject: str, extensions: str) -> None:
+    """A key and a certificate for `name`, signed by the CA in `directory`."""
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+            "-subj", f"/CN={subject}", "-out", f"{name}.csr", cwd=directory)  # fmt: skip
+    (directory / f"{name}.ext").write_text(extensions)
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext",
+            "-out", f"{name}.crt", cwd=directory)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("pki")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+            "-subj", "/CN=test-ca", "-days", "2", "-out", "ca.crt", cwd=directory)  # fmt: skip
+    issue(directory, "server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\n")
+    issue(directory, "client", "sidecar-agent", "extendedKeyUsage=clientAuth\n")
+    return directory
+
+
+def server_context(pki: Path, *, require_client_cert: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki / "server.crt", pki / "server.key")
+    if require_client_cert:
+        context.load_verify_locations(pki / "ca.crt")
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+@pytest.fixture
+def mtls_receiver(pki: Path) -> Iterator[FaultInjectingOtlpReceiver]:
+    with FaultInjectingOtlpReceiver(server_context(pki, require_client_cert=True)) as double:
+        yield double
+
+
+async def push_once(endpoint: str, tls: TlsConfig) -> None:
+    config = replace(ExportConfig(), endpoint=endpoint, timeout=2.0, tls=tls)
+    exporter = OtlpHttpExporter(config, Metrics())
+    await exporter.start()
+    try:
+        await exporter.push(pack_request(request_body("svc", 2), 2, gzipped=True, json=False))
+    finally:
+        await exporter.close()
+
+
+async def test_mutual_tls_with_a_private_ca(
+    pki: Path, mtls_receiver: FaultInjectingOtlpReceiver
+) -> None:
+    tls = TlsConfig(
+        ca_file=str(pki / "ca.crt"),
+        cert_file=str(pki / "client.crt"),
+        key_file=str(pki / "client.key"),
+    )
+    await push_once(mtls_receiver.endpoint, tls)
+    assert len(mtls_receiver.accepted_spans()) == 2
+
+
+async def test_without_the_client_certificate_the_handshake_fails(
+    pki: Path, mtls_receiver: FaultInjectingOtlpReceiver
+) -> None:
+    with pytest.raises(RetryableError, match="otlp endpoint unreachable"):
+        await push_once(mtls_receiver.endpoint, TlsConfig(ca_file=str(pki / "ca.crt")))
+    assert mtls_receiver.accepted_spans() == []
+
+
+async def test_an_unknown_ca_is_refused_unless_verification_is_off(pki: Path) -> None:
+    with FaultInjectingOtlpReceiver(server_context(pki, require_client_cert=False)) as double:
+        with pytest.raises(RetryableError, match="certificate"):
+            await push_once(double.endpoint, TlsConfig())
+        await push_once(double.endpoint, TlsConfig(insecure_skip_verify=True))
+        assert len(double.accepted_spans()) == 2
