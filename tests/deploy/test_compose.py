@@ -93,8 +93,8 @@ def test_sidecar_service_matches_its_config_and_the_image() -> None:
     services = compose()["services"]
     sidecar = services["sidecar-agent"]
     assert (COMPOSE_DIR / sidecar["build"]["context"] / sidecar["build"]["dockerfile"]).exists()
-    command = sidecar["command"]
-    config_path = command[command.index("--config") + 1]
+    assert "command" not in sidecar, "the image's CMD (run) is used"
+    config_path = sidecar["environment"]["SIDECAR_CONFIG"]
     targets = mounts(sidecar)
     source, mode = targets[config_path]
     assert mode == "ro" and (COMPOSE_DIR / source).is_file()
@@ -115,7 +115,7 @@ def test_sample_service_shares_logs_and_loopback_with_the_sidecar() -> None:
     services = compose()["services"]
     sidecar, sample = services["sidecar-agent"], services["sample-service"]
     assert sample["network_mode"] == "service:sidecar-agent"
-    config_source = mounts(sidecar)["/etc/sidecar-agent/agent.yaml"][0]
+    config_source = mounts(sidecar)[sidecar["environment"]["SIDECAR_CONFIG"]][0]
     config = load_config(config_path=str(COMPOSE_DIR / config_source), environ={})
     assert f"--proxy=http://{config.proxy.listen}" in sample["command"]
 

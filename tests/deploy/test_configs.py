@@ -49,16 +49,22 @@ def test_configmap_with_the_pods_environment_passes_check_config(path: str, tmp_
     config.write_text(configmap["data"]["agent.yaml"])
     env = container_env(sidecar_of(documents(KUBERNETES / path)[0]))
     assert any(name.startswith("SIDECAR_") for name in env), "the pod sets SIDECAR_* vars too"
-    result = check_config(config, env)
+    # As in the pod, the config file is found through SIDECAR_CONFIG (here: a local copy).
+    assert env["SIDECAR_CONFIG"] == "/etc/sidecar-agent/agent.yaml"
+    result = check_config(None, env | {"SIDECAR_CONFIG": str(config)})
     assert result.returncode == 0, result.stderr
     assert "k8s.pod.name" in result.stdout
 
 
 def test_compose_sidecar_config_and_environment_pass_check_config() -> None:
     sidecar = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["sidecar-agent"]
+    env = dict(sidecar["environment"])
     config_source = next(
-        entry.split(":")[0] for entry in sidecar["volumes"] if "/etc/sidecar-agent/" in entry
+        entry.split(":")[0]
+        for entry in sidecar["volumes"]
+        if entry.split(":")[1] == env["SIDECAR_CONFIG"]
     )
-    result = check_config(COMPOSE_FILE.parent / config_source, sidecar["environment"])
+    env["SIDECAR_CONFIG"] = str(COMPOSE_FILE.parent / config_source)
+    result = check_config(None, env)
     assert result.returncode == 0, result.stderr
     assert "compose-demo" in result.stdout

@@ -235,9 +235,9 @@ def test_pod_spec_matches_the_config_and_the_image(path: str) -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert mounts["agent-data"]["mountPath"] == config.data_dir
     assert volumes["agent-config"]["configMap"]["name"] == configmap["metadata"]["name"]
-    config_arg = sidecar["args"][sidecar["args"].index("--config") + 1]
-    assert config_arg == f"{mounts['agent-config']['mountPath']}/agent.yaml"
-    assert sidecar["args"][0] == "run"
+    config_file = container_env(sidecar)["SIDECAR_CONFIG"]
+    assert config_file == f"{mounts['agent-config']['mountPath']}/agent.yaml"
+    assert sidecar["args"] == ["run"]
     app = next(c for c in pod["containers"] if c["name"] == "app")
     app_logs = next(m for m in app["volumeMounts"] if m["name"] == "app-logs")
     assert "emptyDir" in volumes["app-logs"] and mounts["app-logs"]["readOnly"] is True
