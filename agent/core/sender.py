@@ -146,6 +146,11 @@ class Sender(Generic[T]):
         self.spilling = self._queue.stats().depth_items > 0
         self._drain_task = self._supervisor.spawn("drain", self._drain_loop())
 
+    def begin_close(self) -> None:
+        """Stop waiting: backoff sleeps and waits for queue space end now (their records stay
+        unsettled, or in the queue); requests in flight go on. `close` follows."""
+        self._stopping.set()
+
     async def close(self, deadline: float) -> None:
         """Finish in-flight sends by the loop-clock `deadline`, spill what is still out, stop
         the drain loop and close the queue. Idempotent."""
@@ -153,8 +158,7 @@ class Sender(Generic[T]):
             return
         self._closed = True
         loop = asyncio.get_running_loop()
-        if self._sends:
-            await asyncio.wait(set(self._sends), timeout=max(0.0, deadline - loop.time()))
+        await self._let_sends_finish(deadline)
         self._stopping.set()
         for task in list(self._sends):
             task.cancel()  # each one spills its record on the way out (see _send)
@@ -170,6 +174,16 @@ class Sender(Generic[T]):
         await self._supervisor.close(grace=1.0)
         if self._queue is not None:
             await self._queue.close()
+
+    async def _let_sends_finish(self, deadline: float) -> None:
+        """Wait for in-flight sends, but not for a full queue to make room: while the
+        endpoint is down that never happens, and the records stay unsettled anyway."""
+        loop = asyncio.get_running_loop()
+        while self._sends and not self.waiting_for_space:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.wait(set(self._sends), timeout=min(FULL_QUEUE_POLL, remaining))
 
     @property
     def failed(self) -> bool:

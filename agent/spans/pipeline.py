@@ -186,6 +186,7 @@ class SpanPipeline:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(1.0, self.config.shutdown_timeout - STOP_RESERVE)
         self._stopping.set()
+        self.sender.begin_close()  # a read blocked on a full queue must not hold the stop up
         await self._stop_reading(deadline)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(

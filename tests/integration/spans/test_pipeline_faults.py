@@ -189,3 +189,27 @@ async def test_full_queue_pauses_reading_and_loses_nothing(
         receiver.always(Fault())
         await eventually(lambda: len(receiver.accepted_spans()) >= 4000, timeout=30, what="all")
     assert received_seqs(receiver) == list(range(4000))
+
+
+async def test_stop_with_a_full_queue_is_prompt_and_a_restart_delivers_everything(
+    tmp_path: Path, log_file: Path, receiver: FaultInjectingOtlpReceiver
+) -> None:
+    receiver.always(Fault.http(503))
+    config = pipeline_config(
+        tmp_path,
+        receiver.endpoint,
+        export__queue__max_bytes="1MiB",
+        export__max_request_bytes="16KiB",
+        export__batch__max_spans="20",
+        export__max_in_flight="2",
+    )
+    lines = [span_json(i, "svc", payload=os.urandom(300).hex()) for i in range(4000)]
+    append(log_file, b"".join(lines))
+    async with running_pipeline(config) as pipeline:
+        await eventually(lambda: pipeline.sender.waiting_for_space, what="a full queue")
+        stopping_at = time.monotonic()
+    assert time.monotonic() - stopping_at < 3, "nothing to wait for while the queue is full"
+    receiver.always(Fault())
+    async with running_pipeline(config):
+        await eventually(lambda: len(receiver.accepted_spans()) >= 4000, timeout=30, what="all")
+    assert sorted(set(received_seqs(receiver))) == list(range(4000)), "nothing lost"
