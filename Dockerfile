@@ -70,7 +70,7 @@ EXPOSE 8788
 # shim is needed.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 \
-    CMD ["sidecar-agent", "status", "--ready"]
+    CMD ["sidecar-agent", "healthcheck"]
 
 ENTRYPOINT ["sidecar-agent"]
 CMD ["run"]

@@ -1,4 +1,4 @@
-"""`sidecar-agent` (and `python -m agent`): run, check-config, ship, status, version.
+"""`sidecar-agent` (and `python -m agent`): run, check-config, ship, status, healthcheck, version.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
 """
@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--ready", action="store_true", help="exit 1 unless the agent is ready (healthchecks)"
     )
+    health = commands.add_parser(
+        "healthcheck",
+        help="exit 0 when the running agent's /readyz answers 200, else 1 (container HEALTHCHECK)",
+    )
+    _config_options(health)
+    health.add_argument("--url", help="admin base URL (default: from admin.listen)")
+    health.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS")
     ship = commands.add_parser(
         "ship", help="export span log files once (gzip too) and print a summary"
     )
@@ -103,7 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _load(args)
     except ConfigError as error:
         _print_config_errors(error)
-        return EXIT_CONFIG
+        # Docker reserves health status 2; a healthcheck only ever says healthy (0) or not (1).
+        return EXIT_FAILURE if args.command == "healthcheck" else EXIT_CONFIG
+    if args.command == "healthcheck":
+        from agent.statuscmd import check_ready
+
+        return check_ready(config, url=args.url, timeout=args.timeout)
     if args.command == "check-config":
         sys.stdout.write(render_effective(config))
         return EXIT_OK

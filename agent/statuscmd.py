@@ -30,6 +30,21 @@ def fetch_status(base_url: str, timeout: float = 5.0) -> dict[str, Any]:
         return body
 
 
+def check_ready(config: Config, *, url: str | None, timeout: float) -> int:
+    """0 when /readyz answers 200, 1 otherwise (unreachable, not ready, timeout)."""
+    target = f"{(url or admin_url(config)).rstrip('/')}/readyz"
+    try:
+        with urllib.request.urlopen(target, timeout=timeout) as response:
+            ready = response.status == 200
+    except urllib.error.HTTPError as error:
+        sys.stderr.write(f"not ready: {error.read()[:500].decode(errors='replace')}\n")
+        return 1
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        sys.stderr.write(f"cannot reach {target}: {exc}\n")
+        return 1
+    return 0 if ready else 1
+
+
 def show_status(config: Config, *, url: str | None, as_json: bool, require_ready: bool) -> int:
     base = url or admin_url(config)
     try:

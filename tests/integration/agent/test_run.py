@@ -59,3 +59,22 @@ def test_bad_config_exits_two_before_serving(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert agent.process.returncode == 2
     assert "did you mean SIDECAR_SPANS_PATHS" in agent.log_tail()
+
+
+def test_healthcheck_subcommand_follows_readiness(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.harness.agent_process import clean_environment
+
+    settings = {"SIDECAR_MESSAGES_ENABLED": "false", "SIDECAR_SPANS_ENABLED": "false"}
+    agent = AgentProcess(tmp_path, settings)
+    check = [sys.executable, "-m", "agent", "healthcheck", "--url", agent.admin_url]
+    env = clean_environment({})
+    assert subprocess.run(check, env=env, capture_output=True, check=False).returncode == 1
+    agent.start()
+    assert subprocess.run(check, env=env, capture_output=True, check=False).returncode == 0
+    assert agent.terminate() == 0
+    bad_config = clean_environment({"SIDECAR_NOPE": "1"})
+    result = subprocess.run(check, env=bad_config, capture_output=True, check=False)
+    assert result.returncode == 1, "a healthcheck never exits 2 (Docker reserves it)"
