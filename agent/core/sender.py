@@ -243,7 +243,15 @@ class Sender(Generic[T]):
             if isinstance(error, RetryableError):
                 self._record_retry(error)
             return error
-        self._backoff = _Backoff()
+        if self._backoff.failing_since:
+            log.info(
+                "sending works again",
+                extra={
+                    "sender": self.name,
+                    "failed_for_seconds": round(time.time() - self._backoff.failing_since, 3),
+                },
+            )
+            self._backoff = _Backoff()
         return None
 
     # -- the queue ---------------------------------------------------------------------------
