@@ -42,7 +42,7 @@ from agent.core.diskqueue import (
     QueueFullError,
     RecordTooLargeError,
 )
-from agent.core.lifecycle import TaskSupervisor
+from agent.core.lifecycle import Health, TaskSupervisor
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError, RetryableError, RetryPolicy, sleep_unless_stopped
 
@@ -187,7 +187,11 @@ class Sender(Generic[T]):
 
     @property
     def failed(self) -> bool:
+        """A send or the drain loop died of an unexpected error (see the log)."""
         return self._supervisor.failed
+
+    def failure_health(self) -> Health:
+        return self._supervisor.failure_health()
 
     # -- submitting --------------------------------------------------------------------------
 

@@ -312,6 +312,8 @@ class SpanPipeline:
             return STOPPED
         if self._supervisor.failed:
             return self._supervisor.failure_health()
+        if self.sender.failed:
+            return self.sender.failure_health()
         records, spans, older, age = self.sender.queue_depth()
         details: dict[str, Any] = {"spans_queued": spans, "batches_queued": records}
         if age is not None:

@@ -223,3 +223,20 @@ async def test_status_reports_backoff_and_queue_depth(tmp_path: Path) -> None:
     assert status["queue"]["records"] == 1
     assert status["queue"]["oldest_age_seconds"] is not None
     await harness.close()
+
+
+async def test_a_failing_dead_letter_write_is_not_silent(tmp_path: Path) -> None:
+    push = ScriptedPush(PermanentError("HTTP 400: bad"))
+    harness = Harness(push, queue_at(tmp_path))
+
+    async def broken(record: bytes, error: PermanentError) -> None:
+        raise OSError("disk full")
+
+    harness.sender._dead_letter = broken
+    await harness.sender.start()
+    await harness.sender.submit(b"bad", "t")
+    await wait_for(lambda: harness.sender.failed)
+    health = harness.sender.failure_health()
+    assert not health.ready and "disk full" in health.reason
+    assert harness.settled == [], "not settled, so no checkpoint moves past it"
+    await harness.close()
