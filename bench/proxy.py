@@ -59,7 +59,9 @@ def batch_body(size: int) -> bytes:
 # -- load client (runs in its own process) ---------------------------------------------------
 
 
-async def client_closed_loop(url: str, body: bytes, connections: int, seconds: float) -> dict:
+async def client_closed_loop(
+    url: str, body: bytes, connections: int, seconds: float
+) -> dict[str, Any]:
     """`connections` keep-alive loops posting `body` as fast as answers come back."""
     connector = aiohttp.TCPConnector(limit=connections)
     headers = {"Content-Type": "application/json"}
@@ -79,7 +81,7 @@ async def client_closed_loop(url: str, body: bytes, connections: int, seconds: f
     return {**counts, "elapsed": elapsed, "started": started}
 
 
-async def client_paced(url: str, rate: float, seconds: float) -> dict:
+async def client_paced(url: str, rate: float, seconds: float) -> dict[str, Any]:
     """Open loop: one single-message request every 1/rate s; the latency of each."""
     latencies: list[float] = []
     errors = 0
@@ -114,7 +116,7 @@ async def _paced(work: Any, rate: float, seconds: float) -> None:
     await asyncio.gather(*tasks)
 
 
-async def client_redispy(redis_url: str, rate: float, seconds: float) -> dict:
+async def client_redispy(redis_url: str, rate: float, seconds: float) -> dict[str, Any]:
     """Direct redis-py XADDs of a jobfirst-shaped entry at `rate`: the latency baseline."""
     import redis.asyncio as aioredis
 
@@ -123,8 +125,11 @@ async def client_redispy(redis_url: str, rate: float, seconds: float) -> dict:
     at = AcceptTime.at(time.time_ns())
 
     async def one(number: int) -> None:
-        fields = {"data": orjson.dumps(sample_data(number)), "topic": TOPIC}
-        fields["timestamp"] = at.unix_seconds
+        fields: dict[Any, Any] = {
+            "data": orjson.dumps(sample_data(number)),
+            "topic": TOPIC,
+            "timestamp": at.unix_seconds,
+        }
         started = time.perf_counter()
         await client.xadd("stream:redispy", fields)
         latencies.append(time.perf_counter() - started)
@@ -143,11 +148,13 @@ def resp_commands(count: int) -> bytes:
     ids = MessageIds()
     first = ids.reserve(count, time.time_ns())
     envelopes = [(None, sample_data(n), None, None) for n in range(count)]
-    encoded = layout.encode(envelopes, [ids.make(first + n) for n in range(count)], AcceptTime.at(first))
+    encoded = layout.encode(
+        envelopes, [ids.make(first + n) for n in range(count)], AcceptTime.at(first)
+    )
     return encoded.blob
 
 
-async def client_resp(host: str, port: int, seconds: float, depth: int = 4) -> dict:
+async def client_resp(host: str, port: int, seconds: float, depth: int = 4) -> dict[str, Any]:
     """Raw RESP: pre-encoded batches of 1,000 XADDs, `depth` batches in flight, hiredis replies."""
     wire = resp_commands(BATCH)
     reader, writer = await asyncio.open_connection(host, port)
@@ -167,11 +174,17 @@ async def client_resp(host: str, port: int, seconds: float, depth: int = 4) -> d
     return {"ok": replies // BATCH, "errors": 0, "elapsed": elapsed}
 
 
-def run_client_mode(spec: dict) -> dict:
+def run_client_mode(spec: dict[str, Any]) -> dict[str, Any]:
     mode = spec["mode"]
     if mode == "closed":
-        body = batch_body(spec["batch"]) if spec["batch"] > 1 else orjson.dumps({"data": sample_data(1)})
-        return asyncio.run(client_closed_loop(spec["url"], body, spec["connections"], spec["seconds"]))
+        body = (
+            batch_body(spec["batch"])
+            if spec["batch"] > 1
+            else orjson.dumps({"data": sample_data(1)})
+        )
+        return asyncio.run(
+            client_closed_loop(spec["url"], body, spec["connections"], spec["seconds"])
+        )
     if mode == "paced":
         return asyncio.run(client_paced(spec["url"], spec["rate"], spec["seconds"]))
     if mode == "redispy":
@@ -181,12 +194,13 @@ def run_client_mode(spec: dict) -> dict:
     raise SystemExit(f"unknown client mode {mode}")
 
 
-def client(spec: dict) -> dict:
+def client(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one load client in a fresh process and return what it measured."""
     output = subprocess.run(
         [PYTHON, __file__, "--client", json.dumps(spec)], capture_output=True, check=True, cwd=ROOT
     )
-    return json.loads(output.stdout)
+    result: dict[str, Any] = json.loads(output.stdout)
+    return result
 
 
 # -- servers under test ----------------------------------------------------------------------
@@ -207,6 +221,19 @@ def bare_server(port: int) -> None:
     app = web.Application()
     app.router.add_post("/v1/topics/{topic}/messages", handler)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (robust where wall-clock rates are noisy)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, spec: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """Run a load client against process `pid`; the client's result and the CPU `pid` used."""
+    before = cpu_seconds(pid)
+    result = client(spec)
+    return result, cpu_seconds(pid) - before
 
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:
@@ -260,6 +287,14 @@ def wait_for_length(client: redis.Redis, key: str, length: int, timeout: float =
     raise SystemExit(f"{key} never reached {length} entries (has {client.xlen(key)})")
 
 
+def row(label: str, figures: str) -> None:
+    print(f"  {label:<34}{figures}")
+
+
+def millis(p50: float, p99: float) -> str:
+    return f"p50 {p50 * 1e3:6.2f} ms   p99 {p99 * 1e3:6.2f} ms"
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -292,54 +327,64 @@ def run(tmp: Path, seconds: float) -> None:
         agent = Agent(tmp / "agent", server.url)
         try:
             batched(agent, server, db, seconds)
-            single(agent, tmp, seconds)
+            single(agent, seconds)
             latency(agent, server, db, seconds)
         finally:
             agent.stop()
-        drain(tmp, server, db)
+        drain(tmp, server)
 
 
 def batched(agent: Agent, server: RedisServer, db: redis.Redis, seconds: float) -> None:
-    baseline = client({"mode": "resp", "host": server.host, "port": server.port, "seconds": seconds})
-    resp_rate = baseline["ok"] / baseline["elapsed"]
+    spec = {"mode": "resp", "host": server.host, "port": server.port, "seconds": seconds}
+    baseline = client(spec)
+    resp_rate = baseline["ok"] * BATCH / baseline["elapsed"]
     db.delete("stream:resp-baseline")
     stream = f"stream:{TOPIC}"
     before = db.xlen(stream)
     started = time.perf_counter()
-    result = client(
-        {"mode": "closed", "url": agent.url(), "batch": BATCH, "connections": 8, "seconds": seconds}
-    )
+    cpu_before = cpu_seconds(agent.process.pid)
+    load = {"mode": "closed", "url": agent.url(), "batch": BATCH, "connections": 8}
+    result = client({**load, "seconds": seconds})
     messages = result["ok"] * BATCH
     finished = wait_for_length(db, stream, before + messages)
+    cpu = cpu_seconds(agent.process.pid) - cpu_before
     rate = messages / (finished - started)
-    accepted_rate = messages / result["elapsed"]
     db.delete(stream)
     print("\nbatched publish (1,000 messages a request, 8 connections, ack=disk)")
     print(f"  raw RESP pipelined XADD baseline  {resp_rate:>10,.0f} msg/s")
-    print(f"  agent, accepted (HTTP 202)        {accepted_rate:>10,.0f} msg/s")
-    print(f"  agent, end to end (in Redis)      {rate:>10,.0f} msg/s  = {rate / resp_rate:.0%} of raw RESP")
-    print(f"  target >= 250,000 msg/s: {'met' if rate >= 250_000 else 'NOT met'}  errors={result['errors']}")
+    print(f"  agent, accepted (HTTP 202)        {messages / result['elapsed']:>10,.0f} msg/s")
+    print(
+        f"  agent, end to end (in Redis)      {rate:>10,.0f} msg/s"
+        f"  = {rate / resp_rate:.0%} of raw RESP; agent CPU {cpu / messages * 1e6:.2f} µs/msg"
+    )
+    verdict = "met" if rate >= 250_000 else "NOT met"
+    print(f"  target >= 250,000 msg/s: {verdict}; errors={result['errors']}")
 
 
-def single(agent: Agent, tmp: Path, seconds: float) -> None:
+def single(agent: Agent, seconds: float) -> None:
     port = free_port()
     bare = subprocess.Popen([PYTHON, __file__, "--bare-server", str(port)], cwd=ROOT)
+    spec = {"mode": "closed", "batch": 1, "connections": 32, "seconds": seconds}
     try:
         wait_for_port(port)
         bare_url = f"http://127.0.0.1:{port}/v1/topics/{TOPIC}/messages"
-        spec = {"mode": "closed", "batch": 1, "connections": 32, "seconds": seconds}
-        bare_result = client({**spec, "url": bare_url})
+        bare_result, bare_cpu = measured(bare.pid, {**spec, "url": bare_url})
     finally:
         bare.terminate()
         bare.wait(10)
     bare_rate = bare_result["ok"] / bare_result["elapsed"]
+    bare_cost = bare_cpu / bare_result["ok"] * 1e6
     print("\nsingle-message requests (32 connections)")
-    print(f"  bare aiohttp handler              {bare_rate:>10,.0f} req/s")
+    row("bare aiohttp handler", f"{bare_rate:>10,.0f} req/s   {bare_cost:6.1f} µs CPU/req")
     for ack in ("memory", "disk"):
-        result = client({**spec, "url": agent.url(ack)})
+        result, cpu = measured(agent.process.pid, {**spec, "url": agent.url(ack)})
         rate = result["ok"] / result["elapsed"]
-        print(f"  agent ack={ack:<7}                 {rate:>10,.0f} req/s  = {rate / bare_rate:.0%} of bare (target >= 80%)  errors={result['errors']}")
-    del tmp
+        cost = cpu / result["ok"] * 1e6
+        print(
+            f"  agent ack={ack:<7}                 {rate:>10,.0f} req/s   {cost:6.1f} µs CPU/req"
+            f"  = {rate / bare_rate:.0%} of bare's rate, {bare_cost / cost:.0%} of its"
+            f" CPU efficiency (target >= 80%); errors={result['errors']}"
+        )
 
 
 def latency(agent: Agent, server: RedisServer, db: redis.Redis, seconds: float) -> None:
@@ -347,30 +392,41 @@ def latency(agent: Agent, server: RedisServer, db: redis.Redis, seconds: float) 
     direct = client({"mode": "redispy", "url": server.url, "rate": rate, "seconds": seconds})
     base50, base99 = percentile(direct["latencies"], 0.5), percentile(direct["latencies"], 0.99)
     print(f"\nlatency at {rate:,.0f} msg/s (single-message requests, open loop)")
-    print(f"  direct redis-py XADD              p50 {base50 * 1e3:6.2f} ms   p99 {base99 * 1e3:6.2f} ms")
+    row("direct redis-py XADD", millis(base50, base99))
+    port = free_port()
+    bare = subprocess.Popen([PYTHON, __file__, "--bare-server", str(port)], cwd=ROOT)
+    try:
+        wait_for_port(port)
+        bare_url = f"http://127.0.0.1:{port}/v1/topics/{TOPIC}/messages"
+        http = client({"mode": "paced", "url": bare_url, "rate": rate, "seconds": seconds})
+    finally:
+        bare.terminate()
+        bare.wait(10)
+    http50, http99 = percentile(http["latencies"], 0.5), percentile(http["latencies"], 0.99)
+    row("bare aiohttp handler (HTTP alone)", millis(http50, http99))
     for ack in ("memory", "disk", "redis"):
         result = client({"mode": "paced", "url": agent.url(ack), "rate": rate, "seconds": seconds})
         p50, p99 = percentile(result["latencies"], 0.5), percentile(result["latencies"], 0.99)
-        print(
-            f"  agent ack={ack:<7}                 p50 {p50 * 1e3:6.2f} ms   p99 {p99 * 1e3:6.2f} ms"
-            f"   added p50 {(p50 - base50) * 1e3:+.2f} ms  p99 {(p99 - base99) * 1e3:+.2f} ms"
-            f"  (target p99 added <= 2 ms)  errors={result['errors']}"
+        row(
+            f"agent ack={ack}",
+            f"{millis(p50, p99)}   added vs XADD: p50 {(p50 - base50) * 1e3:+.2f}"
+            f" p99 {(p99 - base99) * 1e3:+.2f} ms; vs bare HTTP: p50 {(p50 - http50) * 1e3:+.2f}"
+            f" p99 {(p99 - http99) * 1e3:+.2f} ms; errors={result['errors']}",
         )
+    print("  (target: p99 added <= 2 ms)")
     db.delete("stream:redispy", f"stream:{TOPIC}")
 
 
-def drain(tmp: Path, server: RedisServer, db: redis.Redis) -> None:
+def drain(tmp: Path, server: RedisServer) -> None:
     """Publish into a stopped Redis, start it, time the delivery of the backlog."""
     backlog = 300_000
     server.stop()
     agent = Agent(tmp / "agent-drain", server.url)
     try:
-        requests = backlog // BATCH
         spec = {"mode": "closed", "url": agent.url("memory"), "batch": BATCH, "connections": 4}
         published = 0
-        while published < requests:
-            result = client({**spec, "seconds": 0.5})
-            published += result["ok"]
+        while published * BATCH < backlog:
+            published += client({**spec, "seconds": 0.5})["ok"]
         total = published * BATCH
         server.start()
         started = time.perf_counter()
@@ -379,8 +435,10 @@ def drain(tmp: Path, server: RedisServer, db: redis.Redis) -> None:
         agent.stop()
     rate = total / (finished - started)
     print(f"\nbacklog drain: {total:,} messages buffered while Redis was down")
-    print(f"  delivered after Redis came back   {rate:>10,.0f} msg/s  (target >= 250,000; includes reconnect backoff <= 200 ms)")
-    del db
+    print(
+        f"  delivered after Redis came back   {rate:>10,.0f} msg/s"
+        "  (target >= 250,000; the clock starts at Redis's start, so it includes the reconnect)"
+    )
 
 
 if __name__ == "__main__":

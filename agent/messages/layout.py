@@ -21,7 +21,13 @@ import orjson
 
 from agent.config import TopicConfig
 from agent.messages.codec import Envelope, entry_error
-from agent.messages.message import AcceptTime, dumps_json, message_json
+from agent.messages.message import (
+    AcceptTime,
+    dumps_json,
+    encode_extra,
+    go_escape,
+    message_json,
+)
 from agent.messages.resp import bulk, decode_command
 
 RESERVED_FIELDS = {
@@ -92,24 +98,33 @@ class TopicLayout:
     def _jobfirst(
         self, envelopes: Sequence[Envelope], ids: Sequence[str], at: AcceptTime, escape: bool
     ) -> list[bytes]:
+        # The hot loop of a batch. The Message JSON is assembled around one orjson call for
+        # the data: a dict per message for orjson to walk costs five times as much. The output
+        # is identical to `message_json` (a unit test holds the two together).
         plain_start = self._plain_start
         tail = self._tail(at.unix_seconds)
-        topic, timestamp = self.topic, at.rfc3339
+        topic_part = b',"topic":' + orjson.dumps(self.topic) + b',"data":'
+        time_part = b',"timestamp":"' + at.rfc3339.encode() + b'","retry_count":0}'
+        no_maps = b',"headers":null,"metadata":null' + time_part
+        dumps, option, fallback = orjson.dumps, orjson.OPT_NON_STR_KEYS, encode_extra
         commands: list[bytes] = []
         append = commands.append
         for index, (_, data, headers, metadata) in enumerate(envelopes):
             try:
-                document = message_json(
-                    ids[index],
-                    topic,
-                    data,
-                    headers=headers,
-                    metadata=metadata,
-                    timestamp=timestamp,
-                    escape=escape,
-                )
+                body = dumps(data, default=fallback, option=option)
+                if headers or metadata is not None:
+                    maps = b',"headers":%s,"metadata":%s' % (
+                        dumps(headers or None),
+                        dumps(metadata, default=fallback, option=option),
+                    )
+                    body += maps + time_part
+                else:
+                    body += no_maps
             except (orjson.JSONEncodeError, TypeError) as error:
                 raise entry_error(index, f"data cannot be written as JSON: {error}") from None
+            document = b'{"id":' + dumps(ids[index]) + topic_part + body
+            if escape:
+                document = go_escape(document)
             size = b"$%d\r\n" % len(document)
             if headers:
                 extra = self._header_fields(index, headers)

@@ -37,7 +37,7 @@ _GO_ESCAPES = {
 _ESCAPE_MARKERS = (b"<", b">", b"&", b"\xe2", b"\\u")
 
 
-def _encode_extra(value: Any) -> Any:
+def encode_extra(value: Any) -> Any:
     """orjson's fallback for what JSON has no type for: bytes become base64, as in Go."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(value).decode("ascii")
@@ -62,7 +62,7 @@ def may_need_go_escape(body: bytes) -> bool:
 def dumps_json(value: Any, *, escape: bool = True) -> bytes:
     """JSON as Go would write it (escaping), with bytes as base64 and int map keys as strings.
     `escape=False` skips the escaping scan when the caller knows it would find nothing."""
-    document = orjson.dumps(value, default=_encode_extra, option=orjson.OPT_NON_STR_KEYS)
+    document = orjson.dumps(value, default=encode_extra, option=orjson.OPT_NON_STR_KEYS)
     return go_escape(document) if escape else document
 
 

@@ -39,6 +39,7 @@ class Record:
     entry_ids: list[bytes | None] | None = None
     failures: dict[int, str] = field(default_factory=dict)  # entry → why it was dead-lettered
     attempts: dict[int, int] = field(default_factory=dict)
+    uncertain: set[int] | None = None  # entries that may be in Redis already (see replay.py)
 
     def __len__(self) -> int:
         return len(self.ends)

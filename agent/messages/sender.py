@@ -33,8 +33,9 @@ from agent.core.metrics import SIZE_BUCKETS, Metrics
 from agent.core.retry import RetryPolicy
 from agent.messages.deadletters import MessageDeadLetters
 from agent.messages.record import BadRecordError, Record
+from agent.messages.replay import ids_in_tail, lookback, mark_found
 from agent.messages.resp import ConnectionLostError, ReplyError
-from agent.messages.writer import BatchOutcome, SentBatch, StreamWriter, error_code
+from agent.messages.writer import BatchOutcome, SentBatch, StreamWriter, classify, error_code
 
 log = logging.getLogger("agent.messages.sender")
 
@@ -79,6 +80,9 @@ class Sender:
         self.failing_since: float | None = None
         self.written = 0
         self.retried = 0
+        self.replays_skipped = 0
+        self._started_ns = time.time_ns()
+        self._clean_streams: set[bytes] = set()  # looked up, none of ours was there: stop looking
         self.retry_reasons: Counter[str] = Counter()
         self._metrics(metrics)
 
@@ -90,6 +94,10 @@ class Sender:
             "messages_retried_total",
             "Message XADDs sent again, by what failed (an error code, or connection).",
             ("reason",),
+        )
+        self._replays_skipped_total = metrics.counter(
+            "messages_replays_skipped_total",
+            "Entries of unknown fate found already in their stream, so not sent again.",
         )
         self._batch_sizes = metrics.histogram(
             "message_batch_entries", "XADDs per pipelined batch.", buckets=SIZE_BUCKETS
@@ -124,6 +132,10 @@ class Sender:
                     continue
                 if self._retry or self._degraded or not self._writer.connected:
                     self._held.extend(records)  # a failure came in meanwhile: retries go first
+                    continue
+            if any(record.uncertain for record in records):
+                records = await self._skip_already_written(records)
+                if not records:
                     continue
             self._send(records)
 
@@ -202,12 +214,48 @@ class Sender:
         records: list[Record] = []
         for item in items:
             try:
-                records.append(Record.decode(item.data, item.seq, item.enqueued_ns))
+                record = Record.decode(item.data, item.seq, item.enqueued_ns)
+                if item.enqueued_ns < self._started_ns and record.stream not in self._clean_streams:
+                    # From an earlier run: it may have been written before that run ended.
+                    record.uncertain = set(range(len(record)))
+                records.append(record)
             except BadRecordError as error:
                 log.error("unreadable queue record %d: %s", item.seq, error)
                 await self._dead_letters.unreadable([item], str(error))
                 self._queue.ack(item.seq)
         return records
+
+    async def _skip_already_written(self, records: list[Record]) -> list[Record]:
+        """Look up entries that may be in Redis already (replay.py); returns what to send."""
+        server, connection = self._writer.server, self._writer.connection
+        if server is None or server.supports_idmp or connection is None:
+            for record in records:
+                record.uncertain = None  # IDMP makes the resend harmless
+            return records
+        streams: dict[bytes, list[Record]] = {}
+        for record in records:
+            if record.uncertain:
+                streams.setdefault(record.stream, []).append(record)
+        for stream, group in streams.items():
+            count = sum(len(record.uncertain or ()) for record in group)
+            try:
+                async with asyncio.timeout(self._limits.command_timeout):
+                    reply = await connection.call(
+                        b"XREVRANGE", stream, b"+", b"-", b"COUNT", b"%d" % lookback(count)
+                    )
+            except (ConnectionError, TimeoutError):
+                return records  # the send fails the same way and is retried, checks and all
+            except ReplyError as error:
+                if classify(str(error)) == "retry":
+                    return records  # LOADING and the like: the send will be retried too
+                reply = []  # not a stream (WRONGTYPE...): nothing of ours is in it
+            found = mark_found(group, ids_in_tail(group[0].layout, reply))
+            self.replays_skipped += found
+            self._replays_skipped_total.inc(found)
+            if not found:
+                self._clean_streams.add(stream)
+        self._finish([record for record in records if record.finished])
+        return [record for record in records if not record.finished]
 
     def _send(self, records: list[Record]) -> None:
         batch = self._writer.send(records)
@@ -251,11 +299,7 @@ class Sender:
     async def _apply(self, outcome: BatchOutcome) -> None:
         if outcome.dead:
             await self._dead_letters.write(outcome.dead)
-        now_ns = time.time_ns()
-        for record in outcome.finished:
-            self._queue.ack(record.seq)
-            self._on_finished(record)
-            self._latency.observe(max(0, now_ns - record.enqueued_ns) / 1e9)
+        self._finish(outcome.finished)
         self.written += outcome.written
         self._written_total.inc(outcome.written)
         if outcome.unfinished:
@@ -273,6 +317,14 @@ class Sender:
             self._resume_at = asyncio.get_running_loop().time() + self._policy.delay(self._failures)
         elif not self._retry:
             self._recovered()
+
+    def _finish(self, records: list[Record]) -> None:
+        """Every entry of these is written or dead: ack them and tell who waits."""
+        now_ns = time.time_ns()
+        for record in records:
+            self._queue.ack(record.seq)
+            self._on_finished(record)
+            self._latency.observe(max(0, now_ns - record.enqueued_ns) / 1e9)
 
     def _note_failure(self, reason: str) -> None:
         if not self.last_error:

@@ -97,7 +97,9 @@ async def test_kill_9_under_load_loses_no_acknowledged_publish(
     total = sum(map(len, load.acked.values()))
     print(f"\nkill -9 x3: {total} acknowledged, 0 lost, {duplicates} duplicates")
     assert total > 1000
-    assert duplicates <= 3 * 4 * 1000  # at most the in-flight batches of each crash
+    # Replayed entries are looked up in their stream before a resend (replay.py): with no
+    # other producer on these streams, none is written twice.
+    assert duplicates == 0
 
 
 async def test_full_buffer_answers_503_with_retry_after_and_memory_stays_bounded(

@@ -6,7 +6,7 @@ import pytest
 from agent.config import TopicConfig
 from agent.messages.codec import BodyError, Envelope
 from agent.messages.layout import TopicLayout, dead_letter_message, fields_of
-from agent.messages.message import AcceptTime
+from agent.messages.message import AcceptTime, message_json
 from agent.messages.resp import decode_command
 
 AT = AcceptTime.at(1_732_806_245_500_000_000)
@@ -129,3 +129,30 @@ def test_dead_letter_messages_per_layout() -> None:
     assert rebuilt["id"] == "i2" and rebuilt["data"] == {"a": "1"}
     raw = TopicLayout("t", TopicConfig(layout="raw")).encode([(None, "hi", None, None)], ["i3"], AT)
     assert orjson.loads(dead_letter_message("raw", "t", "i3", raw.blob, AT.rfc3339))["data"] == "hi"
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        (None, {"a": [1, {"b": None}], "<": "&"}, None, None),
+        ("client id <1>", "text\u2028", {"h": "v", "x": "<"}, {"m": {"n": 1}}),
+        (None, b"\x00\x01", None, {}),
+        (None, None, {"only": "headers"}, None),
+        (None, {1: "int key"}, None, None),
+    ],
+)
+def test_the_hot_path_message_json_equals_the_reference(envelope: Envelope) -> None:
+    message_id = envelope[0] or "msg_1_x"
+    layout = TopicLayout("t.1", TopicConfig())
+    for escape in (True, False):
+        blob = layout.encode([envelope], [message_id], AT, escape=escape).blob
+        reference = message_json(
+            message_id,
+            "t.1",
+            envelope[1],
+            headers=envelope[2],
+            metadata=envelope[3],
+            timestamp=AT.rfc3339,
+            escape=escape,
+        )
+        assert fields_of(blob)[1][b"data"] == reference
