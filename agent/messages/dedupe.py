@@ -65,6 +65,8 @@ class DedupeCache:
             if error is None:
                 future.set_result(None)
             else:
+                if not isinstance(error, Exception):  # cancelled: waiters must retry, not die
+                    error = RuntimeError("the first request with this id was cancelled")
                 future.set_exception(error)
                 future.exception()  # waiters may be gone; that is fine
 

@@ -10,6 +10,7 @@ import msgpack
 import pytest
 
 from tests.harness import RedisServer
+from tests.harness.fixture_types import RedisServerFactory
 from tests.integration.messages.support import jobfirst_consume, pipelines, post, url, xrange
 
 pytestmark = pytest.mark.integration
@@ -144,3 +145,33 @@ async def test_concurrent_retries_of_one_id_store_one_copy(
         assert sum(body.get("duplicates", 0) for _, body in results) == 19
         await wait_for(lambda: pipeline.sender.idle and pipeline.queue.stats().depth_items == 0)
     assert db.xlen("stream:dupes") == 1
+
+
+async def test_auth_and_database_from_the_url(
+    tmp_path: Path, redis_server_factory: RedisServerFactory
+) -> None:
+    server = redis_server_factory(password="s3cret")
+    url_with_db = server.url.rsplit("/", 1)[0] + "/3"
+    async with pipelines(tmp_path, url_with_db) as start, aiohttp.ClientSession() as http:
+        pipeline = await start()
+        status, _ = await post(
+            http, url(pipeline, "/v1/topics/authed/messages?ack=redis"), {"data": 1}
+        )
+        assert status == 201
+    assert server.client(db=3).xlen("stream:authed") == 1
+    assert server.client(db=0).xlen("stream:authed") == 0
+
+
+async def test_a_wrong_password_buffers_and_says_why(
+    tmp_path: Path, redis_server_factory: RedisServerFactory
+) -> None:
+    server = redis_server_factory(password="right")
+    wrong = server.url.replace(":right@", ":wrong@")
+    async with pipelines(tmp_path, wrong) as start, aiohttp.ClientSession() as http:
+        pipeline = await start()
+        status, _ = await post(http, url(pipeline, "/v1/topics/locked/messages"), {"data": 1})
+        assert status == 202
+        await wait_for(lambda: not pipeline.health().dependency_ok)
+        health = pipeline.health()
+    assert health.ready and "WRONGPASS" in health.reason and "buffering 1 requests" in health.reason
+    assert "wrong" not in health.reason  # the password never shows
