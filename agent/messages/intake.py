@@ -131,37 +131,41 @@ class Intake:
         given = [index for index, envelope in enumerate(envelopes) if envelope[0] is not None]
         if not given:  # the common case: every id is ours, nothing to deduplicate
             return _Plan(ids, list(range(len(envelopes))))
+        for index in given:
+            ids[index] = envelopes[index][0] or ""
+        await self._wait_out_requests_in_progress(topic, [ids[index] for index in given])
+        # From here on nothing awaits: checking and reserving the ids is one atomic step, so
+        # two requests sharing ids can neither both store them nor wait for each other.
         plan = _Plan(ids, [])
         chosen = set(given)
         in_request: set[str] = set()
-        for index, envelope in enumerate(envelopes):
+        for index, message_id in enumerate(ids):
             if index not in chosen:
                 plan.fresh.append(index)
-                continue
-            message_id = ids[index] = envelope[0] or ""
-            if message_id in in_request:
+            elif message_id in in_request:
                 plan.repeats.append((index, None))
-                continue
-            in_request.add(message_id)
-            seen = await self._earlier(topic, message_id)
-            if seen is not None:
+            elif (seen := self.dedupe.get(topic, message_id)) is not None:
+                in_request.add(message_id)
                 plan.repeats.append((index, seen))
             else:
+                in_request.add(message_id)
                 plan.reserved.append((message_id, self.dedupe.reserve(topic, message_id)))
                 plan.fresh.append(index)
         return plan
 
-    async def _earlier(self, topic: str, message_id: str) -> Seen | None:
-        """The accepted publish of this id, waiting out one still in progress."""
+    async def _wait_out_requests_in_progress(self, topic: str, message_ids: list[str]) -> None:
+        """Wait (holding no reservation) until no other request is storing one of these ids:
+        its outcome decides whether ours is a repeat."""
         while True:
-            seen = self.dedupe.get(topic, message_id)
-            if seen is None or seen.accepted is None:
-                return seen
-            try:
-                await asyncio.shield(seen.accepted)
-            except Exception:
-                continue  # that attempt failed: this request is the first after all
-            return seen
+            in_progress = {
+                seen.accepted
+                for message_id in message_ids
+                if (seen := self.dedupe.get(topic, message_id)) is not None
+                and seen.accepted is not None
+            }
+            if not in_progress:
+                return
+            await asyncio.wait(in_progress)
 
     def _record(
         self,

@@ -113,3 +113,61 @@ def test_ack_modes() -> None:
     assert intake.mode(None) == "memory" and intake.mode("redis") == "redis"
     with pytest.raises(BodyError, match="ack must be one of"):
         intake.mode("fsync")
+
+
+async def test_requests_sharing_ids_in_any_order_store_each_once(queue: DiskQueue) -> None:
+    intake = Intake(MessagesConfig(), queue, retry_after=1)
+    forward = [("x", 1, None, None), ("y", 2, None, None)]
+    backward = [("y", 2, None, None), ("x", 1, None, None)]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(intake.publish("t", batch, "disk") for batch in (forward, backward) * 3)),
+        timeout=5,
+    )
+    assert sum(result.duplicates for result in results) == 10
+    stored = [message_id for record in await queued(queue) for message_id in record.message_ids]
+    assert sorted(stored) == ["x", "y"]
+
+
+class HeldPutQueueDouble:
+    """A real disk queue whose first put waits for a signal: holds one request "in progress"
+    long enough for others to line up behind its ids, which real timing cannot promise."""
+
+    def __init__(self, queue: DiskQueue) -> None:
+        self.queue = queue
+        self.release = asyncio.Event()
+        self.held = False
+
+    async def put(self, record: bytes, *, durable: bool = True) -> int:
+        if not self.held:
+            self.held = True
+            await self.release.wait()
+        return await self.queue.put(record, durable=durable)
+
+
+async def test_requests_waiting_on_each_others_ids_do_not_deadlock(queue: DiskQueue) -> None:
+    double = HeldPutQueueDouble(queue)
+    intake = Intake(MessagesConfig(), double, retry_after=1)  # type: ignore[arg-type]
+    first = asyncio.ensure_future(
+        intake.publish("t", [("z", 0, None, None), ("w", 0, None, None)], "disk")
+    )
+    await asyncio.sleep(0)
+    crossing = [
+        asyncio.ensure_future(
+            intake.publish(
+                "t", [("x", 1, None, None), ("z", 0, None, None), ("y", 2, None, None)], "disk"
+            )
+        ),
+        asyncio.ensure_future(
+            intake.publish(
+                "t", [("y", 2, None, None), ("w", 0, None, None), ("x", 1, None, None)], "disk"
+            )
+        ),
+    ]
+    await asyncio.sleep(0.01)
+    double.release.set()
+    results = await asyncio.wait_for(asyncio.gather(first, *crossing), timeout=5)
+    stored = sorted(i for record in await queued(queue) for i in record.message_ids)
+    assert stored == ["w", "x", "y", "z"]
+    # Whichever crossing request went first stored x and y; the other repeats all three ids.
+    assert results[0].duplicates == 0
+    assert sorted(result.duplicates for result in results[1:]) == [1, 3]
