@@ -96,7 +96,9 @@ class SpansConfig:
         {}, "Per-glob format override, glob=format (e.g. /logs/api/*.log=jobfirst)."
     )
     start_at: Literal["beginning", "end"] = setting(
-        "beginning", "Where to start reading a file never seen before."
+        "beginning",
+        "Where to read files found at the agent's very first start (no checkpoints yet); "
+        "files appearing later are always read from the beginning.",
     )
     max_line_bytes: Size = setting(
         1024**2, "Longer records go whole to the dead-letter file; the file keeps flowing."

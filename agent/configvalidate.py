@@ -31,6 +31,14 @@ def validate(config: Config) -> list[str]:
         _positive("messages.max_in_flight", config.messages.max_in_flight),
         _positive("messages.batch.max_messages", config.messages.batch.max_messages),
         _positive("messages.max_attempts", config.messages.max_attempts),
+        _positive("messages.dedupe_max_ids", config.messages.dedupe_max_ids),
+        _at_least("messages.redis_ack_timeout", config.messages.redis_ack_timeout, 0.001),
+        _at_least("proxy.read_timeout", config.proxy.read_timeout, 0.001),
+        _at_least("proxy.max_body_bytes", config.proxy.max_body_bytes, 1024),
+        _at_least("spans.dead_letter_max_bytes", config.spans.dead_letter_max_bytes, 64 * 1024),
+        _at_least(
+            "messages.dead_letter_max_bytes", config.messages.dead_letter_max_bytes, 64 * 1024
+        ),
         _at_least("export.max_request_bytes", config.export.max_request_bytes, 1024),
         _at_least("spans.max_line_bytes", config.spans.max_line_bytes, 64),
         _at_least("export.timeout", config.export.timeout, 0.001),

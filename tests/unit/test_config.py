@@ -228,3 +228,17 @@ def test_reference_yaml_lists_every_key_and_loads_to_defaults() -> None:
     assert load_config(config_path=str(REPO / "configs" / "agent.yaml"), environ={}) == load_config(
         environ={}
     )
+
+
+def test_new_message_and_proxy_limits_are_validated() -> None:
+    problems = problems_for(
+        environ={
+            "SIDECAR_MESSAGES_DEDUPE_MAX_IDS": "0",
+            "SIDECAR_PROXY_READ_TIMEOUT": "0s",
+            "SIDECAR_PROXY_MAX_BODY_BYTES": "10",
+        }
+    )
+    text = "\n".join(problems)
+    assert "messages.dedupe_max_ids: must be at least 1" in text
+    assert "proxy.read_timeout: must be at least" in text
+    assert "proxy.max_body_bytes: must be at least 1024" in text
