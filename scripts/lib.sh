@@ -28,3 +28,44 @@ as_root() {
         die "need root to run: $* (no sudo on this machine)"
     fi
 }
+
+# --- setup shared by scripts/test and scripts/demo -------------------------------------------
+# Both run from the repository root and use its .venv.
+
+find_python() {
+    local candidate
+    for candidate in python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 \
+            && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+            echo "$candidate"
+            return
+        fi
+    done
+    die "need python3.11 or a python3 >= 3.11 on PATH"
+}
+
+# Create .venv if missing; pip install -e '.[dev]' when pyproject.toml changed since the last
+# install (its checksum is kept inside .venv, so a fresh venv always installs).
+ensure_venv() {
+    local venv=.venv
+    local stamp="$venv/.sidecar-install-stamp"
+    if [ ! -x "$venv/bin/python" ]; then
+        log "creating $venv"
+        "$(find_python)" -m venv "$venv"
+    fi
+    local wanted
+    wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
+        log "installing sidecar-agent with dev extras into $venv"
+        "$venv/bin/python" -m pip install --quiet -e '.[dev]'
+        echo "$wanted" >"$stamp"
+    fi
+}
+
+ensure_redis_server() {
+    if ! command -v redis-server >/dev/null 2>&1; then
+        log "installing redis-server from Debian's packages"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2
+    fi
+}
