@@ -8,15 +8,8 @@ from collections.abc import Iterator
 
 from agent.config import Config, QueueConfig, RetryConfig, SpansConfig, TopicConfig
 from agent.configschema import choices_of, hints_of
+from agent.spans.sampling import SAMPLERS
 
-SAMPLERS = (
-    "always_on",
-    "always_off",
-    "traceidratio",
-    "parentbased_always_on",
-    "parentbased_always_off",
-    "parentbased_traceidratio",
-)
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,199}$")
 
 
