@@ -65,11 +65,25 @@ def _print_table(status: dict[str, Any]) -> None:
     console.print(
         f"sidecar-agent {status.get('version')}  {ready}  up {status.get('uptime_seconds')}s"
     )
-    table = Table("component", "state", "reason / details")
-    for name, health in status.get("health", {}).items():
-        detail = health.get("reason") or orjson.dumps(health.get("details", {})).decode()
-        table.add_row(name, health.get("state", "?"), detail)
-    console.print(table)
+    health = Table("component", "state", "dependency", "reason")
+    for name, state in status.get("health", {}).items():
+        dependency = "[green]ok[/]" if state.get("dependency_ok", True) else "[red]down[/]"
+        health.add_row(name, state.get("state", "?"), dependency, state.get("reason", ""))
+    console.print(health)
     for name, info in status.get("components", {}).items():
-        if info:
-            console.print(f"[bold]{name}[/]: {orjson.dumps(info).decode()}")
+        summary = info.get("summary") if isinstance(info, dict) else None
+        if not summary:
+            continue
+        table = Table(title=name, show_header=False, title_justify="left")
+        for key, value in summary.items():
+            table.add_row(key.replace("_", " "), _readable(value))
+        console.print(table)
+    console.print("[dim]details: sidecar-agent status --json[/]")
+
+
+def _readable(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "none"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)

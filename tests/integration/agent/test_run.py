@@ -78,3 +78,31 @@ def test_healthcheck_subcommand_follows_readiness(tmp_path: Path) -> None:
     bad_config = clean_environment({"SIDECAR_NOPE": "1"})
     result = subprocess.run(check, env=bad_config, capture_output=True, check=False)
     assert result.returncode == 1, "a healthcheck never exits 2 (Docker reserves it)"
+
+
+def test_status_subcommand_shows_components_and_summaries(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.harness.agent_process import clean_environment
+
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    agent = AgentProcess(
+        tmp_path,
+        {
+            "SIDECAR_MESSAGES_ENABLED": "false",
+            "SIDECAR_SPANS_PATHS": str(log_dir / "*.log"),
+            "SIDECAR_EXPORT_ENDPOINT": "http://127.0.0.1:9/v1/traces",
+        },
+    )
+    agent.start()
+    command = [sys.executable, "-m", "agent", "status", "--url", agent.admin_url]
+    env = {**clean_environment({}), "COLUMNS": "120"}
+    shown = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    assert "ready" in shown and "spans" in shown and "lines read" in shown
+    raw = subprocess.run([*command, "--json"], env=env, capture_output=True, check=True).stdout
+    assert orjson.loads(raw)["components"]["spans"]["summary"]["lines_read"] == 0
+    assert agent.terminate() == 0
+    unreachable = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert unreachable.returncode == 1 and "cannot read" in unreachable.stderr
