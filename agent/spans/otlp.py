@@ -10,6 +10,8 @@ holds pre-encoded spans and must know request sizes exactly:
     resources = Resources(service_name=..., attributes=...)   # from config
     resources.group_size(key, framed)       # a whole ResourceSpans holding `framed` bytes
     request = build_request({key: [body, ...]}, resources)   # ExportTraceServiceRequest
+    framed = span_field(body)               # the span as its ScopeSpans holds it
+    request = build_request_framed({key: [framed, ...]}, resources)   # the same request
 
 `request_size(groups, resources) == len(build_request(groups, resources))`, and the
 size of a request is the sum of `group_size` over its groups, so a batch can be split
@@ -30,11 +32,12 @@ from typing import Any
 
 from agent.spans.model import Attributes, AttrValue, Span, SpanLink
 from agent.spans.wire import (
-    cached_string_field,
+    StringFields,
     field_bytes,
     key_values,
     pack_fixed32,
     string_field,
+    varint,
     varint_size,
 )
 
@@ -50,10 +53,10 @@ _pack_event_time = struct.Struct("<BQ").pack
 _TRACE_ID = b"\x0a\x10"
 _SPAN_ID = b"\x12\x08"
 _TRACE_STATE = b"\x1a"
-_PARENT_SPAN_ID = b"\x22\x08"
-_NAME = b"\x2a"
+PARENT_SPAN_ID = b"\x22\x08"
+SPAN_NAME = b"\x2a"
 _KIND = (b"", b"\x30\x01", b"\x30\x02", b"\x30\x03", b"\x30\x04", b"\x30\x05")
-_ATTRIBUTES = b"\x4a"
+ATTRIBUTES = b"\x4a"
 _EVENT = b"\x5a"
 _LINK = b"\x6a"
 _STATUS = b"\x7a"
@@ -62,7 +65,7 @@ _TAG_START, _TAG_END = 0x39, 0x41
 # Span.Event: time 1 (fixed64), name 2, attributes 3.
 _EVENT_TIME = 0x09
 _EVENT_NAME = b"\x12"
-_EVENT_ATTRIBUTES = b"\x1a"
+EVENT_ATTRIBUTES = b"\x1a"
 # Span.Link: trace_id 1, span_id 2, trace_state 3, attributes 4, flags 6 (fixed32).
 _LINK_TRACE_STATE = b"\x1a"
 _LINK_ATTRIBUTES = b"\x22"
@@ -81,6 +84,10 @@ _RESOURCE_ATTRIBUTES = b"\x0a"
 _SCOPE_NAME = b"\x0a"
 _SCOPE_VERSION = b"\x12"
 
+SPAN_NAMES = StringFields(SPAN_NAME)
+_EVENT_NAMES = StringFields(_EVENT_NAME)
+_STATUS_MESSAGES = StringFields(_STATUS_MESSAGE)
+
 
 def encode_span(span: Span) -> bytes:
     """The serialized `opentelemetry.proto.trace.v1.Span` message (no outer tag/length)."""
@@ -88,25 +95,21 @@ def encode_span(span: Span) -> bytes:
     if span.trace_state:
         parts.append(string_field(_TRACE_STATE, span.trace_state))
     if span.parent_span_id:
-        parts += (_PARENT_SPAN_ID, span.parent_span_id)
+        parts += (PARENT_SPAN_ID, span.parent_span_id)
     parts += (
-        cached_string_field(_NAME, span.name),
+        SPAN_NAMES[span.name],
         _KIND[span.kind],
         _pack_times(_TAG_START, span.start_ns, _TAG_END, span.end_ns),
     )
     if span.attributes:
-        parts.append(key_values(_ATTRIBUTES, span.attributes))
+        parts.append(key_values(ATTRIBUTES, span.attributes))
     for event in span.events:
-        body = _pack_event_time(_EVENT_TIME, event.time_ns) + cached_string_field(
-            _EVENT_NAME, event.name
-        )
-        if event.attributes:
-            body += key_values(_EVENT_ATTRIBUTES, event.attributes)
-        parts.append(field_bytes(_EVENT, body))
+        attributes = key_values(EVENT_ATTRIBUTES, event.attributes) if event.attributes else b""
+        parts.append(event_field(event.time_ns, event.name, attributes))
     for link in span.links:
         parts.append(field_bytes(_LINK, _encode_link(link)))
     if span.status_code or span.status_message:
-        parts.append(_status_field(span.status_code, span.status_message))
+        parts.append(status_field(span.status_code, span.status_message))
     if span.flags is not None:
         parts += (_FLAGS, pack_fixed32(span.flags & 0xFFFFFFFF))
     return b"".join(parts)
@@ -123,10 +126,17 @@ def _encode_link(link: SpanLink) -> bytes:
     return b"".join(parts)
 
 
-def _status_field(code: int, message: str) -> bytes:
+def event_field(time_ns: int, name: str, attributes: bytes) -> bytes:
+    """A `Span.events` field; `attributes` already encoded with the EVENT_ATTRIBUTES tag."""
+    body = _pack_event_time(_EVENT_TIME, time_ns) + _EVENT_NAMES[name]
+    return field_bytes(_EVENT, body + attributes)
+
+
+def status_field(code: int, message: str) -> bytes:
+    """The `Span.status` field (encode_span leaves it out when code and message are unset)."""
     if not message:
         return _STATUS_ONLY_CODE[code]
-    return field_bytes(_STATUS, cached_string_field(_STATUS_MESSAGE, message) + _STATUS_CODE[code])
+    return field_bytes(_STATUS, _STATUS_MESSAGES[message] + _STATUS_CODE[code])
 
 
 def framed_span_size(body_len: int) -> int:
@@ -220,17 +230,42 @@ def _encode_scope(name: str, version: str) -> bytes:
     return field_bytes(_SCOPE, body)
 
 
+def span_field(body: bytes) -> bytes:
+    """A span as its ScopeSpans holds it: the `spans` field (tag, length, `encode_span` bytes).
+    The batcher keeps spans framed like this, so a request is built with a single copy."""
+    return field_bytes(_SPANS, body)
+
+
+def span_body(framed: bytes) -> bytes:
+    """The `encode_span` bytes inside a `span_field`."""
+    start = 2
+    while framed[start - 1] & 0x80:  # the length varint's continuation bit
+        start += 1
+    return framed[start:]
+
+
 def build_request(groups: Mapping[ResourceKey, Sequence[bytes]], resources: Resources) -> bytes:
     """An ExportTraceServiceRequest from spans already encoded with `encode_span`."""
-    out = []
-    for key, bodies in groups.items():
-        if not bodies:
+    framed = {key: [span_field(body) for body in bodies] for key, bodies in groups.items()}
+    return build_request_framed(framed, resources)
+
+
+def build_request_framed(
+    groups: Mapping[ResourceKey, Sequence[bytes]], resources: Resources
+) -> bytes:
+    """`build_request` from spans already framed with `span_field`: lengths are summed, not
+    nested, so each span is copied once."""
+    parts: list[bytes] = []
+    for key, framed in groups.items():
+        if not framed:
             continue
         resource, scope = resources.headers(key)
-        spans = b"".join([field_bytes(_SPANS, body) for body in bodies])
-        scope_spans = field_bytes(_SCOPE_SPANS, scope + spans)
-        out.append(field_bytes(_RESOURCE_SPANS, resource + scope_spans))
-    return b"".join(out)
+        scope_spans = len(scope) + sum(map(len, framed))
+        resource_spans = len(resource) + 1 + varint_size(scope_spans) + scope_spans
+        parts += (_RESOURCE_SPANS, varint(resource_spans), resource)
+        parts += (_SCOPE_SPANS, varint(scope_spans), scope)
+        parts += framed
+    return b"".join(parts)
 
 
 def request_size(groups: Mapping[ResourceKey, Sequence[bytes]], resources: Resources) -> int:

@@ -6,6 +6,11 @@ spans to send, encoded once), registers a delivery mark for them, then `add`s th
 mark; `submit_ready` packs full or lingered batches into requests and hands them to the
 sender, whose settlement (`on_settled`) credits each mark with its spans.
 
+`prepare_lines` is `prepare` for a read's raw lines: for a span-json file sent as
+OTLP/protobuf it takes the fast path of `agent.spans.spanjson_wire` (parsed line to span
+bytes, no `Span`), line by line, and the decoder's general path for every line the fast path
+does not handle; the result is the same as decoding first, span for span and byte for byte.
+
 Every span that enters `prepare` ends up counted exactly once: sampled out, dead-lettered as
 too large for any request, or in a batch.
 """
@@ -16,21 +21,25 @@ import logging
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
+from orjson import loads
+
 from agent.config import ExportConfig, SpansConfig
 from agent.core.deadletter import DeadLetterFile, raw_field
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError
 from agent.core.sender import Sender
+from agent.spans.delivery import Decoder, decode_lines
 from agent.spans.exporter import pack_request, unpack_request
+from agent.spans.formats.spanjson import SpanJsonDecoder
 from agent.spans.model import DeadLetter, DecodeResult, Span
 from agent.spans.otlp import ResourceKey, Resources, resource_key
-from agent.spans.sampling import make_sampler
+from agent.spans.sampling import make_sampler, trace_filter_of
 from agent.spans.spanbatch import SpanBatcher, encoding_for
+from agent.spans.spanjson_wire import SAMPLED_OUT, EncodedSpan, SpanJsonWire
 
 M = TypeVar("M", bound=Hashable)
 Token = dict[Any, int]
 SpanFilter = Callable[[Span], bool]
-EncodedSpan = tuple[ResourceKey, bytes]
 
 log = logging.getLogger("agent.spans")
 SPAN_LIMIT_CACHE = 1024
@@ -70,6 +79,7 @@ class Outbound(Generic[M]):
         self._sender = sender
         self._dead_letters = dead_letters
         self._keep = keep
+        self._wire = None if encoding.json else SpanJsonWire(trace_filter_of(keep))
         self._span_limits: dict[ResourceKey, int] = {}
         self.spans_decoded = 0
         self.spans_sampled_out = 0
@@ -93,6 +103,63 @@ class Outbound(Generic[M]):
             await self._dead_letters.write_many(records)
         return kept
 
+    async def prepare_lines(
+        self,
+        decoder: Decoder,
+        lines: list[bytes],
+        now_ns: int,
+        source: str,
+        extra_dead: Sequence[dict[str, Any]] = (),
+    ) -> list[EncodedSpan]:
+        """`prepare(decode_lines(decoder, lines, now_ns), source, extra_dead)`, through the
+        span-json fast path where it applies."""
+        if self._wire is None or type(decoder) is not SpanJsonDecoder:
+            return await self.prepare(decode_lines(decoder, lines, now_ns), source, extra_dead)
+        spans, dead, too_large = self._encode_span_json(decoder, self._wire, lines, source)
+        records = [decode_dead_letter(item, source) for item in dead]
+        records += extra_dead
+        records += too_large
+        if records:
+            await self._dead_letters.write_many(records)
+        return spans
+
+    def _encode_span_json(
+        self, decoder: SpanJsonDecoder, wire: SpanJsonWire, lines: list[bytes], source: str
+    ) -> tuple[list[EncodedSpan], list[DeadLetter], list[dict[str, Any]]]:
+        """(spans, decode dead letters, too-large dead letters): each line through `wire`, or
+        through `decoder` when `wire` cannot tell (or the span is too large: the general path
+        writes that dead letter)."""
+        fallback = DecodeResult()
+        too_large: list[dict[str, Any]] = []
+        encode, service, line_limit = wire.encode, decoder.default_service, decoder.max_line_bytes
+        limits = self._span_limits
+        spans: list[EncodedSpan] = []
+        fast = sampled_out = 0
+        for line in lines:
+            encoded = None
+            try:
+                if len(line) <= line_limit:
+                    obj = loads(line)
+                    if type(obj) is dict:
+                        encoded = encode(obj, service)
+            except Exception:  # the general path parses again and explains
+                encoded = None
+            if encoded is SAMPLED_OUT:
+                fast += 1
+                sampled_out += 1
+            elif encoded is not None and len(encoded[1]) <= (
+                limits.get(encoded[0]) or self._span_limit(encoded[0])
+            ):
+                fast += 1
+                spans.append(encoded)
+            else:
+                decoder.feed_into(line, fallback)
+                if fallback.spans:
+                    spans += self._encode(fallback.spans, source, too_large)
+                    fallback.spans.clear()
+        self._count(fast, sampled_out)
+        return spans, fallback.dead, too_large
+
     def _encode(
         self, spans: list[Span], source: str, records: list[dict[str, Any]]
     ) -> list[EncodedSpan]:
@@ -111,12 +178,15 @@ class Outbound(Generic[M]):
                 encoded.append((key, body))
             else:
                 records.append(self._too_large(span, body, source))
-        self.spans_decoded += len(spans)
-        self._decoded_metric.inc(len(spans))
+        self._count(len(spans), sampled_out)
+        return encoded
+
+    def _count(self, decoded: int, sampled_out: int) -> None:
+        self.spans_decoded += decoded
+        self._decoded_metric.inc(decoded)
         if sampled_out:
             self.spans_sampled_out += sampled_out
             self._sampled_out_metric.inc(sampled_out)
-        return encoded
 
     def _span_limit(self, key: ResourceKey) -> int:
         if len(self._span_limits) >= SPAN_LIMIT_CACHE:
@@ -134,7 +204,7 @@ class Outbound(Generic[M]):
             "span_name": span.name,
             "trace_id": span.trace_id.hex(),
             "span_id": span.span_id.hex(),
-            **raw_field(body),
+            **raw_field(self.batcher.encoding.span_bytes(body)),
         }
 
     def add(self, spans: Sequence[EncodedSpan], mark: M, now: float) -> None:

@@ -40,7 +40,6 @@ from agent.spans.delivery import (
     FileState,
     Mark,
     checkpoint_path,
-    decode_lines,
 )
 from agent.spans.exporter import OtlpHttpExporter, span_count_of
 from agent.spans.formats import make_decoder
@@ -52,6 +51,7 @@ from agent.spans.outbound import (
     rejected_request_dead_letter,
     sampler_for,
 )
+from agent.spans.spanjson_wire import EncodedSpan
 from agent.spans.tailer import LineBatch, OversizeLine, Tailer
 
 log = logging.getLogger("agent.spans")
@@ -253,11 +253,13 @@ class SpanPipeline:
     async def _ingest(self, batch: LineBatch, now: float) -> None:
         state = self.book.file(batch.file_key, batch.path)
         self.lines_read += len(batch.lines)
-        result = decode_lines(state.decoder, batch.lines, time.time_ns())
         oversize = [
             _oversize_dead_letter(line, self._spans.max_line_bytes) for line in batch.oversize
         ]
-        await self._hand_over(state, result, batch.end_offset, now, oversize)
+        spans = await self.outbound.prepare_lines(
+            state.decoder, batch.lines, time.time_ns(), state.path, oversize
+        )
+        self._add(state, spans, batch.end_offset, now)
         if batch.rotated:
             state.retired = True
 
@@ -271,14 +273,12 @@ class SpanPipeline:
                 await self._hand_over(state, result, state.last_end, now)
 
     async def _hand_over(
-        self,
-        state: FileState,
-        result: DecodeResult,
-        end_offset: int,
-        now: float,
-        extra_dead: list[dict[str, Any]] | None = None,
+        self, state: FileState, result: DecodeResult, end_offset: int, now: float
     ) -> None:
-        spans = await self.outbound.prepare(result, state.path, extra_dead or ())
+        spans = await self.outbound.prepare(result, state.path)
+        self._add(state, spans, end_offset, now)
+
+    def _add(self, state: FileState, spans: list[EncodedSpan], end_offset: int, now: float) -> None:
         mark = self.book.mark(state, end_offset, len(spans))
         if spans:
             self.outbound.add(spans, mark, now)

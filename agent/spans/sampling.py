@@ -37,6 +37,7 @@ SAMPLERS = (
 )
 
 SpanSampler = Callable[[Span], bool]
+TraceFilter = Callable[[bytes], bool]
 
 
 class TraceIdRatioSampler:
@@ -86,3 +87,22 @@ def make_sampler(name: str, arg: float = 1.0) -> SpanSampler:
     else:
         root = TraceIdRatioSampler(arg)
     return ParentBasedSampler(root) if name.startswith("parentbased_") else root
+
+
+def _keep_no_trace(trace_id: bytes) -> bool:
+    return False
+
+
+def trace_filter_of(sampler: SpanSampler | None) -> TraceFilter | None:
+    """The decision `sampler` (None: keep all) makes for spans without trace flags, as a
+    function of the trace ID alone, for callers that have no `Span`; None when it keeps every
+    such span. ValueError for a sampler `make_sampler` did not make."""
+    if isinstance(sampler, ParentBasedSampler):
+        sampler = sampler.root  # it only differs from its root for spans with flags
+    if sampler is None or sampler is _always_on:
+        return None
+    if sampler is _always_off:
+        return _keep_no_trace
+    if isinstance(sampler, TraceIdRatioSampler):
+        return sampler.should_sample
+    raise ValueError(f"no trace-ID decision is known for sampler {sampler!r}")

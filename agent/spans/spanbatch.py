@@ -1,9 +1,9 @@
 """Accumulates encoded spans into export requests by count, bytes and linger. No I/O.
 
-Each span is encoded once (`Encoding.encode`) and joins its resource's group in the open
-batch. The batch's size is kept as an upper bound of the request it will become: every span's
-exact bytes plus the widest framing a span can need, and per resource group its headers and
-the widest framing they can need (a few bytes per span too many, against no per-span size
+Each span is encoded once (`Encoding.encode`; for protobuf already framed as its ScopeSpans
+holds it) and joins its resource's group in the open batch. The batch's size is kept as an
+upper bound of the request it will become: every span's exact bytes (JSON: plus a comma), and
+per resource group its headers and the widest framing they can need (no per-span size
 arithmetic on the hot path). A batch closes *before* a span would push that bound over
 `max_bytes`, so a request never exceeds the limit and never has to be split after the fact.
 A span too large for any request on its own is refused (`fits_alone`); the caller
@@ -23,8 +23,10 @@ from agent.spans.model import Span
 from agent.spans.otlp import (
     ResourceKey,
     Resources,
-    build_request,
+    build_request_framed,
     encode_span,
+    span_body,
+    span_field,
 )
 from agent.spans.otlp_json import build_request_json, encode_span_json, request_size_json
 
@@ -39,9 +41,13 @@ class Encoding(Protocol):
     json: bool
 
     span_overhead: int
-    """Most bytes a span adds beyond its body (protobuf tag + length; JSON comma)."""
+    """Most bytes a span adds beyond its encoding (JSON: the comma)."""
 
     def encode(self, span: Span) -> bytes: ...
+
+    def span_bytes(self, encoded: bytes) -> bytes:
+        """The span's own message or object, without framing (for dead letters)."""
+        ...
 
     def group_cost(self, key: ResourceKey) -> int: ...
 
@@ -66,21 +72,29 @@ class _CostCache:
 
 
 class ProtobufEncoding:
-    """OTLP/protobuf (`http/protobuf`): see `agent.spans.otlp`."""
+    """OTLP/protobuf (`http/protobuf`): see `agent.spans.otlp`. Spans are held framed
+    (`span_field`), so their sizes are exact and a request is one join."""
 
     json = False
     base_cost = 0
-    span_overhead = 1 + 5  # tag, and a length varint of at most 5 bytes (< 4 GiB)
+    span_overhead = 0
 
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
-        self.encode = encode_span
         self.group_cost = _CostCache(
             lambda key: resources.group_size(key, 0) + _GROUP_FRAMING_SLACK
         )
 
+    @staticmethod
+    def encode(span: Span) -> bytes:
+        return span_field(encode_span(span))
+
+    @staticmethod
+    def span_bytes(encoded: bytes) -> bytes:
+        return span_body(encoded)
+
     def build(self, groups: Mapping[ResourceKey, Sequence[bytes]]) -> bytes:
-        return build_request(groups, self.resources)
+        return build_request_framed(groups, self.resources)
 
 
 class JsonEncoding:
@@ -97,6 +111,10 @@ class JsonEncoding:
         self.group_cost = _CostCache(
             lambda key: request_size_json({key: [b""]}, resources) - _JSON_EMPTY_REQUEST + 1
         )
+
+    @staticmethod
+    def span_bytes(encoded: bytes) -> bytes:
+        return encoded
 
     def build(self, groups: Mapping[ResourceKey, Sequence[bytes]]) -> bytes:
         return build_request_json(groups, self.resources)

@@ -61,22 +61,25 @@ def string_field(tag: bytes, text: str) -> bytes:
     return field_bytes(tag, text.encode())
 
 
-_string_cache: dict[tuple[bytes, str], bytes] = {}
-_STRING_CACHE_LIMIT = 4096
+class StringFields(dict[str, bytes]):
+    """Encoded string fields of one tag by text (`fields[text]`), for span and event names
+    and status messages, which repeat far more than they vary: a hit is a plain dict lookup.
+    Bounded; long texts are encoded every time."""
 
+    LIMIT = 4096
+    MAX_CHARS = 128
 
-def cached_string_field(tag: bytes, text: str) -> bytes:
-    """`string_field` through a bounded cache, for span/event names and messages,
-    which repeat far more than they vary."""
-    key = (tag, text)
-    cached = _string_cache.get(key)
-    if cached is None:
-        cached = string_field(tag, text)
-        if len(text) <= 128:
-            if len(_string_cache) >= _STRING_CACHE_LIMIT:
-                _string_cache.clear()
-            _string_cache[key] = cached
-    return cached
+    def __init__(self, tag: bytes) -> None:
+        super().__init__()
+        self.tag = tag
+
+    def __missing__(self, text: str) -> bytes:
+        encoded = string_field(self.tag, text)
+        if len(text) <= self.MAX_CHARS:
+            if len(self) >= self.LIMIT:
+                self.clear()
+            self[text] = encoded
+        return encoded
 
 
 # AnyValue field tags.
@@ -134,13 +137,16 @@ def _array_item(value: AttrValue) -> bytes:
     return field_bytes(_VALUES, any_value(value))
 
 
-# Encoded (key, value) pairs for short strings and ints: most attribute values repeat
-# (methods, routes, status codes, hosts), and a dict hit is several times cheaper than
-# encoding. Only exact str/int values are looked up, as True == 1 == 1.0 would
-# collide as dict keys. A key that keeps bringing new values (user IDs, URLs) stops
-# being cached, so it cannot churn the cache and evict the values that do repeat.
-_pair_cache: dict[tuple[str, AttrValue], bytes] = {}
+# Encoded attributes for short strings and ints, each with its field tag: most attribute
+# values repeat (methods, routes, status codes, hosts), and a dict hit is several times cheaper
+# than encoding. One cache per tag (span, event, link, resource attributes), so a hit is the
+# whole field. Only exact str/int values are looked up, as True == 1 == 1.0 would collide as
+# dict keys. A key that keeps bringing new values (user IDs, URLs) stops being cached, so it
+# cannot churn the cache and evict the values that do repeat; its short strings are then
+# encoded inline, the cheapest miss.
+_pair_caches: dict[bytes, dict[tuple[str, AttrValue], bytes]] = {}
 _values_cached_per_key: dict[str, int] = {}
+_uncached_keys: dict[str, bytes] = {}  # key -> its `_key_prefix`
 _PAIR_CACHE_LIMIT = 8192
 _PAIR_MAX_CHARS = 64
 _VALUES_PER_KEY_LIMIT = 256
@@ -162,7 +168,10 @@ def _key_prefix(key: str) -> bytes:
 
 def _framed_pair(key: str, value: AttrValue) -> bytes:
     """Length prefix + KeyValue body for one attribute."""
-    prefix = _key_prefix(key)
+    return _framed_with_prefix(_key_prefix(key), value)
+
+
+def _framed_with_prefix(prefix: bytes, value: AttrValue) -> bytes:
     if type(value) is str:
         data = value.encode()
         size = len(data)
@@ -175,34 +184,65 @@ def _framed_pair(key: str, value: AttrValue) -> bytes:
     return varint(len(body)) + body
 
 
-def _cache_pair(item: tuple[str, AttrValue]) -> bytes:
-    """Encode a str/int attribute and remember it, unless its key is high-cardinality."""
+def _cache_pair(
+    tag: bytes, cache: dict[tuple[str, AttrValue], bytes], item: tuple[str, AttrValue]
+) -> bytes:
+    """Encode a str/int attribute with its tag and remember it, unless its key is
+    high-cardinality (then it is marked as such)."""
     key, value = item
-    framed = _framed_pair(key, value)
+    framed = tag + _framed_pair(key, value)
     if type(value) is str and len(value) > _PAIR_MAX_CHARS:
         return framed
     seen = _values_cached_per_key.get(key, 0)
-    if seen < _VALUES_PER_KEY_LIMIT:
-        if len(_pair_cache) >= _PAIR_CACHE_LIMIT:
-            _pair_cache.clear()  # unbounded value sets must not grow memory
-            _values_cached_per_key.clear()
-            seen = 0
-        _pair_cache[item] = framed
-        _values_cached_per_key[key] = seen + 1
+    if seen >= _VALUES_PER_KEY_LIMIT:
+        if len(_uncached_keys) >= _KEY_CACHE_LIMIT:
+            _uncached_keys.clear()
+        _uncached_keys[key] = _key_prefix(key)
+        return framed
+    if len(cache) >= _PAIR_CACHE_LIMIT:
+        cache.clear()  # unbounded value sets must not grow memory
+        _values_cached_per_key.clear()
+        seen = 0
+    cache[item] = framed
+    _values_cached_per_key[key] = seen + 1
     return framed
+
+
+def _pair_cache(tag: bytes) -> dict[tuple[str, AttrValue], bytes]:
+    cache = _pair_caches.get(tag)
+    if cache is None:
+        cache = _pair_caches[tag] = {}
+    return cache
+
+
+def scalar_key_values(tag: bytes, attributes: Mapping[str, AttrValue]) -> bytes | None:
+    """Repeated `KeyValue` fields with the given tag, concatenated; None if a value is a list
+    or a map (`key_values` takes those)."""
+    cache = _pair_caches.get(tag) or _pair_cache(tag)
+    cached, uncached = cache.get, _uncached_keys.get
+    parts: list[bytes] = []
+    append = parts.append
+    for item in attributes.items():
+        kind = type(item[1])
+        if kind is str or kind is int:
+            framed = cached(item)
+            if framed is None:
+                prefix = uncached(item[0]) if kind is str else None
+                if prefix is None:
+                    framed = _cache_pair(tag, cache, item)
+                else:
+                    framed = tag + _framed_with_prefix(prefix, item[1])
+        elif kind is list or kind is dict:
+            return None
+        else:
+            framed = tag + _framed_pair(item[0], item[1])
+        append(framed)
+    return b"".join(parts)
 
 
 def key_values(tag: bytes, attributes: Mapping[str, AttrValue]) -> bytes:
     """Repeated `KeyValue` fields with the given tag, concatenated."""
-    parts: list[bytes] = []
-    append = parts.append
-    get = _pair_cache.get
-    for item in attributes.items():
-        kind = type(item[1])
-        if kind is str or kind is int:
-            framed = get(item) or _cache_pair(item)
-        else:
-            framed = _framed_pair(item[0], item[1])
-        append(tag)
-        append(framed)
-    return b"".join(parts)
+    encoded = scalar_key_values(tag, attributes)
+    if encoded is None:
+        encoded = b"".join([tag + _framed_pair(k, v) for k, v in attributes.items()])
+    return encoded

@@ -46,7 +46,8 @@ from agent.spans.validate import (
     parse_trace_id,
 )
 
-_KIND_FAST = {"server": 2, "client": 3, "internal": 1, "producer": 4, "consumer": 5}
+# The usual spellings, looked up without parse_kind / parse_status_code (which take the rest).
+KIND_CODES = {"server": 2, "client": 3, "internal": 1, "producer": 4, "consumer": 5}
 _DURATION_UNITS = (("duration_ns", 1), ("duration_us", 1_000), ("duration_ms", 1_000_000))
 
 
@@ -84,15 +85,15 @@ def _end(obj: dict[str, Any], start: int) -> int:
     raise BadRecord("missing_field", "end_time_unix_nano, end or duration_ns/_us/_ms is missing")
 
 
-_STATUS_FAST = {"ok": 1, "error": 2, "unset": 0, "OK": 1, "ERROR": 2, "UNSET": 0}
+STATUS_CODES = {"ok": 1, "error": 2, "unset": 0, "OK": 1, "ERROR": 2, "UNSET": 0}
 
 
 def _status(value: Any) -> tuple[int, str]:
     if type(value) is dict:
         code = value.get("code")
         message = value.get("message", "")
-        if type(code) is str and type(message) is str and code in _STATUS_FAST:
-            return _STATUS_FAST[code], message
+        if type(code) is str and type(message) is str and code in STATUS_CODES:
+            return STATUS_CODES[code], message
     if type(value) is str or type(value) is int:
         return parse_status_code(value), ""
     if type(value) is not dict:
@@ -180,7 +181,8 @@ def _kind(value: Any) -> int:
 
 _fromhex = bytes.fromhex
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
-_EXTRA_KEYS = frozenset(("resource", "links", "scope", "trace_state", "flags"))
+# The rarely used fields `_extras` reads.
+EXTRA_KEYS = frozenset(("resource", "links", "scope", "trace_state", "flags"))
 
 
 def span_from_obj(obj: dict[str, Any], default_service: str | None) -> Span:
@@ -198,7 +200,7 @@ def span_from_obj(obj: dict[str, Any], default_service: str | None) -> Span:
     if type(name) is not str:
         name = get_str(obj, "name")
     kind = get("kind")
-    kind_code = _KIND_FAST.get(kind) if type(kind) is str else None
+    kind_code = KIND_CODES.get(kind) if type(kind) is str else None
     status = get("status")
     status_code, status_message = (STATUS_UNSET, "") if status is None else _status(status)
     service = get("service") or get("service_name") or default_service
@@ -234,7 +236,7 @@ def span_from_obj(obj: dict[str, Any], default_service: str | None) -> Span:
         "",
         service,
     )
-    if not _EXTRA_KEYS.isdisjoint(obj):
+    if not EXTRA_KEYS.isdisjoint(obj):
         _extras(span, obj)
     return check_span(span)
 
