@@ -10,14 +10,19 @@ discards the bodies:
          gzip (same level), POST with aiohttp (same in-flight limit).
 
 CPU time is this process's user+sys (`time.process_time()`, all threads), measured around each
-run; the sink's CPU is not counted. Each path runs --repeat times, alternating; the best run
-counts. Run: `.venv/bin/python bench/spans.py` (see docs/benchmarks.md for figures).
+run; the sink's CPU is not counted. Each path runs --repeat times, alternating; every round is
+printed and the best run of each path counts. Where the CPU goes is measured in the same runs:
+`time.thread_time()` around functions that run once per read or per request (never per span,
+so timing them costs nothing measurable), and the tailer's reading threads as the process's
+CPU minus the event loop thread's. Run: `.venv/bin/python bench/spans.py` (about 30 s; see
+docs/benchmarks.md for figures).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import gzip
 import json
@@ -27,8 +32,8 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -43,9 +48,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 from agent.configload import load_config
 from agent.core.metrics import Metrics
+from agent.spans import outbound
 from agent.spans.exporter import GZIP_LEVEL
 from agent.spans.formats.spanjson import SpanJsonDecoder
 from agent.spans.pipeline import SpanPipeline
+from agent.spans.spanbatch import ProtobufEncoding, SpanBatcher
 
 BATCH_SPANS = 4096
 IN_FLIGHT = 4
@@ -123,10 +130,71 @@ class Run:
     spans: int
     cpu: float
     wall: float
+    stages: dict[str, float] = field(default_factory=dict)
+    """CPU seconds by stage; they add up to `cpu`."""
 
     @property
     def per_cpu_second(self) -> float:
         return self.spans / self.cpu
+
+
+class StageClock:
+    """CPU seconds of the calling thread inside chosen functions, by stage.
+
+    Only for functions called once per read or per request: each call costs two clock reads.
+    An async function is timed across its awaits, so it must not suspend in the benchmark
+    (`prepare_lines` only awaits dead-letter writes, and there are none)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def timed(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            began = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.add(stage, time.thread_time() - began)
+
+        return wrapper
+
+    def timed_async(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            began = time.thread_time()
+            try:
+                return await function(*args, **kwargs)
+            finally:
+                self.add(stage, time.thread_time() - began)
+
+        return wrapper
+
+    def split(self, process_cpu: float, loop_thread_cpu: float) -> dict[str, float]:
+        """The stages, the reading threads and the rest of the loop thread's CPU."""
+        stages = dict(self.seconds)
+        stages["read lines (tailer threads)"] = process_cpu - loop_thread_cpu
+        stages["the rest (event loop, HTTP, delivery, checkpoints)"] = loop_thread_cpu - sum(
+            self.seconds.values()
+        )
+        return stages
+
+
+AGENT_CLOCK = StageClock()
+
+
+def time_agent_stages() -> None:
+    """Wrap the agent's per-read and per-request steps with AGENT_CLOCK (once)."""
+    clock = AGENT_CLOCK
+    outbound.Outbound.prepare_lines = clock.timed_async(  # type: ignore[method-assign]
+        "parse + encode (orjson, fast path)", outbound.Outbound.prepare_lines
+    )
+    SpanBatcher.add_many = clock.timed("batch", SpanBatcher.add_many)  # type: ignore[method-assign]
+    ProtobufEncoding.build = clock.timed("build request", ProtobufEncoding.build)  # type: ignore[method-assign]
+    outbound.pack_request = clock.timed("gzip", outbound.pack_request)  # type: ignore[attr-defined]
 
 
 async def run_agent(log_file: Path, endpoint: str, workdir: Path, spans: int) -> Run:
@@ -149,15 +217,17 @@ async def run_agent(log_file: Path, endpoint: str, workdir: Path, spans: int) ->
         data_dir,
         decoder_for=lambda path: SpanJsonDecoder(default_service=None),
     )
-    cpu, wall = time.process_time(), time.perf_counter()
+    AGENT_CLOCK.seconds.clear()
+    cpu, loop_cpu, wall = time.process_time(), time.thread_time(), time.perf_counter()
     await pipeline.start()
     while pipeline.exporter.spans_exported < spans:  # noqa: ASYNC110 - a counter, no event
         await asyncio.sleep(0.005)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    cpu, loop_cpu = time.process_time() - cpu, time.thread_time() - loop_cpu
+    wall = time.perf_counter() - wall
     await pipeline.stop()
     if pipeline.summary()["dead_lettered"]:
         raise SystemExit(f"unexpected dead letters: {pipeline.summary()}")
-    return Run(spans, cpu, wall)
+    return Run(spans, cpu, wall, AGENT_CLOCK.split(cpu, loop_cpu))
 
 
 def _pb_value(value: Any) -> AnyValue:
@@ -174,7 +244,7 @@ def _pb_attributes(attributes: dict[str, Any]) -> list[KeyValue]:
     return [KeyValue(key=k, value=_pb_value(v)) for k, v in attributes.items()]
 
 
-def naive_request(lines: list[bytes]) -> bytes:
+def naive_request(lines: list[bytes]) -> ExportTraceServiceRequest:
     by_service: dict[str, list[PbSpan]] = {}
     for line in lines:
         record = json.loads(line)
@@ -205,7 +275,21 @@ def naive_request(lines: list[bytes]) -> bytes:
             for service, spans in by_service.items()
         ]
     )
+    return request
+
+
+def naive_body(lines: list[bytes], clock: StageClock) -> bytes:
+    began = time.thread_time()
+    request = naive_request(lines)
+    serialized = time.thread_time()
     body: bytes = request.SerializeToString()
+    del request  # freeing the objects counts with serializing them
+    compressed = time.thread_time()
+    body = gzip.compress(body, GZIP_LEVEL)
+    done = time.thread_time()
+    clock.add("parse (json) + build objects", serialized - began)
+    clock.add("SerializeToString, freeing the objects", compressed - serialized)
+    clock.add("gzip", done - compressed)
     return body
 
 
@@ -225,7 +309,8 @@ async def run_naive(log_file: Path, endpoint: str, spans: int) -> Run:
         finally:
             slots.release()
 
-    cpu, wall = time.process_time(), time.perf_counter()
+    clock = StageClock()
+    cpu, loop_cpu, wall = time.process_time(), time.thread_time(), time.perf_counter()
     async with aiohttp.ClientSession() as session:
         with log_file.open("rb") as file:
             batch: list[bytes] = []
@@ -233,19 +318,25 @@ async def run_naive(log_file: Path, endpoint: str, spans: int) -> Run:
                 batch.append(line)
                 if len(batch) == BATCH_SPANS:
                     await slots.acquire()
-                    body = gzip.compress(naive_request(batch), GZIP_LEVEL)
+                    body = naive_body(batch, clock)
                     task = asyncio.create_task(post(session, body, len(batch)))
                     sends.add(task)
                     task.add_done_callback(sends.discard)
                     batch = []
             if batch:
                 await slots.acquire()
-                await post(session, gzip.compress(naive_request(batch), GZIP_LEVEL), len(batch))
+                await post(session, naive_body(batch, clock), len(batch))
         while sends:
             await asyncio.wait(set(sends))
+    cpu, loop_cpu = time.process_time() - cpu, time.thread_time() - loop_cpu
     if sent != spans:
         raise SystemExit(f"naive path sent {sent} of {spans} spans")
-    return Run(spans, time.process_time() - cpu, time.perf_counter() - wall)
+    stages = clock.split(cpu, loop_cpu)
+    del stages["read lines (tailer threads)"]  # it reads in the loop thread: part of the rest
+    stages["the rest (read lines, event loop, HTTP)"] = stages.pop(
+        "the rest (event loop, HTTP, delivery, checkpoints)"
+    ) + (cpu - loop_cpu)
+    return Run(spans, cpu, time.perf_counter() - wall, stages)
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -263,13 +354,21 @@ def main() -> None:
         with log_file.open("wb") as file:
             file.writelines(make_lines(args.spans))
         size = log_file.stat().st_size
+        time_agent_stages()
         agent_runs: list[Run] = []
         naive_runs: list[Run] = []
-        for _ in range(args.repeat):
+        for round_number in range(1, args.repeat + 1):
             gc.collect()
             agent_runs.append(asyncio.run(run_agent(log_file, endpoint, workdir, args.spans)))
             gc.collect()
             naive_runs.append(asyncio.run(run_naive(log_file, endpoint, args.spans)))
+            agent, naive = agent_runs[-1], naive_runs[-1]
+            print(
+                f"round {round_number}: agent {agent.per_cpu_second:,.0f} spans/CPU-s, "
+                f"naive {naive.per_cpu_second:,.0f}, "
+                f"{agent.per_cpu_second / naive.per_cpu_second:.2f}x"
+            )
+        print()
         report(args.spans, size, min(agent_runs, key=_cpu), min(naive_runs, key=_cpu))
     finally:
         sink.terminate()
@@ -298,6 +397,11 @@ def report(spans: int, size: int, agent: Run, naive: Run) -> None:
     print()
     print(f"agent vs naive, per CPU-second: {agent.per_cpu_second / naive.per_cpu_second:.2f}x")
     print(f"agent vs target 100k spans/CPU-s: {agent.per_cpu_second / 100_000:.2f}x")
+    for label, run in (("agent", agent), ("naive", naive)):
+        print()
+        print(f"{label}: CPU per span by stage (best run)")
+        for stage, seconds in run.stages.items():
+            print(f"  {stage:<52} {seconds / spans * 1e6:6.2f} µs")
 
 
 if __name__ == "__main__":

@@ -187,16 +187,20 @@ class LineReader:
                 self.offset += consumed
                 self._start_spill(buf[consumed:])
                 return True
-        self._add_records(records, result)
+        self._add_records(records, result, buf)
         self.offset += consumed
         return True
 
-    def _add_records(self, records: list[bytes], result: ReadResult) -> None:
-        """Append records starting at ``offset`` to result, spilling any that are too long."""
-        if any(len(record) > self.max_line_bytes for record in records):
+    def _add_records(
+        self, records: list[bytes], result: ReadResult, source: bytes | None = None
+    ) -> None:
+        """Append records starting at ``offset`` to result, spilling any that are too long.
+        `source`, the buffer the records were split from, lets the usual checks run in C."""
+        short = source is not None and len(source) <= self.max_line_bytes
+        if not short and max(map(len, records), default=0) > self.max_line_bytes:
             self._add_with_oversize(records, result)
             return
-        if any(record.endswith(b"\r") for record in records):
+        if (source is None or b"\r" in source) and any(r.endswith(b"\r") for r in records):
             records = [r[:-1] if r.endswith(b"\r") else r for r in records]
         result.lines.extend(records)
 

@@ -85,7 +85,7 @@ _SCOPE_NAME = b"\x0a"
 _SCOPE_VERSION = b"\x12"
 
 SPAN_NAMES = StringFields(SPAN_NAME)
-_EVENT_NAMES = StringFields(_EVENT_NAME)
+EVENT_NAMES = StringFields(_EVENT_NAME)
 _STATUS_MESSAGES = StringFields(_STATUS_MESSAGE)
 
 
@@ -128,7 +128,7 @@ def _encode_link(link: SpanLink) -> bytes:
 
 def event_field(time_ns: int, name: str, attributes: bytes) -> bytes:
     """A `Span.events` field; `attributes` already encoded with the EVENT_ATTRIBUTES tag."""
-    body = _pack_event_time(_EVENT_TIME, time_ns) + _EVENT_NAMES[name]
+    body = _pack_event_time(_EVENT_TIME, time_ns) + EVENT_NAMES[name]
     return field_bytes(_EVENT, body + attributes)
 
 

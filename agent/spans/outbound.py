@@ -132,9 +132,10 @@ class Outbound(Generic[M]):
         fallback = DecodeResult()
         too_large: list[dict[str, Any]] = []
         encode, service, line_limit = wire.encode, decoder.default_service, decoder.max_line_bytes
-        limits = self._span_limits
         spans: list[EncodedSpan] = []
         fast = sampled_out = 0
+        last_key: ResourceKey | None = None
+        span_limit = 0
         for line in lines:
             encoded = None
             try:
@@ -147,16 +148,19 @@ class Outbound(Generic[M]):
             if encoded is SAMPLED_OUT:
                 fast += 1
                 sampled_out += 1
-            elif encoded is not None and len(encoded[1]) <= (
-                limits.get(encoded[0]) or self._span_limit(encoded[0])
-            ):
-                fast += 1
-                spans.append(encoded)
-            else:
-                decoder.feed_into(line, fallback)
-                if fallback.spans:
-                    spans += self._encode(fallback.spans, source, too_large)
-                    fallback.spans.clear()
+                continue
+            if encoded is not None:
+                if encoded[0] is not last_key:  # spans come in runs of one resource
+                    last_key = encoded[0]
+                    span_limit = self._span_limits.get(last_key) or self._span_limit(last_key)
+                if len(encoded[1]) <= span_limit:
+                    fast += 1
+                    spans.append(encoded)
+                    continue
+            decoder.feed_into(line, fallback)
+            if fallback.spans:
+                spans += self._encode(fallback.spans, source, too_large)
+                fallback.spans.clear()
         self._count(fast, sampled_out)
         return spans, fallback.dead, too_large
 

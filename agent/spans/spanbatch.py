@@ -176,30 +176,35 @@ class SpanBatcher(Generic[M]):
         batch = self._open
         if not batch.span_count:
             batch.opened_at = now
-        counted = 0  # spans of this call already in `batch`, not yet credited to `mark`
         overhead, group_cost = self.encoding.span_overhead, self.encoding.group_cost
+        max_bytes, max_spans, flush_bytes = self.max_bytes, self.max_spans, self.flush_bytes
+        # The open batch's figures live in locals for the loop (it runs for every span); spans
+        # come in runs of one resource, so the group is looked up only when the key changes.
+        groups, size, count = batch.groups, batch.size, batch.span_count
+        counted = 0  # spans of this call already in `batch`, not yet credited to `mark`
+        last_key: ResourceKey | None = None
+        group: list[bytes] | None = None
         for key, body in spans:
-            group = batch.groups.get(key)
             cost = len(body) + overhead
+            if key is not last_key:
+                last_key, group = key, groups.get(key)
             if group is None:
                 cost += group_cost(key)
-            if (
-                batch.size + cost > self.max_bytes
-                or batch.span_count >= self.max_spans
-                or batch.size >= self.flush_bytes
-            ):
+            if size + cost > max_bytes or count >= max_spans or size >= flush_bytes:
+                batch.size, batch.span_count = size, count
                 self._credit(batch, mark, counted)
                 batch = self._close_open(now)
-                counted = 0
+                groups, size, count, counted = batch.groups, batch.size, 0, 0
                 group, cost = None, len(body) + overhead + group_cost(key)
             if group is None:
-                group = batch.groups[key] = []
+                group = groups[key] = []
             group.append(body)
-            batch.size += cost
-            batch.span_count += 1
+            size += cost
+            count += 1
             counted += 1
+        batch.size, batch.span_count = size, count
         self._credit(batch, mark, counted)
-        if batch.span_count >= self.max_spans or batch.size >= self.flush_bytes:
+        if count >= max_spans or size >= flush_bytes:
             self._close_open(now)
 
     @staticmethod

@@ -28,6 +28,7 @@ from agent.spans.model import KIND_INTERNAL
 from agent.spans.otlp import (
     ATTRIBUTES,
     EVENT_ATTRIBUTES,
+    EVENT_NAMES,
     PARENT_SPAN_ID,
     SPAN_NAMES,
     ResourceKey,
@@ -37,7 +38,7 @@ from agent.spans.otlp import (
 )
 from agent.spans.sampling import TraceFilter
 from agent.spans.validate import MAX_DURATION_NS, MAX_TIME_NS, MIN_TIME_NS
-from agent.spans.wire import scalar_key_values
+from agent.spans.wire import VARINT_TABLE, VARINT_TABLE_SIZE, scalar_key_values
 
 EncodedSpan = tuple[ResourceKey, bytes]
 SAMPLED_OUT: EncodedSpan = ((None, (), "", ""), b"")
@@ -46,9 +47,14 @@ SAMPLED_OUT: EncodedSpan = ((None, (), "", ""), b"")
 # The first fields of encode_span's output, in its order: trace_id and span_id (tag, length,
 # bytes each), then, after parent and name, kind and the two fixed64 times.
 _pack_ids = struct.Struct("<BB16sBB8s").pack
+_TRACE_ID_AT = slice(2, 18)  # where _pack_ids puts the trace ID
 _pack_kind_times = struct.Struct("<BBBQBQ").pack
 _ID_TAGS = (0x0A, 0x10, 0x12, 0x08)
 _KIND_TAG, _START_TAG, _END_TAG = 0x30, 0x39, 0x41
+_pack_event_time = struct.Struct("<BQ").pack
+_EVENT_TIME_TAG = 0x09  # Span.Event.time_unix_nano, fixed64
+_EVENT = b"\x5a"  # Span.events
+_SPANS = b"\x12"  # ScopeSpans.spans
 _fromhex = bytes.fromhex
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
 _RESOURCE_KEY_CACHE_LIMIT = 1024
@@ -63,8 +69,8 @@ class SpanJsonWire:
         self._keys: dict[str | None, ResourceKey] = {}
 
     def encode(self, obj: dict[str, Any], default_service: str | None) -> EncodedSpan | None:
-        head = _head(obj)
-        if head is None:
+        body = _head(obj)
+        if body is None:
             return None
         tail = _tail(obj)
         if tail is None:
@@ -72,11 +78,14 @@ class SpanJsonWire:
         service = obj.get("service") or obj.get("service_name") or default_service
         if type(service) is not str and service is not None:
             return None
-        trace_id, body = head
-        if self._keep_trace is not None and not self._keep_trace(trace_id):
+        if self._keep_trace is not None and not self._keep_trace(body[_TRACE_ID_AT]):
             return SAMPLED_OUT
         key = self._keys.get(service) or self._key(service)
-        return key, span_field(body + tail)
+        body += tail
+        size = len(body)
+        if size < VARINT_TABLE_SIZE:  # span_field(body), inlined: this runs for every span
+            return key, _SPANS + VARINT_TABLE[size] + body
+        return key, span_field(body)
 
     def _key(self, service: str | None) -> ResourceKey:
         """`resource_key` of a span with no resource attributes and no scope."""
@@ -87,8 +96,8 @@ class SpanJsonWire:
         return key
 
 
-def _head(obj: dict[str, Any]) -> tuple[bytes, bytes] | None:
-    """(trace ID, the span's fields up to its end time), or None."""
+def _head(obj: dict[str, Any]) -> bytes | None:
+    """The span's fields up to its end time (the trace ID at `_TRACE_ID_AT`), or None."""
     get = obj.get
     start, end, name = get("start_time_unix_nano"), get("end_time_unix_nano"), get("name")
     trace_text, span_text = get("trace_id"), get("span_id")
@@ -125,7 +134,7 @@ def _head(obj: dict[str, Any]) -> tuple[bytes, bytes] | None:
             return None
         ids += parent_field
     rest = _pack_kind_times(_KIND_TAG, kind_code, _START_TAG, start, _END_TAG, end)
-    return trace_id, ids + SPAN_NAMES[name] + rest
+    return ids + SPAN_NAMES[name] + rest
 
 
 def _parent_field(parent: object) -> bytes | None:
@@ -187,7 +196,12 @@ def _events(events: list[Any]) -> bytes | None:
                 return None
         else:
             pairs = b""  # as the general path: a falsy value means no attributes
-        encoded += event_field(time_ns, name, pairs)
+        body = _pack_event_time(_EVENT_TIME_TAG, time_ns) + EVENT_NAMES[name] + pairs
+        size = len(body)
+        if size < VARINT_TABLE_SIZE:  # event_field(...), inlined
+            encoded += _EVENT + VARINT_TABLE[size] + body
+        else:
+            encoded += event_field(time_ns, name, pairs)
     return encoded
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from agent.spans.model import AttrValue
 from agent.spans.validate import INT64_MAX, INT64_MIN
 
-_VARINT_TABLE_SIZE = 1 << 14
+VARINT_TABLE_SIZE = 1 << 14
 _KEY_CACHE_LIMIT = 4096
 
 pack_double = struct.Struct("<d").pack
@@ -31,13 +31,14 @@ def _varint_slow(value: int) -> bytes:
     return bytes(out)
 
 
-_VARINTS = [_varint_slow(n) for n in range(_VARINT_TABLE_SIZE)]
+# varint(n) for 0 <= n < VARINT_TABLE_SIZE: lengths of nearly every field, looked up.
+VARINT_TABLE = [_varint_slow(n) for n in range(VARINT_TABLE_SIZE)]
 
 
 def varint(value: int) -> bytes:
     """Unsigned varint; negative int64 values as their 10-byte two's complement."""
-    if 0 <= value < _VARINT_TABLE_SIZE:
-        return _VARINTS[value]
+    if 0 <= value < VARINT_TABLE_SIZE:
+        return VARINT_TABLE[value]
     if value < 0:
         value += 1 << 64
     return _varint_slow(value)
@@ -54,7 +55,7 @@ def varint_size(value: int) -> int:
 def field_bytes(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: tag, length, payload."""
     size = len(payload)
-    return tag + (_VARINTS[size] if size < _VARINT_TABLE_SIZE else _varint_slow(size)) + payload
+    return tag + (VARINT_TABLE[size] if size < VARINT_TABLE_SIZE else _varint_slow(size)) + payload
 
 
 def string_field(tag: bytes, text: str) -> bytes:
@@ -153,7 +154,7 @@ _VALUES_PER_KEY_LIMIT = 256
 _key_prefixes: dict[str, bytes] = {}
 # For a string of n < 126 UTF-8 bytes: KeyValue.value length, AnyValue.string_value tag
 # and string length, each one byte.
-_SHORT_STRING_HEAD = [_VARINTS[n + 2] + _STRING + _VARINTS[n] for n in range(126)]
+_SHORT_STRING_HEAD = [VARINT_TABLE[n + 2] + _STRING + VARINT_TABLE[n] for n in range(126)]
 
 
 def _key_prefix(key: str) -> bytes:
@@ -177,8 +178,8 @@ def _framed_with_prefix(prefix: bytes, value: AttrValue) -> bytes:
         size = len(data)
         if size < 126:
             body_len = len(prefix) + 3 + size
-            if body_len < _VARINT_TABLE_SIZE:
-                return _VARINTS[body_len] + prefix + _SHORT_STRING_HEAD[size] + data
+            if body_len < VARINT_TABLE_SIZE:
+                return VARINT_TABLE[body_len] + prefix + _SHORT_STRING_HEAD[size] + data
     any_body = any_value(value)
     body = prefix + varint(len(any_body)) + any_body
     return varint(len(body)) + body
