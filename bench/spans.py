@@ -4,8 +4,9 @@ Two paths read the same file of span-json lines (4 attributes, 1 event each) and
 OTLP/protobuf requests to the same sink, an aiohttp server in another process that reads and
 discards the bodies:
 
-  agent: the real SpanPipeline (Tailer, decoder, direct wire encoder, SpanBatcher, Sender,
-         OtlpHttpExporter) with its disk queue and checkpoints, as `sidecar-agent run` runs it;
+  agent: the real SpanPipeline (Tailer, span-json decoder and fast path, SpanBatcher, Sender,
+         OtlpHttpExporter) with its disk queue and checkpoints, as `sidecar-agent run` runs it
+         with `spans.format: span-json` (--format auto: as an unconfigured agent runs it);
   naive: read lines, json.loads, build opentelemetry-proto message objects, SerializeToString,
          gzip (same level), POST with aiohttp (same in-flight limit).
 
@@ -50,7 +51,6 @@ from agent.configload import load_config
 from agent.core.metrics import Metrics
 from agent.spans import outbound
 from agent.spans.exporter import GZIP_LEVEL
-from agent.spans.formats.spanjson import SpanJsonDecoder
 from agent.spans.pipeline import SpanPipeline
 from agent.spans.spanbatch import ProtobufEncoding, SpanBatcher
 
@@ -197,7 +197,9 @@ def time_agent_stages() -> None:
     outbound.pack_request = clock.timed("gzip", outbound.pack_request)  # type: ignore[attr-defined]
 
 
-async def run_agent(log_file: Path, endpoint: str, workdir: Path, spans: int) -> Run:
+async def run_agent(
+    log_file: Path, endpoint: str, workdir: Path, spans: int, span_format: str
+) -> Run:
     data_dir = workdir / "agent-data"
     shutil.rmtree(data_dir, ignore_errors=True)
     config = load_config(
@@ -205,18 +207,14 @@ async def run_agent(log_file: Path, endpoint: str, workdir: Path, spans: int) ->
         cli_overrides=[
             f"data_dir={data_dir}",
             f"spans.paths={log_file}",
+            f"spans.format={span_format}",
             f"export.endpoint={endpoint}",
             f"export.batch.max_spans={BATCH_SPANS}",
             f"export.max_in_flight={IN_FLIGHT}",
             "export.batch.linger=50ms",
         ],
     )
-    pipeline = SpanPipeline(
-        config,
-        Metrics(),
-        data_dir,
-        decoder_for=lambda path: SpanJsonDecoder(default_service=None),
-    )
+    pipeline = SpanPipeline(config, Metrics(), data_dir)
     AGENT_CLOCK.seconds.clear()
     cpu, loop_cpu, wall = time.process_time(), time.thread_time(), time.perf_counter()
     await pipeline.start()
@@ -346,6 +344,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--format",
+        default="span-json",
+        choices=("span-json", "auto"),
+        help="the agent's spans.format (auto: what an unconfigured agent detects per line)",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-spans-"))
     sink, endpoint = start_sink()
@@ -359,7 +363,8 @@ def main() -> None:
         naive_runs: list[Run] = []
         for round_number in range(1, args.repeat + 1):
             gc.collect()
-            agent_runs.append(asyncio.run(run_agent(log_file, endpoint, workdir, args.spans)))
+            agent_run = run_agent(log_file, endpoint, workdir, args.spans, args.format)
+            agent_runs.append(asyncio.run(agent_run))
             gc.collect()
             naive_runs.append(asyncio.run(run_naive(log_file, endpoint, args.spans)))
             agent, naive = agent_runs[-1], naive_runs[-1]
@@ -369,7 +374,7 @@ def main() -> None:
                 f"{agent.per_cpu_second / naive.per_cpu_second:.2f}x"
             )
         print()
-        report(args.spans, size, min(agent_runs, key=_cpu), min(naive_runs, key=_cpu))
+        report(args, size, min(agent_runs, key=_cpu), min(naive_runs, key=_cpu))
     finally:
         sink.terminate()
         sink.join(5)
@@ -380,10 +385,14 @@ def _cpu(run: Run) -> float:
     return run.cpu
 
 
-def report(spans: int, size: int, agent: Run, naive: Run) -> None:
-    print(f"{spans:,} span-json lines ({size / spans:.0f} B each), gzip level {GZIP_LEVEL}, ")
+def report(args: argparse.Namespace, size: int, agent: Run, naive: Run) -> None:
+    spans = args.spans
     print(
-        f"batches of {BATCH_SPANS} spans, {IN_FLIGHT} requests in flight, sink in another process"
+        f"{spans:,} span-json lines ({size / spans:.0f} B each), agent spans.format={args.format}"
+    )
+    print(
+        f"gzip level {GZIP_LEVEL}, batches of {BATCH_SPANS} spans, {IN_FLIGHT} requests in flight, "
+        "sink in another process"
     )
     print()
     print(

@@ -6,10 +6,11 @@ spans to send, encoded once), registers a delivery mark for them, then `add`s th
 mark; `submit_ready` packs full or lingered batches into requests and hands them to the
 sender, whose settlement (`on_settled`) credits each mark with its spans.
 
-`prepare_lines` is `prepare` for a read's raw lines: for a span-json file sent as
+`prepare_lines` is `prepare` for a read's raw lines: for a span-json (or auto) file sent as
 OTLP/protobuf it takes the fast path of `agent.spans.spanjson_wire` (parsed line to span
-bytes, no `Span`), line by line, and the decoder's general path for every line the fast path
-does not handle; the result is the same as decoding first, span for span and byte for byte.
+bytes, no `Span`) for each line the decoder says is a plain span-json record, and the
+decoder's `feed` for every other line, in order; the result is the same as decoding first,
+span for span and byte for byte.
 
 Every span that enters `prepare` ends up counted exactly once: sampled out, dead-lettered as
 too large for any request, or in a batch.
@@ -19,9 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Generic, TypeVar
-
-from orjson import loads
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from agent.config import ExportConfig, SpansConfig
 from agent.core.deadletter import DeadLetterFile, raw_field
@@ -30,7 +29,6 @@ from agent.core.retry import PermanentError
 from agent.core.sender import Sender
 from agent.spans.delivery import Decoder, decode_lines
 from agent.spans.exporter import pack_request, unpack_request
-from agent.spans.formats.spanjson import SpanJsonDecoder
 from agent.spans.model import DeadLetter, DecodeResult, Span
 from agent.spans.otlp import ResourceKey, Resources, resource_key
 from agent.spans.sampling import make_sampler, trace_filter_of
@@ -43,6 +41,17 @@ SpanFilter = Callable[[Span], bool]
 
 log = logging.getLogger("agent.spans")
 SPAN_LIMIT_CACHE = 1024
+
+
+class SpanJsonLines(Protocol):
+    """A decoder the span-json fast path can run beside (see `SpanJsonDecoder`)."""
+
+    default_service: str | None
+    max_line_bytes: int
+
+    def span_json_record(self, line: bytes) -> Any: ...
+
+    def feed(self, line: bytes, now_ns: int) -> DecodeResult: ...
 
 
 def sampler_for(spans: SpansConfig) -> SpanFilter | None:
@@ -112,10 +121,11 @@ class Outbound(Generic[M]):
         extra_dead: Sequence[dict[str, Any]] = (),
     ) -> list[EncodedSpan]:
         """`prepare(decode_lines(decoder, lines, now_ns), source, extra_dead)`, through the
-        span-json fast path where it applies."""
-        if self._wire is None or type(decoder) is not SpanJsonDecoder:
+        span-json fast path where it applies (span-json and auto decoders, protobuf)."""
+        if self._wire is None or not hasattr(decoder, "span_json_record"):
             return await self.prepare(decode_lines(decoder, lines, now_ns), source, extra_dead)
-        spans, dead, too_large = self._encode_span_json(decoder, self._wire, lines, source)
+        fast_decoder = cast(SpanJsonLines, decoder)
+        spans, dead, too_large = self._encode_span_json(fast_decoder, lines, now_ns, source)
         records = [decode_dead_letter(item, source) for item in dead]
         records += extra_dead
         records += too_large
@@ -124,15 +134,17 @@ class Outbound(Generic[M]):
         return spans
 
     def _encode_span_json(
-        self, decoder: SpanJsonDecoder, wire: SpanJsonWire, lines: list[bytes], source: str
+        self, decoder: SpanJsonLines, lines: list[bytes], now_ns: int, source: str
     ) -> tuple[list[EncodedSpan], list[DeadLetter], list[dict[str, Any]]]:
-        """(spans, decode dead letters, too-large dead letters): each line through `wire`, or
-        through `decoder` when `wire` cannot tell (or the span is too large: the general path
-        writes that dead letter)."""
-        fallback = DecodeResult()
-        too_large: list[dict[str, Any]] = []
-        encode, service, line_limit = wire.encode, decoder.default_service, decoder.max_line_bytes
+        """(spans, decode dead letters, too-large dead letters): each line through the fast
+        path, or through `decoder.feed` when the fast path cannot tell (or the span is too
+        large: the general path writes that dead letter)."""
+        assert self._wire is not None
+        encode, record_of = self._wire.encode, decoder.span_json_record
+        service, line_limit = decoder.default_service, decoder.max_line_bytes
         spans: list[EncodedSpan] = []
+        dead: list[DeadLetter] = []
+        too_large: list[dict[str, Any]] = []
         fast = sampled_out = 0
         last_key: ResourceKey | None = None
         span_limit = 0
@@ -140,7 +152,7 @@ class Outbound(Generic[M]):
             encoded = None
             try:
                 if len(line) <= line_limit:
-                    obj = loads(line)
+                    obj = record_of(line)
                     if type(obj) is dict:
                         encoded = encode(obj, service)
             except Exception:  # the general path parses again and explains
@@ -157,12 +169,12 @@ class Outbound(Generic[M]):
                     fast += 1
                     spans.append(encoded)
                     continue
-            decoder.feed_into(line, fallback)
-            if fallback.spans:
-                spans += self._encode(fallback.spans, source, too_large)
-                fallback.spans.clear()
+            result = decoder.feed(line, now_ns)
+            dead += result.dead
+            if result.spans:
+                spans += self._encode(result.spans, source, too_large)
         self._count(fast, sampled_out)
-        return spans, fallback.dead, too_large
+        return spans, dead, too_large
 
     def _encode(
         self, spans: list[Span], source: str, records: list[dict[str, Any]]

@@ -29,7 +29,8 @@ from agent.core.metrics import Metrics
 from agent.core.retry import RetryPolicy
 from agent.core.sender import Sender
 from agent.spans.delivery import decode_lines
-from agent.spans.formats.spanjson import SpanJsonDecoder, span_from_obj
+from agent.spans.formats import Decoder, make_decoder
+from agent.spans.formats.spanjson import span_from_obj
 from agent.spans.model import Span
 from agent.spans.otlp import Resources, resource_key, span_body
 from agent.spans.outbound import Outbound, Token, sampler_for
@@ -37,6 +38,7 @@ from agent.spans.sampling import SpanSampler, make_sampler, trace_filter_of
 from agent.spans.spanbatch import ProtobufEncoding
 from agent.spans.spanjson_wire import SAMPLED_OUT, SpanJsonWire
 
+from .test_fuzz import VALID, mutated
 from .test_otlp import assert_span_matches
 
 START = 1_732_777_445_123_456_789
@@ -89,7 +91,7 @@ GOOD: dict[str, st.SearchStrategy[Any]] = {
 
 # Values off the fast path's shape, or at the edge of it, for each field (None: the field is
 # left out). Each is tried alone on a fast-path record, and drawn at random in pairs.
-ODD_IDS = [
+ODD_IDS: list[Any] = [
     *("", "0" * 32, "0" * 16, "abc", "0x" + TRACE, "0x" + SPAN, " " + TRACE[1:], TRACE + "0"),
     *("4bf92f35-77b3-4da6-a3ce-929d0e0e4736", "zz" * 16, "zz" * 8, "00 " * 5 + "0", "é" * 16),
     *(TRACE[:16], TRACE.upper(), SPAN.upper(), 0, 5, -1, None, [TRACE], {}, False, True, 1.5),
@@ -333,25 +335,34 @@ def dead_letters(path: Path) -> list[dict[str, Any]]:
     return [{k: v for k, v in orjson.loads(line).items() if k != "ts"} for line in lines]
 
 
-Prepare = Callable[[Outbound[str], SpanJsonDecoder, list[bytes]], Any]
+Prepare = Callable[[Outbound[str], Decoder, list[bytes]], Any]
 
 
-async def fast(outbound: Outbound[str], decoder: SpanJsonDecoder, lines: list[bytes]) -> Any:
+async def fast(outbound: Outbound[str], decoder: Decoder, lines: list[bytes]) -> Any:
     return await outbound.prepare_lines(decoder, lines, 0, "file.log", [{"reason": "extra"}])
 
 
-async def general(outbound: Outbound[str], decoder: SpanJsonDecoder, lines: list[bytes]) -> Any:
+async def general(outbound: Outbound[str], decoder: Decoder, lines: list[bytes]) -> Any:
     result = decode_lines(decoder, lines, 0)
     return await outbound.prepare(result, "file.log", [{"reason": "extra"}])
 
 
-def run_read(tmp: Path, prepare: Prepare, lines: list[bytes], sampler: str) -> tuple[Any, ...]:
+def run_read(
+    tmp: Path, prepare: Prepare, lines: list[bytes], sampler: str, fmt: str = "span-json"
+) -> tuple[Any, ...]:
+    """What a read makes: spans, counts, dead letters, and the decoder's state after."""
     tmp.mkdir()
     outbound = make_outbound(tmp, sampler, 0.5, MAX_REQUEST_BYTES)
-    decoder = SpanJsonDecoder(default_service=None, max_line_bytes=MAX_LINE_BYTES)
+    decoder = make_decoder(
+        fmt,
+        orphan_timeout_ns=10**9,
+        default_service=None,
+        max_line_bytes=MAX_LINE_BYTES,
+        max_object_bytes=4096,
+    )
     spans = asyncio.run(prepare(outbound, decoder, lines))
     counts = (outbound.spans_decoded, outbound.spans_sampled_out, outbound.spans_too_large)
-    return spans, counts, dead_letters(tmp / "dead.jsonl")
+    return spans, counts, dead_letters(tmp / "dead.jsonl"), decoder.snapshot()
 
 
 def line_of(obj: dict[str, Any]) -> bytes:
@@ -370,28 +381,52 @@ def padded(size: int) -> bytes:
     return line_of(fast_record(attributes={"pad": "x" * size}))
 
 
+OTHER_LINES = [
+    *(b"", b"  ", b"{", b"}", b"[1]", b"not json", b'{"name": "\xff"}', b'{"msg": "trace me"}'),
+    b" " + line_of(fast_record()),  # auto: leading blanks; span-json: fine
+    line_of(fast_record(message="Span ended")),  # auto: a JobFirst marker? not in this spelling
+    line_of({**fast_record(), "resourceSpans": []}),  # auto: OTLP/JSON by its keys
+    line_of({**fast_record(), "context": {}}),  # auto: an otel-sdk object by its keys
+]
 lines_strategy = st.lists(
     records().map(line_of)
     | st.builds(fast_record).map(line_of)
-    | records().map(line_of)
     | st.sampled_from(list(PADS.values())).map(padded)
-    | st.sampled_from([b"", b"  ", b"{", b"[1]", b"not json", b'{"name": "\xff"}']),
-    max_size=12,
+    | st.sampled_from(OTHER_LINES)
+    | st.sampled_from(VALID)  # every format's lines, multi-line otel-sdk objects included
+    | mutated(),
+    max_size=14,
 )
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(lines_strategy, samplers)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines_strategy, samplers, st.sampled_from(["span-json", "auto"]))
 def test_a_read_gives_the_same_spans_counts_and_dead_letters(
-    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], sampler: str
+    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], sampler: str, fmt: str
 ) -> None:
     base = tmp_path_factory.mktemp("read")
-    fast_answer = run_read(base / "fast", fast, lines, sampler)
-    general_answer_ = run_read(base / "general", general, lines, sampler)
+    fast_answer = run_read(base / "fast", fast, lines, sampler, fmt)
+    general_answer_ = run_read(base / "general", general, lines, sampler, fmt)
     assert fast_answer == general_answer_
-    _, (decoded, sampled_out, too_large), dead = fast_answer
-    event(f"spans: {decoded > 0}, sampled out: {sampled_out > 0}, too large: {too_large > 0}")
+    _, (decoded, sampled_out, too_large), dead, _ = fast_answer
+    event(
+        f"{fmt}: spans: {decoded > 0}, sampled out: {sampled_out > 0}, too large: {too_large > 0}"
+    )
     event(f"dead letters from decoding: {len(dead) > 1 + too_large}")
+
+
+def test_auto_takes_the_fast_path_for_span_json_lines_only() -> None:
+    auto = make_decoder("auto", orphan_timeout_ns=10**9, default_service=None)
+    plain = line_of(fast_record())
+    assert auto.span_json_record(plain) == fast_record()  # type: ignore[attr-defined]
+    for line in OTHER_LINES:
+        try:
+            record = auto.span_json_record(line)  # type: ignore[attr-defined]
+        except orjson.JSONDecodeError:
+            record = None
+        assert record is None, line
+    auto.feed(b"{", 0)  # a multi-line otel-sdk object begins: its lines are not span-json
+    assert auto.span_json_record(plain) is None  # type: ignore[attr-defined]
 
 
 def test_a_read_mixing_both_paths_keeps_line_order(tmp_path: Path) -> None:
@@ -400,7 +435,7 @@ def test_a_read_mixing_both_paths_keeps_line_order(tmp_path: Path) -> None:
         line_of(fast_record(name="second", kind="SPAN_KIND_CLIENT")),  # general path
         line_of(fast_record(name="third")),
     ]
-    spans, counts, dead = run_read(tmp_path / "read", fast, lines, "always_on")
+    spans, counts, dead, _ = run_read(tmp_path / "read", fast, lines, "always_on")
     names = [PbSpan.FromString(span_body(framed)).name for _, framed in spans]
     assert names == ["first", "second", "third"]
     assert counts == (3, 0, 0)
@@ -421,6 +456,6 @@ def test_size_limits_give_the_same_dead_letters(
     lines = [padded(PADS[pad])]
     fast_answer = run_read(tmp_path / "fast", fast, lines, "always_on")
     assert fast_answer == run_read(tmp_path / "general", general, lines, "always_on")
-    spans, _, dead = fast_answer
+    spans, _, dead, _ = fast_answer
     assert [record["reason"] for record in dead] == reasons
     assert len(spans) == (1 if pad == "fits" else 0)
