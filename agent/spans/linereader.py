@@ -174,7 +174,8 @@ class LineReader:
             if len(buf) > self.max_line_bytes:
                 self._start_spill(buf)
             return True
-        records = buf[:last_newline].split(b"\n")
+        records = buf.split(b"\n")
+        records.pop()  # what follows the last newline (no copy of buf[:last_newline] made)
         if len(records) > room:
             records = records[:room]
             consumed = sum(map(len, records)) + len(records)
