@@ -51,6 +51,9 @@ class AckFrontier:
 
     def ack(self, seq: int) -> bool:
         """Mark ``seq`` done; returns True when the frontier moved."""
+        if seq == self._frontier and not self._run_end_by_start and not self._gaps:
+            self._frontier = seq + 1  # acks in order, nothing above: the common case
+            return True
         if self.is_done(seq):
             return False
         if seq != self._frontier:

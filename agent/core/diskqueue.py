@@ -7,8 +7,10 @@ and the span exporter spills batches here while Jaeger is down. One process owns
 Guarantees
     * ``await put(..., durable=True)`` returns after the record's bytes are fsync'd. Appends that
       arrive while an fsync runs share the next one (group commit), so many concurrent callers
-      cost one fsync, not one each. ``durable=False`` returns at once; the record is written and
-      synced by the next group commit, and is lost if the process dies before that.
+      cost one fsync, not one each. ``durable=False`` returns at once; the record is written
+      within ``lossy_write_delay`` (lost if the process dies before that) and synced within
+      ``lossy_sync_interval`` or by the next durable put's commit, whichever comes first (lost
+      if the host dies before that).
     * ``get`` hands records out in seq order, each once, until it is acked or requeued.
       ``requeue`` hands records out again, before any fresh one. After a restart every record
       not acked is handed out again, in order.
@@ -18,7 +20,8 @@ Guarantees
       A crash therefore hands out again the records that were in flight plus those acked since
       the last persist: at most about ``frontier_persist_records`` (fewer if the interval ends
       first), plus any acked while the state file was being written. A clean close hands out
-      again exactly the unacked records.
+      again exactly the unacked records. The state file is written by a thread of its own, so
+      its fsyncs never delay a commit.
     * Damage is cut and counted, never fatal: a torn tail of the last segment is truncated on
       open (``corrupt_tail_truncations``); damage inside an older segment makes the reader skip
       to the next segment (``corrupt_skips``), with the lost bytes logged and counted.
@@ -115,6 +118,8 @@ class DiskQueue:
         max_unwritten_bytes: int = 16 << 20,
         frontier_persist_interval: float = 0.1,
         frontier_persist_records: int = 4096,
+        lossy_write_delay: float = 0.01,
+        lossy_sync_interval: float = 0.1,
     ) -> None:
         self._directory = Path(directory)
         self._max_bytes = max_bytes
@@ -126,13 +131,15 @@ class DiskQueue:
         self._max_unwritten_bytes = max_unwritten_bytes
         self._persist_interval = frontier_persist_interval
         self._persist_records = frontier_persist_records
+        self._lossy_write_delay = lossy_write_delay
+        self._lossy_sync_interval = lossy_sync_interval
         self._validate_options()
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._closed = asyncio.Event()
-        self._io: ThreadPoolExecutor | None = None
+        self._io: ThreadPoolExecutor | None = None  # recovery and the frontier's state file
         self._lock_fd = -1
-        self._commit_task: asyncio.Task[None] | None = None
-        self._work = asyncio.Event()  # wakes the commit task
+        self._persist_task: asyncio.Task[None] | None = None
+        self._work = asyncio.Event()  # wakes the persist task
         self._space = Wakeup()  # segments were deleted
         self._frontier = AckFrontier()
         self._unpersisted_acks = False
@@ -156,6 +163,8 @@ class DiskQueue:
             )
         if self._read_chunk_bytes < 4096 or self._persist_records < 1:
             raise ValueError("read_chunk_bytes must be >= 4096, frontier_persist_records >= 1")
+        if self._lossy_write_delay < 0 or self._lossy_sync_interval < 0:
+            raise ValueError("lossy_write_delay and lossy_sync_interval must be >= 0")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -167,7 +176,7 @@ class DiskQueue:
         await self.close()
 
     async def open(self) -> None:
-        """Lock the directory, recover what is on disk and start the group-commit task.
+        """Lock the directory, recover what is on disk and start the writer thread.
 
         Raises QueueLockedError if another process (or another open queue) owns the directory.
         """
@@ -185,7 +194,14 @@ class DiskQueue:
         self._frontier = AckFrontier(found.frontier, found.done_ranges)
         self._last_persist = time.monotonic()
         self._writer = QueueWriter(
-            self._directory, self._table, io, self._segment_bytes, self._max_bytes
+            self._directory,
+            self._table,
+            self._segment_bytes,
+            self._max_bytes,
+            max_unwritten_bytes=self._max_unwritten_bytes,
+            write_delay=self._lossy_write_delay,
+            sync_interval=self._lossy_sync_interval,
+            on_commit=self._on_commit,
         )
         self._reader = QueueReader(
             self._table,
@@ -197,8 +213,9 @@ class DiskQueue:
         # From the frontier after reloaded ranges merged in: segments below it may be deleted.
         self._reader.start_at(self._frontier.frontier)
         self._state = "open"
-        self._commit_task = asyncio.create_task(self._commit_loop(), name="diskqueue-commit")
-        self._commit_task.add_done_callback(self._on_commit_task_done)
+        self._writer.start()
+        self._persist_task = asyncio.create_task(self._persist_loop(), name="diskqueue-persist")
+        self._persist_task.add_done_callback(self._on_persist_task_done)
 
     async def close(self) -> None:
         """Flush pending appends, persist the frontier and release the directory.
@@ -215,9 +232,13 @@ class DiskQueue:
         self._wake_everyone()
         writer = self._opened()[0]
         try:
-            if self._commit_task is not None:
-                await self._commit_task
-            await self._run_io(writer.close_file)
+            if self._persist_task is not None:
+                # Its failure, if any, was logged and refused puts: close all the same.
+                with contextlib.suppress(Exception):
+                    await self._persist_task
+            await writer.stop(abort=False)
+            if self._unpersisted_acks:
+                await self._persist_frontier()
         except Exception:
             log.exception("disk queue %s: error while closing", self._directory)
         finally:
@@ -234,16 +255,17 @@ class DiskQueue:
         self._state = "closing"
         self._wake_everyone()
         writer = self._opened()[0]
-        if self._commit_task is not None:
-            self._commit_task.cancel()
+        if self._persist_task is not None:
+            self._persist_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._commit_task
-        writer.fail_waiters(QueueClosedError("disk queue aborted"))
-        await self._run_io(writer.abandon_file)
+                await self._persist_task
+        await writer.stop(abort=True)
         await self._release()
 
     async def _release(self) -> None:
-        await self._opened()[1].close()
+        writer, reader = self._opened()
+        await writer.stop(abort=True)  # already stopped, unless closing failed half-way
+        await reader.close()
         if self._io is not None:
             self._io.shutdown(wait=False)
         if self._lock_fd >= 0:
@@ -269,35 +291,39 @@ class DiskQueue:
 
     # -- producing ---------------------------------------------------------------------------
 
-    async def put(self, record: bytes, *, durable: bool = True) -> int:
+    async def put(self, record: bytes, *, durable: bool = True, decoded: object = None) -> int:
         """Append one record; returns its seq. See :meth:`put_many`."""
-        seqs = await self.put_many((record,), durable=durable)
+        seqs = await self.put_many((record,), durable=durable, decoded=(decoded,))
         return seqs[0]
 
-    async def put_many(self, records: Sequence[bytes], *, durable: bool = True) -> list[int]:
+    async def put_many(
+        self,
+        records: Sequence[bytes],
+        *,
+        durable: bool = True,
+        decoded: Sequence[object] | None = None,
+    ) -> list[int]:
         """Append records in order; returns their seqs. All records go in, or none.
 
         With ``durable`` it returns once the records are fsync'd (sharing the fsync with every
         append that joined the same group commit). When the byte limit leaves no room it raises
         QueueFullError at once (``when_full="reject"``) or after waiting up to ``full_timeout``
         seconds for acks to free a segment (``"block"``). RecordTooLargeError: can never fit.
+
+        ``decoded`` (one per record) is what the records' bytes stand for: a consumer that
+        gets a record while it is still in memory finds it in ``Item.decoded`` and need not
+        decode the bytes (records read back from disk have None there).
         """
         writer, reader = self._writable()
         if not records:
             return []
         if self._table.disk_bytes + writer.space_needed(records) > self._max_bytes:
             await self._wait_for_space(writer, records)
-        now = time.time_ns()
-        append, offer = writer.append, reader.offer
-        seqs = []
-        for record in records:
-            seq = append(record, now)
-            offer(seq, record, now)
-            seqs.append(seq)
-        self._work.set()
-        # Lossy callers wait too once too much is unwritten: memory stays bounded.
-        if durable or writer.pending_bytes > self._max_unwritten_bytes:
-            await writer.wait_for_commit()
+        seqs, synced = writer.append_many(
+            records, decoded, time.time_ns(), durable=durable, on_append=reader.offer
+        )
+        if synced is not None:
+            await synced
         return seqs
 
     async def _wait_for_space(self, writer: QueueWriter, records: Sequence[bytes]) -> None:
@@ -320,24 +346,22 @@ class DiskQueue:
             raise QueueClosedError(f"disk queue {self._directory} is {self._state}")
         return writer, reader
 
-    # -- group commit and frontier persistence ---------------------------------------------------
+    # -- commits and frontier persistence ----------------------------------------------------
 
-    async def _commit_loop(self) -> None:
-        writer, reader = self._opened()
-        while True:
-            await self._wait_for_work(writer)
-            if writer.has_pending:
-                if await writer.commit():
-                    reader.readable.notify()
-                else:
-                    self._space.notify()  # blocked puts must see the failure
-            if self._persist_due():
+    def _on_commit(self, written: bool) -> None:
+        if written:
+            self._opened()[1].written()
+        else:
+            self._space.notify()  # blocked puts must see the failure
+
+    async def _persist_loop(self) -> None:
+        while self._state == "open":
+            await self._wait_for_persist()
+            if self._persist_due() and self._state == "open":
                 await self._persist_frontier()
-            if self._state != "open" and not writer.has_pending:
-                return
 
-    async def _wait_for_work(self, writer: QueueWriter) -> None:
-        if writer.has_pending or self._state != "open" or self._persist_due():
+    async def _wait_for_persist(self) -> None:
+        if self._state != "open" or self._persist_due():
             return
         timeout = None
         if self._unpersisted_acks:
@@ -346,12 +370,12 @@ class DiskQueue:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._work.wait(), timeout)
 
-    def _on_commit_task_done(self, task: asyncio.Task[None]) -> None:
+    def _on_persist_task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None or self._writer is None:
             return
         error = task.exception()
-        log.error("disk queue %s: commit task died", self._directory, exc_info=error)
-        self._writer.failure = DiskQueueError(f"disk queue commit task died: {error!r}")
+        log.error("disk queue %s: persist task died", self._directory, exc_info=error)
+        self._writer.failure = DiskQueueError(f"disk queue persist task died: {error!r}")
         self._writer.fail_waiters(self._writer.failure)
         self._space.notify()
 
@@ -389,7 +413,7 @@ class DiskQueue:
             self._space.notify()
 
     def _acks_changed(self) -> None:
-        # The first change after a persist wakes the commit task so that it arms the interval
+        # The first change after a persist wakes the persist task so that it arms the interval
         # timer; reaching the record count wakes it to persist at once.
         self._unpersisted_acks = True
         if not self._persist_armed or self._acked_since_persist >= self._persist_records:

@@ -31,6 +31,7 @@ class Item:
     seq: int
     data: bytes
     enqueued_ns: int
+    decoded: object = None  # what the producer said ``data`` stands for; None if read from disk
 
 
 class QueueReader:
@@ -54,6 +55,7 @@ class QueueReader:
         self._offset = 0
         self._seq = 0  # seq of the record at the cursor
         self._at_write_end = False  # appends go straight to ``ready``
+        self._waiting_for_write = False  # the next records are not in the file yet
         self._ready: deque[Item] = deque()
         self._ready_bytes = 0
         self._in_flight: dict[int, Item] = {}
@@ -78,10 +80,10 @@ class QueueReader:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    def offer(self, seq: int, record: bytes, enqueued_ns: int) -> None:
+    def offer(self, seq: int, record: bytes, enqueued_ns: int, decoded: object = None) -> None:
         """A record was just appended: keep it in memory if the consumer is caught up."""
         if self._at_write_end and self._ready_bytes < self._ready_cache_bytes:
-            self._ready.append(Item(seq, record, enqueued_ns))
+            self._ready.append(Item(seq, record, enqueued_ns, decoded))
             self._ready_bytes += len(record)
             segment = self._table.active
             assert segment is not None
@@ -123,6 +125,13 @@ class QueueReader:
             in_flight[item.seq] = item
         return taken
 
+    def written(self) -> None:
+        """More records reached the file: wake a reader that waits for them (only then: a
+        caught-up reader takes appends from memory and has nothing to gain)."""
+        if self._waiting_for_write:
+            self._waiting_for_write = False
+            self.readable.notify()
+
     def settle(self, seq: int) -> Item | None:
         """Forget a handed-out (or requeued) record being acked; None if it was not out."""
         return self._in_flight.pop(seq, None) or self._requeued.pop(seq, None)
@@ -155,7 +164,8 @@ class QueueReader:
             elif self._offset < segment.written:
                 await self._read_chunk(segment)
             else:
-                return  # the next records are still on their way to disk: the commit notifies
+                self._waiting_for_write = True  # still on their way to disk: see written()
+                return
 
     async def _read_chunk(self, segment: SegmentInfo) -> None:
         if self._read_task is None:

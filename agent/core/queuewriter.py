@@ -1,22 +1,30 @@
-"""The disk queue's write side: appends are placed in the event loop, written in group commits.
+"""The disk queue's write side: appends are placed in the event loop and written by one thread.
 
-``append`` decides at once where a record lands (seq, segment, offset), so order and segment
-rolls are settled without I/O. The bytes wait in memory until the next ``commit``, which writes
-everything pending in one worker-thread call and makes it durable with one data sync. Callers
-that want durability await ``wait_for_commit``; whoever arrives while a commit runs shares the
-next one. That sharing is the whole point: one fsync for many appends.
+``append_many`` decides at once where each record lands (seq, segment, offset), so order and
+segment rolls are settled without I/O. The bytes wait in memory for the writer thread, which
+loops: take everything pending → write it → ``fdatasync`` if anyone waits for durability → tell
+the event loop (``call_soon_threadsafe``). Appends that arrive while a sync runs share the next
+one (group commit: one sync for many appends), and the next commit starts as soon as the last
+one ends, without a round trip through the event loop.
+
+Lossy appends (nobody waits) are written within ``write_delay`` and synced within
+``sync_interval``, or sooner by a durable append's commit: a busy lossy producer then costs a
+write every few milliseconds instead of a thread wake-up and a sync per event-loop iteration.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from agent.core.queuedir import SegmentInfo, SegmentTable
-from agent.core.queueerrors import DiskQueueError, RecordTooLargeError
+from agent.core.queueerrors import DiskQueueError, QueueClosedError, RecordTooLargeError
 from agent.core.segment import (
     FRAME_OVERHEAD,
     HEADER_SIZE,
@@ -29,33 +37,84 @@ from agent.core.segment import (
 
 log = logging.getLogger(__name__)
 
+Stop = Literal["", "close", "abort"]
+
+
+@dataclass(slots=True)
+class _Commit:
+    """What the thread took in one go, and what the event loop learns when it is done."""
+
+    chunks: list[PendingWrite]
+    written_ends: list[tuple[SegmentInfo, int]]
+    next_seq: int  # every seq below this is in ``chunks`` or written before
+    waiters: list[asyncio.Future[None]]
+    sync: bool
+
 
 class QueueWriter:
     def __init__(
         self,
         directory: Path,
         table: SegmentTable,
-        io: ThreadPoolExecutor,
         segment_bytes: int,
         max_bytes: int,
+        *,
+        max_unwritten_bytes: int,
+        write_delay: float,
+        sync_interval: float,
+        on_commit: Callable[[bool], None],
     ) -> None:
         self._directory = directory
         self._table = table
-        self._io = io
         self._segment_bytes = segment_bytes
         self._max_bytes = max_bytes
-        self._file = SegmentWriter()
+        self._max_unwritten_bytes = max_unwritten_bytes
+        self._write_delay = write_delay
+        self._sync_interval = sync_interval
+        self._on_commit = on_commit  # True: bytes were written; False: the write failed
+        # Shared with the thread, under the lock: what to write and who waits for it.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
         self._pending: list[tuple[SegmentInfo, PendingWrite]] = []
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+        self._sync_wanted = False
+        self._write_due: float | None = None  # when lossy appends must be written
+        self._thread_idle = False
+        self._stop: Stop = ""
+        # The thread's own.
+        self._file = SegmentWriter()
+        self._unsynced_since: float | None = None
+        # The event loop's own.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._exited: asyncio.Future[None] | None = None
         self.pending_bytes = 0
         self.durable_next_seq = table.next_seq  # every seq below this is synced
         self.failure: DiskQueueError | None = None
         self.appends = 0
-        self.commits = 0
+        self.commits = 0  # data syncs
 
-    @property
-    def has_pending(self) -> bool:
-        return bool(self._pending)
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._exited = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._run, name=f"diskqueue-writer-{self._directory.name}", daemon=True
+        )
+        self._thread.start()
+
+    async def stop(self, *, abort: bool) -> None:
+        """Flush and sync everything (``abort``: drop it, as a crash would) and end the thread."""
+        if self._thread is None or self._exited is None:
+            return
+        with self._wake:
+            if self._stop != "abort":
+                self._stop = "abort" if abort else "close"
+            self._wake.notify()
+        await asyncio.shield(self._exited)
+        self._thread.join()
+        self.fail_waiters(self.failure or QueueClosedError("disk queue aborted"))
+
+    # -- the event loop's side ---------------------------------------------------------------
 
     def space_needed(self, records: Sequence[bytes]) -> int:
         """Disk bytes ``records`` would take, including headers of segments they would open.
@@ -85,8 +144,34 @@ class QueueWriter:
     def _must_roll(self, segment_size: int, frame_bytes: int) -> bool:
         return segment_size + frame_bytes > self._segment_bytes and segment_size > HEADER_SIZE
 
-    def append(self, record: bytes, enqueued_ns: int) -> int:
-        """Place ``record`` at the end of the log (in memory until the next commit); its seq."""
+    def append_many(
+        self,
+        records: Sequence[bytes],
+        decoded: Sequence[object] | None,
+        enqueued_ns: int,
+        *,
+        durable: bool,
+        on_append: Callable[[int, bytes, int, object], None],
+    ) -> tuple[list[int], asyncio.Future[None] | None]:
+        """Place ``records`` at the end of the log, calling ``on_append(seq, record,
+        enqueued_ns, decoded)`` after each. Returns their seqs and, if ``durable`` (or once more
+        than ``max_unwritten_bytes`` wait, so that memory stays bounded), a future that
+        completes once they are synced (it fails if the write does)."""
+        with self._lock:
+            seqs = []
+            for index, record in enumerate(records):
+                seq = self._append(record, enqueued_ns)
+                on_append(seq, record, enqueued_ns, decoded[index] if decoded else None)
+                seqs.append(seq)
+            if durable or self.pending_bytes > self._max_unwritten_bytes:
+                return seqs, self._wait_for_sync()
+            if self._write_due is None:
+                self._write_due = time.monotonic() + self._write_delay
+                if self._thread_idle:
+                    self._wake.notify()
+        return seqs, None
+
+    def _append(self, record: bytes, enqueued_ns: int) -> int:
         table = self._table
         seq = table.next_seq
         frame_bytes = FRAME_OVERHEAD + len(record)
@@ -118,60 +203,121 @@ class QueueWriter:
         self.pending_bytes += HEADER_SIZE
         return segment
 
-    async def wait_for_commit(self) -> None:
-        """Return once everything appended so far is synced; raises if the write failed."""
-        if self._waiter is None:
-            self._waiter = asyncio.get_running_loop().create_future()
-        # Shielded: one caller giving up must not cancel the commit the others wait for.
-        await asyncio.shield(self._waiter)
+    def _wait_for_sync(self) -> asyncio.Future[None]:
+        # One future per caller (cheaper than shielding a shared one): a caller that gives up
+        # cancels only its own.
+        assert self._loop is not None, "start() first"
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        if not self._sync_wanted:
+            self._sync_wanted = True
+            if self._thread_idle:
+                self._wake.notify()
+        return waiter
 
-    async def commit(self) -> bool:
-        """Write and sync everything pending; False (and ``failure`` set) if that failed.
+    def _committed(self, commit: _Commit) -> None:
+        for segment, end in commit.written_ends:
+            segment.written = max(segment.written, end)
+        if commit.sync:
+            self.commits += 1
+            self.durable_next_seq = commit.next_seq
+        for waiter in commit.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._on_commit(True)
 
-        After a failed write or sync nothing more is written: the page cache can no longer be
-        trusted to match the file, so the queue must be reopened (which cuts any torn tail).
-        """
-        pending, waiter = self._pending, self._waiter
-        self._pending, self._waiter, self.pending_bytes = [], None, 0
-        written_ends = [(segment, segment.size) for segment, _chunk in pending]
-        next_seq = self._table.next_seq
-        chunks = [chunk for _segment, chunk in pending]
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._io, self._file.write, chunks)
-        except asyncio.CancelledError:
-            settle(waiter, DiskQueueError("disk queue aborted during a write"))
-            raise
-        except Exception as error:
-            self._fail(error, waiter)
-            return False
-        self.commits += 1
-        for segment, end in written_ends:
-            segment.written = end
-        self.durable_next_seq = next_seq
-        settle(waiter, None)
-        return True
-
-    def _fail(self, error: Exception, waiter: asyncio.Future[None] | None) -> None:
+    def _failed(self, error: BaseException, commit: _Commit | None) -> None:
         log.error("disk queue %s: write failed, refusing further puts: %s", self._directory, error)
         self.failure = DiskQueueError(f"disk queue write failed: {error}")
         self.failure.__cause__ = error
-        settle(waiter, self.failure)
+        for waiter in commit.waiters if commit is not None else ():
+            settle(waiter, self.failure)
         # Appends that queued up behind the failed write cannot be trusted to land either.
-        self._pending, self.pending_bytes = [], 0
+        with self._wake:
+            self._pending, self.pending_bytes = [], 0
         self.fail_waiters(self.failure)
+        self._on_commit(False)
 
     def fail_waiters(self, error: DiskQueueError) -> None:
-        """Release callers waiting for a commit that will not happen."""
-        settle(self._waiter, error)
-        self._waiter = None
+        """Release callers waiting for a sync that will not happen."""
+        with self._wake:
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            settle(waiter, error)
 
-    def close_file(self) -> None:
-        """Sync and close the active segment; call from the I/O thread."""
-        self._file.close()
+    # -- the writer thread -------------------------------------------------------------------
 
-    def abandon_file(self) -> None:
-        """Close the active segment without syncing, as a crash would; from the I/O thread."""
-        self._file.abandon()
+    def _run(self) -> None:
+        commit: _Commit | None = None
+        try:
+            while (commit := self._next_commit()) is not None:
+                self._file.write(commit.chunks)
+                if commit.sync:
+                    self._file.sync()
+                    self._unsynced_since = None
+                elif self._unsynced_since is None:
+                    self._unsynced_since = time.monotonic()
+                self._tell_loop(self._committed, commit)
+            self._finish_file()
+        except BaseException as error:
+            # After a failed write or sync nothing more is written: the page cache can no
+            # longer be trusted to match the file; reopening the queue cuts any torn tail.
+            self._file.abandon()
+            self._tell_loop(self._failed, error, commit)
+        finally:
+            if self._exited is not None:
+                self._tell_loop(self._exited.set_result, None)
+
+    def _next_commit(self) -> _Commit | None:
+        """Wait until something must be written or synced; take it. None: stop now."""
+        with self._wake:
+            while True:
+                if self._stop == "abort":
+                    return None
+                if self._stop == "close":
+                    done = not (self._pending or self._waiters or self._unsynced_since)
+                    # The last commit syncs, and tells the event loop, what is left.
+                    return None if done else self._take(sync=True)
+                now = time.monotonic()
+                sync_due = self._sync_due()
+                if sync_due is not None and now >= sync_due:
+                    return self._take(sync=True)
+                if self._sync_wanted or (self._write_due is not None and now >= self._write_due):
+                    return self._take(sync=self._sync_wanted)
+                deadlines = [due for due in (self._write_due, sync_due) if due is not None]
+                self._thread_idle = True
+                self._wake.wait(min(deadlines) - now if deadlines else None)
+                self._thread_idle = False
+
+    def _sync_due(self) -> float | None:
+        since = self._unsynced_since
+        return None if since is None else since + self._sync_interval
+
+    def _take(self, *, sync: bool) -> _Commit:
+        pending = self._pending
+        commit = _Commit(
+            chunks=[chunk for _segment, chunk in pending],
+            written_ends=[(segment, segment.size) for segment, _chunk in pending],
+            next_seq=self._table.next_seq,
+            waiters=self._waiters,
+            sync=sync,
+        )
+        self._pending, self._waiters, self.pending_bytes = [], [], 0
+        self._sync_wanted, self._write_due = False, None
+        return commit
+
+    def _finish_file(self) -> None:
+        if self._stop == "abort":
+            self._file.abandon()  # as a crash would leave it: no sync
+        else:
+            self._file.close()
+
+    def _tell_loop(self, callback: Callable[..., object], *args: object) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the event loop is gone: nobody is left to tell
+            log.debug("disk queue %s: event loop closed before the writer", self._directory)
 
 
 def settle(waiter: asyncio.Future[None] | None, error: BaseException | None) -> None:

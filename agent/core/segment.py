@@ -10,7 +10,7 @@ All integers are little-endian. The CRC covers the length, the enqueue time and 
 a damaged length or timestamp is caught as surely as a damaged payload. Record sequence numbers
 are not stored: the n-th frame of a segment has seq ``first_seq + n``.
 
-Everything here is synchronous; the queue calls it from worker threads.
+Everything here is synchronous; the queue calls it from its writer thread and worker threads.
 """
 
 from __future__ import annotations
@@ -241,40 +241,49 @@ class PendingWrite:
 
 
 class SegmentWriter:
-    """Appends to the active segment file. Used only from the queue's single I/O thread."""
+    """Appends to the active segment file. Used only from the queue's writer thread."""
 
     def __init__(self) -> None:
         self._fd: int | None = None
         self._path: Path | None = None
+        self._created = False  # a segment was created since the last sync: fsync the directory
 
     def write(self, pending: list[PendingWrite]) -> None:
-        """Write every pending chunk, then make all of it durable with one data sync."""
-        created = False
+        """Write every pending chunk (to the page cache: ``sync`` makes it durable)."""
         for chunk in pending:
             if chunk.path != self._path:
                 self._switch_to(chunk.path, chunk.header)
-                created = created or chunk.header is not None
             assert self._fd is not None
             write_all(self._fd, chunk.parts)
+
+    def sync(self) -> None:
+        """Make everything written so far durable: one data sync (and the directory's entry of
+        a segment created since the last one)."""
         if self._fd is not None:
             _sync_data(self._fd)
-        if created and self._path is not None:
+        if self._created and self._path is not None:
             fsync_dir(self._path.parent)
+        self._created = False
 
     def _switch_to(self, path: Path, header: bytes | None) -> None:
         # The previous segment is synced before the next exists, so after a crash only the
         # last segment can have a torn tail.
-        self.close()
+        if self._fd is not None:
+            _sync_data(self._fd)
+            os.close(self._fd)
+            self._fd = None
         if header is None:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         else:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
             write_all(self._fd, [header])
+            self._created = True
         self._path = path
 
     def close(self) -> None:
+        """Sync and close the active segment."""
+        self.sync()
         if self._fd is not None:
-            _sync_data(self._fd)
             os.close(self._fd)
         self._fd, self._path = None, None
 
