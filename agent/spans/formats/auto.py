@@ -16,6 +16,7 @@ Order of checks, cheapest first:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,6 +30,8 @@ from agent.spans.formats.spanjson import span_from_obj
 from agent.spans.model import DeadLetter, DecodeResult
 
 _OTLP_KEYS = frozenset(("resourceSpans", "resource_spans", "scopeSpans", "scope_spans"))
+# Either JobFirst marker, in one scan of the line instead of two.
+_JOBFIRST_MARKER = re.compile(b"|".join(re.escape(marker) for marker in MARKERS))
 
 
 class AutoDecoder:
@@ -71,7 +74,7 @@ class AutoDecoder:
         if self.sdk.pending:
             self.sdk.feed_into(line, into)
             return
-        if MARKERS[0] in line or MARKERS[1] in line:
+        if _JOBFIRST_MARKER.search(line):
             self.jobfirst.feed_into(line, now_ns, into)
             return
         if len(line) > self.max_line_bytes:
@@ -109,8 +112,7 @@ class AutoDecoder:
             or len(line) > self.max_line_bytes
             or line[:1] != b"{"
             or b"race" not in line
-            or MARKERS[0] in line
-            or MARKERS[1] in line
+            or _JOBFIRST_MARKER.search(line)
         ):
             return None
         obj = loads(line)  # an error means "ask feed", as any other answer but a dict
