@@ -15,7 +15,7 @@ run; the sink's CPU is not counted. Each path runs --repeat times, alternating; 
 printed and the best run of each path counts. Where the CPU goes is measured in the same runs:
 `time.thread_time()` around functions that run once per read or per request (never per span,
 so timing them costs nothing measurable), and the tailer's reading threads as the process's
-CPU minus the event loop thread's. Run: `.venv/bin/python bench/spans.py` (about 30 s; see
+CPU minus the event loop thread's. Run: `.venv/bin/python bench/spans.py` (about 45 s; see
 docs/benchmarks.md for figures).
 """
 
@@ -343,7 +343,7 @@ async def run_naive(log_file: Path, endpoint: str, spans: int) -> Run:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument(
         "--format",
         default="span-json",

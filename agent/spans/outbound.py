@@ -44,7 +44,7 @@ SPAN_LIMIT_CACHE = 1024
 
 
 class SpanJsonLines(Protocol):
-    """A decoder the span-json fast path can run beside (see `SpanJsonDecoder`)."""
+    """A decoder the span-json fast path can run beside (`SpanJsonDecoder`, `AutoDecoder`)."""
 
     default_service: str | None
     max_line_bytes: int
@@ -59,6 +59,17 @@ def sampler_for(spans: SpansConfig) -> SpanFilter | None:
     if spans.sampler == "always_on":
         return None
     return make_sampler(spans.sampler, spans.sampler_arg)
+
+
+def _fast_path_for(json: bool, keep: SpanFilter | None) -> SpanJsonWire | None:
+    """The span-json fast path, for OTLP/protobuf and a sampler with a trace-ID decision."""
+    if json:
+        return None
+    try:
+        keep_trace = trace_filter_of(keep)
+    except ValueError:
+        return None  # a sampler that needs the whole span: every span is decoded
+    return SpanJsonWire(keep_trace)
 
 
 def decode_dead_letter(dead: DeadLetter, source: str) -> dict[str, Any]:
@@ -88,7 +99,7 @@ class Outbound(Generic[M]):
         self._sender = sender
         self._dead_letters = dead_letters
         self._keep = keep
-        self._wire = None if encoding.json else SpanJsonWire(trace_filter_of(keep))
+        self._wire = _fast_path_for(encoding.json, keep)
         self._span_limits: dict[ResourceKey, int] = {}
         self.spans_decoded = 0
         self.spans_sampled_out = 0

@@ -5,17 +5,17 @@
     # (resource key, framed span) | SAMPLED_OUT | None: take the general path
 
 For the records it handles, `encode` answers exactly what the general path answers — the
-same resource key as `resource_key(span_from_obj(obj, default_service))` and bytes identical
-to `span_field(encode_span(span))` of that span (what the batcher holds for OTLP/protobuf),
-or the same sampling decision — without building a `Span`,
-its events and its attribute dicts: one pass over the parsed object that checks and writes
-as it goes, about half the CPU. It handles the shape nearly every emitter writes: IDs of full
-length, integer nanosecond times, a kind and a status by name, scalar attributes, events
-with integer times, a service. For anything else — other spellings, resources, links,
-scopes, trace state or flags, nested attributes, any invalid value — it returns None and the
-caller takes the general path, which has the answer (a span, or a dead letter that says
-why). The fast path can be faster, never different: tests/unit/spans/test_spanjson_wire.py
-holds it to that, field by field and byte for byte.
+same resource key as `resource_key(span_from_obj(obj, default_service))`, bytes identical to
+`span_field(encode_span(span))` of that span (what the batcher holds for OTLP/protobuf), or
+the same sampling decision — without building a `Span`, its events and its attribute dicts:
+one pass over the parsed object that checks and writes as it goes (docs/benchmarks.md has
+what it saves). It handles the shape nearly every emitter writes: IDs of full length,
+integer nanosecond times, a kind and a status by name, scalar attributes, events with
+integer times, a service. For anything else — other spellings, resources, links, scopes,
+trace state or flags, nested attributes, any invalid value — it returns None and the caller
+takes the general path, which has the answer (a span, or a dead letter that says why). The
+fast path can be faster, never different: tests/unit/spans/test_spanjson_wire.py holds it
+to that, field by field and byte for byte.
 """
 
 from __future__ import annotations
