@@ -294,7 +294,13 @@ def test_unknown_samplers_have_no_trace_id_decision() -> None:
 # --- whole reads through Outbound -------------------------------------------------------------
 
 
-def make_outbound(tmp: Path, sampler: str, ratio: float, max_request_bytes: int) -> Outbound[str]:
+def make_outbound(
+    tmp: Path,
+    sampler: str,
+    ratio: float,
+    max_request_bytes: int,
+    keep: SpanSampler | None = None,
+) -> Outbound[str]:
     config = load_config(
         environ={},
         cli_overrides=[
@@ -324,7 +330,7 @@ def make_outbound(tmp: Path, sampler: str, ratio: float, max_request_bytes: int)
         sender=sender,
         dead_letters=DeadLetterFile(tmp / "dead.jsonl", 1 << 30, metrics, "spans"),
         metrics=metrics,
-        keep=sampler_for(config.spans),
+        keep=keep or sampler_for(config.spans),
     )
 
 
@@ -459,3 +465,15 @@ def test_size_limits_give_the_same_dead_letters(
     spans, _, dead, _ = fast_answer
     assert [record["reason"] for record in dead] == reasons
     assert len(spans) == (1 if pad == "fits" else 0)
+
+
+def test_a_sampler_that_needs_the_whole_span_gets_every_span_decoded(tmp_path: Path) -> None:
+    def drop_named_drop(span: Span) -> bool:
+        return span.name != "drop"
+
+    outbound = make_outbound(tmp_path, "always_on", 1.0, MAX_REQUEST_BYTES, drop_named_drop)
+    decoder = make_decoder("span-json", orphan_timeout_ns=0, default_service=None)
+    lines = [line_of(fast_record(name=name)) for name in ("keep", "drop", "keep")]
+    spans = asyncio.run(fast(outbound, decoder, lines))
+    assert [PbSpan.FromString(span_body(framed)).name for _, framed in spans] == ["keep"] * 2
+    assert (outbound.spans_decoded, outbound.spans_sampled_out) == (3, 1)
