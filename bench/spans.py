@@ -31,6 +31,7 @@ import multiprocessing
 import random
 import shutil
 import socket
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -374,7 +375,10 @@ def main() -> None:
                 f"{agent.per_cpu_second / naive.per_cpu_second:.2f}x"
             )
         print()
-        report(args, size, min(agent_runs, key=_cpu), min(naive_runs, key=_cpu))
+        ratios = [
+            a.per_cpu_second / n.per_cpu_second for a, n in zip(agent_runs, naive_runs, strict=True)
+        ]
+        report(args, size, min(agent_runs, key=_cpu), min(naive_runs, key=_cpu), ratios)
     finally:
         sink.terminate()
         sink.join(5)
@@ -385,7 +389,9 @@ def _cpu(run: Run) -> float:
     return run.cpu
 
 
-def report(args: argparse.Namespace, size: int, agent: Run, naive: Run) -> None:
+def report(
+    args: argparse.Namespace, size: int, agent: Run, naive: Run, ratios: list[float]
+) -> None:
     spans = args.spans
     print(
         f"{spans:,} span-json lines ({size / spans:.0f} B each), agent spans.format={args.format}"
@@ -405,7 +411,12 @@ def report(args: argparse.Namespace, size: int, agent: Run, naive: Run) -> None:
         )
     print()
     print(f"agent vs naive, per CPU-second: {agent.per_cpu_second / naive.per_cpu_second:.2f}x")
+    print(f"median of the rounds' own ratios: {statistics.median(ratios):.2f}x")
     print(f"agent vs target 100k spans/CPU-s: {agent.per_cpu_second / 100_000:.2f}x")
+    stage_breakdown(spans, agent, naive)
+
+
+def stage_breakdown(spans: int, agent: Run, naive: Run) -> None:
     for label, run in (("agent", agent), ("naive", naive)):
         print()
         print(f"{label}: CPU per span by stage (best run)")
