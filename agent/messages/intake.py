@@ -107,13 +107,35 @@ class Intake:
         """Raises BodyError (an entry cannot be written) or PublishRefused. `escape=False`
         when the request body cannot hold a character Go's JSON encoder escapes."""
         at = AcceptTime.at(time.time_ns())
-        plan = await self._plan(topic, envelopes, at.unix_ns)
+        ids = self._ids.make_many(len(envelopes), at.unix_ns)
+        if any(envelope[0] is not None for envelope in envelopes):
+            return await self._publish_chosen_ids(topic, envelopes, ids, at, ack=ack, escape=escape)
+        # The common case: every id is ours, nothing to deduplicate.
+        record = self._record(topic, envelopes, ids, at, ack, escape=escape)
+        await self._put(record, ack)
+        self.accepted_total += len(ids)
+        result = Accepted(ids)
+        if ack == "redis":
+            await self._confirm(record, _Plan(ids, list(range(len(ids)))), result)
+        return result
+
+    async def _publish_chosen_ids(
+        self,
+        topic: str,
+        envelopes: Sequence[Envelope],
+        ids: list[str],
+        at: AcceptTime,
+        *,
+        ack: AckMode,
+        escape: bool,
+    ) -> Accepted:
+        plan = await self._plan(topic, envelopes, ids)
         result = Accepted(plan.ids, duplicates=len(plan.repeats))
         record: Record | None = None
         if plan.fresh:
             try:
-                record = self._record(topic, envelopes, plan, at, ack=ack, escape=escape)
-                await self._enqueue(record, ack)
+                record = self._fresh_record(topic, envelopes, plan, at, ack=ack, escape=escape)
+                await self._put(record, ack)
             except BaseException as error:
                 for message_id, seen in plan.reserved:
                     self.dedupe.settle(topic, message_id, seen, error)
@@ -126,11 +148,9 @@ class Intake:
             await self._confirm(record, plan, result)
         return result
 
-    async def _plan(self, topic: str, envelopes: Sequence[Envelope], now_ns: int) -> _Plan:
-        ids = self._ids.make_many(len(envelopes), now_ns)
+    async def _plan(self, topic: str, envelopes: Sequence[Envelope], ids: list[str]) -> _Plan:
+        """Which entries are new; `ids` (generated) take the client's where it chose one."""
         given = [index for index, envelope in enumerate(envelopes) if envelope[0] is not None]
-        if not given:  # the common case: every id is ours, nothing to deduplicate
-            return _Plan(ids, list(range(len(envelopes))))
         for index in given:
             ids[index] = envelopes[index][0] or ""
         await self._wait_out_requests_in_progress(topic, [ids[index] for index in given])
@@ -167,7 +187,7 @@ class Intake:
                 return
             await asyncio.wait(in_progress)
 
-    def _record(
+    def _fresh_record(
         self,
         topic: str,
         envelopes: Sequence[Envelope],
@@ -177,55 +197,70 @@ class Intake:
         ack: AckMode,
         escape: bool,
     ) -> Record:
-        layout = self.layout(topic)
+        """The record of the entries that are not repeats (errors name the client's index)."""
         every = len(plan.fresh) == len(envelopes)
         chosen = envelopes if every else [envelopes[index] for index in plan.fresh]
         fresh_ids = plan.ids if every else [plan.ids[index] for index in plan.fresh]
         try:
-            encoded = layout.encode(chosen, fresh_ids, at, escape=escape)
+            return self._record(topic, chosen, fresh_ids, at, ack, escape=escape, tracked=True)
         except BodyError as error:
-            if error.index is not None and not every:  # name the index the client sent
+            if error.index is not None and not every:
                 original = plan.fresh[error.index]
                 error.message = error.message.replace(f"entry {error.index}:", f"entry {original}:")
                 error.index = original
             raise
+
+    def _record(
+        self,
+        topic: str,
+        envelopes: Sequence[Envelope],
+        ids: list[str],
+        at: AcceptTime,
+        ack: AckMode,
+        *,
+        escape: bool,
+        tracked: bool = False,
+    ) -> Record:
+        layout = self.layout(topic)
+        encoded = layout.encode(envelopes, ids, at, escape=escape)
         return Record(
             topic=topic,
             stream=layout.stream,
             layout=layout.kind,
-            message_ids=fresh_ids,
+            message_ids=ids,
             ends=encoded.ends,
             commands=encoded.blob,
             confirm_token=next(self._tokens) if ack == "redis" else 0,
-            tracked=bool(plan.reserved),
+            tracked=tracked,
             timestamp=at.rfc3339,
         )
 
-    async def _enqueue(self, record: Record, ack: AckMode) -> None:
+    async def _put(self, record: Record, ack: AckMode) -> None:
+        """Into the queue (with the Record beside its bytes, so the sender need not decode
+        it); a `?ack=redis` request gets its confirmation future first."""
+        data = record.encode()
         token = record.confirm_token
         if token:
             self._confirmations[token] = asyncio.get_running_loop().create_future()
         try:
-            await self._put(record, ack)
-        except BaseException:
+            await self._queue.put(data, durable=ack != "memory", decoded=record)
+        except BaseException as error:
             if token:
                 self._confirmations.pop(token, None)
+            if isinstance(error, DiskQueueError):
+                raise self._refusal(error, len(data)) from None
             raise
-
-    async def _put(self, record: Record, ack: AckMode) -> None:
-        data = record.encode()
-        try:
-            await self._queue.put(data, durable=ack != "memory")
-        except QueueFullError as error:
-            self.refused_bytes = len(data)
-            raise PublishRefused(503, "buffer_full", str(error), self._retry_after) from None
-        except RecordTooLargeError as error:
-            raise PublishRefused(413, "too_large_for_buffer", str(error)) from None
-        except QueueClosedError:
-            raise PublishRefused(503, "shutting_down", "the agent is stopping", 1.0) from None
-        except DiskQueueError as error:
-            raise PublishRefused(503, "buffer_failed", str(error), self._retry_after) from None
         self.refused_bytes = None
+
+    def _refusal(self, error: DiskQueueError, size: int) -> PublishRefused:
+        if isinstance(error, QueueFullError):
+            self.refused_bytes = size
+            return PublishRefused(503, "buffer_full", str(error), self._retry_after)
+        if isinstance(error, RecordTooLargeError):
+            return PublishRefused(413, "too_large_for_buffer", str(error))
+        if isinstance(error, QueueClosedError):
+            return PublishRefused(503, "shutting_down", "the agent is stopping", 1.0)
+        return PublishRefused(503, "buffer_failed", str(error), self._retry_after)
 
     async def _confirm(self, record: Record | None, plan: _Plan, result: Accepted) -> None:
         """?ack=redis: wait for the XADD replies of our entries (and of repeated ids)."""

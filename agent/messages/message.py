@@ -19,8 +19,7 @@ import functools
 import re
 import secrets
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -33,8 +32,6 @@ _GO_ESCAPES = {
     "\u2028".encode(): b"\\u2028",
     "\u2029".encode(): b"\\u2029",
 }
-# Raw characters Go escapes (U+2028/9 start with 0xE2), or a JSON escape that may decode to one.
-_ESCAPE_MARKERS = (b"<", b">", b"&", b"\xe2", b"\\u")
 
 
 def encode_extra(value: Any) -> Any:
@@ -56,7 +53,9 @@ def may_need_go_escape(body: bytes) -> bool:
     """False when no message built from this request body can contain a character Go escapes:
     none of them appears raw, and no JSON \\u escape could produce one. Lets a batch skip the
     per-message scan (one pass over the body instead of one per message)."""
-    return any(marker in body for marker in _ESCAPE_MARKERS)
+    # Raw characters Go escapes (U+2028/9 start with 0xE2), or a JSON escape that may decode
+    # to one. Spelled out: `in` on bytes is a fast search, a regex here is ten times slower.
+    return b"<" in body or b">" in body or b"&" in body or b"\xe2" in body or b"\\u" in body
 
 
 def dumps_json(value: Any, *, escape: bool = True) -> bytes:
@@ -93,17 +92,22 @@ def message_json(
 
 
 @functools.lru_cache(maxsize=4)
-def _utc_second(seconds: int) -> str:
-    """Formatting the date is most of the cost of a timestamp, and it changes once a second."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+def _utc_second(seconds: int) -> tuple[str, bytes]:
+    """Formatting the date is most of the cost of a timestamp, and it changes once a second.
+    Returns the RFC3339 date and time, and the unix seconds as text."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)), b"%d" % seconds
 
 
 def rfc3339_nano(unix_ns: int) -> str:
     """Go's time.RFC3339Nano in UTC: `2024-11-28T15:04:05.123456789Z`, zeros trimmed."""
     seconds, nanos = divmod(unix_ns, 1_000_000_000)
-    text = _utc_second(seconds)
-    fraction = f"{nanos:09d}".rstrip("0")
-    return f"{text}.{fraction}Z" if fraction else f"{text}Z"
+    return _rfc3339(_utc_second(seconds)[0], nanos)
+
+
+def _rfc3339(second: str, nanos: int) -> str:
+    if not nanos:
+        return second + "Z"
+    return f"{second}.{nanos:09d}".rstrip("0") + "Z"
 
 
 def is_valid_message_id(value: object) -> bool:
@@ -116,9 +120,9 @@ def is_valid_message_id(value: object) -> bool:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class AcceptTime:
-    """When a request was accepted, in the three spellings the layouts need."""
+class AcceptTime(NamedTuple):
+    """When a request was accepted, in the three spellings the layouts need (a tuple: one is
+    made per request)."""
 
     unix_ns: int
     rfc3339: str
@@ -126,7 +130,9 @@ class AcceptTime:
 
     @classmethod
     def at(cls, unix_ns: int) -> AcceptTime:
-        return cls(unix_ns, rfc3339_nano(unix_ns), b"%d" % (unix_ns // 1_000_000_000))
+        seconds, nanos = divmod(unix_ns, 1_000_000_000)
+        second, unix_seconds = _utc_second(seconds)
+        return cls(unix_ns, _rfc3339(second, nanos), unix_seconds)
 
 
 class MessageIds:

@@ -213,16 +213,22 @@ class Sender:
     async def _decode(self, items: list[Item]) -> list[Record]:
         records: list[Record] = []
         for item in items:
+            record = item.decoded
+            if isinstance(record, Record):  # put in this run and still in memory: as it was
+                record.seq, record.enqueued_ns = item.seq, item.enqueued_ns
+                records.append(record)
+                continue
             try:
                 record = Record.decode(item.data, item.seq, item.enqueued_ns)
-                if item.enqueued_ns < self._started_ns and record.stream not in self._clean_streams:
-                    # From an earlier run: it may have been written before that run ended.
-                    record.uncertain = set(range(len(record)))
-                records.append(record)
             except BadRecordError as error:
                 log.error("unreadable queue record %d: %s", item.seq, error)
                 await self._dead_letters.unreadable([item], str(error))
                 self._queue.ack(item.seq)
+                continue
+            if item.enqueued_ns < self._started_ns and record.stream not in self._clean_streams:
+                # From an earlier run: it may have been written before that run ended.
+                record.uncertain = set(range(len(record)))
+            records.append(record)
         return records
 
     async def _skip_already_written(self, records: list[Record]) -> list[Record]:

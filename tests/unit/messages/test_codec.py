@@ -12,8 +12,10 @@ from agent.messages.codec import (
     dapr_data,
     dapr_headers,
     decode_body,
+    decode_envelopes,
     envelopes_from,
     media_type,
+    plain,
 )
 
 
@@ -136,4 +138,48 @@ def test_dapr_bulk_entries() -> None:
 )
 def test_bad_dapr_bulk_bodies(body: object, words: str) -> None:
     error = error_of(dapr_bulk_entries, body, {})
+    assert error.status == 400 and words in error.message
+
+
+def test_data_only_bodies_keep_each_data_as_the_clients_json_text() -> None:
+    body = b'[{"data": {"b": 1,  "a": [1.0, "x", 1e5]}}, {"data":"s"}, {"data": null}]'
+    envelopes = decode_envelopes(body, "application/json")
+    assert [bytes(envelope[1]) for envelope in envelopes] == [
+        b'{"b": 1,  "a": [1.0, "x", 1e5]}',
+        b'"s"',
+        b"null",
+    ]
+    assert all(envelope[0] is None and envelope[2:] == (None, None) for envelope in envelopes)
+    (single,) = decode_envelopes(b'{"data": {"n": 1}}', "application/json")
+    assert bytes(single[1]) == b'{"n": 1}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[{"data": 1, "id": "given"}]',  # other keys: the general path
+        b'{"data": 1, "headers": {"h": "v"}, "metadata": {}}',
+        b'[{"data": "caf\xc3\xa9"}]',  # valid UTF-8, not ASCII
+        b'[{"data": ' + b"[" * 300 + b"]" * 300 + b"}]",  # nests deeper than orjson writes
+    ],
+)
+def test_the_fast_path_and_the_general_path_agree(body: bytes) -> None:
+    fast = decode_envelopes(body, "application/json")
+    general = envelopes_from(decode_body(body, "application/json"))
+    assert [(envelope[0], plain(envelope[1]), *envelope[2:]) for envelope in fast] == general
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'[{"data": "\xff"}]', "UTF-8"),  # msgspec would skip it inside data: checked first
+        (b'[{"data": 1, "extra": 2}]', "entry 0: unknown key 'extra'"),
+        (b'[{"data": 1}, {"dat": 1}]', 'entry 1: has no "data"'),
+        (b"[]", "no messages"),
+        (b'[{"data": [1,}]', "invalid JSON at line 1 column"),
+        (b'{"data": "\\ud800"}', "invalid JSON"),
+    ],
+)
+def test_bad_bodies_get_the_general_paths_precise_errors(body: bytes, words: str) -> None:
+    error = error_of(decode_envelopes, body, "application/json")
     assert error.status == 400 and words in error.message

@@ -137,11 +137,11 @@ class HeldPutQueueDouble:
         self.release = asyncio.Event()
         self.held = False
 
-    async def put(self, record: bytes, *, durable: bool = True) -> int:
+    async def put(self, record: bytes, *, durable: bool = True, decoded: object = None) -> int:
         if not self.held:
             self.held = True
             await self.release.wait()
-        return await self.queue.put(record, durable=durable)
+        return await self.queue.put(record, durable=durable, decoded=decoded)
 
 
 async def test_requests_waiting_on_each_others_ids_do_not_deadlock(queue: DiskQueue) -> None:

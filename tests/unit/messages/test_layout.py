@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from agent.config import TopicConfig
-from agent.messages.codec import BodyError, Envelope
+from agent.messages.codec import BodyError, Envelope, decode_envelopes
 from agent.messages.layout import TopicLayout, dead_letter_message, fields_of
 from agent.messages.message import AcceptTime, message_json
 from agent.messages.resp import decode_command
@@ -156,3 +156,43 @@ def test_the_hot_path_message_json_equals_the_reference(envelope: Envelope) -> N
             escape=escape,
         )
         assert fields_of(blob)[1][b"data"] == reference
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"a": [1, {"b": None}], "<": "&"}, "text\u2028", 1.5, None, {"é": ["\u00e9", 2]}],
+)
+def test_raw_json_data_makes_the_same_message_as_the_parsed_value(data: object) -> None:
+    # A compact body (what orjson, Go and most clients send) is stored byte for byte as the
+    # reference Message JSON of the parsed value.
+    (envelope,) = decode_envelopes(orjson.dumps({"data": data}), "application/json")
+    layout = TopicLayout("t.1", TopicConfig())
+    for escape in (True, False):
+        blob = layout.encode([envelope], ["msg_1_x"], AT, escape=escape).blob
+        reference = message_json(
+            "msg_1_x",
+            "t.1",
+            data,
+            headers=None,
+            metadata=None,
+            timestamp=AT.rfc3339,
+            escape=escape,
+        )
+        assert fields_of(blob)[1][b"data"] == reference
+
+
+def test_raw_json_data_keeps_the_clients_spelling() -> None:
+    (envelope,) = decode_envelopes(b'{"data": {"b": 1,  "a": 1e5}}', "application/json")
+    blob = TopicLayout("t", TopicConfig()).encode([envelope], ["i"], AT).blob
+    stored = fields_of(blob)[1][b"data"]
+    assert b'"data":{"b": 1,  "a": 1e5},"headers":null' in stored
+    assert orjson.loads(stored)["data"] == {"b": 1, "a": 100000.0}
+
+
+@pytest.mark.parametrize("kind", ["fields", "raw"])
+def test_other_layouts_treat_raw_json_data_as_its_value(kind: str) -> None:
+    layout = TopicLayout("t", TopicConfig(layout=kind))
+    body = b'{"data": {"s": "text", "n": 2}}'
+    (raw,) = decode_envelopes(body, "application/json")
+    parsed = (None, orjson.loads(body)["data"], None, None)
+    assert layout.encode([raw], ["i"], AT).blob == layout.encode([parsed], ["i"], AT).blob
