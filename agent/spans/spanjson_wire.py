@@ -38,7 +38,7 @@ from agent.spans.otlp import (
 )
 from agent.spans.sampling import TraceFilter
 from agent.spans.validate import MAX_DURATION_NS, MAX_TIME_NS, MIN_TIME_NS
-from agent.spans.wire import VARINT_TABLE, VARINT_TABLE_SIZE, scalar_key_values
+from agent.spans.wire import VARINT_TABLE, VARINT_TABLE_SIZE, scalar_pair_encoder
 
 EncodedSpan = tuple[ResourceKey, bytes]
 SAMPLED_OUT: EncodedSpan = ((None, (), "", ""), b"")
@@ -58,6 +58,8 @@ _SPANS = b"\x12"  # ScopeSpans.spans
 _fromhex = bytes.fromhex
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
 _RESOURCE_KEY_CACHE_LIMIT = 1024
+_span_attributes = scalar_pair_encoder(ATTRIBUTES)
+_event_attributes = scalar_pair_encoder(EVENT_ATTRIBUTES)
 
 
 class SpanJsonWire:
@@ -155,7 +157,7 @@ def _tail(obj: dict[str, Any]) -> bytes | None:
     get = obj.get
     attributes = get("attributes")
     if attributes:
-        tail = scalar_key_values(ATTRIBUTES, attributes) if type(attributes) is dict else None
+        tail = _span_attributes(attributes) if type(attributes) is dict else None
         if tail is None:
             return None
     elif attributes is None or type(attributes) is dict:
@@ -191,7 +193,7 @@ def _events(events: list[Any]) -> bytes | None:
         if attributes:
             if type(attributes) is not dict:
                 return None
-            pairs = scalar_key_values(EVENT_ATTRIBUTES, attributes)
+            pairs = _event_attributes(attributes)
             if pairs is None:
                 return None
         else:
