@@ -143,8 +143,9 @@ def _array_item(value: AttrValue) -> bytes:
 # than encoding. One cache per tag (span, event, link, resource attributes), so a hit is the
 # whole field. Only exact str/int values are looked up, as True == 1 == 1.0 would collide as
 # dict keys. A key that keeps bringing new values (user IDs, URLs) stops being cached, so it
-# cannot churn the cache and evict the values that do repeat; its short strings are then
-# encoded inline, the cheapest miss.
+# cannot churn the cache and evict the values that do repeat; its values are then encoded
+# from its cached key prefix with no cache bookkeeping, the cheapest miss. Each tag's cache
+# holds at most _PAIR_CACHE_LIMIT pairs (there are four tags).
 _pair_caches: dict[bytes, dict[tuple[str, AttrValue], bytes]] = {}
 _values_cached_per_key: dict[str, int] = {}
 _uncached_keys: dict[str, bytes] = {}  # key -> its `_key_prefix`
