@@ -4,8 +4,9 @@ Two tasks share one ordered lane:
   feed      waits for a free slot (at most `max_in_flight` batches outstanding), takes records
             (first the ones to retry, then the queue's), connects if needed, and writes them
             as one pipelined batch. When nothing is in flight it sends what it has at once; it
-            lingers (up to `batch.linger`) only while another batch is outstanding, so an idle
-            stream pays no batching delay and a busy one gets big batches.
+            lingers (until that batch is answered, at most `batch.linger`) only while another
+            batch is outstanding, so an idle stream pays no batching delay and a busy one gets
+            big batches.
   complete  takes the replies of the oldest batch, dead-letters what is dead, acks records
             whose every entry is written or dead, hands the rest back for a retry.
 
@@ -21,6 +22,7 @@ connection (every later batch fails with it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, deque
@@ -191,24 +193,24 @@ class Sender:
     async def _collect(self) -> list[Record]:
         limits = self._limits
         items = await self._queue.get(limits.max_records, limits.max_bytes, timeout=QUEUE_POLL)
-        records = await self._decode(items)
-        if not self._in_flight:
-            return records
-        # Another batch is on the wire: gather more for a while, it will not be sent sooner.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limits.linger
-        count, size = len(items), sum(len(item.data) for item in items)
-        while self._in_flight and count < limits.max_records and size < limits.max_bytes:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            more = await self._queue.get(
-                limits.max_records - count, limits.max_bytes - size, timeout=remaining
-            )
-            count += len(more)
-            size += sum(len(item.data) for item in more)
-            records += await self._decode(more)
-        return records
+        if items and self._in_flight:
+            # Another batch is on the wire: this one will not go sooner. Let more arrive until
+            # that batch is answered or the linger ends, then take them in one go (a wake-up
+            # per arriving record would cost more than the record itself).
+            await self._linger(limits.linger)
+            count, size = len(items), sum(len(item.data) for item in items)
+            if count < limits.max_records and size < limits.max_bytes:
+                items += await self._queue.get(
+                    limits.max_records - count, limits.max_bytes - size, timeout=0
+                )
+        return await self._decode(items)
+
+    async def _linger(self, seconds: float) -> None:
+        """Until a batch is answered (or another change), at most `seconds`."""
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._changed.wait()
 
     async def _decode(self, items: list[Item]) -> list[Record]:
         records: list[Record] = []
