@@ -1,19 +1,23 @@
 """Message proxy throughput and latency, each figure next to its baseline from the same run.
 
-    python bench/proxy.py [--seconds 4]
+    python bench/proxy.py [--seconds 2] [--rounds 3]
 
 Setup, stated in the output: a real redis-server, the agent as its own process
-(`python -m agent run`, disk queue in a temp dir), and load from a separate client process
-(aiohttp, keep-alive connections). The machine is shared and noisy, so what matters are the
-ratios to the baselines measured in the same run:
+(`python -m agent run`, disk queue in a temp dir), a bare aiohttp server as its own process, and
+load from a separate client process (aiohttp, keep-alive connections). The machine is shared and
+noisy, so every comparison is interleaved: each round measures the baseline and then the agent
+(every mode) back to back, `--rounds` times, and the figures are the medians over the rounds
+(with each round's own ratio, whose median is the fairest single number):
 
-  batched      msg/s through the agent (1,000-message JSON requests, accept → XADD) against
+  batched      msg/s through the agent (1,000-message JSON requests, accept → in Redis) against
                raw RESP pipelining of the same XADDs with hiredis parsing (no HTTP, no Python
                per message)
-  single       single-message requests/s against a bare aiohttp handler that reads the body
-               and answers 202 with a small JSON body
+  single       single-message requests/s and server CPU µs per request, per ack mode, against a
+               bare aiohttp handler that reads the body and answers 202 with a small JSON body:
+               same client, same 32 keep-alive connections, same body
   latency      p50/p99 of a request at 1,000 msg/s, per ack mode, against a direct redis-py
-               XADD at the same rate; "added" is the difference
+               XADD at the same rate (and the bare handler, HTTP alone); "added" is the
+               difference of the pooled percentiles
   drain        backlog drain rate: messages buffered while Redis was down, delivered once it
                is back
 """
@@ -25,6 +29,7 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,6 +144,22 @@ async def client_redispy(redis_url: str, rate: float, seconds: float) -> dict[st
     return {"latencies": latencies, "errors": 0}
 
 
+async def client_fsync(directory: str, rate: float, seconds: float) -> dict[str, Any]:
+    """The disk alone: a 300-byte append + fdatasync at `rate`, in the agent's filesystem."""
+    latencies: list[float] = []
+    with tempfile.NamedTemporaryFile(dir=directory) as file:
+        fd = file.fileno()
+
+        async def one(number: int) -> None:
+            started = time.perf_counter()
+            os.write(fd, b"%299d\n" % number)
+            os.fdatasync(fd)
+            latencies.append(time.perf_counter() - started)
+
+        await _paced(one, rate, seconds)
+    return {"latencies": latencies, "errors": 0}
+
+
 def resp_commands(count: int) -> bytes:
     """The agent's own encoding of `count` jobfirst XADDs (what it would send to Redis)."""
     from agent.config import TopicConfig
@@ -191,6 +212,8 @@ def run_client_mode(spec: dict[str, Any]) -> dict[str, Any]:
         return asyncio.run(client_redispy(spec["url"], spec["rate"], spec["seconds"]))
     if mode == "resp":
         return asyncio.run(client_resp(spec["host"], spec["port"], spec["seconds"]))
+    if mode == "fsync":
+        return asyncio.run(client_fsync(spec["dir"], spec["rate"], spec["seconds"]))
     raise SystemExit(f"unknown client mode {mode}")
 
 
@@ -248,6 +271,7 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 
 class Agent:
     def __init__(self, workdir: Path, redis_url: str, ack: str = "disk") -> None:
+        self.workdir = workdir
         self.port = free_port()
         self.admin_port = free_port()
         self.env = {
@@ -305,7 +329,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of one measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per figure")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -316,105 +341,170 @@ def main() -> None:
         bare_server(args.bare_server)
         return
     with tempfile.TemporaryDirectory(prefix="bench-proxy-", dir=ROOT) as tmp:
-        run(Path(tmp), args.seconds)
+        run(Path(tmp), args.seconds, args.rounds)
 
 
-def run(tmp: Path, seconds: float) -> None:
-    print(f"setup: {os.cpu_count()} CPUs shared by redis-server, the agent process and one load")
-    print("client process (aiohttp keep-alive); agent disk queue on the repo's filesystem")
-    with RedisServer(tmp / "redis") as server:
+def run(tmp: Path, seconds: float, rounds: int) -> None:
+    print(f"setup: {os.cpu_count()} CPUs shared by redis-server, the agent, the bare aiohttp")
+    print("server and one load-client process (aiohttp keep-alive); agent disk queue on the")
+    print(f"repo's filesystem; {rounds} interleaved rounds of {seconds:g}s per measurement,")
+    print("medians shown (each round's values in brackets)")
+    with RedisServer(tmp / "redis") as server, BareServer() as bare:
         db = server.client()
         agent = Agent(tmp / "agent", server.url)
         try:
-            batched(agent, server, db, seconds)
-            single(agent, seconds)
-            latency(agent, server, db, seconds)
+            batched(agent, server, db, seconds, rounds)
+            single(agent, bare, seconds, rounds)
+            latency(agent, bare, server, seconds, rounds)
         finally:
             agent.stop()
         drain(tmp, server)
 
 
-def batched(agent: Agent, server: RedisServer, db: redis.Redis, seconds: float) -> None:
-    spec = {"mode": "resp", "host": server.host, "port": server.port, "seconds": seconds}
-    baseline = client(spec)
-    resp_rate = baseline["ok"] * BATCH / baseline["elapsed"]
-    db.delete("stream:resp-baseline")
-    stream = f"stream:{TOPIC}"
-    before = db.xlen(stream)
-    started = time.perf_counter()
-    cpu_before = cpu_seconds(agent.process.pid)
-    load = {"mode": "closed", "url": agent.url(), "batch": BATCH, "connections": 8}
-    result = client({**load, "seconds": seconds})
-    messages = result["ok"] * BATCH
-    finished = wait_for_length(db, stream, before + messages)
-    cpu = cpu_seconds(agent.process.pid) - cpu_before
-    rate = messages / (finished - started)
-    db.delete(stream)
-    print("\nbatched publish (1,000 messages a request, 8 connections, ack=disk)")
-    print(f"  raw RESP pipelined XADD baseline  {resp_rate:>10,.0f} msg/s")
-    print(f"  agent, accepted (HTTP 202)        {messages / result['elapsed']:>10,.0f} msg/s")
-    print(
-        f"  agent, end to end (in Redis)      {rate:>10,.0f} msg/s"
-        f"  = {rate / resp_rate:.0%} of raw RESP; agent CPU {cpu / messages * 1e6:.2f} µs/msg"
-    )
-    verdict = "met" if rate >= 250_000 else "NOT met"
-    print(f"  target >= 250,000 msg/s: {verdict}; errors={result['errors']}")
+class BareServer:
+    """The baseline HTTP server (`bare_server`) in its own process, for the whole run."""
 
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1/topics/{TOPIC}/messages"
+        self.process: subprocess.Popen[bytes] | None = None
 
-def single(agent: Agent, seconds: float) -> None:
-    port = free_port()
-    bare = subprocess.Popen([PYTHON, __file__, "--bare-server", str(port)], cwd=ROOT)
-    spec = {"mode": "closed", "batch": 1, "connections": 32, "seconds": seconds}
-    try:
-        wait_for_port(port)
-        bare_url = f"http://127.0.0.1:{port}/v1/topics/{TOPIC}/messages"
-        bare_result, bare_cpu = measured(bare.pid, {**spec, "url": bare_url})
-    finally:
-        bare.terminate()
-        bare.wait(10)
-    bare_rate = bare_result["ok"] / bare_result["elapsed"]
-    bare_cost = bare_cpu / bare_result["ok"] * 1e6
-    print("\nsingle-message requests (32 connections)")
-    row("bare aiohttp handler", f"{bare_rate:>10,.0f} req/s   {bare_cost:6.1f} µs CPU/req")
-    for ack in ("memory", "disk"):
-        result, cpu = measured(agent.process.pid, {**spec, "url": agent.url(ack)})
-        rate = result["ok"] / result["elapsed"]
-        cost = cpu / result["ok"] * 1e6
-        print(
-            f"  agent ack={ack:<7}                 {rate:>10,.0f} req/s   {cost:6.1f} µs CPU/req"
-            f"  = {rate / bare_rate:.0%} of bare's rate, {bare_cost / cost:.0%} of its"
-            f" CPU efficiency (target >= 80%); errors={result['errors']}"
+    def __enter__(self) -> BareServer:
+        self.process = subprocess.Popen(
+            [PYTHON, __file__, "--bare-server", str(self.port)], cwd=ROOT
         )
+        wait_for_port(self.port)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
 
-def latency(agent: Agent, server: RedisServer, db: redis.Redis, seconds: float) -> None:
-    rate = 1000.0
-    direct = client({"mode": "redispy", "url": server.url, "rate": rate, "seconds": seconds})
-    base50, base99 = percentile(direct["latencies"], 0.5), percentile(direct["latencies"], 0.99)
-    print(f"\nlatency at {rate:,.0f} msg/s (single-message requests, open loop)")
-    row("direct redis-py XADD", millis(base50, base99))
-    port = free_port()
-    bare = subprocess.Popen([PYTHON, __file__, "--bare-server", str(port)], cwd=ROOT)
-    try:
-        wait_for_port(port)
-        bare_url = f"http://127.0.0.1:{port}/v1/topics/{TOPIC}/messages"
-        http = client({"mode": "paced", "url": bare_url, "rate": rate, "seconds": seconds})
-    finally:
-        bare.terminate()
-        bare.wait(10)
-    http50, http99 = percentile(http["latencies"], 0.5), percentile(http["latencies"], 0.99)
-    row("bare aiohttp handler (HTTP alone)", millis(http50, http99))
-    for ack in ("memory", "disk", "redis"):
-        result = client({"mode": "paced", "url": agent.url(ack), "rate": rate, "seconds": seconds})
-        p50, p99 = percentile(result["latencies"], 0.5), percentile(result["latencies"], 0.99)
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def each(values: list[float], spec: str) -> str:
+    return "[" + ", ".join(format(value, spec) for value in values) + "]"
+
+
+def batched(
+    agent: Agent, server: RedisServer, db: redis.Redis, seconds: float, rounds: int
+) -> None:
+    resp_rates, rates, accepted, costs, errors = [], [], [], [], 0
+    stream = f"stream:{TOPIC}"
+    load = {"mode": "closed", "url": agent.url(), "batch": BATCH, "connections": 8}
+    for _ in range(rounds):
+        baseline = client(
+            {"mode": "resp", "host": server.host, "port": server.port, "seconds": seconds}
+        )
+        resp_rates.append(baseline["ok"] * BATCH / baseline["elapsed"])
+        db.delete("stream:resp-baseline")
+        before = db.xlen(stream)
+        started = time.perf_counter()
+        cpu_before = cpu_seconds(agent.process.pid)
+        result = client({**load, "seconds": seconds})
+        messages = result["ok"] * BATCH
+        finished = wait_for_length(db, stream, before + messages)
+        costs.append((cpu_seconds(agent.process.pid) - cpu_before) / messages * 1e6)
+        rates.append(messages / (finished - started))
+        accepted.append(messages / result["elapsed"])
+        errors += result["errors"]
+        db.delete(stream)
+    ratios = [rate / resp for rate, resp in zip(rates, resp_rates, strict=True)]
+    print("\nbatched publish (1,000 messages a request, 8 connections, ack=disk)")
+    row(
+        "raw RESP pipelined XADD baseline",
+        f"{median(resp_rates):>10,.0f} msg/s  {each(resp_rates, ',.0f')}",
+    )
+    row("agent, accepted (HTTP 202)", f"{median(accepted):>10,.0f} msg/s  {each(accepted, ',.0f')}")
+    row(
+        "agent, end to end (in Redis)",
+        f"{median(rates):>10,.0f} msg/s  {each(rates, ',.0f')} = {median(ratios):.0%} of raw"
+        f" RESP; agent CPU {median(costs):.2f} µs/msg {each(costs, '.2f')}",
+    )
+    verdict = "met" if median(rates) >= 250_000 else "NOT met"
+    print(f"  target >= 250,000 msg/s end to end: {verdict}; errors={errors}")
+
+
+ACK_MODES = ("memory", "disk", "redis")
+
+
+def single(agent: Agent, bare: BareServer, seconds: float, rounds: int) -> None:
+    spec = {"mode": "closed", "batch": 1, "connections": 32, "seconds": seconds}
+    rates: dict[str, list[float]] = {}
+    costs: dict[str, list[float]] = {}
+    errors: dict[str, int] = {}
+    targets = [("bare", bare.pid, bare.url)]
+    targets += [(ack, agent.process.pid, agent.url(ack)) for ack in ACK_MODES]
+    for _ in range(rounds):
+        for name, pid, url in targets:
+            result, cpu = measured(pid, {**spec, "url": url})
+            rates.setdefault(name, []).append(result["ok"] / result["elapsed"])
+            costs.setdefault(name, []).append(cpu / result["ok"] * 1e6)
+            errors[name] = errors.get(name, 0) + result["errors"]
+    print("\nsingle-message requests (32 keep-alive connections, the same client and body)")
+    base_rate, base_cost = median(rates["bare"]), median(costs["bare"])
+    row(
+        "bare aiohttp handler",
+        f"{base_rate:>8,.0f} req/s {each(rates['bare'], ',.0f')}  {base_cost:5.1f} µs CPU/req",
+    )
+    for ack in ACK_MODES:
+        ratios = [rate / bare for rate, bare in zip(rates[ack], rates["bare"], strict=True)]
+        cost = median(costs[ack])
         row(
             f"agent ack={ack}",
+            f"{median(rates[ack]):>8,.0f} req/s {each(rates[ack], ',.0f')}  {cost:5.1f} µs CPU/req"
+            f"  rate {median(ratios):.0%} of bare {each(ratios, '.0%')}, CPU efficiency"
+            f" {base_cost / cost:.0%}; errors={errors[ack]}",
+        )
+    print("  (target: rate >= 80% of the bare handler's)")
+
+
+def latency(
+    agent: Agent, bare: BareServer, server: RedisServer, seconds: float, rounds: int
+) -> None:
+    rate = 1000.0
+    kinds: list[tuple[str, dict[str, Any]]] = [
+        ("direct redis-py XADD", {"mode": "redispy", "url": server.url}),
+        ("bare aiohttp handler (HTTP alone)", {"mode": "paced", "url": bare.url}),
+        ("300-byte append + fdatasync (disk)", {"mode": "fsync", "dir": str(agent.workdir)}),
+    ]
+    kinds += [(f"agent ack={ack}", {"mode": "paced", "url": agent.url(ack)}) for ack in ACK_MODES]
+    latencies: dict[str, list[float]] = {name: [] for name, _ in kinds}
+    errors = dict.fromkeys(latencies, 0)
+    for _ in range(rounds):
+        for name, spec in kinds:
+            result = client({**spec, "rate": rate, "seconds": seconds})
+            latencies[name] += result["latencies"]
+            errors[name] += result["errors"]
+    print(f"\nlatency at {rate:,.0f} msg/s (single-message requests, open loop, rounds pooled)")
+    base50, base99 = percentiles(latencies["direct redis-py XADD"])
+    http50, http99 = percentiles(latencies["bare aiohttp handler (HTTP alone)"])
+    for name, _ in kinds[:3]:
+        row(name, millis(*percentiles(latencies[name])))
+    for name, _ in kinds[3:]:
+        p50, p99 = percentiles(latencies[name])
+        row(
+            name,
             f"{millis(p50, p99)}   added vs XADD: p50 {(p50 - base50) * 1e3:+.2f}"
             f" p99 {(p99 - base99) * 1e3:+.2f} ms; vs bare HTTP: p50 {(p50 - http50) * 1e3:+.2f}"
-            f" p99 {(p99 - http99) * 1e3:+.2f} ms; errors={result['errors']}",
+            f" p99 {(p99 - http99) * 1e3:+.2f} ms; errors={errors[name]}",
         )
-    print("  (target: p99 added <= 2 ms)")
-    db.delete("stream:redispy", f"stream:{TOPIC}")
+    print("  (target: p99 added <= 2 ms; ack=disk and ack=redis wait for an fdatasync like the")
+    print("  disk-alone row, so its p99 is a floor for theirs)")
+    server.client().delete("stream:redispy", f"stream:{TOPIC}")
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    return percentile(values, 0.5), percentile(values, 0.99)
 
 
 def drain(tmp: Path, server: RedisServer) -> None:
