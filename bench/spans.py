@@ -8,7 +8,9 @@ discards the bodies:
          OtlpHttpExporter) with its disk queue and checkpoints, as `sidecar-agent run` runs it
          with `spans.format: span-json` (--format auto: as an unconfigured agent runs it);
   naive: read lines, json.loads, build opentelemetry-proto message objects, SerializeToString,
-         gzip (same level), POST with aiohttp (same in-flight limit).
+         gzip (same level, the standard library's zlib; the agent uses ISA-L's gzip, and the
+         per-stage breakdown shows the gzip share of both), POST with aiohttp (same in-flight
+         limit).
 
 CPU time is this process's user+sys (`time.process_time()`, all threads), measured around each
 run; the sink's CPU is not counted. Each path runs --repeat times, alternating; every round is
