@@ -31,12 +31,12 @@ from agent.core.deadletter import DeadLetterFile, raw_field
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError, RetryPolicy
 from agent.core.sender import Outcome, Sender
-from agent.spans.delivery import Decoder, decode_lines
+from agent.spans.delivery import Decoder
 from agent.spans.exporter import OtlpHttpExporter, span_count_of
 from agent.spans.formats import make_decoder
-from agent.spans.model import DecodeResult
 from agent.spans.otlp import Resources
 from agent.spans.outbound import Outbound, Token, rejected_request_dead_letter, sampler_for
+from agent.spans.spanjson_wire import EncodedSpan
 
 EXIT_OK, EXIT_UNDELIVERED, EXIT_USAGE = 0, 1, 2
 LINES_PER_CHUNK = 4096
@@ -181,20 +181,20 @@ class Shipper:
             with path.open("rb") as raw, maybe_gunzip(raw) as stream:
                 for lines, oversize in read_chunks(stream, limit, source):
                     self.report.lines_read += len(lines) + len(oversize)
-                    result = decode_lines(decoder, lines, time.time_ns())
-                    await self._hand_over(source, result, oversize, loop.time())
+                    spans = await self.outbound.prepare_lines(
+                        decoder, lines, time.time_ns(), source, oversize
+                    )
+                    await self._hand_over(source, spans, loop.time())
                     advance(raw.tell())
-            await self._hand_over(source, decoder.expire(END_OF_TIME_NS), [], loop.time())
+            ended = await self.outbound.prepare(decoder.expire(END_OF_TIME_NS), source)
+            await self._hand_over(source, ended, loop.time())
             self.report.files += 1
         await self.outbound.submit_ready(loop.time(), force=True)
         self._input_done = True
         self._check_all_settled()
         await self._all_settled.wait()
 
-    async def _hand_over(
-        self, source: str, result: DecodeResult, oversize: list[dict[str, Any]], now: float
-    ) -> None:
-        spans = await self.outbound.prepare(result, source, oversize)
+    async def _hand_over(self, source: str, spans: list[EncodedSpan], now: float) -> None:
         self._submitted += len(spans)
         self.outbound.add(spans, source, now)
         await self.outbound.submit_ready(now)
