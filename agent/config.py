@@ -121,6 +121,10 @@ class SpansConfig:
     dead_letter_max_bytes: Size = setting(
         64 * 1024**2, "Size at which the span dead-letter file is rotated (one old file kept)."
     )
+    oversize_max_bytes: Size = setting(
+        256 * 1024**2,
+        "Total size of whole oversize records kept for their dead letters; oldest deleted past it.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

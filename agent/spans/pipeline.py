@@ -51,6 +51,7 @@ from agent.spans.outbound import (
     rejected_request_dead_letter,
     sampler_for,
 )
+from agent.spans.oversize import SpillDirectory
 from agent.spans.spanjson_wire import EncodedSpan
 from agent.spans.tailer import LineBatch, OversizeLine, Tailer
 
@@ -119,6 +120,9 @@ class SpanPipeline:
             metrics,
             "spans",
         )
+        self.spills = SpillDirectory(
+            data_dir / "deadletter" / "oversize", config.spans.oversize_max_bytes, metrics
+        )
         self.exporter = OtlpHttpExporter(config.export, metrics)
         self.sender: Sender[Token] = Sender(
             "spans",
@@ -168,7 +172,7 @@ class SpanPipeline:
                 poll_interval=self._spans.poll_interval,
                 rotate_wait=self._spans.rotate_wait,
                 offsets=self.book.offsets(),
-                oversize_dir=self._data_dir / "deadletter" / "oversize",
+                oversize_dir=self.spills.directory,
                 metrics=self._metrics,
             )
             await self.tailer.start()
@@ -259,6 +263,8 @@ class SpanPipeline:
         spans = await self.outbound.prepare_lines(
             state.decoder, batch.lines, time.time_ns(), state.path, oversize
         )
+        if oversize:
+            await asyncio.to_thread(self.spills.trim)
         self._add(state, spans, batch.end_offset, now)
         if batch.rotated:
             state.retired = True
