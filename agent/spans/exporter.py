@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import ssl
 import struct
 import time
 from dataclasses import dataclass
@@ -28,9 +27,10 @@ import orjson
 from isal import igzip
 
 from agent import __version__
-from agent.config import ExportConfig, TlsConfig
+from agent.config import ExportConfig
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError, RetryableError, error_for_status
+from agent.core.tls import ssl_context_for
 
 log = logging.getLogger("agent.spans.exporter")
 
@@ -92,16 +92,6 @@ def unpack_request(record: bytes) -> PreparedRequest:
 def span_count_of(record: bytes) -> int:
     """The span count in a record's header, without touching the body."""
     return int(_HEADER.unpack_from(record)[2])
-
-
-def ssl_context_for(tls: TlsConfig) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=tls.ca_file or None)
-    if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file or None)
-    if tls.insecure_skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 # --- reading the server's answer ------------------------------------------------------------
