@@ -54,6 +54,27 @@ class EncodedEntries:
         self.ends = ends
 
 
+class _JobfirstParts:
+    """The pieces of a jobfirst XADD that are the same for every entry of one request."""
+
+    __slots__ = ("_layout", "no_maps", "plain_size", "tail", "time_part")
+
+    def __init__(self, layout: TopicLayout, at: AcceptTime) -> None:
+        self._layout = layout
+        self.tail = layout._tail(at.unix_seconds)
+        self.time_part = b',"timestamp":"' + at.rfc3339.encode() + b'","retry_count":0}'
+        self.no_maps = b',"headers":null,"metadata":null' + self.time_part
+        # Message JSON bytes besides the id's and the data's: {"id":"…"<topic part><no maps>
+        self.plain_size = len(b'{"id":""') + len(layout._topic_part) + len(self.no_maps)
+
+    def plain_template(self) -> bytes:
+        """`template % (document size, id, data)` is the whole command of a plain entry."""
+        layout = self._layout
+        fixed = (layout._plain_start, layout._topic_part, self.no_maps, self.tail)
+        start, topic_part, no_maps, tail = (part.replace(b"%", b"%%") for part in fixed)
+        return start + b'$%d\r\n{"id":"%b"' + topic_part + b"%b" + no_maps + tail
+
+
 class TopicLayout:
     """One topic's layout, stream key and MAXLEN; `encode` turns envelopes into XADDs."""
 
@@ -100,37 +121,53 @@ class TopicLayout:
         # text when the codec kept it (msgspec.Raw), else one orjson call (a dict per message
         # for orjson to walk costs five times as much). The output is identical to
         # `message_json` for the same values (a unit test holds the two together).
-        plain_start, topic_part = self._plain_start, self._topic_part
-        tail = self._tail(at.unix_seconds)
-        time_part = b',"timestamp":"' + at.rfc3339.encode() + b'","retry_count":0}'
-        no_maps = b',"headers":null,"metadata":null' + time_part
-        dumps, option, fallback = orjson.dumps, orjson.OPT_NON_STR_KEYS, encode_extra
+        parts = _JobfirstParts(self, at)
+        plain = None if escape else parts.plain_template()
         commands: list[bytes] = []
         append = commands.append
-        for index, (_, data, headers, metadata) in enumerate(envelopes):
-            try:
-                body = data if type(data) is Raw else dumps(data, default=fallback, option=option)
-                if headers or metadata is not None:
-                    rest = b',"headers":%s,"metadata":%s' % (
-                        dumps(headers or None),
-                        dumps(metadata, default=fallback, option=option),
-                    )
-                    rest += time_part
-                else:
-                    rest = no_maps
-            except (orjson.JSONEncodeError, TypeError) as error:
-                raise entry_error(index, f"data cannot be written as JSON: {error}") from None
-            document = b'{"id":' + dumps(ids[index]) + topic_part + body + rest
-            if escape:
-                document = go_escape(document)
-            size = b"$%d\r\n" % len(document)
-            if headers:
-                extra = self._header_fields(index, headers)
-                start = self._start(3 + len(headers)) + _FIELD_DATA
-                append(start + size + document + tail + extra)
+        for index, envelope in enumerate(envelopes):
+            given_id, data, headers, metadata = envelope
+            if (
+                plain is not None
+                and given_id is None
+                and type(data) is Raw
+                and not headers
+                and metadata is None
+            ):
+                # The common entry, in one formatting step: our id (plain ASCII, nothing to
+                # escape), the client's data as sent, nothing Go would escape.
+                message_id = ids[index].encode()
+                append(plain % (parts.plain_size + len(message_id) + len(data), message_id, data))
             else:
-                append(plain_start + size + document + tail)
+                append(self._jobfirst_command(index, envelope, ids[index], parts, escape))
         return commands
+
+    def _jobfirst_command(
+        self, index: int, envelope: Envelope, message_id: str, parts: _JobfirstParts, escape: bool
+    ) -> bytes:
+        _, data, headers, metadata = envelope
+        dumps, option, fallback = orjson.dumps, orjson.OPT_NON_STR_KEYS, encode_extra
+        try:
+            body = data if type(data) is Raw else dumps(data, default=fallback, option=option)
+            if headers or metadata is not None:
+                rest = b',"headers":%s,"metadata":%s' % (
+                    dumps(headers or None),
+                    dumps(metadata, default=fallback, option=option),
+                )
+                rest += parts.time_part
+            else:
+                rest = parts.no_maps
+        except (orjson.JSONEncodeError, TypeError) as error:
+            raise entry_error(index, f"data cannot be written as JSON: {error}") from None
+        document = b'{"id":' + dumps(message_id) + self._topic_part + body + rest
+        if escape:
+            document = go_escape(document)
+        size = b"$%d\r\n" % len(document)
+        if headers:
+            extra = self._header_fields(index, headers)
+            start = self._start(3 + len(headers)) + _FIELD_DATA
+            return start + size + document + parts.tail + extra
+        return self._plain_start + size + document + parts.tail
 
     def _tail(self, unix_seconds: bytes) -> bytes:
         """What follows the Message JSON: the topic and timestamp fields (same all second)."""

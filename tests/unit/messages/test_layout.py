@@ -196,3 +196,12 @@ def test_other_layouts_treat_raw_json_data_as_its_value(kind: str) -> None:
     (raw,) = decode_envelopes(body, "application/json")
     parsed = (None, orjson.loads(body)["data"], None, None)
     assert layout.encode([raw], ["i"], AT).blob == layout.encode([parsed], ["i"], AT).blob
+
+
+def test_a_percent_sign_in_the_key_is_data_on_the_fast_path_too() -> None:
+    layout = TopicLayout("t", TopicConfig(key="s:%d%%:{topic}"))
+    envelopes = decode_envelopes(b'[{"data": 1}, {"data": "%s"}]', "application/json")
+    fast = layout.encode(envelopes, ["a", "b"], AT, escape=False)
+    general = layout.encode(envelopes, ["a", "b"], AT, escape=True)
+    assert fast.blob == general.blob and fast.ends == general.ends
+    assert [fields_of(fast.blob[: fast.ends[0]])[0]] == [b"s:%d%%:t"]
