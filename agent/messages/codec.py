@@ -47,6 +47,10 @@ class _DataOnly(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _DATA_ONLY = msgspec.json.Decoder(_DataOnly | list[_DataOnly])
+# Digits become "0", exponent letters "\x01" and signs go: a number that might not fit a double
+# then shows up as a short run (see _may_overflow_double).
+_NUMBER_SHAPES = bytes.maketrans(b"0123456789eE", b"0000000000\x01\x01")
+_LONGEST_DOUBLE_DIGITS = 309  # 1e308 is the largest power of ten a double holds
 
 
 class BodyError(Exception):
@@ -91,6 +95,8 @@ def _data_only_envelopes(body: bytes) -> list[Envelope] | None:
             body.decode()  # msgspec skips over `data` without checking its UTF-8
         except UnicodeDecodeError:
             return None
+    if _may_overflow_double(body):
+        return None
     try:
         value = _DATA_ONLY.decode(body)
     except (msgspec.MsgspecError, RecursionError):
@@ -102,6 +108,16 @@ def _data_only_envelopes(body: bytes) -> list[Envelope] | None:
     if any(len(item.data) >= _DEEP_ENOUGH for item in value):
         return [(None, _encodable(item.data), None, None) for item in value]
     return [(None, item.data, None, None) for item in value]
+
+
+def _may_overflow_double(body: bytes) -> bool:
+    """Whether a number in the body might not fit a double: an exponent of three digits or
+    more, or 309 digits in a row (strings can match too; that only costs the general path).
+    msgspec skips over `data` without looking at its numbers, but orjson refuses `1e400` and
+    Go's decoder cannot read it either, so those bodies take the general path and its answer.
+    """
+    shapes = body.translate(_NUMBER_SHAPES, b"+-")
+    return b"\x01000" in shapes or b"0" * _LONGEST_DOUBLE_DIGITS in shapes
 
 
 def _encodable(data: msgspec.Raw) -> Any:

@@ -4,7 +4,7 @@ Every ack mode takes the same ordered path (one record per request into the disk
 the writer drains in order), so per-stream order holds whatever mode each request chose:
   disk     answer once the record is fsync'd (group commit: concurrent requests share one fsync)
   memory   answer once the record is queued in memory (lost if the process dies before the
-           next group commit, a few hundred µs later)
+           queue writes it, within 10 ms, or the host before it is synced, within 100 ms)
   redis    answer once the XADDs replied; the record is fsync'd as well, in parallel, so a
            request that times out waiting for Redis is still delivered later
 """

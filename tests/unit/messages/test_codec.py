@@ -161,6 +161,7 @@ def test_data_only_bodies_keep_each_data_as_the_clients_json_text() -> None:
         b'{"data": 1, "headers": {"h": "v"}, "metadata": {}}',
         b'[{"data": "caf\xc3\xa9"}]',  # valid UTF-8, not ASCII
         b'[{"data": ' + b"[" * 300 + b"]" * 300 + b"}]",  # nests deeper than orjson writes
+        b'[{"data": [1.5e300, 1e-400, "e123", 123456789012345678901234567890]}]',
     ],
 )
 def test_the_fast_path_and_the_general_path_agree(body: bytes) -> None:
@@ -178,6 +179,9 @@ def test_the_fast_path_and_the_general_path_agree(body: bytes) -> None:
         (b"[]", "no messages"),
         (b'[{"data": [1,}]', "invalid JSON at line 1 column"),
         (b'{"data": "\\ud800"}', "invalid JSON"),
+        (b'[{"data": 1}, {"data": {"n": 1e400}}]', "infinity"),  # no double holds it
+        (b'{"data": -2E+309}', "infinity"),
+        (b'{"data": ' + b"9" * 400 + b"}", "infinity"),
     ],
 )
 def test_bad_bodies_get_the_general_paths_precise_errors(body: bytes, words: str) -> None:
