@@ -267,7 +267,9 @@ class DiskQueue:
         await writer.stop(abort=True)  # already stopped, unless closing failed half-way
         await reader.close()
         if self._io is not None:
-            self._io.shutdown(wait=False)
+            # A state-file save still running (abort cancels only the task awaiting it) must
+            # end before the directory is released, or it could replace the next owner's.
+            await asyncio.to_thread(self._io.shutdown)
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
