@@ -140,11 +140,14 @@ class MessageIds:
 
     A suffix drawn at start keeps two agents (or two runs) apart; within a process the nanos
     only go up, so ids sort in accept order even when the clock steps back or many ids are
-    handed out in one nanosecond (a batch takes consecutive values).
+    handed out in one nanosecond (a batch takes consecutive values). Ids are letters, digits and
+    underscores only, so they go into JSON and RESP as they are (the layouts rely on it).
     """
 
     def __init__(self, suffix: str | None = None) -> None:
         self.suffix = suffix if suffix is not None else secrets.token_hex(4)
+        if not (self.suffix.isascii() and self.suffix.replace("_", "a").isalnum()):
+            raise ValueError(f"id suffix {self.suffix!r}: letters, digits and _ only")
         self._last_ns = 0
 
     def reserve(self, count: int, now_ns: int) -> int:

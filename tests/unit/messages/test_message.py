@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -101,3 +102,10 @@ def test_valid_message_ids() -> None:
     assert is_valid_message_id("order-42:v1")
     for bad in ("", " x", "x ", "a\nb", "x" * 257, 42, None):
         assert not is_valid_message_id(bad)
+
+
+def test_id_suffixes_need_no_escaping_anywhere() -> None:
+    for suffix in ('a"b', "a b", "<x>", "é", ""):
+        with pytest.raises(ValueError, match="suffix"):
+            MessageIds(suffix=suffix)
+    assert MessageIds(suffix="run_2").make(7) == "msg_7_run_2"
