@@ -40,3 +40,42 @@ def test_rediss_builds_a_tls_context() -> None:
     assert target.ssl_context.verify_mode == ssl.CERT_NONE and target.description.startswith(
         "rediss://"
     )
+
+
+def test_url_parsing_agrees_with_redis_py() -> None:
+    from redis.connection import parse_url
+
+    from agent.messages.redisconn import parse_redis_url
+
+    urls = [
+        "redis://localhost:6379/0",
+        "redis://cache",
+        "redis://:p%40ss@cache:6380/3",
+        "redis://user:pw@cache:6380?db=5",
+        "rediss://u:p@secure.example:6390/1",
+        "redis://[::1]:6379/2",
+        "unix:///run/redis.sock?db=4",
+        "unix://user:pw@/tmp/r.sock",
+    ]
+    for url in urls:
+        ours = parse_redis_url(url)
+        theirs = parse_url(url)  # type: ignore[no-untyped-call]
+        assert ours.db == int(theirs.get("db") or 0), url
+        assert ours.password == theirs.get("password"), url
+        assert ours.username == theirs.get("username"), url
+        assert ours.path == theirs.get("path"), url
+        if ours.path is None:
+            assert ours.host == theirs.get("host", "localhost"), url
+            assert ours.port == int(theirs.get("port", 6379)), url
+        assert ours.tls == url.startswith("rediss://"), url
+
+
+def test_the_agent_does_not_import_redis_py() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, agent.app, agent.pipelines; print('redis' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False", "redis-py costs ~10 MB of RSS at runtime"
