@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import random
 import time
 from collections.abc import Callable
 from typing import Any
 
+from naive_otlp import naive_request
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
-from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from orjson import loads
+from sample_spans import span_json_lines
 
 from agent.spans.formats.spanjson import SpanJsonDecoder
 from agent.spans.otlp import (
@@ -38,38 +34,6 @@ from agent.spans.otlp import (
     resource_key,
 )
 from agent.spans.spanjson_wire import SAMPLED_OUT, SpanJsonWire
-
-_METHODS = ("GET", "POST", "PUT", "DELETE")
-_ROUTES = ("/api/v1/jobs", "/api/v1/users", "/api/v1/companies", "/healthz")
-
-
-def make_lines(count: int, seed: int = 7) -> list[bytes]:
-    rng = random.Random(seed)
-    lines = []
-    start = 1_732_777_445_000_000_000
-    for i in range(count):
-        method, route = rng.choice(_METHODS), rng.choice(_ROUTES)
-        begin = start + i * 1_000_000
-        record = {
-            "trace_id": rng.getrandbits(128).to_bytes(16, "big").hex(),
-            "span_id": rng.getrandbits(64).to_bytes(8, "big").hex(),
-            "name": f"{method} {route}",
-            "kind": "server",
-            "start_time_unix_nano": begin,
-            "end_time_unix_nano": begin + rng.randrange(100_000, 50_000_000),
-            "attributes": {
-                "http.method": method,
-                "http.route": route,
-                "http.status_code": rng.choice((200, 200, 200, 404, 500)),
-                "user.id": f"u-{rng.randrange(100_000)}",
-            },
-            "events": [
-                {"name": "db.query", "time_unix_nano": begin + 50_000, "attributes": {"rows": 3}}
-            ],
-            "service": "jobs-api",
-        }
-        lines.append(json.dumps(record, separators=(",", ":")).encode())
-    return lines
 
 
 def fast(batch: list[bytes], wire: SpanJsonWire, resources: Resources) -> bytes:
@@ -97,55 +61,8 @@ def general(batch: list[bytes], decoder: SpanJsonDecoder, resources: Resources) 
     return build_request(groups, resources)
 
 
-_KINDS = {"internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
-
-
-def _pb_value(value: Any) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    return AnyValue(string_value=str(value))
-
-
-def _pb_attributes(attributes: dict[str, Any]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=_pb_value(v)) for k, v in attributes.items()]
-
-
 def naive(batch: list[bytes]) -> bytes:
-    by_service: dict[str, list[PbSpan]] = {}
-    for line in batch:
-        record = json.loads(line)
-        span = PbSpan(
-            trace_id=bytes.fromhex(record["trace_id"]),
-            span_id=bytes.fromhex(record["span_id"]),
-            name=record["name"],
-            kind=_KINDS[record["kind"]],  # type: ignore[arg-type]
-            start_time_unix_nano=record["start_time_unix_nano"],
-            end_time_unix_nano=record["end_time_unix_nano"],
-            attributes=_pb_attributes(record["attributes"]),
-            events=[
-                PbSpan.Event(
-                    name=e["name"],
-                    time_unix_nano=e["time_unix_nano"],
-                    attributes=_pb_attributes(e["attributes"]),
-                )
-                for e in record["events"]
-            ],
-        )
-        by_service.setdefault(record["service"], []).append(span)
-    request = ExportTraceServiceRequest(
-        resource_spans=[
-            ResourceSpans(
-                resource=Resource(attributes=_pb_attributes({"service.name": service})),
-                scope_spans=[ScopeSpans(scope=InstrumentationScope(), spans=spans)],
-            )
-            for service, spans in by_service.items()
-        ]
-    )
-    body: bytes = request.SerializeToString()
+    body: bytes = naive_request(batch).SerializeToString()
     return body
 
 
@@ -171,7 +88,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before timing")
     args = parser.parse_args()
-    lines = make_lines(args.spans)
+    lines = list(span_json_lines(args.spans))
     decoder = SpanJsonDecoder(default_service=None)
     wire = SpanJsonWire(keep_trace=None)
     resources = Resources(service_name="bench")

@@ -28,15 +28,13 @@ import asyncio
 import functools
 import gc
 import gzip
-import json
 import multiprocessing
-import random
 import shutil
 import socket
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -44,11 +42,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
-from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+from naive_otlp import naive_request
+from sample_spans import span_json_lines
 
 from agent.configload import load_config
 from agent.core.metrics import Metrics
@@ -59,37 +54,6 @@ from agent.spans.spanbatch import ProtobufEncoding, SpanBatcher
 
 BATCH_SPANS = 4096
 IN_FLIGHT = 4
-_METHODS = ("GET", "POST", "PUT", "DELETE")
-_ROUTES = ("/api/v1/jobs", "/api/v1/users", "/api/v1/companies", "/healthz")
-_KINDS = {"internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
-
-
-def make_lines(count: int, seed: int = 7) -> Iterator[bytes]:
-    rng = random.Random(seed)
-    start = 1_732_777_445_000_000_000
-    for i in range(count):
-        method, route = rng.choice(_METHODS), rng.choice(_ROUTES)
-        begin = start + i * 1_000_000
-        record = {
-            "trace_id": rng.getrandbits(128).to_bytes(16, "big").hex(),
-            "span_id": rng.getrandbits(64).to_bytes(8, "big").hex(),
-            "name": f"{method} {route}",
-            "kind": "server",
-            "start_time_unix_nano": begin,
-            "end_time_unix_nano": begin + rng.randrange(100_000, 50_000_000),
-            "attributes": {
-                "http.method": method,
-                "http.route": route,
-                "http.status_code": rng.choice((200, 200, 200, 404, 500)),
-                "user.id": f"u-{rng.randrange(100_000)}",
-            },
-            "events": [
-                {"name": "db.query", "time_unix_nano": begin + 50_000, "attributes": {"rows": 3}}
-            ],
-            "service": "jobs-api",
-        }
-        yield json.dumps(record, separators=(",", ":")).encode() + b"\n"
-
 
 # --- the sink ---------------------------------------------------------------------------------
 
@@ -231,54 +195,6 @@ async def run_agent(
     return Run(spans, cpu, wall, AGENT_CLOCK.split(cpu, loop_cpu))
 
 
-def _pb_value(value: Any) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    return AnyValue(string_value=str(value))
-
-
-def _pb_attributes(attributes: dict[str, Any]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=_pb_value(v)) for k, v in attributes.items()]
-
-
-def naive_request(lines: list[bytes]) -> ExportTraceServiceRequest:
-    by_service: dict[str, list[PbSpan]] = {}
-    for line in lines:
-        record = json.loads(line)
-        span = PbSpan(
-            trace_id=bytes.fromhex(record["trace_id"]),
-            span_id=bytes.fromhex(record["span_id"]),
-            name=record["name"],
-            kind=_KINDS[record["kind"]],  # type: ignore[arg-type]
-            start_time_unix_nano=record["start_time_unix_nano"],
-            end_time_unix_nano=record["end_time_unix_nano"],
-            attributes=_pb_attributes(record["attributes"]),
-            events=[
-                PbSpan.Event(
-                    name=e["name"],
-                    time_unix_nano=e["time_unix_nano"],
-                    attributes=_pb_attributes(e["attributes"]),
-                )
-                for e in record["events"]
-            ],
-        )
-        by_service.setdefault(record["service"], []).append(span)
-    request = ExportTraceServiceRequest(
-        resource_spans=[
-            ResourceSpans(
-                resource=Resource(attributes=_pb_attributes({"service.name": service})),
-                scope_spans=[ScopeSpans(scope=InstrumentationScope(), spans=spans)],
-            )
-            for service, spans in by_service.items()
-        ]
-    )
-    return request
-
-
 def naive_body(lines: list[bytes], clock: StageClock) -> bytes:
     began = time.thread_time()
     request = naive_request(lines)
@@ -359,7 +275,7 @@ def main() -> None:
     try:
         log_file = workdir / "spans.log"
         with log_file.open("wb") as file:
-            file.writelines(make_lines(args.spans))
+            file.writelines(line + b"\n" for line in span_json_lines(args.spans))
         size = log_file.stat().st_size
         time_agent_stages()
         agent_runs: list[Run] = []
