@@ -17,24 +17,28 @@ Order of checks, cheapest first:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
 
 from orjson import JSONDecodeError, loads
 
-from agent.spans.formats.common import dead_letter_for, load_object
+from agent.spans.formats.common import (
+    LineFeeder,
+    dead_letter_for,
+    line_too_long,
+    load_object,
+)
 from agent.spans.formats.jobfirst import MARKERS, JobFirstDecoder
 from agent.spans.formats.otelsdk import OtelSdkDecoder, span_from_sdk_obj
 from agent.spans.formats.otlpjson import OtlpJsonDecoder
 from agent.spans.formats.spanjson import span_from_obj
-from agent.spans.model import DeadLetter, DecodeResult
+from agent.spans.model import DecodeResult
 
 _OTLP_KEYS = frozenset(("resourceSpans", "resource_spans", "scopeSpans", "scope_spans"))
 # Either JobFirst marker, in one scan of the line instead of two.
 _JOBFIRST_MARKER = re.compile(b"|".join(re.escape(marker) for marker in MARKERS))
 
 
-class AutoDecoder:
+class AutoDecoder(LineFeeder):
     def __init__(
         self,
         *,
@@ -59,34 +63,22 @@ class AutoDecoder:
             max_object_bytes=max_object_bytes,
         )
 
-    def feed(self, line: bytes, now_ns: int) -> DecodeResult:
-        result = DecodeResult()
-        self.feed_into(line, now_ns, result)
-        return result
-
-    def feed_many(self, lines: Iterable[bytes], now_ns: int) -> DecodeResult:
-        result = DecodeResult()
-        for line in lines:
-            self.feed_into(line, now_ns, result)
-        return result
-
     def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         if self.sdk.pending:
-            self.sdk.feed_into(line, into)
+            self.sdk.feed_into(line, now_ns, into)
             return
         if _JOBFIRST_MARKER.search(line):
             self.jobfirst.feed_into(line, now_ns, into)
             return
         if len(line) > self.max_line_bytes:
-            detail = f"line of {len(line)} bytes is over the {self.max_line_bytes}-byte limit"
-            into.dead.append(DeadLetter("line_too_long", detail, line))
+            into.dead.append(line_too_long(line, self.max_line_bytes))
             return
         stripped = line.strip()
         if stripped[:1] != b"{" or (b"race" not in line and stripped != b"{"):
             into.skipped += 1
             return
         if stripped == b"{":
-            self.sdk.feed_into(line, into)
+            self.sdk.feed_into(line, now_ns, into)
             return
         try:
             self._dispatch(_load(line), line, now_ns, into)

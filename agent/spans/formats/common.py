@@ -1,4 +1,5 @@
-"""Helpers shared by the format decoders: JSON loading, RFC 3339 times, enum names.
+"""Helpers shared by the format decoders: JSON loading, RFC 3339 times, enum names, optional
+lists and objects, and `feed` / `feed_many` for every decoder (`LineFeeder`).
 
 Every helper raises `BadRecord` for bad input so a decoder's `feed` has a single
 place that turns failures into dead letters (`dead_letter_for`).
@@ -7,7 +8,7 @@ place that turns failures into dead letters (`dead_letter_for`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,9 +81,29 @@ def decode_guarded(raw: bytes, decode: Callable[[], DecodeResult]) -> DecodeResu
         return DecodeResult(dead=[dead_letter_for(exc, raw)])
 
 
-def too_long(line: bytes, limit: int) -> DecodeResult:
+def line_too_long(line: bytes, limit: int) -> DeadLetter:
     detail = f"line of {len(line)} bytes is over the {limit}-byte limit"
-    return DecodeResult(dead=[DeadLetter("line_too_long", detail, line)])
+    return DeadLetter("line_too_long", detail, line)
+
+
+class LineFeeder:
+    """`feed` and `feed_many` of the Decoder API, for a decoder whose `feed_into` adds what
+    one line decodes to (spans, dead letters, a skip) to a result."""
+
+    def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
+        raise NotImplementedError
+
+    def feed(self, line: bytes, now_ns: int) -> DecodeResult:
+        result = DecodeResult()
+        self.feed_into(line, now_ns, result)
+        return result
+
+    def feed_many(self, lines: Iterable[bytes], now_ns: int) -> DecodeResult:
+        """`feed` for a batch of lines, with one result for all of them."""
+        result = DecodeResult()
+        for line in lines:
+            self.feed_into(line, now_ns, result)
+        return result
 
 
 def get_str(obj: dict[str, Any], key: str, what: str | None = None) -> str:
@@ -93,6 +114,22 @@ def get_str(obj: dict[str, Any], key: str, what: str | None = None) -> str:
     if value is None:
         raise BadRecord("missing_field", f"{name} is missing")
     raise BadRecord("bad_field", f"{name} must be a string, got {type(value).__name__}")
+
+
+def opt_list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if type(value) is not list:
+        raise BadRecord("bad_field", f"{what} must be a list")
+    return value
+
+
+def opt_object(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise BadRecord("bad_field", f"{what} must be an object")
+    return value
 
 
 def opt_str(value: object, what: str) -> str:

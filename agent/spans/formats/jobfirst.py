@@ -18,18 +18,19 @@ lines into spans. Other log lines share the file: a line without `"message":"Spa
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
 
 from agent.spans.assemble import END, EVENT, START, JobFirstAssembler, JobFirstLine
 from agent.spans.formats.common import (
     DEFAULT_MAX_LINE_BYTES,
+    LineFeeder,
     dead_letter_for,
+    line_too_long,
     load_object,
     opt_str,
     parse_rfc3339,
 )
-from agent.spans.model import Attributes, DeadLetter, DecodeResult
+from agent.spans.model import Attributes, DecodeResult
 from agent.spans.validate import BadRecord, attr_value
 
 MARKERS = (b'"message":"Span ', b'"msg":"Span ')
@@ -138,7 +139,7 @@ def parse_line(obj: dict[str, Any]) -> JobFirstLine | None:
     return line
 
 
-class JobFirstDecoder:
+class JobFirstDecoder(LineFeeder):
     """JobFirst logs: skips other lines cheaply, assembles spans across lines."""
 
     def __init__(
@@ -156,24 +157,12 @@ class JobFirstDecoder:
             max_open_spans=max_open_spans,
         )
 
-    def feed(self, line: bytes, now_ns: int) -> DecodeResult:
-        result = DecodeResult()
-        self.feed_into(line, now_ns, result)
-        return result
-
-    def feed_many(self, lines: Iterable[bytes], now_ns: int) -> DecodeResult:
-        result = DecodeResult()
-        for line in lines:
-            self.feed_into(line, now_ns, result)
-        return result
-
     def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         if MARKERS[0] not in line and MARKERS[1] not in line:
             into.skipped += 1
             return
         if len(line) > self.max_line_bytes:
-            detail = f"line of {len(line)} bytes is over the {self.max_line_bytes}-byte limit"
-            into.dead.append(DeadLetter("line_too_long", detail, line))
+            into.dead.append(line_too_long(line, self.max_line_bytes))
             return
         try:
             self.decode_obj(load_object(line), line, now_ns, into)

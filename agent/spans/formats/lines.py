@@ -7,16 +7,21 @@ records holding many spans, per-span dead letters) to `into`, or raising
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from orjson import JSONDecodeError, loads
 
-from agent.spans.formats.common import DEFAULT_MAX_LINE_BYTES, dead_letter_for, load_object
-from agent.spans.model import DeadLetter, DecodeResult
+from agent.spans.formats.common import (
+    DEFAULT_MAX_LINE_BYTES,
+    LineFeeder,
+    dead_letter_for,
+    line_too_long,
+    load_object,
+)
+from agent.spans.model import DecodeResult
 
 
-class JsonLineDecoder:
+class JsonLineDecoder(LineFeeder):
     def __init__(
         self, *, default_service: str | None, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     ) -> None:
@@ -26,22 +31,9 @@ class JsonLineDecoder:
     def decode_obj(self, obj: dict[str, Any], raw: bytes, into: DecodeResult) -> None:
         raise NotImplementedError
 
-    def feed(self, line: bytes, now_ns: int) -> DecodeResult:
-        result = DecodeResult()
-        self.feed_into(line, result)
-        return result
-
-    def feed_many(self, lines: Iterable[bytes], now_ns: int) -> DecodeResult:
-        """`feed` for a batch of lines, with one result for all of them."""
-        result = DecodeResult()
-        for line in lines:
-            self.feed_into(line, result)
-        return result
-
-    def feed_into(self, line: bytes, into: DecodeResult) -> None:
+    def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         if len(line) > self.max_line_bytes:
-            detail = f"line of {len(line)} bytes is over the {self.max_line_bytes}-byte limit"
-            into.dead.append(DeadLetter("line_too_long", detail, line))
+            into.dead.append(line_too_long(line, self.max_line_bytes))
             return
         try:
             obj = loads(line)

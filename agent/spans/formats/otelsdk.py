@@ -26,15 +26,18 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
 from agent.spans.formats.common import (
     DEFAULT_MAX_LINE_BYTES,
+    LineFeeder,
     dead_letter_for,
+    line_too_long,
     load_object,
+    opt_list,
+    opt_object,
     opt_str,
     parse_kind,
     parse_rfc3339,
@@ -65,22 +68,6 @@ DEFAULT_MAX_OBJECT_BYTES = 1 << 20
 _PY_TRACE_STATE_ENTRY = re.compile(r"\{key=([^,{}]*), value=([^{}]*)\}")
 
 
-def _list(value: Any, what: str) -> list[Any]:
-    if value is None:
-        return []
-    if type(value) is not list:
-        raise BadRecord("bad_field", f"{what} must be a list")
-    return value
-
-
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if type(value) is not dict:
-        raise BadRecord("bad_field", f"{what} must be an object")
-    return value
-
-
 # --- Python ConsoleSpanExporter ----------------------------------------------------
 
 
@@ -91,7 +78,7 @@ def _py_trace_state(value: Any) -> str:
 
 
 def _py_context(value: Any, what: str) -> tuple[bytes, bytes, str]:
-    context = _object(value, what)
+    context = opt_object(value, what)
     if not context:
         raise BadRecord("missing_field", f"{what} is missing")
     return (
@@ -103,8 +90,8 @@ def _py_context(value: Any, what: str) -> tuple[bytes, bytes, str]:
 
 def _py_events(value: Any) -> list[SpanEvent]:
     events = []
-    for item in _list(value, "events"):
-        event = _object(item, "event")
+    for item in opt_list(value, "events"):
+        event = opt_object(item, "event")
         time_ns = parse_rfc3339(event.get("timestamp"), "event timestamp")
         name = opt_str(event.get("name"), "event name")
         events.append(SpanEvent(time_ns, name, attr_map(event.get("attributes"), "event")))
@@ -113,8 +100,8 @@ def _py_events(value: Any) -> list[SpanEvent]:
 
 def _py_links(value: Any) -> list[SpanLink]:
     links = []
-    for item in _list(value, "links"):
-        link = _object(item, "link")
+    for item in opt_list(value, "links"):
+        link = opt_object(item, "link")
         trace_id, span_id, trace_state = _py_context(link.get("context"), "link context")
         links.append(SpanLink(trace_id, span_id, trace_state, attr_map(link.get("attributes"))))
     return links
@@ -129,9 +116,9 @@ def _service_and_resource(
 
 def span_from_python(obj: dict[str, Any], default_service: str | None) -> Span:
     trace_id, span_id, trace_state = _py_context(obj.get("context"), "context")
-    status = _object(obj.get("status"), "status")
+    status = opt_object(obj.get("status"), "status")
     code = status.get("status_code")
-    resource = dict(attr_map(_object(obj.get("resource"), "resource").get("attributes")))
+    resource = dict(attr_map(opt_object(obj.get("resource"), "resource").get("attributes")))
     service, resource = _service_and_resource(resource, default_service)
     span = Span(
         trace_id=trace_id,
@@ -157,7 +144,7 @@ def span_from_python(obj: dict[str, Any], default_service: str | None) -> Span:
 
 
 def _go_value(value: Any) -> AttrValue:
-    typed = _object(value, "attribute Value")
+    typed = opt_object(value, "attribute Value")
     kind, payload = typed.get("Type"), typed.get("Value")
     if kind in ("BYTES", "BYTESLICE") and type(payload) is str:
         try:
@@ -173,8 +160,8 @@ def _go_value(value: Any) -> AttrValue:
 
 def _go_attributes(value: Any, what: str) -> Attributes:
     out: Attributes = {}
-    for item in _list(value, what):
-        kv = _object(item, what)
+    for item in opt_list(value, what):
+        kv = opt_object(item, what)
         key = kv.get("Key")
         if type(key) is not str:
             raise BadRecord("bad_attribute", f"{what} Key must be a string")
@@ -183,7 +170,7 @@ def _go_attributes(value: Any, what: str) -> Attributes:
 
 
 def _go_context(value: Any, what: str) -> tuple[bytes, bytes, str, int, bool]:
-    context = _object(value, what)
+    context = opt_object(value, what)
     if not context:
         raise BadRecord("missing_field", f"{what} is missing")
     flags = context.get("TraceFlags", "00")
@@ -201,7 +188,7 @@ def _go_context(value: Any, what: str) -> tuple[bytes, bytes, str, int, bool]:
 
 
 def _go_parent(value: Any) -> tuple[bytes, bool]:
-    parent = _object(value, "Parent")
+    parent = opt_object(value, "Parent")
     parent_id = parse_parent_span_id(parent.get("SpanID"), "Parent.SpanID")
     return parent_id, bool(parent_id) and parent.get("Remote") is True
 
@@ -214,8 +201,8 @@ def _go_time(value: Any, what: str) -> int:
 
 def _go_events(value: Any) -> list[SpanEvent]:
     events = []
-    for item in _list(value, "Events"):
-        event = _object(item, "Event")
+    for item in opt_list(value, "Events"):
+        event = opt_object(item, "Event")
         time_ns = _go_time(event.get("Time"), "event Time")
         name = opt_str(event.get("Name"), "event Name")
         events.append(SpanEvent(time_ns, name, _go_attributes(event.get("Attributes"), "event")))
@@ -224,8 +211,8 @@ def _go_events(value: Any) -> list[SpanEvent]:
 
 def _go_links(value: Any) -> list[SpanLink]:
     links = []
-    for item in _list(value, "Links"):
-        link = _object(item, "Link")
+    for item in opt_list(value, "Links"):
+        link = opt_object(item, "Link")
         trace_id, span_id, trace_state, trace_flags, _ = _go_context(
             link.get("SpanContext"), "Link"
         )
@@ -239,11 +226,13 @@ def span_from_go(obj: dict[str, Any], default_service: str | None) -> Span:
         obj.get("SpanContext"), "SpanContext"
     )
     parent_id, parent_remote = _go_parent(obj.get("Parent"))
-    status = _object(obj.get("Status"), "Status")
+    status = opt_object(obj.get("Status"), "Status")
     code = status.get("Code")
     resource = _go_attributes(obj.get("Resource"), "Resource")
     service, resource = _service_and_resource(resource, default_service)
-    scope = _object(obj.get("InstrumentationScope") or obj.get("InstrumentationLibrary"), "scope")
+    scope = opt_object(
+        obj.get("InstrumentationScope") or obj.get("InstrumentationLibrary"), "scope"
+    )
     # OTLP Span.flags: W3C flags, plus "parent remoteness known" (bit 8) and "is remote" (9).
     flags = trace_flags | ((0x100 | (0x200 if parent_remote else 0)) if parent_id else 0)
     span = Span(
@@ -295,7 +284,7 @@ def _load(text: bytes) -> dict[str, Any]:
     return obj
 
 
-class OtelSdkDecoder:
+class OtelSdkDecoder(LineFeeder):
     """Console/stdout exporter output; holds at most one unfinished object."""
 
     def __init__(
@@ -309,21 +298,9 @@ class OtelSdkDecoder:
         self.max_line_bytes = max_line_bytes
         self.framer = ObjectFramer(max_object_bytes)
 
-    def feed(self, line: bytes, now_ns: int) -> DecodeResult:
-        result = DecodeResult()
-        self.feed_into(line, result)
-        return result
-
-    def feed_many(self, lines: Iterable[bytes], now_ns: int) -> DecodeResult:
-        result = DecodeResult()
-        for line in lines:
-            self.feed_into(line, result)
-        return result
-
-    def feed_into(self, line: bytes, into: DecodeResult) -> None:
+    def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         if len(line) > self.max_line_bytes:
-            detail = f"line of {len(line)} bytes is over the {self.max_line_bytes}-byte limit"
-            into.dead.append(DeadLetter("line_too_long", detail, line))
+            into.dead.append(line_too_long(line, self.max_line_bytes))
             return
         try:
             frames = self.framer.push(line)

@@ -19,7 +19,14 @@ from typing import Any
 
 import orjson
 
-from agent.spans.formats.common import opt_str, parse_int, parse_kind, parse_status_code
+from agent.spans.formats.common import (
+    opt_list,
+    opt_object,
+    opt_str,
+    parse_int,
+    parse_kind,
+    parse_status_code,
+)
 from agent.spans.formats.lines import JsonLineDecoder
 from agent.spans.model import (
     KIND_UNSPECIFIED,
@@ -56,25 +63,9 @@ def field(obj: dict[str, Any], camel: str, snake: str) -> Any:
     return obj.get(snake) if value is None else value
 
 
-def _list(value: Any, what: str) -> list[Any]:
-    if value is None:
-        return []
-    if type(value) is not list:
-        raise BadRecord("bad_field", f"{what} must be a list")
-    return value
-
-
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if type(value) is not dict:
-        raise BadRecord("bad_field", f"{what} must be an object")
-    return value
-
-
 def any_value(value: Any, depth: int = 0) -> AttrValue:
     """An OTLP/JSON AnyValue object as an attribute value."""
-    obj = _object(value, "attribute value")
+    obj = opt_object(value, "attribute value")
     if depth > MAX_ATTR_DEPTH:
         raise BadRecord("bad_attribute", f"attribute value nested over {MAX_ATTR_DEPTH} levels")
     for key, item in obj.items():
@@ -89,10 +80,10 @@ def any_value(value: Any, depth: int = 0) -> AttrValue:
         if key in ("doubleValue", "double_value"):
             return _double(item)
         if key in ("arrayValue", "array_value"):
-            values = _list(_object(item, "arrayValue").get("values"), "arrayValue.values")
+            values = opt_list(opt_object(item, "arrayValue").get("values"), "arrayValue.values")
             return [any_value(v, depth + 1) for v in values]
         if key in ("kvlistValue", "kvlist_value"):
-            values = _list(_object(item, "kvlistValue").get("values"), "kvlistValue.values")
+            values = opt_list(opt_object(item, "kvlistValue").get("values"), "kvlistValue.values")
             return key_values(values, depth + 1)
         if key in ("bytesValue", "bytes_value"):
             return _bytes(item)
@@ -129,7 +120,7 @@ def _bytes(value: Any) -> bytes:
 def key_values(items: list[Any], depth: int = 0) -> Attributes:
     out: Attributes = {}
     for item in items:
-        kv = _object(item, "attribute")
+        kv = opt_object(item, "attribute")
         key = kv.get("key")
         if type(key) is not str:
             raise BadRecord("bad_attribute", "attribute key must be a string")
@@ -138,7 +129,7 @@ def key_values(items: list[Any], depth: int = 0) -> Attributes:
 
 
 def _attributes(obj: dict[str, Any], what: str) -> Attributes:
-    return key_values(_list(obj.get("attributes"), f"{what} attributes"))
+    return key_values(opt_list(obj.get("attributes"), f"{what} attributes"))
 
 
 def _time(obj: dict[str, Any], camel: str, snake: str) -> int:
@@ -153,8 +144,8 @@ def _flags(obj: dict[str, Any]) -> int | None:
 
 def _events(span: dict[str, Any]) -> list[SpanEvent]:
     events = []
-    for item in _list(span.get("events"), "events"):
-        event = _object(item, "event")
+    for item in opt_list(span.get("events"), "events"):
+        event = opt_object(item, "event")
         time_ns = _time(event, "timeUnixNano", "time_unix_nano")
         name = opt_str(event.get("name"), "event name")
         events.append(SpanEvent(time_ns, name, _attributes(event, "event")))
@@ -163,8 +154,8 @@ def _events(span: dict[str, Any]) -> list[SpanEvent]:
 
 def _links(span: dict[str, Any]) -> list[SpanLink]:
     links = []
-    for item in _list(span.get("links"), "links"):
-        link = _object(item, "link")
+    for item in opt_list(span.get("links"), "links"):
+        link = opt_object(item, "link")
         links.append(
             SpanLink(
                 parse_trace_id(
@@ -180,7 +171,7 @@ def _links(span: dict[str, Any]) -> list[SpanLink]:
 
 
 def _status(span: dict[str, Any]) -> tuple[int, str]:
-    status = _object(span.get("status"), "status")
+    status = opt_object(span.get("status"), "status")
     code = status.get("code")
     message = opt_str(status.get("message"), "status message")
     return (STATUS_UNSET if code is None else parse_status_code(code)), message
@@ -223,7 +214,7 @@ def span_from_otlp(span: dict[str, Any], scope: _Scope) -> Span:
 
 
 def _resource(resource_spans: dict[str, Any], default: str | None) -> tuple[str | None, Attributes]:
-    resource = _attributes(_object(resource_spans.get("resource"), "resource"), "resource")
+    resource = _attributes(opt_object(resource_spans.get("resource"), "resource"), "resource")
     named = resource.pop("service.name", None)
     service = named if type(named) is str and named else default
     return service, resource
@@ -248,13 +239,13 @@ class OtlpJsonDecoder(JsonLineDecoder):
             records = [obj]  # a bare ResourceSpans
         spans: list[Span] = []
         dead: list[DeadLetter] = []
-        for i, item in enumerate(_list(records, "resourceSpans")):
-            resource_spans = _object(item, "resourceSpans item")
+        for i, item in enumerate(opt_list(records, "resourceSpans")):
+            resource_spans = opt_object(item, "resourceSpans item")
             service, resource = _resource(resource_spans, self.default_service)
-            scope_spans_list = _list(_first(resource_spans, _SCOPE_SPANS_KEYS), "scopeSpans")
+            scope_spans_list = opt_list(_first(resource_spans, _SCOPE_SPANS_KEYS), "scopeSpans")
             for j, scope_item in enumerate(scope_spans_list):
-                scope_spans = _object(scope_item, "scopeSpans item")
-                scope_obj = _object(_first(scope_spans, _SCOPE_KEYS), "scope")
+                scope_spans = opt_object(scope_item, "scopeSpans item")
+                scope_obj = opt_object(_first(scope_spans, _SCOPE_KEYS), "scope")
                 scope = _Scope(
                     service,
                     resource,
@@ -274,9 +265,9 @@ class OtlpJsonDecoder(JsonLineDecoder):
         spans: list[Span],
         dead: list[DeadLetter],
     ) -> None:
-        for k, item in enumerate(_list(scope_spans.get("spans"), "spans")):
+        for k, item in enumerate(opt_list(scope_spans.get("spans"), "spans")):
             try:
-                spans.append(span_from_otlp(_object(item, "span"), scope))
+                spans.append(span_from_otlp(opt_object(item, "span"), scope))
             except BadRecord as exc:
                 dead.append(DeadLetter(exc.reason, f"{where}.spans[{k}]: {exc.detail}", _raw(item)))
 

@@ -263,7 +263,7 @@ class SpanJsonDecoder(JsonLineDecoder):
                         continue
             except Exception:  # feed_into below parses again and reports it
                 pass
-            self.feed_into(line, result)
+            self.feed_into(line, now_ns, result)
         return result
 
     def decode_obj(self, obj: dict[str, Any], raw: bytes, into: DecodeResult) -> None:
