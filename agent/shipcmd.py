@@ -29,13 +29,18 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from agent.config import Config
 from agent.core.deadletter import DeadLetterFile, raw_field
 from agent.core.metrics import Metrics
-from agent.core.retry import PermanentError, RetryPolicy
-from agent.core.sender import Outcome, Sender
+from agent.core.retry import PermanentError
+from agent.core.sender import Outcome
 from agent.spans.delivery import Decoder
-from agent.spans.exporter import OtlpHttpExporter, span_count_of
+from agent.spans.exporter import OtlpHttpExporter
 from agent.spans.formats import make_decoder
-from agent.spans.otlp import Resources
-from agent.spans.outbound import Outbound, Token, rejected_request_dead_letter, sampler_for
+from agent.spans.outbound import (
+    Outbound,
+    Token,
+    outbound_for,
+    rejected_request_dead_letter,
+    span_sender,
+)
 from agent.spans.spanjson_wire import EncodedSpan
 
 EXIT_OK, EXIT_UNDELIVERED, EXIT_USAGE = 0, 1, 2
@@ -117,24 +122,16 @@ class Shipper:
             dead_letter_path, config.spans.dead_letter_max_bytes, metrics, "ship"
         )
         self.exporter = OtlpHttpExporter(config.export, metrics)
-        self.sender: Sender[Token] = Sender(
+        self.sender = span_sender(
             "ship",
-            self.exporter.push,
+            config.export,
+            self.exporter,
+            metrics,
             on_settled=self._settled,
             dead_letter=self._dead_letter_request,
-            policy=RetryPolicy.from_config(config.export.retry),
-            max_in_flight=config.export.max_in_flight,
-            metrics=metrics,
-            units_of=span_count_of,
         )
-        resources = Resources(config.service.name or None, config.service.resource_attributes)
-        self.outbound: Outbound[str] = Outbound(
-            config.export,
-            resources,
-            sender=self.sender,
-            dead_letters=self.dead_letters,
-            metrics=metrics,
-            keep=sampler_for(config.spans),
+        self.outbound: Outbound[str] = outbound_for(
+            config, sender=self.sender, dead_letters=self.dead_letters, metrics=metrics
         )
         self._submitted = 0
         self._settled_spans = 0

@@ -22,13 +22,14 @@ import logging
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, Protocol, TypeVar, cast
 
-from agent.config import ExportConfig, SpansConfig
+from agent.config import Config, ExportConfig, SpansConfig
 from agent.core.deadletter import DeadLetterFile, raw_field
+from agent.core.diskqueue import DiskQueue
 from agent.core.metrics import Metrics
-from agent.core.retry import PermanentError
-from agent.core.sender import Sender
+from agent.core.retry import PermanentError, RetryPolicy
+from agent.core.sender import DeadLetterFunction, Outcome, Sender
 from agent.spans.delivery import Decoder, decode_lines
-from agent.spans.exporter import pack_request, unpack_request
+from agent.spans.exporter import OtlpHttpExporter, pack_request, span_count_of, unpack_request
 from agent.spans.model import DeadLetter, DecodeResult, Span
 from agent.spans.otlp import ResourceKey, Resources, resource_key
 from agent.spans.sampling import make_sampler, trace_filter_of
@@ -254,6 +255,46 @@ class Outbound(Generic[M]):
     @property
     def pending_spans(self) -> int:
         return self.batcher.pending_spans
+
+
+def span_sender(
+    name: str,
+    export: ExportConfig,
+    exporter: OtlpHttpExporter,
+    metrics: Metrics,
+    *,
+    on_settled: Callable[[Token, Outcome], None],
+    dead_letter: DeadLetterFunction,
+    queue: DiskQueue | None = None,
+) -> Sender[Token]:
+    """The sender of `exporter.push`, with the retry policy and requests in flight `export`
+    asks for; without a queue a failing request is retried in memory."""
+    return Sender(
+        name,
+        exporter.push,
+        on_settled=on_settled,
+        dead_letter=dead_letter,
+        policy=RetryPolicy.from_config(export.retry),
+        max_in_flight=export.max_in_flight,
+        metrics=metrics,
+        queue=queue,
+        units_of=span_count_of,
+    )
+
+
+def outbound_for(
+    config: Config, *, sender: Sender[Token], dead_letters: DeadLetterFile, metrics: Metrics
+) -> Outbound[M]:
+    """The Outbound `config` asks for: export settings, the service's resource, the sampler."""
+    resources = Resources(config.service.name or None, config.service.resource_attributes)
+    return Outbound(
+        config.export,
+        resources,
+        sender=sender,
+        dead_letters=dead_letters,
+        metrics=metrics,
+        keep=sampler_for(config.spans),
+    )
 
 
 def rejected_request_dead_letter(record: bytes, error: PermanentError) -> dict[str, Any]:

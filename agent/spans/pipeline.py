@@ -30,8 +30,8 @@ from agent.core.deadletter import DeadLetterFile
 from agent.core.diskqueue import DiskQueue
 from agent.core.lifecycle import STARTING, STOPPED, Health, TaskSupervisor
 from agent.core.metrics import Metrics
-from agent.core.retry import PermanentError, RetryPolicy, sleep_unless_stopped
-from agent.core.sender import Outcome, Sender
+from agent.core.retry import PermanentError, sleep_unless_stopped
+from agent.core.sender import Outcome
 from agent.spans.checkpoint import CheckpointStore
 from agent.spans.delivery import (
     Decoder,
@@ -41,15 +41,15 @@ from agent.spans.delivery import (
     Mark,
     checkpoint_path,
 )
-from agent.spans.exporter import OtlpHttpExporter, span_count_of
+from agent.spans.exporter import OtlpHttpExporter
 from agent.spans.formats import make_decoder
 from agent.spans.model import DecodeResult
-from agent.spans.otlp import Resources
 from agent.spans.outbound import (
     Outbound,
     Token,
+    outbound_for,
     rejected_request_dead_letter,
-    sampler_for,
+    span_sender,
 )
 from agent.spans.oversize import SpillDirectory
 from agent.spans.spanjson_wire import EncodedSpan
@@ -124,25 +124,17 @@ class SpanPipeline:
             data_dir / "deadletter" / "oversize", config.spans.oversize_max_bytes, metrics
         )
         self.exporter = OtlpHttpExporter(config.export, metrics)
-        self.sender: Sender[Token] = Sender(
+        self.sender = span_sender(
             "spans",
-            self.exporter.push,
+            config.export,
+            self.exporter,
+            metrics,
             on_settled=self._settled,
             dead_letter=self._dead_letter_request,
-            policy=RetryPolicy.from_config(config.export.retry),
-            max_in_flight=config.export.max_in_flight,
-            metrics=metrics,
             queue=queue_for(config, data_dir),
-            units_of=span_count_of,
         )
-        resources = Resources(config.service.name or None, config.service.resource_attributes)
-        self.outbound: Outbound[Mark] = Outbound(
-            config.export,
-            resources,
-            sender=self.sender,
-            dead_letters=self.dead_letters,
-            metrics=metrics,
-            keep=sampler_for(config.spans),
+        self.outbound: Outbound[Mark] = outbound_for(
+            config, sender=self.sender, dead_letters=self.dead_letters, metrics=metrics
         )
         self.book = DeliveryBook(
             CheckpointStore(checkpoint_path(data_dir)), decoder_for or decoders_for(config)
