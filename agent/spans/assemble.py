@@ -312,21 +312,7 @@ class JobFirstAssembler:
             return {}
         return {
             "v": SNAPSHOT_VERSION,
-            "open": [
-                [
-                    o.trace,
-                    o.span,
-                    o.name,
-                    o.start_ns,
-                    o.last_line_ns,
-                    o.last_seen_ns,
-                    o.service,
-                    o.attributes,
-                    o.raw,
-                    [_event_state(e) for e in o.events],
-                ]
-                for o in self._open.values()
-            ],
+            "open": [_open_state(o) for o in self._open.values()],
             "waiting": [
                 [trace, name, w.last_seen_ns, [_event_state(e) for e in w.events]]
                 for (trace, name), w in self._waiting.items()
@@ -341,32 +327,10 @@ class JobFirstAssembler:
         if state.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"unknown jobfirst decoder state version {state.get('v')!r}")
         try:
-            for (
-                trace,
-                span,
-                name,
-                start,
-                last_line,
-                last_seen,
-                service,
-                attrs,
-                raw,
-                events,
-            ) in state["open"]:
-                opened = _Open(
-                    trace,
-                    span,
-                    name,
-                    start,
-                    last_line,
-                    last_seen,
-                    service,
-                    attrs,
-                    raw,
-                    [_Event(*e) for e in events],
-                )
-                self._open[(trace, span)] = opened
-                self._by_name.setdefault((trace, name), []).append(span)
+            for row in state["open"]:
+                opened = _open_from_state(row)
+                self._open[(opened.trace, opened.span)] = opened
+                self._by_name.setdefault((opened.trace, opened.name), []).append(opened.span)
             for trace, name, last_seen, events in state["waiting"]:
                 self._waiting[(trace, name)] = _Waiting(last_seen, [_Event(*e) for e in events])
                 self._waiting_count += len(events)
@@ -376,3 +340,26 @@ class JobFirstAssembler:
 
 def _event_state(event: _Event) -> list[Any]:
     return [event.name, event.time_ns, event.attributes, event.raw]
+
+
+def _open_state(opened: _Open) -> list[Any]:
+    """An open span as a snapshot row: its fields in `_Open`'s order, events as lists."""
+    return [
+        opened.trace,
+        opened.span,
+        opened.name,
+        opened.start_ns,
+        opened.last_line_ns,
+        opened.last_seen_ns,
+        opened.service,
+        opened.attributes,
+        opened.raw,
+        [_event_state(e) for e in opened.events],
+    ]
+
+
+def _open_from_state(row: list[Any]) -> _Open:
+    """The inverse of `_open_state`; TypeError or ValueError for a row that is not one."""
+    opened = _Open(*row)  # its events still lists, as the row holds them
+    opened.events = [_Event(*e) for e in row[-1]]
+    return opened
