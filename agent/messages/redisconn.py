@@ -91,12 +91,7 @@ def default_client_name() -> str:
 
 @dataclass(frozen=True, slots=True)
 class RedisTarget:
-    host: str | None
-    port: int | None
-    path: str | None
-    db: int
-    username: str | None
-    password: str | None
+    url: RedisUrl
     ssl_context: ssl.SSLContext | None
     connect_timeout: float
     command_timeout: float
@@ -107,12 +102,7 @@ class RedisTarget:
         parsed = parse_redis_url(config.url)
         where = f"unix:{parsed.path}" if parsed.path else f"{parsed.host}:{parsed.port}"
         return cls(
-            host=parsed.host,
-            port=parsed.port,
-            path=parsed.path,
-            db=parsed.db,
-            username=parsed.username,
-            password=parsed.password,
+            url=parsed,
             ssl_context=ssl_context_for(config.tls) if parsed.tls else None,
             connect_timeout=config.connect_timeout,
             command_timeout=config.command_timeout,
@@ -123,8 +113,9 @@ class RedisTarget:
         """Open, authenticate, select the database and read the version. Raises OSError,
         TimeoutError or ReplyError (e.g. WRONGPASS) on failure; nothing is left open."""
         async with asyncio.timeout(self.connect_timeout):
+            url = self.url
             connection = await RespConnection.open(
-                host=self.host, port=self.port, path=self.path, ssl_context=self.ssl_context
+                host=url.host, port=url.port, path=url.path, ssl_context=self.ssl_context
             )
             try:
                 info = await self._handshake(connection, client_name or default_client_name())
@@ -134,13 +125,14 @@ class RedisTarget:
         return connection, info
 
     async def _handshake(self, connection: RespConnection, client_name: str) -> ServerInfo:
-        if self.password is not None:
-            credentials = [self.password.encode()]
-            if self.username:
-                credentials.insert(0, self.username.encode())
+        url = self.url
+        if url.password is not None:
+            credentials = [url.password.encode()]
+            if url.username:
+                credentials.insert(0, url.username.encode())
             await connection.call(b"AUTH", *credentials)
-        if self.db:
-            await connection.call(b"SELECT", str(self.db).encode())
+        if url.db:
+            await connection.call(b"SELECT", str(url.db).encode())
         with contextlib.suppress(
             ReplyError
         ):  # a name only helps CLIENT LIST readers; ACLs may forbid it

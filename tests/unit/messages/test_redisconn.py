@@ -21,7 +21,8 @@ def test_server_version_and_idmp_support() -> None:
 
 def test_targets_from_urls_never_show_the_password() -> None:
     target = RedisTarget.from_config(RedisConfig(url="redis://user:s3cret@cache:6380/2"))
-    assert (target.host, target.port, target.db, target.username, target.password) == (
+    url = target.url
+    assert (url.host, url.port, url.db, url.username, url.password) == (
         "cache",
         6380,
         2,
@@ -30,7 +31,7 @@ def test_targets_from_urls_never_show_the_password() -> None:
     )
     assert "s3cret" not in target.description and target.ssl_context is None
     unix = RedisTarget.from_config(RedisConfig(url="unix:///run/redis.sock?db=1"))
-    assert (unix.path, unix.host, unix.db) == ("/run/redis.sock", None, 1)
+    assert (unix.url.path, unix.url.host, unix.url.db) == ("/run/redis.sock", None, 1)
 
 
 def test_rediss_builds_a_tls_context() -> None:
