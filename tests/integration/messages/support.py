@@ -3,6 +3,7 @@ publishing, and reading streams back the way JobFirst consumers do."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -57,6 +58,16 @@ async def pipelines(tmp_path: Path, redis_url: str) -> AsyncIterator[PipelineFac
     finally:
         for pipeline in started:
             await pipeline.stop()
+
+
+async def delivered(pipeline: MessagePipeline, timeout: float = 20.0) -> None:
+    """Wait until nothing is queued or in flight: every accepted request has reached Redis (or
+    the dead letters)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (pipeline.sender.idle and pipeline.queue.stats().depth_items == 0):
+        assert loop.time() < deadline, f"backlog not delivered: {pipeline.health()}"
+        await asyncio.sleep(0.05)
 
 
 def url(pipeline: MessagePipeline, path: str) -> str:

@@ -3,7 +3,6 @@ the stream keeps flowing."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +11,9 @@ import orjson
 import pytest
 
 from tests.harness import RedisServer
-from tests.integration.messages.support import pipelines, post, url
+from tests.integration.messages.support import delivered, pipelines, post, url
 
 pytestmark = pytest.mark.integration
-
-
-async def settled(pipeline: object, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (pipeline.sender.idle and pipeline.queue.stats().depth_items == 0):  # type: ignore[attr-defined]
-        assert asyncio.get_running_loop().time() < deadline, "pipeline did not settle"
-        await asyncio.sleep(0.02)
 
 
 def dead_letter_lines(tmp_path: Path) -> list[dict[str, Any]]:
@@ -47,7 +39,7 @@ async def test_wrongtype_is_dead_lettered_and_other_streams_keep_flowing(
         status, body = await post(http, bulk, [{"entryId": "e-1", "event": {"n": 3}}])
         assert status == 500 and body["errorCode"] == "ERR_PUBSUB_PUBLISH_MESSAGE"
         assert body["failedEntries"][0]["entryId"] == "e-1"
-        await settled(pipeline)
+        await delivered(pipeline)
         summary = pipeline.summary()
     assert db.xlen("stream:fine") == 1
     listed = [orjson.loads(item) for item in db.lrange("dlq:broken", 0, -1)]
@@ -68,7 +60,7 @@ async def test_oom_is_retried_then_dead_lettered_after_max_attempts(
         pipeline = await start("messages.max_attempts=3")
         status, _ = await post(http, url(pipeline, "/v1/topics/big/messages"), {"data": "x"})
         assert status == 202
-        await settled(pipeline)
+        await delivered(pipeline)
         retried = pipeline.sender.retried
     db.config_set("maxmemory", "0")
     assert [line["reason"] for line in dead_letter_lines(tmp_path)] == ["OOM"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -12,7 +14,13 @@ import pytest
 
 from agent.messages.pipeline import MessagePipeline
 from tests.harness.fixture_types import RedisServerFactory
-from tests.integration.messages.support import pipelines, post, stream_message_ids, url
+from tests.integration.messages.support import (
+    delivered,
+    pipelines,
+    post,
+    stream_message_ids,
+    url,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -51,12 +59,19 @@ class Publisher:
             await asyncio.sleep(0.002)
 
 
-async def delivered(pipeline: MessagePipeline, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not (pipeline.sender.idle and pipeline.queue.stats().depth_items == 0):
-        assert loop.time() < deadline, f"backlog not delivered: {pipeline.health()}"
-        await asyncio.sleep(0.05)
+@asynccontextmanager
+async def publishing(
+    pipeline: MessagePipeline, http: aiohttp.ClientSession, *topics: str
+) -> AsyncIterator[list[Publisher]]:
+    """A Publisher per topic, publishing until the block ends."""
+    publishers = [Publisher(pipeline, topic) for topic in topics]
+    tasks = [asyncio.ensure_future(publisher.run(http)) for publisher in publishers]
+    try:
+        yield publishers
+    finally:
+        for publisher in publishers:
+            publisher.stop.set()
+        await asyncio.gather(*tasks)
 
 
 async def test_stop_redis_under_load_then_every_acked_message_arrives_once_in_order(
@@ -65,19 +80,15 @@ async def test_stop_redis_under_load_then_every_acked_message_arrives_once_in_or
     server = redis_server_factory(*PERSISTENT)
     async with pipelines(tmp_path, server.url) as start, aiohttp.ClientSession() as http:
         pipeline = await start()
-        publishers = [Publisher(pipeline, "orders"), Publisher(pipeline, "payments")]
-        tasks = [asyncio.ensure_future(p.run(http)) for p in publishers]
-        await asyncio.sleep(0.7)
-        await asyncio.to_thread(server.stop)
-        await asyncio.sleep(1.5)
-        health = pipeline.health()
-        assert health.ready and not health.dependency_ok and "buffering" in health.reason
-        buffered = pipeline.queue.stats().depth_items
-        await asyncio.to_thread(server.start)
-        await asyncio.sleep(0.7)
-        for publisher in publishers:
-            publisher.stop.set()
-        await asyncio.gather(*tasks)
+        async with publishing(pipeline, http, "orders", "payments") as publishers:
+            await asyncio.sleep(0.7)
+            await asyncio.to_thread(server.stop)
+            await asyncio.sleep(1.5)
+            health = pipeline.health()
+            assert health.ready and not health.dependency_ok and "buffering" in health.reason
+            buffered = pipeline.queue.stats().depth_items
+            await asyncio.to_thread(server.start)
+            await asyncio.sleep(0.7)
         await delivered(pipeline)
         assert pipeline.health().dependency_ok
     client = server.client()
@@ -96,17 +107,13 @@ async def test_redis_killed_under_load_writes_each_acked_message_once(
     server = redis_server_factory(*PERSISTENT)
     async with pipelines(tmp_path, server.url) as start, aiohttp.ClientSession() as http:
         pipeline = await start()
-        publishers = [Publisher(pipeline, "killed-a"), Publisher(pipeline, "killed-b")]
-        tasks = [asyncio.ensure_future(p.run(http)) for p in publishers]
-        for _ in range(2):
-            await asyncio.sleep(0.5)
-            await asyncio.to_thread(server.kill)
+        async with publishing(pipeline, http, "killed-a", "killed-b") as publishers:
+            for _ in range(2):
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(server.kill)
+                await asyncio.sleep(0.3)
+                await asyncio.to_thread(server.start)
             await asyncio.sleep(0.3)
-            await asyncio.to_thread(server.start)
-        await asyncio.sleep(0.3)
-        for publisher in publishers:
-            publisher.stop.set()
-        await asyncio.gather(*tasks)
         await delivered(pipeline)
     client = server.client()
     for publisher in publishers:
@@ -120,18 +127,15 @@ async def test_busy_script_replies_are_retried_in_order(
     server = redis_server_factory("--busy-reply-threshold", "100")
     async with pipelines(tmp_path, server.url) as start, aiohttp.ClientSession() as http:
         pipeline = await start()
-        publisher = Publisher(pipeline, "busy")
-        task = asyncio.ensure_future(publisher.run(http))
-        await asyncio.sleep(0.3)
-        blocker = threading.Thread(
-            target=lambda: server.client(socket_timeout=10).eval(BUSY_SCRIPT, 0, 1_200_000)
-        )
-        blocker.start()
-        await asyncio.sleep(1.5)
-        await asyncio.to_thread(blocker.join)
-        await asyncio.sleep(0.3)
-        publisher.stop.set()
-        await task
+        async with publishing(pipeline, http, "busy") as [publisher]:
+            await asyncio.sleep(0.3)
+            blocker = threading.Thread(
+                target=lambda: server.client(socket_timeout=10).eval(BUSY_SCRIPT, 0, 1_200_000)
+            )
+            blocker.start()
+            await asyncio.sleep(1.5)
+            await asyncio.to_thread(blocker.join)
+            await asyncio.sleep(0.3)
         await delivered(pipeline)
         reasons = pipeline.sender.retry_reasons
     assert publisher.refused == []
@@ -155,13 +159,10 @@ async def test_a_loading_window_after_a_restart_is_retried_in_order(
     filler.execute()
     async with pipelines(tmp_path, server.url) as start, aiohttp.ClientSession() as http:
         pipeline = await start()
-        publisher = Publisher(pipeline, "loading")
-        task = asyncio.ensure_future(publisher.run(http))
-        await asyncio.sleep(0.3)
-        await asyncio.to_thread(server.restart)  # returns once the load is over
-        await asyncio.sleep(0.3)
-        publisher.stop.set()
-        await task
+        async with publishing(pipeline, http, "loading") as [publisher]:
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(server.restart)  # returns once the load is over
+            await asyncio.sleep(0.3)
         await delivered(pipeline)
         reasons = pipeline.sender.retry_reasons
     assert publisher.refused == []

@@ -11,7 +11,14 @@ import pytest
 
 from tests.harness import RedisServer
 from tests.harness.fixture_types import RedisServerFactory
-from tests.integration.messages.support import jobfirst_consume, pipelines, post, url, xrange
+from tests.integration.messages.support import (
+    delivered,
+    jobfirst_consume,
+    pipelines,
+    post,
+    url,
+    xrange,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +108,7 @@ async def test_fields_raw_and_capped_topics(tmp_path: Path, redis_server: RedisS
             batch = [{"data": n} for n in range(start_at, start_at + 100)]
             assert (await post(http, capped, batch))[0] == 202
         await wait_for(lambda: db.exists("raw:bytes") and db.exists("stream:flat"))
-        await wait_for(lambda: pipeline.sender.idle and pipeline.queue.stats().depth_items == 0)
+        await delivered(pipeline)
 
     ((_, fields),) = xrange(db, "stream:flat")
     assert fields == {b"message_id": b"f-1", b"sku": b"a-1", b"qty": b"2", b"h": b"v"}
@@ -143,7 +150,7 @@ async def test_concurrent_retries_of_one_id_store_one_copy(
         )
         assert {status for status, _ in results} == {202}
         assert sum(body.get("duplicates", 0) for _, body in results) == 19
-        await wait_for(lambda: pipeline.sender.idle and pipeline.queue.stats().depth_items == 0)
+        await delivered(pipeline)
     assert db.xlen("stream:dupes") == 1
 
 

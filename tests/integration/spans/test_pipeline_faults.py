@@ -55,6 +55,25 @@ def received_seqs(receiver: FaultInjectingOtlpReceiver) -> list[int]:
     ]
 
 
+def more_than_the_queue_holds(
+    tmp_path: Path, log_file: Path, receiver: FaultInjectingOtlpReceiver, *, max_in_flight: int
+) -> Config:
+    """A failing endpoint (503), a 1 MiB disk queue, and 4000 spans in the log that do not fit
+    in it: random payloads, so that gzip cannot shrink their 3 MB below the queue's size."""
+    receiver.always(Fault.http(503))
+    config = pipeline_config(
+        tmp_path,
+        receiver.endpoint,
+        export__queue__max_bytes="1MiB",
+        export__max_request_bytes="16KiB",
+        export__batch__max_spans="20",
+        export__max_in_flight=str(max_in_flight),
+    )
+    lines = [span_json(i, "svc", payload=os.urandom(300).hex()) for i in range(4000)]
+    append(log_file, b"".join(lines))
+    return config
+
+
 async def test_spans_arrive_once_and_a_graceful_restart_resends_nothing(
     tmp_path: Path, log_file: Path, receiver: FaultInjectingOtlpReceiver
 ) -> None:
@@ -167,18 +186,7 @@ async def test_outage_spills_to_disk_reports_it_and_drains_in_order(
 async def test_full_queue_pauses_reading_and_loses_nothing(
     tmp_path: Path, log_file: Path, receiver: FaultInjectingOtlpReceiver
 ) -> None:
-    receiver.always(Fault.http(503))
-    config = pipeline_config(
-        tmp_path,
-        receiver.endpoint,
-        export__queue__max_bytes="1MiB",
-        export__max_request_bytes="16KiB",
-        export__batch__max_spans="20",
-        export__max_in_flight="1",
-    )
-    # Random payloads so that gzip cannot shrink 3 MB of spans below the 1 MiB queue.
-    lines = [span_json(i, "svc", payload=os.urandom(300).hex()) for i in range(4000)]
-    append(log_file, b"".join(lines))
+    config = more_than_the_queue_holds(tmp_path, log_file, receiver, max_in_flight=1)
     async with running_pipeline(config) as pipeline:
         await eventually(lambda: pipeline.sender.waiting_for_space, what="a full queue")
         assert pipeline.health().state == "backpressure"
@@ -194,17 +202,7 @@ async def test_full_queue_pauses_reading_and_loses_nothing(
 async def test_stop_with_a_full_queue_is_prompt_and_a_restart_delivers_everything(
     tmp_path: Path, log_file: Path, receiver: FaultInjectingOtlpReceiver
 ) -> None:
-    receiver.always(Fault.http(503))
-    config = pipeline_config(
-        tmp_path,
-        receiver.endpoint,
-        export__queue__max_bytes="1MiB",
-        export__max_request_bytes="16KiB",
-        export__batch__max_spans="20",
-        export__max_in_flight="2",
-    )
-    lines = [span_json(i, "svc", payload=os.urandom(300).hex()) for i in range(4000)]
-    append(log_file, b"".join(lines))
+    config = more_than_the_queue_holds(tmp_path, log_file, receiver, max_in_flight=2)
     async with running_pipeline(config) as pipeline:
         await eventually(lambda: pipeline.sender.waiting_for_space, what="a full queue")
         stopping_at = time.monotonic()
