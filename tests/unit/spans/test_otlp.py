@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import given, settings
@@ -57,30 +58,43 @@ def expected_resource(span: Span, resources: Resources) -> dict[str, Any]:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(spans(), min_size=1, max_size=3))
-def test_request_decodes_field_by_field(batch: list[Span]) -> None:
-    resources = Resources("default-svc", {"deployment.environment": "test", "host.id": 7})
+def grouped(
+    batch: list[Span], encode: Callable[[Span], bytes]
+) -> tuple[dict[Any, list[bytes]], list[Span]]:
+    """`batch` as a request holds it: span bodies (by `encode`) grouped by resource, and the
+    spans in the order the request lists them."""
     groups: dict[Any, list[bytes]] = {}
     in_request_order: dict[Any, list[Span]] = {}
     for span in batch:
-        groups.setdefault(resource_key(span), []).append(encode_span(span))
+        groups.setdefault(resource_key(span), []).append(encode(span))
         in_request_order.setdefault(resource_key(span), []).append(span)
-    request = build_request(groups, resources)
-    assert request_size(groups, resources) == len(request)
+    return groups, [span for group in in_request_order.values() for span in group]
 
-    decoded = ExportTraceServiceRequest.FromString(request)
+
+def assert_request_matches(
+    decoded: ExportTraceServiceRequest, expected: list[Span], resources: Resources
+) -> None:
+    """Span for span, with its resource and its scope (one scope per resource)."""
     got_spans = []
     for resource_spans in decoded.resource_spans:
         got_resource = read_attributes(resource_spans.resource.attributes)
         (scope_spans,) = resource_spans.scope_spans
         for got in scope_spans.spans:
             got_spans.append((got, got_resource, scope_spans.scope))
-    expected = [span for group in in_request_order.values() for span in group]
     assert len(got_spans) == len(expected)
     for (got, got_resource, scope), span in zip(got_spans, expected, strict=True):
         assert_span_matches(got, span)
         assert same(got_resource, expected_resource(span, resources))
         assert (scope.name, scope.version) == (span.scope_name, span.scope_version)
+
+
+@given(st.lists(spans(), min_size=1, max_size=3))
+def test_request_decodes_field_by_field(batch: list[Span]) -> None:
+    resources = Resources("default-svc", {"deployment.environment": "test", "host.id": 7})
+    groups, expected = grouped(batch, encode_span)
+    request = build_request(groups, resources)
+    assert request_size(groups, resources) == len(request)
+    assert_request_matches(ExportTraceServiceRequest.FromString(request), expected, resources)
 
 
 @settings(max_examples=100, deadline=None)

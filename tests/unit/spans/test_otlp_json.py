@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from agent.spans.model import Span
-from agent.spans.otlp import Resources, resource_key
+from agent.spans.otlp import Resources
 from agent.spans.otlp_json import build_request_json, encode_span_json, request_size_json
 
-from .strategies import read_attributes, same, spans
-from .test_otlp import assert_span_matches, expected_resource
+from .strategies import spans
+from .test_otlp import assert_request_matches, grouped
 
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")
 
@@ -45,27 +45,10 @@ def parse(request: bytes) -> ExportTraceServiceRequest:
 @given(st.lists(spans(), min_size=1, max_size=3))
 def test_json_request_parses_field_by_field(batch: list[Span]) -> None:
     resources = Resources("default-svc", {"deployment.environment": "test"})
-    groups: dict[Any, list[bytes]] = {}
-    in_request_order: dict[Any, list[Span]] = {}
-    for span in batch:
-        groups.setdefault(resource_key(span), []).append(encode_span_json(span))
-        in_request_order.setdefault(resource_key(span), []).append(span)
+    groups, expected = grouped(batch, encode_span_json)
     request = build_request_json(groups, resources)
     assert request_size_json(groups, resources) == len(request)
-
-    decoded = parse(request)
-    got_spans = [
-        (got, read_attributes(resource_spans.resource.attributes), scope_spans.scope)
-        for resource_spans in decoded.resource_spans
-        for scope_spans in resource_spans.scope_spans
-        for got in scope_spans.spans
-    ]
-    expected = [span for group in in_request_order.values() for span in group]
-    assert len(got_spans) == len(expected)
-    for (got, got_resource, scope), span in zip(got_spans, expected, strict=True):
-        assert_span_matches(got, span)
-        assert same(got_resource, expected_resource(span, resources))
-        assert (scope.name, scope.version) == (span.scope_name, span.scope_version)
+    assert_request_matches(parse(request), expected, resources)
 
 
 def test_json_ids_are_hex_and_ints_are_strings() -> None:

@@ -9,10 +9,11 @@ from hypothesis import strategies as st
 
 from agent.spans.formats import make_decoder
 from agent.spans.model import KIND_CLIENT, STATUS_ERROR, DecodeResult, Span
-from agent.spans.otlp import Resources, resource_key
+from agent.spans.otlp import Resources
 from agent.spans.otlp_json import build_request_json, encode_span_json
 
 from .strategies import expected_value, same, spans
+from .test_otlp import grouped
 
 TRACE = "5b8efff798038103d269b633813fc60c"
 SPAN = "eee19b7ec3c1b174"
@@ -147,12 +148,9 @@ def test_structural_problems_dead_letter_the_line() -> None:
 @given(st.lists(spans(), min_size=1, max_size=3))
 def test_our_json_encoder_round_trips_through_the_decoder(batch: list[Span]) -> None:
     resources = Resources("default-svc")
-    groups: dict[Any, list[bytes]] = {}
-    for span in batch:
-        groups.setdefault(resource_key(span), []).append(encode_span_json(span))
+    groups, expected = grouped(batch, encode_span_json)
     result = decode(build_request_json(groups, resources))
     assert result.dead == []
-    expected = [span for key in groups for span in batch if resource_key(span) == key]
     assert len(result.spans) == len(expected)
     for got, span in zip(result.spans, expected, strict=True):
         assert (got.trace_id, got.span_id, got.parent_span_id) == (
