@@ -18,7 +18,7 @@ import yaml
 from tests.harness.errors import HarnessError
 from tests.harness.jaeger_query import JaegerQuery
 from tests.harness.ports import LOOPBACK, free_port, release_port
-from tests.harness.process import ManagedProcess, executable_or_fail, wait_until
+from tests.harness.process import ManagedProcess, executable_or_fail
 
 JAEGER_VERSION = "v1.76.0"
 _BUILD_HINT = "Build it with scripts/build-jaeger (scripts/test does) or set JAEGER_BIN."
@@ -192,14 +192,7 @@ class Jaeger:
             "jaeger", argv, self.log_path, env=_environment_without_otel(), cwd=self.workdir
         )
         self._process = process
-        process.start()
-        try:
-            wait_until(self.is_ready, timeout=timeout, what="Jaeger", abort=process.exit_reason)
-        except HarnessError as error:
-            if not process.running:
-                raise  # it exited: the error already carries its log tail
-            process.kill()
-            raise HarnessError(f"{error}\n{process.log_tail()}") from None
+        process.start_and_wait(self.is_ready, timeout=timeout, what="Jaeger")
 
     def is_ready(self) -> bool:
         if not _answers(f"{self.query_url}/api/services"):

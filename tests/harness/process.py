@@ -96,6 +96,18 @@ class ManagedProcess:
             )
         _live.add(self)
 
+    def start_and_wait(self, ready: Callable[[], bool], *, timeout: float, what: str) -> None:
+        """Start, then wait until `ready`. If it never is, the process is killed and the error
+        carries its log tail (as it does when the process exits by itself)."""
+        self.start()
+        try:
+            wait_until(ready, timeout=timeout, what=what, abort=self.exit_reason)
+        except HarnessError as error:
+            if not self.running:
+                raise  # it exited: the error already carries its log tail
+            self.kill()
+            raise HarnessError(f"{error}\n{self.log_tail()}") from None
+
     @property
     def returncode(self) -> int | None:
         """The exit code once the process has exited (negative: killed by that signal)."""

@@ -111,15 +111,7 @@ class RedisServer:
     def _start_once(self, timeout: float) -> None:
         process = ManagedProcess("redis-server", self._argv(), self.log_path)
         self._process = process
-        process.start()
-        what = f"redis PING on {self.url}"
-        try:
-            wait_until(self.ping, timeout=timeout, what=what, abort=process.exit_reason)
-        except HarnessError as error:
-            if not process.running:
-                raise  # it exited: the error already carries its log tail
-            process.kill()
-            raise HarnessError(f"{error}\n{process.log_tail()}") from None
+        process.start_and_wait(self.ping, timeout=timeout, what=f"redis PING on {self.url}")
 
     def _lost_port_race(self) -> bool:
         return (
