@@ -13,7 +13,8 @@ appearing while the agent runs, or since the last run, are read from the beginni
 Reading is pulled by the caller through :meth:`Tailer.next_batch`: nothing is read that was not
 asked for, so the files themselves are the buffer when downstream is slow. Files with unread
 data take turns (one bounded batch each). Idle files cost a ``stat`` per polling interval and
-nothing else: change notifications (watchfiles) only make reading start sooner.
+nothing else. Change notifications (watchfiles) start a scan as soon as a file changes; while
+they work, the poll is only a safety net and runs ``NOTIFIED_POLL_FACTOR`` times less often.
 
 A rotated-away or deleted file is let go once it has been read to its end and has not grown for
 ``rotate_wait``; its last batch carries ``rotated=True`` and its key is not used again. After a
@@ -47,6 +48,10 @@ from agent.spans.trackedfile import StartPolicy, TrackedFile, open_rotated, open
 from agent.spans.watcher import ChangeWatcher
 
 __all__ = ["FINGERPRINT_BYTES", "FileIdentity", "LineBatch", "OversizeLine", "Tailer"]
+
+# With working notifications, poll every 10 x spans.poll_interval (10 s by default): files on
+# filesystems whose writes inotify misses are still picked up, just later.
+NOTIFIED_POLL_FACTOR = 10
 
 log = logging.getLogger("agent.spans.tailer")
 
@@ -314,10 +319,22 @@ class Tailer:
             },
         )
 
+    def _current_poll_interval(self) -> float:
+        """While change notifications work they start every read; the poll is then only a
+        safety net and runs NOTIFIED_POLL_FACTOR times less often (idle files cost less).
+        A rotated-away file waiting out rotate_wait keeps the normal pace: no notification
+        comes for it, and the scan is what lets it go on time."""
+        watcher = self._watcher
+        if watcher is None or not watcher.active:
+            return self._poll_interval
+        if any(tracked.gone_since is not None for tracked in self._set.files.values()):
+            return self._poll_interval
+        return self._poll_interval * NOTIFIED_POLL_FACTOR
+
     async def _poll_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._rescan_soon.wait(), self._poll_interval)
+                await asyncio.wait_for(self._rescan_soon.wait(), self._current_poll_interval())
             self._rescan_soon.clear()
             if self._stopped:
                 return

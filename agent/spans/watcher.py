@@ -21,6 +21,9 @@ log = logging.getLogger("agent.spans.watcher")
 # keeping the delay for an idle file that starts growing well under the polling interval.
 DEBOUNCE_MS = 50
 STEP_MS = 50
+# No periodic return from watchfiles' Rust loop (its default, 5 s, re-enters a worker thread and a
+# task group each time: about half of an idle watcher's CPU); our stop event ends it instead.
+RUST_TIMEOUT_MS = 0
 
 ChangeCallback = Callable[[set[str], bool], None]
 """Called with the changed paths and whether any was created, deleted or moved."""
@@ -57,6 +60,7 @@ class ChangeWatcher:
                 watch_filter=None,
                 debounce=DEBOUNCE_MS,
                 step=STEP_MS,
+                rust_timeout=RUST_TIMEOUT_MS,
                 stop_event=self._stop,
                 recursive=recursive,
                 ignore_permission_denied=True,

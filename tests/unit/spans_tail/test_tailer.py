@@ -197,6 +197,28 @@ async def test_notifications_make_reading_prompt_without_polling(
     assert sorted(all_lines(batches)) == [b"created", b"grown"]
 
 
+async def test_a_rotated_file_is_let_go_on_time_while_notifications_slow_the_poll(
+    tmp_path: Path, make_tailer: TailerFactory
+) -> None:
+    """With notifications working the safety-net poll runs 10x less often (here every 10 s);
+    a renamed-away file gets no notification once it is quiet, so the tailer must keep
+    scanning at the normal pace until rotate_wait has passed and it is let go."""
+    path = tmp_path / "app.log"
+    path.write_bytes(b"first\n")
+    tailer = await make_tailer([str(path)], poll_interval=1.0, rotate_wait=0.2)
+    await asyncio.sleep(0.3)  # let the watcher subscribe
+    assert tailer.status()["notifications"]
+    await collect(tailer, until=has_lines(1), timeout=5.0)
+    path.rename(tmp_path / "app.log.1")
+    path.write_bytes(b"second\n")
+    started = time.monotonic()
+    batches = await collect(
+        tailer, until=lambda got: any(batch.rotated for batch in got), timeout=8.0
+    )
+    assert time.monotonic() - started < 4.0, "let go at the poll's normal pace, not 10x later"
+    assert all_lines(batches) == [b"second"]
+
+
 @pytest.fixture
 def broken_notifications(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Stands in for an exhausted inotify limit, which a test cannot safely provoke."""
