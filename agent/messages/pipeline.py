@@ -89,6 +89,11 @@ class MessagePipeline:
             "message_buffer", "What the disk queue holds, by unit.", buffer, ("unit",)
         )
         metrics.gauge_callback(
+            "message_buffer_limit_bytes",
+            "messages.queue.max_bytes: the buffer size at which publishes are refused (503).",
+            lambda: {(): float(self.queue.stats().max_bytes)} if self._state == "running" else {},
+        )
+        metrics.gauge_callback(
             "message_buffer_oldest_seconds",
             "Age of the oldest undelivered publish.",
             lambda: {(): self._oldest_age()} if self._state == "running" else {},

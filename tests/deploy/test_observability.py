@@ -205,6 +205,7 @@ def exported(
             "SIDECAR_EXPORT_ENDPOINT": jaeger.otlp_http_endpoint,
             "SIDECAR_EXPORT_BATCH_LINGER": "50ms",
             "REDIS_URL": redis_server.url,
+            "SIDECAR_MESSAGES_QUEUE_MAX_BYTES": "64MiB",
         },
     )
     agent.start()
@@ -219,6 +220,8 @@ def exported(
             what="a span exported and a message written",
         )
         text = agent.get("/metrics")[1].decode()
+        # The buffer alerts are ratios of the configured limit, so it must be the real one.
+        assert agent.metrics()["sidecar_message_buffer_limit_bytes"] == 64 * 1024 * 1024
     finally:
         assert agent.terminate() == 0
     return Exported.parse(text)
@@ -262,7 +265,11 @@ def test_alert_rules_cover_the_issue_and_are_complete() -> None:
         assert rule["annotations"]["summary"], rule["alert"]
     metrics_read = {s.name for _, expr in alert_queries() for s in selectors(expr)}
     required = {
-        "buffer filling up": {"sidecar_message_buffer", "sidecar_publish_errors_total"},
+        "buffer filling up": {
+            "sidecar_message_buffer",
+            "sidecar_message_buffer_limit_bytes",
+            "sidecar_publish_errors_total",
+        },
         "oldest item too old": {
             "sidecar_message_buffer_oldest_seconds",
             "sidecar_span_export_queue",
