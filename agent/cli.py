@@ -67,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         "ship", help="export span log files once (gzip too) and print a summary"
     )
     _config_options(ship)
-    ship.add_argument("files", nargs="+", metavar="FILE", help="span log files to export")
+    ship.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="span log files to export, in order (a rotated set oldest first: JobFirst spans "
+        "started in one file and ended in a later one are joined)",
+    )
     ship.add_argument(
         "--format", choices=FORMATS, help="input format (default: spans.format, auto)"
     )

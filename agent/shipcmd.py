@@ -31,6 +31,7 @@ from agent.core.deadletter import DeadLetterFile, raw_field
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError
 from agent.core.sender import Outcome
+from agent.spans.assemble import OpenSpanExchange
 from agent.spans.delivery import Decoder
 from agent.spans.exporter import OtlpHttpExporter
 from agent.spans.formats import make_decoder
@@ -133,6 +134,7 @@ class Shipper:
         self.outbound: Outbound[str] = outbound_for(
             config, sender=self.sender, dead_letters=self.dead_letters, metrics=metrics
         )
+        self.exchange = OpenSpanExchange()
         self._submitted = 0
         self._settled_spans = 0
         self._input_done = False
@@ -144,6 +146,7 @@ class Shipper:
             orphan_timeout_ns=int(self.config.spans.orphan_timeout * 1e9),
             default_service=None,
             max_line_bytes=self.config.spans.max_line_bytes,
+            exchange=self.exchange,
         )
 
     def _settled(self, token: Token, outcome: Outcome) -> None:
@@ -173,6 +176,9 @@ class Shipper:
     async def _read_all(self, files: list[Path], advance: Callable[[int], None]) -> None:
         loop = asyncio.get_running_loop()
         limit = self.config.spans.max_line_bytes
+        # Spans still open at the end of a file are closed only after the last file: a later
+        # file (the next one of a rotated set, given oldest first) may hold their end lines.
+        opened: list[tuple[Decoder, str]] = []
         for path in files:
             decoder, source = self.decoder(), str(path)
             with path.open("rb") as raw, maybe_gunzip(raw) as stream:
@@ -183,9 +189,11 @@ class Shipper:
                     )
                     await self._hand_over(source, spans, loop.time())
                     advance(raw.tell())
+            opened.append((decoder, source))
+            self.report.files += 1
+        for decoder, source in opened:
             ended = await self.outbound.prepare(decoder.expire(END_OF_TIME_NS), source)
             await self._hand_over(source, ended, loop.time())
-            self.report.files += 1
         await self.outbound.submit_ready(loop.time(), force=True)
         self._input_done = True
         self._check_all_settled()

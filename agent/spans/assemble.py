@@ -12,8 +12,12 @@ Pure state, no I/O; `agent.spans.formats.jobfirst` parses the lines and feeds
 - Events carry no span ID: they join the most recently started open span with the same
   trace ID and span name. Event time = the line timestamp (whole seconds) clamped into
   [start, end].
-- An end line whose start was never seen (rotated away, say) still makes a span, with
-  any events that were waiting for it. A start never ended is exported after the orphan
+- A span started in one file and ended in another (the log was rotated in between) is
+  completed once, by the assembler that reads its end line, with what its start line said:
+  the assemblers of one pipeline share an `OpenSpanExchange`, and an end line whose start
+  this assembler has not seen takes the open span from whichever assembler holds it.
+- An end line whose start was never seen anywhere still makes a span, with any events that
+  were waiting for it. A start never ended is exported after the orphan
   timeout (judged on the caller's clock, so a fast backfill never times out) marked
   `sidecar.incomplete=true`, ending at its last seen activity, status unset; so is the
   oldest open span when more than `max_open_spans` are open. Events whose span never
@@ -30,6 +34,7 @@ Pure state, no I/O; `agent.spans.formats.jobfirst` parses the lines and feeds
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any
@@ -132,6 +137,31 @@ def start_time(span: str, trace: str, around_ns: int) -> int:
     return around_ns
 
 
+class OpenSpanExchange:
+    """The JobFirst assemblers of one pipeline (one per followed file), so that an end line can
+    claim an open span whose start line another file's assembler read: the old file of a
+    rotation holds the start, the new file reads the end. Without it the span would be exported
+    twice, complete from its end line and later incomplete from the old file's orphan timeout."""
+
+    def __init__(self) -> None:
+        # Weak: an assembler leaves when its file's state is dropped.
+        self._members: weakref.WeakSet[JobFirstAssembler] = weakref.WeakSet()
+        self.handed_over = 0
+
+    def join(self, assembler: JobFirstAssembler) -> None:
+        self._members.add(assembler)
+
+    def take(self, asker: JobFirstAssembler, trace: str, span: str) -> _Open | None:
+        """The open span (trace, span) removed from the assembler holding it, if another does."""
+        for member in list(self._members):
+            if member is not asker:
+                opened = member.take_open(trace, span)
+                if opened is not None:
+                    self.handed_over += 1
+                    return opened
+        return None
+
+
 class JobFirstAssembler:
     def __init__(
         self,
@@ -140,6 +170,7 @@ class JobFirstAssembler:
         orphan_timeout_ns: int,
         max_open_spans: int = 10_000,
         max_waiting_events: int = 10_000,
+        exchange: OpenSpanExchange | None = None,
     ) -> None:
         self.default_service = default_service
         self.orphan_timeout_ns = orphan_timeout_ns
@@ -150,6 +181,9 @@ class JobFirstAssembler:
         self._by_name: dict[tuple[str, str], list[str]] = {}
         self._waiting: dict[tuple[str, str], _Waiting] = {}
         self._waiting_count = 0
+        self._exchange = exchange
+        if exchange is not None:
+            exchange.join(self)
 
     @property
     def pending(self) -> int:
@@ -212,10 +246,29 @@ class JobFirstAssembler:
         waiting.events.append(event)
         self._waiting_count += 1
 
+    def take_open(self, trace: str, span: str) -> _Open | None:
+        """Remove and return an open span, for another assembler that read its end line."""
+        opened = self._open.pop((trace, span), None)
+        if opened is not None:
+            self._forget(opened)
+        return opened
+
+    def _take_waiting(self, trace: str, name: str) -> list[_Event]:
+        waiting = self._waiting.pop((trace, name), None)
+        if waiting is None:
+            return []
+        self._waiting_count -= len(waiting.events)
+        return waiting.events
+
     def _end(self, line: JobFirstLine) -> Span:
         opened = self._open.pop((line.trace, line.span), None)
         if opened is not None:
             self._forget(opened)
+        elif self._exchange is not None:
+            opened = self._exchange.take(self, line.trace, line.span)
+            if opened is not None:  # started in another file; its later events came here
+                opened.events.extend(self._take_waiting(line.trace, line.name))
+        if opened is not None:
             opened.attributes.update(line.attributes)
             opened.service = line.service or opened.service
         else:  # the start line was never seen: the end line alone makes the span
@@ -232,10 +285,7 @@ class JobFirstAssembler:
                 line.attributes,
                 "",
             )
-            waiting = self._waiting.pop((line.trace, line.name), None)
-            if waiting is not None:
-                opened.events = waiting.events
-                self._waiting_count -= len(waiting.events)
+            opened.events = self._take_waiting(line.trace, line.name)
         start = opened.start_ns
         end = max(start, line.time_ns) if line.duration_ns is None else start + line.duration_ns
         span = self._span(opened, end)

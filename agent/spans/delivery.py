@@ -68,6 +68,8 @@ class FileState:
     tracker: DeliveryTracker
     last_end: int
     retired: bool = False
+    pending_at_mark: int = 0
+    """The decoder's pending count when the last mark took its snapshot."""
 
 
 class DeliveryBook:
@@ -103,6 +105,7 @@ class DeliveryBook:
             if saved.decoder_state:
                 decoder.restore(saved.decoder_state)
         state = FileState(file_key, path, decoder, DeliveryTracker(), offset)
+        state.pending_at_mark = decoder.pending
         self._files[file_key] = state
         return state
 
@@ -112,8 +115,16 @@ class DeliveryBook:
     def mark(self, state: FileState, end_offset: int, pending: int) -> Mark:
         mark_id = state.tracker.add_mark(end_offset, pending, state.decoder.snapshot())
         state.last_end = end_offset
+        state.pending_at_mark = state.decoder.pending
         self._dirty = True
         return (state.file_key, mark_id)
+
+    def mark_changed_decoders(self) -> None:
+        """A mark (no spans, same offset) for each file whose decoder changed since its last
+        mark without reading a line: another file's decoder took open spans from it."""
+        for state in self._files.values():
+            if state.decoder.pending != state.pending_at_mark:
+                self.mark(state, state.last_end, 0)
 
     def settle(self, marks: Mapping[Mark, int]) -> None:
         """Credit delivered spans to their marks (called when the sender settles a request)."""

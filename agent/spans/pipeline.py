@@ -32,6 +32,7 @@ from agent.core.lifecycle import STARTING, STOPPED, Health, TaskSupervisor
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError, sleep_unless_stopped
 from agent.core.sender import Outcome
+from agent.spans.assemble import OpenSpanExchange
 from agent.spans.checkpoint import CheckpointStore
 from agent.spans.delivery import (
     Decoder,
@@ -65,10 +66,11 @@ STOP_RESERVE = 2.0
 QUEUE_RECORD_SLACK = 64 * 1024
 
 
-def decoders_for(config: Config) -> DecoderFactory:
+def decoders_for(config: Config, exchange: OpenSpanExchange | None = None) -> DecoderFactory:
     """A decoder per file, in the format its path asks for (`spans.path_formats`, else
     `spans.format`). Decoders get no default service: the resource merge in
-    `agent.spans.otlp.Resources` applies `service.name` from config to spans that name none."""
+    `agent.spans.otlp.Resources` applies `service.name` from config to spans that name none.
+    JobFirst spans open in one file can be ended in another through `exchange`."""
     spans = config.spans
     patterns = [(os.path.abspath(glob), fmt) for glob, fmt in spans.path_formats.items()]
     orphan_timeout_ns = int(spans.orphan_timeout * 1e9)
@@ -80,6 +82,7 @@ def decoders_for(config: Config) -> DecoderFactory:
             orphan_timeout_ns=orphan_timeout_ns,
             default_service=None,
             max_line_bytes=spans.max_line_bytes,
+            exchange=exchange,
         )
 
     return make
@@ -136,8 +139,10 @@ class SpanPipeline:
         self.outbound: Outbound[Mark] = outbound_for(
             config, sender=self.sender, dead_letters=self.dead_letters, metrics=metrics
         )
+        self.exchange = OpenSpanExchange()
         self.book = DeliveryBook(
-            CheckpointStore(checkpoint_path(data_dir)), decoder_for or decoders_for(config)
+            CheckpointStore(checkpoint_path(data_dir)),
+            decoder_for or decoders_for(config, self.exchange),
         )
         self.tailer: Tailer | None = None
         self._stopping = asyncio.Event()
@@ -252,12 +257,17 @@ class SpanPipeline:
         oversize = [
             _oversize_dead_letter(line, self._spans.max_line_bytes) for line in batch.oversize
         ]
+        handed_over = self.exchange.handed_over
         spans = await self.outbound.prepare_lines(
             state.decoder, batch.lines, time.time_ns(), state.path, oversize
         )
         if oversize:
             await asyncio.to_thread(self.spills.trim)
         self._add(state, spans, batch.end_offset, now)
+        if self.exchange.handed_over != handed_over:
+            # Open spans moved from other files' decoders into this one: their checkpoints
+            # must stop carrying them, or a restart would bring them back as orphans.
+            self.book.mark_changed_decoders()
         if batch.rotated:
             state.retired = True
 

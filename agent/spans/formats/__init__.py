@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal, Protocol
 
+from agent.spans.assemble import OpenSpanExchange
 from agent.spans.formats.auto import AutoDecoder
 from agent.spans.formats.common import DEFAULT_MAX_LINE_BYTES
 from agent.spans.formats.jobfirst import JobFirstDecoder
@@ -58,8 +59,10 @@ def make_decoder(
     max_open_spans: int = 10_000,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
+    exchange: OpenSpanExchange | None = None,
 ) -> Decoder:
-    """A decoder for one file; ValueError for an unknown format name."""
+    """A decoder for one file; ValueError for an unknown format name. JobFirst assembly (in
+    `jobfirst` and `auto`) shares open spans with the other files' decoders through `exchange`."""
     if fmt == "span-json":
         return SpanJsonDecoder(default_service=default_service, max_line_bytes=max_line_bytes)
     if fmt == "otlp-json":
@@ -76,6 +79,7 @@ def make_decoder(
             orphan_timeout_ns=orphan_timeout_ns,
             max_open_spans=max_open_spans,
             max_line_bytes=max_line_bytes,
+            exchange=exchange,
         )
     if fmt == "auto":
         return AutoDecoder(
@@ -84,5 +88,6 @@ def make_decoder(
             max_open_spans=max_open_spans,
             max_line_bytes=max_line_bytes,
             max_object_bytes=max_object_bytes,
+            exchange=exchange,
         )
     raise ValueError(f"unknown span format {fmt!r}; expected one of {', '.join(FORMATS)}")

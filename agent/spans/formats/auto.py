@@ -21,6 +21,7 @@ from typing import Any
 
 from orjson import JSONDecodeError, loads
 
+from agent.spans.assemble import OpenSpanExchange
 from agent.spans.formats.common import (
     LineFeeder,
     dead_letter_for,
@@ -47,6 +48,7 @@ class AutoDecoder(LineFeeder):
         max_open_spans: int,
         max_line_bytes: int,
         max_object_bytes: int,
+        exchange: OpenSpanExchange | None = None,
     ) -> None:
         self.default_service = default_service
         self.max_line_bytes = max_line_bytes
@@ -55,6 +57,7 @@ class AutoDecoder(LineFeeder):
             orphan_timeout_ns=orphan_timeout_ns,
             max_open_spans=max_open_spans,
             max_line_bytes=max_line_bytes,
+            exchange=exchange,
         )
         self.otlp = OtlpJsonDecoder(default_service=default_service, max_line_bytes=max_line_bytes)
         self.sdk = OtelSdkDecoder(

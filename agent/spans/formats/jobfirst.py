@@ -20,7 +20,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.spans.assemble import END, EVENT, START, JobFirstAssembler, JobFirstLine
+from agent.spans.assemble import (
+    END,
+    EVENT,
+    START,
+    JobFirstAssembler,
+    JobFirstLine,
+    OpenSpanExchange,
+)
 from agent.spans.formats.common import (
     DEFAULT_MAX_LINE_BYTES,
     LineFeeder,
@@ -149,12 +156,14 @@ class JobFirstDecoder(LineFeeder):
         orphan_timeout_ns: int,
         max_open_spans: int = 10_000,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        exchange: OpenSpanExchange | None = None,
     ) -> None:
         self.max_line_bytes = max_line_bytes
         self.assembler = JobFirstAssembler(
             default_service=default_service,
             orphan_timeout_ns=orphan_timeout_ns,
             max_open_spans=max_open_spans,
+            exchange=exchange,
         )
 
     def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:

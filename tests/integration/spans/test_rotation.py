@@ -8,10 +8,19 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
+from agent.spans.assemble import w3c_trace_id
 from tests.harness import Jaeger
-from tests.integration.spans.helpers import pipeline_config, running_pipeline, span_id_of, span_json
+from tests.integration.spans.helpers import (
+    append,
+    eventually,
+    pipeline_config,
+    running_pipeline,
+    span_id_of,
+    span_json,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +70,57 @@ async def test_rotation_at_a_steady_rate_loses_nothing(
     }
     assert summary["lines_read"] == total, "every line read exactly once"
     assert summary["dead_lettered"] == {}
+
+
+def jobfirst_line(message: str, trace: str, span: str, **fields: object) -> bytes:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(span[5:]) // 1_000_000_000))
+    record = {
+        "level": "info",
+        "message": message,
+        "span_id": span,
+        "span_name": "sync jobs",
+        "timestamp": stamp,
+        "trace_id": trace,
+        **fields,
+    }
+    return orjson.dumps(dict(sorted(record.items()))) + b"\n"
+
+
+async def test_a_jobfirst_span_across_a_rename_rotation_is_exported_once(
+    tmp_path: Path, jaeger: Jaeger, service_name: str
+) -> None:
+    """Start line in the file that is rotated away, end line in the new one: one complete span
+    (the start line's fields, both events). The agent is stopped while the old file is still
+    followed (inside rotate_wait), so its checkpoint is what the restart trusts: no incomplete
+    copy comes back from it when the orphan timeout passes."""
+    log_file = tmp_path / "logs" / "app.log"
+    log_file.parent.mkdir()
+    nanos = time.time_ns() - 60 * 1_000_000_000
+    trace, span = f"trace_{nanos}", f"span_{nanos}"
+    config = pipeline_config(
+        tmp_path,
+        jaeger.otlp_http_endpoint,
+        paths=[str(log_file)],
+        spans__format="jobfirst",
+        spans__orphan_timeout="1s",
+        spans__rotate_wait="3s",
+        service__name=service_name,
+    )
+    async with running_pipeline(config) as pipeline:
+        append(log_file, jobfirst_line("Span started", trace, span, user_id=7))
+        append(log_file, jobfirst_line("Span event added", trace, span, event_name="queued"))
+        await eventually(lambda: pipeline.summary()["lines_read"] >= 2, what="the start read")
+        os.replace(log_file, log_file.with_name("app.log.1"))
+        append(log_file, jobfirst_line("Span event added", trace, span, event_name="picked up"))
+        append(log_file, jobfirst_line("Span ended", trace, span, duration="2s", status=0))
+        await asyncio.to_thread(jaeger.query.wait_for_spans, service_name, 1, timeout=20)
+
+    async with running_pipeline(config):
+        await asyncio.sleep(3 + 1 + 2)  # rotate_wait + orphan_timeout + a margin
+    stored = await asyncio.to_thread(jaeger.query.trace, w3c_trace_id(trace).hex())
+    assert stored is not None
+    (only,) = stored.spans
+    assert only.tags["user_id"] == 7, "completed with the start line's fields"
+    assert "sidecar.incomplete" not in only.tags
+    assert [log.fields["event"] for log in only.logs] == ["queued", "picked up"]
+    assert only.duration_us == 2_000_000

@@ -103,6 +103,34 @@ def test_an_open_jobfirst_span_is_exported_incomplete_at_end_of_file(
     assert span.name == "sync jobs" and attributes["sidecar.incomplete"].bool_value
 
 
+def test_a_jobfirst_span_across_two_rotated_files_is_shipped_once_complete(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nanos = time.time_ns() - 10**9
+    line = {
+        "level": "info",
+        "span_id": f"span_{nanos}",
+        "span_name": "sync jobs",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(nanos // 10**9)),
+        "trace_id": f"trace_{nanos}",
+    }
+    older, newer = tmp_path / "jobfirst.log.1", tmp_path / "jobfirst.log"
+    older.write_bytes(orjson.dumps({**line, "message": "Span started", "user_id": 7}) + b"\n")
+    ended = {**line, "message": "Span ended", "duration": "1.5s", "status": 0}
+    newer.write_bytes(orjson.dumps(ended) + b"\n")
+    with FaultInjectingOtlpReceiver() as receiver:
+        code = ship(
+            tmp_path, receiver.endpoint, "--format", "jobfirst", "--json", str(older), str(newer)
+        )
+        spans = receiver.accepted_spans()
+    assert code == 0 and summary_json(capsys)["spans_exported"] == 1
+    [(_, span)] = spans
+    attributes = {a.key: a.value for a in span.attributes}
+    assert "sidecar.incomplete" not in attributes
+    assert attributes["user_id"].int_value == 7, "the start line's fields, from the older file"
+    assert span.end_time_unix_nano - span.start_time_unix_nano == 1_500_000_000
+
+
 def test_a_400_is_dead_lettered_with_the_message_and_exit_is_zero(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from agent.spans.assemble import w3c_span_id, w3c_trace_id
+from agent.spans.assemble import OpenSpanExchange, w3c_span_id, w3c_trace_id
 from agent.spans.formats import make_decoder
 from agent.spans.formats.jobfirst import parse_go_duration
 from agent.spans.model import (
@@ -144,6 +144,36 @@ def test_end_line_alone_makes_the_span() -> None:
     assert span.end_ns == span.start_ns + 123_500_000_000
     assert [e.name for e in span.events] == ["queued"]
     assert span.attributes.get(INCOMPLETE_ATTRIBUTE) is None
+
+
+@pytest.mark.parametrize("fmt", ["jobfirst", "auto"])
+def test_a_span_started_before_a_rotation_and_ended_after_it_is_made_once(fmt: str) -> None:
+    """The old file's decoder read the start, the new file's reads the rest: the new one
+    takes the open span through the pipeline's exchange and completes it with the start
+    line's attributes; nothing is left in the old one to time out as a second copy."""
+    exchange = OpenSpanExchange()
+    old_file = make_decoder(fmt, orphan_timeout_ns=MINUTE, default_service=None, exchange=exchange)
+    new_file = make_decoder(fmt, orphan_timeout_ns=MINUTE, default_service=None, exchange=exchange)
+    assert feed_all(old_file, [started(user_id=7), event("queued")]).spans == []
+    result = feed_all(new_file, [event("picked up"), ended("2s", status=1, desc="boom")])
+    (span,) = result.spans
+    assert span.attributes["user_id"] == 7, "the start line's fields"
+    assert [e.name for e in span.events] == ["queued", "picked up"]
+    assert span.start_ns == 1_732_777_445_123_456_789
+    assert span.end_ns == span.start_ns + 2 * SECOND
+    assert span.status_code == STATUS_ERROR
+    assert INCOMPLETE_ATTRIBUTE not in span.attributes
+    assert exchange.handed_over == 1
+    assert old_file.pending == 0 and old_file.snapshot() == {}
+    assert old_file.expire(10 * MINUTE).spans == [] and new_file.pending == 0
+
+
+def test_without_an_exchange_each_file_decodes_on_its_own() -> None:
+    old_file, new_file = decoder(), decoder()
+    feed_all(old_file, [started(user_id=7)])
+    (from_end_line,) = feed_all(new_file, [ended("2s")]).spans
+    assert "user_id" not in from_end_line.attributes
+    assert old_file.pending == 1
 
 
 def test_end_line_alone_without_id_nanos_ends_at_its_timestamp() -> None:
