@@ -23,6 +23,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 StrPath = str | os.PathLike[str]
+# Linux refuses writev with more buffers than this (IOV_MAX).
+_MAX_IOVECS = 1024
 
 
 class StateFileError(Exception):
@@ -46,7 +48,7 @@ def write_atomic(path: StrPath, data: bytes) -> None:
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         try:
-            _write_all(fd, data)
+            write_all(fd, [data])
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -58,11 +60,16 @@ def write_atomic(path: StrPath, data: bytes) -> None:
     fsync_dir(target.parent)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+def write_all(fd: int, parts: list[bytes]) -> None:
+    """Write every buffer in order, retrying short writes."""
+    for start in range(0, len(parts), _MAX_IOVECS):
+        batch = parts[start : start + _MAX_IOVECS]
+        written = os.writev(fd, batch)
+        total = sum(len(part) for part in batch)
+        if written < total:
+            rest = memoryview(b"".join(batch))[written:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]
 
 
 def save_state(path: StrPath, version: int, payload: dict[str, Any]) -> None:

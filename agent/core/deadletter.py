@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from agent.core.atomicfile import write_all
 from agent.core.metrics import Metrics
 
 log = logging.getLogger("agent.deadletter")
@@ -73,7 +74,7 @@ class DeadLetterFile:
             self._rotate_if_full(len(data))
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, data)
+                write_all(fd, [data])
                 os.fsync(fd)
             finally:
                 os.close(fd)

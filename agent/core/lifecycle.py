@@ -139,10 +139,9 @@ async def stop_all(components: list[Component], deadline: float) -> list[str]:
         except TimeoutError:
             late.append(component.name)
             log.error("component did not stop in time", extra={"component": component.name})
-        except Exception as exc:
+        except Exception:
             late.append(component.name)
             log.exception("component failed to stop", extra={"component": component.name})
-            del exc
     return late
 
 

@@ -91,13 +91,7 @@ class Metrics:
         labels: Sequence[str] = (),
         buckets: Sequence[float] = LATENCY_BUCKETS,
     ) -> Histogram:
-        full = PREFIX + name
-        if full not in self._metrics:
-            self._metrics[full] = Histogram(
-                full, doc, labelnames=labels, buckets=buckets, registry=self.registry
-            )
-        metric: Histogram = self._metrics[full]
-        return metric
+        return self._get(Histogram, name, doc, labels, buckets=buckets)
 
     def gauge_callback(
         self,
@@ -109,11 +103,13 @@ class Metrics:
         """A gauge computed at scrape time; `read` maps label values to the value."""
         self._callbacks.add(PREFIX + name, doc, labels, read)
 
-    def _get(self, kind: type[MetricT], name: str, doc: str, labels: Sequence[str]) -> MetricT:
+    def _get(
+        self, kind: type[MetricT], name: str, doc: str, labels: Sequence[str], **options: Any
+    ) -> MetricT:
         full = PREFIX + name
         existing = self._metrics.get(full)
         if existing is None:
-            existing = kind(full, doc, labelnames=labels, registry=self.registry)
+            existing = kind(full, doc, labelnames=labels, registry=self.registry, **options)
             self._metrics[full] = existing
         if not isinstance(existing, kind):
             raise TypeError(f"metric {full} already registered as {type(existing).__name__}")

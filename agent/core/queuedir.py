@@ -80,10 +80,7 @@ class SegmentTable:
 
     def count_fully_below(self, frontier: int) -> int:
         """How many leading segments hold only seqs below ``frontier``; never the active one."""
-        count = 0
-        while count + 1 < len(self.segments) and self.segments[count + 1].first_seq <= frontier:
-            count += 1
-        return count
+        return count_fully_below(self.segments, frontier)
 
     def drop_first(self, count: int) -> int:
         """Forget the first ``count`` segments (deleted on disk); returns the bytes freed."""
@@ -91,6 +88,14 @@ class SegmentTable:
         del self.segments[:count]
         self.disk_bytes -= freed
         return freed
+
+
+def count_fully_below(segments: list[SegmentInfo], frontier: int) -> int:
+    """How many leading ``segments`` hold only seqs below ``frontier``; never the last one."""
+    count = 0
+    while count + 1 < len(segments) and segments[count + 1].first_seq <= frontier:
+        count += 1
+    return count
 
 
 @dataclass(slots=True)
@@ -102,7 +107,6 @@ class Recovered:
     done_ranges: list[tuple[int, int]] = field(default_factory=list)
     tail_truncations: int = 0
     tail_bytes_cut: int = 0
-    deleted_segments: int = 0
 
 
 def lock_directory(directory: Path) -> int:
@@ -221,9 +225,8 @@ def _recover_last(recovered: Recovered, first_seq: int, path: Path) -> None:
 
 def _delete_acked(recovered: Recovered) -> None:
     """Remove sealed segments whose every seq is below the frontier (the last one stays)."""
-    segments = recovered.segments
-    while len(segments) > 1 and segments[1].first_seq <= recovered.frontier:
+    doomed = count_fully_below(recovered.segments, recovered.frontier)
+    for segment in recovered.segments[:doomed]:
         with contextlib.suppress(FileNotFoundError):
-            segments[0].path.unlink()
-        segments.pop(0)
-        recovered.deleted_segments += 1
+            segment.path.unlink()
+    del recovered.segments[:doomed]

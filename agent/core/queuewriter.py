@@ -222,8 +222,7 @@ class QueueWriter:
             self.commits += 1
             self.durable_next_seq = commit.next_seq
         for waiter in commit.waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+            settle(waiter, None)
         self._on_commit(True)
 
     def _failed(self, error: BaseException, commit: _Commit | None) -> None:

@@ -22,7 +22,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.core.atomicfile import fsync_dir
+from agent.core.atomicfile import fsync_dir, write_all
 
 SEGMENT_MAGIC = b"SDQSEG"
 SEGMENT_VERSION = 1
@@ -36,8 +36,6 @@ _CRC = struct.Struct("<I")
 HEADER_SIZE = _HEADER.size
 FRAME_OVERHEAD = _FRAME_HEAD.size
 _NAME = re.compile(r"^(\d{20})\.seg$")
-# Linux refuses writev with more buffers than this (IOV_MAX).
-_MAX_IOVECS = 1024
 _sync_data = getattr(os, "fdatasync", os.fsync)
 
 
@@ -217,18 +215,6 @@ def rewrite_header(path: Path, first_seq: int, first_enqueued_ns: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def write_all(fd: int, parts: list[bytes]) -> None:
-    """Write every buffer in order, retrying short writes."""
-    for start in range(0, len(parts), _MAX_IOVECS):
-        batch = parts[start : start + _MAX_IOVECS]
-        written = os.writev(fd, batch)
-        total = sum(len(part) for part in batch)
-        if written < total:
-            rest = memoryview(b"".join(batch))[written:]
-            while rest:
-                rest = rest[os.write(fd, rest) :]
 
 
 @dataclass(slots=True)
