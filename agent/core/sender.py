@@ -232,12 +232,14 @@ class Sender(Generic[T]):
                 await self._dead_letter(outgoing.record, error)
                 self._settle(outgoing, Outcome.DEAD_LETTERED)
             else:
+                # One backoff step per failure: the drain loop waits it out after a spill,
+                # this loop when the record could not be spilled.
+                delay = self._next_delay(error)
                 if self._queue is not None and self._queue_usable:
                     self.spilling = True
-                    self._next_delay(error)  # the drain loop waits this out
                     if await self._spill(outgoing):
                         return
-                if await sleep_unless_stopped(self._next_delay(error), self._stopping):
+                if await sleep_unless_stopped(delay, self._stopping):
                     return
 
     async def _attempt(self, record: bytes) -> PermanentError | RetryableError | None:
