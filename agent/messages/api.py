@@ -145,7 +145,7 @@ class PublishApi:
         if self._auth is not None:
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, self._auth):
-                raise _Refusal(401, "unauthorized", "missing or wrong bearer token")
+                raise BodyError(401, "unauthorized", "missing or wrong bearer token")
         topic = request.match_info["topic"]
         if topic not in self._valid_topics:
             if not is_valid_topic(topic):
@@ -155,7 +155,7 @@ class PublishApi:
                 self._valid_topics.clear()  # names are client-chosen: keep the memory bounded
             self._valid_topics.add(topic)
         if self._allowed and topic not in self._allowed:
-            raise _Refusal(403, "topic_forbidden", f"topic {topic!r} is not in allowed_topics")
+            raise BodyError(403, "topic_forbidden", f"topic {topic!r} is not in allowed_topics")
         requested = request.query.get("ack") if request.query_string else None
         return topic, self._intake.mode(requested)
 
@@ -163,21 +163,21 @@ class PublishApi:
         limit = self._config.max_body_bytes
         declared = request.content_length
         if declared is not None and declared > limit:
-            raise _Refusal(413, "body_too_large", f"body of {declared} bytes; limit {limit}")
+            raise BodyError(413, "body_too_large", f"body of {declared} bytes; limit {limit}")
         content = request.content
         if content.is_eof():  # the whole body came with the headers: no wait, no timer
             body = content.read_nowait()
             if len(body) > limit:  # chunked, so nothing was declared
-                raise _Refusal(413, "body_too_large", f"body larger than {limit} bytes")
+                raise BodyError(413, "body_too_large", f"body larger than {limit} bytes")
             return body
         try:
             async with asyncio.timeout(self._config.read_timeout):
                 return await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise _Refusal(413, "body_too_large", f"body larger than {limit} bytes") from None
+            raise BodyError(413, "body_too_large", f"body larger than {limit} bytes") from None
         except TimeoutError:
             message = f"body not received within {self._config.read_timeout:g}s"
-            raise _Refusal(408, "body_timeout", message) from None
+            raise BodyError(408, "body_timeout", message) from None
 
     async def _accept(
         self, topic: str, envelopes: list[Envelope], ack: AckMode, *, escape: bool = True
@@ -215,7 +215,7 @@ class PublishApi:
         async def guarded(request: web.Request) -> web.StreamResponse:
             try:
                 return await handler(request)
-            except (BodyError, _Refusal) as error:
+            except BodyError as error:
                 return self._error(error.status, error.code, error.message, index=error.index)
             except PublishRefused as refused:
                 headers = None
@@ -253,12 +253,3 @@ class PublishApi:
 def _json(body: Any, status: int) -> web.Response:
     # The hot path's answer: one prebuilt header set, no content-type parsing.
     return web.Response(body=orjson.dumps(body), status=status, headers=_JSON_HEADERS)
-
-
-class _Refusal(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.index: int | None = None

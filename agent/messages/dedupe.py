@@ -88,8 +88,11 @@ class DedupeCache:
         return await asyncio.shield(seen.written)
 
     def _evict(self, now: float) -> None:
+        # `order` also keeps the ids a failed put forgot (a bad entry, a full queue) until they
+        # expire: its own bound stops clients that retry failures from growing it all window.
         order, seen = self._order, self._seen
-        while order and (order[0][0] <= now or len(seen) >= self.max_ids):
+        most = self.max_ids
+        while order and (order[0][0] <= now or len(seen) >= most or len(order) >= 2 * most):
             _, key, entry = order.popleft()
             if seen.get(key) is entry:
                 del seen[key]

@@ -284,9 +284,13 @@ class Intake:
         finally:
             if record is not None:
                 self._confirmations.pop(record.confirm_token, None)
-        for index, seen in plan.repeats:
-            if seen is None:  # repeated within the request: the first copy's answer
-                entry_ids[index] = entry_ids[plan.ids.index(plan.ids[index])]
+        copies = [index for index, seen in plan.repeats if seen is None]
+        if copies:  # repeated within the request: the first copy's answer
+            first: dict[str, int] = {}
+            for index, message_id in enumerate(plan.ids):
+                first.setdefault(message_id, index)  # a dict: list.index per copy is quadratic
+            for index in copies:
+                entry_ids[index] = entry_ids[first[plan.ids[index]]]
         result.entry_ids = entry_ids
 
     @staticmethod

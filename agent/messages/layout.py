@@ -82,7 +82,6 @@ class TopicLayout:
         self.topic = topic
         self.kind = config.layout
         self.stream = config.key.replace("{topic}", topic).encode()
-        self.maxlen = config.maxlen
         trim = [b"MAXLEN", b"~", str(config.maxlen).encode()] if config.maxlen else []
         head = [b"XADD", self.stream, *trim, b"*"]
         self._head_args = len(head)

@@ -1,6 +1,6 @@
 """Where Redis is and how to open a ready connection to it: URL, TLS, AUTH, SELECT, version.
 
-The URL is parsed by redis-py (the same rules as every redis-py user's REDIS_URL); the
+The URL follows redis-py's rules (the same as every redis-py user's REDIS_URL); the
 handshake runs over our own pipelined connection, so set-up and the hot path share one code
 path. The server's version decides whether XADD can carry IDMP (Redis >= 8.6).
 """
@@ -133,9 +133,8 @@ class RedisTarget:
             await connection.call(b"AUTH", *credentials)
         if url.db:
             await connection.call(b"SELECT", str(url.db).encode())
-        with contextlib.suppress(
-            ReplyError
-        ):  # a name only helps CLIENT LIST readers; ACLs may forbid it
+        # A name only helps CLIENT LIST readers; ACLs may forbid it.
+        with contextlib.suppress(ReplyError):
             await connection.call(b"CLIENT", b"SETNAME", client_name.encode())
         info = await connection.call(b"INFO", b"server")
         return ServerInfo(parse_server_version(bytes(info)))

@@ -42,6 +42,7 @@ from agent.messages.writer import BatchOutcome, SentBatch, StreamWriter, classif
 log = logging.getLogger("agent.messages.sender")
 
 QUEUE_POLL = 0.1  # how often an idle feeder looks up from the queue to check for retries
+CLEAN_STREAMS_MAX = 4096  # stream names follow client-chosen topics: forget them past this
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +262,8 @@ class Sender:
             self.replays_skipped += found
             self._replays_skipped_total.inc(found)
             if not found:
+                if len(self._clean_streams) >= CLEAN_STREAMS_MAX:
+                    self._clean_streams.clear()  # costs a lookup again, never a message
                 self._clean_streams.add(stream)
         self._finish([record for record in records if record.finished])
         return [record for record in records if not record.finished]
