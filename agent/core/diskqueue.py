@@ -328,6 +328,14 @@ class DiskQueue:
             await synced
         return seqs
 
+    async def sync(self) -> None:
+        """Return once every record put so far is fsync'd: the wait of a durable put, for a
+        caller that answers for records others put with ``durable=False``."""
+        writer, _ = self._writable()
+        synced = writer.sync_all()
+        if synced is not None:
+            await synced
+
     async def _wait_for_space(self, writer: QueueWriter, records: Sequence[bytes]) -> None:
         if self._when_full == "reject":
             raise self._full_error()

@@ -171,6 +171,13 @@ class QueueWriter:
                     self._wake.notify()
         return seqs, None
 
+    def sync_all(self) -> asyncio.Future[None] | None:
+        """A future completed once everything appended so far is synced; None if it is."""
+        with self._lock:
+            if self.durable_next_seq >= self._table.next_seq:
+                return None
+            return self._wait_for_sync()
+
     def _append(self, record: bytes, enqueued_ns: int) -> int:
         table = self._table
         seq = table.next_seq

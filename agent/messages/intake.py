@@ -142,6 +142,10 @@ class Intake:
                 raise
             for message_id, seen in plan.reserved:
                 self.dedupe.settle(topic, message_id, seen, None)
+        if ack == "disk" and plan.repeats:
+            # A repeat answers for a record an earlier request may have put with ?ack=memory:
+            # a disk ack still means that record is on disk.
+            await self._sync()
         self.accepted_total += len(plan.fresh)
         self.duplicates_total += len(plan.repeats)
         if ack == "redis":
@@ -251,6 +255,12 @@ class Intake:
                 raise self._refusal(error, len(data)) from None
             raise
         self.refused_bytes = None
+
+    async def _sync(self) -> None:
+        try:
+            await self._queue.sync()
+        except DiskQueueError as error:
+            raise self._refusal(error, 0) from None
 
     def _refusal(self, error: DiskQueueError, size: int) -> PublishRefused:
         if isinstance(error, QueueFullError):

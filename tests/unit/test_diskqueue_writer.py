@@ -50,6 +50,20 @@ async def test_lossy_puts_are_synced_within_the_sync_interval(tmp_path: Path) ->
         assert queue.stats().fsyncs == 1
 
 
+async def test_sync_waits_for_lossy_puts_and_returns_at_once_when_nothing_is_unsynced(
+    tmp_path: Path,
+) -> None:
+    async with DiskQueue(tmp_path, lossy_write_delay=60, lossy_sync_interval=60) as queue:
+        await queue.sync()
+        assert queue.stats().fsyncs == 0, "nothing to sync: no commit"
+        await queue.put_many([b"a", b"b"], durable=False)
+        assert queue.stats().fsyncs == 0
+        await queue.sync()
+        assert queue.stats().fsyncs == 1
+        await queue.sync()
+        assert queue.stats().fsyncs == 1
+
+
 async def test_acks_of_lossy_records_are_persisted_without_any_durable_put(
     tmp_path: Path,
 ) -> None:

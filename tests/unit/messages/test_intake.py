@@ -55,6 +55,18 @@ async def test_repeated_ids_are_not_queued_twice(queue: DiskQueue) -> None:
     assert again.ids == ["b", "c", "c"] and records[1].tracked
 
 
+async def test_a_disk_ack_for_a_repeat_waits_until_the_memory_acked_original_is_synced(
+    tmp_path: Path,
+) -> None:
+    async with DiskQueue(tmp_path / "q", lossy_write_delay=60, lossy_sync_interval=60) as queue:
+        intake = Intake(MessagesConfig(), queue, retry_after=1)
+        await intake.publish("t", [("x", 1, None, None)], "memory")
+        assert queue.stats().fsyncs == 0
+        repeat = await intake.publish("t", [("x", 1, None, None)], "disk")
+        assert repeat.duplicates == 1
+        assert queue.stats().fsyncs == 1, "answered only once the original is on disk"
+
+
 async def test_errors_name_the_index_the_client_sent(queue: DiskQueue) -> None:
     intake = Intake(MessagesConfig(), queue, retry_after=1)
     await intake.publish("t", [("a", 1, None, None)], "disk")
@@ -142,6 +154,9 @@ class HeldPutQueueDouble:
             self.held = True
             await self.release.wait()
         return await self.queue.put(record, durable=durable, decoded=decoded)
+
+    async def sync(self) -> None:
+        await self.queue.sync()
 
 
 async def test_requests_waiting_on_each_others_ids_do_not_deadlock(queue: DiskQueue) -> None:
