@@ -189,7 +189,8 @@ class Shipper:
                     )
                     await self._hand_over(source, spans, loop.time())
                     advance(raw.tell())
-            opened.append((decoder, source))
+            if decoder.pending:  # else nothing to close, nor for a later file to end
+                opened.append((decoder, source))
             self.report.files += 1
         for decoder, source in opened:
             ended = await self.outbound.prepare(decoder.expire(END_OF_TIME_NS), source)

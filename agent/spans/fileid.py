@@ -33,10 +33,6 @@ class FileIdentity:
         """Stable string naming this file in checkpoints, across renames and restarts."""
         return f"{self.dev}:{self.inode}:{self.fingerprint}"
 
-    @property
-    def inode_key(self) -> tuple[int, int]:
-        return (self.dev, self.inode)
-
 
 def parse_key(key: str) -> tuple[int, int, str] | None:
     """The (dev, inode, fingerprint) of a key made by FileIdentity.key; None if it is not one."""

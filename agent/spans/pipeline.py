@@ -307,7 +307,7 @@ class SpanPipeline:
     async def _save_checkpoints(self) -> None:
         live = self.tailer.known_files().keys() if self.tailer is not None else ()
         try:
-            await self.book.save(set(live))
+            await self.book.save(live)
         except OSError as error:
             log.error("cannot save span checkpoints", extra={"error": repr(error)})
 
