@@ -322,10 +322,11 @@ class Tailer:
     def _current_poll_interval(self) -> float:
         """While change notifications work they start every read; the poll is then only a
         safety net and runs NOTIFIED_POLL_FACTOR times less often (idle files cost less).
-        A rotated-away file waiting out rotate_wait keeps the normal pace: no notification
-        comes for it, and the scan is what lets it go on time."""
+        The normal pace stays while a glob's directory is not watched (it does not exist
+        yet: only a scan finds it), and while a rotated-away file waits out rotate_wait (no
+        notification comes for it: the scan is what lets it go on time)."""
         watcher = self._watcher
-        if watcher is None or not watcher.active:
+        if watcher is None or not watcher.active or len(watcher.roots) < len(self._roots):
             return self._poll_interval
         if any(tracked.gone_since is not None for tracked in self._set.files.values()):
             return self._poll_interval

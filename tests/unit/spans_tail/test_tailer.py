@@ -197,6 +197,25 @@ async def test_notifications_make_reading_prompt_without_polling(
     assert sorted(all_lines(batches)) == [b"created", b"grown"]
 
 
+async def test_a_glob_directory_created_later_is_found_at_the_normal_poll_pace(
+    tmp_path: Path, make_tailer: TailerFactory
+) -> None:
+    """One glob's directory is watched, the other's does not exist yet: no notification can
+    come for it, so the poll must not slow down (10 s here) until it is watched too."""
+    (tmp_path / "a").mkdir()
+    later = tmp_path / "b"
+    globs = [str(tmp_path / "a" / "*.log"), str(later / "*.log")]
+    tailer = await make_tailer(globs, poll_interval=1.0)
+    await asyncio.sleep(1.5)  # the watcher is subscribed and the first poll is behind us
+    assert tailer.status()["notifications"]
+    later.mkdir()
+    (later / "app.log").write_bytes(b"hello\n")
+    started = time.monotonic()
+    batches = await collect(tailer, until=has_lines(1), timeout=8.0)
+    assert time.monotonic() - started < 4.0, "found by the normal 1 s poll, not 10x later"
+    assert all_lines(batches) == [b"hello"]
+
+
 async def test_a_rotated_file_is_let_go_on_time_while_notifications_slow_the_poll(
     tmp_path: Path, make_tailer: TailerFactory
 ) -> None:
