@@ -171,9 +171,12 @@ def error_message(body: bytes, content_type: str) -> str:
         return ""
     try:
         if content_type.startswith(PROTOBUF):
-            message = proto_fields(body).get(2)
+            status = proto_fields(body)
+            message, code = status.get(2), status.get(1)
             if isinstance(message, bytes):
                 return message.decode("utf-8", "replace")
+            if isinstance(code, int):  # a Status without a message: its bytes are no text
+                return f"google.rpc.Status code {code}"
         elif content_type.startswith(JSON):
             found = orjson.loads(body)
             if isinstance(found, dict) and found.get("message"):

@@ -71,6 +71,10 @@ def test_error_messages_from_status_json_and_text() -> None:
     assert error_message(b"", PROTOBUF) == ""
 
 
+def test_a_protobuf_status_without_a_message_is_not_read_as_text() -> None:
+    assert error_message(b"\x08\x0e", PROTOBUF) == "google.rpc.Status code 14"
+
+
 @given(st.binary(max_size=200))
 def test_the_protobuf_reader_never_raises_anything_but_value_error(data: bytes) -> None:
     with contextlib.suppress(ValueError):
