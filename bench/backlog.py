@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 
-from tests.harness import RedisServer, free_port, wait_until  # noqa: E402
+from tests.harness import RedisServer  # noqa: E402
+from tests.harness.agent_process import AgentProcess  # noqa: E402
 
 TOPIC = "backlog"
 BATCH = 1000
@@ -45,20 +43,13 @@ def mib(kib: int) -> str:
     return f"{kib / 1024:,.1f} MiB"
 
 
-class AgentUnderTest:
+class AgentUnderTest(AgentProcess):
+    """The agent as its own process (tests/harness), with its RSS read from /proc."""
+
     def __init__(self, workdir: Path, redis_url: str) -> None:
-        self.port = free_port()
-        self.admin_port = free_port()
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("SIDECAR_", "OTEL_"))
-        }
-        env.update(
+        super().__init__(
+            workdir,
             {
-                "SIDECAR_DATA_DIR": str(workdir),
-                "SIDECAR_PROXY_LISTEN": f"127.0.0.1:{self.port}",
-                "SIDECAR_ADMIN_LISTEN": f"127.0.0.1:{self.admin_port}",
                 "SIDECAR_SPANS_ENABLED": "false",
                 "SIDECAR_REDIS_URL": redis_url,
                 "SIDECAR_MESSAGES_QUEUE_MAX_BYTES": "8GiB",
@@ -66,28 +57,13 @@ class AgentUnderTest:
                 "SIDECAR_MESSAGES_RETRY_INITIAL_INTERVAL": "50ms",
                 "SIDECAR_MESSAGES_RETRY_MAX_INTERVAL": "200ms",
                 "SIDECAR_LOG_LEVEL": "warning",
-            }
+            },
         )
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL
-        )
-        wait_until(
-            self._healthy,
-            timeout=30,
-            what="the agent's /healthz",
-            abort=lambda: None if self.process.poll() is None else "the agent exited",
-        )
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/healthz", timeout=1):
-                return True
-        except OSError:
-            return False
+        self.start(timeout=30)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/topics/{TOPIC}/messages"
+        return f"{self.proxy_url}/v1/topics/{TOPIC}/messages"
 
     def rss_kib(self) -> int:
         return proc_kib(self.process.pid, "VmRSS")
@@ -96,8 +72,7 @@ class AgentUnderTest:
         return proc_kib(self.process.pid, "VmHWM")
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(60)
+        self.terminate(60)
 
 
 def batch_body(message_bytes: int, first: int) -> bytes:
@@ -151,7 +126,7 @@ def run(tmp: Path, backlog_bytes: int, message_bytes: int) -> None:
         started = time.perf_counter()
         total = asyncio.run(publish(agent.url, backlog_bytes, message_bytes))
         filled = time.perf_counter() - started
-        on_disk = directory_bytes(tmp / "agent")
+        on_disk = directory_bytes(tmp / "agent" / "data")
         after_fill, fill_peak = agent.rss_kib(), agent.peak_kib()
         server.start()
         drain_started = time.perf_counter()

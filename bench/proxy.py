@@ -46,7 +46,9 @@ import orjson  # noqa: E402
 import redis  # noqa: E402
 
 from agent.messages.message import AcceptTime, MessageIds  # noqa: E402
-from tests.harness import RedisServer, free_port  # noqa: E402
+from tests.harness import RedisServer, free_port, wait_until  # noqa: E402
+from tests.harness.agent_process import AgentProcess  # noqa: E402
+from tests.harness.ports import LOOPBACK  # noqa: E402
 
 TOPIC = "bench"
 BATCH = 1000
@@ -260,45 +262,42 @@ def measured(pid: int, spec: dict[str, Any]) -> tuple[dict[str, Any], float]:
 
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listens on port {port}")
+            return probe.connect_ex((LOOPBACK, port)) == 0
+
+    wait_until(listening, timeout=timeout, what=f"a listener on port {port}")
 
 
-class Agent:
+class Agent(AgentProcess):
+    """The agent as its own process (tests/harness), ready once its proxy listens."""
+
     def __init__(self, workdir: Path, redis_url: str, ack: str = "disk") -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.admin_port = free_port()
-        self.env = {
-            **os.environ,
-            "SIDECAR_DATA_DIR": str(workdir),
-            "SIDECAR_PROXY_LISTEN": f"127.0.0.1:{self.port}",
-            "SIDECAR_ADMIN_LISTEN": f"127.0.0.1:{self.admin_port}",
-            "SIDECAR_SPANS_ENABLED": "false",
-            "SIDECAR_REDIS_URL": redis_url,
-            "SIDECAR_MESSAGES_ACK": ack,
-            "SIDECAR_MESSAGES_RETRY_INITIAL_INTERVAL": "50ms",
-            "SIDECAR_MESSAGES_RETRY_MAX_INTERVAL": "200ms",
-            "SIDECAR_MESSAGES_QUEUE_MAX_BYTES": "4GiB",
-            "SIDECAR_LOG_LEVEL": "warning",
-        }
-        self.process = subprocess.Popen(
-            [PYTHON, "-m", "agent", "run"], env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL
+        super().__init__(
+            workdir,
+            {
+                "SIDECAR_SPANS_ENABLED": "false",
+                "SIDECAR_REDIS_URL": redis_url,
+                "SIDECAR_MESSAGES_ACK": ack,
+                "SIDECAR_MESSAGES_RETRY_INITIAL_INTERVAL": "50ms",
+                "SIDECAR_MESSAGES_RETRY_MAX_INTERVAL": "200ms",
+                "SIDECAR_MESSAGES_QUEUE_MAX_BYTES": "4GiB",
+                "SIDECAR_LOG_LEVEL": "warning",
+            },
         )
-        wait_for_port(self.port)
+        self.start()
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
 
     def url(self, ack: str | None = None) -> str:
         query = f"?ack={ack}" if ack else ""
-        return f"http://127.0.0.1:{self.port}/v1/topics/{TOPIC}/messages{query}"
+        return f"{self.proxy_url}/v1/topics/{TOPIC}/messages{query}"
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
+        self.terminate()
 
 
 def wait_for_length(client: redis.Redis, key: str, length: int, timeout: float = 120.0) -> float:
@@ -409,11 +408,11 @@ def batched(
         db.delete("stream:resp-baseline")
         before = db.xlen(stream)
         started = time.perf_counter()
-        cpu_before = cpu_seconds(agent.process.pid)
+        cpu_before = cpu_seconds(agent.pid)
         result = client({**load, "seconds": seconds})
         messages = result["ok"] * BATCH
         finished = wait_for_length(db, stream, before + messages)
-        costs.append((cpu_seconds(agent.process.pid) - cpu_before) / messages * 1e6)
+        costs.append((cpu_seconds(agent.pid) - cpu_before) / messages * 1e6)
         rates.append(messages / (finished - started))
         accepted.append(messages / result["elapsed"])
         errors += result["errors"]
@@ -443,7 +442,7 @@ def single(agent: Agent, bare: BareServer, seconds: float, rounds: int) -> None:
     costs: dict[str, list[float]] = {}
     errors: dict[str, int] = {}
     targets = [("bare", bare.pid, bare.url)]
-    targets += [(ack, agent.process.pid, agent.url(ack)) for ack in ACK_MODES]
+    targets += [(ack, agent.pid, agent.url(ack)) for ack in ACK_MODES]
     for _ in range(rounds):
         for name, pid, url in targets:
             result, cpu = measured(pid, {**spec, "url": url})

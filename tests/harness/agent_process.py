@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from tests.harness.ports import free_port
+from tests.harness.ports import LOOPBACK, free_port
 from tests.harness.process import ManagedProcess, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -54,8 +54,8 @@ class AgentProcess:
         self.proxy_port = free_port()
         base = {
             "SIDECAR_DATA_DIR": str(workdir / "data"),
-            "SIDECAR_ADMIN_LISTEN": f"127.0.0.1:{self.admin_port}",
-            "SIDECAR_PROXY_LISTEN": f"127.0.0.1:{self.proxy_port}",
+            "SIDECAR_ADMIN_LISTEN": f"{LOOPBACK}:{self.admin_port}",
+            "SIDECAR_PROXY_LISTEN": f"{LOOPBACK}:{self.proxy_port}",
             "SIDECAR_SHUTDOWN_TIMEOUT": "10s",
         }
         base.update(settings)
@@ -70,33 +70,29 @@ class AgentProcess:
 
     @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"http://{LOOPBACK}:{self.admin_port}"
 
     @property
     def proxy_url(self) -> str:
-        return f"http://127.0.0.1:{self.proxy_port}"
+        return f"http://{LOOPBACK}:{self.proxy_port}"
 
     def start(self, *, wait_ready: bool = True, timeout: float = 20.0) -> None:
+        """Start and wait until /healthz answers 200, then (with `wait_ready`) /readyz too."""
         self.process.start()
-        wait_until(
-            self._healthy,
-            timeout=timeout,
-            what="the agent's /healthz",
-            abort=self.process.exit_reason,
-        )
+        self._wait_for_200("/healthz", timeout)
         if wait_ready:
-            wait_until(
-                lambda: self.get("/readyz")[0] == 200,
-                timeout=timeout,
-                what="the agent's /readyz",
-                abort=self.process.exit_reason,
-            )
+            self._wait_for_200("/readyz", timeout)
 
-    def _healthy(self) -> bool:
-        try:
-            return self.get("/healthz")[0] == 200
-        except OSError:
-            return False
+    def _wait_for_200(self, path: str, timeout: float) -> None:
+        def answers() -> bool:
+            try:
+                return self.get(path)[0] == 200
+            except OSError:  # not listening yet
+                return False
+
+        wait_until(
+            answers, timeout=timeout, what=f"the agent's {path}", abort=self.process.exit_reason
+        )
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         try:
@@ -114,11 +110,9 @@ class AgentProcess:
 
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait for a graceful exit; returns the exit code."""
-        popen = self.process._popen
-        assert popen is not None, "agent was never started"
-        popen.send_signal(signal.SIGTERM)
+        self.process.send_signal(signal.SIGTERM)
         try:
-            return popen.wait(timeout)
+            return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise AssertionError(

@@ -19,10 +19,10 @@ from tests.harness.errors import HarnessError
 from tests.harness.jaeger_query import JaegerQuery
 from tests.harness.ports import LOOPBACK, free_port, release_port
 from tests.harness.process import ManagedProcess, executable_or_fail
+from tests.harness.server import LoopbackServer
 
 JAEGER_VERSION = "v1.76.0"
 _BUILD_HINT = "Build it with scripts/build-jaeger (scripts/test does) or set JAEGER_BIN."
-_BIND_ATTEMPTS = 3
 
 
 def jaeger_cache_path() -> Path:
@@ -115,18 +115,21 @@ def _answers(request: urllib.request.Request | str) -> bool:
         return False
 
 
-class Jaeger:
-    """One Jaeger process; stop/start/restart keep its ports, so clients see an outage."""
+class Jaeger(LoopbackServer):
+    """One Jaeger process; stop/start/restart keep its ports, so clients see an outage. It is
+    ready when both the query API and the OTLP/HTTP receiver answer. Memory storage: stored
+    spans are gone after a restart."""
+
+    name = "Jaeger"
+    start_timeout = 60.0
 
     def __init__(
         self, workdir: Path, *, binary: Path | None = None, max_traces: int = 100_000
     ) -> None:
-        self.workdir = workdir
+        super().__init__(workdir)
         self.max_traces = max_traces
         self._binary = binary if binary is not None else find_jaeger_binary()
         self.ports = JaegerPorts.claim()
-        self._process: ManagedProcess | None = None
-        self._ever_started = False
 
     @property
     def otlp_http_endpoint(self) -> str:
@@ -152,38 +155,6 @@ class Jaeger:
     def log_path(self) -> Path:
         return self.workdir / "jaeger.log"
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.running
-
-    def start(self, timeout: float = 60.0) -> None:
-        """Start and wait until both the query API and the OTLP/HTTP receiver answer."""
-        if self.running:
-            raise HarnessError(f"Jaeger is already running (pid {self.pid})")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(_BIND_ATTEMPTS):
-            try:
-                self._start_once(timeout)
-            except HarnessError:
-                retry = not self._ever_started and self._lost_port_race()
-                if not retry or attempt == _BIND_ATTEMPTS - 1:
-                    raise
-                self.ports.release()
-                self.ports = JaegerPorts.claim()
-            else:
-                self._ever_started = True
-                return
-
-    def _lost_port_race(self) -> bool:
-        """A port found free was taken before Jaeger bound it; only a first start may move."""
-        if self._process is None:
-            return False
-        return "address already in use" in self._process.output_since_start().lower()
-
     def _start_once(self, timeout: float) -> None:
         config = render_config(self.ports, self.max_traces)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -193,6 +164,10 @@ class Jaeger:
         )
         self._process = process
         process.start_and_wait(self.is_ready, timeout=timeout, what="Jaeger")
+
+    def _move_to_fresh_ports(self) -> None:
+        self.ports.release()
+        self.ports = JaegerPorts.claim()
 
     def is_ready(self) -> bool:
         if not _answers(f"{self.query_url}/api/services"):
@@ -206,27 +181,7 @@ class Jaeger:
         )
         return _answers(empty_export)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM and wait. Memory storage: stored spans are gone after a restart."""
-        if self._process is not None:
-            self._process.stop(timeout)
-
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-
-    def restart(self, timeout: float = 60.0) -> None:
-        self.stop()
-        self.start(timeout)
-
     def close(self) -> None:
         """Stop and release the ports. Idempotent."""
         self.stop()
         self.ports.release()
-
-    def __enter__(self) -> Jaeger:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()

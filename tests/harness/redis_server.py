@@ -16,6 +16,7 @@ from redis.retry import Retry
 from tests.harness.errors import HarnessError
 from tests.harness.ports import LOOPBACK, free_port, release_port
 from tests.harness.process import ManagedProcess, executable_or_fail, wait_until
+from tests.harness.server import LoopbackServer
 
 _INSTALL_HINT = (
     "Install it with `apt-get install -y redis-server` (scripts/test does this) "
@@ -24,8 +25,6 @@ _INSTALL_HINT = (
 # No persistence unless a test asks for it: fast, and nothing left on disk between runs.
 DEFAULT_ARGS: tuple[str, ...] = ("--save", "", "--appendonly", "no")
 CLUSTER_SLOTS = 16_384
-# A port found free can still be taken before the server binds it; try a fresh one.
-_BIND_ATTEMPTS = 3
 
 
 def find_redis_binary() -> Path:
@@ -39,11 +38,16 @@ def find_redis_binary() -> Path:
     return Path(found)
 
 
-class RedisServer:
+class RedisServer(LoopbackServer):
     """A redis-server on 127.0.0.1 in its own directory; restarts keep the port and data dir.
+    It is ready when PING answers; stop() is a clean shutdown (an AOF or RDB, if configured,
+    is flushed), kill() a crash.
 
     `extra_args` come after DEFAULT_ARGS, so e.g. ("--appendonly", "yes") overrides them.
     """
+
+    name = "redis-server"
+    start_timeout = 10.0
 
     def __init__(
         self,
@@ -53,29 +57,19 @@ class RedisServer:
         password: str | None = None,
         port: int | None = None,
     ) -> None:
-        self.workdir = workdir
+        super().__init__(workdir)
         self.password = password
         self.extra_args = tuple(extra_args)
         self.host = LOOPBACK
         self._owns_port = port is None
         self.port = port if port is not None else free_port()
         self._binary = find_redis_binary()
-        self._process: ManagedProcess | None = None
         self._clients: list[redis.Redis] = []
-        self._ever_started = False
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}{self.host}:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.running
 
     @property
     def log_path(self) -> Path:
@@ -89,35 +83,17 @@ class RedisServer:
             argv += ["--requirepass", self.password]
         return argv
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Start and wait until PING answers. The first start may move to a fresh port if
-        its port was taken meanwhile; later starts keep the port, as clients expect."""
-        if self.running:
-            raise HarnessError(f"redis-server is already running (pid {self.pid})")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(_BIND_ATTEMPTS):
-            try:
-                self._start_once(timeout)
-            except HarnessError:
-                retry = not self._ever_started and self._owns_port and self._lost_port_race()
-                if not retry or attempt == _BIND_ATTEMPTS - 1:
-                    raise
-                release_port(self.port)
-                self.port = free_port()
-            else:
-                self._ever_started = True
-                return
-
     def _start_once(self, timeout: float) -> None:
         process = ManagedProcess("redis-server", self._argv(), self.log_path)
         self._process = process
         process.start_and_wait(self.ping, timeout=timeout, what=f"redis PING on {self.url}")
 
-    def _lost_port_race(self) -> bool:
-        return (
-            self._process is not None
-            and "Address already in use" in self._process.output_since_start()
-        )
+    def _can_move_ports(self) -> bool:
+        return self._owns_port
+
+    def _move_to_fresh_ports(self) -> None:
+        release_port(self.port)
+        self.port = free_port()
 
     def ping(self) -> bool:
         """True when the server answers PING now (a fresh connection, nothing kept)."""
@@ -126,20 +102,6 @@ class RedisServer:
                 return bool(c.ping())
         except (redis.ConnectionError, redis.TimeoutError):
             return False
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM and wait: a clean shutdown (an AOF or RDB, if configured, is flushed)."""
-        if self._process is not None:
-            self._process.stop(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL: a crash."""
-        if self._process is not None:
-            self._process.kill()
-
-    def restart(self, timeout: float = 10.0) -> None:
-        self.stop()
-        self.start(timeout)
 
     def client(self, *, track: bool = True, **kwargs: Any) -> redis.Redis:
         """A sync client for this server; tracked clients are closed by close().
@@ -168,13 +130,6 @@ class RedisServer:
         self.stop()
         if self._owns_port:
             release_port(self.port)
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
 
 class RedisClusterNodes:
