@@ -5,6 +5,7 @@ import orjson
 import pytest
 
 from agent.messages.codec import (
+    MAX_BATCH_ENTRIES,
     MAX_HEADERS,
     BodyError,
     cloudevent_id,
@@ -187,3 +188,57 @@ def test_the_fast_path_and_the_general_path_agree(body: bytes) -> None:
 def test_bad_bodies_get_the_general_paths_precise_errors(body: bytes, words: str) -> None:
     error = error_of(decode_envelopes, body, "application/json")
     assert error.status == 400 and words in error.message
+
+
+def test_a_batch_of_max_entries_is_taken_and_one_more_is_refused() -> None:
+    at_limit = [{"data": 0}] * MAX_BATCH_ENTRIES
+    body = orjson.dumps(at_limit)
+    assert len(decode_envelopes(body, "application/json")) == MAX_BATCH_ENTRIES  # fast path
+    assert len(envelopes_from(at_limit)) == MAX_BATCH_ENTRIES
+    over = [*at_limit, {"data": 0}]
+    words = f"{MAX_BATCH_ENTRIES + 1} messages in one request; the limit is {MAX_BATCH_ENTRIES}"
+    for error in (
+        error_of(decode_envelopes, orjson.dumps(over), "application/json"),
+        error_of(decode_envelopes, msgpack.packb(over), "application/msgpack"),
+    ):
+        assert (error.status, error.code, error.index) == (400, "bad_body", None)
+        assert error.message == words
+
+
+def test_a_bulk_of_max_entries_is_taken_and_one_more_is_refused() -> None:
+    at_limit = [{"entryId": "e", "event": 0}] * MAX_BATCH_ENTRIES
+    envelopes, entry_ids = dapr_bulk_entries(at_limit, {})
+    assert len(envelopes) == len(entry_ids) == MAX_BATCH_ENTRIES
+    error = error_of(dapr_bulk_entries, [*at_limit, at_limit[0]], {})
+    assert (error.status, error.code, error.index) == (400, "bad_body", None)
+    assert f"{MAX_BATCH_ENTRIES + 1} entries in one request" in error.message
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        (["e-2"], "entry 1: must be an object, not an array"),
+        ({"entryId": "e-2", "event": 2, "contentType": 7}, "entry 1: contentType must be a string"),
+        ({"entryId": "e-2", "event": 2, "metadata": "k=v"}, "entry 1: metadata must be an object"),
+    ],
+)
+def test_bad_dapr_bulk_entries_name_their_index(entry: object, words: str) -> None:
+    error = error_of(dapr_bulk_entries, [{"entryId": "e-1", "event": 1}, entry], {})
+    assert (error.status, error.code, error.index) == (400, "invalid_entry", 1)
+    assert error.message == words
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ({"metadata.": "v"}, "header names must be non-empty strings"),
+        ({"metadata." + "n" * 257: "v"}, "header name longer than 256 characters"),
+        ({f"metadata.h{n}": "v" for n in range(MAX_HEADERS + 1)}, "headers; the limit is 64"),
+    ],
+)
+def test_bad_dapr_metadata_query_parameters_are_entry_errors(
+    query: dict[str, str], words: str
+) -> None:
+    error = error_of(dapr_headers, query, "application/json")
+    assert (error.status, error.code, error.index) == (400, "invalid_entry", 0)
+    assert words in error.message

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import msgpack
 import orjson
 import pytest
 
@@ -205,3 +206,33 @@ def test_a_percent_sign_in_the_key_is_data_on_the_fast_path_too() -> None:
     general = layout.encode(envelopes, ["a", "b"], AT, escape=True)
     assert fast.blob == general.blob and fast.ends == general.ends
     assert [fields_of(fast.blob[: fast.ends[0]])[0]] == [b"s:%d%%:t"]
+
+
+@pytest.mark.parametrize("key", [1, b"sku", ""])
+def test_fields_layout_needs_string_keys_and_names_the_entry(key: object) -> None:
+    layout = TopicLayout("t", TopicConfig(layout="fields"))
+    envelopes: list[Envelope] = [(None, {"sku": 1}, None, None), (None, {key: 1}, None, None)]
+    words = "^entry 1: the fields layout needs non-empty string keys in data$"
+    with pytest.raises(BodyError, match=words) as caught:
+        layout.encode(envelopes, ["a", "b"], AT)
+    assert (caught.value.status, caught.value.code, caught.value.index) == (400, "invalid_entry", 1)
+
+
+def nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("kind", ["fields", "raw"])
+@pytest.mark.parametrize("value", [nested(300), msgpack.ExtType(5, b"\x01")], ids=["deep", "ext"])
+def test_values_the_fields_and_raw_layouts_cannot_write_name_the_entry(
+    kind: str, value: object
+) -> None:
+    layout = TopicLayout("t", TopicConfig(layout=kind))  # type: ignore[arg-type]
+    data = {"v": value} if kind == "fields" else value
+    envelopes: list[Envelope] = [(None, {"v": 1}, None, None), (None, data, None, None)]
+    with pytest.raises(BodyError, match=r"^entry 1: value cannot be written as JSON") as caught:
+        layout.encode(envelopes, ["a", "b"], AT)
+    assert (caught.value.status, caught.value.code, caught.value.index) == (400, "invalid_entry", 1)
