@@ -267,7 +267,8 @@ class Intake:
             self.refused_bytes = size
             return PublishRefused(503, "buffer_full", str(error), self._retry_after)
         if isinstance(error, RecordTooLargeError):
-            return PublishRefused(413, "too_large_for_buffer", str(error))
+            hint = "; raise messages.queue.max_bytes (a request must fit an eighth of it)"
+            return PublishRefused(413, "too_large_for_buffer", f"{error}{hint}")
         if isinstance(error, QueueClosedError):
             return PublishRefused(503, "shutting_down", "the agent is stopping", 1.0)
         return PublishRefused(503, "buffer_failed", str(error), self._retry_after)

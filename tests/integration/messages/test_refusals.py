@@ -275,6 +275,7 @@ async def test_a_record_that_can_never_fit_the_buffer_is_413(
             assert status == 413, body
             assert body["error"]["code"] == "too_large_for_buffer"
             assert "does not fit a segment" in body["error"]["message"]
+            assert "messages.queue.max_bytes" in body["error"]["message"], "what to change"
         health = pipeline.health()
         assert health.ready, health.reason
         assert pipeline.queue.stats().depth_items == 0
