@@ -153,7 +153,7 @@ class OpenSpanExchange:
 
     def take(self, asker: JobFirstAssembler, trace: str, span: str) -> _Open | None:
         """The open span (trace, span) removed from the assembler holding it, if another does."""
-        for member in list(self._members):
+        for member in self._members:  # WeakSet iteration tolerates collection meanwhile
             if member is not asker:
                 opened = member.take_open(trace, span)
                 if opened is not None:
@@ -212,11 +212,8 @@ class JobFirstAssembler:
             line.service,
             dict(line.attributes),
             raw.decode(),
+            self._take_waiting(line.trace, line.name),
         )
-        waiting = self._waiting.pop((line.trace, line.name), None)
-        if waiting is not None:
-            self._waiting_count -= len(waiting.events)
-            opened.events.extend(waiting.events)
         self._open[key] = opened
         self._by_name.setdefault((line.trace, line.name), []).append(line.span)
         if len(self._open) > self.max_open_spans:
@@ -261,13 +258,9 @@ class JobFirstAssembler:
         return waiting.events
 
     def _end(self, line: JobFirstLine) -> Span:
-        opened = self._open.pop((line.trace, line.span), None)
-        if opened is not None:
-            self._forget(opened)
-        elif self._exchange is not None:
+        opened = self.take_open(line.trace, line.span)
+        if opened is None and self._exchange is not None:
             opened = self._exchange.take(self, line.trace, line.span)
-            if opened is not None:  # started in another file; its later events came here
-                opened.events.extend(self._take_waiting(line.trace, line.name))
         if opened is not None:
             opened.attributes.update(line.attributes)
             opened.service = line.service or opened.service
@@ -285,7 +278,9 @@ class JobFirstAssembler:
                 line.attributes,
                 "",
             )
-            opened.events = self._take_waiting(line.trace, line.name)
+        # Events wait here only while no span of their name is open here: those of a span
+        # started in another file, or never started at all.
+        opened.events.extend(self._take_waiting(line.trace, line.name))
         start = opened.start_ns
         end = max(start, line.time_ns) if line.duration_ns is None else start + line.duration_ns
         span = self._span(opened, end)

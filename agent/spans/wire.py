@@ -97,18 +97,6 @@ _KV_KEY = b"\x0a"
 _KV_VALUE = b"\x12"
 _VALUES = b"\x0a"
 
-_key_cache: dict[str, bytes] = {}
-
-
-def key_bytes(key: str) -> bytes:
-    """The encoded `KeyValue.key` field (tag, length, UTF-8), cached."""
-    cached = _key_cache.get(key)
-    if cached is None:
-        if len(_key_cache) >= _KEY_CACHE_LIMIT:
-            _key_cache.clear()  # unbounded key sets (IDs as keys) must not grow memory
-        cached = _key_cache[key] = string_field(_KV_KEY, key)
-    return cached
-
 
 def any_value(value: AttrValue) -> bytes:
     """The body of an `AnyValue` message holding `value`."""
@@ -163,8 +151,8 @@ def _key_prefix(key: str) -> bytes:
     prefix = _key_prefixes.get(key)
     if prefix is None:
         if len(_key_prefixes) >= _KEY_CACHE_LIMIT:
-            _key_prefixes.clear()
-        prefix = _key_prefixes[key] = key_bytes(key) + _KV_VALUE
+            _key_prefixes.clear()  # unbounded key sets (IDs as keys) must not grow memory
+        prefix = _key_prefixes[key] = string_field(_KV_KEY, key) + _KV_VALUE
     return prefix
 
 

@@ -16,7 +16,6 @@ Order of checks, cheapest first:
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from orjson import JSONDecodeError, loads
@@ -28,15 +27,13 @@ from agent.spans.formats.common import (
     line_too_long,
     load_object,
 )
-from agent.spans.formats.jobfirst import MARKERS, JobFirstDecoder
+from agent.spans.formats.jobfirst import MARKER, JobFirstDecoder
 from agent.spans.formats.otelsdk import OtelSdkDecoder, span_from_sdk_obj
 from agent.spans.formats.otlpjson import OtlpJsonDecoder
 from agent.spans.formats.spanjson import span_from_obj
 from agent.spans.model import DecodeResult
 
 _OTLP_KEYS = frozenset(("resourceSpans", "resource_spans", "scopeSpans", "scope_spans"))
-# Either JobFirst marker, in one scan of the line instead of two.
-_JOBFIRST_MARKER = re.compile(b"|".join(re.escape(marker) for marker in MARKERS))
 
 
 class AutoDecoder(LineFeeder):
@@ -70,18 +67,18 @@ class AutoDecoder(LineFeeder):
         if self.sdk.pending:
             self.sdk.feed_into(line, now_ns, into)
             return
-        if _JOBFIRST_MARKER.search(line):
-            self.jobfirst.feed_into(line, now_ns, into)
+        if MARKER.search(line):
+            self.jobfirst.decode_line(line, now_ns, into)
             return
         if len(line) > self.max_line_bytes:
             into.dead.append(line_too_long(line, self.max_line_bytes))
             return
         stripped = line.strip()
-        if stripped[:1] != b"{" or (b"race" not in line and stripped != b"{"):
-            into.skipped += 1
-            return
         if stripped == b"{":
             self.sdk.feed_into(line, now_ns, into)
+            return
+        if stripped[:1] != b"{" or b"race" not in line:
+            into.skipped += 1
             return
         try:
             self._dispatch(_load(line), line, now_ns, into)
@@ -101,14 +98,9 @@ class AutoDecoder(LineFeeder):
 
     def span_json_record(self, line: bytes) -> Any:
         """For the fast path (`Outbound.prepare_lines`): the parsed record when `feed` would
-        decode `line` as a span-json record, touching no state; None for any other line."""
-        if (
-            self.sdk.pending
-            or len(line) > self.max_line_bytes
-            or line[:1] != b"{"
-            or b"race" not in line
-            or _JOBFIRST_MARKER.search(line)
-        ):
+        decode `line` as a span-json record, touching no state; None for any other line. As
+        for `SpanJsonDecoder`, lines over `max_line_bytes` are the caller's to refuse."""
+        if self.sdk.pending or line[:1] != b"{" or b"race" not in line or MARKER.search(line):
             return None
         obj = loads(line)  # an error means "ask feed", as any other answer but a dict
         return obj if type(obj) is dict and _route(obj) == "span-json" else None

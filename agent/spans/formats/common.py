@@ -8,7 +8,7 @@ place that turns failures into dead letters (`dead_letter_for`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from agent.spans.model import (
     STATUS_ERROR,
     STATUS_OK,
     STATUS_UNSET,
+    Attributes,
     DeadLetter,
     DecodeResult,
 )
@@ -73,14 +74,6 @@ def dead_letter_for(exc: Exception, raw: bytes) -> DeadLetter:
     return DeadLetter("internal_error", f"{type(exc).__name__}: {exc}", raw)
 
 
-def decode_guarded(raw: bytes, decode: Callable[[], DecodeResult]) -> DecodeResult:
-    """Run `decode`, turning any failure into a one-dead-letter result."""
-    try:
-        return decode()
-    except Exception as exc:  # feed must never raise on input
-        return DecodeResult(dead=[dead_letter_for(exc, raw)])
-
-
 def line_too_long(line: bytes, limit: int) -> DeadLetter:
     detail = f"line of {len(line)} bytes is over the {limit}-byte limit"
     return DeadLetter("line_too_long", detail, line)
@@ -104,6 +97,13 @@ class LineFeeder:
         for line in lines:
             self.feed_into(line, now_ns, result)
         return result
+
+
+def pop_service_name(resource: Attributes, default: str | None) -> str | None:
+    """Takes `service.name` out of a record's resource attributes (`Span.resource` never
+    holds it); the service it names if a non-empty string, else `default`."""
+    named = resource.pop("service.name", None)
+    return named if type(named) is str and named else default
 
 
 def get_str(obj: dict[str, Any], key: str, what: str | None = None) -> str:

@@ -41,6 +41,8 @@ from agent.spans.model import Attributes, DecodeResult
 from agent.spans.validate import BadRecord, attr_value
 
 MARKERS = (b'"message":"Span ', b'"msg":"Span ')
+# Either marker in one regex scan: faster than two `in` tests on the lines that have neither.
+MARKER = re.compile(b"|".join(re.escape(marker) for marker in MARKERS))
 _KINDS = {"Span started": START, "Span event added": EVENT, "Span ended": END}
 # Keys the decoder consumes; every other key on a line becomes an attribute.
 _CONSUMED = frozenset(
@@ -167,9 +169,13 @@ class JobFirstDecoder(LineFeeder):
         )
 
     def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
-        if MARKERS[0] not in line and MARKERS[1] not in line:
+        if MARKER.search(line) is None:
             into.skipped += 1
-            return
+        else:
+            self.decode_line(line, now_ns, into)
+
+    def decode_line(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
+        """`feed_into` for a line known to hold a marker (`auto` has checked)."""
         if len(line) > self.max_line_bytes:
             into.dead.append(line_too_long(line, self.max_line_bytes))
             return

@@ -42,6 +42,7 @@ from agent.spans.formats.common import (
     parse_kind,
     parse_rfc3339,
     parse_status_code,
+    pop_service_name,
 )
 from agent.spans.formats.framing import ObjectFramer
 from agent.spans.model import (
@@ -107,19 +108,12 @@ def _py_links(value: Any) -> list[SpanLink]:
     return links
 
 
-def _service_and_resource(
-    resource: Attributes, default: str | None
-) -> tuple[str | None, Attributes]:
-    named = resource.pop("service.name", None)
-    return (named if type(named) is str and named else default), resource
-
-
 def span_from_python(obj: dict[str, Any], default_service: str | None) -> Span:
     trace_id, span_id, trace_state = _py_context(obj.get("context"), "context")
     status = opt_object(obj.get("status"), "status")
     code = status.get("status_code")
     resource = dict(attr_map(opt_object(obj.get("resource"), "resource").get("attributes")))
-    service, resource = _service_and_resource(resource, default_service)
+    service = pop_service_name(resource, default_service)
     span = Span(
         trace_id=trace_id,
         span_id=span_id,
@@ -229,7 +223,7 @@ def span_from_go(obj: dict[str, Any], default_service: str | None) -> Span:
     status = opt_object(obj.get("Status"), "Status")
     code = status.get("Code")
     resource = _go_attributes(obj.get("Resource"), "Resource")
-    service, resource = _service_and_resource(resource, default_service)
+    service = pop_service_name(resource, default_service)
     scope = opt_object(
         obj.get("InstrumentationScope") or obj.get("InstrumentationLibrary"), "scope"
     )

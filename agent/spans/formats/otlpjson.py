@@ -26,6 +26,7 @@ from agent.spans.formats.common import (
     parse_int,
     parse_kind,
     parse_status_code,
+    pop_service_name,
 )
 from agent.spans.formats.lines import JsonLineDecoder
 from agent.spans.model import (
@@ -215,9 +216,7 @@ def span_from_otlp(span: dict[str, Any], scope: _Scope) -> Span:
 
 def _resource(resource_spans: dict[str, Any], default: str | None) -> tuple[str | None, Attributes]:
     resource = _attributes(opt_object(resource_spans.get("resource"), "resource"), "resource")
-    named = resource.pop("service.name", None)
-    service = named if type(named) is str and named else default
-    return service, resource
+    return pop_service_name(resource, default), resource
 
 
 def _first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
