@@ -71,7 +71,12 @@ def _end(obj: dict[str, Any], start: int) -> int:
     if end is not None:
         return end
     duration = obj.get("duration_ms")
-    if type(duration) is float and -1e12 < duration < 1e12:  # NaN fails this too
+    if (  # the common case first; an earlier unit given too still wins, below
+        type(duration) is float
+        and -1e12 < duration < 1e12  # NaN fails this too
+        and "duration_ns" not in obj
+        and "duration_us" not in obj
+    ):
         return start + round(duration * 1_000_000)
     for key, unit in _DURATION_UNITS:
         value = obj.get(key)

@@ -112,6 +112,12 @@ def test_time_spellings(overrides: dict[str, Any], start: int, end: int) -> None
     assert (span.start_ns, span.end_ns) == (start, end)
 
 
+@pytest.mark.parametrize(("unit", "nanos"), [("duration_ns", 1000), ("duration_us", 1_000_000)])
+def test_an_earlier_duration_unit_wins_over_a_fractional_duration_ms(unit: str, nanos: int) -> None:
+    span = one(record(duration_ms=2.5, **{unit: 1000}))
+    assert span.end_ns - span.start_ns == nanos
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
