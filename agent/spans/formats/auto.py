@@ -28,7 +28,7 @@ from agent.spans.formats.common import (
     load_object,
 )
 from agent.spans.formats.jobfirst import MARKER, JobFirstDecoder
-from agent.spans.formats.otelsdk import OtelSdkDecoder, span_from_sdk_obj
+from agent.spans.formats.otelsdk import OtelSdkDecoder, load_sdk_object, span_from_sdk_obj
 from agent.spans.formats.otlpjson import OtlpJsonDecoder
 from agent.spans.formats.spanjson import span_from_obj
 from agent.spans.model import DecodeResult
@@ -136,6 +136,10 @@ def _load(line: bytes) -> dict[str, Any]:
     try:
         obj = loads(line)
     except JSONDecodeError:
+        # Python's json writes NaN/Infinity: otel-sdk output may hold them, other formats not.
+        lenient = load_sdk_object(line)  # raises with the precise reason unless that was all
+        if _route(lenient) == "otel-sdk":
+            return lenient
         return load_object(line)  # raises with the precise reason
     if type(obj) is not dict:
         return load_object(line)

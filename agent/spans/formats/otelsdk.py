@@ -260,7 +260,7 @@ def span_from_sdk_obj(obj: dict[str, Any], default_service: str | None) -> Span:
     raise BadRecord("unknown_format", "neither a Python (context) nor a Go (SpanContext) span")
 
 
-def _load(text: bytes) -> dict[str, Any]:
+def load_sdk_object(text: bytes) -> dict[str, Any]:
     """Python's json module writes NaN/Infinity for such float attributes; accept them."""
     try:
         return load_object(text)
@@ -314,7 +314,7 @@ class OtelSdkDecoder(LineFeeder):
 
     def decode_text(self, text: bytes, into: DecodeResult) -> None:
         try:
-            into.spans.append(span_from_sdk_obj(_load(text), self.default_service))
+            into.spans.append(span_from_sdk_obj(load_sdk_object(text), self.default_service))
         except Exception as exc:  # feed must never raise on input
             into.dead.append(dead_letter_for(exc, text))
 

@@ -67,6 +67,16 @@ def test_broken_span_looking_json_is_a_dead_letter_in_auto() -> None:
     assert decoder.feed(b'{"trace_id": "abc"}', 0).skipped == 1
 
 
+def test_nan_is_accepted_in_a_one_line_otel_sdk_object_and_nowhere_else() -> None:
+    one_line, _ = python_console_output(lambda span: span.to_json(indent=None) + "\n")
+    decoder = make_decoder("auto", orphan_timeout_ns=0, default_service=None)
+    lines = one_line.replace('"ratio": 0.25', '"ratio": NaN', 1).encode().splitlines()
+    result = decoder.feed_many(lines, 0)
+    assert (len(result.spans), result.dead) == (2, [])
+    with_nan = orjson.dumps(record()).replace(b"}", b', "x": NaN}', 1)
+    assert [d.reason for d in decoder.feed(with_nan, 0).dead] == ["malformed_json"]
+
+
 def test_make_decoder_names() -> None:
     for name in FORMATS:
         assert make_decoder(name, orphan_timeout_ns=0, default_service=None).pending == 0
