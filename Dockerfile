@@ -5,7 +5,9 @@
 #   docker run --read-only -v agent-data:/var/lib/sidecar-agent sidecar-agent:0.1.0
 #
 # Stage "build" turns the source into a wheel and installs it with its dependencies into a
-# venv; the runtime stage copies only that venv (no compiler, no pip cache, no sources).
+# venv, every dependency at the exact version in constraints.txt (written by scripts/lock, the
+# versions scripts/test ran with); the runtime stage copies only that venv (no compiler, no pip
+# cache, no sources).
 # tests/deploy/test_image.py builds the same wheel with the same command, installs it into a
 # fresh venv and runs this file's ENTRYPOINT/CMD and HEALTHCHECK commands from it, as the
 # uid below, as PID 1 of its own PID namespace.
@@ -18,12 +20,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY agent ./agent
 
 RUN python -m pip wheel --no-deps --wheel-dir /dist . \
     && python -m venv /opt/sidecar-agent \
-    && /opt/sidecar-agent/bin/python -m pip install /dist/sidecar_agent-*.whl \
+    && /opt/sidecar-agent/bin/python -m pip install -c constraints.txt /dist/sidecar_agent-*.whl \
     && /opt/sidecar-agent/bin/python -m pip uninstall --yes pip
 
 

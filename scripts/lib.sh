@@ -44,8 +44,12 @@ find_python() {
     die "need python3.11 or a python3 >= 3.11 on PATH"
 }
 
-# Create .venv if missing; pip install -e '.[dev]' when pyproject.toml changed since the last
-# install (its checksum is kept inside .venv, so a fresh venv always installs).
+# The extras a development venv gets; scripts/lock resolves exactly these (plus the runtime).
+DEV_EXTRAS=dev
+
+# Create .venv if missing; install the package with its dev extras, pinned by constraints.txt,
+# when pyproject.toml or constraints.txt changed since the last install (their checksum is kept
+# inside .venv, so a fresh venv always installs).
 ensure_venv() {
     local venv=.venv
     local stamp="$venv/.sidecar-install-stamp"
@@ -54,10 +58,10 @@ ensure_venv() {
         "$(find_python)" -m venv "$venv"
     fi
     local wanted
-    wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    wanted=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
-        log "installing sidecar-agent with dev extras into $venv"
-        "$venv/bin/python" -m pip install --quiet -e '.[dev]'
+        log "installing sidecar-agent[$DEV_EXTRAS] into $venv, versions from constraints.txt"
+        "$venv/bin/python" -m pip install --quiet -c constraints.txt -e ".[$DEV_EXTRAS]"
         echo "$wanted" >"$stamp"
     fi
 }

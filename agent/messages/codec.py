@@ -101,7 +101,7 @@ def _data_only_envelopes(body: bytes) -> list[Envelope] | None:
         value = _DATA_ONLY.decode(body)
     except (msgspec.MsgspecError, RecursionError):
         return None
-    if type(value) is _DataOnly:
+    if isinstance(value, _DataOnly):
         return [(None, _encodable(value.data), None, None)]
     if not value or len(value) > MAX_BATCH_ENTRIES:
         return None
