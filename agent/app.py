@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
-from agent.config import Config
+from agent.config.tree import Config
 from agent.core.admin import AdminServer
 from agent.core.lifecycle import Component, start_all, stop_all
 from agent.core.metrics import Metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.config import Config
+from agent.config.tree import Config
 from agent.core.lifecycle import Component
 from agent.core.metrics import Metrics
 from agent.messages.pipeline import MessagePipeline

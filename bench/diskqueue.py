@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from agent.core.diskqueue import DiskQueue
+from agent.core.diskqueue.queue import DiskQueue
 
 MIB = 1 << 20
 

@@ -25,15 +25,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from orjson import loads
 from sample_spans import span_json_lines
 
-from agent.spans.formats.spanjson import SpanJsonDecoder
-from agent.spans.otlp import (
+from agent.spans.decode.spanjson import SpanJsonDecoder
+from agent.spans.encode.protobuf import (
     Resources,
     build_request,
     build_request_framed,
     encode_span,
     resource_key,
 )
-from agent.spans.spanjson_wire import SAMPLED_OUT, SpanJsonWire
+from agent.spans.encode.spanjson_direct import SAMPLED_OUT, SpanJsonWire
 
 
 def fast(batch: list[bytes], wire: SpanJsonWire, resources: Resources) -> bytes:

@@ -164,7 +164,7 @@ async def client_fsync(directory: str, rate: float, seconds: float) -> dict[str,
 
 def resp_commands(count: int) -> bytes:
     """The agent's own encoding of `count` jobfirst XADDs (what it would send to Redis)."""
-    from agent.config import TopicConfig
+    from agent.config.tree import TopicConfig
     from agent.messages.layout import TopicLayout
 
     layout = TopicLayout("resp-baseline", TopicConfig())

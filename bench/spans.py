@@ -45,12 +45,12 @@ from aiohttp import web
 from naive_otlp import naive_request
 from sample_spans import span_json_lines
 
-from agent.configload import load_config
+from agent.config.load import load_config
 from agent.core.metrics import Metrics
-from agent.spans import outbound
-from agent.spans.exporter import GZIP_LEVEL
+from agent.spans.export import outbound
+from agent.spans.export.batcher import ProtobufEncoding, SpanBatcher
+from agent.spans.export.exporter import GZIP_LEVEL
 from agent.spans.pipeline import SpanPipeline
-from agent.spans.spanbatch import ProtobufEncoding, SpanBatcher
 
 BATCH_SPANS = 4096
 IN_FLIGHT = 4

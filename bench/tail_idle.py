@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from agent.core.metrics import Metrics
-from agent.spans.tailer import Tailer
+from agent.spans.tail.tailer import Tailer
 
 TARGET_PERCENT = 2.0
 

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from agent import __version__
-from agent.core.httpserver import ServerRunner, json_response
+from agent.core.http import ServerRunner, json_response
 from agent.core.lifecycle import Component, Health
 from agent.core.metrics import CONTENT_TYPE, Metrics
 

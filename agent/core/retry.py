@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from agent.config import RetryConfig
+from agent.config.tree import RetryConfig
 
 RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
 MAX_RETRY_AFTER = 300.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from agent.config import TlsConfig
+from agent.config.tree import TlsConfig
 
 
 def ssl_context_for(tls: TlsConfig) -> ssl.SSLContext:

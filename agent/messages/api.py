@@ -19,9 +19,9 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from agent.config import AckMode, ProxyConfig
-from agent.configvalidate import is_valid_topic
-from agent.core.httpserver import ServerRunner, error_response, json_response
+from agent.config.tree import AckMode, ProxyConfig
+from agent.config.validate import is_valid_topic
+from agent.core.http import ServerRunner, error_response, json_response
 from agent.core.metrics import Metrics
 from agent.messages.codec import (
     BodyError,

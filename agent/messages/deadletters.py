@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent.core.deadletter import DeadLetterFile, raw_field
-from agent.core.diskqueue import Item
+from agent.core.diskqueue.queue import Item
 from agent.core.metrics import Metrics
 from agent.messages.layout import dead_letter_message
-from agent.messages.resp import ReplyError, encode_command
-from agent.messages.writer import DeadEntry, StreamWriter
+from agent.messages.redis.resp import ReplyError, encode_command
+from agent.messages.redis.writer import DeadEntry, StreamWriter
 
 log = logging.getLogger("agent.messages.deadletters")
 

@@ -18,8 +18,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agent.config import AckMode, MessagesConfig
-from agent.core.diskqueue import (
+from agent.config.tree import AckMode, MessagesConfig
+from agent.core.diskqueue.queue import (
     DiskQueue,
     DiskQueueError,
     QueueClosedError,

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from msgspec import Raw
 
-from agent.config import TopicConfig
+from agent.config.tree import TopicConfig
 from agent.messages.codec import Envelope, entry_error, plain
 from agent.messages.message import (
     AcceptTime,
@@ -30,7 +30,7 @@ from agent.messages.message import (
     go_escape,
     message_json,
 )
-from agent.messages.resp import bulk, decode_command
+from agent.messages.redis.resp import bulk, decode_command
 
 RESERVED_FIELDS = {
     "jobfirst": frozenset({"data", "topic", "timestamp"}),

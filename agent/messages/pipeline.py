@@ -16,18 +16,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.config import Config
+from agent.config.tree import Config
 from agent.core.deadletter import DeadLetterFile
-from agent.core.diskqueue import DiskQueue, DiskQueueStats
+from agent.core.diskqueue.queue import DiskQueue, DiskQueueStats
 from agent.core.lifecycle import STARTING, STOPPED, Health, TaskSupervisor
 from agent.core.metrics import Metrics
 from agent.core.retry import RetryPolicy
 from agent.messages.api import PublishApi
 from agent.messages.deadletters import MessageDeadLetters
 from agent.messages.intake import Intake
-from agent.messages.redisconn import RedisTarget
+from agent.messages.redis.connection import RedisTarget
+from agent.messages.redis.writer import StreamWriter
 from agent.messages.sender import Sender, SenderLimits
-from agent.messages.writer import StreamWriter
 
 log = logging.getLogger("agent.messages")
 

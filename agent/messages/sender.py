@@ -30,14 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.core.diskqueue import DiskQueue, Item
+from agent.core.diskqueue.queue import DiskQueue, Item
 from agent.core.metrics import SIZE_BUCKETS, Metrics
 from agent.core.retry import RetryPolicy
 from agent.messages.deadletters import MessageDeadLetters
 from agent.messages.record import BadRecordError, Record
-from agent.messages.replay import ids_in_tail, lookback, mark_found
-from agent.messages.resp import ConnectionLostError, ReplyError
-from agent.messages.writer import BatchOutcome, SentBatch, StreamWriter, classify, error_code
+from agent.messages.redis.replay import ids_in_tail, lookback, mark_found
+from agent.messages.redis.resp import ConnectionLostError, ReplyError
+from agent.messages.redis.writer import BatchOutcome, SentBatch, StreamWriter, classify, error_code
 
 log = logging.getLogger("agent.messages.sender")
 

@@ -1,7 +1,7 @@
 """The span model every input format decodes into and every encoder reads.
 
 A `Span` is a finished span that is already valid for Jaeger: the decoders in
-`agent.spans.formats` only ever hand out spans that passed `agent.spans.validate`;
+`agent.spans.decode.registry` only ever hand out spans that passed `agent.spans.validate`;
 anything else becomes a `DeadLetter` with a stable `reason` slug.
 
 Invariants a decoded `Span` keeps (the encoders rely on them):
@@ -15,7 +15,7 @@ Invariants a decoded `Span` keeps (the encoders rely on them):
   outside the signed 64-bit range are allowed: OTLP cannot carry them as ints, so
   the encoders send their exact decimal string instead.
 - `service_name` is `None` when the record named no service; the resource merge in
-  `agent.spans.otlp` then supplies the configured default. `resource` holds the
+  `agent.spans.encode.protobuf` then supplies the configured default. `resource` holds the
   record's other resource attributes and never `service.name`.
 - Spans decoded from one record may share the same `resource` dict: treat spans as
   read-only once decoded.

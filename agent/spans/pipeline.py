@@ -25,16 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.config import Config
+from agent.config.tree import Config
 from agent.core.deadletter import DeadLetterFile
-from agent.core.diskqueue import DiskQueue
+from agent.core.diskqueue.queue import DiskQueue
 from agent.core.lifecycle import STARTING, STOPPED, Health, TaskSupervisor
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError, sleep_unless_stopped
-from agent.core.sender import Outcome
-from agent.spans.assemble import OpenSpanExchange
-from agent.spans.checkpoint import CheckpointStore
-from agent.spans.delivery import (
+from agent.spans.decode.assemble import OpenSpanExchange
+from agent.spans.decode.registry import make_decoder
+from agent.spans.delivery.book import (
     Decoder,
     DecoderFactory,
     DeliveryBook,
@@ -42,19 +41,20 @@ from agent.spans.delivery import (
     Mark,
     checkpoint_path,
 )
-from agent.spans.exporter import OtlpHttpExporter
-from agent.spans.formats import make_decoder
-from agent.spans.model import DecodeResult
-from agent.spans.outbound import (
+from agent.spans.delivery.checkpoint import CheckpointStore
+from agent.spans.encode.spanjson_direct import EncodedSpan
+from agent.spans.export.exporter import OtlpHttpExporter
+from agent.spans.export.outbound import (
     Outbound,
     Token,
     outbound_for,
     rejected_request_dead_letter,
     span_sender,
 )
-from agent.spans.oversize import SpillDirectory
-from agent.spans.spanjson_wire import EncodedSpan
-from agent.spans.tailer import LineBatch, OversizeLine, Tailer
+from agent.spans.export.sender import Outcome
+from agent.spans.model import DecodeResult
+from agent.spans.tail.oversize import SpillDirectory
+from agent.spans.tail.tailer import LineBatch, OversizeLine, Tailer
 
 log = logging.getLogger("agent.spans")
 
@@ -69,7 +69,7 @@ QUEUE_RECORD_SLACK = 64 * 1024
 def decoders_for(config: Config, exchange: OpenSpanExchange | None = None) -> DecoderFactory:
     """A decoder per file, in the format its path asks for (`spans.path_formats`, else
     `spans.format`). Decoders get no default service: the resource merge in
-    `agent.spans.otlp.Resources` applies `service.name` from config to spans that name none.
+    `encode.protobuf.Resources` applies `service.name` from config to spans that name none.
     JobFirst spans open in one file can be ended in another through `exchange`."""
     spans = config.spans
     patterns = [(os.path.abspath(glob), fmt) for glob, fmt in spans.path_formats.items()]

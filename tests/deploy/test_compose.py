@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 import yaml
 
-from agent.configload import load_config
+from agent.config.load import load_config
 from tests.deploy import dockerfile
 from tests.deploy.manifests import COMPOSE_FILE, REPO_ROOT
 

@@ -92,7 +92,7 @@ def test_oci_labels() -> None:
 def test_build_context_is_only_what_the_build_copies() -> None:
     context = dockerfile.build_context()
     assert "pyproject.toml" in context and "README.md" in context
-    assert "agent/cli.py" in context
+    assert "agent/cli/main.py" in context
     build = dockerfile.load()[0]
     for item in build.all("COPY"):
         *sources, _destination = item.args.split()
@@ -106,7 +106,7 @@ def test_build_context_is_only_what_the_build_copies() -> None:
 @pytest.mark.parametrize(
     ("path", "excluded"),
     [
-        ("agent/cli.py", False),
+        ("agent/cli/main.py", False),
         ("agent/__pycache__/cli.cpython-311.pyc", True),
         (".venv/bin/python", True),
         ("tests/conftest.py", True),

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from kubernetes_validate import utils as schemas
 
-from agent.configload import load_config
+from agent.config.load import load_config
 from tests.deploy import dockerfile, kustomize
 from tests.deploy.manifests import (
     CONFIGS,

@@ -13,8 +13,8 @@ import aiohttp
 import orjson
 import redis
 
-from agent.config import Config
-from agent.configload import load_config
+from agent.config.load import load_config
+from agent.config.tree import Config
 from agent.core.metrics import Metrics
 from agent.messages.pipeline import MessagePipeline
 

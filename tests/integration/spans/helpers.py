@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from agent.config import Config
-from agent.configload import load_config
+from agent.config.load import load_config
+from agent.config.tree import Config
 from agent.core.metrics import Metrics
 from agent.spans.pipeline import SpanPipeline
 

@@ -14,12 +14,12 @@ from dataclasses import replace
 
 import pytest
 
-from agent.config import ExportConfig
+from agent.config.tree import ExportConfig
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError, RetryableError
-from agent.spans.exporter import OtlpHttpExporter, pack_request
+from agent.spans.encode.protobuf import Resources, build_request, encode_span, resource_key
+from agent.spans.export.exporter import OtlpHttpExporter, pack_request
 from agent.spans.model import Span
-from agent.spans.otlp import Resources, build_request, encode_span, resource_key
 from tests.doubles.otlp_receiver import Fault, FaultInjectingOtlpReceiver
 from tests.harness import Jaeger
 from tests.harness.ports import LOOPBACK, free_port

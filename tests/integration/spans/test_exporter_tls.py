@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ExportConfig, TlsConfig
+from agent.config.tree import ExportConfig, TlsConfig
 from agent.core.metrics import Metrics
 from agent.core.retry import RetryableError
-from agent.spans.exporter import OtlpHttpExporter, pack_request
+from agent.spans.export.exporter import OtlpHttpExporter, pack_request
 from tests.doubles.otlp_receiver import FaultInjectingOtlpReceiver
 from tests.integration.spans.test_exporter_http import request_body
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Config
-from agent.spans.checkpoint import CheckpointStore
-from agent.spans.delivery import checkpoint_path
+from agent.config.tree import Config
+from agent.spans.delivery.book import checkpoint_path
+from agent.spans.delivery.checkpoint import CheckpointStore
 from tests.doubles.otlp_receiver import Fault, FaultInjectingOtlpReceiver
 from tests.integration.spans.helpers import (
     append,

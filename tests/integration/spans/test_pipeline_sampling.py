@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.spans.checkpoint import CheckpointStore
-from agent.spans.delivery import checkpoint_path
+from agent.spans.delivery.book import checkpoint_path
+from agent.spans.delivery.checkpoint import CheckpointStore
 from agent.spans.sampling import TraceIdRatioSampler
 from tests.doubles.otlp_receiver import FaultInjectingOtlpReceiver
 from tests.integration.spans.helpers import (

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agent.spans.assemble import w3c_trace_id
+from agent.spans.decode.assemble import w3c_trace_id
 from tests.harness import Jaeger
 from tests.integration.spans.helpers import (
     append,

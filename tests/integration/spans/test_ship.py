@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from agent.cli import main
+from agent.cli.main import main
 from tests.doubles.otlp_receiver import Fault, FaultInjectingOtlpReceiver
 from tests.harness import Jaeger
 from tests.harness.agent_process import REPO_ROOT, clean_environment

@@ -15,8 +15,8 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web import Application, Request
 
-from agent.config import MessagesConfig, ProxyConfig
-from agent.core.diskqueue import DiskQueue
+from agent.config.tree import MessagesConfig, ProxyConfig
+from agent.core.diskqueue.queue import DiskQueue
 from agent.core.metrics import Metrics
 from agent.messages.api import PublishApi
 from agent.messages.intake import Intake

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import MessagesConfig, TopicConfig
-from agent.core.diskqueue import DiskQueue
+from agent.config.tree import MessagesConfig, TopicConfig
+from agent.core.diskqueue.queue import DiskQueue
 from agent.messages.codec import BodyError
 from agent.messages.intake import Intake, PublishRefused
 from agent.messages.record import Record

@@ -4,11 +4,11 @@ import msgpack
 import orjson
 import pytest
 
-from agent.config import TopicConfig
+from agent.config.tree import TopicConfig
 from agent.messages.codec import BodyError, Envelope, decode_envelopes
 from agent.messages.layout import TopicLayout, dead_letter_message, fields_of
 from agent.messages.message import AcceptTime, message_json
-from agent.messages.resp import decode_command
+from agent.messages.redis.resp import decode_command
 
 AT = AcceptTime.at(1_732_806_245_500_000_000)
 

@@ -1,0 +1,256 @@
+"""The typed, frozen configuration tree: every key, its default and what it means.
+
+Loading (defaults < YAML < standard env < SIDECAR_* env < CLI) lives in `agent.config.load`;
+this module is the schema only. Each leaf is declared with `setting(...)`, whose doc text feeds
+`docs/configuration.md` and `configs/agent.yaml` (a test keeps both in step with this file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+Duration = Annotated[float, "duration"]
+"""Seconds, written in config as `250ms`, `5s`, `1m`."""
+Size = Annotated[int, "size"]
+"""Bytes, written in config as `64MiB`."""
+
+SpanFormat = Literal["auto", "jobfirst", "span-json", "otlp-json", "otel-sdk"]
+Layout = Literal["jobfirst", "fields", "raw"]
+AckMode = Literal["disk", "redis", "memory"]
+WhenFull = Literal["block", "reject"]
+
+
+def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
+    """A config leaf: its default and one line saying what it does."""
+    meta = {"doc": doc, "secret": secret}
+    if isinstance(default, (list, dict)):
+        factory = default.copy
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def section(cls: type[Any], doc: str) -> Any:
+    return field(default_factory=cls, metadata={"doc": doc, "section": True})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    initial_interval: Duration = setting(0.5, "First backoff delay after a retryable failure.")
+    multiplier: float = setting(2.0, "Each further delay is the previous one times this.")
+    max_interval: Duration = setting(30.0, "Backoff delays never exceed this.")
+    jitter: float = setting(0.2, "Random spread of each delay, as a fraction (0.2 = ±20%).")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    max_bytes: Size = setting(256 * 1024**2, "Byte limit of the durable disk queue.")
+    when_full: WhenFull = setting(
+        "reject", "What a producer does when the queue is full: wait up to full_timeout, or fail."
+    )
+    full_timeout: Duration = setting(2.0, "Longest wait for space when when_full is block.")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    ca_file: str = setting("", "PEM file of CAs to trust instead of the system store.")
+    cert_file: str = setting("", "PEM client certificate for mutual TLS.")
+    key_file: str = setting("", "PEM private key of the client certificate.", secret=True)
+    insecure_skip_verify: bool = setting(False, "Do not verify the server certificate (testing).")
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: Literal["debug", "info", "warning", "error"] = setting(
+        "info", "Lowest level of the agent's own log lines."
+    )
+    format: Literal["json", "console"] = setting(
+        "json", "json: one JSON object a line on stdout; console: readable text for terminals."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    enabled: bool = setting(True, "Serve /healthz, /readyz, /metrics and /status.")
+    listen: str = setting("0.0.0.0:8788", "host:port of the admin HTTP server.")
+    ready_requires_dependencies: bool = setting(
+        False,
+        "Make /readyz fail while Redis or the OTLP endpoint is unreachable (not only when full).",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    name: str = setting("", "service.name for spans whose records carry none (OTEL_SERVICE_NAME).")
+    resource_attributes: dict[str, str] = setting(
+        {}, "Extra resource attributes on every span (OTEL_RESOURCE_ATTRIBUTES, k=v,k=v)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SpansConfig:
+    enabled: bool = setting(True, "Run the span pipeline (it idles when paths is empty).")
+    paths: list[str] = setting([], "Glob patterns of span log files to tail.")
+    format: SpanFormat = setting("auto", "Input format of every path not named in path_formats.")
+    path_formats: dict[str, str] = setting(
+        {}, "Per-glob format override, glob=format (e.g. /logs/api/*.log=jobfirst)."
+    )
+    start_at: Literal["beginning", "end"] = setting(
+        "beginning",
+        "Where to read files found at the agent's very first start (no checkpoints yet); "
+        "files appearing later are always read from the beginning.",
+    )
+    max_line_bytes: Size = setting(
+        1024**2, "Longer records go whole to the dead-letter file; the file keeps flowing."
+    )
+    orphan_timeout: Duration = setting(
+        300.0, "A started span never ended is exported, marked incomplete, after this."
+    )
+    poll_interval: Duration = setting(
+        1.0,
+        "How often files are checked for growth and new files looked for when change "
+        "notifications do not work; while they work, a safety-net check runs 10x less often.",
+    )
+    checkpoint_interval: Duration = setting(1.0, "How often delivered file offsets are saved.")
+    rotate_wait: Duration = setting(
+        10.0, "How long a rotated-away file is still read to its end before it is let go."
+    )
+    sampler: str = setting(
+        "parentbased_always_on",
+        "always_on, always_off, traceidratio, parentbased_* (OTEL_TRACES_SAMPLER).",
+    )
+    sampler_arg: float = setting(1.0, "Ratio for traceidratio samplers (OTEL_TRACES_SAMPLER_ARG).")
+    dead_letter_max_bytes: Size = setting(
+        64 * 1024**2, "Size at which the span dead-letter file is rotated (one old file kept)."
+    )
+    oversize_max_bytes: Size = setting(
+        256 * 1024**2,
+        "Total size of whole oversize records kept for their dead letters; oldest deleted past it.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ExportBatchConfig:
+    max_spans: int = setting(4096, "Flush a batch at this many spans.")
+    max_bytes: Size = setting(2 * 1024**2, "Flush a batch at this many encoded bytes.")
+    linger: Duration = setting(0.2, "Flush a non-empty batch after waiting this long.")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportConfig:
+    endpoint: str = setting(
+        "http://localhost:4318/v1/traces",
+        "OTLP/HTTP traces URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or _ENDPOINT + /v1/traces).",
+    )
+    protocol: Literal["http/protobuf", "http/json"] = setting(
+        "http/protobuf", "OTLP encoding (OTEL_EXPORTER_OTLP_PROTOCOL)."
+    )
+    compression: Literal["gzip", "none"] = setting(
+        "gzip", "Request body compression (OTEL_EXPORTER_OTLP_COMPRESSION)."
+    )
+    headers: dict[str, str] = setting(
+        {}, "Extra request headers, k=v,k=v (OTEL_EXPORTER_OTLP_HEADERS).", secret=True
+    )
+    timeout: Duration = setting(10.0, "Per-request timeout (OTEL_EXPORTER_OTLP_TIMEOUT).")
+    max_request_bytes: Size = setting(
+        4 * 1024**2, "Uncompressed request size limit; bigger batches are split."
+    )
+    max_in_flight: int = setting(4, "Export requests sent concurrently.")
+    tls: TlsConfig = section(TlsConfig, "TLS for the OTLP endpoint.")
+    batch: ExportBatchConfig = section(ExportBatchConfig, "Span batching.")
+    retry: RetryConfig = section(RetryConfig, "Backoff for retryable export failures.")
+    queue: QueueConfig = section(QueueConfig, "Disk queue holding batches while Jaeger is away.")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicConfig:
+    layout: Layout = setting(
+        "jobfirst", "How a message becomes stream fields: jobfirst, fields, raw."
+    )
+    key: str = setting("stream:{topic}", "Stream key template; {topic} is the topic name.")
+    maxlen: int = setting(0, "Trim the stream with MAXLEN ~ n on every XADD (0: never trim).")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageBatchConfig:
+    max_messages: int = setting(1000, "Flush a per-stream batch at this many messages.")
+    max_bytes: Size = setting(1024**2, "Flush a per-stream batch at this many bytes.")
+    linger: Duration = setting(
+        0.002,
+        "Longest wait to fill a batch while another is in flight (idle streams send at once).",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesConfig:
+    enabled: bool = setting(True, "Run the message proxy and Redis writer.")
+    ack: AckMode = setting(
+        "disk", "When a publish is answered: disk (fsync'd), redis (XADD done), memory (lossy)."
+    )
+    default_topic: TopicConfig = section(TopicConfig, "Layout of topics not listed in topics.")
+    topics: dict[str, TopicConfig] = setting(
+        {}, "Per-topic layout, key template and maxlen, by topic name."
+    )
+    batch: MessageBatchConfig = section(MessageBatchConfig, "Publish batching.")
+    max_in_flight: int = setting(4, "Pipelined XADD batches outstanding per connection.")
+    max_attempts: int = setting(
+        10, "Attempts before an entry failing with a permanent-looking error is dead-lettered."
+    )
+    dedupe_window: Duration = setting(
+        300.0, "A publish repeating a message id within this window gets the original answer."
+    )
+    dedupe_max_ids: int = setting(
+        100_000, "Client-chosen message ids remembered for dedupe; past it the oldest go early."
+    )
+    redis_ack_timeout: Duration = setting(
+        5.0, "Longest wait for ?ack=redis before 504 (the messages stay buffered and delivered)."
+    )
+    producer_id: str = setting(
+        "", "Producer id for XADD IDMP on Redis >= 8.6 (default: the host name)."
+    )
+    dead_letter_max_bytes: Size = setting(
+        64 * 1024**2, "Size at which the message dead-letter file is rotated (one old file kept)."
+    )
+    retry: RetryConfig = section(RetryConfig, "Backoff while Redis is unreachable.")
+    queue: QueueConfig = section(QueueConfig, "Disk queue holding accepted messages.")
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    enabled: bool = setting(True, "Serve the local publish API.")
+    listen: str = setting("127.0.0.1:8787", "host:port of the publish API.")
+    max_body_bytes: Size = setting(1024**2, "Request bodies larger than this get 413.")
+    allowed_topics: list[str] = setting([], "If set, only these topics may be published (403).")
+    auth_token: str = setting(
+        "", "If set, requests need 'Authorization: Bearer <token>' (401).", secret=True
+    )
+    retry_after: Duration = setting(1.0, "Retry-After sent with 503 when the buffer is full.")
+    read_timeout: Duration = setting(
+        30.0, "A request body not fully received within this gets 408 (slow clients)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    url: str = setting(
+        "redis://localhost:6379/0", "redis:// or rediss:// URL (REDIS_URL).", secret=True
+    )
+    connect_timeout: Duration = setting(5.0, "Timeout to connect and authenticate.")
+    command_timeout: Duration = setting(5.0, "Timeout for a pipelined batch's replies.")
+    tls: TlsConfig = section(TlsConfig, "TLS for rediss:// URLs.")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: str = setting("./sidecar-data", "Directory for queues, checkpoints and dead letters.")
+    shutdown_timeout: Duration = setting(
+        25.0, "Grace period to drain on SIGTERM (under Kubernetes' default 30s)."
+    )
+    log: LogConfig = section(LogConfig, "The agent's own logs.")
+    admin: AdminConfig = section(AdminConfig, "Admin HTTP server.")
+    service: ServiceConfig = section(ServiceConfig, "Resource identity of exported spans.")
+    spans: SpansConfig = section(SpansConfig, "Span log tailing.")
+    export: ExportConfig = section(ExportConfig, "OTLP export to Jaeger.")
+    messages: MessagesConfig = section(MessagesConfig, "Message pipeline into Redis Streams.")
+    proxy: ProxyConfig = section(ProxyConfig, "Local publish API.")
+    redis: RedisConfig = section(RedisConfig, "Redis connection.")

@@ -1,0 +1,142 @@
+"""Checks that need more than a type: addresses, URLs, ranges, names that must match."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Iterator
+
+from agent.config.schema import choices_of, hints_of
+from agent.config.tree import Config, QueueConfig, RetryConfig, SpansConfig, TopicConfig
+from agent.spans.sampling import SAMPLERS
+
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,199}$")
+
+
+def validate(config: Config) -> list[str]:
+    checks = (
+        _listen("admin.listen", config.admin.listen),
+        _listen("proxy.listen", config.proxy.listen),
+        _url("export.endpoint", config.export.endpoint, ("http", "https")),
+        _url("redis.url", config.redis.url, ("redis", "rediss", "unix")),
+        _positive("export.max_in_flight", config.export.max_in_flight),
+        _positive("export.batch.max_spans", config.export.batch.max_spans),
+        _positive("messages.max_in_flight", config.messages.max_in_flight),
+        _positive("messages.batch.max_messages", config.messages.batch.max_messages),
+        _positive("messages.max_attempts", config.messages.max_attempts),
+        _positive("messages.dedupe_max_ids", config.messages.dedupe_max_ids),
+        _at_least("messages.redis_ack_timeout", config.messages.redis_ack_timeout, 0.001),
+        _at_least("proxy.read_timeout", config.proxy.read_timeout, 0.001),
+        _at_least("proxy.max_body_bytes", config.proxy.max_body_bytes, 1024),
+        _at_least("spans.dead_letter_max_bytes", config.spans.dead_letter_max_bytes, 64 * 1024),
+        _at_least(
+            "messages.dead_letter_max_bytes", config.messages.dead_letter_max_bytes, 64 * 1024
+        ),
+        _at_least("export.max_request_bytes", config.export.max_request_bytes, 1024),
+        _at_least("spans.max_line_bytes", config.spans.max_line_bytes, 64),
+        _at_least("export.timeout", config.export.timeout, 0.001),
+        _retry("export.retry", config.export.retry),
+        _retry("messages.retry", config.messages.retry),
+        _queue("export.queue", config.export.queue),
+        _queue("messages.queue", config.messages.queue),
+        _sampler(config.spans),
+        _path_formats(config.spans.path_formats),
+        _topics(config),
+    )
+    return [problem for check in checks for problem in check]
+
+
+def _listen(key: str, value: str) -> Iterator[str]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        yield f"{key}: {value!r} is not host:port (e.g. 127.0.0.1:8787, [::1]:8787, :8787)"
+    elif host.startswith("[") != host.endswith("]"):
+        yield f"{key}: {value!r} has an unbalanced IPv6 bracket"
+
+
+def _url(key: str, value: str, schemes: tuple[str, ...]) -> Iterator[str]:
+    parsed = urllib.parse.urlsplit(value)
+    if parsed.scheme not in schemes:
+        accepted = ", ".join(scheme + "://" for scheme in schemes)
+        yield f"{key}: {mask_url(value)!r} must start with one of {accepted}"
+    elif parsed.scheme != "unix" and not parsed.hostname:
+        yield f"{key}: {mask_url(value)!r} has no host"
+
+
+def _positive(key: str, value: int) -> Iterator[str]:
+    if value < 1:
+        yield f"{key}: must be at least 1, got {value}"
+
+
+def _at_least(key: str, value: float, minimum: float) -> Iterator[str]:
+    if value < minimum:
+        yield f"{key}: must be at least {minimum:g}, got {value:g}"
+
+
+def _retry(key: str, retry: RetryConfig) -> Iterator[str]:
+    if retry.multiplier < 1:
+        yield f"{key}.multiplier: must be at least 1, got {retry.multiplier:g}"
+    if not 0 <= retry.jitter <= 1:
+        yield f"{key}.jitter: must be between 0 and 1, got {retry.jitter:g}"
+    if retry.initial_interval <= 0:
+        yield f"{key}.initial_interval: must be above 0"
+    if retry.max_interval < retry.initial_interval:
+        yield f"{key}.max_interval: must not be below initial_interval"
+
+
+def _queue(key: str, queue: QueueConfig) -> Iterator[str]:
+    if queue.max_bytes < 1024 * 1024:
+        yield f"{key}.max_bytes: must be at least 1MiB, got {queue.max_bytes} bytes"
+
+
+def _sampler(spans: SpansConfig) -> Iterator[str]:
+    if spans.sampler not in SAMPLERS:
+        accepted = ", ".join(SAMPLERS)
+        yield f"spans.sampler: {spans.sampler!r} is not one of the accepted values: {accepted}"
+    if not 0 <= spans.sampler_arg <= 1:
+        yield f"spans.sampler_arg: must be between 0 and 1, got {spans.sampler_arg:g}"
+
+
+def _path_formats(path_formats: dict[str, str]) -> Iterator[str]:
+    accepted = choices_of(hints_of(SpansConfig)["format"])
+    for glob, fmt in path_formats.items():
+        if fmt not in accepted:
+            yield (
+                f"spans.path_formats[{glob}]: {fmt!r} is not one of the accepted values: "
+                + ", ".join(accepted)
+            )
+
+
+def _topics(config: Config) -> Iterator[str]:
+    yield from _topic("messages.default_topic", config.messages.default_topic)
+    for name, topic in config.messages.topics.items():
+        if not _TOPIC_NAME.match(name):
+            yield f"messages.topics: {name!r} is not a valid topic name"
+        yield from _topic(f"messages.topics.{name}", topic)
+    for name in config.proxy.allowed_topics:
+        if not _TOPIC_NAME.match(name):
+            yield f"proxy.allowed_topics: {name!r} is not a valid topic name"
+
+
+def _topic(key: str, topic: TopicConfig) -> Iterator[str]:
+    if topic.maxlen < 0:
+        yield f"{key}.maxlen: must not be negative, got {topic.maxlen}"
+    if "{topic}" not in topic.key and "{" in topic.key:
+        yield f"{key}.key: {topic.key!r} may only use the placeholder {{topic}}"
+
+
+def is_valid_topic(name: str) -> bool:
+    return bool(_TOPIC_NAME.match(name))
+
+
+def mask_url(url: str) -> str:
+    """Hide the password (or a lone user token) in a URL's credentials."""
+    parsed = urllib.parse.urlsplit(url)
+    if not parsed.password and not parsed.username:
+        return url
+    host = parsed.hostname or ""
+    if parsed.port:
+        host = f"{host}:{parsed.port}"
+    user = parsed.username or ""
+    credentials = f"{user}:***" if parsed.password is not None else "***"
+    return urllib.parse.urlunsplit(parsed._replace(netloc=f"{credentials}@{host}"))

@@ -1,0 +1,232 @@
+"""The disk queue's directory: the owner lock, the segment listing and recovery on open.
+
+Recovery trusts nothing it did not check. Every segment header is validated; the last segment,
+the only one a crash can leave half-written, is read frame by frame and a torn or corrupt tail
+is cut at the last good frame (counted and logged). Damage inside older segments is left for the
+reader, which skips it when it gets there, so opening a large backlog stays fast.
+
+Blocking I/O throughout: the queue runs :func:`recover` in a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.core.atomicfile import load_state
+from agent.core.diskqueue.errors import QueueLockedError
+from agent.core.diskqueue.segment import (
+    HEADER_SIZE,
+    CorruptSegmentError,
+    parse_segment_name,
+    read_header,
+    rewrite_header,
+    scan_segment,
+    truncate_file,
+)
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "LOCK"
+STATE_NAME = "frontier.json"
+STATE_VERSION = 1
+
+
+@dataclass(slots=True)
+class SegmentInfo:
+    """What the queue knows about one segment file without holding it open."""
+
+    first_seq: int
+    path: Path
+    size: int  # bytes reserved, including appends not yet written
+    written: int  # bytes known to be in the file; readers stop here
+    first_enqueued_ns: int
+    header_ok: bool = True
+
+
+class SegmentTable:
+    """The live segments in seq order and the write end: shared by the queue's writer (which
+    appends and deletes) and reader (which follows), all in the event loop."""
+
+    def __init__(self, segments: list[SegmentInfo], next_seq: int) -> None:
+        self.segments = segments
+        self.next_seq = next_seq
+        self.disk_bytes = sum(segment.size for segment in segments)
+
+    @property
+    def active(self) -> SegmentInfo | None:
+        """The segment appends go to (the last one)."""
+        return self.segments[-1] if self.segments else None
+
+    def after(self, segment: SegmentInfo) -> SegmentInfo | None:
+        # By seq rather than by position: ``segment`` may have been deleted meanwhile.
+        for candidate in self.segments:
+            if candidate.first_seq > segment.first_seq:
+                return candidate
+        return None
+
+    def containing(self, seq: int) -> SegmentInfo | None:
+        found = None
+        for segment in self.segments:
+            if segment.first_seq > seq:
+                break
+            found = segment
+        return found
+
+    def count_fully_below(self, frontier: int) -> int:
+        """How many leading segments hold only seqs below ``frontier``; never the active one."""
+        return count_fully_below(self.segments, frontier)
+
+    def drop_first(self, count: int) -> int:
+        """Forget the first ``count`` segments (deleted on disk); returns the bytes freed."""
+        freed = sum(segment.size for segment in self.segments[:count])
+        del self.segments[:count]
+        self.disk_bytes -= freed
+        return freed
+
+
+def count_fully_below(segments: list[SegmentInfo], frontier: int) -> int:
+    """How many leading ``segments`` hold only seqs below ``frontier``; never the last one."""
+    count = 0
+    while count + 1 < len(segments) and segments[count + 1].first_seq <= frontier:
+        count += 1
+    return count
+
+
+@dataclass(slots=True)
+class Recovered:
+    lock_fd: int
+    segments: list[SegmentInfo]
+    next_seq: int
+    frontier: int
+    done_ranges: list[tuple[int, int]] = field(default_factory=list)
+    tail_truncations: int = 0
+    tail_bytes_cut: int = 0
+
+
+def lock_directory(directory: Path) -> int:
+    """Take the exclusive owner lock; raises QueueLockedError naming the holder's pid."""
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise QueueLockedError(
+            f"disk queue directory {directory} is locked by another process (pid {holder})"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def recover(directory: Path) -> Recovered:
+    """Lock ``directory`` (creating it), validate segments, cut a torn tail, load the frontier."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lock_fd = lock_directory(directory)
+    try:
+        return _recover_locked(directory, lock_fd)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+
+
+def _recover_locked(directory: Path, lock_fd: int) -> Recovered:
+    saved_frontier, saved_ranges = _load_acks(directory / STATE_NAME)
+    listing = _list_segments(directory)
+    recovered = Recovered(lock_fd, [], saved_frontier, saved_frontier)
+    for first_seq, path in listing[:-1]:
+        recovered.segments.append(_inspect_sealed(first_seq, path))
+    if listing:
+        _recover_last(recovered, *listing[-1])
+    first = recovered.segments[0].first_seq if recovered.segments else saved_frontier
+    recovered.frontier = min(max(saved_frontier, first), recovered.next_seq)
+    # A range past a cut tail would mark seqs done that new appends are about to reuse.
+    recovered.done_ranges = [
+        (start, min(end, recovered.next_seq))
+        for start, end in saved_ranges
+        if start < recovered.next_seq
+    ]
+    _delete_acked(recovered)
+    return recovered
+
+
+def _load_acks(path: Path) -> tuple[int, list[tuple[int, int]]]:
+    """The persisted frontier and done ranges above it; nothing (all redelivered) if unusable."""
+    state = load_state(path, STATE_VERSION)
+    if state is None:
+        return 0, []
+    try:
+        frontier = state["acked_frontier"]
+        ranges = [(int(start), int(end)) for start, end in state.get("done_ranges", [])]
+        if not isinstance(frontier, int) or any(end <= start for start, end in ranges):
+            raise ValueError("bad frontier or range")
+    except (KeyError, TypeError, ValueError) as error:
+        log.error("state file %s has an unexpected shape (%s); redelivering all", path, error)
+        return 0, []
+    return frontier, ranges
+
+
+def _list_segments(directory: Path) -> list[tuple[int, Path]]:
+    found = []
+    for entry in os.scandir(directory):
+        first_seq = parse_segment_name(entry.name)
+        if first_seq is not None:
+            found.append((first_seq, Path(entry.path)))
+    return sorted(found)
+
+
+def _inspect_sealed(first_seq: int, path: Path) -> SegmentInfo:
+    try:
+        first_enqueued_ns, size = read_header(path, first_seq)
+    except CorruptSegmentError as error:
+        size = path.stat().st_size
+        log.error(
+            "disk queue segment %s has a bad header (%s); its %d bytes will be skipped",
+            path,
+            error,
+            size,
+        )
+        return SegmentInfo(first_seq, path, size, size, 0, header_ok=False)
+    return SegmentInfo(first_seq, path, size, size, first_enqueued_ns)
+
+
+def _recover_last(recovered: Recovered, first_seq: int, path: Path) -> None:
+    first_enqueued_ns, scan = scan_segment(path, first_seq)
+    size = scan.good_end
+    if scan.corrupt is not None:
+        cut = scan.file_size - scan.good_end
+        if scan.good_end < HEADER_SIZE:
+            first_enqueued_ns = time.time_ns()
+            rewrite_header(path, first_seq, first_enqueued_ns)
+            size, cut = HEADER_SIZE, scan.file_size
+        else:
+            truncate_file(path, scan.good_end)
+        recovered.tail_truncations += 1
+        recovered.tail_bytes_cut += cut
+        log.warning(
+            "disk queue segment %s: %s; cut %d bytes after %d good records",
+            path,
+            scan.corrupt,
+            cut,
+            scan.frame_count,
+        )
+    recovered.segments.append(SegmentInfo(first_seq, path, size, size, first_enqueued_ns))
+    recovered.next_seq = first_seq + scan.frame_count
+
+
+def _delete_acked(recovered: Recovered) -> None:
+    """Remove sealed segments whose every seq is below the frontier (the last one stays)."""
+    doomed = count_fully_below(recovered.segments, recovered.frontier)
+    for segment in recovered.segments[:doomed]:
+        with contextlib.suppress(FileNotFoundError):
+            segment.path.unlink()
+    del recovered.segments[:doomed]

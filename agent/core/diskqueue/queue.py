@@ -1,0 +1,533 @@
+"""A durable FIFO of byte records on local disk, with group commit and out-of-order acks.
+
+Both pipelines buffer through this queue: the message proxy writes every accepted publish here,
+and the span exporter spills batches here while Jaeger is down. One process owns a directory
+(an ``flock`` on ``LOCK``); records live in append-only segment files (see ``segment.py``).
+
+Guarantees
+    * ``await put(..., durable=True)`` returns after the record's bytes are fsync'd. Appends that
+      arrive while an fsync runs share the next one (group commit), so many concurrent callers
+      cost one fsync, not one each. ``durable=False`` returns at once; the record is written
+      within ``lossy_write_delay`` (lost if the process dies before that) and synced within
+      ``lossy_sync_interval`` or by the next durable put's commit, whichever comes first (lost
+      if the host dies before that).
+    * ``get`` hands records out in seq order, each once, until it is acked or requeued.
+      ``requeue`` hands records out again, before any fresh one. After a restart every record
+      not acked is handed out again, in order.
+    * Bounded duplicates: acks are persisted (the contiguous frontier, below which every seq is
+      acked, plus up to 1024 acked ranges above it) at most every ``frontier_persist_interval``
+      seconds or every ``frontier_persist_records`` acks, whichever comes first, and on close.
+      A crash therefore hands out again the records that were in flight plus those acked since
+      the last persist: at most about ``frontier_persist_records`` (fewer if the interval ends
+      first), plus any acked while the state file was being written. A clean close hands out
+      again exactly the unacked records. The state file is written by a thread of its own, so
+      its fsyncs never delay a commit.
+    * Damage is cut and counted, never fatal: a torn tail of the last segment is truncated on
+      open (``corrupt_tail_truncations``); damage inside an older segment makes the reader skip
+      to the next segment (``corrupt_skips``), with the lost bytes logged and counted.
+    * Byte limit: ``max_bytes`` bounds the segment files on disk (payload + framing + headers).
+      Space is freed when a fully acked segment is deleted, so up to one segment of acked bytes
+      can still count against the limit (the slack); the default ``segment_bytes`` of
+      ``min(64 MiB, max_bytes / 8)`` keeps that slack to an eighth of the limit.
+    * After a write or fsync error the queue refuses further puts (``DiskQueueError``): once an
+      fsync has failed, the page cache can no longer be trusted. Reopening recovers.
+
+Memory stays bounded whatever the backlog: records are read from disk one chunk at a time
+(``read_chunk_bytes``), and recent appends are kept in memory for a caught-up consumer only up
+to ``ready_cache_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from agent.core.atomicfile import save_state
+from agent.core.diskqueue.directory import STATE_NAME, STATE_VERSION, SegmentTable, recover
+from agent.core.diskqueue.errors import (
+    DiskQueueError,
+    QueueClosedError,
+    QueueFullError,
+    QueueLockedError,
+    RecordTooLargeError,
+)
+from agent.core.diskqueue.frontier import AckFrontier
+from agent.core.diskqueue.reader import Item, QueueReader
+from agent.core.diskqueue.writer import QueueWriter
+from agent.core.wakeup import Wakeup
+
+__all__ = [
+    "DiskQueue",
+    "DiskQueueError",
+    "DiskQueueStats",
+    "Item",
+    "QueueClosedError",
+    "QueueFullError",
+    "QueueLockedError",
+    "RecordTooLargeError",
+]
+
+log = logging.getLogger(__name__)
+
+WhenFull = Literal["block", "reject"]
+_MAX_SEGMENT_BYTES = 64 << 20
+# Acked ranges above the frontier kept across a crash; beyond this many, duplicates instead.
+_MAX_PERSISTED_RANGES = 1024
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class DiskQueueStats:
+    depth_items: int  # records not yet acked
+    depth_bytes: int  # segment bytes on disk, counted against max_bytes (includes the slack)
+    max_bytes: int
+    oldest_enqueued_ns: int | None  # enqueue time of the oldest unacked record
+    in_flight: int  # handed out, not yet acked or requeued
+    segments: int
+    appends: int
+    acks: int
+    fsyncs: int  # group commits (one data sync each)
+    corrupt_tail_truncations: int
+    corrupt_tail_bytes: int
+    corrupt_skips: int
+    corrupt_skipped_bytes: int
+    failed: str | None  # why puts are refused, if they are
+
+
+class DiskQueue:
+    """See the module docstring. Use ``async with DiskQueue(path) as queue`` or open/close."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_bytes: int = 1 << 30,
+        segment_bytes: int | None = None,
+        when_full: WhenFull = "block",
+        full_timeout: float = 5.0,
+        read_chunk_bytes: int = 1 << 20,
+        ready_cache_bytes: int = 4 << 20,
+        max_unwritten_bytes: int = 16 << 20,
+        frontier_persist_interval: float = 0.1,
+        frontier_persist_records: int = 4096,
+        lossy_write_delay: float = 0.01,
+        lossy_sync_interval: float = 0.1,
+    ) -> None:
+        self._directory = Path(directory)
+        self._max_bytes = max_bytes
+        self._segment_bytes = segment_bytes or min(_MAX_SEGMENT_BYTES, max_bytes // 8)
+        self._when_full = when_full
+        self._full_timeout = full_timeout
+        self._read_chunk_bytes = read_chunk_bytes
+        self._ready_cache_bytes = ready_cache_bytes
+        self._max_unwritten_bytes = max_unwritten_bytes
+        self._persist_interval = frontier_persist_interval
+        self._persist_records = frontier_persist_records
+        self._lossy_write_delay = lossy_write_delay
+        self._lossy_sync_interval = lossy_sync_interval
+        self._validate_options()
+        self._state: Literal["new", "open", "closing", "closed"] = "new"
+        self._closed = asyncio.Event()
+        self._io: ThreadPoolExecutor | None = None  # recovery and the frontier's state file
+        self._lock_fd = -1
+        self._persist_task: asyncio.Task[None] | None = None
+        self._work = asyncio.Event()  # wakes the persist task
+        self._space = Wakeup()  # segments were deleted
+        self._frontier = AckFrontier()
+        self._unpersisted_acks = False
+        self._acked_since_persist = 0
+        self._last_persist = 0.0
+        self._persist_armed = False
+        self._acks = 0
+        self._tail_truncations = self._tail_bytes_cut = 0
+        # Built by open() from what recovery finds on disk.
+        self._table = SegmentTable([], 0)
+        self._writer: QueueWriter | None = None
+        self._reader: QueueReader | None = None
+
+    def _validate_options(self) -> None:
+        if self._when_full not in ("block", "reject"):
+            raise ValueError(f"when_full must be 'block' or 'reject', not {self._when_full!r}")
+        if self._segment_bytes < 4096 or self._segment_bytes * 2 > self._max_bytes:
+            raise ValueError(
+                f"segment_bytes ({self._segment_bytes}) must be at least 4096 and at most half "
+                f"of max_bytes ({self._max_bytes})"
+            )
+        if self._read_chunk_bytes < 4096 or self._persist_records < 1:
+            raise ValueError("read_chunk_bytes must be >= 4096, frontier_persist_records >= 1")
+        if self._lossy_write_delay < 0 or self._lossy_sync_interval < 0:
+            raise ValueError("lossy_write_delay and lossy_sync_interval must be >= 0")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> DiskQueue:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Lock the directory, recover what is on disk and start the writer thread.
+
+        Raises QueueLockedError if another process (or another open queue) owns the directory.
+        """
+        if self._state != "new":
+            raise DiskQueueError(f"disk queue is {self._state}; open() works once")
+        io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diskqueue-io")
+        try:
+            found = await asyncio.get_running_loop().run_in_executor(io, recover, self._directory)
+        except BaseException:
+            io.shutdown(wait=False)
+            raise
+        self._io, self._lock_fd = io, found.lock_fd
+        self._tail_truncations, self._tail_bytes_cut = found.tail_truncations, found.tail_bytes_cut
+        self._table = SegmentTable(found.segments, found.next_seq)
+        self._frontier = AckFrontier(found.frontier, found.done_ranges)
+        self._last_persist = time.monotonic()
+        self._writer = QueueWriter(
+            self._directory,
+            self._table,
+            self._segment_bytes,
+            self._max_bytes,
+            max_unwritten_bytes=self._max_unwritten_bytes,
+            write_delay=self._lossy_write_delay,
+            sync_interval=self._lossy_sync_interval,
+            on_commit=self._on_commit,
+        )
+        self._reader = QueueReader(
+            self._table,
+            self._frontier,
+            self._add_gap,
+            self._read_chunk_bytes,
+            self._ready_cache_bytes,
+        )
+        # From the frontier after reloaded ranges merged in: segments below it may be deleted.
+        self._reader.start_at(self._frontier.frontier)
+        self._state = "open"
+        self._writer.start()
+        self._persist_task = asyncio.create_task(self._persist_loop(), name="diskqueue-persist")
+        self._persist_task.add_done_callback(self._on_persist_task_done)
+
+    async def close(self) -> None:
+        """Flush pending appends, persist the frontier and release the directory.
+
+        Idempotent, and safe before open. Unacked records stay on disk for the next open.
+        """
+        if self._state in ("new", "closed"):
+            self._state = "closed"
+            return
+        if self._state == "closing":
+            await self._closed.wait()
+            return
+        self._state = "closing"
+        self._wake_everyone()
+        writer = self._opened()[0]
+        try:
+            if self._persist_task is not None:
+                # Its failure, if any, was logged and refused puts: close all the same.
+                with contextlib.suppress(Exception):
+                    await self._persist_task
+            await writer.stop(abort=False)
+            if self._unpersisted_acks:
+                await self._persist_frontier()
+        except Exception:
+            log.exception("disk queue %s: error while closing", self._directory)
+        finally:
+            await self._release()
+
+    async def abort(self) -> None:
+        """Stop at once, like a crash: no flush, no frontier persist; releases the directory.
+
+        What was written stays in the page cache, as after ``kill -9``. For forced shutdowns.
+        """
+        if self._state in ("new", "closed"):
+            self._state = "closed"
+            return
+        self._state = "closing"
+        self._wake_everyone()
+        writer = self._opened()[0]
+        if self._persist_task is not None:
+            self._persist_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._persist_task
+        await writer.stop(abort=True)
+        await self._release()
+
+    async def _release(self) -> None:
+        writer, reader = self._opened()
+        await writer.stop(abort=True)  # already stopped, unless closing failed half-way
+        await reader.close()
+        if self._io is not None:
+            # A state-file save still running (abort cancels only the task awaiting it) must
+            # end before the directory is released, or it could replace the next owner's.
+            await asyncio.to_thread(self._io.shutdown)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+        self._state = "closed"
+        self._closed.set()
+
+    def _wake_everyone(self) -> None:
+        self._work.set()
+        self._space.notify()
+        if self._reader is not None:
+            self._reader.readable.notify()
+
+    def _opened(self) -> tuple[QueueWriter, QueueReader]:
+        if self._writer is None or self._reader is None:
+            raise QueueClosedError(f"disk queue {self._directory} is not open")
+        return self._writer, self._reader
+
+    async def _run_io(self, function: Callable[..., _T], *args: object) -> _T:
+        assert self._io is not None
+        return await asyncio.get_running_loop().run_in_executor(self._io, function, *args)
+
+    # -- producing ---------------------------------------------------------------------------
+
+    async def put(self, record: bytes, *, durable: bool = True, decoded: object = None) -> int:
+        """Append one record; returns its seq. See :meth:`put_many`."""
+        seqs = await self.put_many((record,), durable=durable, decoded=(decoded,))
+        return seqs[0]
+
+    async def put_many(
+        self,
+        records: Sequence[bytes],
+        *,
+        durable: bool = True,
+        decoded: Sequence[object] | None = None,
+    ) -> list[int]:
+        """Append records in order; returns their seqs. All records go in, or none.
+
+        With ``durable`` it returns once the records are fsync'd (sharing the fsync with every
+        append that joined the same group commit). When the byte limit leaves no room it raises
+        QueueFullError at once (``when_full="reject"``) or after waiting up to ``full_timeout``
+        seconds for acks to free a segment (``"block"``). RecordTooLargeError: can never fit.
+
+        ``decoded`` (one per record) is what the records' bytes stand for: a consumer that
+        gets a record while it is still in memory finds it in ``Item.decoded`` and need not
+        decode the bytes (records read back from disk have None there).
+        """
+        writer, reader = self._writable()
+        if not records:
+            return []
+        if self._table.disk_bytes + writer.space_needed(records) > self._max_bytes:
+            await self._wait_for_space(writer, records)
+        seqs, synced = writer.append_many(
+            records, decoded, time.time_ns(), durable=durable, on_append=reader.offer
+        )
+        if synced is not None:
+            await synced
+        return seqs
+
+    async def sync(self) -> None:
+        """Return once every record put so far is fsync'd: the wait of a durable put, for a
+        caller that answers for records others put with ``durable=False``."""
+        writer, _ = self._writable()
+        synced = writer.sync_all()
+        if synced is not None:
+            await synced
+
+    async def _wait_for_space(self, writer: QueueWriter, records: Sequence[bytes]) -> None:
+        if self._when_full == "reject":
+            raise self._full_error()
+        deadline = asyncio.get_running_loop().time() + self._full_timeout
+        while self._table.disk_bytes + writer.space_needed(records) > self._max_bytes:
+            if not await self._space.wait_until(deadline):
+                raise self._full_error()
+            self._writable()
+
+    def _full_error(self) -> QueueFullError:
+        return QueueFullError(self._depth_items(), self._table.disk_bytes, self._max_bytes)
+
+    def _writable(self) -> tuple[QueueWriter, QueueReader]:
+        writer, reader = self._opened()
+        if writer.failure is not None:
+            raise writer.failure
+        if self._state != "open":
+            raise QueueClosedError(f"disk queue {self._directory} is {self._state}")
+        return writer, reader
+
+    # -- commits and frontier persistence ----------------------------------------------------
+
+    def _on_commit(self, written: bool) -> None:
+        if written:
+            self._opened()[1].written()
+        else:
+            self._space.notify()  # blocked puts must see the failure
+
+    async def _persist_loop(self) -> None:
+        while self._state == "open":
+            await self._wait_for_persist()
+            if self._persist_due() and self._state == "open":
+                await self._persist_frontier()
+
+    async def _wait_for_persist(self) -> None:
+        if self._state != "open" or self._persist_due():
+            return
+        timeout = None
+        if self._unpersisted_acks:
+            timeout = max(0.0, self._last_persist + self._persist_interval - time.monotonic())
+        self._work.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._work.wait(), timeout)
+
+    def _on_persist_task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None or self._writer is None:
+            return
+        error = task.exception()
+        log.error("disk queue %s: persist task died", self._directory, exc_info=error)
+        self._writer.failure = DiskQueueError(f"disk queue persist task died: {error!r}")
+        self._writer.fail_waiters(self._writer.failure)
+        self._space.notify()
+
+    def _persist_due(self) -> bool:
+        if not self._unpersisted_acks:
+            return False
+        return (
+            self._state != "open"
+            or self._acked_since_persist >= self._persist_records
+            or time.monotonic() - self._last_persist >= self._persist_interval
+        )
+
+    async def _persist_frontier(self) -> None:
+        # Never claim acks beyond what is synced: after a crash those seqs are handed out anew.
+        durable = self._opened()[0].durable_next_seq
+        frontier = min(self._frontier.frontier, durable)
+        state = {
+            "acked_frontier": frontier,
+            "done_ranges": self._frontier.done_ranges(durable, _MAX_PERSISTED_RANGES),
+        }
+        doomed = self._table.count_fully_below(frontier)
+        paths = [segment.path for segment in self._table.segments[:doomed]]
+        self._last_persist = time.monotonic()
+        self._acked_since_persist = 0
+        self._persist_armed = False
+        # Acks of records not yet synced were left out: persist again after the next commit.
+        self._unpersisted_acks = self._frontier.has_done_at_or_above(durable)
+        try:
+            await self._run_io(_save_acks_and_delete, self._directory, state, paths)
+        except OSError as error:
+            log.error("disk queue %s: cannot persist the frontier: %s", self._directory, error)
+            self._unpersisted_acks = True
+            return
+        if self._table.drop_first(doomed):
+            self._space.notify()
+
+    def _acks_changed(self) -> None:
+        # The first change after a persist wakes the persist task so that it arms the interval
+        # timer; reaching the record count wakes it to persist at once.
+        self._unpersisted_acks = True
+        if not self._persist_armed or self._acked_since_persist >= self._persist_records:
+            self._persist_armed = True
+            self._work.set()
+
+    def _add_gap(self, start: int, end: int) -> None:
+        self._frontier.add_gap(start, end)
+        self._acks_changed()
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    async def get(
+        self,
+        max_items: int,
+        max_bytes: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the consumer API the pipelines share
+    ) -> list[Item]:
+        """Hand out up to ``max_items`` records (and about ``max_bytes`` of payload; always at
+        least one) not handed out before, requeued ones first. Waits for at least one record up
+        to ``timeout`` seconds (forever if None); returns [] on timeout. Raises QueueClosedError
+        once the queue closes."""
+        if max_items < 1:
+            raise ValueError("max_items must be at least 1")
+        reader = self._opened()[1]
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        while True:
+            if self._state != "open":
+                raise QueueClosedError(f"disk queue {self._directory} is {self._state}")
+            items = await reader.take(max_items, max_bytes)
+            if items:
+                return items
+            if not await reader.readable.wait_until(deadline):
+                return []
+
+    def ack(self, seq: int) -> None:
+        """Mark a handed-out record done. Acking twice is a no-op; so is an ack after close
+        (the record is handed out again after the next open, within the duplicates bound)."""
+        reader = self._reader
+        item = reader.settle(seq) if reader is not None else None
+        if item is None:
+            if self._frontier.is_done(seq) or self._state != "open":
+                return
+            raise ValueError(f"seq {seq} was not handed out by get()")
+        self._acks += 1
+        self._acked_since_persist += 1
+        self._frontier.ack(seq)
+        self._acks_changed()
+
+    def ack_many(self, seqs: Iterable[int]) -> None:
+        for seq in seqs:
+            self.ack(seq)
+
+    def requeue(self, seqs: Iterable[int]) -> None:
+        """Hand these in-flight records out again, before any fresh record and in seq order."""
+        self._opened()[1].requeue(seqs)
+
+    # -- observing ---------------------------------------------------------------------------
+
+    def _depth_items(self) -> int:
+        frontier = self._frontier
+        return (
+            self._table.next_seq
+            - frontier.frontier
+            - frontier.acked_ahead
+            - frontier.gap_seqs_ahead
+        )
+
+    def _oldest_enqueued_ns(self) -> int | None:
+        if self._depth_items() <= 0:
+            return None
+        seq = self._frontier.frontier
+        item = self._reader.item_in_memory(seq) if self._reader is not None else None
+        if item is not None:
+            return item.enqueued_ns
+        # Not in memory: the first record of its segment is as old or older.
+        segment = self._table.containing(seq)
+        return segment.first_enqueued_ns if segment is not None and segment.header_ok else None
+
+    def stats(self) -> DiskQueueStats:
+        writer, reader = self._writer, self._reader
+        failure = writer.failure if writer is not None else None
+        return DiskQueueStats(
+            depth_items=self._depth_items(),
+            depth_bytes=self._table.disk_bytes,
+            max_bytes=self._max_bytes,
+            oldest_enqueued_ns=self._oldest_enqueued_ns(),
+            in_flight=reader.in_flight if reader is not None else 0,
+            segments=len(self._table.segments),
+            appends=writer.appends if writer is not None else 0,
+            acks=self._acks,
+            fsyncs=writer.commits if writer is not None else 0,
+            corrupt_tail_truncations=self._tail_truncations,
+            corrupt_tail_bytes=self._tail_bytes_cut,
+            corrupt_skips=reader.corrupt_skips if reader is not None else 0,
+            corrupt_skipped_bytes=reader.corrupt_skipped_bytes if reader is not None else 0,
+            failed=str(failure) if failure is not None else None,
+        )
+
+
+def _save_acks_and_delete(directory: Path, state: dict[str, Any], paths: list[Path]) -> None:
+    # Acks before the unlinks they allow, so the state on disk always explains a missing
+    # segment. The unlinks need no directory fsync: if a crash undoes one, open deletes again.
+    save_state(directory / STATE_NAME, STATE_VERSION, state)
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

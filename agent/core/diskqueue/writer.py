@@ -1,0 +1,338 @@
+"""The disk queue's write side: appends are placed in the event loop and written by one thread.
+
+``append_many`` decides at once where each record lands (seq, segment, offset), so order and
+segment rolls are settled without I/O. The bytes wait in memory for the writer thread, which
+loops: take everything pending → write it → ``fdatasync`` if anyone waits for durability → tell
+the event loop (``call_soon_threadsafe``). Appends that arrive while a sync runs share the next
+one (group commit: one sync for many appends), and the next commit starts as soon as the last
+one ends, without a round trip through the event loop.
+
+Lossy appends (nobody waits) are written within ``write_delay`` and synced within
+``sync_interval``, or sooner by a durable append's commit: a busy lossy producer then costs a
+write every few milliseconds instead of a thread wake-up and a sync per event-loop iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from agent.core.diskqueue.directory import SegmentInfo, SegmentTable
+from agent.core.diskqueue.errors import DiskQueueError, QueueClosedError, RecordTooLargeError
+from agent.core.diskqueue.segment import (
+    FRAME_OVERHEAD,
+    HEADER_SIZE,
+    PendingWrite,
+    SegmentWriter,
+    encode_frame_head,
+    encode_header,
+    segment_name,
+)
+
+log = logging.getLogger(__name__)
+
+Stop = Literal["", "close", "abort"]
+
+
+@dataclass(slots=True)
+class _Commit:
+    """What the thread took in one go, and what the event loop learns when it is done."""
+
+    chunks: list[PendingWrite]
+    written_ends: list[tuple[SegmentInfo, int]]
+    next_seq: int  # every seq below this is in ``chunks`` or written before
+    waiters: list[asyncio.Future[None]]
+    sync: bool
+
+
+class QueueWriter:
+    def __init__(
+        self,
+        directory: Path,
+        table: SegmentTable,
+        segment_bytes: int,
+        max_bytes: int,
+        *,
+        max_unwritten_bytes: int,
+        write_delay: float,
+        sync_interval: float,
+        on_commit: Callable[[bool], None],
+    ) -> None:
+        self._directory = directory
+        self._table = table
+        self._segment_bytes = segment_bytes
+        self._max_bytes = max_bytes
+        self._max_unwritten_bytes = max_unwritten_bytes
+        self._write_delay = write_delay
+        self._sync_interval = sync_interval
+        self._on_commit = on_commit  # True: bytes were written; False: the write failed
+        # Shared with the thread, under the lock: what to write and who waits for it.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._pending: list[tuple[SegmentInfo, PendingWrite]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._sync_wanted = False
+        self._write_due: float | None = None  # when lossy appends must be written
+        self._thread_idle = False
+        self._stop: Stop = ""
+        # The thread's own.
+        self._file = SegmentWriter()
+        self._unsynced_since: float | None = None
+        # The event loop's own.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._exited: asyncio.Future[None] | None = None
+        self.pending_bytes = 0
+        self.durable_next_seq = table.next_seq  # every seq below this is synced
+        self.failure: DiskQueueError | None = None
+        self.appends = 0
+        self.commits = 0  # data syncs
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._exited = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._run, name=f"diskqueue-writer-{self._directory.name}", daemon=True
+        )
+        self._thread.start()
+
+    async def stop(self, *, abort: bool) -> None:
+        """Flush and sync everything (``abort``: drop it, as a crash would) and end the thread."""
+        if self._thread is None or self._exited is None:
+            return
+        with self._wake:
+            if self._stop != "abort":
+                self._stop = "abort" if abort else "close"
+            self._wake.notify()
+        await asyncio.shield(self._exited)
+        self._thread.join()
+        self.fail_waiters(self.failure or QueueClosedError("disk queue aborted"))
+
+    # -- the event loop's side ---------------------------------------------------------------
+
+    def space_needed(self, records: Sequence[bytes]) -> int:
+        """Disk bytes ``records`` would take, including headers of segments they would open.
+
+        Raises RecordTooLargeError for a record bigger than a segment, or a batch bigger than
+        the queue can hold once everything else is acked (all but the active segment deleted).
+        """
+        active = self._table.active
+        size = active.size if active is not None else None
+        needed = 0
+        for record in records:
+            frame = FRAME_OVERHEAD + len(record)
+            if frame + HEADER_SIZE > self._segment_bytes:
+                raise RecordTooLargeError(
+                    f"record of {len(record)} bytes does not fit a segment "
+                    f"({self._segment_bytes} bytes)"
+                )
+            if size is None or self._must_roll(size, frame):
+                needed += HEADER_SIZE
+                size = HEADER_SIZE
+            size += frame
+            needed += frame
+        if needed > self._max_bytes - self._segment_bytes:
+            raise RecordTooLargeError(f"batch of {needed} bytes can never fit the queue")
+        return needed
+
+    def _must_roll(self, segment_size: int, frame_bytes: int) -> bool:
+        return segment_size + frame_bytes > self._segment_bytes and segment_size > HEADER_SIZE
+
+    def append_many(
+        self,
+        records: Sequence[bytes],
+        decoded: Sequence[object] | None,
+        enqueued_ns: int,
+        *,
+        durable: bool,
+        on_append: Callable[[int, bytes, int, object], None],
+    ) -> tuple[list[int], asyncio.Future[None] | None]:
+        """Place ``records`` at the end of the log, calling ``on_append(seq, record,
+        enqueued_ns, decoded)`` after each. Returns their seqs and, if ``durable`` (or once more
+        than ``max_unwritten_bytes`` wait, so that memory stays bounded), a future that
+        completes once they are synced (it fails if the write does)."""
+        with self._lock:
+            seqs = []
+            for index, record in enumerate(records):
+                seq = self._append(record, enqueued_ns)
+                on_append(seq, record, enqueued_ns, decoded[index] if decoded else None)
+                seqs.append(seq)
+            if durable or self.pending_bytes > self._max_unwritten_bytes:
+                return seqs, self._wait_for_sync()
+            if self._write_due is None:
+                self._write_due = time.monotonic() + self._write_delay
+                if self._thread_idle:
+                    self._wake.notify()
+        return seqs, None
+
+    def sync_all(self) -> asyncio.Future[None] | None:
+        """A future completed once everything appended so far is synced; None if it is."""
+        with self._lock:
+            if self.durable_next_seq >= self._table.next_seq:
+                return None
+            return self._wait_for_sync()
+
+    def _append(self, record: bytes, enqueued_ns: int) -> int:
+        table = self._table
+        seq = table.next_seq
+        frame_bytes = FRAME_OVERHEAD + len(record)
+        segment = table.active
+        if segment is None or self._must_roll(segment.size, frame_bytes):
+            segment = self._roll(seq, enqueued_ns)
+        pending = self._pending
+        if pending and pending[-1][0] is segment:
+            chunk = pending[-1][1]
+        else:
+            chunk = PendingWrite(segment.path, None, [])
+            pending.append((segment, chunk))
+        chunk.parts.append(encode_frame_head(record, enqueued_ns))
+        chunk.parts.append(record)
+        segment.size += frame_bytes
+        table.disk_bytes += frame_bytes
+        table.next_seq = seq + 1
+        self.pending_bytes += frame_bytes
+        self.appends += 1
+        return seq
+
+    def _roll(self, first_seq: int, enqueued_ns: int) -> SegmentInfo:
+        path = self._directory / segment_name(first_seq)
+        segment = SegmentInfo(first_seq, path, HEADER_SIZE, 0, enqueued_ns)
+        self._table.segments.append(segment)
+        header = encode_header(first_seq, enqueued_ns)
+        self._pending.append((segment, PendingWrite(path, header, [])))
+        self._table.disk_bytes += HEADER_SIZE
+        self.pending_bytes += HEADER_SIZE
+        return segment
+
+    def _wait_for_sync(self) -> asyncio.Future[None]:
+        # One future per caller (cheaper than shielding a shared one): a caller that gives up
+        # cancels only its own.
+        assert self._loop is not None, "start() first"
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        if not self._sync_wanted:
+            self._sync_wanted = True
+            if self._thread_idle:
+                self._wake.notify()
+        return waiter
+
+    def _committed(self, commit: _Commit) -> None:
+        for segment, end in commit.written_ends:
+            segment.written = max(segment.written, end)
+        if commit.sync:
+            self.commits += 1
+            self.durable_next_seq = commit.next_seq
+        for waiter in commit.waiters:
+            settle(waiter, None)
+        self._on_commit(True)
+
+    def _failed(self, error: BaseException, commit: _Commit | None) -> None:
+        log.error("disk queue %s: write failed, refusing further puts: %s", self._directory, error)
+        self.failure = DiskQueueError(f"disk queue write failed: {error}")
+        self.failure.__cause__ = error
+        for waiter in commit.waiters if commit is not None else ():
+            settle(waiter, self.failure)
+        # Appends that queued up behind the failed write cannot be trusted to land either.
+        with self._wake:
+            self._pending, self.pending_bytes = [], 0
+        self.fail_waiters(self.failure)
+        self._on_commit(False)
+
+    def fail_waiters(self, error: DiskQueueError) -> None:
+        """Release callers waiting for a sync that will not happen."""
+        with self._wake:
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            settle(waiter, error)
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        commit: _Commit | None = None
+        try:
+            while (commit := self._next_commit()) is not None:
+                self._file.write(commit.chunks)
+                if commit.sync:
+                    self._file.sync()
+                    self._unsynced_since = None
+                elif self._unsynced_since is None:
+                    self._unsynced_since = time.monotonic()
+                self._tell_loop(self._committed, commit)
+            self._finish_file()
+        except BaseException as error:
+            # After a failed write or sync nothing more is written: the page cache can no
+            # longer be trusted to match the file; reopening the queue cuts any torn tail.
+            self._file.abandon()
+            self._tell_loop(self._failed, error, commit)
+        finally:
+            if self._exited is not None:
+                self._tell_loop(self._exited.set_result, None)
+
+    def _next_commit(self) -> _Commit | None:
+        """Wait until something must be written or synced; take it. None: stop now."""
+        with self._wake:
+            while True:
+                if self._stop == "abort":
+                    return None
+                if self._stop == "close":
+                    done = not (self._pending or self._waiters or self._unsynced_since)
+                    # The last commit syncs, and tells the event loop, what is left.
+                    return None if done else self._take(sync=True)
+                now = time.monotonic()
+                sync_due = self._sync_due()
+                if sync_due is not None and now >= sync_due:
+                    return self._take(sync=True)
+                if self._sync_wanted or (self._write_due is not None and now >= self._write_due):
+                    return self._take(sync=self._sync_wanted)
+                deadlines = [due for due in (self._write_due, sync_due) if due is not None]
+                self._thread_idle = True
+                self._wake.wait(min(deadlines) - now if deadlines else None)
+                self._thread_idle = False
+
+    def _sync_due(self) -> float | None:
+        since = self._unsynced_since
+        return None if since is None else since + self._sync_interval
+
+    def _take(self, *, sync: bool) -> _Commit:
+        pending = self._pending
+        commit = _Commit(
+            chunks=[chunk for _segment, chunk in pending],
+            written_ends=[(segment, segment.size) for segment, _chunk in pending],
+            next_seq=self._table.next_seq,
+            waiters=self._waiters,
+            sync=sync,
+        )
+        self._pending, self._waiters, self.pending_bytes = [], [], 0
+        self._sync_wanted, self._write_due = False, None
+        return commit
+
+    def _finish_file(self) -> None:
+        if self._stop == "abort":
+            self._file.abandon()  # as a crash would leave it: no sync
+        else:
+            self._file.close()
+
+    def _tell_loop(self, callback: Callable[..., object], *args: object) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the event loop is gone: nobody is left to tell
+            log.debug("disk queue %s: event loop closed before the writer", self._directory)
+
+
+def settle(waiter: asyncio.Future[None] | None, error: BaseException | None) -> None:
+    """Complete ``waiter`` (if any and not done) with success or ``error``."""
+    if waiter is None or waiter.done():
+        return
+    if error is None:
+        waiter.set_result(None)
+        return
+    waiter.set_exception(error)
+    # Callers that gave up (cancelled) never read it; that is fine, do not log it as lost.
+    waiter.exception()

@@ -1,0 +1,410 @@
+"""JobFirst span assembly: joins "Span started" / "event added" / "ended" lines into spans.
+
+Pure state, no I/O; `agent.spans.decode.jobfirst` parses the lines and feeds
+`JobFirstLine`s to `JobFirstAssembler.add`.
+
+- IDs: JobFirst's `trace_<nanos>` / `span_<nanos>` map to W3C IDs through blake2b of
+  the original strings (16 / 8 bytes, never all zero), so a replay maps to the same
+  IDs and Jaeger dedupes. The originals stay as `jobfirst.trace_id` / `jobfirst.span_id`.
+- Times: start = the nanos in the span ID (it is generated at span start), else the
+  nanos in the trace ID, else the line timestamp (a candidate more than a day away from
+  the line's time is not a timestamp and is ignored). End = start + `duration`.
+- Events carry no span ID: they join the most recently started open span with the same
+  trace ID and span name. Event time = the line timestamp (whole seconds) clamped into
+  [start, end].
+- A span started in one file and ended in another (the log was rotated in between) is
+  completed once, by the assembler that reads its end line, with what its start line said:
+  the assemblers of one pipeline share an `OpenSpanExchange`, and an end line whose start
+  this assembler has not seen takes the open span from whichever assembler holds it.
+- An end line whose start was never seen anywhere still makes a span, with any events that
+  were waiting for it. A start never ended is exported after the orphan
+  timeout (judged on the caller's clock, so a fast backfill never times out) marked
+  `sidecar.incomplete=true`, ending at its last seen activity, status unset; so is the
+  oldest open span when more than `max_open_spans` are open. Events whose span never
+  appears are dead letters (`orphan_event`) after the same timeout.
+- Status 0 is UNSET, not OK: JobFirst's Gin middleware sets 0 on every non-error
+  response, which is "nothing to report", and OTel reserves OK for an explicit "this
+  succeeded" statement. Any other status is ERROR with `status_desc` as the message.
+- Kind: SERVER for names like "GET /api/v1/jobs" (the Gin middleware's spans, which also
+  get `http.method` and `http.route` — the concrete path, as logged), else INTERNAL.
+- Extra fields on a line (logrus `level`, fields a later JobFirst may add) become span
+  attributes (start line, then end line) or event attributes (event lines).
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from typing import Any
+
+from agent.spans.model import (
+    INCOMPLETE_ATTRIBUTE,
+    KIND_INTERNAL,
+    KIND_SERVER,
+    STATUS_ERROR,
+    STATUS_UNSET,
+    Attributes,
+    DeadLetter,
+    DecodeResult,
+    Span,
+    SpanEvent,
+)
+from agent.spans.validate import MAX_TIME_NS, MIN_TIME_NS, check_span
+
+START, EVENT, END = "start", "event", "end"
+MAX_EVENTS_PER_SPAN = 1000
+SNAPSHOT_VERSION = 1
+_DAY_NS = 86_400 * 1_000_000_000
+_HTTP_NAME = re.compile(r"(GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH) (/\S*)")
+
+
+@dataclass(slots=True)
+class JobFirstLine:
+    """One tracing line, its fields pulled out and checked."""
+
+    kind: str  # START, EVENT or END
+    trace: str
+    span: str  # "" on event lines, which carry no span_id
+    name: str
+    time_ns: int
+    event_name: str = ""
+    duration_ns: int | None = None
+    status: int = 0
+    status_desc: str = ""
+    service: str | None = None
+    attributes: Attributes = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Event:
+    name: str
+    time_ns: int
+    attributes: Attributes
+    raw: str  # the line, to dead-letter an event whose span never shows up
+
+
+@dataclass(slots=True)
+class _Open:
+    trace: str
+    span: str
+    name: str
+    start_ns: int
+    last_line_ns: int  # latest line timestamp: the end of a span that never ends
+    last_seen_ns: int  # the caller's clock at the latest line: drives the timeout
+    service: str | None
+    attributes: Attributes
+    raw: str
+    events: list[_Event] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """Events whose span is not open: kept for an end line that may still come."""
+
+    last_seen_ns: int
+    events: list[_Event] = field(default_factory=list)
+
+
+def w3c_trace_id(trace: str) -> bytes:
+    digest = blake2b(trace.encode(), digest_size=16, person=b"jobfirst.trace").digest()
+    return digest if any(digest) else digest[:-1] + b"\x01"
+
+
+def w3c_span_id(trace: str, span: str) -> bytes:
+    # The trace is part of the input so equal span strings in two traces stay distinct.
+    data = f"{trace}\x00{span}".encode()
+    digest = blake2b(data, digest_size=8, person=b"jobfirst.span").digest()
+    return digest if any(digest) else digest[:-1] + b"\x01"
+
+
+def _id_nanos(text: str, prefix: str) -> int | None:
+    digits = text[len(prefix) :] if text.startswith(prefix) else ""
+    if digits.isdigit() and digits.isascii() and len(digits) <= 19:
+        nanos = int(digits)
+        if MIN_TIME_NS <= nanos <= MAX_TIME_NS:
+            return nanos
+    return None
+
+
+def start_time(span: str, trace: str, around_ns: int) -> int:
+    """The span's start: ID nanos near `around_ns` (the expected start), else `around_ns`."""
+    for text, prefix in ((span, "span_"), (trace, "trace_")):
+        nanos = _id_nanos(text, prefix)
+        if nanos is not None and abs(nanos - around_ns) <= _DAY_NS:
+            return nanos
+    return around_ns
+
+
+class OpenSpanExchange:
+    """The JobFirst assemblers of one pipeline (one per followed file), so that an end line can
+    claim an open span whose start line another file's assembler read: the old file of a
+    rotation holds the start, the new file reads the end. Without it the span would be exported
+    twice, complete from its end line and later incomplete from the old file's orphan timeout."""
+
+    def __init__(self) -> None:
+        # Weak: an assembler leaves when its file's state is dropped.
+        self._members: weakref.WeakSet[JobFirstAssembler] = weakref.WeakSet()
+        self.handed_over = 0
+
+    def join(self, assembler: JobFirstAssembler) -> None:
+        self._members.add(assembler)
+
+    def take(self, asker: JobFirstAssembler, trace: str, span: str) -> _Open | None:
+        """The open span (trace, span) removed from the assembler holding it, if another does."""
+        for member in self._members:  # WeakSet iteration tolerates collection meanwhile
+            if member is not asker:
+                opened = member.take_open(trace, span)
+                if opened is not None:
+                    self.handed_over += 1
+                    return opened
+        return None
+
+
+class JobFirstAssembler:
+    def __init__(
+        self,
+        *,
+        default_service: str | None,
+        orphan_timeout_ns: int,
+        max_open_spans: int = 10_000,
+        max_waiting_events: int = 10_000,
+        exchange: OpenSpanExchange | None = None,
+    ) -> None:
+        self.default_service = default_service
+        self.orphan_timeout_ns = orphan_timeout_ns
+        self.max_open_spans = max_open_spans
+        self.max_waiting_events = max_waiting_events
+        self._open: dict[tuple[str, str], _Open] = {}
+        # (trace, span name) -> span IDs open under that name, oldest first.
+        self._by_name: dict[tuple[str, str], list[str]] = {}
+        self._waiting: dict[tuple[str, str], _Waiting] = {}
+        self._waiting_count = 0
+        self._exchange = exchange
+        if exchange is not None:
+            exchange.join(self)
+
+    @property
+    def pending(self) -> int:
+        return len(self._open) + self._waiting_count
+
+    def add(self, line: JobFirstLine, raw: bytes, now_ns: int, into: DecodeResult) -> None:
+        """Apply one line; raises BadRecord if it ends a span that is not valid."""
+        if line.kind == START:
+            self._start(line, raw, now_ns, into)
+        elif line.kind == EVENT:
+            self._event(line, raw, now_ns, into)
+        else:
+            into.spans.append(self._end(line))
+
+    def _start(self, line: JobFirstLine, raw: bytes, now_ns: int, into: DecodeResult) -> None:
+        key = (line.trace, line.span)
+        if key in self._open:  # a repeated start line: the newer one wins
+            self._forget(self._open.pop(key))
+        opened = _Open(
+            line.trace,
+            line.span,
+            line.name,
+            start_time(line.span, line.trace, line.time_ns),
+            line.time_ns,
+            now_ns,
+            line.service,
+            dict(line.attributes),
+            raw.decode(),
+            self._take_waiting(line.trace, line.name),
+        )
+        self._open[key] = opened
+        self._by_name.setdefault((line.trace, line.name), []).append(line.span)
+        if len(self._open) > self.max_open_spans:
+            oldest = next(iter(self._open.values()))
+            self._close_incomplete(oldest, "evicted", into)
+            into.evicted += 1
+
+    def _event(self, line: JobFirstLine, raw: bytes, now_ns: int, into: DecodeResult) -> None:
+        event = _Event(line.event_name, line.time_ns, line.attributes, raw.decode())
+        spans = self._by_name.get((line.trace, line.name))
+        if spans:
+            opened = self._open[(line.trace, spans[-1])]
+            if len(opened.events) >= MAX_EVENTS_PER_SPAN:
+                detail = f"span already has {MAX_EVENTS_PER_SPAN} events"
+                into.dead.append(DeadLetter("too_many_events", detail, raw))
+                return
+            opened.events.append(event)
+            opened.last_line_ns = max(opened.last_line_ns, line.time_ns)
+            opened.last_seen_ns = now_ns
+            return
+        if self._waiting_count >= self.max_waiting_events:
+            detail = f"{self._waiting_count} events already wait for spans never started"
+            into.dead.append(DeadLetter("orphan_event", detail, raw))
+            return
+        waiting = self._waiting.setdefault((line.trace, line.name), _Waiting(now_ns))
+        waiting.last_seen_ns = now_ns
+        waiting.events.append(event)
+        self._waiting_count += 1
+
+    def take_open(self, trace: str, span: str) -> _Open | None:
+        """Remove and return an open span, for another assembler that read its end line."""
+        opened = self._open.pop((trace, span), None)
+        if opened is not None:
+            self._forget(opened)
+        return opened
+
+    def _take_waiting(self, trace: str, name: str) -> list[_Event]:
+        waiting = self._waiting.pop((trace, name), None)
+        if waiting is None:
+            return []
+        self._waiting_count -= len(waiting.events)
+        return waiting.events
+
+    def _end(self, line: JobFirstLine) -> Span:
+        opened = self.take_open(line.trace, line.span)
+        if opened is None and self._exchange is not None:
+            opened = self._exchange.take(self, line.trace, line.span)
+        if opened is not None:
+            opened.attributes.update(line.attributes)
+            opened.service = line.service or opened.service
+        else:  # the start line was never seen: the end line alone makes the span
+            around = line.time_ns - (line.duration_ns or 0)
+            start = start_time(line.span, line.trace, around)
+            opened = _Open(
+                line.trace,
+                line.span,
+                line.name,
+                start,
+                line.time_ns,
+                0,
+                line.service,
+                line.attributes,
+                "",
+            )
+        # Events wait here only while no span of their name is open here: those of a span
+        # started in another file, or never started at all.
+        opened.events.extend(self._take_waiting(line.trace, line.name))
+        start = opened.start_ns
+        end = max(start, line.time_ns) if line.duration_ns is None else start + line.duration_ns
+        span = self._span(opened, end)
+        if line.status:
+            span.status_code, span.status_message = STATUS_ERROR, line.status_desc
+        return check_span(span)
+
+    def _forget(self, opened: _Open) -> None:
+        key = (opened.trace, opened.name)
+        spans = self._by_name.get(key)
+        if spans is not None:
+            spans.remove(opened.span)
+            if not spans:
+                del self._by_name[key]
+
+    def _span(self, opened: _Open, end: int) -> Span:
+        trace, start = opened.trace, opened.start_ns
+        attributes: Attributes = {"jobfirst.trace_id": trace, "jobfirst.span_id": opened.span}
+        attributes.update(opened.attributes)
+        kind = KIND_INTERNAL
+        http = _HTTP_NAME.fullmatch(opened.name)
+        if http is not None:
+            kind = KIND_SERVER
+            attributes.setdefault("http.method", http.group(1))
+            attributes.setdefault("http.route", http.group(2))
+        events = [
+            SpanEvent(min(max(e.time_ns, start), end), e.name, e.attributes) for e in opened.events
+        ]
+        return Span(
+            trace_id=w3c_trace_id(trace),
+            span_id=w3c_span_id(trace, opened.span),
+            name=opened.name,
+            start_ns=start,
+            end_ns=end,
+            kind=kind,
+            attributes=attributes,
+            events=events,
+            status_code=STATUS_UNSET,
+            service_name=opened.service or self.default_service,
+        )
+
+    def _close_incomplete(self, opened: _Open, reason: str, into: DecodeResult) -> None:
+        del self._open[(opened.trace, opened.span)]
+        self._forget(opened)
+        span = self._span(opened, max(opened.start_ns, opened.last_line_ns))
+        span.attributes[INCOMPLETE_ATTRIBUTE] = True
+        span.attributes["sidecar.incomplete_reason"] = reason
+        try:
+            into.spans.append(check_span(span))
+        except Exception as exc:  # an invalid start line must not stop expiry
+            into.dead.append(
+                DeadLetter(getattr(exc, "reason", "internal_error"), str(exc), opened.raw.encode())
+            )
+            return
+        into.incomplete += 1
+
+    def expire(self, now_ns: int, into: DecodeResult) -> None:
+        cutoff = now_ns - self.orphan_timeout_ns
+        for opened in [o for o in self._open.values() if o.last_seen_ns <= cutoff]:
+            self._close_incomplete(opened, "timeout", into)
+        for key, waiting in list(self._waiting.items()):
+            if waiting.last_seen_ns <= cutoff:
+                del self._waiting[key]
+                self._waiting_count -= len(waiting.events)
+                detail = f"no span {key[1]!r} of trace {key[0]!r} was seen before the timeout"
+                into.dead.extend(
+                    DeadLetter("orphan_event", detail, e.raw.encode()) for e in waiting.events
+                )
+
+    # --- checkpoint state ------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        if not self.pending:
+            return {}
+        return {
+            "v": SNAPSHOT_VERSION,
+            "open": [_open_state(o) for o in self._open.values()],
+            "waiting": [
+                [trace, name, w.last_seen_ns, [_event_state(e) for e in w.events]]
+                for (trace, name), w in self._waiting.items()
+            ],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Replace the state with a `snapshot()`; ValueError if it is not one."""
+        self._open, self._by_name, self._waiting, self._waiting_count = {}, {}, {}, 0
+        if not state:
+            return
+        if state.get("v") != SNAPSHOT_VERSION:
+            raise ValueError(f"unknown jobfirst decoder state version {state.get('v')!r}")
+        try:
+            for row in state["open"]:
+                opened = _open_from_state(row)
+                self._open[(opened.trace, opened.span)] = opened
+                self._by_name.setdefault((opened.trace, opened.name), []).append(opened.span)
+            for trace, name, last_seen, events in state["waiting"]:
+                self._waiting[(trace, name)] = _Waiting(last_seen, [_Event(*e) for e in events])
+                self._waiting_count += len(events)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"bad jobfirst decoder state: {exc}") from exc
+
+
+def _event_state(event: _Event) -> list[Any]:
+    return [event.name, event.time_ns, event.attributes, event.raw]
+
+
+def _open_state(opened: _Open) -> list[Any]:
+    """An open span as a snapshot row: its fields in `_Open`'s order, events as lists."""
+    return [
+        opened.trace,
+        opened.span,
+        opened.name,
+        opened.start_ns,
+        opened.last_line_ns,
+        opened.last_seen_ns,
+        opened.service,
+        opened.attributes,
+        opened.raw,
+        [_event_state(e) for e in opened.events],
+    ]
+
+
+def _open_from_state(row: list[Any]) -> _Open:
+    """The inverse of `_open_state`; TypeError or ValueError for a row that is not one."""
+    opened = _Open(*row)  # its events still lists, as the row holds them
+    opened.events = [_Event(*e) for e in row[-1]]
+    return opened

@@ -1,0 +1,146 @@
+"""`auto`: the format is detected per line, so one file may mix formats and other logs.
+
+Order of checks, cheapest first:
+
+1. in the middle of a multi-line object: the line belongs to it (otel-sdk);
+2. a JobFirst marker (`"message":"Span `): jobfirst;
+3. blank, or not starting with `{`, or no `race` (trace_id / traceId / TraceID) in
+   it: not a span record — skipped and counted;
+4. a line that is just `{`: the start of a pretty-printed otel-sdk object;
+5. otherwise the JSON is parsed once and dispatched on its keys: `resourceSpans` /
+   `scopeSpans` → otlp-json; `SpanContext`, or `context` with `name` → otel-sdk;
+   `trace_id` + `span_id` + `name` → span-json. Anything else is a log line that
+   mentions a trace and is skipped; a line that looked like JSON with a trace but does
+   not parse is a dead letter (`malformed_json`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orjson import JSONDecodeError, loads
+
+from agent.spans.decode.assemble import OpenSpanExchange
+from agent.spans.decode.common import (
+    LineFeeder,
+    dead_letter_for,
+    line_too_long,
+    load_object,
+)
+from agent.spans.decode.jobfirst import MARKER, JobFirstDecoder
+from agent.spans.decode.otelsdk import OtelSdkDecoder, load_sdk_object, span_from_sdk_obj
+from agent.spans.decode.otlpjson import OtlpJsonDecoder
+from agent.spans.decode.spanjson import span_from_obj
+from agent.spans.model import DecodeResult
+
+_OTLP_KEYS = frozenset(("resourceSpans", "resource_spans", "scopeSpans", "scope_spans"))
+
+
+class AutoDecoder(LineFeeder):
+    def __init__(
+        self,
+        *,
+        default_service: str | None,
+        orphan_timeout_ns: int,
+        max_open_spans: int,
+        max_line_bytes: int,
+        max_object_bytes: int,
+        exchange: OpenSpanExchange | None = None,
+    ) -> None:
+        self.default_service = default_service
+        self.max_line_bytes = max_line_bytes
+        self.jobfirst = JobFirstDecoder(
+            default_service=default_service,
+            orphan_timeout_ns=orphan_timeout_ns,
+            max_open_spans=max_open_spans,
+            max_line_bytes=max_line_bytes,
+            exchange=exchange,
+        )
+        self.otlp = OtlpJsonDecoder(default_service=default_service, max_line_bytes=max_line_bytes)
+        self.sdk = OtelSdkDecoder(
+            default_service=default_service,
+            max_line_bytes=max_line_bytes,
+            max_object_bytes=max_object_bytes,
+        )
+
+    def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
+        if self.sdk.pending:
+            self.sdk.feed_into(line, now_ns, into)
+            return
+        if MARKER.search(line):
+            self.jobfirst.decode_line(line, now_ns, into)
+            return
+        if len(line) > self.max_line_bytes:
+            into.dead.append(line_too_long(line, self.max_line_bytes))
+            return
+        stripped = line.strip()
+        if stripped == b"{":
+            self.sdk.feed_into(line, now_ns, into)
+            return
+        if stripped[:1] != b"{" or b"race" not in line:
+            into.skipped += 1
+            return
+        try:
+            self._dispatch(_load(line), line, now_ns, into)
+        except Exception as exc:  # feed must never raise on input
+            into.dead.append(dead_letter_for(exc, line))
+
+    def _dispatch(self, obj: dict[str, Any], raw: bytes, now_ns: int, into: DecodeResult) -> None:
+        route = _route(obj)
+        if route == "otlp-json":
+            self.otlp.decode_obj(obj, raw, into)
+        elif route == "otel-sdk":
+            into.spans.append(span_from_sdk_obj(obj, self.default_service))
+        elif route == "span-json":
+            into.spans.append(span_from_obj(obj, self.default_service))
+        else:
+            into.skipped += 1
+
+    def span_json_record(self, line: bytes) -> Any:
+        """For the fast path (`Outbound.prepare_lines`): the parsed record when `feed` would
+        decode `line` as a span-json record, touching no state; None for any other line. As
+        for `SpanJsonDecoder`, lines over `max_line_bytes` are the caller's to refuse."""
+        if self.sdk.pending or line[:1] != b"{" or b"race" not in line or MARKER.search(line):
+            return None
+        obj = loads(line)  # an error means "ask feed", as any other answer but a dict
+        return obj if type(obj) is dict and _route(obj) == "span-json" else None
+
+    def expire(self, now_ns: int) -> DecodeResult:
+        return self.jobfirst.expire(now_ns)
+
+    def snapshot(self) -> dict[str, Any]:
+        state = {"jobfirst": self.jobfirst.snapshot(), "otel-sdk": self.sdk.snapshot()}
+        return {name: part for name, part in state.items() if part}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.jobfirst.restore(state.get("jobfirst", {}))
+        self.sdk.restore(state.get("otel-sdk", {}))
+
+    @property
+    def pending(self) -> int:
+        return self.jobfirst.pending + self.sdk.pending
+
+
+def _route(obj: dict[str, Any]) -> str | None:
+    """The format a parsed single-line record is in, by its keys; None: not a span."""
+    if not _OTLP_KEYS.isdisjoint(obj):
+        return "otlp-json"
+    if "SpanContext" in obj or ("context" in obj and "name" in obj):
+        return "otel-sdk"
+    if "span_id" in obj and "name" in obj and "trace_id" in obj:
+        return "span-json"
+    return None
+
+
+def _load(line: bytes) -> dict[str, Any]:
+    try:
+        obj = loads(line)
+    except JSONDecodeError:
+        # Python's json writes NaN/Infinity: otel-sdk output may hold them, other formats not.
+        lenient = load_sdk_object(line)  # raises with the precise reason unless that was all
+        if _route(lenient) == "otel-sdk":
+            return lenient
+        return load_object(line)  # raises with the precise reason
+    if type(obj) is not dict:
+        return load_object(line)
+    return obj

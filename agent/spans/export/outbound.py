@@ -1,0 +1,317 @@
+"""From decoded spans to requests in the sender: dead letters, sampling, encoding, batching.
+
+Shared by the tailing pipeline and `sidecar-agent ship`. The caller feeds one read's
+`DecodeResult` to `prepare` (which writes that read's dead letters, fsync'd, and returns the
+spans to send, encoded once), registers a delivery mark for them, then `add`s them under that
+mark; `submit_ready` packs full or lingered batches into requests and hands them to the
+sender, whose settlement (`on_settled`) credits each mark with its spans.
+
+`prepare_lines` is `prepare` for a read's raw lines: for a span-json (or auto) file sent as
+OTLP/protobuf it takes the fast path of `agent.spans.encode.spanjson_direct` (parsed line to span
+bytes, no `Span`) for each line the decoder says is a plain span-json record, and the
+decoder's `feed` for every other line, in order; the result is the same as decoding first,
+span for span and byte for byte.
+
+Every span that enters `prepare` ends up counted exactly once: sampled out, dead-lettered as
+too large for any request, or in a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+from agent.config.tree import Config, ExportConfig, SpansConfig
+from agent.core.deadletter import DeadLetterFile, raw_field
+from agent.core.diskqueue.queue import DiskQueue
+from agent.core.metrics import Metrics
+from agent.core.retry import PermanentError, RetryPolicy
+from agent.spans.delivery.book import Decoder, decode_lines
+from agent.spans.encode.protobuf import ResourceKey, Resources, resource_key
+from agent.spans.encode.spanjson_direct import SAMPLED_OUT, EncodedSpan, SpanJsonWire
+from agent.spans.export.batcher import SpanBatcher, encoding_for
+from agent.spans.export.exporter import (
+    OtlpHttpExporter,
+    pack_request,
+    span_count_of,
+    unpack_request,
+)
+from agent.spans.export.sender import DeadLetterFunction, Outcome, Sender
+from agent.spans.model import DeadLetter, DecodeResult, Span
+from agent.spans.sampling import make_sampler, trace_filter_of
+
+M = TypeVar("M", bound=Hashable)
+Token = dict[Any, int]
+SpanFilter = Callable[[Span], bool]
+
+log = logging.getLogger("agent.spans")
+SPAN_LIMIT_CACHE = 1024
+
+
+class SpanJsonLines(Protocol):
+    """A decoder the span-json fast path can run beside (`SpanJsonDecoder`, `AutoDecoder`)."""
+
+    default_service: str | None
+    max_line_bytes: int
+
+    def span_json_record(self, line: bytes) -> Any: ...
+
+    def feed(self, line: bytes, now_ns: int) -> DecodeResult: ...
+
+
+def sampler_for(spans: SpansConfig) -> SpanFilter | None:
+    """The configured sampler; None when it keeps everything (no per-span call then)."""
+    if spans.sampler == "always_on":
+        return None
+    return make_sampler(spans.sampler, spans.sampler_arg)
+
+
+def _fast_path_for(json: bool, keep: SpanFilter | None) -> SpanJsonWire | None:
+    """The span-json fast path, for OTLP/protobuf and a sampler with a trace-ID decision."""
+    if json:
+        return None
+    try:
+        keep_trace = trace_filter_of(keep)
+    except ValueError:
+        return None  # a sampler that needs the whole span: every span is decoded
+    return SpanJsonWire(keep_trace)
+
+
+def decode_dead_letter(dead: DeadLetter, source: str) -> dict[str, Any]:
+    return {"reason": dead.reason, "detail": dead.detail, "source": source, **raw_field(dead.raw)}
+
+
+class Outbound(Generic[M]):
+    def __init__(
+        self,
+        export: ExportConfig,
+        resources: Resources,
+        *,
+        sender: Sender[Token],
+        dead_letters: DeadLetterFile,
+        metrics: Metrics,
+        keep: SpanFilter | None = None,
+    ) -> None:
+        encoding = encoding_for(export.protocol, resources)
+        self.batcher: SpanBatcher[M] = SpanBatcher(
+            encoding,
+            export.batch.max_spans,
+            export.max_request_bytes,
+            export.batch.linger,
+            flush_bytes=export.batch.max_bytes,
+        )
+        self._gzip = export.compression == "gzip"
+        self._sender = sender
+        self._dead_letters = dead_letters
+        self._keep = keep
+        self._wire = _fast_path_for(encoding.json, keep)
+        self._span_limits: dict[ResourceKey, int] = {}
+        self.spans_decoded = 0
+        self.spans_sampled_out = 0
+        self.spans_too_large = 0
+        self._decoded_metric = metrics.counter("spans_decoded_total", "Spans decoded from input.")
+        self._sampled_out_metric = metrics.counter(
+            "spans_sampled_out_total", "Spans dropped by the sampler (count as delivered)."
+        )
+
+    async def prepare(
+        self,
+        result: DecodeResult,
+        source: str,
+        extra_dead: Sequence[dict[str, Any]] = (),
+    ) -> list[EncodedSpan]:
+        """Write the dead letters of one read (fsync'd), return its spans to send, encoded."""
+        records = [decode_dead_letter(dead, source) for dead in result.dead]
+        records.extend(extra_dead)
+        kept = self._encode(result.spans, source, records)
+        if records:
+            await self._dead_letters.write_many(records)
+        return kept
+
+    async def prepare_lines(
+        self,
+        decoder: Decoder,
+        lines: list[bytes],
+        now_ns: int,
+        source: str,
+        extra_dead: Sequence[dict[str, Any]] = (),
+    ) -> list[EncodedSpan]:
+        """`prepare(decode_lines(decoder, lines, now_ns), source, extra_dead)`, through the
+        span-json fast path where it applies (span-json and auto decoders, protobuf)."""
+        if self._wire is None or not hasattr(decoder, "span_json_record"):
+            return await self.prepare(decode_lines(decoder, lines, now_ns), source, extra_dead)
+        fast_decoder = cast(SpanJsonLines, decoder)
+        spans, dead, too_large = self._encode_span_json(fast_decoder, lines, now_ns, source)
+        records = [decode_dead_letter(item, source) for item in dead]
+        records += extra_dead
+        records += too_large
+        if records:
+            await self._dead_letters.write_many(records)
+        return spans
+
+    def _encode_span_json(
+        self, decoder: SpanJsonLines, lines: list[bytes], now_ns: int, source: str
+    ) -> tuple[list[EncodedSpan], list[DeadLetter], list[dict[str, Any]]]:
+        """(spans, decode dead letters, too-large dead letters): each line through the fast
+        path, or through `decoder.feed` when the fast path cannot tell (or the span is too
+        large: the general path writes that dead letter)."""
+        assert self._wire is not None
+        encode, record_of = self._wire.encode, decoder.span_json_record
+        service, line_limit = decoder.default_service, decoder.max_line_bytes
+        spans: list[EncodedSpan] = []
+        dead: list[DeadLetter] = []
+        too_large: list[dict[str, Any]] = []
+        fast = sampled_out = 0
+        last_key: ResourceKey | None = None
+        span_limit = 0
+        for line in lines:
+            encoded = None
+            try:
+                if len(line) <= line_limit:
+                    obj = record_of(line)
+                    if type(obj) is dict:
+                        encoded = encode(obj, service)
+            except Exception:  # the general path parses again and explains
+                encoded = None
+            if encoded is SAMPLED_OUT:
+                fast += 1
+                sampled_out += 1
+                continue
+            if encoded is not None:
+                if encoded[0] is not last_key:  # spans come in runs of one resource
+                    last_key = encoded[0]
+                    span_limit = self._span_limits.get(last_key) or self._span_limit(last_key)
+                if len(encoded[1]) <= span_limit:
+                    fast += 1
+                    spans.append(encoded)
+                    continue
+            result = decoder.feed(line, now_ns)
+            dead += result.dead
+            if result.spans:
+                spans += self._encode(result.spans, source, too_large)
+        self._count(fast, sampled_out)
+        return spans, dead, too_large
+
+    def _encode(
+        self, spans: list[Span], source: str, records: list[dict[str, Any]]
+    ) -> list[EncodedSpan]:
+        keep, encode, limits = self._keep, self.batcher.encoding.encode, self._span_limits
+        encoded: list[EncodedSpan] = []
+        sampled_out = 0
+        for span in spans:
+            if keep is not None and not keep(span):
+                sampled_out += 1
+                continue
+            key, body = resource_key(span), encode(span)
+            limit = limits.get(key)
+            if limit is None:
+                limit = self._span_limit(key)
+            if len(body) <= limit:
+                encoded.append((key, body))
+            else:
+                records.append(self._too_large(span, body, source))
+        self._count(len(spans), sampled_out)
+        return encoded
+
+    def _count(self, decoded: int, sampled_out: int) -> None:
+        self.spans_decoded += decoded
+        self._decoded_metric.inc(decoded)
+        if sampled_out:
+            self.spans_sampled_out += sampled_out
+            self._sampled_out_metric.inc(sampled_out)
+
+    def _span_limit(self, key: ResourceKey) -> int:
+        if len(self._span_limits) >= SPAN_LIMIT_CACHE:
+            self._span_limits.clear()  # unbounded resource sets must not grow memory
+        limit = self._span_limits[key] = self.batcher.span_limit(key)
+        return limit
+
+    def _too_large(self, span: Span, body: bytes, source: str) -> dict[str, Any]:
+        self.spans_too_large += 1
+        return {
+            "reason": "span_too_large",
+            "detail": f"encoded span of {len(body)} bytes cannot fit a request of at most "
+            f"{self.batcher.max_bytes} bytes (export.max_request_bytes)",
+            "source": source,
+            "span_name": span.name,
+            "trace_id": span.trace_id.hex(),
+            "span_id": span.span_id.hex(),
+            **raw_field(self.batcher.encoding.span_bytes(body)),
+        }
+
+    def add(self, spans: Sequence[EncodedSpan], mark: M, now: float) -> None:
+        self.batcher.add_many(spans, mark, now)
+
+    async def submit_ready(self, now: float, *, force: bool = False) -> int:
+        """Pack and submit every batch that is due; returns how many were submitted."""
+        batches = self.batcher.take_ready(now, force=force)
+        for batch in batches:
+            body = self.batcher.encoding.build(batch.groups)
+            record = pack_request(
+                body, batch.span_count, gzipped=self._gzip, json=self.batcher.encoding.json
+            )
+            await self._sender.submit(record, dict(batch.marks))
+        return len(batches)
+
+    def next_deadline(self) -> float | None:
+        return self.batcher.next_deadline()
+
+    @property
+    def pending_spans(self) -> int:
+        return self.batcher.pending_spans
+
+
+def span_sender(
+    name: str,
+    export: ExportConfig,
+    exporter: OtlpHttpExporter,
+    metrics: Metrics,
+    *,
+    on_settled: Callable[[Token, Outcome], None],
+    dead_letter: DeadLetterFunction,
+    queue: DiskQueue | None = None,
+) -> Sender[Token]:
+    """The sender of `exporter.push`, with the retry policy and requests in flight `export`
+    asks for; without a queue a failing request is retried in memory."""
+    return Sender(
+        name,
+        exporter.push,
+        on_settled=on_settled,
+        dead_letter=dead_letter,
+        policy=RetryPolicy.from_config(export.retry),
+        max_in_flight=export.max_in_flight,
+        metrics=metrics,
+        queue=queue,
+        units_of=span_count_of,
+    )
+
+
+def outbound_for(
+    config: Config, *, sender: Sender[Token], dead_letters: DeadLetterFile, metrics: Metrics
+) -> Outbound[M]:
+    """The Outbound `config` asks for: export settings, the service's resource, the sampler."""
+    resources = Resources(config.service.name or None, config.service.resource_attributes)
+    return Outbound(
+        config.export,
+        resources,
+        sender=sender,
+        dead_letters=dead_letters,
+        metrics=metrics,
+        keep=sampler_for(config.spans),
+    )
+
+
+def rejected_request_dead_letter(record: bytes, error: PermanentError) -> dict[str, Any]:
+    """The dead letter of a request the endpoint refused: its spans, replayable as sent."""
+    try:
+        request = unpack_request(record)
+    except ValueError:
+        return {"reason": "export_rejected", "detail": str(error), **raw_field(record)}
+    return {
+        "reason": "export_rejected",
+        "detail": str(error),
+        "spans": request.span_count,
+        "content_type": request.content_type,
+        **raw_field(request.plain_body()),
+    }

@@ -1,0 +1,441 @@
+"""Sends ready batches through a push function, with concurrency, retries and a disk queue.
+
+Knows nothing of what a record holds: a record is opaque bytes, a complete request that the
+push function can send (now or after a restart), and every record submitted carries a token
+that is handed back through `on_settled(token, outcome)` once the record is safe:
+
+- ``SENT``: the push function returned;
+- ``SPILLED``: the record is fsync'd in the disk queue, which now owns it;
+- ``DEAD_LETTERED``: the push function raised PermanentError and `dead_letter` wrote it.
+
+Normal mode sends directly, up to `max_in_flight` requests at once; `submit` waits for a free
+slot, which is the backpressure the caller feels. When a send fails retryably the record is
+spilled to the queue and the sender switches to spilling: every new record goes to the queue
+too, behind it, until the drain loop has emptied the queue. So records reach the endpoint in
+the order they were submitted, except within one window of `max_in_flight` concurrent
+requests, and the caller can settle (checkpoint) past data that is durable on disk.
+
+The drain loop sends the queue head (up to `max_in_flight` records at once) and retries
+forever with the backoff policy, honouring Retry-After; a full queue makes `submit` wait for
+space (never drops); a stop interrupts the backoff and leaves unsent records in the queue.
+
+Without a queue (`sidecar-agent ship`) a retryable failure is retried in place, holding its
+slot, until it succeeds or the sender is closed; tokens of records abandoned that way are
+never settled, so the caller can tell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from agent.core.diskqueue.queue import (
+    DiskQueue,
+    DiskQueueError,
+    Item,
+    QueueFullError,
+    RecordTooLargeError,
+)
+from agent.core.lifecycle import Health, TaskSupervisor
+from agent.core.metrics import Metrics
+from agent.core.retry import PermanentError, RetryableError, RetryPolicy, sleep_unless_stopped
+
+T = TypeVar("T")
+log = logging.getLogger("agent.sender")
+
+PushFunction = Callable[[bytes], Awaitable[None]]
+DeadLetterFunction = Callable[[bytes, PermanentError], Awaitable[None]]
+UnitsFunction = Callable[[bytes], int]
+# While the queue is full, how often a waiting spill looks for space again.
+FULL_QUEUE_POLL = 0.2
+# How long the idle drain loop waits on an empty queue before looking at `stopping` again.
+DRAIN_IDLE_WAIT = 0.5
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"
+    SPILLED = "spilled"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class SenderClosedError(RuntimeError):
+    """`submit` after `close` began."""
+
+
+@dataclass(slots=True)
+class _Outgoing(Generic[T]):
+    record: bytes
+    token: T
+    settled: bool = False
+    queued: bool = False
+
+
+@dataclass(slots=True)
+class _Backoff:
+    """What the sender is waiting out: visible in /status while retries go on."""
+
+    attempt: int = 0
+    last_error: str = ""
+    retry_at: float = 0.0  # wall clock of the next attempt; 0 when not backing off
+    failing_since: float = 0.0
+
+
+class Sender(Generic[T]):
+    def __init__(
+        self,
+        name: str,
+        push: PushFunction,
+        *,
+        on_settled: Callable[[T, Outcome], None],
+        dead_letter: DeadLetterFunction,
+        policy: RetryPolicy,
+        max_in_flight: int,
+        metrics: Metrics,
+        queue: DiskQueue | None = None,
+        units_of: UnitsFunction = lambda record: 1,
+    ) -> None:
+        self.name = name
+        self._push = push
+        self._on_settled = on_settled
+        self._dead_letter = dead_letter
+        self._policy = policy
+        self._max_in_flight = max(1, max_in_flight)
+        self._queue = queue
+        self._units_of = units_of
+        self._slots = asyncio.Semaphore(self._max_in_flight)
+        self._supervisor = TaskSupervisor(f"sender-{name}", metrics)
+        self._sends: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._closed = False
+        self._drain_task: asyncio.Task[None] | None = None
+        self.spilling = False
+        self.waiting_for_space = False
+        self._queue_usable = True
+        self._drain_idle = False
+        self._backoff = _Backoff()
+        # Units (spans) this process put in the queue and not yet acked; records from before a
+        # restart have seqs below `_first_own_seq` and are counted only as records.
+        self._own_records = 0
+        self._own_units = 0
+        self._first_own_seq: int | None = None
+        self.counts = {outcome: 0 for outcome in Outcome}
+        self.units = {outcome: 0 for outcome in Outcome}
+        self.retries = 0
+        self._retries = metrics.counter(
+            "sender_retries_total", "Retryable send failures, by sender.", ("sender",)
+        )
+        self._outcomes = metrics.counter(
+            "sender_records_total",
+            "Records settled by the sender, by outcome (sent, spilled, dead_lettered).",
+            ("sender", "outcome"),
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the queue; a queue holding records from before starts the sender spilling."""
+        if self._queue is None:
+            return
+        await self._queue.open()
+        self.spilling = self._queue.stats().depth_items > 0
+        self._drain_task = self._supervisor.spawn("drain", self._drain_loop())
+
+    def begin_close(self) -> None:
+        """Stop waiting: backoff sleeps and waits for queue space end now (their records stay
+        unsettled, or in the queue); requests in flight go on. `close` follows."""
+        self._stopping.set()
+
+    async def close(self, deadline: float) -> None:
+        """Finish in-flight sends by the loop-clock `deadline`, spill what is still out, stop
+        the drain loop and close the queue. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await self._let_sends_finish(deadline)
+        self._stopping.set()
+        for task in list(self._sends):
+            task.cancel()  # each one spills its record on the way out (see _send)
+        if self._sends:
+            await asyncio.wait(set(self._sends), timeout=max(1.0, deadline - loop.time()))
+        if self._drain_task is not None:
+            if self._drain_idle:
+                self._drain_task.cancel()  # get() is cancel-safe: nothing handed out is lost
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(
+                    asyncio.shield(self._drain_task), max(0.1, deadline - loop.time())
+                )
+        await self._supervisor.close(grace=1.0)
+        if self._queue is not None:
+            await self._queue.close()
+
+    async def _let_sends_finish(self, deadline: float) -> None:
+        """Wait for in-flight sends, but not for a full queue to make room: while the
+        endpoint is down that never happens, and the records stay unsettled anyway."""
+        loop = asyncio.get_running_loop()
+        while self._sends and not self.waiting_for_space:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.wait(set(self._sends), timeout=min(FULL_QUEUE_POLL, remaining))
+
+    @property
+    def failed(self) -> bool:
+        """A send or the drain loop died of an unexpected error (see the log)."""
+        return self._supervisor.failed
+
+    def failure_health(self) -> Health:
+        return self._supervisor.failure_health()
+
+    # -- submitting --------------------------------------------------------------------------
+
+    async def submit(self, record: bytes, token: T) -> None:
+        """Hand over one record. Returns once it is on its way (a send slot was free) or on
+        disk; waits while every slot is busy or the queue is full."""
+        if self._closed:
+            raise SenderClosedError(f"sender {self.name} is closed")
+        outgoing = _Outgoing(record, token)
+        if self.spilling and await self._spill_behind_sends(outgoing):
+            return
+        await self._slots.acquire()
+        if self.spilling:  # a send failed while we waited for the slot
+            self._slots.release()
+            if await self._spill_behind_sends(outgoing):
+                return
+            await self._slots.acquire()
+        task = self._supervisor.spawn("send", self._send(outgoing))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _send(self, outgoing: _Outgoing[T]) -> None:
+        try:
+            await self._send_until_settled(outgoing)
+        finally:
+            self._slots.release()
+            if not outgoing.settled and not outgoing.queued and self._closed:
+                # Cancelled by close(): a record still out goes to disk, not to oblivion.
+                await self._spill_at_close(outgoing)
+
+    async def _send_until_settled(self, outgoing: _Outgoing[T]) -> None:
+        """Send, dead-letter or spill; retries in place only when there is no queue to use."""
+        while not outgoing.settled:
+            error = await self._attempt(outgoing.record)
+            if error is None:
+                self._settle(outgoing, Outcome.SENT)
+            elif isinstance(error, PermanentError):
+                await self._dead_letter(outgoing.record, error)
+                self._settle(outgoing, Outcome.DEAD_LETTERED)
+            else:
+                # One backoff step per failure: the drain loop waits it out after a spill,
+                # this loop when the record could not be spilled.
+                delay = self._next_delay(error)
+                if self._queue is not None and self._queue_usable:
+                    self.spilling = True
+                    if await self._spill(outgoing):
+                        return
+                if await sleep_unless_stopped(delay, self._stopping):
+                    return
+
+    async def _attempt(self, record: bytes) -> PermanentError | RetryableError | None:
+        try:
+            await self._push(record)
+        except (PermanentError, RetryableError) as error:
+            if isinstance(error, RetryableError):
+                self._record_retry(error)
+            return error
+        if self._backoff.failing_since:
+            log.info(
+                "sending works again",
+                extra={
+                    "sender": self.name,
+                    "failed_for_seconds": round(time.time() - self._backoff.failing_since, 3),
+                },
+            )
+            self._backoff = _Backoff()
+        return None
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    async def _spill_behind_sends(self, outgoing: _Outgoing[T]) -> bool:
+        """Spill after the direct sends still out have settled, so that those of them that
+        fail reach the queue first and the queue keeps submission order."""
+        if self._queue is None or not self._queue_usable:
+            return False
+        while self._sends:
+            await asyncio.wait(set(self._sends))
+        return await self._spill(outgoing)
+
+    async def _spill(self, outgoing: _Outgoing[T]) -> bool:
+        """Put the record in the queue, waiting as long as it takes for space. False when the
+        queue cannot take it (record too large, disk failed): the caller retries in memory."""
+        while True:
+            try:
+                await self._spill_once(outgoing)
+            except QueueFullError:
+                self.waiting_for_space = True
+                if await sleep_unless_stopped(FULL_QUEUE_POLL, self._stopping):
+                    return False
+                continue
+            except DiskQueueError as error:
+                self._queue_broken(error)
+                return False
+            finally:
+                self.waiting_for_space = False
+            return True
+
+    async def _spill_once(self, outgoing: _Outgoing[T]) -> None:
+        assert self._queue is not None
+        outgoing.queued = True  # from here a cancelled put may still land: never put twice
+        try:
+            seq = await self._queue.put(outgoing.record)
+        except DiskQueueError:
+            outgoing.queued = False
+            raise
+        if self._first_own_seq is None:
+            self._first_own_seq = seq
+        self._own_records += 1
+        self._own_units += self._units_of(outgoing.record)
+        self._settle(outgoing, Outcome.SPILLED)
+
+    async def _spill_at_close(self, outgoing: _Outgoing[T]) -> None:
+        if self._queue is None or not self._queue_usable:
+            return
+        try:
+            await self._spill_once(outgoing)
+        except DiskQueueError as error:
+            # Not settled, so the caller's checkpoint stays before it: re-read after restart.
+            log.warning("could not spill at shutdown", extra={"error": str(error)})
+
+    def _queue_broken(self, error: DiskQueueError) -> None:
+        if isinstance(error, RecordTooLargeError):
+            log.error("record does not fit the disk queue; retrying it in memory")
+            return
+        self._queue_usable = False
+        log.error(
+            "disk queue unusable; retrying in memory",
+            extra={"sender": self.name, "error": str(error)},
+        )
+
+    async def _drain_loop(self) -> None:
+        assert self._queue is not None
+        while not self._stopping.is_set():
+            self._drain_idle = True
+            try:
+                items = await self._queue.get(self._max_in_flight, timeout=DRAIN_IDLE_WAIT)
+            finally:
+                self._drain_idle = False
+            wait = self._backoff.retry_at - time.time()
+            if items and wait > 0 and await sleep_unless_stopped(wait, self._stopping):
+                return  # the items stay unacked: handed out again after the next open
+            if items:
+                await self._drain(items)
+            if self._queue.stats().depth_items == 0:
+                self.spilling = False
+
+    async def _drain(self, items: list[Item]) -> None:
+        assert self._queue is not None
+        errors = await asyncio.gather(*(self._attempt(item.data) for item in items))
+        retry: list[int] = []
+        retry_error: RetryableError | None = None
+        for item, error in zip(items, errors, strict=True):
+            if isinstance(error, RetryableError):
+                retry.append(item.seq)
+                retry_error = error
+                continue
+            if isinstance(error, PermanentError):
+                await self._dead_letter(item.data, error)
+                self._count(Outcome.DEAD_LETTERED, item.data)
+            else:
+                self._count(Outcome.SENT, item.data)
+            self._forget(item)
+            self._queue.ack(item.seq)
+        if retry_error is not None:
+            self._queue.requeue(retry)
+            self._next_delay(retry_error)
+
+    def _forget(self, item: Item) -> None:
+        if self._first_own_seq is not None and item.seq >= self._first_own_seq:
+            self._own_records -= 1
+            self._own_units -= self._units_of(item.data)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def _record_retry(self, error: RetryableError) -> None:
+        self.retries += 1
+        self._retries.labels(self.name).inc()
+        if not self._backoff.failing_since:
+            self._backoff.failing_since = time.time()
+            log.warning("send failed; retrying", extra={"sender": self.name, "error": str(error)})
+        self._backoff.last_error = str(error)
+
+    def _next_delay(self, error: RetryableError) -> float:
+        self._backoff.attempt += 1
+        delay = self._policy.delay(self._backoff.attempt, error.retry_after)
+        self._backoff.retry_at = time.time() + delay
+        return delay
+
+    def _settle(self, outgoing: _Outgoing[T], outcome: Outcome) -> None:
+        outgoing.settled = True
+        self._count(outcome, outgoing.record)
+        self._on_settled(outgoing.token, outcome)
+
+    def _count(self, outcome: Outcome, record: bytes) -> None:
+        self.counts[outcome] += 1
+        self.units[outcome] += self._units_of(record)
+        self._outcomes.labels(self.name, outcome.value).inc()
+
+    @property
+    def healthy(self) -> bool:
+        """False from a retryable failure until the next successful send."""
+        return not self._backoff.failing_since
+
+    @property
+    def last_error(self) -> str:
+        return self._backoff.last_error
+
+    def queue_depth(self) -> tuple[int, int, int, float | None]:
+        """(records, units put by this process, records from before a restart, oldest age s)."""
+        if self._queue is None:
+            return 0, 0, 0, None
+        stats = self._queue.stats()
+        older = max(0, stats.depth_items - self._own_records)
+        oldest = stats.oldest_enqueued_ns
+        age = max(0.0, (time.time_ns() - oldest) / 1e9) if oldest is not None else None
+        return stats.depth_items, self._own_units, older, age
+
+    def status(self) -> dict[str, Any]:
+        records, units, older, age = self.queue_depth()
+        backoff = self._backoff
+        body: dict[str, Any] = {
+            "state": self._state(),
+            "in_flight": len(self._sends),
+            "retries": self.retries,
+            "settled": {o.value: n for o, n in self.counts.items()},
+            "queue": {
+                "records": records,
+                "units": units,
+                "records_from_before_restart": older,
+                "oldest_age_seconds": None if age is None else round(age, 3),
+                "waiting_for_space": self.waiting_for_space,
+            },
+        }
+        if backoff.failing_since:
+            body["last_error"] = backoff.last_error
+            body["failing_for_seconds"] = round(time.time() - backoff.failing_since, 3)
+            body["next_attempt_in_seconds"] = round(max(0.0, backoff.retry_at - time.time()), 3)
+        return body
+
+    def _state(self) -> str:
+        if self._closed:
+            return "closed"
+        if self.waiting_for_space:
+            return "queue_full"
+        if self._backoff.failing_since:
+            return "backoff"
+        return "spilling" if self.spilling else "sending"

@@ -1,0 +1,154 @@
+"""DiskQueue's writer thread: lossy writes and syncs on their timers, commits that never wait
+for the frontier's state file, and decoded values that ride along while records stay in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import agent.core.diskqueue.queue as diskqueue_module
+from agent.core.diskqueue.queue import DiskQueue, Item
+
+
+async def drain(queue: DiskQueue) -> list[Item]:
+    items: list[Item] = []
+    while batch := await queue.get(1000, timeout=0.05):
+        items += batch
+    return items
+
+
+async def test_lossy_puts_reach_the_file_within_the_write_delay(tmp_path: Path) -> None:
+    queue = DiskQueue(tmp_path, lossy_write_delay=0.01, lossy_sync_interval=60)
+    await queue.open()
+    await queue.put(b"lossy", durable=False)
+    await asyncio.sleep(0.2)
+    assert queue.stats().fsyncs == 0  # written, not synced
+    await queue.abort()  # like kill -9: what was written is in the page cache
+    async with DiskQueue(tmp_path) as reopened:
+        assert [item.data for item in await drain(reopened)] == [b"lossy"]
+
+
+async def test_a_crash_within_the_write_delay_loses_a_lossy_put(tmp_path: Path) -> None:
+    queue = DiskQueue(tmp_path, lossy_write_delay=60)
+    await queue.open()
+    await queue.put(b"lossy", durable=False)
+    await queue.abort()
+    async with DiskQueue(tmp_path) as reopened:
+        assert await drain(reopened) == []
+
+
+async def test_lossy_puts_are_synced_within_the_sync_interval(tmp_path: Path) -> None:
+    async with DiskQueue(tmp_path, lossy_write_delay=0.001, lossy_sync_interval=0.05) as queue:
+        await queue.put_many([b"a", b"b"], durable=False)
+        await asyncio.sleep(0.3)
+        assert queue.stats().fsyncs == 1
+
+
+async def test_sync_waits_for_lossy_puts_and_returns_at_once_when_nothing_is_unsynced(
+    tmp_path: Path,
+) -> None:
+    async with DiskQueue(tmp_path, lossy_write_delay=60, lossy_sync_interval=60) as queue:
+        await queue.sync()
+        assert queue.stats().fsyncs == 0, "nothing to sync: no commit"
+        await queue.put_many([b"a", b"b"], durable=False)
+        assert queue.stats().fsyncs == 0
+        await queue.sync()
+        assert queue.stats().fsyncs == 1
+        await queue.sync()
+        assert queue.stats().fsyncs == 1
+
+
+async def test_acks_of_lossy_records_are_persisted_without_any_durable_put(
+    tmp_path: Path,
+) -> None:
+    # The frontier only claims synced records; the lazy sync must still let it advance.
+    queue = DiskQueue(
+        tmp_path,
+        lossy_write_delay=0.001,
+        lossy_sync_interval=0.02,
+        frontier_persist_interval=0.01,
+    )
+    await queue.open()
+    await queue.put_many([b"%d" % i for i in range(10)], durable=False)
+    queue.ack_many(item.seq for item in await queue.get(10))
+    await asyncio.sleep(0.3)
+    await queue.abort()
+    async with DiskQueue(tmp_path) as reopened:
+        assert await drain(reopened) == []
+
+
+async def test_a_durable_put_joins_the_commit_of_lossy_ones_before_it(tmp_path: Path) -> None:
+    queue = DiskQueue(tmp_path, lossy_write_delay=60, lossy_sync_interval=60)
+    await queue.open()
+    await queue.put(b"lossy", durable=False)
+    await queue.put(b"durable")
+    assert queue.stats().fsyncs == 1
+    await queue.abort()
+    async with DiskQueue(tmp_path) as reopened:
+        assert [item.data for item in await drain(reopened)] == [b"lossy", b"durable"]
+
+
+async def test_a_slow_frontier_save_does_not_hold_up_durable_puts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saving, release = threading.Event(), threading.Event()
+    real_save = diskqueue_module._save_acks_and_delete
+
+    def stuck_save(*args: Any) -> None:
+        saving.set()
+        release.wait(10)
+        real_save(*args)
+
+    monkeypatch.setattr(diskqueue_module, "_save_acks_and_delete", stuck_save)
+    async with DiskQueue(tmp_path, frontier_persist_interval=0.01) as queue:
+        await queue.put(b"first")
+        queue.ack((await queue.get(1))[0].seq)
+        assert await asyncio.to_thread(saving.wait, 5)  # the save is stuck in its thread
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(queue.put(b"second"), timeout=2)
+        finally:
+            release.set()
+        assert time.monotonic() - started < 1
+
+
+async def test_decoded_values_ride_along_while_records_stay_in_memory(tmp_path: Path) -> None:
+    decoded = object()
+    async with DiskQueue(tmp_path) as queue:
+        await queue.put(b"a", decoded=decoded)
+        await queue.put_many([b"b", b"c"], decoded=["b!", "c!"])
+        items = await queue.get(3)
+        assert [item.decoded for item in items] == [decoded, "b!", "c!"]
+    async with DiskQueue(tmp_path) as queue:  # read back from disk: the bytes only
+        again = await drain(queue)
+    assert [(item.data, item.decoded) for item in again] == [
+        (b"a", None),
+        (b"b", None),
+        (b"c", None),
+    ]
+
+
+async def test_a_cancelled_durable_put_leaves_the_others_waiting_for_the_same_sync(
+    tmp_path: Path,
+) -> None:
+    async with DiskQueue(tmp_path) as queue:
+        puts = [asyncio.create_task(queue.put(b"%d" % i)) for i in range(20)]
+        await asyncio.sleep(0)
+        puts[0].cancel()
+        done = await asyncio.gather(*puts[1:])
+        assert done == list(range(1, 20))
+
+
+async def test_a_clean_close_syncs_lossy_writes_and_keeps_their_acks(tmp_path: Path) -> None:
+    async with DiskQueue(tmp_path, lossy_write_delay=0.001, lossy_sync_interval=60) as queue:
+        await queue.put_many([b"a", b"b"], durable=False)
+        await asyncio.sleep(0.05)  # written by now, not synced
+        queue.ack_many(item.seq for item in await queue.get(2))
+    async with DiskQueue(tmp_path) as reopened:
+        assert await drain(reopened) == []
