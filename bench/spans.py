@@ -4,7 +4,7 @@ Two paths read the same file of span-json lines (4 attributes, 1 event each) and
 OTLP/protobuf requests to the same sink, an aiohttp server in another process that reads and
 discards the bodies:
 
-  agent: the real SpanPipeline (Tailer, span-json decoder and fast path, SpanBatcher, Sender,
+  agent: the real SpanPipeline (Tailer, span-json decoder and fast path, SpanBatcher, SpanSender,
          OtlpHttpExporter) with its disk queue and checkpoints, as `sidecar-agent run` runs it
          with `spans.format: span-json` (--format auto: as an unconfigured agent runs it);
   naive: read lines, json.loads, build opentelemetry-proto message objects, SerializeToString,

@@ -27,7 +27,7 @@ from agent.messages.deadletters import MessageDeadLetters
 from agent.messages.intake import Intake
 from agent.messages.redis.connection import RedisTarget
 from agent.messages.redis.writer import StreamWriter
-from agent.messages.sender import Sender, SenderLimits
+from agent.messages.sender import SenderLimits, StreamSender
 
 log = logging.getLogger("agent.messages")
 
@@ -57,7 +57,7 @@ class MessagePipeline:
         )
         self.dead_letters = MessageDeadLetters(dead_letter_file, self.writer, metrics)
         self.intake = Intake(messages, self.queue, retry_after=config.proxy.retry_after)
-        self.sender = Sender(
+        self.sender = StreamSender(
             self.queue,
             self.writer,
             self.dead_letters,

@@ -1,4 +1,4 @@
-"""Delivery: disk queue → pipelined batches → Redis, in order, with retries and acks.
+"""`StreamSender`: disk queue → pipelined batches → Redis, in order, with retries and acks.
 
 Two tasks share one ordered lane:
   feed      waits for a free slot (at most `max_in_flight` batches outstanding), takes records
@@ -11,12 +11,12 @@ Two tasks share one ordered lane:
             whose every entry is written or dead, hands the rest back for a retry.
 
 Order per stream: one connection and one lane, so Redis applies records in queue order.
-After a retryable failure the lane drops to one batch at a time, backs off (RetryPolicy, with
-jitter) and resends the unfinished entries, oldest first, before anything newer; only a batch
-with no retryable failure restores the full window. Batches already on the wire when a failure
-happened may still succeed behind it (e.g. at the end of a LOADING window): that is the bounded
-reorder of pipelining, at most `max_in_flight - 1` batches, and never happens on a lost
-connection (every later batch fails with it).
+After a retryable failure the lane drops to one batch at a time, backs off (a `Backoff` on the
+loop's monotonic clock) and resends the unfinished entries, oldest first, before anything
+newer; only a batch with no retryable failure restores the full window. Batches already on
+the wire when a failure happened may still succeed behind it (e.g. at the end of a LOADING
+window): that is the bounded reorder of pipelining, at most `max_in_flight - 1` batches, and
+never happens on a lost connection (every later batch fails with it).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 from agent.core.diskqueue.queue import DiskQueue, Item
 from agent.core.metrics import SIZE_BUCKETS, Metrics
-from agent.core.retry import RetryPolicy
+from agent.core.retry import Backoff, RetryPolicy
 from agent.messages.deadletters import MessageDeadLetters
 from agent.messages.record import BadRecordError, Record
 from agent.messages.redis.replay import ids_in_tail, lookback, mark_found
@@ -54,7 +54,7 @@ class SenderLimits:
     command_timeout: float
 
 
-class Sender:
+class StreamSender:
     def __init__(
         self,
         queue: DiskQueue,
@@ -70,17 +70,13 @@ class Sender:
         self._writer = writer
         self._dead_letters = dead_letters
         self._on_finished = on_finished
-        self._policy = policy
+        self._backoff = Backoff(policy)
         self._limits = limits
         self._retry: deque[Record] = deque()  # unfinished, oldest first; only `complete` adds
         self._held: deque[Record] = deque()  # taken from the queue, not sent yet
         self._in_flight: deque[SentBatch] = deque()
         self._changed = asyncio.Event()
         self._degraded = False
-        self._failures = 0  # consecutive, for the backoff
-        self._resume_at = 0.0
-        self.last_error = ""  # why Redis is not taking messages now ("" while it is)
-        self.failing_since: float | None = None
         self.written = 0
         self.retried = 0
         self.replays_skipped = 0
@@ -113,6 +109,11 @@ class Sender:
         )
 
     @property
+    def last_error(self) -> str:
+        """Why Redis is not taking messages now ("" while it is)."""
+        return self._backoff.last_error
+
+    @property
     def redis_ok(self) -> bool:
         return self._writer.connected and not self.last_error
 
@@ -143,11 +144,10 @@ class Sender:
             self._send(records)
 
     async def _wait_for_window(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             self._changed.clear()
             if self._degraded and not self._in_flight:
-                pause = self._resume_at - loop.time()
+                pause = self._backoff.remaining()
                 if pause <= 0:
                     return
                 await asyncio.sleep(pause)
@@ -167,7 +167,7 @@ class Sender:
         except (OSError, TimeoutError, ReplyError) as error:
             self._reconnects.labels("failed").inc()
             self._note_failure(f"redis unreachable: {type(error).__name__}: {error}".rstrip(": "))
-            await asyncio.sleep(self._policy.delay(self._failures))
+            await asyncio.sleep(self._backoff.step())
             return False
         self._reconnects.labels("ok").inc()
         log.info(
@@ -325,7 +325,7 @@ class Sender:
             if reconnect:
                 self._writer.disconnect()
             self._note_failure(outcome.retry_reason)
-            self._resume_at = asyncio.get_running_loop().time() + self._policy.delay(self._failures)
+            self._backoff.step()
         elif not self._retry:
             self._recovered()
 
@@ -338,19 +338,14 @@ class Sender:
             self._latency.observe(max(0, now_ns - record.enqueued_ns) / 1e9)
 
     def _note_failure(self, reason: str) -> None:
-        if not self.last_error:
+        if self._backoff.failed(reason):
             log.warning("Redis is not taking messages; buffering", extra={"reason": reason})
-            self.failing_since = time.monotonic()
-        self._failures += 1
-        self.last_error = reason
 
     def _recovered(self) -> None:
-        if self.last_error:
-            log.info("Redis is taking messages again", extra={"after_failures": self._failures})
+        failures = self._backoff.attempt
+        if self._backoff.recovered() is not None:
+            log.info("Redis is taking messages again", extra={"after_failures": failures})
         self._degraded = False
-        self._failures = 0
-        self.last_error = ""
-        self.failing_since = None
 
     # -- stopping ----------------------------------------------------------------------------
 

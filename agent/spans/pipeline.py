@@ -1,11 +1,11 @@
 """The span pipeline: tail span logs, decode, sample, encode, batch, export; checkpoint after.
 
     Tailer.next_batch ─▶ decoder (one per file) ─▶ Outbound (dead letters, sampler, encode,
-    batch) ─▶ Sender (direct, or disk queue while the endpoint fails) ─▶ OtlpHttpExporter
+    batch) ─▶ SpanSender (direct, or disk queue while the endpoint fails) ─▶ OtlpHttpExporter
           ▲                                                                   │
           └──────── DeliveryBook: marks credited on settlement, checkpoints ◀─┘
 
-Backpressure: the read loop awaits `Sender.submit`, which waits for a free request slot, or,
+Backpressure: the read loop awaits `SpanSender.submit`, which waits for a free request slot, or,
 while the endpoint is failing, for room in the disk queue. While it waits nothing more is
 read: the log files are the buffer. Nothing is dropped anywhere.
 

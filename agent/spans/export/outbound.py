@@ -37,7 +37,7 @@ from agent.spans.export.exporter import (
     span_count_of,
     unpack_request,
 )
-from agent.spans.export.sender import DeadLetterFunction, Outcome, Sender
+from agent.spans.export.sender import DeadLetterFunction, Outcome, SpanSender
 from agent.spans.model import DeadLetter, DecodeResult, Span
 from agent.spans.sampling import make_sampler, trace_filter_of
 
@@ -88,7 +88,7 @@ class Outbound(Generic[M]):
         export: ExportConfig,
         resources: Resources,
         *,
-        sender: Sender[Token],
+        sender: SpanSender[Token],
         dead_letters: DeadLetterFile,
         metrics: Metrics,
         keep: SpanFilter | None = None,
@@ -271,10 +271,10 @@ def span_sender(
     on_settled: Callable[[Token, Outcome], None],
     dead_letter: DeadLetterFunction,
     queue: DiskQueue | None = None,
-) -> Sender[Token]:
+) -> SpanSender[Token]:
     """The sender of `exporter.push`, with the retry policy and requests in flight `export`
     asks for; without a queue a failing request is retried in memory."""
-    return Sender(
+    return SpanSender(
         name,
         exporter.push,
         on_settled=on_settled,
@@ -288,7 +288,7 @@ def span_sender(
 
 
 def outbound_for(
-    config: Config, *, sender: Sender[Token], dead_letters: DeadLetterFile, metrics: Metrics
+    config: Config, *, sender: SpanSender[Token], dead_letters: DeadLetterFile, metrics: Metrics
 ) -> Outbound[M]:
     """The Outbound `config` asks for: export settings, the service's resource, the sampler."""
     resources = Resources(config.service.name or None, config.service.resource_attributes)

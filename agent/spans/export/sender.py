@@ -1,4 +1,5 @@
-"""Sends ready batches through a push function, with concurrency, retries and a disk queue.
+"""`SpanSender`: sends ready batches through a push function, with concurrency, retries and a
+disk queue.
 
 Knows nothing of what a record holds: a record is opaque bytes, a complete request that the
 push function can send (now or after a restart), and every record submitted carries a token
@@ -6,7 +7,8 @@ that is handed back through `on_settled(token, outcome)` once the record is safe
 
 - ``SENT``: the push function returned;
 - ``SPILLED``: the record is fsync'd in the disk queue, which now owns it;
-- ``DEAD_LETTERED``: the push function raised PermanentError and `dead_letter` wrote it.
+- ``DEAD_LETTERED``: the push function raised PermanentError (or an exception `classify`
+  calls permanent) and `dead_letter` wrote it.
 
 Normal mode sends directly, up to `max_in_flight` requests at once; `submit` waits for a free
 slot, which is the backpressure the caller feels. When a send fails retryably the record is
@@ -16,7 +18,8 @@ the order they were submitted, except within one window of `max_in_flight` concu
 requests, and the caller can settle (checkpoint) past data that is durable on disk.
 
 The drain loop sends the queue head (up to `max_in_flight` records at once) and retries
-forever with the backoff policy, honouring Retry-After; a full queue makes `submit` wait for
+forever with the backoff policy (a `Backoff` on the loop's monotonic clock), honouring
+Retry-After; a full queue makes `submit` wait for
 space (never drops); a stop interrupts the backoff and leaves unsent records in the queue.
 
 Without a queue (`sidecar-agent ship`) a retryable failure is retried in place, holding its
@@ -30,7 +33,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -44,14 +46,21 @@ from agent.core.diskqueue.queue import (
 )
 from agent.core.lifecycle import Health, TaskSupervisor
 from agent.core.metrics import Metrics
-from agent.core.retry import PermanentError, RetryableError, RetryPolicy, sleep_unless_stopped
+from agent.core.retry import (
+    Backoff,
+    PermanentError,
+    RetryableError,
+    RetryPolicy,
+    classify,
+    sleep_unless_stopped,
+)
+from agent.spans.export.queuedepth import QueueAccount, QueueDepth, UnitsFunction
 
 T = TypeVar("T")
-log = logging.getLogger("agent.sender")
+log = logging.getLogger("agent.spans.sender")
 
 PushFunction = Callable[[bytes], Awaitable[None]]
 DeadLetterFunction = Callable[[bytes, PermanentError], Awaitable[None]]
-UnitsFunction = Callable[[bytes], int]
 # While the queue is full, how often a waiting spill looks for space again.
 FULL_QUEUE_POLL = 0.2
 # How long the idle drain loop waits on an empty queue before looking at `stopping` again.
@@ -76,17 +85,7 @@ class _Outgoing(Generic[T]):
     queued: bool = False
 
 
-@dataclass(slots=True)
-class _Backoff:
-    """What the sender is waiting out: visible in /status while retries go on."""
-
-    attempt: int = 0
-    last_error: str = ""
-    retry_at: float = 0.0  # wall clock of the next attempt; 0 when not backing off
-    failing_since: float = 0.0
-
-
-class Sender(Generic[T]):
+class SpanSender(Generic[T]):
     def __init__(
         self,
         name: str,
@@ -104,7 +103,6 @@ class Sender(Generic[T]):
         self._push = push
         self._on_settled = on_settled
         self._dead_letter = dead_letter
-        self._policy = policy
         self._max_in_flight = max(1, max_in_flight)
         self._queue = queue
         self._units_of = units_of
@@ -118,12 +116,8 @@ class Sender(Generic[T]):
         self.waiting_for_space = False
         self._queue_usable = True
         self._drain_idle = False
-        self._backoff = _Backoff()
-        # Units (spans) this process put in the queue and not yet acked; records from before a
-        # restart have seqs below `_first_own_seq` and are counted only as records.
-        self._own_records = 0
-        self._own_units = 0
-        self._first_own_seq: int | None = None
+        self._backoff = Backoff(policy)  # what the sender waits out; shown in /status
+        self._account = QueueAccount(units_of)
         self.counts = {outcome: 0 for outcome in Outcome}
         self.units = {outcome: 0 for outcome in Outcome}
         self.retries = 0
@@ -234,7 +228,7 @@ class Sender(Generic[T]):
             else:
                 # One backoff step per failure: the drain loop waits it out after a spill,
                 # this loop when the record could not be spilled.
-                delay = self._next_delay(error)
+                delay = self._backoff.step(error.retry_after)
                 if self._queue is not None and self._queue_usable:
                     self.spilling = True
                     if await self._spill(outgoing):
@@ -243,21 +237,23 @@ class Sender(Generic[T]):
                     return
 
     async def _attempt(self, record: bytes) -> PermanentError | RetryableError | None:
+        """Push once. Whatever the push raises is classified, never let through: an escaped
+        exception would kill the send task and leave its record unsettled."""
         try:
             await self._push(record)
-        except (PermanentError, RetryableError) as error:
+        except Exception as raised:  # classified: permanent or retryable, nothing swallowed
+            error = classify(raised)
+            if error is not raised:
+                log.error("push raised %r", raised, extra={"sender": self.name})
             if isinstance(error, RetryableError):
                 self._record_retry(error)
             return error
-        if self._backoff.failing_since:
+        lasted = self._backoff.recovered()
+        if lasted is not None:
             log.info(
                 "sending works again",
-                extra={
-                    "sender": self.name,
-                    "failed_for_seconds": round(time.time() - self._backoff.failing_since, 3),
-                },
+                extra={"sender": self.name, "failed_for_seconds": round(lasted, 3)},
             )
-            self._backoff = _Backoff()
         return None
 
     # -- the queue ---------------------------------------------------------------------------
@@ -297,10 +293,7 @@ class Sender(Generic[T]):
         except DiskQueueError:
             outgoing.queued = False
             raise
-        if self._first_own_seq is None:
-            self._first_own_seq = seq
-        self._own_records += 1
-        self._own_units += self._units_of(outgoing.record)
+        self._account.put(seq, outgoing.record)
         self._settle(outgoing, Outcome.SPILLED)
 
     async def _spill_at_close(self, outgoing: _Outgoing[T]) -> None:
@@ -330,7 +323,7 @@ class Sender(Generic[T]):
                 items = await self._queue.get(self._max_in_flight, timeout=DRAIN_IDLE_WAIT)
             finally:
                 self._drain_idle = False
-            wait = self._backoff.retry_at - time.time()
+            wait = self._backoff.remaining()
             if items and wait > 0 and await sleep_unless_stopped(wait, self._stopping):
                 return  # the items stay unacked: handed out again after the next open
             if items:
@@ -353,32 +346,19 @@ class Sender(Generic[T]):
                 self._count(Outcome.DEAD_LETTERED, item.data)
             else:
                 self._count(Outcome.SENT, item.data)
-            self._forget(item)
+            self._account.acked(item)
             self._queue.ack(item.seq)
         if retry_error is not None:
             self._queue.requeue(retry)
-            self._next_delay(retry_error)
-
-    def _forget(self, item: Item) -> None:
-        if self._first_own_seq is not None and item.seq >= self._first_own_seq:
-            self._own_records -= 1
-            self._own_units -= self._units_of(item.data)
+            self._backoff.step(retry_error.retry_after)
 
     # -- bookkeeping -------------------------------------------------------------------------
 
     def _record_retry(self, error: RetryableError) -> None:
         self.retries += 1
         self._retries.labels(self.name).inc()
-        if not self._backoff.failing_since:
-            self._backoff.failing_since = time.time()
+        if self._backoff.failed(str(error)):
             log.warning("send failed; retrying", extra={"sender": self.name, "error": str(error)})
-        self._backoff.last_error = str(error)
-
-    def _next_delay(self, error: RetryableError) -> float:
-        self._backoff.attempt += 1
-        delay = self._policy.delay(self._backoff.attempt, error.retry_after)
-        self._backoff.retry_at = time.time() + delay
-        return delay
 
     def _settle(self, outgoing: _Outgoing[T], outcome: Outcome) -> None:
         outgoing.settled = True
@@ -393,49 +373,30 @@ class Sender(Generic[T]):
     @property
     def healthy(self) -> bool:
         """False from a retryable failure until the next successful send."""
-        return not self._backoff.failing_since
+        return not self._backoff.failing
 
     @property
     def last_error(self) -> str:
         return self._backoff.last_error
 
-    def queue_depth(self) -> tuple[int, int, int, float | None]:
-        """(records, units put by this process, records from before a restart, oldest age s)."""
-        if self._queue is None:
-            return 0, 0, 0, None
-        stats = self._queue.stats()
-        older = max(0, stats.depth_items - self._own_records)
-        oldest = stats.oldest_enqueued_ns
-        age = max(0.0, (time.time_ns() - oldest) / 1e9) if oldest is not None else None
-        return stats.depth_items, self._own_units, older, age
+    def queue_depth(self) -> QueueDepth:
+        return self._account.depth(self._queue)
 
     def status(self) -> dict[str, Any]:
-        records, units, older, age = self.queue_depth()
-        backoff = self._backoff
-        body: dict[str, Any] = {
+        return {
             "state": self._state(),
             "in_flight": len(self._sends),
             "retries": self.retries,
             "settled": {o.value: n for o, n in self.counts.items()},
-            "queue": {
-                "records": records,
-                "units": units,
-                "records_from_before_restart": older,
-                "oldest_age_seconds": None if age is None else round(age, 3),
-                "waiting_for_space": self.waiting_for_space,
-            },
+            "queue": {**self.queue_depth().status(), "waiting_for_space": self.waiting_for_space},
+            **self._backoff.status(),
         }
-        if backoff.failing_since:
-            body["last_error"] = backoff.last_error
-            body["failing_for_seconds"] = round(time.time() - backoff.failing_since, 3)
-            body["next_attempt_in_seconds"] = round(max(0.0, backoff.retry_at - time.time()), 3)
-        return body
 
     def _state(self) -> str:
         if self._closed:
             return "closed"
         if self.waiting_for_space:
             return "queue_full"
-        if self._backoff.failing_since:
+        if self._backoff.failing:
             return "backoff"
         return "spilling" if self.spilling else "sending"

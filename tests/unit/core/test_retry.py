@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import time
 
 import pytest
 
 from agent.core.retry import (
+    Backoff,
     PermanentError,
     RetryableError,
     RetryPolicy,
+    classify,
     error_for_status,
     parse_retry_after,
     sleep_unless_stopped,
@@ -68,3 +71,46 @@ async def test_sleep_is_interrupted_by_stop() -> None:
     assert await sleep_unless_stopped(10, stopping) is True
     assert loop.time() - started < 1
     assert await sleep_unless_stopped(0.01, asyncio.Event()) is False
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_backoff_steps_on_its_own_clock_and_forgets_on_recovery() -> None:
+    clock = FakeClock()
+    policy = RetryPolicy(initial_interval=1, multiplier=2, max_interval=10, jitter=0)
+    backoff = Backoff(policy, clock)
+    assert not backoff.failing and backoff.remaining() == 0.0 and backoff.status() == {}
+    assert backoff.failed("down") is True
+    assert backoff.failed("still down") is False, "one outage, one first failure"
+    assert [backoff.step(), backoff.step()] == [1.0, 2.0]
+    assert backoff.remaining() == 2.0
+    clock.now += 1.5
+    assert backoff.remaining() == 0.5 and backoff.failing_for() == 1.5
+    assert backoff.status()["last_error"] == "still down"
+    assert backoff.step(retry_after=7) == 7.0, "the server's Retry-After wins"
+    assert backoff.recovered() == 1.5
+    assert not backoff.failing and backoff.attempt == 0 and backoff.recovered() is None
+
+
+def test_backoff_ignores_wall_clock_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    backoff = Backoff(RetryPolicy(initial_interval=5, jitter=0), clock=time.monotonic)
+    backoff.failed("down")
+    backoff.step()
+    monkeypatch.setattr(time, "time", lambda: 0.0)  # the wall clock jumps back to 1970
+    assert 4.0 < backoff.remaining() <= 5.0
+
+
+def test_classify_keeps_our_errors_and_sorts_the_others() -> None:
+    retry = RetryableError("503")
+    assert classify(retry) is retry
+    assert isinstance(classify(ValueError("Cannot combine AUTHORIZATION")), PermanentError)
+    assert isinstance(classify(TypeError("bad header")), PermanentError)
+    assert isinstance(classify(RuntimeError("session closed")), RetryableError)
+    assert isinstance(classify(ConnectionResetError()), RetryableError)
+    assert "ValueError: bad" in str(classify(ValueError("bad")))

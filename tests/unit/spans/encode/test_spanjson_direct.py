@@ -34,7 +34,7 @@ from agent.spans.encode.protobuf import Resources, resource_key, span_body
 from agent.spans.encode.spanjson_direct import SAMPLED_OUT, SpanJsonWire
 from agent.spans.export.batcher import ProtobufEncoding
 from agent.spans.export.outbound import Outbound, Token, sampler_for
-from agent.spans.export.sender import Sender
+from agent.spans.export.sender import SpanSender
 from agent.spans.model import Span
 from agent.spans.sampling import SpanSampler, make_sampler, trace_filter_of
 from tests.unit.spans.decode.test_fuzz import VALID, mutated
@@ -314,7 +314,7 @@ def make_outbound(
     async def never_called(record: bytes) -> None:
         raise AssertionError("prepare does not send")
 
-    sender: Sender[Token] = Sender(
+    sender: SpanSender[Token] = SpanSender(
         "spans",
         never_called,
         on_settled=lambda token, outcome: None,

@@ -1,4 +1,4 @@
-"""The generic Sender: direct sends, spilling to the disk queue, draining, backpressure, close.
+"""The SpanSender: direct sends, spilling to the disk queue, draining, backpressure, close.
 
 The push function here is a scripted stand-in for *any* push function (the sender knows
 nothing of OTLP); HTTP behaviour is tested against the receiver double in tests/integration.
@@ -11,10 +11,12 @@ import time
 from collections import deque
 from pathlib import Path
 
+import pytest
+
 from agent.core.diskqueue.queue import DiskQueue
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError, RetryableError, RetryPolicy
-from agent.spans.export.sender import Outcome, Sender
+from agent.spans.export.sender import Outcome, SpanSender
 
 FAST = RetryPolicy(initial_interval=0.01, multiplier=2.0, max_interval=0.05, jitter=0.0)
 
@@ -50,7 +52,7 @@ class Harness:
     def __init__(self, push: ScriptedPush, queue: DiskQueue | None, max_in_flight: int = 2):
         self.settled: list[tuple[str, Outcome]] = []
         self.dead: list[tuple[bytes, str]] = []
-        self.sender: Sender[str] = Sender(
+        self.sender: SpanSender[str] = SpanSender(
             "test",
             push,
             on_settled=lambda token, outcome: self.settled.append((token, outcome)),
@@ -239,4 +241,69 @@ async def test_a_failing_dead_letter_write_is_not_silent(tmp_path: Path) -> None
     health = harness.sender.failure_health()
     assert not health.ready and "disk full" in health.reason
     assert harness.settled == [], "not settled, so no checkpoint moves past it"
+    await harness.close()
+
+
+async def test_a_wall_clock_step_back_does_not_stall_the_backoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backoff runs on the loop's monotonic clock: an NTP step of the wall clock an hour
+    back, taken while a retry waits, leaves the retry due when the policy says."""
+    wall_clock = time.time
+    loop = asyncio.get_running_loop()
+
+    def step_back() -> None:
+        monkeypatch.setattr(time, "time", lambda: wall_clock() - 3600)
+
+    class StepsTheClockWhileFailing(ScriptedPush):
+        async def __call__(self, record: bytes) -> None:
+            if not self.attempts:
+                # Runs once the sender has computed its next attempt and yields (to spill).
+                loop.call_soon(step_back)
+            await super().__call__(record)
+
+    push = StepsTheClockWhileFailing(RetryableError("down", retry_after=0.05))
+    harness = Harness(push, queue_at(tmp_path))
+    await harness.sender.start()
+    await harness.sender.submit(b"r", "t")
+    await wait_for(lambda: push.delivered == [b"r"], timeout=5.0)
+    assert time.time() < wall_clock() - 3000, "the wall clock was stepped back meanwhile"
+    assert harness.sender.healthy
+    await harness.close()
+
+
+async def test_a_value_error_from_the_push_is_dead_lettered_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    push = ScriptedPush(ValueError("Cannot combine AUTHORIZATION header with AUTH argument"))
+    harness = Harness(push, queue_at(tmp_path))
+    await harness.sender.start()
+    await harness.sender.submit(b"bad", "t-bad")
+    await harness.sender.submit(b"good", "t-good")
+    await wait_for(lambda: len(harness.settled) == 2)
+    assert ("t-bad", Outcome.DEAD_LETTERED) in harness.settled
+    assert ("t-good", Outcome.SENT) in harness.settled
+    [(record, reason)] = harness.dead
+    assert record == b"bad" and "ValueError: Cannot combine AUTHORIZATION" in reason
+    assert not harness.sender.failed
+    await harness.close()
+
+
+async def test_an_unexpected_runtime_error_from_the_push_is_retried(tmp_path: Path) -> None:
+    push = ScriptedPush(RuntimeError("session is closed"))
+    harness = Harness(push, queue_at(tmp_path))
+    await harness.sender.start()
+    await harness.sender.submit(b"r", "t")
+    await wait_for(lambda: push.delivered == [b"r"])
+    assert harness.dead == [] and harness.sender.retries == 1
+    assert not harness.sender.failed
+    await harness.close()
+
+
+async def test_without_a_queue_an_unexpected_error_still_settles_the_record() -> None:
+    push = ScriptedPush(ValueError("bad URL"))
+    harness = Harness(push, None)
+    await harness.sender.submit(b"r", "t")
+    await wait_for(lambda: harness.settled == [("t", Outcome.DEAD_LETTERED)])
+    assert not harness.sender.failed
     await harness.close()
