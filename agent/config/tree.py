@@ -19,6 +19,15 @@ SpanFormat = Literal["auto", "jobfirst", "span-json", "otlp-json", "otel-sdk"]
 Layout = Literal["jobfirst", "fields", "raw"]
 AckMode = Literal["disk", "redis", "memory"]
 WhenFull = Literal["block", "reject"]
+SAMPLER_NAMES = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+"""OTEL_TRACES_SAMPLER names `spans.sampler` accepts (agent.spans.sampling implements them)."""
 
 
 def setting(default: Any, doc: str, *, secret: bool = False) -> Any:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import re
 import urllib.parse
 from collections.abc import Iterator
 
 from agent.config.schema import choices_of, hints_of
-from agent.config.tree import Config, QueueConfig, RetryConfig, SpansConfig, TopicConfig
-from agent.spans.sampling import SAMPLERS
-
-_TOPIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,199}$")
+from agent.config.tree import (
+    SAMPLER_NAMES,
+    Config,
+    QueueConfig,
+    RetryConfig,
+    SpansConfig,
+    TopicConfig,
+)
+from agent.messages.topics import is_valid_topic
 
 
 def validate(config: Config) -> list[str]:
@@ -90,8 +94,8 @@ def _queue(key: str, queue: QueueConfig) -> Iterator[str]:
 
 
 def _sampler(spans: SpansConfig) -> Iterator[str]:
-    if spans.sampler not in SAMPLERS:
-        accepted = ", ".join(SAMPLERS)
+    if spans.sampler not in SAMPLER_NAMES:
+        accepted = ", ".join(SAMPLER_NAMES)
         yield f"spans.sampler: {spans.sampler!r} is not one of the accepted values: {accepted}"
     if not 0 <= spans.sampler_arg <= 1:
         yield f"spans.sampler_arg: must be between 0 and 1, got {spans.sampler_arg:g}"
@@ -110,11 +114,11 @@ def _path_formats(path_formats: dict[str, str]) -> Iterator[str]:
 def _topics(config: Config) -> Iterator[str]:
     yield from _topic("messages.default_topic", config.messages.default_topic)
     for name, topic in config.messages.topics.items():
-        if not _TOPIC_NAME.match(name):
+        if not is_valid_topic(name):
             yield f"messages.topics: {name!r} is not a valid topic name"
         yield from _topic(f"messages.topics.{name}", topic)
     for name in config.proxy.allowed_topics:
-        if not _TOPIC_NAME.match(name):
+        if not is_valid_topic(name):
             yield f"proxy.allowed_topics: {name!r} is not a valid topic name"
 
 
@@ -123,10 +127,6 @@ def _topic(key: str, topic: TopicConfig) -> Iterator[str]:
         yield f"{key}.maxlen: must not be negative, got {topic.maxlen}"
     if "{topic}" not in topic.key and "{" in topic.key:
         yield f"{key}.key: {topic.key!r} may only use the placeholder {{topic}}"
-
-
-def is_valid_topic(name: str) -> bool:
-    return bool(_TOPIC_NAME.match(name))
 
 
 def mask_url(url: str) -> str:

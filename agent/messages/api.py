@@ -20,7 +20,6 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from agent.config.tree import AckMode, ProxyConfig
-from agent.config.validate import is_valid_topic
 from agent.core.http import ServerRunner, error_response, json_response
 from agent.core.metrics import Metrics
 from agent.messages.codec import (
@@ -37,6 +36,7 @@ from agent.messages.codec import (
 )
 from agent.messages.intake import ACK_MODES, Accepted, Intake, PublishRefused
 from agent.messages.message import may_need_go_escape
+from agent.messages.topics import TOPIC_RULE, is_valid_topic
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _JSON_HEADERS = CIMultiDict({"Content-Type": "application/json"})
@@ -149,8 +149,7 @@ class PublishApi:
         topic = request.match_info["topic"]
         if topic not in self._valid_topics:
             if not is_valid_topic(topic):
-                message = "topic names are 1-200 of A-Z a-z 0-9 . _ : - and start alphanumeric"
-                raise BodyError(400, "bad_topic", message)
+                raise BodyError(400, "bad_topic", TOPIC_RULE)
             if len(self._valid_topics) >= TOPIC_CACHE_SIZE:
                 self._valid_topics.clear()  # names are client-chosen: keep the memory bounded
             self._valid_topics.add(topic)

@@ -48,13 +48,14 @@ from agent.spans.export.outbound import (
     Outbound,
     Token,
     outbound_for,
+    oversize_dead_letter,
     rejected_request_dead_letter,
     span_sender,
 )
 from agent.spans.export.sender import Outcome
 from agent.spans.model import DecodeResult
 from agent.spans.tail.oversize import SpillDirectory
-from agent.spans.tail.tailer import LineBatch, OversizeLine, Tailer
+from agent.spans.tail.tailer import LineBatch, Tailer
 
 log = logging.getLogger("agent.spans")
 
@@ -255,7 +256,7 @@ class SpanPipeline:
         state = self.book.file(batch.file_key, batch.path)
         self.lines_read += len(batch.lines)
         oversize = [
-            _oversize_dead_letter(line, self._spans.max_line_bytes) for line in batch.oversize
+            oversize_dead_letter(line, self._spans.max_line_bytes) for line in batch.oversize
         ]
         handed_over = self.exchange.handed_over
         spans = await self.outbound.prepare_lines(
@@ -396,15 +397,3 @@ class SpanPipeline:
             "Spans read but not yet delivered, sampled out or dead-lettered.",
             lambda: {(): float(self.book.outstanding)},
         )
-
-
-def _oversize_dead_letter(line: OversizeLine, limit: int) -> dict[str, Any]:
-    return {
-        "reason": "line_too_long",
-        "detail": f"record of {line.length} bytes is over spans.max_line_bytes ({limit}); "
-        f"kept whole in spill_path",
-        "source": line.path,
-        "offset": line.start_offset,
-        "length": line.length,
-        "spill_path": line.spill_path,
-    }

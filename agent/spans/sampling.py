@@ -23,18 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from agent.config.tree import SAMPLER_NAMES
 from agent.spans.model import Span
 
 SAMPLED_FLAG = 0x01
 TRACE_ID_LIMIT = (1 << 64) - 1
-SAMPLERS = (
-    "always_on",
-    "always_off",
-    "traceidratio",
-    "parentbased_always_on",
-    "parentbased_always_off",
-    "parentbased_traceidratio",
-)
+# The names are config's to know (config validation must not import this module).
+SAMPLERS = SAMPLER_NAMES
 
 SpanSampler = Callable[[Span], bool]
 TraceFilter = Callable[[bytes], bool]

@@ -40,6 +40,7 @@ from agent.spans.export.exporter import (
 from agent.spans.export.sender import DeadLetterFunction, Outcome, SpanSender
 from agent.spans.model import DeadLetter, DecodeResult, Span
 from agent.spans.sampling import make_sampler, trace_filter_of
+from agent.spans.tail.linereader import OversizeLine
 
 M = TypeVar("M", bound=Hashable)
 Token = dict[Any, int]
@@ -300,6 +301,20 @@ def outbound_for(
         metrics=metrics,
         keep=sampler_for(config.spans),
     )
+
+
+def oversize_dead_letter(line: OversizeLine, limit: int) -> dict[str, Any]:
+    """The dead letter of a record over `spans.max_line_bytes`, which the line reader copied
+    whole to a spill file (the same for the running pipeline and `ship`)."""
+    return {
+        "reason": "line_too_long",
+        "detail": f"record of {line.length} bytes is over spans.max_line_bytes ({limit}); "
+        f"kept whole in spill_path",
+        "source": line.path,
+        "offset": line.start_offset,
+        "length": line.length,
+        "spill_path": line.spill_path,
+    }
 
 
 def rejected_request_dead_letter(record: bytes, error: PermanentError) -> dict[str, Any]:

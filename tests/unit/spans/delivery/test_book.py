@@ -3,14 +3,11 @@ entries of files still around."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 
-from agent.cli.ship import _ProgressBar, read_chunks
 from agent.spans.delivery.book import RETIRED_TTL_NS, DeliveryBook, decode_lines
 from agent.spans.delivery.checkpoint import CheckpointStore, FileCheckpoint
 from agent.spans.model import DecodeResult
@@ -118,23 +115,3 @@ async def test_a_failed_save_is_retried_at_the_next_turn(
     monkeypatch.undo()
     assert await book.save(live=set())
     assert CheckpointStore(tmp_path / "cp.json").load()["k1"].offset == 50
-
-
-def test_ship_reads_lines_and_sets_aside_over_long_ones() -> None:
-    data = b"a\r\n" + b"x" * 50 + b"\nb\nc"
-    chunks = list(read_chunks(io.BytesIO(data), 10, "f.log"))
-    lines = [line for chunk, _ in chunks for line in chunk]
-    oversize = [record for _, dead in chunks for record in dead]
-    assert lines == [b"a", b"b", b"c"]
-    assert [(r["reason"], r["length"]) for r in oversize] == [("line_too_long", 50)]
-
-
-def test_ship_progress_bar_counts_bytes_across_files() -> None:
-    out = io.StringIO()
-    bar = _ProgressBar(Console(file=out, force_terminal=True), total=300)
-    with bar as advance:
-        advance(100)
-        advance(150)  # first file done
-        advance(50)  # second file started
-        task = bar._progress.tasks[0]
-        assert task.completed == 200
