@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import pytest
 from agent import __version__
 from tests.deploy import dockerfile
 from tests.deploy.dockerfile import REPO_ROOT
-from tests.harness import ManagedProcess, RedisServer, free_port, wait_until
+from tests.harness import ManagedProcess, RedisServer, eventually_sync, free_port
 from tests.harness.agent_process import clean_environment
 
 pytestmark = pytest.mark.integration
@@ -206,7 +205,7 @@ def test_entrypoint_as_pid_1_healthcheck_and_sigterm(
     healthcheck = image.as_image_user(dockerfile.healthcheck_command(runtime))
     agent.start()
     try:
-        wait_until(
+        eventually_sync(
             lambda: run(healthcheck, env, data_dir).returncode == 0,
             timeout=30,
             what="the image's HEALTHCHECK command to pass",
@@ -227,7 +226,7 @@ def test_entrypoint_as_pid_1_healthcheck_and_sigterm(
         agent.kill()
     assert code == 0, agent.log_tail()
     assert "agent stopped" in agent.output_since_start()
-    time.sleep(0.2)
+    # The agent has exited (wait returned), so nothing answers the healthcheck any more.
     assert run(healthcheck, env, data_dir).returncode != 0, "healthcheck passes with no agent"
     if image.switches_user:
         written = [p for p in image.root.rglob("*") if p.stat().st_uid == image.uid]

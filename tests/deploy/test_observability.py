@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.deploy.manifests import DEPLOY
-from tests.harness import Jaeger, RedisServer, wait_until
+from tests.harness import Jaeger, RedisServer, eventually_sync
 from tests.harness.agent_process import AgentProcess
 
 OBSERVABILITY = DEPLOY / "observability"
@@ -211,7 +211,7 @@ def exported(
     agent.start()
     try:
         publish(agent, "job.events")
-        wait_until(
+        eventually_sync(
             lambda: (
                 agent.metrics().get("sidecar_spans_exported_total", 0) >= 1
                 and agent.metrics().get("sidecar_messages_written_total", 0) >= 1

@@ -146,14 +146,6 @@ class FaultInjectingOtlpReceiver:
         """Spans of requests answered 200, in arrival order."""
         return [span for r in self.requests if r.answered == 200 for span in r.spans]
 
-    def wait_for_spans(self, count: int, timeout: float = 10.0) -> list[tuple[str, ProtoSpan]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.accepted_spans()
-            if len(found) >= count or time.monotonic() >= deadline:
-                return found
-            time.sleep(0.02)
-
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> FaultInjectingOtlpReceiver:

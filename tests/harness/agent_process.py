@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 
+from tests.harness.eventually import eventually_sync
 from tests.harness.ports import LOOPBACK, free_port
-from tests.harness.process import ManagedProcess, wait_until
+from tests.harness.process import ManagedProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,7 +91,7 @@ class AgentProcess:
             except OSError:  # not listening yet
                 return False
 
-        wait_until(
+        eventually_sync(
             answers, timeout=timeout, what=f"the agent's {path}", abort=self.process.exit_reason
         )
 

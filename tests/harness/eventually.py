@@ -14,7 +14,8 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-INTERVAL = 0.01
+INTERVAL = 0.02
+SYNC_INTERVAL = 0.05  # blocking pollers mostly ask a server over HTTP: ask less often
 
 
 async def eventually(
@@ -43,7 +44,7 @@ def eventually_sync(
     *,
     timeout: float = 10.0,
     what: str = "",
-    interval: float = INTERVAL,
+    interval: float = SYNC_INTERVAL,
     abort: Callable[[], str | None] = lambda: None,
 ) -> T:
     """`eventually` for code without an event loop (process fixtures, blocking clients);

@@ -136,10 +136,6 @@ class Jaeger(LoopbackServer):
         return f"http://{LOOPBACK}:{self.ports.otlp_http}/v1/traces"
 
     @property
-    def otlp_grpc_endpoint(self) -> str:
-        return f"{LOOPBACK}:{self.ports.otlp_grpc}"
-
-    @property
     def query_url(self) -> str:
         return f"http://{LOOPBACK}:{self.ports.query_http}"
 

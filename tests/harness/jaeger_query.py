@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from tests.harness.errors import HarnessError
+from tests.harness.eventually import eventually_sync
 
 _REQUEST_TIMEOUT_S = 5.0
 
@@ -171,15 +172,18 @@ class JaegerQuery:
         """
         # Every trace found holds >= 1 span of the service, so `count` traces are enough.
         limit = max(count, 100)
-        deadline = time.monotonic() + timeout
-        found = self.spans(service, limit=limit, lookback=lookback)
-        while len(found) < count:
-            if time.monotonic() >= deadline:
-                raise HarnessError(
-                    f"Jaeger stored {len(found)} of {count} expected spans of service "
-                    f"{service!r} after {timeout:.1f}s; operations seen: "
-                    f"{sorted({span.operation_name for span in found})}"
-                )
-            time.sleep(0.05)
-            found = self.spans(service, limit=limit, lookback=lookback)
+        found: list[StoredSpan] = []
+
+        def stored_enough() -> bool:
+            found[:] = self.spans(service, limit=limit, lookback=lookback)
+            return len(found) >= count
+
+        try:
+            eventually_sync(stored_enough, timeout=timeout, what=f"{count} spans of {service}")
+        except AssertionError:
+            raise HarnessError(
+                f"Jaeger stored {len(found)} of {count} expected spans of service "
+                f"{service!r} after {timeout:.1f}s; operations seen: "
+                f"{sorted({span.operation_name for span in found})}"
+            ) from None
         return found

@@ -6,11 +6,11 @@ import atexit
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from tests.harness.errors import HarnessError
+from tests.harness.eventually import eventually_sync
 
 # Every process still running when the interpreter exits is killed, so an aborted test run
 # (KeyboardInterrupt, a fixture that never got to tear down) leaves no server holding ports.
@@ -23,25 +23,6 @@ def _kill_leftovers() -> None:
 
 
 atexit.register(_kill_leftovers)
-
-
-def wait_until(
-    ready: Callable[[], bool],
-    *,
-    timeout: float,
-    what: str,
-    interval: float = 0.05,
-    abort: Callable[[], str | None] = lambda: None,
-) -> None:
-    """Poll `ready` until it returns True; `abort` returns a reason to stop waiting early."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        reason = abort()
-        if reason is not None:
-            raise HarnessError(f"gave up waiting for {what}: {reason}")
-        if time.monotonic() >= deadline:
-            raise HarnessError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(interval)
 
 
 class ManagedProcess:
@@ -101,10 +82,10 @@ class ManagedProcess:
         carries its log tail (as it does when the process exits by itself)."""
         self.start()
         try:
-            wait_until(ready, timeout=timeout, what=what, abort=self.exit_reason)
-        except HarnessError as error:
-            if not self.running:
-                raise  # it exited: the error already carries its log tail
+            eventually_sync(ready, timeout=timeout, what=what, abort=self.exit_reason)
+        except AssertionError as error:
+            if not self.running:  # it exited: the error already carries its log tail
+                raise HarnessError(str(error)) from None
             self.kill()
             raise HarnessError(f"{error}\n{self.log_tail()}") from None
 

@@ -14,8 +14,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.harness.errors import HarnessError
+from tests.harness.eventually import eventually_sync
 from tests.harness.ports import LOOPBACK, free_port, release_port
-from tests.harness.process import ManagedProcess, executable_or_fail, wait_until
+from tests.harness.process import ManagedProcess, executable_or_fail
 from tests.harness.server import LoopbackServer
 
 _INSTALL_HINT = (
@@ -157,10 +158,6 @@ class RedisClusterNodes:
         ]  # fmt: skip
 
     @property
-    def addresses(self) -> list[str]:
-        return [f"{node.host}:{node.port}" for node in self.nodes]
-
-    @property
     def url(self) -> str:
         """A URL for any one node; cluster clients discover the rest."""
         return self.nodes[0].url
@@ -169,7 +166,7 @@ class RedisClusterNodes:
         for node in self.nodes:
             node.start()
         self._create_cluster()
-        wait_until(self.is_ok, timeout=timeout, what="cluster_state:ok on every node")
+        eventually_sync(self.is_ok, timeout=timeout, what="cluster_state:ok on every node")
 
     def _create_cluster(self) -> None:
         # What `redis-cli --cluster create` does, minus its one-second polling sleeps: split

@@ -27,10 +27,10 @@ from tests.harness import (
     ManagedProcess,
     RedisServer,
     claimed_ports,
+    eventually_sync,
     find_jaeger_binary,
     free_port,
     release_port,
-    wait_until,
 )
 from tests.harness.fixture_types import JaegerFactory, RedisClusterFactory, RedisServerFactory
 from tests.harness.ports import PORT_LOCK_DIR, ephemeral_port_range
@@ -343,12 +343,12 @@ def test_managed_process_reports_exit_codes_and_keeps_runs_apart_in_its_log(
         return re.search(r"pid \d+", process.output_since_start()) is not None
 
     process.start()
-    wait_until(printed_its_pid, timeout=5, what="first run")
+    eventually_sync(printed_its_pid, timeout=5, what="first run")
     assert process.stop() == -signal.SIGTERM
     first_pid = process.pid
 
     process.start()
-    wait_until(printed_its_pid, timeout=5, what="second run")
+    eventually_sync(printed_its_pid, timeout=5, what="second run")
     assert process.output_since_start() == f"pid {process.pid}\n"
     assert f"pid {first_pid}\n" in process.log_tail()
     assert process.kill() == -signal.SIGKILL

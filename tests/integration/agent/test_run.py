@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from tests.harness.agent_process import AgentProcess
+from tests.harness.eventually import eventually_sync
 
 pytestmark = pytest.mark.integration
 
@@ -43,10 +44,7 @@ def test_second_agent_on_same_data_dir_refuses_to_start(tmp_path: Path) -> None:
         tmp_path / "second", {**settings, "SIDECAR_DATA_DIR": str(tmp_path / "data")}
     )
     second.process.start()
-    deadline = time.monotonic() + 15
-    while second.process.running and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not second.process.running
+    eventually_sync(lambda: not second.process.running, timeout=15, what="the refusal")
     assert "in use by another sidecar-agent process" in second.log_tail()
     assert first.terminate() == 0
 
@@ -54,9 +52,7 @@ def test_second_agent_on_same_data_dir_refuses_to_start(tmp_path: Path) -> None:
 def test_bad_config_exits_two_before_serving(tmp_path: Path) -> None:
     agent = AgentProcess(tmp_path, {"SIDECAR_SPANS_PATH": "/x"})
     agent.process.start()
-    deadline = time.monotonic() + 15
-    while agent.process.running and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually_sync(lambda: not agent.process.running, timeout=15, what="the exit")
     assert agent.process.returncode == 2
     assert "did you mean SIDECAR_SPANS_PATHS" in agent.log_tail()
 

@@ -3,7 +3,6 @@ publishing, and reading streams back the way JobFirst consumers do."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ from agent.config.load import load_config
 from agent.config.tree import Config
 from agent.core.metrics import Metrics
 from agent.messages.pipeline import MessagePipeline
+from tests.harness.eventually import eventually
 
 # Fast retries so outage tests take seconds, not minutes.
 FAST = [
@@ -63,11 +63,13 @@ async def pipelines(tmp_path: Path, redis_url: str) -> AsyncIterator[PipelineFac
 async def delivered(pipeline: MessagePipeline, timeout: float = 20.0) -> None:
     """Wait until nothing is queued or in flight: every accepted request has reached Redis (or
     the dead letters)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not (pipeline.sender.idle and pipeline.queue.stats().depth_items == 0):
-        assert loop.time() < deadline, f"backlog not delivered: {pipeline.health()}"
-        await asyncio.sleep(0.05)
+    try:
+        await eventually(
+            lambda: pipeline.sender.idle and pipeline.queue.stats().depth_items == 0,
+            timeout=timeout,
+        )
+    except AssertionError:
+        raise AssertionError(f"backlog not delivered: {pipeline.health()}") from None
 
 
 def url(pipeline: MessagePipeline, path: str) -> str:

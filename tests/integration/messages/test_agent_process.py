@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.harness import RedisServer, wait_until
+from tests.harness import RedisServer, eventually, eventually_sync
 from tests.harness.agent_process import AgentProcess
 from tests.integration.messages.support import stream_message_ids
 
@@ -75,10 +75,12 @@ async def test_kill_9_under_load_loses_no_acknowledged_publish(
         agent.kill()
         await asyncio.sleep(0.2)
         await asyncio.to_thread(agent.start)
-    await asyncio.sleep(0.5)
+    # Load goes on after the last restart until more publishes are acknowledged.
+    acked = sum(map(len, load.acked.values()))
+    await eventually(lambda: sum(map(len, load.acked.values())) >= acked + 100, what="more acks")
     load.stop.set()
     await running
-    wait_until(
+    eventually_sync(
         lambda: agent.status()["components"]["messages"]["buffer"]["buffered_requests"] == 0,
         timeout=30,
         what="the backlog to drain",
@@ -139,11 +141,11 @@ async def test_full_buffer_answers_503_with_retry_after_and_memory_stays_bounded
         assert state["state"] == "full" and "disk queue full" in state["reason"]
         assert statuses[0] == 202 and statuses.count(503) > 200
         redis_server.start()
-        wait_until(lambda: agent.get("/readyz")[0] == 200, timeout=20, what="ready again")
+        eventually_sync(lambda: agent.get("/readyz")[0] == 200, timeout=20, what="ready again")
         async with http.post(target, data=body, headers={"Content-Type": "application/json"}) as r:
             assert r.status == 202
             acked.extend((await r.json())["ids"])
-    wait_until(
+    eventually_sync(
         lambda: redis_server.client().xlen("stream:pressure") >= len(acked),
         timeout=20,
         what="the backlog to drain",

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from agent.messages.pipeline import MessagePipeline
+from tests.harness.eventually import eventually
 from tests.harness.fixture_types import RedisServerFactory
 from tests.integration.messages.support import (
     delivered,
@@ -59,6 +60,16 @@ class Publisher:
             await asyncio.sleep(0.002)
 
 
+async def more_acked(publishers: list[Publisher], count: int = 50) -> None:
+    """Until every publisher has had `count` more messages accepted: time has passed under
+    load, measured by the load itself."""
+    targets = [len(publisher.acked) + count for publisher in publishers]
+    await eventually(
+        lambda: all(len(p.acked) >= t for p, t in zip(publishers, targets, strict=True)),
+        what=f"{count} more accepted messages per publisher",
+    )
+
+
 @asynccontextmanager
 async def publishing(
     pipeline: MessagePipeline, http: aiohttp.ClientSession, *topics: str
@@ -81,14 +92,16 @@ async def test_stop_redis_under_load_then_every_acked_message_arrives_once_in_or
     async with pipelines(tmp_path, server.url) as start, aiohttp.ClientSession() as http:
         pipeline = await start()
         async with publishing(pipeline, http, "orders", "payments") as publishers:
-            await asyncio.sleep(0.7)
+            await more_acked(publishers, 100)
             await asyncio.to_thread(server.stop)
-            await asyncio.sleep(1.5)
+            await eventually(lambda: not pipeline.health().dependency_ok, what="the outage seen")
+            await more_acked(publishers, 50)  # accepted while Redis is down
             health = pipeline.health()
             assert health.ready and not health.dependency_ok and "buffering" in health.reason
             buffered = pipeline.queue.stats().depth_items
             await asyncio.to_thread(server.start)
-            await asyncio.sleep(0.7)
+            await eventually(lambda: pipeline.health().dependency_ok, what="recovery")
+            await more_acked(publishers, 50)
         await delivered(pipeline)
         assert pipeline.health().dependency_ok
     client = server.client()
@@ -109,11 +122,11 @@ async def test_redis_killed_under_load_writes_each_acked_message_once(
         pipeline = await start()
         async with publishing(pipeline, http, "killed-a", "killed-b") as publishers:
             for _ in range(2):
-                await asyncio.sleep(0.5)
+                await more_acked(publishers, 100)
                 await asyncio.to_thread(server.kill)
-                await asyncio.sleep(0.3)
+                await more_acked(publishers, 20)  # accepted while Redis is down
                 await asyncio.to_thread(server.start)
-            await asyncio.sleep(0.3)
+            await more_acked(publishers, 50)
         await delivered(pipeline)
     client = server.client()
     for publisher in publishers:
@@ -128,14 +141,14 @@ async def test_busy_script_replies_are_retried_in_order(
     async with pipelines(tmp_path, server.url) as start, aiohttp.ClientSession() as http:
         pipeline = await start()
         async with publishing(pipeline, http, "busy") as [publisher]:
-            await asyncio.sleep(0.3)
+            await more_acked([publisher], 50)
             blocker = threading.Thread(
                 target=lambda: server.client(socket_timeout=10).eval(BUSY_SCRIPT, 0, 1_200_000)
             )
             blocker.start()
-            await asyncio.sleep(1.5)
+            await eventually(lambda: pipeline.sender.retry_reasons["BUSY"] > 0, what="BUSY")
             await asyncio.to_thread(blocker.join)
-            await asyncio.sleep(0.3)
+            await more_acked([publisher], 50)
         await delivered(pipeline)
         reasons = pipeline.sender.retry_reasons
     assert publisher.refused == []
@@ -160,9 +173,9 @@ async def test_a_loading_window_after_a_restart_is_retried_in_order(
     async with pipelines(tmp_path, server.url) as start, aiohttp.ClientSession() as http:
         pipeline = await start()
         async with publishing(pipeline, http, "loading") as [publisher]:
-            await asyncio.sleep(0.3)
+            await more_acked([publisher], 50)
             await asyncio.to_thread(server.restart)  # returns once the load is over
-            await asyncio.sleep(0.3)
+            await more_acked([publisher], 50)
         await delivered(pipeline)
         reasons = pipeline.sender.retry_reasons
     assert publisher.refused == []

@@ -9,7 +9,7 @@ import aiohttp
 import msgpack
 import pytest
 
-from tests.harness import RedisServer
+from tests.harness import RedisServer, eventually
 from tests.harness.fixture_types import RedisServerFactory
 from tests.integration.messages.support import (
     delivered,
@@ -33,14 +33,6 @@ messages:
     capped:
       maxlen: 10
 """
-
-
-async def wait_for(predicate: object, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():  # type: ignore[operator]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_json_msgpack_and_dapr_routes_reach_a_jobfirst_consumer(
@@ -72,7 +64,7 @@ async def test_json_msgpack_and_dapr_routes_reach_a_jobfirst_consumer(
         ]
         status, _ = await post(http, bulk, entries)
         assert status == 204
-        await wait_for(lambda: db.xlen("stream:orders") == 6)
+        await eventually(lambda: db.xlen("stream:orders") == 6)
 
     messages = jobfirst_consume(db, "orders")
     assert [m["data"] for m in messages] == [
@@ -107,7 +99,7 @@ async def test_fields_raw_and_capped_topics(tmp_path: Path, redis_server: RedisS
         for start_at in range(0, 300, 100):
             batch = [{"data": n} for n in range(start_at, start_at + 100)]
             assert (await post(http, capped, batch))[0] == 202
-        await wait_for(lambda: db.exists("raw:bytes") and db.exists("stream:flat"))
+        await eventually(lambda: db.exists("raw:bytes") and db.exists("stream:flat"))
         await delivered(pipeline)
 
     ((_, fields),) = xrange(db, "stream:flat")
@@ -178,7 +170,7 @@ async def test_a_wrong_password_buffers_and_says_why(
         pipeline = await start()
         status, _ = await post(http, url(pipeline, "/v1/topics/locked/messages"), {"data": 1})
         assert status == 202
-        await wait_for(lambda: not pipeline.health().dependency_ok)
+        await eventually(lambda: not pipeline.health().dependency_ok)
         health = pipeline.health()
     assert health.ready and "WRONGPASS" in health.reason and "buffering 1 requests" in health.reason
     assert "wrong" not in health.reason  # the password never shows

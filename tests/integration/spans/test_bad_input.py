@@ -13,10 +13,10 @@ import orjson
 import pytest
 
 from tests.harness import Jaeger
+from tests.harness.eventually import eventually
 from tests.integration.spans.helpers import (
     append,
     dead_letters,
-    eventually,
     pipeline_config,
     running_pipeline,
     span_id_of,

@@ -17,31 +17,13 @@ import pytest
 from agent.config.tree import ExportConfig
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError, RetryableError
-from agent.spans.encode.protobuf import Resources, build_request, encode_span, resource_key
 from agent.spans.export.exporter import OtlpHttpExporter, pack_request
-from agent.spans.model import Span
 from tests.doubles.otlp_receiver import Fault, FaultInjectingOtlpReceiver
 from tests.harness import Jaeger
 from tests.harness.ports import LOOPBACK, free_port
+from tests.integration.spans.requests import request_body
 
 pytestmark = pytest.mark.integration
-
-
-def request_body(service: str, count: int = 3) -> bytes:
-    now = time.time_ns()
-    spans = [
-        Span(
-            trace_id=bytes.fromhex("0af7651916cd43dd8448eb211c80319c"),
-            span_id=(i + 1).to_bytes(8, "big"),
-            name=f"op-{i}",
-            start_ns=now,
-            end_ns=now + 1_000_000,
-            service_name=service,
-        )
-        for i in range(count)
-    ]
-    key = resource_key(spans[0])
-    return build_request({key: [encode_span(s) for s in spans]}, Resources())
 
 
 @pytest.fixture

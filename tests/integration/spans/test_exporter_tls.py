@@ -18,7 +18,7 @@ from agent.core.metrics import Metrics
 from agent.core.retry import RetryableError
 from agent.spans.export.exporter import OtlpHttpExporter, pack_request
 from tests.doubles.otlp_receiver import FaultInjectingOtlpReceiver
-from tests.integration.spans.test_exporter_http import request_body
+from tests.integration.spans.requests import request_body
 
 pytestmark = pytest.mark.integration
 

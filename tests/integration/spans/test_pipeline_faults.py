@@ -17,10 +17,10 @@ from agent.config.tree import Config
 from agent.spans.delivery.book import checkpoint_path
 from agent.spans.delivery.checkpoint import CheckpointStore
 from tests.doubles.otlp_receiver import Fault, FaultInjectingOtlpReceiver
+from tests.harness.eventually import eventually
 from tests.integration.spans.helpers import (
     append,
     dead_letters,
-    eventually,
     pipeline_config,
     running_pipeline,
     span_json,
@@ -88,9 +88,11 @@ async def test_spans_arrive_once_and_a_graceful_restart_resends_nothing(
     append(log_file, b"".join(span_json(i, "svc") for i in range(200, 250)))
     async with running_pipeline(config) as pipeline:
         await eventually(lambda: len(receiver.accepted_spans()) == 250, what="50 more spans")
-        await asyncio.sleep(0.3)
-        assert pipeline.exporter.spans_exported == 50
-    assert sorted(received_seqs(receiver)) == list(range(250))
+        # A later marker line: had the restart re-sent anything, it would have come before.
+        append(log_file, span_json(250, "svc"))
+        await eventually(lambda: len(receiver.accepted_spans()) == 251, what="the marker span")
+        assert pipeline.exporter.spans_exported == 51
+    assert sorted(received_seqs(receiver)) == list(range(251))
     assert len(receiver.requests) > requests_before
 
 

@@ -11,9 +11,9 @@ from agent.spans.delivery.book import checkpoint_path
 from agent.spans.delivery.checkpoint import CheckpointStore
 from agent.spans.sampling import TraceIdRatioSampler
 from tests.doubles.otlp_receiver import FaultInjectingOtlpReceiver
+from tests.harness.eventually import eventually
 from tests.integration.spans.helpers import (
     append,
-    eventually,
     pipeline_config,
     running_pipeline,
     span_json,

@@ -19,7 +19,7 @@ import pytest
 from tests.doubles.otlp_receiver import FaultInjectingOtlpReceiver
 from tests.harness import Jaeger
 from tests.harness.agent_process import AgentProcess
-from tests.harness.process import wait_until
+from tests.harness.eventually import eventually_sync
 from tests.integration.spans.helpers import append, span_id_of, span_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -127,14 +127,17 @@ def test_sigterm_then_restart_resends_nothing(
     with FaultInjectingOtlpReceiver() as recorder:
         second = AgentProcess(tmp_path, agent_settings(logs, recorder.endpoint))
         second.start()
-        time.sleep(1.5)  # several poll and checkpoint intervals
-        assert recorder.accepted_spans() == [], "a graceful restart must re-send nothing"
+        # Ten new lines mark the end: a re-send from the restart would come before them.
         append(log_file, b"".join(line(i, service_name) for i in range(1000, 1010)))
-        recorder.wait_for_spans(10)
-        time.sleep(0.5)
+        eventually_sync(lambda: len(recorder.accepted_spans()) >= 10, what="the new spans")
+        eventually_sync(
+            lambda: second.metrics().get("sidecar_spans_exported_total", 0) >= 10,
+            what="the export counted",
+        )
         metrics = second.metrics()
         assert second.terminate() == 0
     sent = [span.span_id.hex() for _, span in recorder.accepted_spans()]
+    # Nothing before them: a graceful restart re-sends nothing.
     assert sent == [span_id_of(i, i // SPANS_PER_TRACE) for i in range(1000, 1010)]
     assert metrics["sidecar_spans_exported_total"] == 10
 
@@ -166,7 +169,7 @@ def test_jaeger_down_then_up_loses_nothing_and_readyz_says_why(
             health = _spans_health(agent)
             return not health["dependency_ok"] and health["details"]["spans_queued"] == 500
 
-        wait_until(queued, timeout=15, what="500 spans queued while Jaeger is down")
+        eventually_sync(queued, timeout=15, what="500 spans queued while Jaeger is down")
         status, _ = agent.get("/readyz")
         assert status == 200, "buffering through an outage keeps the agent ready"
         reason = _spans_health(agent)["reason"]
@@ -175,7 +178,7 @@ def test_jaeger_down_then_up_loses_nothing_and_readyz_says_why(
         own_jaeger.start()  # memory storage: it comes back empty
         append(log_file, b"".join(line(i, service_name) for i in range(700, 800)))
         found = stored_span_ids(own_jaeger, service_name, 600)
-        wait_until(lambda: _spans_health(agent)["dependency_ok"], timeout=10, what="recovery")
+        eventually_sync(lambda: _spans_health(agent)["dependency_ok"], timeout=10, what="recovery")
     finally:
         assert agent.terminate() == 0
     assert found == {span_id_of(i, i // SPANS_PER_TRACE) for i in range(200, 800)}

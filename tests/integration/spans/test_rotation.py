@@ -13,9 +13,9 @@ import pytest
 
 from agent.spans.decode.assemble import w3c_trace_id
 from tests.harness import Jaeger
+from tests.harness.eventually import eventually, eventually_sync
 from tests.integration.spans.helpers import (
     append,
-    eventually,
     pipeline_config,
     running_pipeline,
     span_id_of,
@@ -115,8 +115,26 @@ async def test_a_jobfirst_span_across_a_rename_rotation_is_exported_once(
         append(log_file, jobfirst_line("Span ended", trace, span, duration="2s", status=0))
         await asyncio.to_thread(jaeger.query.wait_for_spans, service_name, 1, timeout=20)
 
-    async with running_pipeline(config):
-        await asyncio.sleep(3 + 1 + 2)  # rotate_wait + orphan_timeout + a margin
+    async with running_pipeline(config) as pipeline:
+        # A copy coming back would do so once the rotated file is let go (rotate_wait) and
+        # its restored decoder expires what it holds (orphan_timeout). A marker span left open
+        # after that goes the same way, later: once it is in Jaeger, a copy would be too.
+        assert pipeline.tailer is not None
+        tailer = pipeline.tailer
+        await eventually(
+            lambda: not any(f["rotated"] for f in tailer.status()["files"]),
+            what="the rotated file let go",
+        )
+        marker_nanos = time.time_ns() - 30 * 1_000_000_000
+        marker_trace, marker_span = f"trace_{marker_nanos}", f"span_{marker_nanos}"
+        append(log_file, jobfirst_line("Span started", marker_trace, marker_span))
+        marker = await asyncio.to_thread(
+            eventually_sync,
+            lambda: jaeger.query.trace(w3c_trace_id(marker_trace).hex()),
+            timeout=20,
+            what="the marker span in Jaeger",
+        )
+    assert "sidecar.incomplete" in marker.spans[0].tags
     stored = await asyncio.to_thread(jaeger.query.trace, w3c_trace_id(trace).hex())
     assert stored is not None
     (only,) = stored.spans

@@ -3,9 +3,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from agent.core.admin import AdminServer
 from agent.core.lifecycle import Component, Health, TaskSupervisor, start_all, stop_all
 from agent.core.metrics import Metrics
+from tests.harness.eventually import eventually
 
 
 class RecordingComponent:
@@ -41,10 +44,8 @@ async def test_start_failure_stops_what_started_in_reverse() -> None:
         RecordingComponent("queue", log),
         RecordingComponent("source", log, fail_start=True),
     ]
-    try:
+    with pytest.raises(RuntimeError, match="source cannot start"):
         await start_all(parts)
-    except RuntimeError as exc:
-        assert "source cannot start" in str(exc)
     assert log == ["start sink", "start queue", "stop queue", "stop sink"]
 
 
@@ -71,8 +72,7 @@ async def test_failed_background_task_is_recorded_counted_and_calls_back() -> No
 
     task = supervisor.spawn("reader", boom())
     await asyncio.wait([task])
-    await asyncio.sleep(0)
-    assert supervisor.failed
+    await eventually(lambda: supervisor.failed, what="the done-callback")
     assert isinstance(seen[0], ValueError)
     health = supervisor.failure_health()
     assert not health.ready and "disk on fire" in health.reason

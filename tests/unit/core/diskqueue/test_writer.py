@@ -13,7 +13,21 @@ from typing import Any
 import pytest
 
 import agent.core.diskqueue.queue as diskqueue_module
+from agent.core.atomicfile import load_state
+from agent.core.diskqueue.directory import STATE_NAME, STATE_VERSION
 from agent.core.diskqueue.queue import DiskQueue, Item
+from agent.core.diskqueue.segment import SEGMENT_SUFFIX
+from tests.harness.eventually import eventually
+
+
+def segment_bytes(directory: Path) -> int:
+    """Bytes in the queue's segment files as the file system sees them (page cache included)."""
+    return sum(path.stat().st_size for path in directory.glob(f"*{SEGMENT_SUFFIX}"))
+
+
+def persisted_frontier(directory: Path) -> int:
+    state = load_state(directory / STATE_NAME, STATE_VERSION)
+    return int(state["acked_frontier"]) if state is not None else 0
 
 
 async def drain(queue: DiskQueue) -> list[Item]:
@@ -26,8 +40,9 @@ async def drain(queue: DiskQueue) -> list[Item]:
 async def test_lossy_puts_reach_the_file_within_the_write_delay(tmp_path: Path) -> None:
     queue = DiskQueue(tmp_path, lossy_write_delay=0.01, lossy_sync_interval=60)
     await queue.open()
+    empty = segment_bytes(tmp_path)
     await queue.put(b"lossy", durable=False)
-    await asyncio.sleep(0.2)
+    await eventually(lambda: segment_bytes(tmp_path) > empty, what="the write")
     assert queue.stats().fsyncs == 0  # written, not synced
     await queue.abort()  # like kill -9: what was written is in the page cache
     async with DiskQueue(tmp_path) as reopened:
@@ -46,8 +61,8 @@ async def test_a_crash_within_the_write_delay_loses_a_lossy_put(tmp_path: Path) 
 async def test_lossy_puts_are_synced_within_the_sync_interval(tmp_path: Path) -> None:
     async with DiskQueue(tmp_path, lossy_write_delay=0.001, lossy_sync_interval=0.05) as queue:
         await queue.put_many([b"a", b"b"], durable=False)
-        await asyncio.sleep(0.3)
-        assert queue.stats().fsyncs == 1
+        await eventually(lambda: queue.stats().fsyncs >= 1, what="the lazy sync")
+        assert queue.stats().fsyncs == 1, "one sync for both"
 
 
 async def test_sync_waits_for_lossy_puts_and_returns_at_once_when_nothing_is_unsynced(
@@ -77,7 +92,7 @@ async def test_acks_of_lossy_records_are_persisted_without_any_durable_put(
     await queue.open()
     await queue.put_many([b"%d" % i for i in range(10)], durable=False)
     queue.ack_many(item.seq for item in await queue.get(10))
-    await asyncio.sleep(0.3)
+    await eventually(lambda: persisted_frontier(tmp_path) == 10, what="the acks on disk")
     await queue.abort()
     async with DiskQueue(tmp_path) as reopened:
         assert await drain(reopened) == []
@@ -147,8 +162,10 @@ async def test_a_cancelled_durable_put_leaves_the_others_waiting_for_the_same_sy
 
 async def test_a_clean_close_syncs_lossy_writes_and_keeps_their_acks(tmp_path: Path) -> None:
     async with DiskQueue(tmp_path, lossy_write_delay=0.001, lossy_sync_interval=60) as queue:
+        empty = segment_bytes(tmp_path)
         await queue.put_many([b"a", b"b"], durable=False)
-        await asyncio.sleep(0.05)  # written by now, not synced
+        await eventually(lambda: segment_bytes(tmp_path) > empty, what="the write")
+        assert queue.stats().fsyncs == 0, "written, not synced"
         queue.ack_many(item.seq for item in await queue.get(2))
     async with DiskQueue(tmp_path) as reopened:
         assert await drain(reopened) == []

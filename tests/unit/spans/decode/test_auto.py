@@ -6,10 +6,10 @@ import orjson
 
 from agent.spans.decode.registry import FORMATS, make_decoder
 from agent.spans.model import DecodeResult
-from tests.unit.spans.decode.test_jobfirst import ended, logrus, started
-from tests.unit.spans.decode.test_otelsdk import go_stub, python_console_output
-from tests.unit.spans.decode.test_otlpjson import otlp_span, request
-from tests.unit.spans.decode.test_spanjson import record
+from tests.unit.spans.samples.jobfirst import ended, logrus, started
+from tests.unit.spans.samples.otelsdk import go_stub, python_console_output
+from tests.unit.spans.samples.otlpjson import otlp_span, request
+from tests.unit.spans.samples.spanjson import record
 
 
 def test_one_file_mixing_every_format_and_other_logs() -> None:

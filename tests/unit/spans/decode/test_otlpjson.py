@@ -11,50 +11,9 @@ from agent.spans.decode.registry import make_decoder
 from agent.spans.encode.protobuf import Resources
 from agent.spans.encode.protojson import build_request_json, encode_span_json
 from agent.spans.model import KIND_CLIENT, STATUS_ERROR, DecodeResult, Span
-from tests.unit.spans.encode.test_protobuf import grouped
+from tests.unit.spans.samples.otlpjson import SPAN, TRACE, otlp_span, request
+from tests.unit.spans.samples.requests import grouped
 from tests.unit.spans.strategies import expected_value, same, spans
-
-TRACE = "5b8efff798038103d269b633813fc60c"
-SPAN = "eee19b7ec3c1b174"
-
-
-def otlp_span(**overrides: Any) -> dict[str, Any]:
-    span: dict[str, Any] = {
-        "traceId": TRACE,
-        "spanId": SPAN,
-        "name": "SELECT jobs",
-        "kind": 3,
-        "startTimeUnixNano": "1544712660000000000",
-        "endTimeUnixNano": "1544712661000000000",
-        "attributes": [
-            {"key": "db.system", "value": {"stringValue": "mysql"}},
-            {"key": "rows", "value": {"intValue": "42"}},
-            {"key": "ratio", "value": {"doubleValue": 0.5}},
-            {"key": "ok", "value": {"boolValue": True}},
-            {"key": "raw", "value": {"bytesValue": base64.b64encode(b"\x00\x01").decode()}},
-            {"key": "list", "value": {"arrayValue": {"values": [{"intValue": 1}, {}]}}},
-            {
-                "key": "map",
-                "value": {"kvlistValue": {"values": [{"key": "a", "value": {"stringValue": "b"}}]}},
-            },
-        ],
-        "events": [{"timeUnixNano": "1544712660500000000", "name": "fetch", "attributes": []}],
-        "status": {"code": 2, "message": "timeout"},
-    }
-    span.update(overrides)
-    return span
-
-
-def request(*spans: dict[str, Any], resource: dict[str, Any] | None = None) -> dict[str, Any]:
-    attributes = [{"key": "service.name", "value": {"stringValue": "db-proxy"}}]
-    return {
-        "resourceSpans": [
-            {
-                "resource": resource if resource is not None else {"attributes": attributes},
-                "scopeSpans": [{"scope": {"name": "sqlx", "version": "0.7"}, "spans": list(spans)}],
-            }
-        ]
-    }
 
 
 def decode(obj: Any) -> DecodeResult:

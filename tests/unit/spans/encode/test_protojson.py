@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from agent.spans.encode.protobuf import Resources
 from agent.spans.encode.protojson import build_request_json, encode_span_json, request_size_json
 from agent.spans.model import Span
-from tests.unit.spans.encode.test_protobuf import assert_request_matches, grouped
+from tests.unit.spans.samples.requests import assert_request_matches, grouped
 from tests.unit.spans.strategies import spans
 
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")

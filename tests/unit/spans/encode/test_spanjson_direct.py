@@ -37,8 +37,8 @@ from agent.spans.export.outbound import Outbound, Token, sampler_for
 from agent.spans.export.sender import SpanSender
 from agent.spans.model import Span
 from agent.spans.sampling import SpanSampler, make_sampler, trace_filter_of
-from tests.unit.spans.decode.test_fuzz import VALID, mutated
-from tests.unit.spans.encode.test_protobuf import assert_span_matches
+from tests.unit.spans.samples.mutations import VALID, mutated
+from tests.unit.spans.samples.requests import assert_span_matches
 
 START = 1_732_777_445_123_456_789
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -17,6 +17,7 @@ from agent.core.diskqueue.queue import DiskQueue
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError, RetryableError, RetryPolicy
 from agent.spans.export.sender import Outcome, SpanSender
+from tests.harness.eventually import eventually
 
 FAST = RetryPolicy(initial_interval=0.01, multiplier=2.0, max_interval=0.05, jitter=0.0)
 
@@ -70,13 +71,6 @@ class Harness:
         await self.sender.close(asyncio.get_running_loop().time() + grace)
 
 
-async def wait_for(condition: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
-
-
 def queue_at(path: Path, **options: object) -> DiskQueue:
     return DiskQueue(path, when_full="reject", **options)  # type: ignore[arg-type]
 
@@ -100,17 +94,17 @@ async def test_retryable_failure_spills_then_everything_drains_in_order(tmp_path
     await harness.sender.start()
     for i in range(5):
         await harness.sender.submit(b"r%d" % i, f"t{i}")
-    await wait_for(lambda: len(harness.settled) == 5)
+    await eventually(lambda: len(harness.settled) == 5)
     assert all(outcome is Outcome.SPILLED for _, outcome in harness.settled)
     assert harness.sender.spilling and not harness.sender.healthy
     assert harness.sender.queue_depth()[0] == 5
     push.failing = None
-    await wait_for(lambda: len(push.delivered) == 5)
+    await eventually(lambda: len(push.delivered) == 5)
     assert push.delivered == [b"r%d" % i for i in range(5)]
-    await wait_for(lambda: not harness.sender.spilling)
+    await eventually(lambda: not harness.sender.spilling)
     assert harness.sender.status()["state"] == "sending"
     await harness.sender.submit(b"after", "t-after")
-    await wait_for(lambda: ("t-after", Outcome.SENT) in harness.settled)
+    await eventually(lambda: ("t-after", Outcome.SENT) in harness.settled)
     await harness.close()
 
 
@@ -119,7 +113,7 @@ async def test_retry_after_from_the_server_sets_the_next_attempt(tmp_path: Path)
     harness = Harness(push, queue_at(tmp_path))
     await harness.sender.start()
     await harness.sender.submit(b"r", "t")
-    await wait_for(lambda: push.delivered == [b"r"])
+    await eventually(lambda: push.delivered == [b"r"])
     first, second = push.attempts[0][0], push.attempts[1][0]
     assert second - first >= 0.29
     await harness.close()
@@ -130,7 +124,7 @@ async def test_backoff_grows_between_failed_drain_attempts(tmp_path: Path) -> No
     harness = Harness(push, queue_at(tmp_path))
     await harness.sender.start()
     await harness.sender.submit(b"r", "t")
-    await wait_for(lambda: push.delivered == [b"r"])
+    await eventually(lambda: push.delivered == [b"r"])
     gaps = [b[0] - a[0] for a, b in zip(push.attempts, push.attempts[1:], strict=False)]
     # 0.01, 0.02, 0.04 then capped at 0.05: each wait at least the policy's delay.
     assert len(gaps) == 4
@@ -147,7 +141,7 @@ async def test_permanent_error_is_dead_lettered_once_with_the_message(tmp_path: 
     await harness.sender.start()
     await harness.sender.submit(b"bad", "t-bad")
     await harness.sender.submit(b"good", "t-good")
-    await wait_for(lambda: len(harness.settled) == 2)
+    await eventually(lambda: len(harness.settled) == 2)
     assert harness.dead == [(b"bad", "HTTP 400: bad span")]
     assert ("t-bad", Outcome.DEAD_LETTERED) in harness.settled
     assert len([a for a in push.attempts if a[1] == b"bad"]) == 1
@@ -170,13 +164,12 @@ async def test_full_queue_blocks_submit_until_the_endpoint_drains_it(tmp_path: P
             submitted += 1
 
     task = asyncio.create_task(producer())
-    await wait_for(lambda: harness.sender.waiting_for_space)
-    await asyncio.sleep(0.1)
+    await eventually(lambda: harness.sender.waiting_for_space)
     assert submitted < 40, "submit must block while the queue is full"
     assert harness.sender.status()["state"] == "queue_full"
     push.failing = None
     await asyncio.wait_for(task, 10)
-    await wait_for(lambda: len(push.delivered) == 40)
+    await eventually(lambda: len(push.delivered) == 40)
     assert push.delivered == [record] * 40
     await harness.close()
 
@@ -185,7 +178,7 @@ async def test_without_a_queue_retries_in_place_and_abandons_on_close() -> None:
     push = ScriptedPush(RetryableError("down"), RetryableError("down"))
     harness = Harness(push, None)
     await harness.sender.submit(b"r", "t")
-    await wait_for(lambda: harness.settled == [("t", Outcome.SENT)])
+    await eventually(lambda: harness.settled == [("t", Outcome.SENT)])
     assert len(push.attempts) == 3
     push.failing = RetryableError("down for good")
     await harness.sender.submit(b"lost", "t-lost")
@@ -208,7 +201,7 @@ async def test_close_spills_hung_sends_and_the_next_start_delivers_them(tmp_path
     await second.sender.start()
     assert second.sender.spilling, "a queue holding records starts the sender spilling"
     await second.sender.submit(b"c", "tc")
-    await wait_for(lambda: len(again.delivered) == 3)
+    await eventually(lambda: len(again.delivered) == 3)
     assert sorted(again.delivered[:2]) == [b"a", b"b"] and again.delivered[2] == b"c"
     await second.close()
 
@@ -219,7 +212,7 @@ async def test_status_reports_backoff_and_queue_depth(tmp_path: Path) -> None:
     harness = Harness(push, queue_at(tmp_path))
     await harness.sender.start()
     await harness.sender.submit(b"r", "t")
-    await wait_for(lambda: harness.sender.status()["state"] == "backoff")
+    await eventually(lambda: harness.sender.status()["state"] == "backoff")
     status = harness.sender.status()
     assert status["last_error"] == "otlp endpoint unreachable: refused"
     assert status["queue"]["records"] == 1
@@ -237,7 +230,7 @@ async def test_a_failing_dead_letter_write_is_not_silent(tmp_path: Path) -> None
     harness.sender._dead_letter = broken
     await harness.sender.start()
     await harness.sender.submit(b"bad", "t")
-    await wait_for(lambda: harness.sender.failed)
+    await eventually(lambda: harness.sender.failed)
     health = harness.sender.failure_health()
     assert not health.ready and "disk full" in health.reason
     assert harness.settled == [], "not settled, so no checkpoint moves past it"
@@ -266,7 +259,7 @@ async def test_a_wall_clock_step_back_does_not_stall_the_backoff(
     harness = Harness(push, queue_at(tmp_path))
     await harness.sender.start()
     await harness.sender.submit(b"r", "t")
-    await wait_for(lambda: push.delivered == [b"r"], timeout=5.0)
+    await eventually(lambda: push.delivered == [b"r"], timeout=5.0)
     assert time.time() < wall_clock() - 3000, "the wall clock was stepped back meanwhile"
     assert harness.sender.healthy
     await harness.close()
@@ -280,7 +273,7 @@ async def test_a_value_error_from_the_push_is_dead_lettered_with_its_reason(
     await harness.sender.start()
     await harness.sender.submit(b"bad", "t-bad")
     await harness.sender.submit(b"good", "t-good")
-    await wait_for(lambda: len(harness.settled) == 2)
+    await eventually(lambda: len(harness.settled) == 2)
     assert ("t-bad", Outcome.DEAD_LETTERED) in harness.settled
     assert ("t-good", Outcome.SENT) in harness.settled
     [(record, reason)] = harness.dead
@@ -294,7 +287,7 @@ async def test_an_unexpected_runtime_error_from_the_push_is_retried(tmp_path: Pa
     harness = Harness(push, queue_at(tmp_path))
     await harness.sender.start()
     await harness.sender.submit(b"r", "t")
-    await wait_for(lambda: push.delivered == [b"r"])
+    await eventually(lambda: push.delivered == [b"r"])
     assert harness.dead == [] and harness.sender.retries == 1
     assert not harness.sender.failed
     await harness.close()
@@ -304,6 +297,6 @@ async def test_without_a_queue_an_unexpected_error_still_settles_the_record() ->
     push = ScriptedPush(ValueError("bad URL"))
     harness = Harness(push, None)
     await harness.sender.submit(b"r", "t")
-    await wait_for(lambda: harness.settled == [("t", Outcome.DEAD_LETTERED)])
+    await eventually(lambda: harness.settled == [("t", Outcome.DEAD_LETTERED)])
     assert not harness.sender.failed
     await harness.close()

@@ -18,6 +18,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ import pytest
 from agent.core.metrics import Metrics
 from agent.spans.delivery.checkpoint import CheckpointStore
 from agent.spans.tail.tailer import LineBatch, Tailer
+from tests.harness.eventually import eventually
 
 from .conftest import CommittingConsumer, TailerFactory
 
@@ -106,14 +108,31 @@ def assert_exactly_once_in_order_per_file(batches: list[LineBatch], written: int
         assert per_file == sorted(per_file), f"order broken in {key}"
 
 
-async def consume_until_read(consumer: CommittingConsumer, target: int, timeout: float) -> None:
-    """Consume until `target` lines were read (or `timeout`), then save."""
-    deadline = time.monotonic() + timeout
-    while len(numbers(consumer.batches)) < target and time.monotonic() < deadline:
+async def consume_until(
+    consumer: CommittingConsumer, done: Callable[[], bool], *, what: str, timeout: float = 10
+) -> None:
+    """Consume until `done()` holds, then save; fails the test after `timeout` seconds."""
+
+    async def consumed_enough() -> bool:
         batch = await consumer.tailer.next_batch(timeout=0.05)
         if batch is not None:
             consumer.consume(batch)
+        return done()
+
+    deadline = time.monotonic() + timeout
+    while not await consumed_enough():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
     consumer.save()
+
+
+async def consume_until_read(consumer: CommittingConsumer, target: int, timeout: float) -> None:
+    """Consume until `target` lines were read, then save."""
+    await consume_until(
+        consumer,
+        lambda: len(numbers(consumer.batches)) >= target,
+        what=f"{target} lines read",
+        timeout=timeout,
+    )
 
 
 async def consume_for(consumer: CommittingConsumer, seconds: float) -> None:
@@ -126,8 +145,13 @@ async def consume_for(consumer: CommittingConsumer, seconds: float) -> None:
 
 
 async def wait_rotated(writer: SteadyWriter) -> None:
-    while not writer.rotated.is_set():
-        await asyncio.sleep(0.01)
+    await eventually(writer.rotated.is_set, what="the writer's rotation")
+
+
+async def let_write(writer: SteadyWriter, lines: int) -> None:
+    """Until the writer has written `lines` more (it writes RATE a second)."""
+    target = writer.written + lines
+    await eventually(lambda: writer.written >= target, what=f"{lines} more lines written")
 
 
 @pytest.mark.parametrize("pattern", ["app.log", "app.log*"])
@@ -144,10 +168,10 @@ async def test_rename_create_rotations_lose_nothing_and_keep_order(
         await consume_for(consumer, 0.3)
         # Downstream is slow around the rotation: the renamed file still has a backlog when
         # its successor appears, and must be finished first.
-        await asyncio.sleep(0.2)
+        await let_write(writer, RATE // 5)
         writer.rotate()
         await wait_rotated(writer)
-        await asyncio.sleep(0.1)
+        await let_write(writer, RATE // 10)
     await consume_for(consumer, 0.3)
     written = writer.finish()
     await consume_until_read(consumer, written, timeout=10)
@@ -156,7 +180,11 @@ async def test_rename_create_rotations_lose_nothing_and_keep_order(
     assert numbers(consumer.batches) == list(range(written))
     assert (metrics.registry.get_sample_value("sidecar_span_file_rotations_total") or 0) >= 3
     if pattern == "app.log":  # rotated names are outside the glob: each is let go at its end
-        await consume_for(consumer, 0.6)
+        await consume_until(
+            consumer,
+            lambda: sum(batch.rotated for batch in consumer.batches) >= 3,
+            what="the three rotated files let go",
+        )
         assert sum(batch.rotated for batch in consumer.batches) == 3
 
 
@@ -179,9 +207,11 @@ async def test_copytruncate_loses_only_the_race_window_and_reads_nothing_twice(
     await consume_for(consumer, 0.4)
     written = writer.finish()
     live = [int(line.rsplit(b"=", 1)[1]) for line in path.read_bytes().splitlines()]
-    deadline = time.monotonic() + 5
-    while written - 1 not in numbers(consumer.batches[-3:]) and time.monotonic() < deadline:
-        await consume_for(consumer, 0.05)
+    await consume_until(
+        consumer,
+        lambda: written - 1 in numbers(consumer.batches[-3:]),
+        what="the last line written",
+    )
 
     read = numbers(consumer.batches)
     assert len(read) == len(set(read)), "a line was read twice"
@@ -218,10 +248,10 @@ async def test_rotation_while_stopped_resumes_from_checkpoints(
     await consume_for(first, 0.5)
     await first.tailer.stop()  # graceful: everything read was committed and saved
 
-    await asyncio.sleep(0.2)  # the writer goes on while the agent is down...
+    await let_write(writer, RATE // 5)  # the writer goes on while the agent is down...
     writer.rotate()  # ...and its log is rotated
     await wait_rotated(writer)
-    await asyncio.sleep(0.2)
+    await let_write(writer, RATE // 5)
 
     offsets = {key: checkpoint.offset for key, checkpoint in store.load().items()}
     assert offsets, "the first run saved no checkpoint"
