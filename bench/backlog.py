@@ -7,7 +7,8 @@ ack mode disk, a disk queue limit above the backlog), and a client in this proce
 1,000-message requests until the agent's disk queue holds the backlog. Then Redis starts and
 the backlog drains. The agent's RSS is read from /proc (VmRSS while it runs, VmHWM for the peak)
 and set beside its own idle RSS measured in the same run, right after start-up, before any
-message: the target (DESIGN.md) is RSS <= 100 MB whatever the backlog, drain >= 250k msg/s.
+message: the target (docs/architecture.md) is RSS <= 100 MB whatever the backlog, drain >= 250k
+msg/s.
 """
 
 from __future__ import annotations

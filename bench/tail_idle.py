@@ -1,7 +1,7 @@
 """CPU cost of following 1,000 idle span log files, beside an idle asyncio loop, in one run.
 
-Target (DESIGN.md): 1,000 idle watched files cost at most 2% of a core. Three phases run in
-this process for the same wall time; CPU is the process's (all threads: the event loop, the
+Target (docs/architecture.md): 1,000 idle watched files cost at most 2% of a core. Three phases run
+in this process for the same wall time; CPU is the process's (all threads: the event loop, the
 polling scans in worker threads, the watchfiles notifier thread):
 
 1. an asyncio loop that sleeps (what an empty process costs);

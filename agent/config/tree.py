@@ -110,7 +110,10 @@ class SpansConfig:
         "files appearing later are always read from the beginning.",
     )
     max_line_bytes: Size = setting(
-        1024**2, "Longer records go whole to the dead-letter file; the file keeps flowing."
+        1024**2,
+        "Longer records are copied whole to a spill file in data_dir/deadletter/oversize/ "
+        "(ship: beside its dead-letter file) and dead-lettered as line_too_long with its "
+        "spill_path; the file keeps flowing.",
     )
     orphan_timeout: Duration = setting(
         300.0, "A started span never ended is exported, marked incomplete, after this."

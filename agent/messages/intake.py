@@ -267,7 +267,11 @@ class Intake:
             self.refused_bytes = size
             return PublishRefused(503, "buffer_full", str(error), self._retry_after)
         if isinstance(error, RecordTooLargeError):
-            hint = "; raise messages.queue.max_bytes (a request must fit an eighth of it)"
+            hint = (
+                "; a request must fit one queue segment: an eighth of messages.queue.max_bytes, "
+                "at most 64 MiB (past 512 MiB raising the buffer does not help: send smaller "
+                "requests)"
+            )
             return PublishRefused(413, "too_large_for_buffer", f"{error}{hint}")
         if isinstance(error, QueueClosedError):
             return PublishRefused(503, "shutting_down", "the agent is stopping", 1.0)

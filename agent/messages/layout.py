@@ -1,6 +1,6 @@
 """How a message becomes one XADD, per topic: the stream key, MAXLEN and the fields.
 
-Layouts (DESIGN.md, "Message layout in Redis"):
+Layouts (docs/http-api.md and README's "Message layout in Redis" say what consumers see):
   jobfirst  `data` = the Message JSON, `topic`, `timestamp` (unix seconds), then one field per
             header: what JobFirst's Go publisher writes and its consumers read.
   fields    `message_id`, then each top-level key of `data` (an object) as a field (strings

@@ -4,7 +4,7 @@ On disk a record is msgpack `[version, topic, stream, layout, ids, ends, command
 tracked, timestamp]`: the writer needs, per entry, the message id (IDMP, dead letters, the
 dedupe cache) and the encoded command (a slice of `commands` ending at `ends[i]`). Delivery
 state (which entries are done, attempts so far) lives only in memory: after a restart a record
-is sent again whole, which is the bounded duplicate window DESIGN.md allows.
+is sent again whole: the bounded duplicate window of docs/delivery-guarantees.md.
 """
 
 from __future__ import annotations

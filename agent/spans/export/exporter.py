@@ -38,7 +38,8 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 # Level 1: spans compress about as well at 1 as at 6 (repeated keys and resource headers
 # dominate), and the exporter's CPU per span matters more than a few percent of bytes. ISA-L's
-# gzip (the isal package) writes standard gzip about 3.5x faster than zlib here, ~4% larger.
+# gzip (the isal package) writes standard gzip much faster than zlib, a little larger: the
+# measured figures are in docs/benchmarks.md ("What is left").
 GZIP_LEVEL = 1
 # A server's answer is read up to this much: enough for any error message, and a broken or
 # hostile server cannot make the agent buffer a huge body.
