@@ -34,14 +34,12 @@ from agent.spans.decode.assemble import OpenSpanExchange
 from agent.spans.decode.registry import make_decoder
 from agent.spans.delivery.book import Decoder
 from agent.spans.encode.spanjson_direct import EncodedSpan
-from agent.spans.export.exporter import OtlpHttpExporter
 from agent.spans.export.outbound import (
-    Outbound,
+    ExportStages,
     Token,
-    outbound_for,
+    export_stages,
     oversize_dead_letter,
     rejected_request_dead_letter,
-    span_sender,
 )
 from agent.spans.export.sender import Outcome
 from agent.spans.tail.linereader import LineReader, ReadResult
@@ -120,18 +118,15 @@ class Shipper:
         self.spills = SpillDirectory(
             oversize_dir_for(dead_letter_path), config.spans.oversize_max_bytes, metrics
         )
-        self.exporter = OtlpHttpExporter(config.export, metrics)
-        self.sender = span_sender(
+        stages: ExportStages[str] = export_stages(
             "ship",
-            config.export,
-            self.exporter,
+            config,
             metrics,
+            dead_letters=self.dead_letters,
             on_settled=self._settled,
             dead_letter=self._dead_letter_request,
         )
-        self.outbound: Outbound[str] = outbound_for(
-            config, sender=self.sender, dead_letters=self.dead_letters, metrics=metrics
-        )
+        self.exporter, self.sender, self.outbound = stages
         self.exchange = OpenSpanExchange()
         self._submitted = 0
         self._settled_spans = 0

@@ -43,14 +43,12 @@ from agent.spans.delivery.book import (
 )
 from agent.spans.delivery.checkpoint import CheckpointStore
 from agent.spans.encode.spanjson_direct import EncodedSpan
-from agent.spans.export.exporter import OtlpHttpExporter
 from agent.spans.export.outbound import (
-    Outbound,
+    ExportStages,
     Token,
-    outbound_for,
+    export_stages,
     oversize_dead_letter,
     rejected_request_dead_letter,
-    span_sender,
 )
 from agent.spans.export.sender import Outcome
 from agent.spans.model import DecodeResult
@@ -127,19 +125,16 @@ class SpanPipeline:
         self.spills = SpillDirectory(
             data_dir / "deadletter" / "oversize", config.spans.oversize_max_bytes, metrics
         )
-        self.exporter = OtlpHttpExporter(config.export, metrics)
-        self.sender = span_sender(
+        stages: ExportStages[Mark] = export_stages(
             "spans",
-            config.export,
-            self.exporter,
+            config,
             metrics,
+            dead_letters=self.dead_letters,
             on_settled=self._settled,
             dead_letter=self._dead_letter_request,
             queue=queue_for(config, data_dir),
         )
-        self.outbound: Outbound[Mark] = outbound_for(
-            config, sender=self.sender, dead_letters=self.dead_letters, metrics=metrics
-        )
+        self.exporter, self.sender, self.outbound = stages
         self.exchange = OpenSpanExchange()
         self.book = DeliveryBook(
             CheckpointStore(checkpoint_path(data_dir)),

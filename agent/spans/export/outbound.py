@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, cast
 
 from agent.config.tree import Config, ExportConfig, SpansConfig
 from agent.core.deadletter import DeadLetterFile, raw_field
@@ -301,6 +301,40 @@ def outbound_for(
         metrics=metrics,
         keep=sampler_for(config.spans),
     )
+
+
+class ExportStages(NamedTuple, Generic[M]):
+    exporter: OtlpHttpExporter
+    sender: SpanSender[Token]
+    outbound: Outbound[M]
+
+
+def export_stages(
+    name: str,
+    config: Config,
+    metrics: Metrics,
+    *,
+    dead_letters: DeadLetterFile,
+    on_settled: Callable[[Token, Outcome], None],
+    dead_letter: DeadLetterFunction,
+    queue: DiskQueue | None = None,
+) -> ExportStages[M]:
+    """The export side as the running pipeline and `ship` both use it: the OTLP exporter, its
+    sender (with `queue`, or retrying in memory) and the Outbound in front of them."""
+    exporter = OtlpHttpExporter(config.export, metrics)
+    sender = span_sender(
+        name,
+        config.export,
+        exporter,
+        metrics,
+        on_settled=on_settled,
+        dead_letter=dead_letter,
+        queue=queue,
+    )
+    outbound: Outbound[M] = outbound_for(
+        config, sender=sender, dead_letters=dead_letters, metrics=metrics
+    )
+    return ExportStages(exporter, sender, outbound)
 
 
 def oversize_dead_letter(line: OversizeLine, limit: int) -> dict[str, Any]:
