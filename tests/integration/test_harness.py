@@ -27,6 +27,7 @@ from tests.harness import (
     ManagedProcess,
     RedisServer,
     claimed_ports,
+    eventually,
     eventually_sync,
     find_jaeger_binary,
     free_port,
@@ -354,3 +355,17 @@ def test_managed_process_reports_exit_codes_and_keeps_runs_apart_in_its_log(
     assert process.kill() == -signal.SIGKILL
     assert process.returncode == -signal.SIGKILL
     assert not process.running
+
+
+async def test_eventually_returns_the_first_truthy_value_and_fails_at_its_deadline() -> None:
+    calls = iter([0, [], {"found": 1}])
+    assert await eventually(lambda: next(calls), timeout=5, interval=0.001) == {"found": 1}
+    started = time.monotonic()
+    with pytest.raises(AssertionError, match=r"timed out after 0.05s waiting for nothing"):
+        await eventually(lambda: False, timeout=0.05, what="nothing")
+    assert time.monotonic() - started < 2
+
+
+def test_eventually_sync_stops_early_when_told_why() -> None:
+    with pytest.raises(AssertionError, match="gave up waiting for the server: it exited"):
+        eventually_sync(lambda: False, timeout=30, what="the server", abort=lambda: "it exited")
