@@ -12,6 +12,9 @@ from tests.harness.ports import claimed_ports, free_port, release_port
 from tests.harness.process import ManagedProcess
 from tests.harness.redis_server import RedisClusterNodes, RedisServer, find_redis_binary
 
+# The former name, still imported by bench/proxy.py (its owner switches it to eventually_sync).
+wait_until = eventually_sync
+
 __all__ = [
     "HarnessError",
     "Jaeger",
@@ -30,4 +33,5 @@ __all__ = [
     "free_port",
     "jaeger_cache_path",
     "release_port",
+    "wait_until",
 ]
