@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from agent.core.atomicfile import write_all
+from agent.core.atomicfile import FILE_MODE, fsync_dir, make_dirs, write_all
 from agent.core.metrics import Metrics
 
 log = logging.getLogger("agent.deadletter")
@@ -70,22 +70,27 @@ class DeadLetterFile:
 
     def _append(self, data: bytes) -> None:
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._rotate_if_full(len(data))
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            make_dirs(self.path.parent)
+            rotated = self._rotate_if_full(len(data))
+            created = rotated or not self.path.exists()
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
             try:
                 write_all(fd, [data])
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            if created:
+                # The caller acks (deletes the source record) once this returns: the new file's
+                # name, and the rotation's rename, must be as durable as its bytes.
+                fsync_dir(self.path.parent)
 
-    def _rotate_if_full(self, incoming: int) -> None:
+    def _rotate_if_full(self, incoming: int) -> bool:
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
-            return
+            return False
         if size + incoming <= self.max_bytes or size == 0:
-            return
+            return False
         previous = self.path.with_name(self.path.name + ".1")
         if previous.exists():
             log.warning(
@@ -93,6 +98,7 @@ class DeadLetterFile:
                 extra={"path": str(previous), "bytes": previous.stat().st_size},
             )
         os.replace(self.path, previous)
+        return True
 
     def status(self) -> dict[str, Any]:
         return {"path": str(self.path), "written": self.written, "by_reason": dict(self.by_reason)}
