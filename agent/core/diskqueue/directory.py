@@ -237,18 +237,14 @@ def _recover_last(recovered: Recovered, first_seq: int, path: Path) -> None:
     recovered.next_seq = scan.next_seq
 
 
-def _replace_bad_header(
-    recovered: Recovered, first_seq: int, path: Path, scan: ScanResult
-) -> None:
+def _replace_bad_header(recovered: Recovered, first_seq: int, path: Path, scan: ScanResult) -> None:
     if scan.file_size:
         quarantine_range(path, Damage(0, scan.file_size, scan.corrupt or "bad header"))
     first_enqueued_ns = time.time_ns()
     rewrite_header(path, first_seq, first_enqueued_ns)
     recovered.tail_truncations += 1
     recovered.tail_bytes_cut += scan.file_size
-    log.warning(
-        "disk queue segment %s: %s; cut its %d bytes", path, scan.corrupt, scan.file_size
-    )
+    log.warning("disk queue segment %s: %s; cut its %d bytes", path, scan.corrupt, scan.file_size)
     info = SegmentInfo(first_seq, path, HEADER_SIZE, HEADER_SIZE, first_enqueued_ns)
     recovered.segments.append(info)
     recovered.next_seq = first_seq

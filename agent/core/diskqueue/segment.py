@@ -216,7 +216,6 @@ def _scan_frames(fd: int, result: ScanResult, chunk_bytes: int = 1 << 20) -> Non
             offset += found
 
 
-
 def read_header(path: Path, first_seq: int) -> tuple[Header, int]:
     """Return (header, file size); raises CorruptSegmentError on a bad header."""
     fd = os.open(path, os.O_RDONLY)

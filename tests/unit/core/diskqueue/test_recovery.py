@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.core.diskqueue.queue import DiskQueue, Item
 from agent.core.diskqueue.frames import FRAME_OVERHEAD
+from agent.core.diskqueue.queue import DiskQueue, Item
 from agent.core.diskqueue.segment import HEADER_SIZE
 
 RECORDS = [b"alpha", b"bravo-bravo", b"charlie" * 3]
