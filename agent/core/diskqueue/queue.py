@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, Unpack
 
 from agent.core.diskqueue.directory import SegmentTable, recover
 from agent.core.diskqueue.errors import (
@@ -58,9 +58,10 @@ from agent.core.diskqueue.errors import (
     RecordTooLargeError,
 )
 from agent.core.diskqueue.frontier import AckFrontier
+from agent.core.diskqueue.options import QueueOptionArgs, QueueOptions, WhenFull
 from agent.core.diskqueue.persist import AckPersister
 from agent.core.diskqueue.reader import Item, QueueReader
-from agent.core.diskqueue.stats import DiskQueueStats
+from agent.core.diskqueue.stats import DiskQueueStats, QueueFacts, collect_stats, depth_items
 from agent.core.diskqueue.writer import QueueWriter
 from agent.core.wakeup import Wakeup
 
@@ -73,12 +74,11 @@ __all__ = [
     "QueueFullError",
     "QueueLockedError",
     "RecordTooLargeError",
+    "WhenFull",
 ]
 
 log = logging.getLogger(__name__)
 
-WhenFull = Literal["block", "reject"]
-_MAX_SEGMENT_BYTES = 64 << 20
 _T = TypeVar("_T")
 
 
@@ -86,36 +86,11 @@ class DiskQueue:
     """See the module docstring. Use ``async with DiskQueue(path) as queue`` or open/close."""
 
     def __init__(
-        self,
-        directory: str | os.PathLike[str],
-        *,
-        max_bytes: int = 1 << 30,
-        segment_bytes: int | None = None,
-        when_full: WhenFull = "block",
-        full_timeout: float = 5.0,
-        read_chunk_bytes: int = 1 << 20,
-        ready_cache_bytes: int = 4 << 20,
-        max_unwritten_bytes: int = 16 << 20,
-        frontier_persist_interval: float = 0.1,
-        frontier_persist_records: int = 4096,
-        lossy_write_delay: float = 0.01,
-        lossy_sync_interval: float = 0.1,
-        unrecoverable_after: float = 60.0,
+        self, directory: str | os.PathLike[str], **options: Unpack[QueueOptionArgs]
     ) -> None:
         self._directory = Path(directory)
-        self._max_bytes = max_bytes
-        self._segment_bytes = segment_bytes or min(_MAX_SEGMENT_BYTES, max_bytes // 8)
-        self._when_full = when_full
-        self._full_timeout = full_timeout
-        self._read_chunk_bytes = read_chunk_bytes
-        self._ready_cache_bytes = ready_cache_bytes
-        self._max_unwritten_bytes = max_unwritten_bytes
-        self._persist_interval = frontier_persist_interval
-        self._persist_records = frontier_persist_records
-        self._lossy_write_delay = lossy_write_delay
-        self._lossy_sync_interval = lossy_sync_interval
-        self._unrecoverable_after = unrecoverable_after
-        self._validate_options()
+        self._options = QueueOptions(**options).validate()
+        self._max_bytes = self._options.max_bytes
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._closed = asyncio.Event()
         self._io: ThreadPoolExecutor | None = None  # recovery and the frontier's state file
@@ -130,19 +105,6 @@ class DiskQueue:
         self._writer: QueueWriter | None = None
         self._reader: QueueReader | None = None
         self._persister: AckPersister | None = None
-
-    def _validate_options(self) -> None:
-        if self._when_full not in ("block", "reject"):
-            raise ValueError(f"when_full must be 'block' or 'reject', not {self._when_full!r}")
-        if self._segment_bytes < 4096 or self._segment_bytes * 2 > self._max_bytes:
-            raise ValueError(
-                f"segment_bytes ({self._segment_bytes}) must be at least 4096 and at most half "
-                f"of max_bytes ({self._max_bytes})"
-            )
-        if self._read_chunk_bytes < 4096 or self._persist_records < 1:
-            raise ValueError("read_chunk_bytes must be >= 4096, frontier_persist_records >= 1")
-        if self._lossy_write_delay < 0 or self._lossy_sync_interval < 0:
-            raise ValueError("lossy_write_delay and lossy_sync_interval must be >= 0")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -173,11 +135,11 @@ class DiskQueue:
         self._writer = QueueWriter(
             self._directory,
             self._table,
-            self._segment_bytes,
+            self._options.segment_size,
             self._max_bytes,
-            max_unwritten_bytes=self._max_unwritten_bytes,
-            write_delay=self._lossy_write_delay,
-            sync_interval=self._lossy_sync_interval,
+            max_unwritten_bytes=self._options.max_unwritten_bytes,
+            write_delay=self._options.lossy_write_delay,
+            sync_interval=self._options.lossy_sync_interval,
             on_commit=self._on_commit,
             on_rollback=self._on_rollback,
         )
@@ -185,8 +147,8 @@ class DiskQueue:
             self._table,
             self._frontier,
             self._add_gap,
-            self._read_chunk_bytes,
-            self._ready_cache_bytes,
+            self._options.read_chunk_bytes,
+            self._options.ready_cache_bytes,
             request_sync=self._request_sync,
         )
         writer = self._writer
@@ -194,8 +156,8 @@ class DiskQueue:
             self._directory,
             self._table,
             self._frontier,
-            interval=self._persist_interval,
-            records=self._persist_records,
+            interval=self._options.frontier_persist_interval,
+            records=self._options.frontier_persist_records,
             run_io=self._run_io,
             durable_next_seq=lambda: writer.durable_next_seq,
             on_space=self._space.notify,
@@ -319,9 +281,9 @@ class DiskQueue:
             await synced
 
     async def _wait_for_space(self, writer: QueueWriter, records: Sequence[bytes]) -> None:
-        if self._when_full == "reject":
+        if self._options.when_full == "reject":
             raise self._full_error()
-        deadline = asyncio.get_running_loop().time() + self._full_timeout
+        deadline = asyncio.get_running_loop().time() + self._options.full_timeout
         while self._table.disk_bytes + writer.space_needed(records) > self._max_bytes:
             if not await self._space.wait_until(deadline):
                 raise self._full_error()
@@ -417,50 +379,20 @@ class DiskQueue:
     # -- observing ---------------------------------------------------------------------------
 
     def _depth_items(self) -> int:
-        frontier = self._frontier
-        return (
-            self._table.next_seq
-            - frontier.frontier
-            - frontier.acked_ahead
-            - frontier.gap_seqs_ahead
-        )
-
-    def _oldest_enqueued_ns(self) -> int | None:
-        if self._depth_items() <= 0:
-            return None
-        seq = self._frontier.frontier
-        item = self._reader.item_in_memory(seq) if self._reader is not None else None
-        if item is not None:
-            return item.enqueued_ns
-        # Not in memory: the first record of its segment is as old or older.
-        segment = self._table.containing(seq)
-        return segment.first_enqueued_ns if segment is not None and segment.header_ok else None
+        return depth_items(self._table, self._frontier)
 
     def stats(self) -> DiskQueueStats:
-        writer, reader = self._writer, self._reader
-        failure = self._broken or (writer.failure if writer is not None else None)
-        failing_since = writer.failing_since if writer is not None else None
-        failing_for = 0.0 if failing_since is None else time.monotonic() - failing_since
-        return DiskQueueStats(
-            depth_items=self._depth_items(),
-            depth_bytes=self._table.disk_bytes,
-            max_bytes=self._max_bytes,
-            oldest_enqueued_ns=self._oldest_enqueued_ns(),
-            in_flight=reader.in_flight if reader is not None else 0,
-            segments=len(self._table.segments),
-            appends=writer.appends if writer is not None else 0,
-            acks=self._acks,
-            fsyncs=writer.commits if writer is not None else 0,
-            corrupt_tail_truncations=self._tail_truncations,
-            corrupt_tail_bytes=self._tail_bytes_cut,
-            corrupt_skips=reader.corrupt_skips if reader is not None else 0,
-            corrupt_skipped_bytes=reader.corrupt_skipped_bytes if reader is not None else 0,
-            corrupt_records=reader.corrupt_records if reader is not None else 0,
-            io_errors=writer.io_errors if writer is not None else 0,
-            recoveries=writer.recoveries if writer is not None else 0,
-            records_given_up=writer.records_given_up if writer is not None else 0,
-            read_errors=reader.read_errors if reader is not None else 0,
-            failing_seconds=round(failing_for, 3),
-            failed=str(failure) if failure is not None else None,
-            unrecoverable=self._broken is not None or failing_for > self._unrecoverable_after,
+        return collect_stats(
+            self._table,
+            self._frontier,
+            self._writer,
+            self._reader,
+            QueueFacts(
+                self._max_bytes,
+                self._acks,
+                self._tail_truncations,
+                self._tail_bytes_cut,
+                self._broken,
+                self._options.unrecoverable_after,
+            ),
         )
