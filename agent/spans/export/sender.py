@@ -116,7 +116,6 @@ class Sender(Generic[T]):
         self._drain_task: asyncio.Task[None] | None = None
         self.spilling = False
         self.waiting_for_space = False
-        self._queue_usable = True
         self._drain_idle = False
         self._backoff = _Backoff()
         # Units (spans) this process put in the queue and not yet acked; records from before a
@@ -235,7 +234,7 @@ class Sender(Generic[T]):
                 # One backoff step per failure: the drain loop waits it out after a spill,
                 # this loop when the record could not be spilled.
                 delay = self._next_delay(error)
-                if self._queue is not None and self._queue_usable:
+                if self._queue is not None:
                     self.spilling = True
                     if await self._spill(outgoing):
                         return
@@ -265,7 +264,7 @@ class Sender(Generic[T]):
     async def _spill_behind_sends(self, outgoing: _Outgoing[T]) -> bool:
         """Spill after the direct sends still out have settled, so that those of them that
         fail reach the queue first and the queue keeps submission order."""
-        if self._queue is None or not self._queue_usable:
+        if self._queue is None:
             return False
         while self._sends:
             await asyncio.wait(set(self._sends))
@@ -304,7 +303,7 @@ class Sender(Generic[T]):
         self._settle(outgoing, Outcome.SPILLED)
 
     async def _spill_at_close(self, outgoing: _Outgoing[T]) -> None:
-        if self._queue is None or not self._queue_usable:
+        if self._queue is None:
             return
         try:
             await self._spill_once(outgoing)
@@ -316,9 +315,10 @@ class Sender(Generic[T]):
         if isinstance(error, RecordTooLargeError):
             log.error("record does not fit the disk queue; retrying it in memory")
             return
-        self._queue_usable = False
+        # The queue recovers from I/O errors by itself: this record retries in memory, the
+        # next failure spills again.
         log.error(
-            "disk queue unusable; retrying in memory",
+            "disk queue refused the record; retrying it in memory",
             extra={"sender": self.name, "error": str(error)},
         )
 
