@@ -268,7 +268,12 @@ class Sender(Generic[T]):
             return False
         while self._sends:
             await asyncio.wait(set(self._sends))
-        return await self._spill(outgoing)
+        spilled = await self._spill(outgoing)
+        if spilled:
+            # The drain loop may have seen the queue empty while this put waited for space:
+            # later records must queue up behind this one, not overtake it with a direct send.
+            self.spilling = True
+        return spilled
 
     async def _spill(self, outgoing: _Outgoing[T]) -> bool:
         """Put the record in the queue, waiting as long as it takes for space. False when the
