@@ -1,6 +1,8 @@
 """Admin HTTP server: /healthz, /readyz, /metrics (Prometheus text) and /status (JSON).
 
-/healthz answers 200 while the process and its event loop are alive. /readyz answers 200 only
+/healthz answers 200 while the process and its event loop are alive and no component has failed
+beyond repair (a dead background task, a disk queue that did not recover); then 503 with the
+components that did, so the orchestrator restarts the agent. /readyz answers 200 only
 when every enabled component says it is ready (and, with `ready_requires_dependencies`, every
 dependency is reachable); its body names each component's state and why (which dependency is
 down, how much is buffered).
@@ -78,8 +80,19 @@ class AdminServer:
             body["reason"] = "shutting down"
         return ready, body
 
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        dead = {
+            c.name: h.as_dict()
+            for c in self._components()
+            if c is not self and not (h := c.health()).alive
+        }
+        if not dead:
+            return True, {"status": "ok"}
+        return False, {"status": "failed", "components": dead}
+
     async def _healthz(self, request: web.Request) -> web.Response:
-        return json_response({"status": "ok"})
+        alive, body = self.liveness()
+        return json_response(body, status=200 if alive else 503)
 
     async def _readyz(self, request: web.Request) -> web.Response:
         ready, body = self.readiness()

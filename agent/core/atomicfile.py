@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 StrPath = str | os.PathLike[str]
 # Linux refuses writev with more buffers than this (IOV_MAX).
 _MAX_IOVECS = 1024
+# Buffers and dead letters hold raw payloads of other services: only the agent's user reads them.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
 
 
 class StateFileError(Exception):
@@ -40,12 +43,32 @@ def fsync_dir(path: StrPath) -> None:
         os.close(fd)
 
 
+def make_dirs(path: StrPath) -> None:
+    """``mkdir -p`` whose result survives power loss: each directory created is fsync'd into
+    its parent before anything inside it is acknowledged. New directories get DIR_MODE."""
+    target = Path(path)
+    missing: list[Path] = []
+    while not target.is_dir():
+        missing.append(target)
+        if target.parent == target:
+            break
+        target = target.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+            continue  # another thread or process made it; it made it durable too
+        fsync_dir(directory.parent)
+
+
 def write_atomic(path: StrPath, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves either the old or the new content."""
     target = Path(path)
     # A random suffix keeps concurrent writers of the same file from sharing a temp file.
     temp = target.with_name(f".{target.name}.tmp-{secrets.token_hex(6)}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
         try:
             write_all(fd, [data])

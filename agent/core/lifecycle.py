@@ -28,6 +28,9 @@ class Health:
     outage leaves the agent ready, because the durable buffer is doing its job and failing the
     pod's readiness would cut the application's traffic over a tracing backend outage;
     `admin.ready_requires_dependencies` makes /readyz strict.
+
+    `alive` is False only when the component cannot recover by itself (a background task died,
+    a disk queue that stays broken): /healthz then fails so the orchestrator restarts the agent.
     """
 
     ready: bool
@@ -35,6 +38,7 @@ class Health:
     reason: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     dependency_ok: bool = True
+    alive: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -42,6 +46,8 @@ class Health:
             "state": self.state,
             "dependency_ok": self.dependency_ok,
         }
+        if not self.alive:
+            body["alive"] = False
         if self.reason:
             body["reason"] = self.reason
         if self.details:
@@ -113,10 +119,12 @@ class TaskSupervisor:
         return self.failure is not None
 
     def failure_health(self) -> Health:
+        # Nothing restarts a dead task but a restart of the agent.
         return Health(
             ready=False,
             state="failed",
             reason=f"task {self.failed_task} failed: {self.failure!r}",
+            alive=False,
         )
 
     async def close(self, grace: float = 5.0) -> None:

@@ -18,7 +18,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 PREFIX = "sidecar_"
@@ -47,10 +47,11 @@ MetricT = TypeVar("MetricT", Counter, Gauge, Histogram)
 
 
 class _CallbackGauges(Collector):
-    """Gauges whose values are read at scrape time (queue depth, oldest age...)."""
+    """Gauges (and counters kept elsewhere) whose values are read at scrape time (queue depth,
+    oldest age...). Several readers may feed one family, each with its own label values."""
 
     def __init__(self) -> None:
-        self._families: dict[str, tuple[str, Sequence[str], GaugeReader]] = {}
+        self._families: dict[str, tuple[str, Sequence[str], list[GaugeReader], bool]] = {}
 
     def add(
         self,
@@ -58,14 +59,23 @@ class _CallbackGauges(Collector):
         doc: str,
         labels: Sequence[str],
         read: GaugeReader,
+        *,
+        counter: bool = False,
     ) -> None:
-        self._families[name] = (doc, labels, read)
+        known = self._families.get(name)
+        # Counters merge (each queue adds its own labels); a gauge registered again replaces.
+        if counter and known is not None and known[1] == tuple(labels) and known[3]:
+            known[2].append(read)
+            return
+        self._families[name] = (doc, tuple(labels), [read], counter)
 
     def collect(self) -> Any:
-        for name, (doc, labels, read) in self._families.items():
-            family = GaugeMetricFamily(name, doc, labels=list(labels))
-            for label_values, value in read().items():
-                family.add_metric(list(label_values), value)
+        for name, (doc, labels, readers, counter) in self._families.items():
+            kind = CounterMetricFamily if counter else GaugeMetricFamily
+            family = kind(name, doc, labels=list(labels))
+            for read in readers:
+                for label_values, value in read().items():
+                    family.add_metric(list(label_values), value)
             yield family
 
 
@@ -102,6 +112,16 @@ class Metrics:
     ) -> None:
         """A gauge computed at scrape time; `read` maps label values to the value."""
         self._callbacks.add(PREFIX + name, doc, labels, read)
+
+    def counter_callback(
+        self,
+        name: str,
+        doc: str,
+        read: GaugeReader,
+        labels: Sequence[str] = (),
+    ) -> None:
+        """A counter kept by its owner and read at scrape time; exposed as ``name_total``."""
+        self._callbacks.add(PREFIX + name, doc, labels, read, counter=True)
 
     def _get(
         self, kind: type[MetricT], name: str, doc: str, labels: Sequence[str], **options: Any

@@ -18,6 +18,7 @@ from typing import Any
 
 from agent.config.tree import Config
 from agent.core.deadletter import DeadLetterFile
+from agent.core.diskqueue.observe import queue_faults, queue_trouble, register_queue_metrics
 from agent.core.diskqueue.queue import DiskQueue, DiskQueueStats
 from agent.core.lifecycle import STARTING, STOPPED, Health, TaskSupervisor
 from agent.core.metrics import Metrics
@@ -79,6 +80,8 @@ class MessagePipeline:
         self._gauges(metrics)
 
     def _gauges(self, metrics: Metrics) -> None:
+        register_queue_metrics(metrics, "messages", self.queue.stats)
+
         def buffer() -> dict[tuple[str, ...], float]:
             if self._state != "running":
                 return {}
@@ -162,8 +165,9 @@ class MessagePipeline:
             return self._tasks.failure_health()
         stats = self.queue.stats()
         details = self._buffer_details(stats)
-        if stats.failed:
-            return Health(False, "failed", f"disk queue: {stats.failed}", details)
+        trouble = queue_trouble("messages", stats, details)
+        if trouble is not None:
+            return trouble
         refused = self.intake.refused_bytes
         if refused is not None and stats.depth_bytes + refused > stats.max_bytes:
             reason = f"disk queue full: {_mib(stats.depth_bytes)} of {_mib(stats.max_bytes)}"
@@ -184,6 +188,7 @@ class MessagePipeline:
             "oldest_age_seconds": round(self._oldest_age(), 3),
             "redis": self.writer.target.description,
             "redis_connected": self.writer.connected,
+            **queue_faults(stats),
         }
 
     def status(self) -> dict[str, Any]:

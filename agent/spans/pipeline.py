@@ -27,6 +27,7 @@ from typing import Any
 
 from agent.config.tree import Config
 from agent.core.deadletter import DeadLetterFile
+from agent.core.diskqueue.observe import queue_faults, queue_trouble, register_queue_metrics
 from agent.core.diskqueue.queue import DiskQueue
 from agent.core.lifecycle import STARTING, STOPPED, Health, TaskSupervisor
 from agent.core.metrics import Metrics
@@ -125,6 +126,7 @@ class SpanPipeline:
         self.spills = SpillDirectory(
             data_dir / "deadletter" / "oversize", config.spans.oversize_max_bytes, metrics
         )
+        self.queue = queue_for(config, data_dir)
         stages: ExportStages[Mark] = export_stages(
             "spans",
             config,
@@ -132,7 +134,7 @@ class SpanPipeline:
             dead_letters=self.dead_letters,
             on_settled=self._settled,
             dead_letter=self._dead_letter_request,
-            queue=queue_for(config, data_dir),
+            queue=self.queue,
         )
         self.exporter, self.sender, self.outbound = stages
         self.exchange = OpenSpanExchange()
@@ -322,6 +324,9 @@ class SpanPipeline:
         details: dict[str, Any] = {"spans_queued": spans, "batches_queued": records}
         if age is not None:
             details["oldest_queued_seconds"] = round(age)
+        trouble = queue_trouble("spans", self.queue.stats(), details)
+        if trouble is not None:
+            return trouble
         if self.sender.healthy:
             state = "idle" if self.tailer is None else "running"
             if self.sender.waiting_for_space:
@@ -369,9 +374,12 @@ class SpanPipeline:
             "tailer": self.tailer.status() if self.tailer is not None else None,
             "checkpoints": self.book.status(),
             "dead_letters": self.dead_letters.status(),
+            "queue": queue_faults(self.queue.stats()),
         }
 
     def _register_gauges(self, metrics: Metrics) -> None:
+        register_queue_metrics(metrics, "spans", self.queue.stats)
+
         def queue_gauges() -> dict[tuple[str, ...], float]:
             records, spans, _, age = self.sender.queue_depth()
             return {("batches",): records, ("spans",): spans, ("oldest_age_seconds",): age or 0.0}

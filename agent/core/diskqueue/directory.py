@@ -1,9 +1,11 @@
 """The disk queue's directory: the owner lock, the segment listing and recovery on open.
 
 Recovery trusts nothing it did not check. Every segment header is validated; the last segment,
-the only one a crash can leave half-written, is read frame by frame and a torn or corrupt tail
-is cut at the last good frame (counted and logged). Damage inside older segments is left for the
-reader, which skips it when it gets there, so opening a large backlog stays fast.
+the only one a crash can leave half-written, is read frame by frame. Damage followed by valid
+frames (a flipped bit, not a crash) is copied to quarantine and cut out, so the records after it
+survive; a torn or corrupt tail is cut at the last good frame. Both are counted and logged.
+Damage inside older segments is left for the reader, which skips it when it gets there, so
+opening a large backlog stays fast.
 
 Blocking I/O throughout: the queue runs :func:`recover` in a worker thread.
 """
@@ -18,12 +20,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.core.atomicfile import load_state
+from agent.core.atomicfile import FILE_MODE, load_state, make_dirs
 from agent.core.diskqueue.errors import QueueLockedError
 from agent.core.diskqueue.segment import (
     HEADER_SIZE,
+    SEGMENT_VERSION,
     CorruptSegmentError,
+    Damage,
+    ScanResult,
+    cut_holes,
     parse_segment_name,
+    quarantine_range,
     read_header,
     rewrite_header,
     scan_segment,
@@ -44,9 +51,15 @@ class SegmentInfo:
     first_seq: int
     path: Path
     size: int  # bytes reserved, including appends not yet written
-    written: int  # bytes known to be in the file; readers stop here
+    written: int  # bytes known to be in the file
     first_enqueued_ns: int
     header_ok: bool = True
+    version: int = SEGMENT_VERSION  # frame format (see frames.py)
+    synced: int = -1  # bytes known to be durable; readers stop here (-1: all of ``written``)
+
+    def __post_init__(self) -> None:
+        if self.synced < 0:
+            self.synced = self.written
 
 
 class SegmentTable:
@@ -111,7 +124,7 @@ class Recovered:
 
 def lock_directory(directory: Path) -> int:
     """Take the exclusive owner lock; raises QueueLockedError naming the holder's pid."""
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -130,7 +143,7 @@ def lock_directory(directory: Path) -> int:
 
 def recover(directory: Path) -> Recovered:
     """Lock ``directory`` (creating it), validate segments, cut a torn tail, load the frontier."""
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     lock_fd = lock_directory(directory)
     try:
         return _recover_locked(directory, lock_fd)
@@ -186,7 +199,7 @@ def _list_segments(directory: Path) -> list[tuple[int, Path]]:
 
 def _inspect_sealed(first_seq: int, path: Path) -> SegmentInfo:
     try:
-        first_enqueued_ns, size = read_header(path, first_seq)
+        header, size = read_header(path, first_seq)
     except CorruptSegmentError as error:
         size = path.stat().st_size
         log.error(
@@ -196,31 +209,79 @@ def _inspect_sealed(first_seq: int, path: Path) -> SegmentInfo:
             size,
         )
         return SegmentInfo(first_seq, path, size, size, 0, header_ok=False)
-    return SegmentInfo(first_seq, path, size, size, first_enqueued_ns)
+    return SegmentInfo(
+        first_seq, path, size, size, header.first_enqueued_ns, version=header.version
+    )
 
 
 def _recover_last(recovered: Recovered, first_seq: int, path: Path) -> None:
-    first_enqueued_ns, scan = scan_segment(path, first_seq)
-    size = scan.good_end
-    if scan.corrupt is not None:
-        cut = scan.file_size - scan.good_end
-        if scan.good_end < HEADER_SIZE:
-            first_enqueued_ns = time.time_ns()
-            rewrite_header(path, first_seq, first_enqueued_ns)
-            size, cut = HEADER_SIZE, scan.file_size
-        else:
-            truncate_file(path, scan.good_end)
-        recovered.tail_truncations += 1
-        recovered.tail_bytes_cut += cut
-        log.warning(
-            "disk queue segment %s: %s; cut %d bytes after %d good records",
+    scan = scan_segment(path, first_seq)
+    if scan.header is None:
+        _replace_bad_header(recovered, first_seq, path, scan)
+        return
+    if scan.corrupt is not None:  # first: the offsets are the file's as found
+        _cut_tail(recovered, path, scan)
+    if scan.holes:
+        _cut_holes(recovered, path, scan)
+    size = scan.good_end - sum(hole.end - hole.start for hole in scan.holes)
+    recovered.segments.append(
+        SegmentInfo(
+            first_seq,
             path,
-            scan.corrupt,
-            cut,
-            scan.frame_count,
+            size,
+            size,
+            scan.header.first_enqueued_ns,
+            version=scan.header.version,
         )
-    recovered.segments.append(SegmentInfo(first_seq, path, size, size, first_enqueued_ns))
-    recovered.next_seq = first_seq + scan.frame_count
+    )
+    recovered.next_seq = scan.next_seq
+
+
+def _replace_bad_header(recovered: Recovered, first_seq: int, path: Path, scan: ScanResult) -> None:
+    if scan.file_size:
+        quarantine_range(path, Damage(0, scan.file_size, scan.corrupt or "bad header"))
+    first_enqueued_ns = time.time_ns()
+    rewrite_header(path, first_seq, first_enqueued_ns)
+    recovered.tail_truncations += 1
+    recovered.tail_bytes_cut += scan.file_size
+    log.warning("disk queue segment %s: %s; cut its %d bytes", path, scan.corrupt, scan.file_size)
+    info = SegmentInfo(first_seq, path, HEADER_SIZE, HEADER_SIZE, first_enqueued_ns)
+    recovered.segments.append(info)
+    recovered.next_seq = first_seq
+
+
+def _cut_holes(recovered: Recovered, path: Path, scan: ScanResult) -> None:
+    """Damage with valid frames after it: keep those frames, set the bad bytes aside."""
+    for hole in scan.holes:
+        quarantine_range(path, hole)
+    cut_holes(path, scan.holes, scan.good_end)
+    # Counted by the reader when it meets the seq jump (once per process, like every count).
+    lost = scan.next_seq - (int(path.stem) + scan.frame_count)
+    log.error(
+        "disk queue segment %s: %d damaged ranges (%d bytes, %d records) cut out; "
+        "the %d records after them are kept",
+        path,
+        len(scan.holes),
+        sum(hole.end - hole.start for hole in scan.holes),
+        lost,
+        scan.frame_count,
+    )
+
+
+def _cut_tail(recovered: Recovered, path: Path, scan: ScanResult) -> None:
+    cut = scan.file_size - scan.good_end
+    # A torn tail is what a crash leaves; damage there is indistinguishable, so keep a copy.
+    quarantine_range(path, Damage(scan.good_end, scan.file_size, scan.corrupt or "bad tail"))
+    truncate_file(path, scan.good_end)
+    recovered.tail_truncations += 1
+    recovered.tail_bytes_cut += cut
+    log.warning(
+        "disk queue segment %s: %s; cut %d bytes after %d good records",
+        path,
+        scan.corrupt,
+        cut,
+        scan.frame_count,
+    )
 
 
 def _delete_acked(recovered: Recovered) -> None:

@@ -14,23 +14,24 @@ Guarantees
     * ``get`` hands records out in seq order, each once, until it is acked or requeued.
       ``requeue`` hands records out again, before any fresh one. After a restart every record
       not acked is handed out again, in order.
-    * Bounded duplicates: acks are persisted (the contiguous frontier, below which every seq is
-      acked, plus up to 1024 acked ranges above it) at most every ``frontier_persist_interval``
-      seconds or every ``frontier_persist_records`` acks, whichever comes first, and on close.
-      A crash therefore hands out again the records that were in flight plus those acked since
-      the last persist: at most about ``frontier_persist_records`` (fewer if the interval ends
-      first), plus any acked while the state file was being written. A clean close hands out
-      again exactly the unacked records. The state file is written by a thread of its own, so
-      its fsyncs never delay a commit.
+    * ``get`` hands out only synced records: a put that fails (its caller answered 503) can
+      never be delivered, lossy or not.
+    * Bounded duplicates: acks are persisted as ``persist.py`` says. A crash therefore hands
+      out again the records that were in flight plus those acked since the last persist: at
+      most about ``frontier_persist_records`` (fewer if the interval ends first), plus any acked
+      while the state file was being written. A clean close hands out again exactly the
+      unacked records.
     * Damage is cut and counted, never fatal: a torn tail of the last segment is truncated on
-      open (``corrupt_tail_truncations``); damage inside an older segment makes the reader skip
-      to the next segment (``corrupt_skips``), with the lost bytes logged and counted.
+      open (``corrupt_tail_truncations``); a bad frame is copied to ``quarantine/`` and skipped
+      to the next valid frame, so only the damaged records are lost (``corrupt_records``).
     * Byte limit: ``max_bytes`` bounds the segment files on disk (payload + framing + headers).
       Space is freed when a fully acked segment is deleted, so up to one segment of acked bytes
       can still count against the limit (the slack); the default ``segment_bytes`` of
       ``min(64 MiB, max_bytes / 8)`` keeps that slack to an eighth of the limit.
-    * After a write or fsync error the queue refuses further puts (``DiskQueueError``): once an
-      fsync has failed, the page cache can no longer be trusted. Reopening recovers.
+    * A write or fsync error fails the puts not yet synced (``DiskQueueError``), cuts the files
+      back to the last sync and retries that with backoff (``recovery.py``); puts are refused
+      until it works, then taken again. ``stats().unrecoverable`` says when it has not worked
+      for ``unrecoverable_after`` seconds: a restart is the remaining remedy.
 
 Memory stays bounded whatever the backlog: records are read from disk one chunk at a time
 (``read_chunk_bytes``), and recent appends are kept in memory for a caught-up consumer only up
@@ -40,18 +41,15 @@ to ``ready_cache_bytes``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar, Unpack
 
-from agent.core.atomicfile import save_state
-from agent.core.diskqueue.directory import STATE_NAME, STATE_VERSION, SegmentTable, recover
+from agent.core.diskqueue.directory import SegmentTable, recover
 from agent.core.diskqueue.errors import (
     DiskQueueError,
     QueueClosedError,
@@ -60,7 +58,10 @@ from agent.core.diskqueue.errors import (
     RecordTooLargeError,
 )
 from agent.core.diskqueue.frontier import AckFrontier
+from agent.core.diskqueue.options import QueueOptionArgs, QueueOptions, WhenFull
+from agent.core.diskqueue.persist import AckPersister
 from agent.core.diskqueue.reader import Item, QueueReader
+from agent.core.diskqueue.stats import DiskQueueStats, QueueFacts, collect_stats, depth_items
 from agent.core.diskqueue.writer import QueueWriter
 from agent.core.wakeup import Wakeup
 
@@ -73,98 +74,37 @@ __all__ = [
     "QueueFullError",
     "QueueLockedError",
     "RecordTooLargeError",
+    "WhenFull",
 ]
 
 log = logging.getLogger(__name__)
 
-WhenFull = Literal["block", "reject"]
-_MAX_SEGMENT_BYTES = 64 << 20
-# Acked ranges above the frontier kept across a crash; beyond this many, duplicates instead.
-_MAX_PERSISTED_RANGES = 1024
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class DiskQueueStats:
-    depth_items: int  # records not yet acked
-    depth_bytes: int  # segment bytes on disk, counted against max_bytes (includes the slack)
-    max_bytes: int
-    oldest_enqueued_ns: int | None  # enqueue time of the oldest unacked record
-    in_flight: int  # handed out, not yet acked or requeued
-    segments: int
-    appends: int
-    acks: int
-    fsyncs: int  # group commits (one data sync each)
-    corrupt_tail_truncations: int
-    corrupt_tail_bytes: int
-    corrupt_skips: int
-    corrupt_skipped_bytes: int
-    failed: str | None  # why puts are refused, if they are
 
 
 class DiskQueue:
     """See the module docstring. Use ``async with DiskQueue(path) as queue`` or open/close."""
 
     def __init__(
-        self,
-        directory: str | os.PathLike[str],
-        *,
-        max_bytes: int = 1 << 30,
-        segment_bytes: int | None = None,
-        when_full: WhenFull = "block",
-        full_timeout: float = 5.0,
-        read_chunk_bytes: int = 1 << 20,
-        ready_cache_bytes: int = 4 << 20,
-        max_unwritten_bytes: int = 16 << 20,
-        frontier_persist_interval: float = 0.1,
-        frontier_persist_records: int = 4096,
-        lossy_write_delay: float = 0.01,
-        lossy_sync_interval: float = 0.1,
+        self, directory: str | os.PathLike[str], **options: Unpack[QueueOptionArgs]
     ) -> None:
         self._directory = Path(directory)
-        self._max_bytes = max_bytes
-        self._segment_bytes = segment_bytes or min(_MAX_SEGMENT_BYTES, max_bytes // 8)
-        self._when_full = when_full
-        self._full_timeout = full_timeout
-        self._read_chunk_bytes = read_chunk_bytes
-        self._ready_cache_bytes = ready_cache_bytes
-        self._max_unwritten_bytes = max_unwritten_bytes
-        self._persist_interval = frontier_persist_interval
-        self._persist_records = frontier_persist_records
-        self._lossy_write_delay = lossy_write_delay
-        self._lossy_sync_interval = lossy_sync_interval
-        self._validate_options()
+        self._options = QueueOptions(**options).validate()
+        self._max_bytes = self._options.max_bytes
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._closed = asyncio.Event()
         self._io: ThreadPoolExecutor | None = None  # recovery and the frontier's state file
         self._lock_fd = -1
-        self._persist_task: asyncio.Task[None] | None = None
-        self._work = asyncio.Event()  # wakes the persist task
         self._space = Wakeup()  # segments were deleted
         self._frontier = AckFrontier()
-        self._unpersisted_acks = False
-        self._acked_since_persist = 0
-        self._last_persist = 0.0
-        self._persist_armed = False
         self._acks = 0
         self._tail_truncations = self._tail_bytes_cut = 0
+        self._broken: DiskQueueError | None = None  # what recovery cannot fix
         # Built by open() from what recovery finds on disk.
         self._table = SegmentTable([], 0)
         self._writer: QueueWriter | None = None
         self._reader: QueueReader | None = None
-
-    def _validate_options(self) -> None:
-        if self._when_full not in ("block", "reject"):
-            raise ValueError(f"when_full must be 'block' or 'reject', not {self._when_full!r}")
-        if self._segment_bytes < 4096 or self._segment_bytes * 2 > self._max_bytes:
-            raise ValueError(
-                f"segment_bytes ({self._segment_bytes}) must be at least 4096 and at most half "
-                f"of max_bytes ({self._max_bytes})"
-            )
-        if self._read_chunk_bytes < 4096 or self._persist_records < 1:
-            raise ValueError("read_chunk_bytes must be >= 4096, frontier_persist_records >= 1")
-        if self._lossy_write_delay < 0 or self._lossy_sync_interval < 0:
-            raise ValueError("lossy_write_delay and lossy_sync_interval must be >= 0")
+        self._persister: AckPersister | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -192,30 +132,41 @@ class DiskQueue:
         self._tail_truncations, self._tail_bytes_cut = found.tail_truncations, found.tail_bytes_cut
         self._table = SegmentTable(found.segments, found.next_seq)
         self._frontier = AckFrontier(found.frontier, found.done_ranges)
-        self._last_persist = time.monotonic()
         self._writer = QueueWriter(
             self._directory,
             self._table,
-            self._segment_bytes,
+            self._options.segment_size,
             self._max_bytes,
-            max_unwritten_bytes=self._max_unwritten_bytes,
-            write_delay=self._lossy_write_delay,
-            sync_interval=self._lossy_sync_interval,
+            max_unwritten_bytes=self._options.max_unwritten_bytes,
+            write_delay=self._options.lossy_write_delay,
+            sync_interval=self._options.lossy_sync_interval,
             on_commit=self._on_commit,
+            on_rollback=self._on_rollback,
         )
         self._reader = QueueReader(
             self._table,
             self._frontier,
             self._add_gap,
-            self._read_chunk_bytes,
-            self._ready_cache_bytes,
+            self._options.read_chunk_bytes,
+            self._options.ready_cache_bytes,
+            request_sync=self._request_sync,
+        )
+        writer = self._writer
+        self._persister = AckPersister(
+            self._directory,
+            self._table,
+            self._frontier,
+            interval=self._options.frontier_persist_interval,
+            records=self._options.frontier_persist_records,
+            run_io=self._run_io,
+            durable_next_seq=lambda: writer.durable_next_seq,
+            on_space=self._space.notify,
         )
         # From the frontier after reloaded ranges merged in: segments below it may be deleted.
         self._reader.start_at(self._frontier.frontier)
         self._state = "open"
         self._writer.start()
-        self._persist_task = asyncio.create_task(self._persist_loop(), name="diskqueue-persist")
-        self._persist_task.add_done_callback(self._on_persist_task_done)
+        self._persister.start(self._persister_died)
 
     async def close(self) -> None:
         """Flush pending appends, persist the frontier and release the directory.
@@ -232,13 +183,9 @@ class DiskQueue:
         self._wake_everyone()
         writer = self._opened()[0]
         try:
-            if self._persist_task is not None:
-                # Its failure, if any, was logged and refused puts: close all the same.
-                with contextlib.suppress(Exception):
-                    await self._persist_task
             await writer.stop(abort=False)
-            if self._unpersisted_acks:
-                await self._persist_frontier()
+            if self._persister is not None:
+                await self._persister.stop()
         except Exception:
             log.exception("disk queue %s: error while closing", self._directory)
         finally:
@@ -255,10 +202,8 @@ class DiskQueue:
         self._state = "closing"
         self._wake_everyone()
         writer = self._opened()[0]
-        if self._persist_task is not None:
-            self._persist_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._persist_task
+        if self._persister is not None:
+            await self._persister.abort()
         await writer.stop(abort=True)
         await self._release()
 
@@ -277,7 +222,6 @@ class DiskQueue:
         self._closed.set()
 
     def _wake_everyone(self) -> None:
-        self._work.set()
         self._space.notify()
         if self._reader is not None:
             self._reader.readable.notify()
@@ -337,9 +281,9 @@ class DiskQueue:
             await synced
 
     async def _wait_for_space(self, writer: QueueWriter, records: Sequence[bytes]) -> None:
-        if self._when_full == "reject":
+        if self._options.when_full == "reject":
             raise self._full_error()
-        deadline = asyncio.get_running_loop().time() + self._full_timeout
+        deadline = asyncio.get_running_loop().time() + self._options.full_timeout
         while self._table.disk_bytes + writer.space_needed(records) > self._max_bytes:
             if not await self._space.wait_until(deadline):
                 raise self._full_error()
@@ -350,89 +294,40 @@ class DiskQueue:
 
     def _writable(self) -> tuple[QueueWriter, QueueReader]:
         writer, reader = self._opened()
+        if self._broken is not None:
+            raise self._broken
         if writer.failure is not None:
             raise writer.failure
         if self._state != "open":
             raise QueueClosedError(f"disk queue {self._directory} is {self._state}")
         return writer, reader
 
-    # -- commits and frontier persistence ----------------------------------------------------
+    # -- commits, failures and acks ----------------------------------------------------------
 
     def _on_commit(self, written: bool) -> None:
+        writer, reader = self._opened()
         if written:
-            self._opened()[1].written()
-        else:
-            self._space.notify()  # blocked puts must see the failure
+            reader.synced(writer.durable_next_seq)
+        self._space.notify()  # blocked puts must see a failure, or a recovery
 
-    async def _persist_loop(self) -> None:
-        while self._state == "open":
-            await self._wait_for_persist()
-            if self._persist_due() and self._state == "open":
-                await self._persist_frontier()
+    def _on_rollback(self, next_seq: int) -> None:
+        self._opened()[1].rollback(next_seq)
 
-    async def _wait_for_persist(self) -> None:
-        if self._state != "open" or self._persist_due():
-            return
-        timeout = None
-        if self._unpersisted_acks:
-            timeout = max(0.0, self._last_persist + self._persist_interval - time.monotonic())
-        self._work.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._work.wait(), timeout)
+    def _request_sync(self) -> None:
+        writer = self._writer
+        if writer is not None and writer.failure is None and self._state == "open":
+            writer.sync_all()  # the consumer is woken through synced(); nobody awaits this
 
-    def _on_persist_task_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None or self._writer is None:
-            return
-        error = task.exception()
-        log.error("disk queue %s: persist task died", self._directory, exc_info=error)
-        self._writer.failure = DiskQueueError(f"disk queue persist task died: {error!r}")
-        self._writer.fail_waiters(self._writer.failure)
+    def _persister_died(self, error: BaseException) -> None:
+        self._broken = DiskQueueError(f"disk queue persist task died: {error!r}")
+        if self._writer is not None:
+            self._writer.fail_waiters(self._broken)
         self._space.notify()
-
-    def _persist_due(self) -> bool:
-        if not self._unpersisted_acks:
-            return False
-        return (
-            self._state != "open"
-            or self._acked_since_persist >= self._persist_records
-            or time.monotonic() - self._last_persist >= self._persist_interval
-        )
-
-    async def _persist_frontier(self) -> None:
-        # Never claim acks beyond what is synced: after a crash those seqs are handed out anew.
-        durable = self._opened()[0].durable_next_seq
-        frontier = min(self._frontier.frontier, durable)
-        state = {
-            "acked_frontier": frontier,
-            "done_ranges": self._frontier.done_ranges(durable, _MAX_PERSISTED_RANGES),
-        }
-        doomed = self._table.count_fully_below(frontier)
-        paths = [segment.path for segment in self._table.segments[:doomed]]
-        self._last_persist = time.monotonic()
-        self._acked_since_persist = 0
-        self._persist_armed = False
-        # Acks of records not yet synced were left out: persist again after the next commit.
-        self._unpersisted_acks = self._frontier.has_done_at_or_above(durable)
-        try:
-            await self._run_io(_save_acks_and_delete, self._directory, state, paths)
-        except OSError as error:
-            log.error("disk queue %s: cannot persist the frontier: %s", self._directory, error)
-            self._unpersisted_acks = True
-            return
-        if self._table.drop_first(doomed):
-            self._space.notify()
-
-    def _acks_changed(self) -> None:
-        # The first change after a persist wakes the persist task so that it arms the interval
-        # timer; reaching the record count wakes it to persist at once.
-        self._unpersisted_acks = True
-        if not self._persist_armed or self._acked_since_persist >= self._persist_records:
-            self._persist_armed = True
-            self._work.set()
 
     def _add_gap(self, start: int, end: int) -> None:
         self._frontier.add_gap(start, end)
-        self._acks_changed()
+        if self._persister is not None:
+            self._persister.changed()
 
     # -- consuming ---------------------------------------------------------------------------
 
@@ -469,9 +364,9 @@ class DiskQueue:
                 return
             raise ValueError(f"seq {seq} was not handed out by get()")
         self._acks += 1
-        self._acked_since_persist += 1
         self._frontier.ack(seq)
-        self._acks_changed()
+        if self._persister is not None:
+            self._persister.acked()
 
     def ack_many(self, seqs: Iterable[int]) -> None:
         for seq in seqs:
@@ -484,50 +379,20 @@ class DiskQueue:
     # -- observing ---------------------------------------------------------------------------
 
     def _depth_items(self) -> int:
-        frontier = self._frontier
-        return (
-            self._table.next_seq
-            - frontier.frontier
-            - frontier.acked_ahead
-            - frontier.gap_seqs_ahead
-        )
-
-    def _oldest_enqueued_ns(self) -> int | None:
-        if self._depth_items() <= 0:
-            return None
-        seq = self._frontier.frontier
-        item = self._reader.item_in_memory(seq) if self._reader is not None else None
-        if item is not None:
-            return item.enqueued_ns
-        # Not in memory: the first record of its segment is as old or older.
-        segment = self._table.containing(seq)
-        return segment.first_enqueued_ns if segment is not None and segment.header_ok else None
+        return depth_items(self._table, self._frontier)
 
     def stats(self) -> DiskQueueStats:
-        writer, reader = self._writer, self._reader
-        failure = writer.failure if writer is not None else None
-        return DiskQueueStats(
-            depth_items=self._depth_items(),
-            depth_bytes=self._table.disk_bytes,
-            max_bytes=self._max_bytes,
-            oldest_enqueued_ns=self._oldest_enqueued_ns(),
-            in_flight=reader.in_flight if reader is not None else 0,
-            segments=len(self._table.segments),
-            appends=writer.appends if writer is not None else 0,
-            acks=self._acks,
-            fsyncs=writer.commits if writer is not None else 0,
-            corrupt_tail_truncations=self._tail_truncations,
-            corrupt_tail_bytes=self._tail_bytes_cut,
-            corrupt_skips=reader.corrupt_skips if reader is not None else 0,
-            corrupt_skipped_bytes=reader.corrupt_skipped_bytes if reader is not None else 0,
-            failed=str(failure) if failure is not None else None,
+        return collect_stats(
+            self._table,
+            self._frontier,
+            self._writer,
+            self._reader,
+            QueueFacts(
+                self._max_bytes,
+                self._acks,
+                self._tail_truncations,
+                self._tail_bytes_cut,
+                self._broken,
+                self._options.unrecoverable_after,
+            ),
         )
-
-
-def _save_acks_and_delete(directory: Path, state: dict[str, Any], paths: list[Path]) -> None:
-    # Acks before the unlinks they allow, so the state on disk always explains a missing
-    # segment. The unlinks need no directory fsync: if a crash undoes one, open deletes again.
-    save_state(directory / STATE_NAME, STATE_VERSION, state)
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()

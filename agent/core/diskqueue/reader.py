@@ -2,12 +2,18 @@
 
 A cursor walks the segment files (disk position of the first record not yet read) and loads
 one chunk at a time into ``ready``, so memory stays bounded whatever the backlog. A consumer
-that keeps up never touches the disk: while the cursor sits at the write end, new appends go
-straight into ``ready`` (up to ``ready_cache_bytes``); once the consumer falls further behind,
-the cache stops taking records and the cursor reads them back from disk when it gets there.
+that keeps up never touches the disk: while the cursor sits at the write end, new appends are
+kept in memory (up to ``ready_cache_bytes``); once the consumer falls further behind, the cache
+stops taking records and the cursor reads them back from disk when it gets there.
 
-Damage found while reading (a bad frame or header in a sealed segment) is logged, counted and
-skipped to the next segment; the lost seqs become a gap in the ack frontier so acks can pass.
+Only synced records are handed out. An append waits in ``unsynced`` until its group commit has
+synced it; if the write fails instead, it is dropped there (its producer was told the put
+failed), so a record whose put failed can never be delivered. The disk cursor, likewise, reads
+only up to a segment's synced size.
+
+Damage found while reading is logged, copied to quarantine and skipped: in a v2 segment to the
+next valid frame, in a v1 segment (no sync marker) to the next segment. The lost seqs become a
+gap in the ack frontier so acks can pass, and are counted as corrupt records.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 
 from agent.core.diskqueue.directory import SegmentInfo, SegmentTable
 from agent.core.diskqueue.frontier import AckFrontier
-from agent.core.diskqueue.segment import FRAME_OVERHEAD, HEADER_SIZE, ReadResult, SegmentReader
+from agent.core.diskqueue.segment import HEADER_SIZE, ReadAt, ReadResult, SegmentReader
 from agent.core.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
@@ -42,12 +48,15 @@ class QueueReader:
         on_gap: Callable[[int, int], None],
         read_chunk_bytes: int,
         ready_cache_bytes: int,
+        *,
+        request_sync: Callable[[], None] = lambda: None,
     ) -> None:
         self._table = table
         self._frontier = frontier
         self._on_gap = on_gap
         self._read_chunk_bytes = read_chunk_bytes
         self._ready_cache_bytes = ready_cache_bytes
+        self._request_sync = request_sync  # a consumer waits for records not yet synced
         self._file = SegmentReader()
         self._read_task: asyncio.Future[ReadResult] | None = None
         self._lock = asyncio.Lock()
@@ -58,11 +67,16 @@ class QueueReader:
         self._waiting_for_write = False  # the next records are not in the file yet
         self._ready: deque[Item] = deque()
         self._ready_bytes = 0
+        self._unsynced: deque[Item] = deque()  # appended, handed out once synced
+        self._unsynced_bytes = 0
+        self._synced_next_seq = table.next_seq  # every seq below this is synced
         self._in_flight: dict[int, Item] = {}
         self._requeued: dict[int, Item] = {}
         self.readable = Wakeup()
         self.corrupt_skips = 0
         self.corrupt_skipped_bytes = 0
+        self.corrupt_records = 0
+        self.read_errors = 0
 
     def start_at(self, seq: int) -> None:
         """Place the cursor so that ``seq`` is the first record handed out."""
@@ -82,15 +96,44 @@ class QueueReader:
 
     def offer(self, seq: int, record: bytes, enqueued_ns: int, decoded: object = None) -> None:
         """A record was just appended: keep it in memory if the consumer is caught up."""
-        if self._at_write_end and self._ready_bytes < self._ready_cache_bytes:
-            self._ready.append(Item(seq, record, enqueued_ns, decoded))
-            self._ready_bytes += len(record)
+        cached = self._ready_bytes + self._unsynced_bytes
+        if self._at_write_end and cached < self._ready_cache_bytes:
+            self._unsynced.append(Item(seq, record, enqueued_ns, decoded))
+            self._unsynced_bytes += len(record)
             segment = self._table.active
             assert segment is not None
             self._segment, self._offset, self._seq = segment, segment.size, seq + 1
-            self.readable.notify()
         else:
             self._at_write_end = False  # read back from disk when the cursor gets there
+
+    def synced(self, next_seq: int) -> None:
+        """Every record below ``next_seq`` is durable: hand out the ones kept in memory, and
+        wake a reader that waits for them on disk."""
+        self._synced_next_seq = next_seq
+        unsynced, ready = self._unsynced, self._ready
+        moved = False
+        while unsynced and unsynced[0].seq < next_seq:
+            item = unsynced.popleft()
+            self._unsynced_bytes -= len(item.data)
+            ready.append(item)
+            self._ready_bytes += len(item.data)
+            moved = True
+        if moved or self._waiting_for_write:
+            self._waiting_for_write = False
+            self.readable.notify()
+
+    def rollback(self, next_seq: int) -> None:
+        """Appends from ``next_seq`` on were given up: forget them, and put the cursor back."""
+        self._unsynced.clear()
+        self._unsynced_bytes = 0
+        segment = self._segment
+        dropped = segment is not None and all(s is not segment for s in self._table.segments)
+        if self._seq > next_seq or dropped or (self._at_write_end and self._seq >= next_seq):
+            # Everything below ``next_seq`` was read or handed to the cache: at the write end.
+            active = self._table.active
+            self._segment = active
+            self._offset = active.size if active is not None else 0
+            self._seq, self._at_write_end = next_seq, True
 
     # -- handing out -------------------------------------------------------------------------
 
@@ -101,8 +144,22 @@ class QueueReader:
         if items:
             return items
         async with self._lock:
-            await self._fill()
-        return self._take(max_items, max_bytes)
+            try:
+                await self._fill()
+            except OSError as error:
+                self._read_failed(error)
+        items = self._take(max_items, max_bytes)
+        if not items and self._unsynced:
+            self._request_sync()  # lossy appends: sync now rather than at the interval
+        return items
+
+    def _read_failed(self, error: OSError) -> None:
+        # EMFILE, EIO...: the records stay on disk; try again shortly rather than fail the
+        # consumer (its loop would end and nothing would deliver them until a restart).
+        self.read_errors += 1
+        self._read_task = None
+        log.error("disk queue read failed, retrying in 1s: %s", error)
+        asyncio.get_running_loop().call_later(1.0, self.readable.notify)
 
     def _take(self, max_items: int, max_bytes: int | None) -> list[Item]:
         taken: list[Item] = []
@@ -125,13 +182,6 @@ class QueueReader:
             in_flight[item.seq] = item
         return taken
 
-    def written(self) -> None:
-        """More records reached the file: wake a reader that waits for them (only then: a
-        caught-up reader takes appends from memory and has nothing to gain)."""
-        if self._waiting_for_write:
-            self._waiting_for_write = False
-            self.readable.notify()
-
     def settle(self, seq: int) -> Item | None:
         """Forget a handed-out (or requeued) record being acked; None if it was not out."""
         return self._in_flight.pop(seq, None) or self._requeued.pop(seq, None)
@@ -147,8 +197,9 @@ class QueueReader:
 
     def item_in_memory(self, seq: int) -> Item | None:
         item = self._in_flight.get(seq) or self._requeued.get(seq)
-        if item is None and self._ready and self._ready[0].seq == seq:
-            item = self._ready[0]
+        for cache in (self._ready, self._unsynced):
+            if item is None and cache and cache[0].seq == seq:
+                item = cache[0]
         return item
 
     # -- reading from disk -------------------------------------------------------------------
@@ -161,10 +212,10 @@ class QueueReader:
                 self._advance(segment)
             elif not segment.header_ok:
                 self._skip_damage(segment, "bad segment header")
-            elif self._offset < segment.written:
+            elif self._offset < segment.synced:
                 await self._read_chunk(segment)
             else:
-                self._waiting_for_write = True  # still on their way to disk: see written()
+                self._waiting_for_write = True  # still on their way to disk: see synced()
                 return
 
     async def _read_chunk(self, segment: SegmentInfo) -> None:
@@ -173,31 +224,57 @@ class QueueReader:
                 asyncio.to_thread(
                     self._file.read,
                     segment.path,
-                    self._offset,
-                    segment.written,
+                    ReadAt(self._offset, segment.synced, segment.version, self._seq),
                     self._read_chunk_bytes,
                 )
             )
         # Shielded: if this get() is cancelled, the read goes on and the next get() collects it;
         # the cursor has not moved, so the result still applies.
-        result = await asyncio.shield(self._read_task)
-        self._read_task = None
+        try:
+            result = await asyncio.shield(self._read_task)
+        finally:
+            if self._read_task is not None and self._read_task.done():
+                self._read_task = None
         following = self._table.after(segment)
         limit = following.first_seq if following is not None else None
-        seq, offset, is_done = self._seq, self._offset, self._frontier.is_done
+        seq, is_done = self._seq, self._frontier.is_done
         for frame in result.frames:
-            if limit is not None and seq >= limit:
-                self._offset, self._seq = offset, seq
+            if limit is not None and frame.seq >= limit:
+                self._seq = seq
                 self._skip_damage(segment, f"more records than the next segment ({limit}) allows")
                 return
-            if not is_done(seq):  # done ones were acked before a restart
-                self._ready.append(Item(seq, frame.payload, frame.enqueued_ns))
+            if frame.seq > seq:  # the records between were cut out as damage
+                self._lost(seq, frame.seq)
+            if not is_done(frame.seq):  # done ones were acked before a restart
+                self._ready.append(Item(frame.seq, frame.payload, frame.enqueued_ns))
                 self._ready_bytes += len(frame.payload)
-            seq += 1
-            offset += FRAME_OVERHEAD + len(frame.payload)
+            seq = frame.seq + 1
         self._offset, self._seq = result.next_offset, seq
-        if result.corrupt is not None:
-            self._skip_damage(segment, result.corrupt)
+        if result.damage is not None:
+            self._damaged(segment, result.damage.end - result.damage.start, result.damage.reason)
+
+    def _damaged(self, segment: SegmentInfo, lost_bytes: int, reason: str) -> None:
+        self.corrupt_skips += 1
+        self.corrupt_skipped_bytes += lost_bytes
+        log.error(
+            "disk queue segment %s: %s; skipped %d bytes to +%d",
+            segment.path,
+            reason,
+            lost_bytes,
+            self._offset,
+        )
+        if self._offset >= segment.synced:
+            # No valid frame after the damage: its records up to the segment's end are lost.
+            following = self._table.after(segment)
+            end_seq = following.first_seq if following is not None else self._synced_next_seq
+            self._lost(self._seq, end_seq)
+            self._offset, self._seq = max(self._offset, segment.size), max(self._seq, end_seq)
+
+    def _lost(self, start: int, end: int) -> None:
+        # Seqs below the frontier were acked before they were damaged: nothing was lost there.
+        self.corrupt_records += max(0, end - max(start, self._frontier.frontier))
+        if end > start:
+            self._on_gap(start, end)
 
     def _advance(self, segment: SegmentInfo) -> None:
         following = self._table.after(segment)
@@ -214,7 +291,7 @@ class QueueReader:
                 following.first_seq - self._seq,
             )
             self.corrupt_skips += 1
-            self._on_gap(self._seq, following.first_seq)
+            self._lost(self._seq, following.first_seq)
         self._enter(following)
 
     def _enter(self, segment: SegmentInfo) -> None:
@@ -223,7 +300,7 @@ class QueueReader:
 
     def _skip_damage(self, segment: SegmentInfo, reason: str) -> None:
         following = self._table.after(segment)
-        end_seq = following.first_seq if following is not None else self._table.next_seq
+        end_seq = following.first_seq if following is not None else self._synced_next_seq
         lost = segment.size - self._offset
         log.error(
             "disk queue segment %s: %s at +%d; skipping %d bytes (seqs %d to %d)",
@@ -236,8 +313,8 @@ class QueueReader:
         )
         self.corrupt_skips += 1
         self.corrupt_skipped_bytes += lost
-        self._on_gap(self._seq, end_seq)
-        self._offset, self._seq = segment.size, end_seq
+        self._lost(self._seq, end_seq)
+        self._offset, self._seq = segment.size, max(self._seq, end_seq)
 
     async def close(self) -> None:
         async with self._lock:

@@ -1,74 +1,87 @@
-"""On-disk format of disk-queue segment files, and the blocking I/O that reads and writes them.
+"""Disk-queue segment files: the header, and the blocking I/O that reads, scans and writes them.
 
 A segment is one file named ``<first-seq:020d>.seg``::
 
     header  magic "SDQSEG" | format version u16 | first seq u64 | first enqueue time i64 (ns)
             | crc32 u32 of the header fields before it
-    frame*  length u32 | enqueue time i64 (ns) | crc32 u32 | payload (length bytes)
-
-All integers are little-endian. The CRC covers the length, the enqueue time and the payload, so
-a damaged length or timestamp is caught as surely as a damaged payload. Record sequence numbers
-are not stored: the n-th frame of a segment has seq ``first_seq + n``.
+    frame*  see ``frames.py`` (the header's version says which frame format follows)
 
 Everything here is synchronous; the queue calls it from its writer thread and worker threads.
+Damage found while reading or scanning is copied aside into ``quarantine/`` before it is
+skipped, so an operator can look at what was lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.core.atomicfile import fsync_dir, write_all
+from agent.core.atomicfile import FILE_MODE, fsync_dir, write_all
+from agent.core.diskqueue.frames import Frame, Parsed, parse_frames, resync
+from agent.core.diskqueue.quarantine import quarantine
 
 SEGMENT_MAGIC = b"SDQSEG"
-SEGMENT_VERSION = 1
+SEGMENT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SEGMENT_SUFFIX = ".seg"
 
 _HEADER_FIELDS = struct.Struct("<6sHQq")
 _HEADER = struct.Struct("<6sHQqI")
-_FRAME_PREFIX = struct.Struct("<Iq")  # the part of the frame head that the CRC covers
-_FRAME_HEAD = struct.Struct("<IqI")
 _CRC = struct.Struct("<I")
 HEADER_SIZE = _HEADER.size
-FRAME_OVERHEAD = _FRAME_HEAD.size
 _NAME = re.compile(r"^(\d{20})\.seg$")
 _sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 class CorruptSegmentError(Exception):
-    """A segment header or frame failed validation."""
+    """A segment header failed validation."""
 
 
 @dataclass(frozen=True, slots=True)
-class Frame:
-    enqueued_ns: int
-    payload: bytes
+class Header:
+    first_enqueued_ns: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """Bytes ``[start, end)`` of a segment that hold no readable frame (copied to quarantine)."""
+
+    start: int
+    end: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class ReadResult:
-    """Frames read from ``offset`` onwards; ``next_offset`` follows the last good one.
+    """Frames read from ``offset`` onwards; ``next_offset`` follows the last one consumed.
 
-    ``corrupt`` names the problem when reading stopped at a bad frame rather than at ``end``.
+    ``damage`` is set when reading met a bad frame: reading goes on at ``damage.end`` (the next
+    valid frame, or ``end`` when none was found).
     """
 
     frames: list[Frame]
     next_offset: int
-    corrupt: str | None
+    damage: Damage | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScanResult:
-    """Outcome of validating a whole segment: how many good frames and where they end."""
+    """Outcome of validating a whole segment: its good frames, the holes between them (damage
+    followed by valid frames) and where the last good frame ends."""
 
-    frame_count: int
-    good_end: int
-    file_size: int
-    corrupt: str | None
+    header: Header | None
+    frame_count: int = 0
+    next_seq: int = 0
+    good_end: int = 0
+    file_size: int = 0
+    holes: list[Damage] = field(default_factory=list)
+    corrupt: str | None = None  # why the tail after ``good_end`` is bad
 
 
 def segment_name(first_seq: int) -> str:
@@ -85,112 +98,126 @@ def encode_header(first_seq: int, first_enqueued_ns: int) -> bytes:
     return fields + _CRC.pack(zlib.crc32(fields))
 
 
-def decode_header(raw: bytes, expected_first_seq: int) -> int:
-    """Validate a segment header and return the enqueue time of the segment's first record."""
+def decode_header(raw: bytes, expected_first_seq: int) -> Header:
+    """Validate a segment header."""
     if len(raw) < HEADER_SIZE:
         raise CorruptSegmentError(f"short header ({len(raw)} of {HEADER_SIZE} bytes)")
     magic, version, first_seq, first_enqueued_ns, crc = _HEADER.unpack_from(raw)
     if magic != SEGMENT_MAGIC:
         raise CorruptSegmentError(f"bad magic {magic!r}")
-    if version != SEGMENT_VERSION:
-        raise CorruptSegmentError(f"unknown format version {version}")
     if zlib.crc32(raw[: _HEADER_FIELDS.size]) != crc:
         raise CorruptSegmentError("header checksum mismatch")
+    if version not in READABLE_VERSIONS:
+        raise CorruptSegmentError(f"unknown format version {version}")
     if first_seq != expected_first_seq:
         raise CorruptSegmentError(f"header seq {first_seq} does not match file name")
-    return int(first_enqueued_ns)
+    return Header(int(first_enqueued_ns), int(version))
 
 
-def encode_frame_head(payload: bytes, enqueued_ns: int) -> bytes:
-    prefix = _FRAME_PREFIX.pack(len(payload), enqueued_ns)
-    return prefix + _CRC.pack(zlib.crc32(payload, zlib.crc32(prefix)))
+@dataclass(frozen=True, slots=True)
+class ReadAt:
+    """Where a read starts (``offset``, the seq expected there) and the end of synced data."""
+
+    offset: int
+    end: int
+    version: int
+    next_seq: int
 
 
-def _parse_frames(
-    buf: bytes, collect: bool
-) -> tuple[list[Frame], int, int, int | None, str | None]:
-    """Walk the complete, valid frames at the start of ``buf``.
-
-    Returns (frames, frame count, bytes consumed, bytes the next incomplete frame needs, error).
-    Frames are only built when ``collect`` is set, so scans stay cheap.
-    """
-    view = memoryview(buf)
-    frames: list[Frame] = []
-    count = pos = 0
-    size = len(buf)
-    while size - pos >= FRAME_OVERHEAD:
-        length, enqueued_ns, crc = _FRAME_HEAD.unpack_from(buf, pos)
-        end = pos + FRAME_OVERHEAD + length
-        if end > size:
-            return frames, count, pos, end - pos, None
-        actual = zlib.crc32(view[pos + FRAME_OVERHEAD : end], zlib.crc32(view[pos : pos + 12]))
-        if actual != crc:
-            return frames, count, pos, None, f"crc mismatch in frame at +{pos}"
-        if collect:
-            frames.append(Frame(enqueued_ns, buf[pos + FRAME_OVERHEAD : end]))
-        count += 1
-        pos = end
-    needed = FRAME_OVERHEAD if pos < size else None
-    return frames, count, pos, needed, None
-
-
-def read_frames(fd: int, offset: int, end: int, chunk_bytes: int) -> ReadResult:
+def read_frames(fd: int, at: ReadAt, chunk_bytes: int) -> tuple[ReadResult, bytes]:
     """Read about ``chunk_bytes`` worth of whole frames between ``offset`` and ``end``.
 
-    ``end`` must be a frame boundary of sound data (the written size of the segment), so a frame
-    that runs past it is damage, not a partial read. A frame bigger than ``chunk_bytes`` is read
-    in one go so that large records still make progress.
+    ``end`` must be a frame boundary of synced data, so a frame that runs past it is damage,
+    not a partial read. A frame bigger than ``chunk_bytes`` is read in one go so that large
+    records still make progress. Returns the result and the damaged bytes (if any).
     """
+    offset, end = at.offset, at.end
     want = min(chunk_bytes, end - offset)
     while True:
         buf = os.pread(fd, want, offset)
-        frames, _count, consumed, needed, error = _parse_frames(buf, collect=True)
-        if error is not None or frames:
-            return ReadResult(frames, offset + consumed, error)
+        parsed = parse_frames(buf, at.version, at.next_seq)
+        if parsed.error is not None:
+            return _resync_after(fd, offset + parsed.consumed, at, parsed)
+        if parsed.frames:
+            return ReadResult(parsed.frames, offset + parsed.consumed), b""
         if len(buf) < want:
-            return ReadResult([], offset, f"file ends at +{offset + len(buf)}, expected +{end}")
-        if needed is None:
-            return ReadResult([], offset, None)
-        if offset + needed > end:
-            return ReadResult([], offset, f"frame at +{offset} runs past the end (+{end})")
-        want = needed
+            reason = f"file ends at +{offset + len(buf)}, expected +{end}"
+            return _skip_rest(fd, offset, end, reason, parsed.frames)
+        if parsed.needed is None:
+            return ReadResult([], offset), b""
+        if offset + parsed.needed > end:
+            # A damaged length field makes a frame look longer than the file.
+            runs_past = Parsed([], 0, 0, None, f"frame at +{offset} runs past +{end}")
+            return _resync_after(fd, offset, at, runs_past)
+        want = parsed.needed
 
 
-def scan_segment(path: Path, first_seq: int) -> tuple[int, ScanResult]:
-    """Validate every frame of a segment; returns (first enqueue time, scan result).
+def _resync_after(fd: int, bad: int, at: ReadAt, parsed: Parsed) -> tuple[ReadResult, bytes]:
+    if parsed.frames:
+        # Hand out the good frames first; the next read starts at the damage.
+        return ReadResult(parsed.frames, bad), b""
+    rest = os.pread(fd, at.end - bad, bad)  # bounded by the segment size
+    found = resync(rest, at.next_seq) if at.version > 1 else None
+    stop = bad + (found if found is not None else len(rest))
+    reason = parsed.error or "bad frame"
+    return ReadResult([], stop, Damage(bad, stop, reason)), rest[: stop - bad]
 
-    A bad header is reported as corruption at offset 0 with a zero enqueue time.
+
+def _skip_rest(
+    fd: int, offset: int, end: int, reason: str, frames: list[Frame]
+) -> tuple[ReadResult, bytes]:
+    rest = os.pread(fd, max(0, end - offset), offset)
+    return ReadResult(frames, end, Damage(offset, end, reason)), rest
+
+
+def scan_segment(path: Path, first_seq: int) -> ScanResult:
+    """Validate every frame of a segment, skipping damage to the next valid frame (v2).
+
+    A bad header is reported as corruption at offset 0 with ``header`` None.
     """
     fd = os.open(path, os.O_RDONLY)
     try:
         file_size = os.fstat(fd).st_size
         try:
-            first_enqueued_ns = decode_header(os.pread(fd, HEADER_SIZE, 0), first_seq)
+            header = decode_header(os.pread(fd, HEADER_SIZE, 0), first_seq)
         except CorruptSegmentError as error:
-            return 0, ScanResult(0, 0, file_size, str(error))
-        return first_enqueued_ns, _scan_frames(fd, file_size)
+            return ScanResult(None, file_size=file_size, corrupt=str(error))
+        result = ScanResult(header, next_seq=first_seq, good_end=HEADER_SIZE, file_size=file_size)
+        _scan_frames(fd, result)
+        return result
     finally:
         os.close(fd)
 
 
-def _scan_frames(fd: int, file_size: int, chunk_bytes: int = 1 << 20) -> ScanResult:
-    count, offset = 0, HEADER_SIZE
-    while offset < file_size:
-        want = min(chunk_bytes, file_size - offset)
-        buf = os.pread(fd, want, offset)
-        _frames, found, consumed, needed, error = _parse_frames(buf, collect=False)
-        count, offset = count + found, offset + consumed
+def _scan_frames(fd: int, result: ScanResult, chunk_bytes: int = 1 << 20) -> None:
+    assert result.header is not None
+    version, offset, size = result.header.version, result.good_end, result.file_size
+    while offset < size:
+        buf = os.pread(fd, min(chunk_bytes, size - offset), offset)
+        parsed = parse_frames(buf, version, result.next_seq, collect=True)
+        if parsed.frames:
+            result.next_seq = parsed.frames[-1].seq + 1
+        result.frame_count += parsed.count
+        offset += parsed.consumed
+        result.good_end = offset
+        error = parsed.error
+        if error is None and parsed.count == 0 and parsed.needed is not None:
+            if offset + parsed.needed <= size:
+                chunk_bytes = parsed.needed
+                continue
+            error = f"torn frame at +{offset}"  # or a damaged length field: look further
         if error is not None:
-            return ScanResult(count, offset, file_size, error)
-        if found == 0 and needed is not None:
-            if offset + needed > file_size:
-                return ScanResult(count, offset, file_size, f"torn frame at +{offset}")
-            chunk_bytes = needed
-    return ScanResult(count, offset, file_size, None)
+            rest = os.pread(fd, size - offset, offset)
+            found = resync(rest, result.next_seq) if version > 1 else None
+            if found is None:
+                result.corrupt = error
+                return
+            result.holes.append(Damage(offset, offset + found, error))
+            offset += found
 
 
-def read_header(path: Path, first_seq: int) -> tuple[int, int]:
-    """Return (first enqueue time, file size); raises CorruptSegmentError on a bad header."""
+def read_header(path: Path, first_seq: int) -> tuple[Header, int]:
+    """Return (header, file size); raises CorruptSegmentError on a bad header."""
     fd = os.open(path, os.O_RDONLY)
     try:
         return decode_header(os.pread(fd, HEADER_SIZE, 0), first_seq), os.fstat(fd).st_size
@@ -215,6 +242,47 @@ def rewrite_header(path: Path, first_seq: int, first_enqueued_ns: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def cut_holes(path: Path, holes: list[Damage], keep_until: int) -> None:
+    """Rewrite a segment without ``holes`` and without anything past ``keep_until``: the active
+    segment must be clean where appends continue. Temp file, fsync, rename, directory fsync."""
+    temp = path.with_name(f".{path.name}.resync")
+    source = os.open(path, os.O_RDONLY)
+    try:
+        target = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            start = 0
+            for hole in holes:
+                _copy(source, target, start, hole.start)
+                start = hole.end
+            _copy(source, target, start, keep_until)
+            os.fsync(target)
+        finally:
+            os.close(target)
+    finally:
+        os.close(source)
+    os.replace(temp, path)
+    fsync_dir(path.parent)
+
+
+def _copy(source: int, target: int, start: int, end: int, chunk: int = 1 << 20) -> None:
+    while start < end:
+        data = os.pread(source, min(chunk, end - start), start)
+        if not data:
+            return
+        write_all(target, [data])
+        start += len(data)
+
+
+def quarantine_range(path: Path, damage: Damage) -> None:
+    """Copy a damaged byte range of ``path`` into the quarantine directory."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.pread(fd, damage.end - damage.start, damage.start)
+    finally:
+        os.close(fd)
+    quarantine(path, damage.start, data)
 
 
 @dataclass(slots=True)
@@ -252,16 +320,18 @@ class SegmentWriter:
         self._created = False
 
     def _switch_to(self, path: Path, header: bytes | None) -> None:
-        # The previous segment is synced before the next exists, so after a crash only the
-        # last segment can have a torn tail.
+        # The previous segment is synced (and its directory entry) before the next exists, so
+        # after a crash only the last segment can have a torn tail.
         if self._fd is not None:
-            _sync_data(self._fd)
+            self.sync()
             os.close(self._fd)
             self._fd = None
         if header is None:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         else:
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL
+            self._fd = os.open(path, flags, FILE_MODE)
+            self._path = path  # so that a failed header write is rolled back by path
             write_all(self._fd, [header])
             self._created = True
         self._path = path
@@ -276,8 +346,10 @@ class SegmentWriter:
     def abandon(self) -> None:
         """Close without syncing, as a crash would leave things."""
         if self._fd is not None:
-            os.close(self._fd)
-        self._fd, self._path = None, None
+            # The descriptor is gone either way, and nothing unsynced was promised.
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd, self._path, self._created = None, None, False
 
 
 class SegmentReader:
@@ -287,13 +359,17 @@ class SegmentReader:
         self._fd: int | None = None
         self._path: Path | None = None
 
-    def read(self, path: Path, offset: int, end: int, chunk_bytes: int) -> ReadResult:
+    def read(self, path: Path, at: ReadAt, chunk_bytes: int) -> ReadResult:
+        """Read frames; damaged bytes are copied to quarantine before they are skipped."""
         if path != self._path:
             self.close()
             self._fd = os.open(path, os.O_RDONLY)
             self._path = path
         assert self._fd is not None
-        return read_frames(self._fd, offset, end, chunk_bytes)
+        result, damaged = read_frames(self._fd, at, chunk_bytes)
+        if result.damage is not None and damaged:
+            quarantine(path, result.damage.start, damaged)
+        return result
 
     def close(self) -> None:
         if self._fd is not None:

@@ -10,6 +10,12 @@ one ends, without a round trip through the event loop.
 Lossy appends (nobody waits) are written within ``write_delay`` and synced within
 ``sync_interval``, or sooner by a durable append's commit: a busy lossy producer then costs a
 write every few milliseconds instead of a thread wake-up and a sync per event-loop iteration.
+
+A failed write or sync (ENOSPC, EIO, EMFILE...) does not end the thread. Everything not yet
+synced is given up: its waiters fail (their callers answer 503, and the records never reach a
+consumer, which only sees synced records), and the table rolls back to the last sync. The thread
+then reopens the files and cuts them back to what was synced, re-verifies the active segment,
+and retries that with backoff until it works; meanwhile puts are refused. See ``recovery.py``.
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ from typing import Literal
 
 from agent.core.diskqueue.directory import SegmentInfo, SegmentTable
 from agent.core.diskqueue.errors import DiskQueueError, QueueClosedError, RecordTooLargeError
+from agent.core.diskqueue.frames import FRAME_OVERHEAD, encode_frame_head
+from agent.core.diskqueue.recovery import RecoveryBackoff, Rollback, plan_rollback
 from agent.core.diskqueue.segment import (
-    FRAME_OVERHEAD,
     HEADER_SIZE,
+    SEGMENT_VERSION,
     PendingWrite,
     SegmentWriter,
-    encode_frame_head,
     encode_header,
     segment_name,
 )
@@ -63,6 +70,8 @@ class QueueWriter:
         write_delay: float,
         sync_interval: float,
         on_commit: Callable[[bool], None],
+        on_rollback: Callable[[int], None],
+        backoff: RecoveryBackoff | None = None,
     ) -> None:
         self._directory = directory
         self._table = table
@@ -72,6 +81,8 @@ class QueueWriter:
         self._write_delay = write_delay
         self._sync_interval = sync_interval
         self._on_commit = on_commit  # True: bytes were written; False: the write failed
+        self._on_rollback = on_rollback  # everything from this seq on was given up
+        self._backoff = backoff or RecoveryBackoff()
         # Shared with the thread, under the lock: what to write and who waits for it.
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -81,6 +92,7 @@ class QueueWriter:
         self._write_due: float | None = None  # when lossy appends must be written
         self._thread_idle = False
         self._stop: Stop = ""
+        self._rollback: Rollback | None = None  # what the thread must undo on disk
         # The thread's own.
         self._file = SegmentWriter()
         self._unsynced_since: float | None = None
@@ -91,8 +103,12 @@ class QueueWriter:
         self.pending_bytes = 0
         self.durable_next_seq = table.next_seq  # every seq below this is synced
         self.failure: DiskQueueError | None = None
+        self.failing_since: float | None = None  # no write has succeeded since (monotonic)
         self.appends = 0
         self.commits = 0  # data syncs
+        self.io_errors = 0
+        self.recoveries = 0
+        self.records_given_up = 0  # appended, never synced, dropped by a rollback
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -123,7 +139,7 @@ class QueueWriter:
         the queue can hold once everything else is acked (all but the active segment deleted).
         """
         active = self._table.active
-        size = active.size if active is not None else None
+        size = active.size if active is not None and _appendable(active) else None
         needed = 0
         for record in records:
             frame = FRAME_OVERHEAD + len(record)
@@ -183,7 +199,11 @@ class QueueWriter:
         seq = table.next_seq
         frame_bytes = FRAME_OVERHEAD + len(record)
         segment = table.active
-        if segment is None or self._must_roll(segment.size, frame_bytes):
+        if (
+            segment is None
+            or not _appendable(segment)
+            or self._must_roll(segment.size, frame_bytes)
+        ):
             segment = self._roll(seq, enqueued_ns)
         pending = self._pending
         if pending and pending[-1][0] is segment:
@@ -191,7 +211,7 @@ class QueueWriter:
         else:
             chunk = PendingWrite(segment.path, None, [])
             pending.append((segment, chunk))
-        chunk.parts.append(encode_frame_head(record, enqueued_ns))
+        chunk.parts.append(encode_frame_head(record, seq, enqueued_ns))
         chunk.parts.append(record)
         segment.size += frame_bytes
         table.disk_bytes += frame_bytes
@@ -202,7 +222,7 @@ class QueueWriter:
 
     def _roll(self, first_seq: int, enqueued_ns: int) -> SegmentInfo:
         path = self._directory / segment_name(first_seq)
-        segment = SegmentInfo(first_seq, path, HEADER_SIZE, 0, enqueued_ns)
+        segment = SegmentInfo(first_seq, path, HEADER_SIZE, 0, enqueued_ns, synced=0)
         self._table.segments.append(segment)
         header = encode_header(first_seq, enqueued_ns)
         self._pending.append((segment, PendingWrite(path, header, [])))
@@ -228,21 +248,40 @@ class QueueWriter:
         if commit.sync:
             self.commits += 1
             self.durable_next_seq = commit.next_seq
+            # A sync covers every segment: earlier ones were synced when the next was opened.
+            for segment in self._table.segments:
+                segment.synced = segment.written
+        self.failing_since = None
         for waiter in commit.waiters:
             settle(waiter, None)
         self._on_commit(True)
 
     def _failed(self, error: BaseException, commit: _Commit | None) -> None:
-        log.error("disk queue %s: write failed, refusing further puts: %s", self._directory, error)
+        """The thread's write or sync failed: give up everything not synced, roll back."""
+        self.io_errors += 1
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        log.error("disk queue %s: write failed, recovering: %s", self._directory, error)
         self.failure = DiskQueueError(f"disk queue write failed: {error}")
         self.failure.__cause__ = error
         for waiter in commit.waiters if commit is not None else ():
             settle(waiter, self.failure)
-        # Appends that queued up behind the failed write cannot be trusted to land either.
         with self._wake:
+            # Appends that queued up behind the failed write cannot be trusted to land either.
             self._pending, self.pending_bytes = [], 0
+            self._sync_wanted, self._write_due = False, None
+            self.records_given_up += self._table.next_seq - self.durable_next_seq
+            self._rollback = plan_rollback(self._directory, self._table, self.durable_next_seq)
+            self._wake.notify()
         self.fail_waiters(self.failure)
+        self._on_rollback(self.durable_next_seq)
         self._on_commit(False)
+
+    def _recovered(self) -> None:
+        log.warning("disk queue %s: recovered; taking puts again", self._directory)
+        self.recoveries += 1
+        self.failure = None
+        self._on_commit(False)  # wakes puts blocked on space
 
     def fail_waiters(self, error: DiskQueueError) -> None:
         """Release callers waiting for a sync that will not happen."""
@@ -254,6 +293,16 @@ class QueueWriter:
     # -- the writer thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            while self._write_until_stopped():
+                if not self._recover():
+                    break
+        finally:
+            if self._exited is not None:
+                self._tell_loop(self._exited.set_result, None)
+
+    def _write_until_stopped(self) -> bool:
+        """Commit until told to stop (False) or until a write fails (True: recover)."""
         commit: _Commit | None = None
         try:
             while (commit := self._next_commit()) is not None:
@@ -261,18 +310,39 @@ class QueueWriter:
                 if commit.sync:
                     self._file.sync()
                     self._unsynced_since = None
+                    self._backoff.succeeded()
                 elif self._unsynced_since is None:
                     self._unsynced_since = time.monotonic()
                 self._tell_loop(self._committed, commit)
             self._finish_file()
-        except BaseException as error:
-            # After a failed write or sync nothing more is written: the page cache can no
-            # longer be trusted to match the file; reopening the queue cuts any torn tail.
+            return False
+        except Exception as error:
+            # What failed may be half on disk, and after a failed fsync the page cache can no
+            # longer be trusted to match the file: close it and cut back to the last sync.
             self._file.abandon()
+            self._unsynced_since = None
             self._tell_loop(self._failed, error, commit)
-        finally:
-            if self._exited is not None:
-                self._tell_loop(self._exited.set_result, None)
+            return True
+
+    def _recover(self) -> bool:
+        """Undo what was not synced, retrying with backoff; False if told to stop first."""
+        with self._wake:
+            while self._rollback is None and not self._stop:
+                self._wake.wait()
+            rollback, self._rollback = self._rollback, None
+        while rollback is not None and not self._stop:
+            delay = self._backoff.next_delay()
+            with self._wake:
+                if self._wake.wait_for(lambda: bool(self._stop), timeout=delay):
+                    return False
+            try:
+                rollback.apply()
+            except Exception as error:
+                log.error("disk queue %s: recovery failed, retrying: %s", self._directory, error)
+                continue
+            self._tell_loop(self._recovered)
+            return True
+        return False
 
     def _next_commit(self) -> _Commit | None:
         """Wait until something must be written or synced; take it. None: stop now."""
@@ -324,6 +394,11 @@ class QueueWriter:
             self._loop.call_soon_threadsafe(callback, *args)
         except RuntimeError:  # the event loop is gone: nobody is left to tell
             log.debug("disk queue %s: event loop closed before the writer", self._directory)
+
+
+def _appendable(segment: SegmentInfo) -> bool:
+    """Appends go to a sound segment of today's format; otherwise a new one is started."""
+    return segment.header_ok and segment.version == SEGMENT_VERSION
 
 
 def settle(waiter: asyncio.Future[None] | None, error: BaseException | None) -> None:

@@ -114,7 +114,6 @@ class SpanSender(Generic[T]):
         self._drain_task: asyncio.Task[None] | None = None
         self.spilling = False
         self.waiting_for_space = False
-        self._queue_usable = True
         self._drain_idle = False
         self._backoff = Backoff(policy)  # what the sender waits out; shown in /status
         self._account = QueueAccount(units_of)
@@ -229,7 +228,7 @@ class SpanSender(Generic[T]):
                 # One backoff step per failure: the drain loop waits it out after a spill,
                 # this loop when the record could not be spilled.
                 delay = self._backoff.step(error.retry_after)
-                if self._queue is not None and self._queue_usable:
+                if self._queue is not None:
                     self.spilling = True
                     if await self._spill(outgoing):
                         return
@@ -261,11 +260,16 @@ class SpanSender(Generic[T]):
     async def _spill_behind_sends(self, outgoing: _Outgoing[T]) -> bool:
         """Spill after the direct sends still out have settled, so that those of them that
         fail reach the queue first and the queue keeps submission order."""
-        if self._queue is None or not self._queue_usable:
+        if self._queue is None:
             return False
         while self._sends:
             await asyncio.wait(set(self._sends))
-        return await self._spill(outgoing)
+        spilled = await self._spill(outgoing)
+        if spilled:
+            # The drain loop may have seen the queue empty while this put waited for space:
+            # later records must queue up behind this one, not overtake it with a direct send.
+            self.spilling = True
+        return spilled
 
     async def _spill(self, outgoing: _Outgoing[T]) -> bool:
         """Put the record in the queue, waiting as long as it takes for space. False when the
@@ -297,7 +301,7 @@ class SpanSender(Generic[T]):
         self._settle(outgoing, Outcome.SPILLED)
 
     async def _spill_at_close(self, outgoing: _Outgoing[T]) -> None:
-        if self._queue is None or not self._queue_usable:
+        if self._queue is None:
             return
         try:
             await self._spill_once(outgoing)
@@ -309,9 +313,10 @@ class SpanSender(Generic[T]):
         if isinstance(error, RecordTooLargeError):
             log.error("record does not fit the disk queue; retrying it in memory")
             return
-        self._queue_usable = False
+        # The queue recovers from I/O errors by itself: this record retries in memory, the
+        # next failure spills again.
         log.error(
-            "disk queue unusable; retrying in memory",
+            "disk queue refused the record; retrying it in memory",
             extra={"sender": self.name, "error": str(error)},
         )
 

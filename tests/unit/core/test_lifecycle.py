@@ -119,3 +119,35 @@ async def test_dependency_outage_fails_readiness_only_when_strict() -> None:
     assert AdminServer("127.0.0.1:0", Metrics(), lambda: parts).readiness()[0] is True
     strict = AdminServer("127.0.0.1:0", Metrics(), lambda: parts, ready_requires_dependencies=True)
     assert strict.readiness()[0] is False
+
+
+async def test_a_component_that_cannot_recover_fails_healthz_not_only_readyz() -> None:
+    class Recovering(RecordingComponent):
+        def health(self) -> Health:
+            return Health(ready=False, state="recovering", reason="disk queue: write failed")
+
+    class Broken(RecordingComponent):
+        def health(self) -> Health:
+            return Health(False, "failed", "disk queue: not recovering", alive=False)
+
+    parts: list[Component] = [Recovering("messages", [])]
+    admin = AdminServer("127.0.0.1:0", Metrics(), lambda: parts)
+    # Recovering by itself: not ready, but a restart would not help.
+    assert admin.liveness() == (True, {"status": "ok"})
+    assert admin.readiness()[0] is False
+    parts.append(Broken("spans", []))
+    alive, body = admin.liveness()
+    assert alive is False
+    assert body["components"]["spans"]["reason"] == "disk queue: not recovering"
+    assert "messages" not in body["components"]
+
+
+async def test_a_dead_background_task_fails_liveness() -> None:
+    supervisor = TaskSupervisor("messages", Metrics())
+
+    async def dies() -> None:
+        raise OSError("EMFILE")
+
+    task = supervisor.spawn("complete", dies())
+    await asyncio.wait([task])
+    assert supervisor.failure_health().alive is False

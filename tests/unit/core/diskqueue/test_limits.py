@@ -43,9 +43,9 @@ def test_options_are_validated(tmp_path: Path) -> None:
 
 async def test_reject_policy_raises_at_once_with_the_depth(tmp_path: Path) -> None:
     async with DiskQueue(tmp_path, max_bytes=64 * KIB, when_full="reject") as queue:
-        count = await fill(queue, b"r" * 1000)
+        count = await fill(queue, b"r" * 980)
         stats = queue.stats()
-    # 8 KiB segments (max_bytes / 8) hold 8 frames of 1016 bytes each: 8 full segments.
+    # 8 KiB segments (max_bytes / 8) hold 8 frames of 1008 bytes each: 8 full segments.
     assert count == 64
     assert stats.depth_bytes <= 64 * KIB
     assert stats.depth_items == count
@@ -65,9 +65,9 @@ async def test_block_policy_proceeds_once_acks_delete_a_segment(tmp_path: Path) 
         tmp_path, max_bytes=64 * KIB, full_timeout=5.0, frontier_persist_interval=0.01
     ) as queue:
         for _ in range(2):
-            await queue.put_many([b"b" * 1000] * 32)
+            await queue.put_many([b"b" * 980] * 32)
         segments_when_full = len(list(tmp_path.glob("*.seg")))
-        blocked = asyncio.create_task(queue.put(b"w" * 1000))
+        blocked = asyncio.create_task(queue.put(b"w" * 980))
         await asyncio.sleep(0.05)
         assert not blocked.done()
         drained = await drain_and_ack(queue)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.core.diskqueue.frames import FRAME_OVERHEAD
 from agent.core.diskqueue.queue import DiskQueue, Item
-from agent.core.diskqueue.segment import FRAME_OVERHEAD, HEADER_SIZE
+from agent.core.diskqueue.segment import HEADER_SIZE
 
 RECORDS = [b"alpha", b"bravo-bravo", b"charlie" * 3]
 
@@ -86,42 +88,80 @@ async def test_cut_at_every_byte_keeps_every_whole_record(pristine: Path, tmp_pa
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
-async def test_a_flipped_byte_cuts_its_record_and_what_follows(
+async def test_a_flipped_byte_loses_only_its_own_record(
     pristine: Path, tmp_path: Path, data: st.DataObject
 ) -> None:
-    size = record_ends(RECORDS)[-1]
+    ends = record_ends(RECORDS)
+    size = ends[-1]
     position = data.draw(st.integers(0, size - 1), label="position")
     flip = data.draw(st.integers(1, 255), label="xor")
-    directory, segment = copy_of(pristine, tmp_path, f"flip{position}-{flip}")
+    directory, segment = copy_of(pristine, tmp_path, f"flip{position}-{flip}-{uuid.uuid4().hex}")
     raw = bytearray(segment.read_bytes())
     raw[position] ^= flip
     segment.write_bytes(bytes(raw))
     async with DiskQueue(directory) as queue:
         items = await drain(queue)
         stats = queue.stats()
-    ends = record_ends(RECORDS)
-    intact = 0 if position < HEADER_SIZE else sum(1 for end in ends if end <= position)
-    good_end = ends[intact - 1] if intact else (0 if position < HEADER_SIZE else HEADER_SIZE)
-    assert [item.data for item in items] == RECORDS[:intact]
-    assert stats.corrupt_tail_truncations == 1
-    assert stats.corrupt_tail_bytes == size - good_end
+    if position < HEADER_SIZE:
+        assert items == []
+        assert stats.corrupt_tail_truncations == 1
+    else:
+        damaged = sum(1 for end in ends if end <= position)
+        survivors = RECORDS[:damaged] + RECORDS[damaged + 1 :]
+        assert [item.data for item in items] == survivors
+        assert [item.seq for item in items] == [
+            seq for seq in range(len(RECORDS)) if seq != damaged
+        ]
+        last = damaged == len(RECORDS) - 1  # a bad last frame looks like a torn tail
+        assert stats.corrupt_tail_truncations == (1 if last else 0)
+        assert stats.corrupt_records == (0 if last else 1)
+    assert list((directory / "quarantine").iterdir())  # the damaged bytes were kept aside
     shutil.rmtree(directory)
 
 
 @pytest.mark.parametrize(
     "where",
-    ["length", "timestamp", "crc", "payload"],
+    ["marker", "length", "seq", "timestamp", "crc", "payload"],
 )
 async def test_each_frame_field_is_checked(pristine: Path, tmp_path: Path, where: str) -> None:
-    offset_in_frame = {"length": 1, "timestamp": 6, "crc": 13, "payload": FRAME_OVERHEAD + 2}
+    offset_in_frame = {
+        "marker": 1,
+        "length": 5,
+        "seq": 9,
+        "timestamp": 17,
+        "crc": 25,
+        "payload": FRAME_OVERHEAD + 2,
+    }
     second_record_start = record_ends(RECORDS)[0]
     directory, segment = copy_of(pristine, tmp_path, where)
     raw = bytearray(segment.read_bytes())
     raw[second_record_start + offset_in_frame[where]] ^= 0x10
     segment.write_bytes(bytes(raw))
     async with DiskQueue(directory) as queue:
-        assert [item.data for item in await drain(queue)] == RECORDS[:1]
-        assert queue.stats().corrupt_tail_truncations == 1
+        assert [item.data for item in await drain(queue)] == [RECORDS[0], RECORDS[2]]
+        assert queue.stats().corrupt_records == 1
+    async with DiskQueue(directory) as queue:  # the cut is permanent
+        assert [item.data for item in await drain(queue)] == [RECORDS[0], RECORDS[2]]
+        assert queue.stats().corrupt_tail_truncations == 0
+
+
+async def test_a_flipped_bit_in_record_5_of_20_loses_only_record_5(tmp_path: Path) -> None:
+    records = [b"record-%02d-" % index + b"z" * 100 for index in range(20)]
+    await write_records(tmp_path, records)
+    [segment] = segment_files(tmp_path)
+    raw = bytearray(segment.read_bytes())
+    raw[record_ends(records)[4] + FRAME_OVERHEAD + 3] ^= 0x04
+    segment.write_bytes(bytes(raw))
+    async with DiskQueue(tmp_path) as queue:
+        items = await drain(queue)
+        queue.ack_many(item.seq for item in items)
+        stats = queue.stats()
+        assert stats.depth_items == 0  # the lost seq does not block the frontier
+        assert await queue.put(b"next") == 20
+    assert [item.data for item in items] == records[:5] + records[6:]
+    assert stats.corrupt_records == 1
+    [kept] = (tmp_path / "quarantine").iterdir()
+    assert b"-05-zzz" in kept.read_bytes()  # the damaged record, for a person to look at
 
 
 async def several_segments(directory: Path) -> list[bytes]:
@@ -132,7 +172,7 @@ async def several_segments(directory: Path) -> list[bytes]:
     return records
 
 
-async def test_damage_in_an_older_segment_skips_to_the_next_one(
+async def test_damage_in_an_older_segment_loses_only_the_damaged_record(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     records = await several_segments(tmp_path)
@@ -141,18 +181,18 @@ async def test_damage_in_an_older_segment_skips_to_the_next_one(
     damaged_at = HEADER_SIZE + (FRAME_OVERHEAD + 1000) + FRAME_OVERHEAD + 500
     raw[damaged_at] ^= 0xFF
     first.write_bytes(bytes(raw))
-    per_segment = (4096 - HEADER_SIZE) // (FRAME_OVERHEAD + 1000)
     with caplog.at_level(logging.ERROR):
         async with DiskQueue(tmp_path) as queue:
             items = await drain(queue)
             stats = queue.stats()
             queue.ack_many(item.seq for item in items)
-            # The lost seqs count as done, so acking the rest empties the queue.
+            # The lost seq counts as done, so acking the rest empties the queue.
             assert queue.stats().depth_items == 0
-    assert [item.data for item in items] == records[:1] + records[per_segment:]
-    assert stats.corrupt_skips == 1
-    assert stats.corrupt_skipped_bytes == len(raw) - (HEADER_SIZE + FRAME_OVERHEAD + 1000)
-    assert "skipping" in caplog.text
+    assert [item.data for item in items] == records[:1] + records[2:]
+    assert (stats.corrupt_skips, stats.corrupt_records) == (1, 1)
+    assert stats.corrupt_skipped_bytes == FRAME_OVERHEAD + 1000
+    assert "skipped" in caplog.text
+    assert len(list((tmp_path / "quarantine").iterdir())) == 1
     async with DiskQueue(tmp_path) as queue:
         assert await drain(queue) == []
         assert len(segment_files(tmp_path)) == 1

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import agent.core.diskqueue.queue as diskqueue_module
+import agent.core.diskqueue.persist as persist_module
 from agent.core.atomicfile import load_state
 from agent.core.diskqueue.directory import STATE_NAME, STATE_VERSION
 from agent.core.diskqueue.queue import DiskQueue, Item
@@ -113,14 +113,14 @@ async def test_a_slow_frontier_save_does_not_hold_up_durable_puts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     saving, release = threading.Event(), threading.Event()
-    real_save = diskqueue_module._save_acks_and_delete
+    real_save = persist_module.save_acks_and_delete
 
     def stuck_save(*args: Any) -> None:
         saving.set()
         release.wait(10)
         real_save(*args)
 
-    monkeypatch.setattr(diskqueue_module, "_save_acks_and_delete", stuck_save)
+    monkeypatch.setattr(persist_module, "save_acks_and_delete", stuck_save)
     async with DiskQueue(tmp_path, frontier_persist_interval=0.01) as queue:
         await queue.put(b"first")
         queue.ack((await queue.get(1))[0].seq)
