@@ -28,6 +28,11 @@ def validate(config: Config) -> list[str]:
         _at_least("messages.redis_ack_timeout", config.messages.redis_ack_timeout, 0.001),
         _at_least("proxy.read_timeout", config.proxy.read_timeout, 0.001),
         _at_least("proxy.max_body_bytes", config.proxy.max_body_bytes, 1024),
+        _at_least("proxy.max_inflight_bytes", config.proxy.max_inflight_bytes, 64 * 1024),
+        _positive("proxy.max_connections", config.proxy.max_connections),
+        _positive("admin.max_connections", config.admin.max_connections),
+        _at_least("proxy.idle_timeout", config.proxy.idle_timeout, 0.001),
+        _at_least("admin.idle_timeout", config.admin.idle_timeout, 0.001),
         _at_least("spans.dead_letter_max_bytes", config.spans.dead_letter_max_bytes, 64 * 1024),
         _at_least(
             "messages.dead_letter_max_bytes", config.messages.dead_letter_max_bytes, 64 * 1024

@@ -15,7 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from agent import __version__
-from agent.core.http import ServerRunner, json_response
+from agent.config.tree import AdminConfig
+from agent.core.http import ConnectionLimits, ServerRunner, json_response
 from agent.core.lifecycle import Component, Health
 from agent.core.metrics import CONTENT_TYPE, Metrics
 
@@ -32,7 +33,11 @@ class AdminServer:
         components: ComponentSource,
         *,
         ready_requires_dependencies: bool = False,
+        limits: ConnectionLimits | None = None,
     ) -> None:
+        if limits is None:
+            defaults = AdminConfig()
+            limits = ConnectionLimits(defaults.max_connections, defaults.idle_timeout)
         self._metrics = metrics
         self._strict = ready_requires_dependencies
         self._components = components
@@ -43,7 +48,9 @@ class AdminServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/status", self._status)
-        self._server = ServerRunner(app, listen, shutdown_timeout=1.0)
+        self._server = ServerRunner(
+            app, listen, name="admin", limits=limits, metrics=metrics, shutdown_timeout=1.0
+        )
 
     @property
     def port(self) -> int:
