@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.config.secrets import Redactor
 from agent.config.tree import Config
 from agent.core.admin import AdminServer
 from agent.core.http import ConnectionLimits
@@ -45,6 +46,7 @@ class Agent:
                 self.components,
                 ready_requires_dependencies=config.admin.ready_requires_dependencies,
                 limits=ConnectionLimits(config.admin.max_connections, config.admin.idle_timeout),
+                redact=Redactor.for_config(config).text,
             )
         self._lock_fd: int | None = None
         self._started = False

@@ -7,6 +7,7 @@ import urllib.parse
 from collections.abc import Iterator
 
 from agent.config.schema import choices_of, hints_of
+from agent.config.secrets import mask_url
 from agent.config.tree import Config, QueueConfig, RetryConfig, SpansConfig, TopicConfig
 from agent.spans.sampling import SAMPLERS
 
@@ -18,6 +19,7 @@ def validate(config: Config) -> list[str]:
         _listen("admin.listen", config.admin.listen),
         _listen("proxy.listen", config.proxy.listen),
         _url("export.endpoint", config.export.endpoint, ("http", "https")),
+        _one_authorization(config.export.endpoint, config.export.headers),
         _url("redis.url", config.redis.url, ("redis", "rediss", "unix")),
         _positive("export.max_in_flight", config.export.max_in_flight),
         _positive("export.batch.max_spans", config.export.batch.max_spans),
@@ -66,6 +68,18 @@ def _url(key: str, value: str, schemes: tuple[str, ...]) -> Iterator[str]:
         yield f"{key}: {mask_url(value)!r} must start with one of {accepted}"
     elif parsed.scheme != "unix" and not parsed.hostname:
         yield f"{key}: {mask_url(value)!r} has no host"
+
+
+def _one_authorization(endpoint: str, headers: dict[str, str]) -> Iterator[str]:
+    """URL credentials become an Authorization header, so both cannot be sent."""
+    parsed = urllib.parse.urlsplit(endpoint)
+    has_userinfo = parsed.username is not None or parsed.password is not None
+    if has_userinfo and any(name.strip().lower() == "authorization" for name in headers):
+        yield (
+            f"export.endpoint: {mask_url(endpoint)!r} carries credentials (user:password@) and "
+            "export.headers sets Authorization too; both would be the Authorization header: "
+            "keep one (remove the userinfo from the URL, or the header)"
+        )
 
 
 def _positive(key: str, value: int) -> Iterator[str]:
@@ -132,16 +146,3 @@ def _topic(key: str, topic: TopicConfig) -> Iterator[str]:
 
 def is_valid_topic(name: str) -> bool:
     return bool(_TOPIC_NAME.match(name))
-
-
-def mask_url(url: str) -> str:
-    """Hide the password (or a lone user token) in a URL's credentials."""
-    parsed = urllib.parse.urlsplit(url)
-    if not parsed.password and not parsed.username:
-        return url
-    host = parsed.hostname or ""
-    if parsed.port:
-        host = f"{host}:{parsed.port}"
-    user = parsed.username or ""
-    credentials = f"{user}:***" if parsed.password is not None else "***"
-    return urllib.parse.urlunsplit(parsed._replace(netloc=f"{credentials}@{host}"))

@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from agent import __version__
 from agent.config.tree import AdminConfig
-from agent.core.http import ConnectionLimits, ServerRunner, json_response
+from agent.core.http import ConnectionLimits, ServerRunner
 from agent.core.lifecycle import Component, Health
 from agent.core.metrics import CONTENT_TYPE, Metrics
 
@@ -34,7 +35,9 @@ class AdminServer:
         *,
         ready_requires_dependencies: bool = False,
         limits: ConnectionLimits | None = None,
+        redact: Callable[[str], str] = str,
     ) -> None:
+        self._redact = redact
         if limits is None:
             defaults = AdminConfig()
             limits = ConnectionLimits(defaults.max_connections, defaults.idle_timeout)
@@ -86,14 +89,21 @@ class AdminServer:
         return ready, body
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return json_response({"status": "ok"})
+        return self._json({"status": "ok"})
 
     async def _readyz(self, request: web.Request) -> web.Response:
         ready, body = self.readiness()
-        return json_response(body, status=200 if ready else 503)
+        return self._json(body, status=200 if ready else 503)
 
     async def _metrics_handler(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+        text = self._redact(self._metrics.render().decode())
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    def _json(self, body: dict[str, Any], status: int = 200) -> web.Response:
+        """Every admin answer passes the redactor: a component's status or a dependency's error
+        text may quote a URL or a header."""
+        text = self._redact(orjson.dumps(body).decode())
+        return web.Response(body=text.encode(), status=status, content_type="application/json")
 
     async def _status(self, request: web.Request) -> web.Response:
         ready, readiness = self.readiness()
@@ -104,4 +114,4 @@ class AdminServer:
             "health": readiness["components"],
             "components": {c.name: c.status() for c in self._components() if c is not self},
         }
-        return json_response(body)
+        return self._json(body)
