@@ -133,7 +133,18 @@ class SpansConfig:
     )
     oversize_max_bytes: Size = setting(
         256 * 1024**2,
-        "Total size of whole oversize records kept for their dead letters; oldest deleted past it.",
+        "Total size of oversize records kept for their dead letters, oldest deleted past it; "
+        "one record longer than this keeps only its first oversize_max_bytes.",
+    )
+    follow_symlinks: bool = setting(
+        False,
+        "Read matched symlinks; even then only targets inside the watched directories "
+        "(skipped paths are logged and counted).",
+    )
+    max_open_files: int = setting(
+        512,
+        "Descriptors held for followed files; past it the least recently read idle files are "
+        "closed and reopened by identity when they grow.",
     )
 
 

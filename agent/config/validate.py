@@ -41,6 +41,8 @@ def validate(config: Config) -> list[str]:
         ),
         _at_least("export.max_request_bytes", config.export.max_request_bytes, 1024),
         _at_least("spans.max_line_bytes", config.spans.max_line_bytes, 64),
+        _at_least("spans.oversize_max_bytes", config.spans.oversize_max_bytes, 64 * 1024),
+        _positive("spans.max_open_files", config.spans.max_open_files),
         _at_least("export.timeout", config.export.timeout, 0.001),
         _retry("export.retry", config.export.retry),
         _retry("messages.retry", config.messages.retry),

@@ -171,6 +171,9 @@ class SpanPipeline:
                 offsets=self.book.offsets(),
                 oversize_dir=self.spills.directory,
                 metrics=self._metrics,
+                follow_symlinks=self._spans.follow_symlinks,
+                max_spill_bytes=self._spans.oversize_max_bytes,
+                max_open_files=self._spans.max_open_files,
             )
             await self.tailer.start()
             self._read_task = self._supervisor.spawn("read", self._read_loop())
@@ -399,12 +402,17 @@ class SpanPipeline:
 
 
 def _oversize_dead_letter(line: OversizeLine, limit: int) -> dict[str, Any]:
+    kept = (
+        "kept whole in spill_path"
+        if line.whole
+        else f"its first {line.spilled_bytes} bytes kept in spill_path (spans.oversize_max_bytes)"
+    )
     return {
         "reason": "line_too_long",
-        "detail": f"record of {line.length} bytes is over spans.max_line_bytes ({limit}); "
-        f"kept whole in spill_path",
+        "detail": f"record of {line.length} bytes is over spans.max_line_bytes ({limit}); {kept}",
         "source": line.path,
         "offset": line.start_offset,
         "length": line.length,
         "spill_path": line.spill_path,
+        "spilled_bytes": line.spilled_bytes,
     }
