@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.config.secrets import Redactor
 from agent.config.tree import Config
 from agent.core.admin import AdminServer
+from agent.core.http import ConnectionLimits
 from agent.core.lifecycle import Component, start_all, stop_all
 from agent.core.metrics import Metrics
 from agent.pipelines import build_pipelines
@@ -43,6 +45,8 @@ class Agent:
                 self.metrics,
                 self.components,
                 ready_requires_dependencies=config.admin.ready_requires_dependencies,
+                limits=ConnectionLimits(config.admin.max_connections, config.admin.idle_timeout),
+                redact=Redactor.for_config(config).text,
             )
         self._lock_fd: int | None = None
         self._started = False

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from agent import __version__
 from agent.config.load import ConfigError, load_config
 from agent.config.render import render_effective
+from agent.config.secrets import Redactor
 from agent.config.tree import Config
 from agent.core.logsetup import configure_logging
 from agent.spans.decode.registry import FORMATS
@@ -104,7 +105,8 @@ def _load(args: argparse.Namespace) -> Config:
 def _print_config_errors(error: ConfigError) -> None:
     sys.stderr.write("configuration errors:\n")
     for problem in error.problems:
-        sys.stderr.write(f"  - {problem}\n")
+        # No config to know the secrets by yet: URL credentials are hidden all the same.
+        sys.stderr.write(f"  - {Redactor(()).text(problem)}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.cli.ship import run_ship
 
         # Logs go to stderr so that stdout holds only the summary.
-        configure_logging("warning", "console", stream=sys.stderr)
+        configure_logging(
+            "warning", "console", stream=sys.stderr, redact=Redactor.for_config(config).text
+        )
         return run_ship(
             config,
             args.files,
@@ -142,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dead_letter_file=args.dead_letter_file,
             as_json=args.json,
         )
-    configure_logging(config.log.level, config.log.format)
+    configure_logging(config.log.level, config.log.format, redact=Redactor.for_config(config).text)
     from agent.app import run_until_signalled
 
     return asyncio.run(run_until_signalled(config))

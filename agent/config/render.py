@@ -14,11 +14,9 @@ from typing import Any
 import yaml
 
 from agent.config.schema import Leaf, choices_of, leaves, section_doc, walk
+from agent.config.secrets import MASK, mask_url
 from agent.config.tree import Config
-from agent.config.validate import mask_url
 from agent.core.units import format_duration, format_size
-
-MASK = "***"
 
 
 def display_value(leaf: Leaf, value: Any, *, mask: bool) -> Any:

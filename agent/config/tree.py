@@ -86,6 +86,14 @@ class AdminConfig:
         False,
         "Make /readyz fail while Redis or the OTLP endpoint is unreachable (not only when full).",
     )
+    max_connections: int = setting(
+        64, "Connections served at once; more are answered 503 and closed at once."
+    )
+    idle_timeout: Duration = setting(
+        60.0,
+        "A connection sending no complete request head for this long (after connecting or "
+        "after its last response) is closed: idle keep-alive and slow headers alike.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +145,18 @@ class SpansConfig:
     )
     oversize_max_bytes: Size = setting(
         256 * 1024**2,
-        "Total size of whole oversize records kept for their dead letters; oldest deleted past it.",
+        "Total size of oversize records kept for their dead letters, oldest deleted past it; "
+        "one record longer than this keeps only its first oversize_max_bytes.",
+    )
+    follow_symlinks: bool = setting(
+        False,
+        "Read matched symlinks; even then only targets inside the watched directories "
+        "(skipped paths are logged and counted).",
+    )
+    max_open_files: int = setting(
+        512,
+        "Descriptors held for followed files; past it the least recently read idle files are "
+        "closed and reopened by identity when they grow.",
     )
 
 
@@ -239,6 +258,19 @@ class ProxyConfig:
     retry_after: Duration = setting(1.0, "Retry-After sent with 503 when the buffer is full.")
     read_timeout: Duration = setting(
         30.0, "A request body not fully received within this gets 408 (slow clients)."
+    )
+    max_inflight_bytes: Size = setting(
+        8 * 1024**2,
+        "Memory budget of the request bodies being read and decoded at once, across all "
+        "connections (a decoded body weighs more than its bytes); past it requests get 503.",
+    )
+    max_connections: int = setting(
+        512, "Connections served at once; more are answered 503 and closed at once."
+    )
+    idle_timeout: Duration = setting(
+        120.0,
+        "A connection sending no complete request head for this long (after connecting or "
+        "after its last response) is closed: idle keep-alive and slow headers alike.",
     )
 
 

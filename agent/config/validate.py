@@ -6,6 +6,7 @@ import urllib.parse
 from collections.abc import Iterator
 
 from agent.config.schema import choices_of, hints_of
+from agent.config.secrets import mask_url
 from agent.config.tree import (
     SAMPLER_NAMES,
     Config,
@@ -22,6 +23,7 @@ def validate(config: Config) -> list[str]:
         _listen("admin.listen", config.admin.listen),
         _listen("proxy.listen", config.proxy.listen),
         _url("export.endpoint", config.export.endpoint, ("http", "https")),
+        _one_authorization(config.export.endpoint, config.export.headers),
         _url("redis.url", config.redis.url, ("redis", "rediss", "unix")),
         _positive("export.max_in_flight", config.export.max_in_flight),
         _positive("export.batch.max_spans", config.export.batch.max_spans),
@@ -32,12 +34,19 @@ def validate(config: Config) -> list[str]:
         _at_least("messages.redis_ack_timeout", config.messages.redis_ack_timeout, 0.001),
         _at_least("proxy.read_timeout", config.proxy.read_timeout, 0.001),
         _at_least("proxy.max_body_bytes", config.proxy.max_body_bytes, 1024),
+        _at_least("proxy.max_inflight_bytes", config.proxy.max_inflight_bytes, 64 * 1024),
+        _positive("proxy.max_connections", config.proxy.max_connections),
+        _positive("admin.max_connections", config.admin.max_connections),
+        _at_least("proxy.idle_timeout", config.proxy.idle_timeout, 0.001),
+        _at_least("admin.idle_timeout", config.admin.idle_timeout, 0.001),
         _at_least("spans.dead_letter_max_bytes", config.spans.dead_letter_max_bytes, 64 * 1024),
         _at_least(
             "messages.dead_letter_max_bytes", config.messages.dead_letter_max_bytes, 64 * 1024
         ),
         _at_least("export.max_request_bytes", config.export.max_request_bytes, 1024),
         _at_least("spans.max_line_bytes", config.spans.max_line_bytes, 64),
+        _at_least("spans.oversize_max_bytes", config.spans.oversize_max_bytes, 64 * 1024),
+        _positive("spans.max_open_files", config.spans.max_open_files),
         _at_least("export.timeout", config.export.timeout, 0.001),
         _retry("export.retry", config.export.retry),
         _retry("messages.retry", config.messages.retry),
@@ -65,6 +74,18 @@ def _url(key: str, value: str, schemes: tuple[str, ...]) -> Iterator[str]:
         yield f"{key}: {mask_url(value)!r} must start with one of {accepted}"
     elif parsed.scheme != "unix" and not parsed.hostname:
         yield f"{key}: {mask_url(value)!r} has no host"
+
+
+def _one_authorization(endpoint: str, headers: dict[str, str]) -> Iterator[str]:
+    """URL credentials become an Authorization header, so both cannot be sent."""
+    parsed = urllib.parse.urlsplit(endpoint)
+    has_userinfo = parsed.username is not None or parsed.password is not None
+    if has_userinfo and any(name.strip().lower() == "authorization" for name in headers):
+        yield (
+            f"export.endpoint: {mask_url(endpoint)!r} carries credentials (user:password@) and "
+            "export.headers sets Authorization too; both would be the Authorization header: "
+            "keep one (remove the userinfo from the URL, or the header)"
+        )
 
 
 def _positive(key: str, value: int) -> Iterator[str]:
@@ -127,16 +148,3 @@ def _topic(key: str, topic: TopicConfig) -> Iterator[str]:
         yield f"{key}.maxlen: must not be negative, got {topic.maxlen}"
     if "{topic}" not in topic.key and "{" in topic.key:
         yield f"{key}.key: {topic.key!r} may only use the placeholder {{topic}}"
-
-
-def mask_url(url: str) -> str:
-    """Hide the password (or a lone user token) in a URL's credentials."""
-    parsed = urllib.parse.urlsplit(url)
-    if not parsed.password and not parsed.username:
-        return url
-    host = parsed.hostname or ""
-    if parsed.port:
-        host = f"{host}:{parsed.port}"
-    user = parsed.username or ""
-    credentials = f"{user}:***" if parsed.password is not None else "***"
-    return urllib.parse.urlunsplit(parsed._replace(netloc=f"{credentials}@{host}"))

@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from agent import __version__
-from agent.core.http import ServerRunner, json_response
+from agent.config.tree import AdminConfig
+from agent.core.http import ConnectionLimits, ServerRunner
 from agent.core.lifecycle import Component, Health
 from agent.core.metrics import CONTENT_TYPE, Metrics
 
@@ -34,7 +36,13 @@ class AdminServer:
         components: ComponentSource,
         *,
         ready_requires_dependencies: bool = False,
+        limits: ConnectionLimits | None = None,
+        redact: Callable[[str], str] = str,
     ) -> None:
+        self._redact = redact
+        if limits is None:
+            defaults = AdminConfig()
+            limits = ConnectionLimits(defaults.max_connections, defaults.idle_timeout)
         self._metrics = metrics
         self._strict = ready_requires_dependencies
         self._components = components
@@ -45,7 +53,9 @@ class AdminServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/status", self._status)
-        self._server = ServerRunner(app, listen, shutdown_timeout=1.0)
+        self._server = ServerRunner(
+            app, listen, name="admin", limits=limits, metrics=metrics, shutdown_timeout=1.0
+        )
 
     @property
     def port(self) -> int:
@@ -92,14 +102,21 @@ class AdminServer:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         alive, body = self.liveness()
-        return json_response(body, status=200 if alive else 503)
+        return self._json(body, status=200 if alive else 503)
 
     async def _readyz(self, request: web.Request) -> web.Response:
         ready, body = self.readiness()
-        return json_response(body, status=200 if ready else 503)
+        return self._json(body, status=200 if ready else 503)
 
     async def _metrics_handler(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+        text = self._redact(self._metrics.render().decode())
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    def _json(self, body: dict[str, Any], status: int = 200) -> web.Response:
+        """Every admin answer passes the redactor: a component's status or a dependency's error
+        text may quote a URL or a header."""
+        text = self._redact(orjson.dumps(body).decode())
+        return web.Response(body=text.encode(), status=status, content_type="application/json")
 
     async def _status(self, request: web.Request) -> web.Response:
         ready, readiness = self.readiness()
@@ -110,4 +127,4 @@ class AdminServer:
             "health": readiness["components"],
             "components": {c.name: c.status() for c in self._components() if c is not self},
         }
-        return json_response(body)
+        return self._json(body)

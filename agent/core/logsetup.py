@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import orjson
@@ -25,6 +26,22 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 def _timestamp(created: float) -> str:
     seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
     return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+
+
+Redact = Callable[[str], str]
+
+
+class RedactingFormatter(logging.Formatter):
+    """Passes every finished line through `redact`: credentials never reach the log, whatever
+    a message, an extra field or an exception's text quotes."""
+
+    def __init__(self, inner: logging.Formatter, redact: Redact) -> None:
+        super().__init__()
+        self._inner = inner
+        self._redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redact(self._inner.format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -52,9 +69,18 @@ class ConsoleFormatter(logging.Formatter):
         return text
 
 
-def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str = "info",
+    fmt: str = "json",
+    stream: TextIO | None = None,
+    *,
+    redact: Redact | None = None,
+) -> None:
     handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    formatter: logging.Formatter = JsonFormatter() if fmt == "json" else ConsoleFormatter()
+    if redact is not None:
+        formatter = RedactingFormatter(formatter, redact)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

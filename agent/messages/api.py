@@ -20,7 +20,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from agent.config.tree import AckMode, ProxyConfig
-from agent.core.http import ServerRunner, error_response, json_response
+from agent.core.budget import MemoryBudget
+from agent.core.http import ConnectionLimits, ServerRunner, error_response, json_response
 from agent.core.metrics import Metrics
 from agent.messages.codec import (
     BodyError,
@@ -61,6 +62,8 @@ class PublishApi:
         )
         self._accepted_by_mode = {mode: self._accepted.labels(mode) for mode in ACK_MODES}
         self._valid_topics: set[str] = set()
+        self._budget = MemoryBudget(config.max_inflight_bytes, metrics, "publish_requests")
+        self._retry_after = config.retry_after
         # Errors are turned into JSON by a wrapper per route rather than a middleware: the
         # same effect for a fraction of the per-request cost.
         app = web.Application(client_max_size=config.max_body_bytes)
@@ -74,7 +77,10 @@ class PublishApi:
             app.router.add_route("*", path, self._method_not_allowed)
         app.router.add_route("*", "/{path:.*}", self._not_found)
         self.app = app
-        self._server = ServerRunner(app, config.listen, shutdown_timeout=5.0)
+        limits = ConnectionLimits(config.max_connections, config.idle_timeout)
+        self._server = ServerRunner(
+            app, config.listen, name="proxy", limits=limits, metrics=metrics, shutdown_timeout=5.0
+        )
 
     @property
     def port(self) -> int:
@@ -95,9 +101,11 @@ class PublishApi:
     async def _publish(self, request: web.Request) -> web.StreamResponse:
         topic, ack = self._admit(request)
         kind = media_type(request.headers.get("Content-Type", ""))
-        body = await self._body(request)
-        envelopes = decode_envelopes(body, kind)
-        result = await self._accept(topic, envelopes, ack, escape=may_need_go_escape(body))
+        with self._charge(request) as charge:
+            body = await self._body(request)
+            envelopes = decode_envelopes(body, kind)
+            charge.entries(len(envelopes))
+            result = await self._accept(topic, envelopes, ack, escape=may_need_go_escape(body))
         if ack != "redis":
             return _json(self._answer(result), 202)
         if result.failures:
@@ -108,14 +116,15 @@ class PublishApi:
         topic, ack = self._admit(request)
         # Dapr assumes text/plain when no Content-Type is given.
         kind = media_type(request.headers.get("Content-Type", "")) or "text/plain"
-        data = dapr_data(await self._body(request), kind)
-        envelope: Envelope = (
-            cloudevent_id(data, kind),
-            data,
-            dapr_headers(request.query, kind),
-            None,
-        )
-        result = await self._accept(topic, [envelope], ack)
+        with self._charge(request):
+            data = dapr_data(await self._body(request), kind)
+            envelope: Envelope = (
+                cloudevent_id(data, kind),
+                data,
+                dapr_headers(request.query, kind),
+                None,
+            )
+            result = await self._accept(topic, [envelope], ack)
         if result.failures:
             return self._dead_lettered(result)
         return web.Response(status=_NO_CONTENT)
@@ -125,10 +134,12 @@ class PublishApi:
         kind = media_type(request.headers.get("Content-Type", "")) or "application/json"
         if not is_json_type(kind):
             raise BodyError(415, "unsupported_media_type", "a bulk publish body is JSON")
-        body = await self._body(request)
-        envelopes, entry_ids = dapr_bulk_entries(decode_json(body), request.query)
-        escape = bool(request.query_string) or may_need_go_escape(body)
-        result = await self._accept(topic, envelopes, ack, escape=escape)
+        with self._charge(request) as charge:
+            body = await self._body(request)
+            envelopes, entry_ids = dapr_bulk_entries(decode_json(body), request.query)
+            charge.entries(len(envelopes))
+            escape = bool(request.query_string) or may_need_go_escape(body)
+            result = await self._accept(topic, envelopes, ack, escape=escape)
         if not result.failures:
             return web.Response(status=_NO_CONTENT)
         failed = [
@@ -157,6 +168,13 @@ class PublishApi:
             raise BodyError(403, "topic_forbidden", f"topic {topic!r} is not in allowed_topics")
         requested = request.query.get("ack") if request.query_string else None
         return topic, self._intake.mode(requested)
+
+    def _charge(self, request: web.Request) -> Charge:
+        """The request's share of the memory budget, before its body is read (the size it
+        declares, or the most it may send); decoded entries add to it."""
+        declared = request.content_length
+        size = self._config.max_body_bytes if declared is None else declared
+        return Charge(self._budget, min(size, self._config.max_body_bytes), self._retry_after)
 
     async def _body(self, request: web.Request) -> bytes:
         limit = self._config.max_body_bytes
@@ -247,6 +265,44 @@ class PublishApi:
             return error_response(status, code, message, headers)
         body = {"error": {"code": code, "message": message, "index": index}}
         return json_response(body, status, headers)
+
+
+ENTRY_WEIGHT = 1024
+"""Estimated bytes one decoded entry keeps alive until its request is answered (envelope, id,
+encoded command, their copy in the queue record), measured with 1 MiB bodies of tiny entries,
+the worst case; docs/benchmarks.md has the figures."""
+
+
+class Charge:
+    """One request's weight in the budget: taken on entry, grown per decoded entry, given back
+    on exit. Not fitting raises PublishRefused 503 `over_memory_budget`."""
+
+    def __init__(self, budget: MemoryBudget, weight: int, retry_after: float) -> None:
+        self._budget = budget
+        self._retry_after = retry_after
+        self.weight = 0
+        self._take(weight)
+
+    def entries(self, count: int) -> None:
+        self._take(count * ENTRY_WEIGHT)
+
+    def _take(self, weight: int) -> None:
+        if not self._budget.try_take(weight, held=self.weight):
+            self.__exit__()
+            message = (
+                f"requests in flight hold the memory budget of {self._budget.max_bytes} bytes "
+                "(proxy.max_inflight_bytes); retry shortly"
+            )
+            raise PublishRefused(503, "over_memory_budget", message, self._retry_after)
+        self.weight += weight
+
+    def __enter__(self) -> Charge:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        weight, self.weight = self.weight, 0
+        if weight:
+            self._budget.give_back(weight)
 
 
 def _json(body: Any, status: int) -> web.Response:

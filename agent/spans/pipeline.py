@@ -169,6 +169,9 @@ class SpanPipeline:
                 offsets=self.book.offsets(),
                 oversize_dir=self.spills.directory,
                 metrics=self._metrics,
+                follow_symlinks=self._spans.follow_symlinks,
+                max_spill_bytes=self._spans.oversize_max_bytes,
+                max_open_files=self._spans.max_open_files,
             )
             await self.tailer.start()
             self._read_task = self._supervisor.spawn("read", self._read_loop())

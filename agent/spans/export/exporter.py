@@ -27,6 +27,7 @@ import orjson
 from isal import igzip
 
 from agent import __version__
+from agent.config.secrets import mask_url
 from agent.config.tree import ExportConfig
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError, RetryableError, error_for_status
@@ -307,7 +308,7 @@ class OtlpHttpExporter:
 
     def status(self) -> dict[str, Any]:
         return {
-            "endpoint": self.endpoint,
+            "endpoint": mask_url(self.endpoint),
             "protocol": self._config.protocol,
             "compression": self._config.compression,
             "spans_exported": self.spans_exported,

@@ -340,14 +340,19 @@ def export_stages(
 def oversize_dead_letter(line: OversizeLine, limit: int) -> dict[str, Any]:
     """The dead letter of a record over `spans.max_line_bytes`, which the line reader copied
     whole to a spill file (the same for the running pipeline and `ship`)."""
+    kept = (
+        "kept whole in spill_path"
+        if line.whole
+        else f"its first {line.spilled_bytes} bytes kept in spill_path (spans.oversize_max_bytes)"
+    )
     return {
         "reason": "line_too_long",
-        "detail": f"record of {line.length} bytes is over spans.max_line_bytes ({limit}); "
-        f"kept whole in spill_path",
+        "detail": f"record of {line.length} bytes is over spans.max_line_bytes ({limit}); {kept}",
         "source": line.path,
         "offset": line.start_offset,
         "length": line.length,
         "spill_path": line.spill_path,
+        "spilled_bytes": line.spilled_bytes,
     }
 
 

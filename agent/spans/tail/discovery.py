@@ -12,7 +12,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,12 +54,36 @@ class _Listing:
     paths: list[str]
 
 
-class Scanner:
-    """Every regular file matching the globs, with its stat, at the cost of one ``stat`` per
-    file: a glob whose wildcards are all in the file name lists its directory again only when
-    the directory's mtime changed (files created, deleted or renamed)."""
+SkipCallback = Callable[[str, str, str], None]
+"""Told the path, the reason (a metric label) and a detail of a matched file that is not
+followed, once per path."""
 
-    def __init__(self, globs: Iterable[str]) -> None:
+REPORTED_SKIPS = 10_000
+"""Skipped paths remembered so each is reported once; past it they may be reported again."""
+
+
+class Scanner:
+    """Every regular file matching the globs, with its stat, at the cost of one ``lstat`` per
+    file: a glob whose wildcards are all in the file name lists its directory again only when
+    the directory's mtime changed (files created, deleted or renamed).
+
+    Symbolic links: whoever can write the log directory could point a link at any file the
+    agent may read, so a matched symlink is skipped unless ``follow_symlinks``, and even then
+    a file whose real path is outside the watched directories (a link in a directory on the
+    way counts too) is skipped. Skips are reported through ``on_skip``."""
+
+    def __init__(
+        self,
+        globs: Iterable[str],
+        *,
+        follow_symlinks: bool = False,
+        on_skip: SkipCallback = lambda path, reason, detail: None,
+    ) -> None:
+        globs = list(globs)
+        self._roots = [root.path for root in watch_roots(globs)]
+        self._follow = follow_symlinks
+        self._on_skip = on_skip
+        self._reported: set[str] = set()
         self._by_directory: list[tuple[str, re.Pattern[str]]] = []
         self._general: list[str] = []
         for pattern in globs:
@@ -72,16 +96,40 @@ class Scanner:
 
     def scan(self) -> dict[str, os.stat_result]:
         found: dict[str, os.stat_result] = {}
+        roots = [os.path.realpath(root) for root in self._roots]
+        real_directories: dict[str, str] = {}
         for path in self._candidates():
             if path in found:
                 continue
             try:
-                info = os.stat(path)
+                info = os.lstat(path)
+                if stat.S_ISLNK(info.st_mode):
+                    if not self._follow:
+                        self._skip(path, "symlink", "spans.follow_symlinks is false")
+                        continue
+                    real = os.path.realpath(path)
+                    info = os.stat(path)
+                else:
+                    directory, name = os.path.split(path)
+                    if directory not in real_directories:
+                        real_directories[directory] = os.path.realpath(directory)
+                    real = os.path.join(real_directories[directory], name)
             except OSError:
+                continue
+            if not _inside(real, roots):
+                self._skip(path, "outside_watched_directories", f"resolves to {real}")
                 continue
             if stat.S_ISREG(info.st_mode):
                 found[path] = info
         return found
+
+    def _skip(self, path: str, reason: str, detail: str) -> None:
+        if path in self._reported:
+            return
+        if len(self._reported) >= REPORTED_SKIPS:
+            self._reported.clear()
+        self._reported.add(path)
+        self._on_skip(path, reason, detail)
 
     def _candidates(self) -> Iterator[str]:
         for pattern in self._general:
@@ -111,6 +159,10 @@ class Scanner:
         return paths
 
 
+def _inside(real: str, roots: list[str]) -> bool:
+    return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
 def _name_matcher(name: str) -> re.Pattern[str]:
     """A file-name glob as glob.glob reads it: wildcards do not match a leading dot."""
     translated = fnmatch.translate(name)
@@ -120,7 +172,7 @@ def _name_matcher(name: str) -> re.Pattern[str]:
 
 
 def find_by_inode(
-    directories: Iterable[Path], wanted: set[tuple[int, int]]
+    directories: Iterable[Path], wanted: set[tuple[int, int]], *, follow_symlinks: bool = False
 ) -> dict[tuple[int, int], str]:
     """Paths of the wanted (dev, inode) pairs among the files of ``directories``.
 
@@ -136,7 +188,7 @@ def find_by_inode(
             continue
         for entry in entries:
             # The inode comes with the directory listing; stat only the candidates.
-            if entry.inode() not in inodes:
+            if entry.inode() not in inodes or (entry.is_symlink() and not follow_symlinks):
                 continue
             try:
                 info = entry.stat()

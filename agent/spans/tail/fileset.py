@@ -16,6 +16,7 @@ import os
 from collections import deque
 
 from agent.core.metrics import Metrics
+from agent.spans.tail.descriptors import OpenFiles
 from agent.spans.tail.trackedfile import TrackedFile
 
 log = logging.getLogger("agent.spans.tail.tailer")
@@ -36,6 +37,12 @@ class TailerMetrics:
         self.rotations = metrics.counter(
             "span_file_rotations_total", "Span log files renamed or deleted while followed."
         )
+        self.skipped = metrics.counter(
+            "span_files_skipped_total",
+            "Matched paths not read: symlinks (spans.follow_symlinks) or outside the watched "
+            "directories.",
+            ("reason",),
+        )
         self.lost_partials = metrics.counter(
             "span_partial_lines_truncated_total",
             "Unfinished last lines cut off by a truncation before their newline was written.",
@@ -43,8 +50,9 @@ class TailerMetrics:
 
 
 class FileSet:
-    def __init__(self, metrics: TailerMetrics, rotate_wait: float) -> None:
+    def __init__(self, metrics: TailerMetrics, rotate_wait: float, descriptors: OpenFiles) -> None:
         self._metrics = metrics
+        self.descriptors = descriptors
         self._rotate_wait = rotate_wait
         self.files: dict[tuple[int, int], TrackedFile] = {}
         self.by_path: dict[str, TrackedFile] = {}
@@ -61,6 +69,8 @@ class FileSet:
             tracked.reader.close()
             return False
         self.files[tracked.pair] = tracked
+        if not tracked.parked:
+            self.descriptors.opened(tracked)
         self.mark_ready(tracked)
         self._metrics.files.set(len(self.files))
         return True
@@ -68,6 +78,7 @@ class FileSet:
     def forget(self, tracked: TrackedFile) -> None:
         tracked.closed = True
         tracked.reader.close()
+        self.descriptors.closed(tracked)
         self.files.pop(tracked.pair, None)
         if self.by_path.get(tracked.path) is tracked:
             del self.by_path[tracked.path]
@@ -77,6 +88,7 @@ class FileSet:
         for tracked in self.files.values():
             tracked.closed = True
             tracked.reader.close()
+            self.descriptors.closed(tracked)
         self.files.clear()
         self.by_path.clear()
         self._metrics.files.set(0)
@@ -125,6 +137,9 @@ class FileSet:
         """Let go of rotated-away files that were read to their end and stayed quiet."""
         for tracked in list(self.files.values()):
             if tracked.gone_since is None:
+                continue
+            if tracked.parked:  # read it now: reopened where rotation put it, or let go
+                self.mark_ready(tracked)
                 continue
             try:
                 self.note_size(tracked, tracked.reader.stat_size(), now)

@@ -35,7 +35,14 @@ class OversizeLine:
     length: int
     """Bytes of the record, without its newline (and without a trailing carriage return)."""
     spill_path: str
-    """The whole record, copied while reading; fsync'd before it is reported."""
+    """The record, copied while reading; fsync'd before it is reported."""
+    spilled_bytes: int = -1
+    """Bytes of the record in the spill file: all of them (``length``) unless the record was
+    longer than ``max_spill_bytes``, whose first bytes alone are kept."""
+
+    @property
+    def whole(self) -> bool:
+        return self.spilled_bytes >= self.length
 
 
 @dataclass(slots=True)
@@ -65,6 +72,8 @@ class _Spill:
     file: BinaryIO | None
     path: str = ""
     last_byte: bytes = b""
+    cut: bool = False
+    """The record outgrew max_spill_bytes: the rest of it was not written."""
 
 
 class LineReader:
@@ -76,6 +85,7 @@ class LineReader:
         *,
         max_line_bytes: int,
         oversize_dir: Path,
+        max_spill_bytes: int = 256 * 1024**2,
         skip_first_fragment: bool = False,
     ) -> None:
         self.fd = fd
@@ -84,6 +94,8 @@ class LineReader:
         self.scanned = offset
         self.max_line_bytes = max_line_bytes
         self.oversize_dir = oversize_dir
+        # A newline-free stream would otherwise fill the disk before the record ends.
+        self.max_spill_bytes = max_spill_bytes
         # Files only grow; a size below the largest seen (or below a checkpoint) is truncation.
         self.high_water = offset
         self.size = offset
@@ -144,8 +156,20 @@ class LineReader:
 
     def close(self) -> None:
         self._abandon_spill()
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        self.close_descriptor()
+
+    @property
+    def spilling(self) -> bool:
+        """An over-long record is being copied: its spill file is open too."""
+        return self._spill is not None
+
+    def close_descriptor(self) -> None:
+        """Let go of the file's descriptor but keep every position: ``fd`` is -1 until a
+        caller opens the same file again and sets it (see TrackedFile.reopen)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _position(self) -> int:
         return self._spill.pos if self._spill is not None else self.scanned
@@ -248,7 +272,13 @@ class LineReader:
 
     def _spill_write(self, spill: _Spill, data: bytes) -> None:
         if spill.file is not None and data:
-            spill.file.write(data)
+            room = self.max_spill_bytes - (spill.pos - spill.start)
+            if room >= len(data):
+                spill.file.write(data)
+            else:
+                if room > 0:
+                    spill.file.write(data[:room])
+                spill.cut = True
             spill.last_byte = data[-1:]
         spill.pos += len(data)
 
@@ -257,12 +287,14 @@ class LineReader:
         length = spill.pos - spill.start
         if spill.last_byte == b"\r":
             length -= 1
-            spill.file.truncate(length)
+            if not spill.cut:
+                spill.file.truncate(length)
+        spilled = min(length, self.max_spill_bytes)
         spill.file.flush()
         os.fsync(spill.file.fileno())
         spill.file.close()
         fsync_dir(self.oversize_dir)  # the spill file's name must survive a crash too
-        return OversizeLine(self.path, spill.start, length, spill.path)
+        return OversizeLine(self.path, spill.start, length, spill.path, spilled)
 
     def _abandon_spill(self) -> None:
         spill, self._spill = self._spill, None

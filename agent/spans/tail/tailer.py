@@ -31,20 +31,26 @@ import fnmatch
 import logging
 import os
 import re
-import resource
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from agent.core.lifecycle import TaskSupervisor
 from agent.core.metrics import Metrics
 from agent.spans.tail import discovery
+from agent.spans.tail.batches import BatchReader, LineBatch
+from agent.spans.tail.descriptors import OpenFiles, raise_open_file_limit
 from agent.spans.tail.fileid import FINGERPRINT_BYTES, FileIdentity, parse_key
 from agent.spans.tail.fileset import FileSet, TailerMetrics
-from agent.spans.tail.linereader import OversizeLine, ReadResult
-from agent.spans.tail.trackedfile import StartPolicy, TrackedFile, open_rotated, open_tracked
+from agent.spans.tail.linereader import OversizeLine
+from agent.spans.tail.trackedfile import (
+    StartPolicy,
+    TrackedFile,
+    open_flags,
+    open_rotated,
+    open_tracked,
+)
 from agent.spans.tail.watcher import ChangeWatcher
 
 __all__ = ["FINGERPRINT_BYTES", "FileIdentity", "LineBatch", "OversizeLine", "Tailer"]
@@ -57,20 +63,6 @@ log = logging.getLogger("agent.spans.tail.tailer")
 
 STATUS_FILES = 20
 """How many files /status lists (those furthest behind); the totals cover all of them."""
-
-
-@dataclass(slots=True)
-class LineBatch:
-    file_key: str
-    path: str
-    lines: list[bytes]
-    """Complete lines, newline (and a trailing carriage return) removed."""
-    end_offset: int
-    """Offset just past the last record consumed: the commit point of this batch. A batch may
-    hold no lines at all when it only moves the commit point (a skipped line fragment)."""
-    oversize: list[OversizeLine]
-    rotated: bool = False
-    """The final batch of a file rotated away or deleted and now fully read."""
 
 
 class Tailer:
@@ -87,23 +79,36 @@ class Tailer:
         metrics: Metrics,
         read_chunk_bytes: int = 256 * 1024,
         max_batch_lines: int = 4096,
+        follow_symlinks: bool = False,
+        max_spill_bytes: int = 256 * 1024**2,
+        max_open_files: int = 512,
     ) -> None:
         self._globs = [os.path.abspath(pattern) for pattern in globs]
         self._matchers = [re.compile(fnmatch.translate(pattern)) for pattern in self._globs]
         self._roots = discovery.watch_roots(self._globs)
-        self._scanner = discovery.Scanner(self._globs)
+        self._follow_symlinks = follow_symlinks
+        self._scanner = discovery.Scanner(
+            self._globs, follow_symlinks=follow_symlinks, on_skip=self._on_skip
+        )
         self._offsets = dict(offsets)
         self._policy = StartPolicy(
             offsets=self._offsets,
             start_at_end=start_at == "end" and not offsets,
             max_line_bytes=max_line_bytes,
             oversize_dir=oversize_dir,
+            follow_symlinks=follow_symlinks,
+            max_spill_bytes=max_spill_bytes,
         )
         self._poll_interval = poll_interval
-        self._chunk = read_chunk_bytes
-        self._max_lines = max_batch_lines
         self._metrics = TailerMetrics(metrics)
-        self._set = FileSet(self._metrics, rotate_wait)
+        self._set = FileSet(self._metrics, rotate_wait, OpenFiles(max_open_files, metrics))
+        self._reader = BatchReader(
+            self._set,
+            self._metrics,
+            open_flags=open_flags(self._policy),
+            max_lines=max_batch_lines,
+            chunk_bytes=read_chunk_bytes,
+        )
         metrics.gauge_callback(
             "span_file_bytes_behind",
             "Bytes of followed span log files not yet read.",
@@ -159,7 +164,7 @@ class Tailer:
                     if not await self._wait_for_work(deadline):
                         return None
                     continue
-                batch = await self._read_one(tracked)
+                batch = await self._reader.read(tracked)
                 if batch is not None:
                     return batch
                 if deadline is not None and loop.time() >= deadline:
@@ -202,111 +207,17 @@ class Tailer:
             return False
         return True
 
-    async def _read_one(self, tracked: TrackedFile) -> LineBatch | None:
-        try:
-            if tracked.identity is None:
-                if not await asyncio.to_thread(tracked.settle, final=tracked.let_go_due):
-                    tracked.at_eof = True  # no complete line yet: nothing to read until it grows
-                    return None
-                closing = self._closing_batch(tracked)
-                if closing is not None:
-                    self._set.mark_ready(tracked)
-                    return closing
-            result = await asyncio.to_thread(tracked.read_next, self._max_lines, self._chunk)
-        except OSError as error:
-            # One unreadable file must not stop the others; it is tried again when it grows.
-            log.error(
-                "cannot read span log file", extra={"path": tracked.path, "error": repr(error)}
-            )
-            return None
-        return self._after_read(tracked, result)
-
-    def _after_read(self, tracked: TrackedFile, result: ReadResult) -> LineBatch | None:
-        now = time.monotonic()
-        if result.truncated:
-            self._on_truncated(tracked, result)
-            self._set.mark_ready(tracked)
-            return None
-        if result.file_size != tracked.seen_size:
-            tracked.seen_size = result.file_size
-            tracked.last_growth = now
-        tracked.at_eof = result.at_eof
-        tracked.let_go_due = False
-        self._count(result)
-        if result.final:
-            return self._release(tracked, result)
-        if result.at_eof:
-            tracked.drain_first = False
-        else:
-            self._set.mark_ready(tracked)
-        if result.lines or result.oversize or result.end_offset != tracked.last_end:
-            return self._batch(tracked, result)
-        return None
-
-    @staticmethod
-    def _batch(tracked: TrackedFile, result: ReadResult) -> LineBatch:
-        assert tracked.identity is not None
-        tracked.known, tracked.last_end = True, result.end_offset
-        return LineBatch(
-            tracked.identity.key, tracked.path, result.lines, result.end_offset, result.oversize
-        )
-
-    def _count(self, result: ReadResult) -> None:
-        if result.lines:
-            self._metrics.lines.inc(len(result.lines))
-        if result.consumed_bytes:
-            self._metrics.bytes.inc(result.consumed_bytes)
-        if result.oversize:
-            self._metrics.oversize.inc(len(result.oversize))
-
-    def _on_truncated(self, tracked: TrackedFile, result: ReadResult) -> None:
-        self._metrics.truncations.inc()
-        if result.lost_partial_bytes:
-            self._metrics.lost_partials.inc()
-        log.warning(
-            "span log file shrank (copytruncate?); reading it again from the start",
-            extra={"path": tracked.path, "lost_partial_bytes": result.lost_partial_bytes},
-        )
-        if tracked.identity is not None and tracked.known and tracked.retiring is None:
-            tracked.retiring, tracked.retiring_offset = tracked.identity, tracked.last_end
-        tracked.identity = None
-        tracked.seen_size = result.file_size
-        tracked.at_eof = False
-
-    def _closing_batch(self, tracked: TrackedFile) -> LineBatch | None:
-        """After a truncation, once the new content's identity is known: close the old key if
-        the identity changed; keep it (offsets restart at 0) if it did not."""
-        old, tracked.retiring = tracked.retiring, None
-        if old is None or tracked.identity is None:
-            return None
-        if old.key == tracked.identity.key:
-            tracked.last_end = tracked.retiring_offset
-            return None
-        tracked.known, tracked.last_end = False, 0
-        return LineBatch(old.key, tracked.path, [], tracked.retiring_offset, [], rotated=True)
-
-    def _release(self, tracked: TrackedFile, result: ReadResult) -> LineBatch | None:
-        self._set.forget(tracked)
-        log.info(
-            "rotated span log file read to its end and let go",
-            extra={"path": tracked.path, "offset": result.end_offset},
-        )
-        if tracked.identity is None:
-            return None
-        if result.lines or result.oversize or tracked.known:
-            batch = self._batch(tracked, result)
-            batch.rotated = True
-            return batch
-        return None
-
     # Discovery ---------------------------------------------------------------------------
 
     async def _initial_scan(self) -> None:
-        found, opened = await asyncio.to_thread(self._scan_and_open, frozenset(), True)
+        found, opened = await asyncio.to_thread(
+            self._scan_and_open, frozenset(), True, self._set.descriptors.max_open
+        )
         self._set.apply_scan(found, opened, time.monotonic())
         rotated = await asyncio.to_thread(self._find_rotated, found)
         for tracked in rotated:
             self._set.add(tracked)
+        self._set.descriptors.make_room()
         self._metrics.rotations.inc(len(rotated))
         resumed = sum(1 for t in opened if t.identity and t.identity.key in self._offsets)
         log.info(
@@ -345,8 +256,9 @@ class Tailer:
                 log.warning("span log scan failed", extra={"error": repr(error)})
 
     async def _rescan(self) -> None:
+        room = self._set.descriptors.max_open - len(self._set.descriptors)
         found, opened = await asyncio.to_thread(
-            self._scan_and_open, frozenset(self._set.files), False
+            self._scan_and_open, frozenset(self._set.files), False, room
         )
         if self._stopped:
             for tracked in opened:
@@ -354,13 +266,15 @@ class Tailer:
             return
         now = time.monotonic()
         self._set.apply_scan(found, opened, now)
+        self._set.descriptors.make_room()
         self._set.check_gone(now)
         self._ensure_watcher()
 
     def _scan_and_open(
-        self, known: frozenset[tuple[int, int]], at_startup: bool
+        self, known: frozenset[tuple[int, int]], at_startup: bool, room: int
     ) -> tuple[dict[str, os.stat_result], list[TrackedFile]]:
-        """Blocking part of a scan: glob, stat, open the files not followed yet."""
+        """Blocking part of a scan: glob, stat, open the files not followed yet. Past `room`
+        descriptors a new file is parked as soon as its identity and start are known."""
         found = self._scanner.scan()
         now = time.monotonic()
         opened: list[TrackedFile] = []
@@ -369,6 +283,8 @@ class Tailer:
                 continue
             tracked = open_tracked(path, self._policy, at_startup=at_startup, now=now)
             if tracked is not None:
+                if len(opened) >= room and tracked.identity is not None:
+                    tracked.reader.close_descriptor()
                 opened.append(tracked)
         return found, opened
 
@@ -387,12 +303,22 @@ class Tailer:
         directories.update(Path(path).parent for path in found)
         now = time.monotonic()
         rotated: list[TrackedFile] = []
-        for pair, path in discovery.find_by_inode(directories, set(wanted)).items():
+        found_by_inode = discovery.find_by_inode(
+            directories, set(wanted), follow_symlinks=self._follow_symlinks
+        )
+        for pair, path in found_by_inode.items():
             tracked = open_rotated(path, wanted[pair], self._policy, now)
             if tracked is not None:
                 log.info("found a span log file rotated while stopped", extra={"path": path})
                 rotated.append(tracked)
         return rotated
+
+    def _on_skip(self, path: str, reason: str, detail: str) -> None:
+        """From the scan's worker thread: a matched file that is not read."""
+        self._metrics.skipped.labels(reason).inc()
+        log.warning(
+            "span log file skipped", extra={"path": path, "reason": reason, "detail": detail}
+        )
 
     # Notifications -----------------------------------------------------------------------
 
@@ -430,16 +356,3 @@ def _file_status(tracked: TrackedFile) -> dict[str, Any]:
         "bytes_behind": tracked.bytes_behind,
         "rotated": tracked.gone_since is not None,
     }
-
-
-def raise_open_file_limit() -> None:
-    """Every followed file holds a descriptor (so rotated files can be read to their end);
-    lift the soft limit to the hard one, as log shippers commonly need."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
-    if soft == resource.RLIM_INFINITY or soft >= target:
-        return
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ValueError, OSError) as error:
-        log.warning("cannot raise the open file limit", extra={"error": repr(error)})

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.spans.tail.discovery import find_by_inode
 from agent.spans.tail.fileid import FileIdentity, read_fingerprint
 from agent.spans.tail.linereader import LineReader, ReadResult
 
@@ -35,6 +36,8 @@ class StartPolicy:
     start_at_end: bool
     max_line_bytes: int
     oversize_dir: Path
+    follow_symlinks: bool = False
+    max_spill_bytes: int = 256 * 1024**2
 
     def start(
         self, identity: FileIdentity | None, fd: int, size: int, *, at_startup: bool
@@ -115,6 +118,26 @@ class TrackedFile:
         current = read_fingerprint(self.reader.fd)
         return current is not None and current != self.identity.fingerprint
 
+    @property
+    def parked(self) -> bool:
+        """Closed to save a descriptor while idle; reopened by identity when read again."""
+        return self.reader.fd < 0
+
+    def reopen(self, flags: int) -> None:
+        """Open a parked file again (blocking): the same device and inode at its path, or, if
+        it was renamed meanwhile, in the same directory. Raises FileNotFoundError if it is
+        nowhere to be found. A file rewritten under the same inode is caught by the
+        fingerprint check of ``read_next`` and read again from 0, as when it stayed open."""
+        fd = _open_if_same(self.path, self.pair, flags)
+        if fd is None:
+            directory = Path(self.path).parent
+            moved = find_by_inode([directory], {self.pair}).get(self.pair)
+            fd = None if moved is None else _open_if_same(moved, self.pair, flags)
+            if fd is None or moved is None:
+                raise FileNotFoundError(f"{self.path} (closed while idle) is gone")
+            self.reader.path = moved
+        self.reader.fd = fd
+
     def settle(self, *, final: bool = False) -> bool:
         """Compute the identity once the first line is complete (blocking); True when known."""
         if self.identity is None:
@@ -126,6 +149,29 @@ class TrackedFile:
         return True
 
 
+def _open_if_same(path: str, pair: tuple[int, int], flags: int) -> int | None:
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if (info.st_dev, info.st_ino) != pair:
+        os.close(fd)
+        return None
+    return fd
+
+
+def open_flags(policy: StartPolicy) -> int:
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    if not policy.follow_symlinks:
+        flags |= os.O_NOFOLLOW  # a link put in place of the file since the scan is not read
+    return flags
+
+
 def spill_stem(identity: FileIdentity) -> str:
     return f"{identity.dev}-{identity.inode}-{identity.fingerprint}"
 
@@ -135,7 +181,7 @@ def open_tracked(
 ) -> TrackedFile | None:
     """Open ``path`` for following; None if it vanished or cannot be opened (logged)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, open_flags(policy))
     except FileNotFoundError:
         return None
     except OSError as error:
@@ -158,6 +204,7 @@ def open_tracked(
         offset,
         max_line_bytes=policy.max_line_bytes,
         oversize_dir=policy.oversize_dir,
+        max_spill_bytes=policy.max_spill_bytes,
         skip_first_fragment=skip,
     )
     return TrackedFile(

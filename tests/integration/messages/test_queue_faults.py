@@ -43,7 +43,8 @@ async def publish(http: aiohttp.ClientSession, base: str, ids: list[str]) -> int
 
 
 def exhaust_descriptors(agent: AgentProcess, pid: int) -> list[socket.socket]:
-    """Idle connections to the admin port until the agent has no descriptor left."""
+    """Idle connections to the admin port until the agent has no descriptor left (the test
+    lifts admin.max_connections above the descriptor limit so that they can)."""
     idle: list[socket.socket] = []
     try:
         for _ in range(FD_LIMIT * 2):
@@ -63,7 +64,12 @@ async def test_one_io_error_does_not_disable_the_buffer_and_a_503_is_never_deliv
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     redis_server.stop()  # everything stays in the buffer: what a 503 left there would show
-    agent = AgentProcess(tmp_path, {**SETTINGS, "SIDECAR_REDIS_URL": redis_server.url})
+    settings = {
+        **SETTINGS,
+        "SIDECAR_REDIS_URL": redis_server.url,
+        "SIDECAR_ADMIN_MAX_CONNECTIONS": str(FD_LIMIT * 4),
+    }
+    agent = AgentProcess(tmp_path, settings)
     agent.process.argv = ["prlimit", f"--nofile={FD_LIMIT}:{FD_LIMIT}", "--", *agent.process.argv]
     agent.start(wait_ready=False)
     pid = agent.process.pid

@@ -180,7 +180,7 @@ def test_secrets_are_masked() -> None:
     config = load_config(
         environ={
             "REDIS_URL": "redis://user:hunter2@redis:6379/0",
-            "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer secret-token",
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=secret-token",
             "SIDECAR_PROXY_AUTH_TOKEN": "tok-123",
             "OTEL_EXPORTER_OTLP_ENDPOINT": "https://u:pw@collector:4318",
         }
@@ -189,8 +189,8 @@ def test_secrets_are_masked() -> None:
     for secret in ("hunter2", "secret-token", "tok-123", ":pw@"):
         assert secret not in rendered
     tree = effective_tree(config)
-    assert tree["redis"]["url"] == "redis://user:***@redis:6379/0"
-    assert tree["export"]["headers"] == {"authorization": "***"}
+    assert tree["redis"]["url"] == "redis://***@redis:6379/0"
+    assert tree["export"]["headers"] == {"x-api-key": "***"}
     assert tree["proxy"]["auth_token"] == "***"
 
 
