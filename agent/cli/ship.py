@@ -32,8 +32,6 @@ from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError
 from agent.spans.decode.assemble import OpenSpanExchange
 from agent.spans.decode.registry import make_decoder
-from agent.spans.delivery.book import Decoder
-from agent.spans.encode.spanjson_direct import EncodedSpan
 from agent.spans.export.exporter import OtlpHttpExporter
 from agent.spans.export.outbound import (
     Outbound,
@@ -43,6 +41,7 @@ from agent.spans.export.outbound import (
     span_sender,
 )
 from agent.spans.export.sender import Outcome
+from agent.spans.types import Decoder, EncodedSpan
 
 EXIT_OK, EXIT_UNDELIVERED, EXIT_USAGE = 0, 1, 2
 LINES_PER_CHUNK = 4096

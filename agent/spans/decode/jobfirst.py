@@ -151,6 +151,8 @@ def parse_line(obj: dict[str, Any]) -> JobFirstLine | None:
 class JobFirstDecoder(LineFeeder):
     """JobFirst logs: skips other lines cheaply, assembles spans across lines."""
 
+    format = "jobfirst"
+
     def __init__(
         self,
         *,

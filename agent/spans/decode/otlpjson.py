@@ -28,6 +28,7 @@ from agent.spans.decode.common import (
     parse_status_code,
     pop_service_name,
 )
+from agent.spans.decode.direct import otlp_request
 from agent.spans.decode.lines import JsonLineDecoder
 from agent.spans.model import (
     KIND_UNSPECIFIED,
@@ -40,6 +41,7 @@ from agent.spans.model import (
     SpanEvent,
     SpanLink,
 )
+from agent.spans.types import DirectItem, DirectWriter
 from agent.spans.validate import (
     MAX_ATTR_DEPTH,
     BadRecord,
@@ -229,6 +231,13 @@ def _first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
 
 class OtlpJsonDecoder(JsonLineDecoder):
     """OTLP/JSON lines; stateless. One line may hold many spans."""
+
+    format = "otlp-json"
+
+    def decode_direct(
+        self, obj: dict[str, Any], direct: DirectWriter, out: list[DirectItem]
+    ) -> bool:
+        return otlp_request(obj, self.default_service, direct, out)
 
     def decode_obj(self, obj: dict[str, Any], raw: bytes, into: DecodeResult) -> None:
         records = _first(obj, _RECORD_KEYS)

@@ -17,7 +17,8 @@ import pytest
 from agent.config.tree import ExportConfig
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError, RetryableError
-from agent.spans.encode.protobuf import Resources, build_request, encode_span, resource_key
+from agent.spans.encode.protobuf import build_request, encode_span
+from agent.spans.encode.resources import Resources, resource_key
 from agent.spans.export.exporter import OtlpHttpExporter, pack_request
 from agent.spans.model import Span
 from tests.doubles.otlp_receiver import Fault, FaultInjectingOtlpReceiver
