@@ -104,9 +104,10 @@ def _otlp_attributes(attributes: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def otlp_json_lines(count: int, seed: int = 7) -> Iterator[bytes]:
-    """One ResourceSpans a line (what the Collector's file exporter writes, one span each)."""
+    """One ResourceSpans with one span a line, as an ExportTraceServiceRequest (what the
+    Collector's file exporter writes, and what its otlpjson connector reads)."""
     for span in sample_spans(count, seed):
-        record = {
+        resource_spans = {
             "resource": {"attributes": _otlp_attributes({"service.name": SERVICE})},
             "scopeSpans": [
                 {
@@ -133,7 +134,7 @@ def otlp_json_lines(count: int, seed: int = 7) -> Iterator[bytes]:
                 }
             ],
         }
-        yield _compact(record)
+        yield _compact({"resourceSpans": [resource_spans]})
 
 
 def _rfc3339(nanos: int, digits: int = 9) -> str:
