@@ -28,7 +28,7 @@ from agent.spans.decode.common import (
     line_too_long,
     load_object,
 )
-from agent.spans.decode.direct import otlp_request
+from agent.spans.decode.direct import otlp_line, otlp_request
 from agent.spans.decode.direct_sdk import go_span, python_span
 from agent.spans.decode.jobfirst import MARKER, JobFirstDecoder
 from agent.spans.decode.otelsdk import OtelSdkDecoder, load_sdk_object, span_from_sdk_obj
@@ -37,6 +37,7 @@ from agent.spans.decode.spanjson import span_from_obj
 from agent.spans.model import DecodeResult
 from agent.spans.types import DirectItem, DirectWriter
 
+_OTLP_REQUEST = b'{"resourceSpans"'
 _OTLP_KEYS = frozenset(("resourceSpans", "resource_spans", "scopeSpans", "scope_spans"))
 
 
@@ -119,6 +120,8 @@ class AutoDecoder(LineFeeder):
                 and not self.sdk.pending
                 and MARKER.search(line) is None
             ):
+                if line[:16] == _OTLP_REQUEST and otlp_line(line, service, direct, out):
+                    continue  # OTLP/JSON requests go straight into Structs, as for otlp-json
                 try:
                     obj = loads(line)
                 except JSONDecodeError:
