@@ -30,7 +30,7 @@ from agent.spans.decode.common import (
 )
 from agent.spans.decode.direct import otlp_line, otlp_request
 from agent.spans.decode.direct_sdk import go_span, python_span
-from agent.spans.decode.jobfirst import MARKER, JobFirstDecoder
+from agent.spans.decode.jobfirst import MARKER, MARKER_TAIL, JobFirstDecoder
 from agent.spans.decode.otelsdk import OtelSdkDecoder, load_sdk_object, span_from_sdk_obj
 from agent.spans.decode.otlpjson import OtlpJsonDecoder
 from agent.spans.decode.spanjson import span_from_obj
@@ -118,7 +118,7 @@ class AutoDecoder(LineFeeder):
                 and b"race" in line
                 and len(line) <= limit
                 and not self.sdk.pending
-                and MARKER.search(line) is None
+                and (MARKER_TAIL not in line or MARKER.search(line) is None)
             ):
                 if line[:16] == _OTLP_REQUEST and otlp_line(line, service, direct, out):
                     continue  # OTLP/JSON requests go straight into Structs, as for otlp-json
