@@ -25,6 +25,7 @@ from agent.spans.encode.direct import DirectWriter
 from agent.spans.encode.protobuf import encode_span, span_field
 from agent.spans.encode.resources import resource_key
 from agent.spans.model import DecodeResult, Span
+from tests.unit.spans.decode.test_fuzz import VALID, mutated
 from tests.unit.spans.decode.test_jobfirst import ended, started
 from tests.unit.spans.decode.test_jobfirst import event as jobfirst_event
 from tests.unit.spans.decode.test_otelsdk import go_stub
@@ -202,3 +203,11 @@ def test_a_declined_record_is_counted_as_a_fallback() -> None:
         assert into.fallbacks == 1
         assert len(encoded) == 2
         assert Counter(type(item).__name__ for item in encoded) == {"tuple": 2}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(formats, st.lists(st.binary(max_size=120) | st.sampled_from(VALID) | mutated(), max_size=8))
+def test_any_bytes_decode_the_same_both_ways_and_never_raise(fmt: str, lines: list[bytes]) -> None:
+    for name in (fmt, "auto", "jobfirst"):
+        into = same_reads(name, lines)
+        assert [d.detail for d in into.dead if d.reason == "internal_error"] == []
