@@ -1,172 +1,67 @@
-"""End-to-end span throughput per CPU-second: tail -> parse -> OTLP -> gzip -> HTTP.
+"""End-to-end span throughput per CPU-second, every input format: tail -> decode -> OTLP
+protobuf -> gzip -> HTTP.
 
-Two paths read the same file of span-json lines (4 attributes, 1 event each) and POST gzip'd
-OTLP/protobuf requests to the same sink, an aiohttp server in another process that reads and
-discards the bodies:
+For each input (bench/sample_spans.py: the same spans, 4 attributes and 1 event each, written
+as jobfirst, span-json, otlp-json and otel-sdk lines) the real SpanPipeline (tailer, decoder
+and its direct path, batcher, sender, exporter, disk queue, checkpoints), as `sidecar-agent run`
+runs it, ships the file to a sink in another process (bench/sink.py), twice: with the format
+configured (`spans.format: <format>`) and with `spans.format: auto`. Each round also runs the
+baseline, the naive path: the span-json lines through json.loads into opentelemetry-proto
+message objects, SerializeToString, gzip, POST with aiohttp (same batches, same in-flight
+limit). With --collector, each round also runs the OpenTelemetry Collector on the otlp-json
+file into the same sink (bench/collector.py; bench/peers/build-otelcol builds it).
 
-  agent: the real SpanPipeline (Tailer, span-json decoder and fast path, SpanBatcher, SpanSender,
-         OtlpHttpExporter) with its disk queue and checkpoints, as `sidecar-agent run` runs it
-         with `spans.format: span-json` (--format auto: as an unconfigured agent runs it);
-  naive: read lines, json.loads, build opentelemetry-proto message objects, SerializeToString,
-         gzip (same level, the standard library's zlib; the agent uses ISA-L's gzip, and the
-         per-stage breakdown shows the gzip share of both), POST with aiohttp (same in-flight
-         limit).
-
-CPU time is this process's user+sys (`time.process_time()`, all threads), measured around each
-run; the sink's CPU is not counted. Each path runs --repeat times, alternating; every round is
-printed and the best run of each path counts. Where the CPU goes is measured in the same runs:
-`time.thread_time()` around functions that run once per read or per request (never per span,
-so timing them costs nothing measurable), and the tailer's reading threads as the process's
-CPU minus the event loop thread's. Run: `.venv/bin/python bench/spans.py` (about 45 s; see
-docs/benchmarks.md for figures).
+CPU is the sender's own: this process's user+sys (`time.process_time()`, all threads) around an
+agent or naive run, /proc/<pid>/stat for the Collector; the sink's is not counted. Rounds are
+interleaved (every row once per round), figures are medians over rounds, and each ratio is
+the median of the rounds' own ratios. Run: `.venv/bin/python bench/spans.py [--collector]`
+(see docs/benchmarks.md for figures).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import gc
 import gzip
-import multiprocessing
 import shutil
-import socket
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-from aiohttp import web
 from naive_otlp import naive_request
-from sample_spans import span_json_lines
+from sample_spans import FORMATS, agent_format, lines_for, span_json_lines
+from sink import Sink
 
 from agent.config.load import load_config
 from agent.core.metrics import Metrics
-from agent.spans.export import outbound
-from agent.spans.export.batcher import ProtobufEncoding, SpanBatcher
 from agent.spans.export.exporter import GZIP_LEVEL
 from agent.spans.pipeline import SpanPipeline
 
 BATCH_SPANS = 4096
 IN_FLIGHT = 4
-
-# --- the sink ---------------------------------------------------------------------------------
-
-
-def _serve_sink(port: int, ready: Any) -> None:
-    async def discard(request: web.Request) -> web.Response:
-        while await request.content.readany():
-            pass
-        return web.Response(body=b"", content_type="application/x-protobuf")
-
-    async def serve() -> None:
-        app = web.Application(client_max_size=64 * 1024**2)
-        app.router.add_post("/v1/traces", discard)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        ready.set()
-        await asyncio.Event().wait()
-
-    asyncio.run(serve())
-
-
-def start_sink() -> tuple[BaseProcess, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    context = multiprocessing.get_context("spawn")
-    ready = context.Event()
-    process = context.Process(target=_serve_sink, args=(port, ready), daemon=True)
-    process.start()
-    if not ready.wait(30):
-        raise SystemExit("the sink did not start")
-    return process, f"http://127.0.0.1:{port}/v1/traces"
-
-
-# --- the two paths ----------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_SAMPLES = ("jobfirst", "span-json", "otlp-json", "otel-sdk-py", "otel-sdk-go")
 
 
 @dataclass
-class Run:
-    spans: int
-    cpu: float
-    wall: float
-    stages: dict[str, float] = field(default_factory=dict)
-    """CPU seconds by stage; they add up to `cpu`."""
+class Row:
+    """One measured line of the table: spans per CPU-second of each round."""
+
+    label: str
+    rates: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)  # to the naive path, per round
 
     @property
-    def per_cpu_second(self) -> float:
-        return self.spans / self.cpu
+    def median(self) -> float:
+        return statistics.median(self.rates)
 
 
-class StageClock:
-    """CPU seconds of the calling thread inside chosen functions, by stage.
-
-    Only for functions called once per read or per request: each call costs two clock reads.
-    An async function is timed across its awaits, so it must not suspend in the benchmark
-    (`prepare_lines` only awaits dead-letter writes, and there are none)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-
-    def timed(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            began = time.thread_time()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.add(stage, time.thread_time() - began)
-
-        return wrapper
-
-    def timed_async(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(function)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            began = time.thread_time()
-            try:
-                return await function(*args, **kwargs)
-            finally:
-                self.add(stage, time.thread_time() - began)
-
-        return wrapper
-
-    def split(self, process_cpu: float, loop_thread_cpu: float) -> dict[str, float]:
-        """The stages, the reading threads and the rest of the loop thread's CPU."""
-        stages = dict(self.seconds)
-        stages["read lines (tailer threads)"] = process_cpu - loop_thread_cpu
-        stages["the rest (event loop, HTTP, delivery, checkpoints)"] = loop_thread_cpu - sum(
-            self.seconds.values()
-        )
-        return stages
-
-
-AGENT_CLOCK = StageClock()
-
-
-def time_agent_stages() -> None:
-    """Wrap the agent's per-read and per-request steps with AGENT_CLOCK (once)."""
-    clock = AGENT_CLOCK
-    outbound.Outbound.prepare_lines = clock.timed_async(  # type: ignore[method-assign]
-        "parse + encode (orjson, fast path)", outbound.Outbound.prepare_lines
-    )
-    SpanBatcher.add_many = clock.timed("batch", SpanBatcher.add_many)  # type: ignore[method-assign]
-    ProtobufEncoding.build = clock.timed("build request", ProtobufEncoding.build)  # type: ignore[method-assign]
-    outbound.pack_request = clock.timed("gzip", outbound.pack_request)  # type: ignore[attr-defined]
-
-
-async def run_agent(
-    log_file: Path, endpoint: str, workdir: Path, spans: int, span_format: str
-) -> Run:
+async def run_agent(log_file: Path, sink: Sink, workdir: Path, spans: int, fmt: str) -> float:
+    """CPU seconds the agent takes to ship `log_file`."""
     data_dir = workdir / "agent-data"
     shutil.rmtree(data_dir, ignore_errors=True)
     config = load_config(
@@ -174,43 +69,28 @@ async def run_agent(
         cli_overrides=[
             f"data_dir={data_dir}",
             f"spans.paths={log_file}",
-            f"spans.format={span_format}",
-            f"export.endpoint={endpoint}",
+            f"spans.format={fmt}",
+            f"export.endpoint={sink.endpoint}",
             f"export.batch.max_spans={BATCH_SPANS}",
             f"export.max_in_flight={IN_FLIGHT}",
             "export.batch.linger=50ms",
         ],
     )
     pipeline = SpanPipeline(config, Metrics(), data_dir)
-    AGENT_CLOCK.seconds.clear()
-    cpu, loop_cpu, wall = time.process_time(), time.thread_time(), time.perf_counter()
+    cpu = time.process_time()
     await pipeline.start()
     while pipeline.exporter.spans_exported < spans:  # noqa: ASYNC110 - a counter, no event
         await asyncio.sleep(0.005)
-    cpu, loop_cpu = time.process_time() - cpu, time.thread_time() - loop_cpu
-    wall = time.perf_counter() - wall
+    cpu = time.process_time() - cpu
     await pipeline.stop()
-    if pipeline.summary()["dead_lettered"]:
-        raise SystemExit(f"unexpected dead letters: {pipeline.summary()}")
-    return Run(spans, cpu, wall, AGENT_CLOCK.split(cpu, loop_cpu))
+    summary = pipeline.summary()
+    if summary["dead_lettered"]:
+        raise SystemExit(f"unexpected dead letters ({fmt}, {log_file.name}): {summary}")
+    return cpu
 
 
-def naive_body(lines: list[bytes], clock: StageClock) -> bytes:
-    began = time.thread_time()
-    request = naive_request(lines)
-    serialized = time.thread_time()
-    body: bytes = request.SerializeToString()
-    del request  # freeing the objects counts with serializing them
-    compressed = time.thread_time()
-    body = gzip.compress(body, GZIP_LEVEL)
-    done = time.thread_time()
-    clock.add("parse (json) + build objects", serialized - began)
-    clock.add("SerializeToString, freeing the objects", compressed - serialized)
-    clock.add("gzip", done - compressed)
-    return body
-
-
-async def run_naive(log_file: Path, endpoint: str, spans: int) -> Run:
+async def run_naive(log_file: Path, sink: Sink, spans: int) -> float:
+    """CPU seconds the naive path takes to ship the span-json file `log_file`."""
     headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
     slots = asyncio.Semaphore(IN_FLIGHT)
     sends: set[asyncio.Task[None]] = set()
@@ -219,15 +99,17 @@ async def run_naive(log_file: Path, endpoint: str, spans: int) -> Run:
     async def post(session: aiohttp.ClientSession, body: bytes, count: int) -> None:
         nonlocal sent
         try:
-            async with session.post(endpoint, data=body, headers=headers) as response:
+            async with session.post(sink.endpoint, data=body, headers=headers) as response:
                 await response.read()
                 response.raise_for_status()
             sent += count
         finally:
             slots.release()
 
-    clock = StageClock()
-    cpu, loop_cpu, wall = time.process_time(), time.thread_time(), time.perf_counter()
+    def body_of(batch: list[bytes]) -> bytes:
+        return gzip.compress(naive_request(batch).SerializeToString(), GZIP_LEVEL)
+
+    cpu = time.process_time()
     async with aiohttp.ClientSession() as session:
         with log_file.open("rb") as file:
             batch: list[bytes] = []
@@ -235,111 +117,122 @@ async def run_naive(log_file: Path, endpoint: str, spans: int) -> Run:
                 batch.append(line)
                 if len(batch) == BATCH_SPANS:
                     await slots.acquire()
-                    body = naive_body(batch, clock)
-                    task = asyncio.create_task(post(session, body, len(batch)))
+                    task = asyncio.create_task(post(session, body_of(batch), len(batch)))
                     sends.add(task)
                     task.add_done_callback(sends.discard)
                     batch = []
             if batch:
                 await slots.acquire()
-                await post(session, naive_body(batch, clock), len(batch))
+                await post(session, body_of(batch), len(batch))
         while sends:
             await asyncio.wait(set(sends))
-    cpu, loop_cpu = time.process_time() - cpu, time.thread_time() - loop_cpu
+    cpu = time.process_time() - cpu
     if sent != spans:
         raise SystemExit(f"naive path sent {sent} of {spans} spans")
-    stages = clock.split(cpu, loop_cpu)
-    del stages["read lines (tailer threads)"]  # it reads in the loop thread: part of the rest
-    stages["the rest (read lines, event loop, HTTP)"] = stages.pop(
-        "the rest (event loop, HTTP, delivery, checkpoints)"
-    ) + (cpu - loop_cpu)
-    return Run(spans, cpu, time.perf_counter() - wall, stages)
+    return cpu
 
 
-# --- report -----------------------------------------------------------------------------------
+def write_inputs(workdir: Path, samples: list[str], spans: int) -> dict[str, Path]:
+    files = {}
+    for sample in [*samples, "naive"]:
+        path = files[sample] = workdir / f"{sample}.log"
+        lines = span_json_lines(spans) if sample == "naive" else lines_for(sample, spans)
+        with path.open("wb") as out:
+            out.writelines(line + b"\n" for line in lines)
+    return files
+
+
+def one_round(
+    args: argparse.Namespace,
+    files: dict[str, Path],
+    sink: Sink,
+    workdir: Path,
+    rows: dict[str, Row],
+    *,
+    collector: str | None,
+) -> None:
+    spans = args.spans
+    gc.collect()
+    naive = spans / asyncio.run(run_naive(files["naive"], sink, spans))
+    rows["naive"].rates.append(naive)
+    for sample in args.samples:
+        for fmt in (agent_format(sample), "auto"):
+            gc.collect()
+            rate = spans / asyncio.run(run_agent(files[sample], sink, workdir, spans, fmt))
+            row = rows[f"{sample} {fmt}"]
+            row.rates.append(rate)
+            row.ratios.append(rate / naive)
+    if collector is not None:
+        from collector import run_collector
+
+        cpu, _ = run_collector(
+            collector, files["otlp-json"], sink, workdir, spans=spans, batch=BATCH_SPANS
+        )
+        rows["collector"].rates.append(spans / cpu)
+        rows["collector"].ratios.append(spans / cpu / naive)
+
+
+def report(args: argparse.Namespace, files: dict[str, Path], rows: dict[str, Row]) -> None:
+    print()
+    print(
+        f"{args.spans:,} spans per run, {args.repeat} interleaved rounds, medians; gzip level "
+        f"{GZIP_LEVEL}, batches of {BATCH_SPANS} spans, {IN_FLIGHT} requests in flight"
+    )
+    header = f"{'input / format':34} {'B/span':>7} {'spans/CPU-s':>12} {'vs naive':>9}"
+    print(header + f" {'vs explicit':>11} {'vs 100k':>8} {'vs Collector':>13}")
+    collector = rows.get("collector")
+    explicit: dict[str, float] = {}
+    for name, row in rows.items():
+        sample = name.split(" ")[0]
+        path = files.get("otlp-json" if name == "collector" else sample, files["naive"])
+        size = path.stat().st_size / args.spans
+        vs_naive = statistics.median(row.ratios) if row.ratios else 1.0
+        line = f"{name:34} {size:7.0f} {row.median:12,.0f} {vs_naive:8.2f}x"
+        if name.endswith(" auto"):
+            line += f" {row.median / explicit[sample]:10.2f}x"
+        else:
+            explicit[sample] = row.median
+            line += f" {'':>11}"
+        line += f" {row.median / 100_000:7.2f}x"
+        if collector is not None and collector.rates and name != "collector":
+            ratios = [a / c for a, c in zip(row.rates, collector.rates, strict=True)]
+            line += f" {statistics.median(ratios):12.2f}x"
+        print(line)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--spans", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument(
-        "--format",
-        default="span-json",
-        choices=("span-json", "auto"),
-        help="the agent's spans.format (auto: what an unconfigured agent detects per line)",
-    )
+    parser.add_argument("--spans", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--format", action="append", choices=FORMATS, dest="samples")
+    parser.add_argument("--collector", action="store_true", help="also run the Collector")
     args = parser.parse_args()
+    args.samples = args.samples or list(DEFAULT_SAMPLES)
+    collector = None
+    if args.collector:
+        from collector import find_binary
+
+        if "otlp-json" not in args.samples:
+            args.samples.append("otlp-json")
+        collector = find_binary(REPO)
     workdir = Path(tempfile.mkdtemp(prefix="bench-spans-"))
-    sink, endpoint = start_sink()
+    sink = Sink()
     try:
-        log_file = workdir / "spans.log"
-        with log_file.open("wb") as file:
-            file.writelines(line + b"\n" for line in span_json_lines(args.spans))
-        size = log_file.stat().st_size
-        time_agent_stages()
-        agent_runs: list[Run] = []
-        naive_runs: list[Run] = []
+        files = write_inputs(workdir, args.samples, args.spans)
+        rows = {"naive": Row("naive")}
+        for sample in args.samples:
+            for fmt in (agent_format(sample), "auto"):
+                rows[f"{sample} {fmt}"] = Row(f"{sample} {fmt}")
+        if collector is not None:
+            rows["collector"] = Row("collector")
         for round_number in range(1, args.repeat + 1):
-            gc.collect()
-            agent_run = run_agent(log_file, endpoint, workdir, args.spans, args.format)
-            agent_runs.append(asyncio.run(agent_run))
-            gc.collect()
-            naive_runs.append(asyncio.run(run_naive(log_file, endpoint, args.spans)))
-            agent, naive = agent_runs[-1], naive_runs[-1]
-            print(
-                f"round {round_number}: agent {agent.per_cpu_second:,.0f} spans/CPU-s, "
-                f"naive {naive.per_cpu_second:,.0f}, "
-                f"{agent.per_cpu_second / naive.per_cpu_second:.2f}x"
-            )
-        print()
-        ratios = [
-            a.per_cpu_second / n.per_cpu_second for a, n in zip(agent_runs, naive_runs, strict=True)
-        ]
-        report(args, size, min(agent_runs, key=_cpu), min(naive_runs, key=_cpu), ratios)
+            one_round(args, files, sink, workdir, rows, collector=collector)
+            done = ", ".join(f"{name} {row.rates[-1]:,.0f}" for name, row in rows.items())
+            print(f"round {round_number}: {done}", flush=True)
+        report(args, files, rows)
     finally:
-        sink.terminate()
-        sink.join(5)
+        sink.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _cpu(run: Run) -> float:
-    return run.cpu
-
-
-def report(
-    args: argparse.Namespace, size: int, agent: Run, naive: Run, ratios: list[float]
-) -> None:
-    spans = args.spans
-    print(
-        f"{spans:,} span-json lines ({size / spans:.0f} B each), agent spans.format={args.format}"
-    )
-    print(
-        f"gzip level {GZIP_LEVEL}, batches of {BATCH_SPANS} spans, {IN_FLIGHT} requests in flight, "
-        "sink in another process"
-    )
-    print()
-    print(
-        f"{'path':<8} {'CPU s':>8} {'wall s':>8} {'µs/span':>9} {'spans/CPU-s':>13} {'spans/s':>10}"
-    )
-    for label, run in (("agent", agent), ("naive", naive)):
-        print(
-            f"{label:<8} {run.cpu:8.2f} {run.wall:8.2f} {run.cpu / spans * 1e6:9.2f} "
-            f"{run.per_cpu_second:13,.0f} {spans / run.wall:10,.0f}"
-        )
-    print()
-    print(f"agent vs naive, per CPU-second: {agent.per_cpu_second / naive.per_cpu_second:.2f}x")
-    print(f"median of the rounds' own ratios: {statistics.median(ratios):.2f}x")
-    print(f"agent vs target 100k spans/CPU-s: {agent.per_cpu_second / 100_000:.2f}x")
-    stage_breakdown(spans, agent, naive)
-
-
-def stage_breakdown(spans: int, agent: Run, naive: Run) -> None:
-    for label, run in (("agent", agent), ("naive", naive)):
-        print()
-        print(f"{label}: CPU per span by stage (best run)")
-        for stage, seconds in run.stages.items():
-            print(f"  {stage:<52} {seconds / spans * 1e6:6.2f} µs")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,6 @@ from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError
 from agent.spans.decode.assemble import OpenSpanExchange
 from agent.spans.decode.registry import make_decoder
-from agent.spans.delivery.book import Decoder
-from agent.spans.encode.spanjson_direct import EncodedSpan
 from agent.spans.export.outbound import (
     ExportStages,
     Token,
@@ -44,6 +42,7 @@ from agent.spans.export.outbound import (
 from agent.spans.export.sender import Outcome
 from agent.spans.tail.linereader import LineReader, ReadResult
 from agent.spans.tail.oversize import SpillDirectory
+from agent.spans.types import Decoder, EncodedSpan
 
 LINES_PER_READ = 4096
 READ_CHUNK_BYTES = 256 * 1024  # as the tailer reads

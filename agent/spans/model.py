@@ -108,6 +108,8 @@ class DecodeResult:
     and were passed over on purpose. `incomplete` counts spans in `spans` that the
     decoder closed itself (marked with `INCOMPLETE_ATTRIBUTE`); `evicted` counts the
     subset of those forced out by the open-span cap rather than the orphan timeout.
+    `fallbacks` counts records the direct path (`Decoder.feed_direct`) handed to the general
+    path: they are decoded all the same, only slower.
     """
 
     spans: list[Span] = field(default_factory=list)
@@ -115,10 +117,16 @@ class DecodeResult:
     skipped: int = 0
     incomplete: int = 0
     evicted: int = 0
+    fallbacks: int = 0
 
     def merge(self, other: DecodeResult) -> None:
         self.spans.extend(other.spans)
+        self.merge_counts(other)
+
+    def merge_counts(self, other: DecodeResult) -> None:
+        """`merge` but for the spans, which the caller takes elsewhere."""
         self.dead.extend(other.dead)
         self.skipped += other.skipped
         self.incomplete += other.incomplete
         self.evicted += other.evicted
+        self.fallbacks += other.fallbacks

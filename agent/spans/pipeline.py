@@ -35,7 +35,6 @@ from agent.core.retry import PermanentError, sleep_unless_stopped
 from agent.spans.decode.assemble import OpenSpanExchange
 from agent.spans.decode.registry import make_decoder
 from agent.spans.delivery.book import (
-    Decoder,
     DecoderFactory,
     DeliveryBook,
     FileState,
@@ -43,7 +42,6 @@ from agent.spans.delivery.book import (
     checkpoint_path,
 )
 from agent.spans.delivery.checkpoint import CheckpointStore
-from agent.spans.encode.spanjson_direct import EncodedSpan
 from agent.spans.export.outbound import (
     ExportStages,
     Token,
@@ -55,6 +53,7 @@ from agent.spans.export.sender import Outcome
 from agent.spans.model import DecodeResult
 from agent.spans.tail.oversize import SpillDirectory
 from agent.spans.tail.tailer import LineBatch, Tailer
+from agent.spans.types import Decoder, EncodedSpan
 
 log = logging.getLogger("agent.spans")
 
@@ -69,7 +68,7 @@ QUEUE_RECORD_SLACK = 64 * 1024
 def decoders_for(config: Config, exchange: OpenSpanExchange | None = None) -> DecoderFactory:
     """A decoder per file, in the format its path asks for (`spans.path_formats`, else
     `spans.format`). Decoders get no default service: the resource merge in
-    `encode.protobuf.Resources` applies `service.name` from config to spans that name none.
+    `encode.resources.Resources` applies `service.name` from config to spans that name none.
     JobFirst spans open in one file can be ended in another through `exchange`."""
     spans = config.spans
     patterns = [(os.path.abspath(glob), fmt) for glob, fmt in spans.path_formats.items()]

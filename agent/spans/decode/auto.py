@@ -16,6 +16,7 @@ Order of checks, cheapest first:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from orjson import JSONDecodeError, loads
@@ -27,16 +28,22 @@ from agent.spans.decode.common import (
     line_too_long,
     load_object,
 )
-from agent.spans.decode.jobfirst import MARKER, JobFirstDecoder
+from agent.spans.decode.direct import otlp_line, otlp_request
+from agent.spans.decode.direct_sdk import go_span, python_span
+from agent.spans.decode.jobfirst import MARKER, MARKER_TAIL, JobFirstDecoder
 from agent.spans.decode.otelsdk import OtelSdkDecoder, load_sdk_object, span_from_sdk_obj
 from agent.spans.decode.otlpjson import OtlpJsonDecoder
 from agent.spans.decode.spanjson import span_from_obj
 from agent.spans.model import DecodeResult
+from agent.spans.types import DirectItem, DirectWriter
 
+_OTLP_REQUEST = b'{"resourceSpans"'
 _OTLP_KEYS = frozenset(("resourceSpans", "resource_spans", "scopeSpans", "scope_spans"))
 
 
 class AutoDecoder(LineFeeder):
+    format = "auto"
+
     def __init__(
         self,
         *,
@@ -96,14 +103,37 @@ class AutoDecoder(LineFeeder):
         else:
             into.skipped += 1
 
-    def span_json_record(self, line: bytes) -> Any:
-        """For the fast path (`Outbound.prepare_lines`): the parsed record when `feed` would
-        decode `line` as a span-json record, touching no state; None for any other line. As
-        for `SpanJsonDecoder`, lines over `max_line_bytes` are the caller's to refuse."""
-        if self.sdk.pending or line[:1] != b"{" or b"race" not in line or MARKER.search(line):
-            return None
-        obj = loads(line)  # an error means "ask feed", as any other answer but a dict
-        return obj if type(obj) is dict and _route(obj) == "span-json" else None
+    def feed_direct(
+        self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
+    ) -> list[DirectItem]:
+        """A one-line span record of any format straight to the writer, dispatched on its
+        keys as `feed` does; JobFirst lines, multi-line objects and other lines through
+        `feed`."""
+        out: list[DirectItem] = []
+        service, limit = self.default_service, self.max_line_bytes
+        for line in lines:
+            obj = None
+            if (
+                line[:1] == b"{"
+                and b"race" in line
+                and len(line) <= limit
+                and not self.sdk.pending
+                and (MARKER_TAIL not in line or MARKER.search(line) is None)
+            ):
+                if line[:16] == _OTLP_REQUEST and otlp_line(line, service, direct, out):
+                    continue  # OTLP/JSON requests go straight into Structs, as for otlp-json
+                try:
+                    obj = loads(line)
+                except JSONDecodeError:
+                    obj = None  # the general path explains, or reads NaN
+            if type(obj) is dict:
+                route = _route(obj)
+                if route is not None:
+                    if _DIRECT[route](obj, service, direct, out):
+                        continue
+                    into.fallbacks += 1
+            self.feed_general(line, now_ns, into, out)
+        return out
 
     def expire(self, now_ns: int) -> DecodeResult:
         return self.jobfirst.expire(now_ns)
@@ -119,6 +149,23 @@ class AutoDecoder(LineFeeder):
     @property
     def pending(self) -> int:
         return self.jobfirst.pending + self.sdk.pending
+
+
+def _span_json(
+    obj: dict[str, Any], default_service: str | None, direct: DirectWriter, out: list[DirectItem]
+) -> bool:
+    return direct.span_json(out, obj, default_service)
+
+
+def _otel_sdk(
+    obj: dict[str, Any], default_service: str | None, direct: DirectWriter, out: list[DirectItem]
+) -> bool:
+    if "SpanContext" in obj:
+        return go_span(obj, default_service, direct, out)
+    return python_span(obj, default_service, direct, out)
+
+
+_DIRECT = {"span-json": _span_json, "otlp-json": otlp_request, "otel-sdk": _otel_sdk}
 
 
 def _route(obj: dict[str, Any]) -> str | None:

@@ -8,7 +8,7 @@ place that turns failures into dead letters (`dead_letter_for`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ from agent.spans.model import (
     DeadLetter,
     DecodeResult,
 )
+from agent.spans.types import DirectItem, DirectWriter
 from agent.spans.validate import BadRecord
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
@@ -80,11 +81,31 @@ def line_too_long(line: bytes, limit: int) -> DeadLetter:
 
 
 class LineFeeder:
-    """`feed` and `feed_many` of the Decoder API, for a decoder whose `feed_into` adds what
-    one line decodes to (spans, dead letters, a skip) to a result."""
+    """`feed`, `feed_many` and `feed_direct` of the Decoder API, for a decoder whose
+    `feed_into` adds what one line decodes to (spans, dead letters, a skip) to a result."""
+
+    format = ""
 
     def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         raise NotImplementedError
+
+    def feed_direct(
+        self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
+    ) -> list[DirectItem]:
+        """The general path for every line, as `Decoder.feed_direct` hands it on; decoders
+        with a direct path override this."""
+        result = self.feed_many(lines, now_ns)
+        into.merge_counts(result)
+        return list(result.spans)
+
+    def feed_general(
+        self, line: bytes, now_ns: int, into: DecodeResult, out: list[DirectItem]
+    ) -> None:
+        """One line through the general path, inside a `feed_direct`: its spans join `out`."""
+        result = DecodeResult()
+        self.feed_into(line, now_ns, result)
+        out.extend(result.spans)
+        into.merge_counts(result)
 
     def feed(self, line: bytes, now_ns: int) -> DecodeResult:
         result = DecodeResult()
@@ -183,6 +204,56 @@ _RFC3339 = re.compile(
 _EPOCH_ORDINAL = datetime(1970, 1, 1, tzinfo=UTC).toordinal()
 
 
+_MINUTES: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM" + zone -> its Unix seconds
+_MINUTES_LIMIT = 4096
+
+
+def utc_rfc3339(text: str) -> int | None:
+    """`parse_rfc3339` of the spelling loggers write, `YYYY-MM-DDTHH:MM:SS`, up to 9 fraction
+    digits, then `Z` or `±HH:MM`, with the minute looked up (the times in a log repeat their
+    minute); None for anything else, which `parse_rfc3339` then parses or explains."""
+    if text[-1:] == "Z":
+        body, zone = text[:-1], "Z"
+    elif text[-6:-5] in ("+", "-") and text[-3:-2] == ":":
+        body, zone = text[:-6], text[-6:]
+    else:
+        return None
+    size = len(body)
+    if size < 19 or body[16] != ":":
+        return None
+    minute = body[:16] + zone
+    base = _MINUTES.get(minute)
+    if base is None:
+        base = _minute(body[:16], zone)
+        if base is None:
+            return None
+    second = body[17:19]
+    if not (second.isascii() and second.isdigit() and second < "60"):
+        return None
+    nanos = 0
+    if size > 19:
+        fraction = body[20:]
+        if body[19] != "." or not 0 < len(fraction) <= 9:
+            return None
+        if not (fraction.isascii() and fraction.isdigit()):
+            return None
+        nanos = int(fraction.ljust(9, "0"))
+    return (base + int(second)) * 1_000_000_000 + nanos
+
+
+def _minute(prefix: str, zone: str) -> int | None:
+    if prefix[10:11] != "T":
+        return None
+    try:
+        seconds = _parse_rfc3339_text(f"{prefix}:00{zone}", "time") // 1_000_000_000
+    except BadRecord:
+        return None
+    if len(_MINUTES) >= _MINUTES_LIMIT:
+        _MINUTES.clear()  # a long backfill must not grow memory
+    _MINUTES[prefix + zone] = seconds
+    return seconds
+
+
 def parse_rfc3339(value: object, what: str) -> int:
     """An RFC 3339 time with up to nanosecond precision, as Unix nanoseconds.
 
@@ -191,6 +262,11 @@ def parse_rfc3339(value: object, what: str) -> int:
     """
     if type(value) is not str:
         raise BadRecord("bad_time", f"{what} must be an RFC 3339 string, got {value!r:.80}")
+    fast = utc_rfc3339(value)
+    return _parse_rfc3339_text(value, what) if fast is None else fast
+
+
+def _parse_rfc3339_text(value: str, what: str) -> int:
     match = _RFC3339.fullmatch(value.strip())
     if match is None:
         raise BadRecord("bad_time", f"{what} {value!r:.80} is not an RFC 3339 time with a zone")

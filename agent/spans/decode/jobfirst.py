@@ -43,6 +43,9 @@ from agent.spans.validate import BadRecord, attr_value
 MARKERS = (b'"message":"Span ', b'"msg":"Span ')
 # Either marker in one regex scan: faster than two `in` tests on the lines that have neither.
 MARKER = re.compile(b"|".join(re.escape(marker) for marker in MARKERS))
+# What both markers end with: a substring test (memchr-fast) rules most other lines out first.
+MARKER_TAIL = b'":"Span '
+
 _KINDS = {"Span started": START, "Span event added": EVENT, "Span ended": END}
 # Keys the decoder consumes; every other key on a line becomes an attribute.
 _CONSUMED = frozenset(
@@ -150,6 +153,8 @@ def parse_line(obj: dict[str, Any]) -> JobFirstLine | None:
 
 class JobFirstDecoder(LineFeeder):
     """JobFirst logs: skips other lines cheaply, assembles spans across lines."""
+
+    format = "jobfirst"
 
     def __init__(
         self,

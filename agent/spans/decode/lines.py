@@ -3,10 +3,14 @@
 A subclass implements `decode_obj(obj, raw, into)`, appending spans (and, for
 records holding many spans, per-span dead letters) to `into`, or raising
 `BadRecord` to dead-letter the whole line. Nothing is appended before a raise.
+For the direct path it implements `decode_direct(obj, direct, out)`: True when every span
+of the record went through `direct` (nothing appended otherwise), False to take the
+general path for that line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from orjson import JSONDecodeError, loads
@@ -19,6 +23,7 @@ from agent.spans.decode.common import (
     load_object,
 )
 from agent.spans.model import DecodeResult
+from agent.spans.types import DirectItem, DirectWriter
 
 
 class JsonLineDecoder(LineFeeder):
@@ -30,6 +35,29 @@ class JsonLineDecoder(LineFeeder):
 
     def decode_obj(self, obj: dict[str, Any], raw: bytes, into: DecodeResult) -> None:
         raise NotImplementedError
+
+    def decode_direct(
+        self, obj: dict[str, Any], direct: DirectWriter, out: list[DirectItem]
+    ) -> bool:
+        raise NotImplementedError
+
+    def feed_direct(
+        self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
+    ) -> list[DirectItem]:
+        out: list[DirectItem] = []
+        decode_direct, limit = self.decode_direct, self.max_line_bytes
+        for line in lines:
+            if len(line) <= limit:
+                try:
+                    obj = loads(line)
+                except JSONDecodeError:
+                    obj = None  # the general path explains
+                if type(obj) is dict:
+                    if decode_direct(obj, direct, out):
+                        continue
+                    into.fallbacks += 1
+            self.feed_general(line, now_ns, into, out)
+        return out
 
     def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         if len(line) > self.max_line_bytes:

@@ -26,6 +26,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -44,6 +45,7 @@ from agent.spans.decode.common import (
     parse_status_code,
     pop_service_name,
 )
+from agent.spans.decode.direct_sdk import go_span, python_span
 from agent.spans.decode.framing import ObjectFramer
 from agent.spans.model import (
     STATUS_UNSET,
@@ -55,6 +57,7 @@ from agent.spans.model import (
     SpanEvent,
     SpanLink,
 )
+from agent.spans.types import DirectItem, DirectWriter
 from agent.spans.validate import (
     BadRecord,
     attr_map,
@@ -281,6 +284,8 @@ def load_sdk_object(text: bytes) -> dict[str, Any]:
 class OtelSdkDecoder(LineFeeder):
     """Console/stdout exporter output; holds at most one unfinished object."""
 
+    format = "otel-sdk"
+
     def __init__(
         self,
         *,
@@ -292,9 +297,46 @@ class OtelSdkDecoder(LineFeeder):
         self.max_line_bytes = max_line_bytes
         self.framer = ObjectFramer(max_object_bytes)
 
+    def feed_direct(
+        self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
+    ) -> list[DirectItem]:
+        """One-line objects (Go's default, Python's with a compact formatter) straight to the
+        writer; the lines of pretty-printed objects through the framer."""
+        out: list[DirectItem] = []
+        service, limit = self.default_service, self.max_line_bytes
+        for line in lines:
+            obj = self._one_line_object(line) if len(line) <= limit else None
+            if obj is not None:
+                if "SpanContext" in obj:
+                    if go_span(obj, service, direct, out):
+                        continue
+                elif python_span(obj, service, direct, out):
+                    continue
+                into.fallbacks += 1
+            self.feed_general(line, now_ns, into, out)
+        return out
+
+    def _one_line_object(self, line: bytes) -> dict[str, Any] | None:
+        """The object a line holds whole, when no multi-line object is open: the framer would
+        make it one frame of just this line. None for any other line."""
+        if line[:1] != b"{" or self.framer.pending:
+            return None
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None  # NaN or a pretty-printed object's first line: the framer's
+        return obj if type(obj) is dict else None
+
     def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         if len(line) > self.max_line_bytes:
             into.dead.append(line_too_long(line, self.max_line_bytes))
+            return
+        obj = self._one_line_object(line)
+        if obj is not None:  # the framer's scan costs more than the whole decoding
+            try:
+                into.spans.append(span_from_sdk_obj(obj, self.default_service))
+            except Exception as exc:  # feed must never raise on input
+                into.dead.append(dead_letter_for(exc, line))
             return
         try:
             frames = self.framer.push(line)

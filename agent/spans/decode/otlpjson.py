@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -28,6 +29,7 @@ from agent.spans.decode.common import (
     parse_status_code,
     pop_service_name,
 )
+from agent.spans.decode.direct import otlp_line, otlp_request
 from agent.spans.decode.lines import JsonLineDecoder
 from agent.spans.model import (
     KIND_UNSPECIFIED,
@@ -40,6 +42,7 @@ from agent.spans.model import (
     SpanEvent,
     SpanLink,
 )
+from agent.spans.types import DirectItem, DirectWriter
 from agent.spans.validate import (
     MAX_ATTR_DEPTH,
     BadRecord,
@@ -229,6 +232,27 @@ def _first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
 
 class OtlpJsonDecoder(JsonLineDecoder):
     """OTLP/JSON lines; stateless. One line may hold many spans."""
+
+    format = "otlp-json"
+
+    def decode_direct(
+        self, obj: dict[str, Any], direct: DirectWriter, out: list[DirectItem]
+    ) -> bool:
+        return otlp_request(obj, self.default_service, direct, out)
+
+    def feed_direct(
+        self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
+    ) -> list[DirectItem]:
+        """Each line decoded straight into Structs (`otlp_line`), not parsed into dicts."""
+        out: list[DirectItem] = []
+        service, limit = self.default_service, self.max_line_bytes
+        for line in lines:
+            if len(line) <= limit and otlp_line(line, service, direct, out):
+                continue
+            if line and not line.isspace():
+                into.fallbacks += 1
+            self.feed_general(line, now_ns, into, out)
+        return out
 
     def decode_obj(self, obj: dict[str, Any], raw: bytes, into: DecodeResult) -> None:
         records = _first(obj, _RECORD_KEYS)

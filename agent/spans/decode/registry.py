@@ -3,6 +3,7 @@
     decoder = make_decoder("jobfirst", orphan_timeout_ns=..., default_service="jobs-api")
     result = decoder.feed(line, now_ns)      # line without its trailing newline
     result = decoder.feed_many(lines, now_ns)  # the same for a batch, one result
+    items = decoder.feed_direct(lines, now_ns, direct, into)  # spans already encoded
     result = decoder.expire(now_ns)          # JobFirst spans whose end never came
     state = decoder.snapshot()               # JSON-able; {} when nothing is pending
     decoder.restore(state)                   # on a fresh decoder, after a restart
@@ -10,7 +11,8 @@
 
 `feed` never raises on input: every line ends up as spans, dead letters (with a
 reason slug) or a counted skip. Formats: `jobfirst`, `span-json`, `otlp-json`,
-`otel-sdk`, `auto` — mappings and rules in docs/span-format.md.
+`otel-sdk`, `auto` — mappings and rules in docs/span-format.md. The `Decoder` contract
+(and its direct path) is `agent.spans.types.Decoder`.
 
 State is bounded: at most `max_open_spans` open JobFirst spans per file (the oldest
 is exported incomplete and counted in `DecodeResult.evicted` when one more opens),
@@ -20,8 +22,7 @@ of one unfinished multi-line object (`object_too_large` beyond).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 from agent.spans.decode.assemble import OpenSpanExchange
 from agent.spans.decode.auto import AutoDecoder
@@ -30,25 +31,13 @@ from agent.spans.decode.jobfirst import JobFirstDecoder
 from agent.spans.decode.otelsdk import DEFAULT_MAX_OBJECT_BYTES, OtelSdkDecoder
 from agent.spans.decode.otlpjson import OtlpJsonDecoder
 from agent.spans.decode.spanjson import SpanJsonDecoder
-from agent.spans.model import DecodeResult
+from agent.spans.types import Decoder
 
 FormatName = Literal["jobfirst", "span-json", "otlp-json", "otel-sdk", "auto"]
 FORMATS: tuple[FormatName, ...] = ("auto", "jobfirst", "span-json", "otlp-json", "otel-sdk")
 
 
-class Decoder(Protocol):
-    def feed(self, line: bytes, now_ns: int) -> DecodeResult: ...
-
-    def feed_many(self, lines: Iterable[bytes], now_ns: int) -> DecodeResult: ...
-
-    def expire(self, now_ns: int) -> DecodeResult: ...
-
-    def snapshot(self) -> dict[str, Any]: ...
-
-    def restore(self, state: dict[str, Any]) -> None: ...
-
-    @property
-    def pending(self) -> int: ...
+__all__ = ["FORMATS", "Decoder", "FormatName", "make_decoder"]
 
 
 def make_decoder(

@@ -36,6 +36,7 @@ from agent.spans.model import (
     SpanEvent,
     SpanLink,
 )
+from agent.spans.types import DirectItem, DirectWriter
 from agent.spans.validate import (
     BadRecord,
     attr_map,
@@ -249,10 +250,7 @@ def span_from_obj(obj: dict[str, Any], default_service: str | None) -> Span:
 class SpanJsonDecoder(JsonLineDecoder):
     """One finished span per line; stateless."""
 
-    # For the fast path (`Outbound.prepare_lines`): parses a line into the record `feed` would
-    # decode as span-json, touching no state. Anything but a dict, or an exception, means
-    # "not that simple: ask `feed`". Here every JSON object is such a record.
-    span_json_record = staticmethod(loads)
+    format = "span-json"
 
     def feed_many(self, lines: Iterable[bytes], now_ns: int) -> DecodeResult:
         # The hot loop of the agent: valid lines take the shortest path, anything
@@ -273,3 +271,8 @@ class SpanJsonDecoder(JsonLineDecoder):
 
     def decode_obj(self, obj: dict[str, Any], raw: bytes, into: DecodeResult) -> None:
         into.spans.append(span_from_obj(obj, self.default_service))
+
+    def decode_direct(
+        self, obj: dict[str, Any], direct: DirectWriter, out: list[DirectItem]
+    ) -> bool:
+        return direct.span_json(out, obj, self.default_service)

@@ -20,10 +20,13 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from agent.spans.delivery.checkpoint import CheckpointStore, DeliveryTracker, FileCheckpoint
 from agent.spans.model import DecodeResult
+from agent.spans.types import Decoder
+
+__all__ = ["Decoder", "DeliveryBook", "FileState", "checkpoint_path", "decode_lines"]
 
 log = logging.getLogger("agent.spans.delivery.book")
 
@@ -31,33 +34,12 @@ RETIRED_TTL_NS = 24 * 3600 * 1_000_000_000
 Mark = tuple[str, int]  # (file key, mark id)
 
 
-class Decoder(Protocol):
-    def feed(self, line: bytes, now_ns: int) -> DecodeResult: ...
-
-    def expire(self, now_ns: int) -> DecodeResult: ...
-
-    def snapshot(self) -> dict[str, Any]: ...
-
-    def restore(self, state: dict[str, Any]) -> None: ...
-
-    @property
-    def pending(self) -> int: ...
-
-
 DecoderFactory = Callable[[str], Decoder]  # path -> a decoder for that path's format
 
 
 def decode_lines(decoder: Decoder, lines: list[bytes], now_ns: int) -> DecodeResult:
     """Feed a read's lines; one result for all of them."""
-    feed_many = getattr(decoder, "feed_many", None)
-    if feed_many is not None:
-        result: DecodeResult = feed_many(lines, now_ns)
-        return result
-    result = DecodeResult()
-    feed = decoder.feed
-    for line in lines:
-        result.merge(feed(line, now_ns))
-    return result
+    return decoder.feed_many(lines, now_ns)
 
 
 @dataclass(slots=True)

@@ -17,19 +17,15 @@ holds pre-encoded spans and must know request sizes exactly:
 size of a request is the sum of `group_size` over its groups, so a batch can be split
 to stay under a byte limit without encoding it twice.
 
-Resource merge, lowest to highest precedence: `Resources.attributes`
-(OTEL_RESOURCE_ATTRIBUTES), `service.name` = `Resources.service_name`
-(OTEL_SERVICE_NAME / per-path default; "unknown_service" if neither), the record's
-own resource attributes, then the record's service (`Span.service_name`). The record
-wins because it is the more specific statement about where the span came from.
+Resources and their merge with the configured ones: `agent.spans.encode.resources`.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
+from agent.spans.encode.resources import Resources
 from agent.spans.encode.wire import (
     StringFields,
     field_bytes,
@@ -39,12 +35,8 @@ from agent.spans.encode.wire import (
     varint,
     varint_size,
 )
-from agent.spans.model import Attributes, AttrValue, Span, SpanLink
-
-DEFAULT_SERVICE_NAME = "unknown_service"
-SERVICE_NAME = "service.name"
-
-ResourceKey = tuple[str | None, tuple[tuple[str, Hashable], ...], str, str]
+from agent.spans.model import Span, SpanLink
+from agent.spans.types import ResourceKey
 
 _pack_times = struct.Struct("<BQBQ").pack
 _pack_event_time = struct.Struct("<BQ").pack
@@ -76,13 +68,8 @@ _STATUS_CODE = (b"", b"\x18\x01", b"\x18\x02")
 _STATUS_ONLY_CODE = (b"\x7a\x00", b"\x7a\x02\x18\x01", b"\x7a\x02\x18\x02")
 # Request / ResourceSpans / ScopeSpans / Resource / InstrumentationScope.
 _RESOURCE_SPANS = b"\x0a"
-_RESOURCE = b"\x0a"
 _SCOPE_SPANS = b"\x12"
-_SCOPE = b"\x0a"
 _SPANS = b"\x12"
-_RESOURCE_ATTRIBUTES = b"\x0a"
-_SCOPE_NAME = b"\x0a"
-_SCOPE_VERSION = b"\x12"
 
 SPAN_NAMES = StringFields(SPAN_NAME)
 EVENT_NAMES = StringFields(_EVENT_NAME)
@@ -142,92 +129,6 @@ def status_field(code: int, message: str) -> bytes:
 def framed_span_size(body_len: int) -> int:
     """Bytes a span of `body_len` adds to its ScopeSpans (tag + length + body)."""
     return 1 + varint_size(body_len) + body_len
-
-
-# --- resources -------------------------------------------------------------------
-
-
-def _freeze(value: AttrValue) -> Hashable:
-    """A hashable, type-exact stand-in for an attribute value (True != 1 here)."""
-    kind = type(value)
-    if kind is list:
-        return ("list", tuple(_freeze(item) for item in value))  # type: ignore[union-attr]
-    if kind is dict:
-        return ("dict", tuple((k, _freeze(v)) for k, v in value.items()))  # type: ignore[union-attr]
-    return (kind.__name__, value)
-
-
-def _thaw(frozen: Any) -> AttrValue:
-    kind, payload = frozen
-    if kind == "list":
-        return [_thaw(item) for item in payload]
-    if kind == "dict":
-        return {k: _thaw(v) for k, v in payload}
-    return payload  # type: ignore[no-any-return]
-
-
-def resource_key(span: Span) -> ResourceKey:
-    """Spans with equal keys share one ResourceSpans/ScopeSpans in a request."""
-    resource = span.resource
-    frozen = tuple(sorted((k, _freeze(v)) for k, v in resource.items())) if resource else ()
-    return (span.service_name, frozen, span.scope_name, span.scope_version)
-
-
-class Resources:
-    """The configured resource (service name + attributes) merged with each record's.
-
-    Encoded resource/scope headers are cached per key; the cache is bounded and a
-    miss only costs a re-encode.
-    """
-
-    _CACHE_LIMIT = 1024
-
-    def __init__(
-        self, service_name: str | None = None, attributes: Mapping[str, AttrValue] | None = None
-    ) -> None:
-        base = dict(attributes or {})
-        named = base.get(SERVICE_NAME)
-        fallback = named if type(named) is str and named else DEFAULT_SERVICE_NAME
-        base[SERVICE_NAME] = service_name or fallback
-        self.base: Attributes = base
-        self._headers: dict[ResourceKey, tuple[bytes, bytes]] = {}
-
-    def attributes_for(self, key: ResourceKey) -> Attributes:
-        service, frozen, _, _ = key
-        merged = dict(self.base)
-        for name, value in frozen:
-            merged[name] = _thaw(value)
-        if service:
-            merged[SERVICE_NAME] = service
-        return merged
-
-    def headers(self, key: ResourceKey) -> tuple[bytes, bytes]:
-        """(ResourceSpans.resource field, ScopeSpans.scope field), encoded."""
-        cached = self._headers.get(key)
-        if cached is None:
-            if len(self._headers) >= self._CACHE_LIMIT:
-                self._headers.clear()
-            resource = key_values(_RESOURCE_ATTRIBUTES, self.attributes_for(key))
-            scope = _encode_scope(key[2], key[3])
-            cached = self._headers[key] = (field_bytes(_RESOURCE, resource), scope)
-        return cached
-
-    def group_size(self, key: ResourceKey, framed_spans: int) -> int:
-        """Exact bytes of a ResourceSpans field holding spans whose framed sizes sum to
-        `framed_spans` (see `framed_span_size`)."""
-        resource, scope = self.headers(key)
-        scope_spans = len(scope) + framed_spans
-        resource_spans = len(resource) + 1 + varint_size(scope_spans) + scope_spans
-        return 1 + varint_size(resource_spans) + resource_spans
-
-
-def _encode_scope(name: str, version: str) -> bytes:
-    body = b""
-    if name:
-        body += string_field(_SCOPE_NAME, name)
-    if version:
-        body += string_field(_SCOPE_VERSION, version)
-    return field_bytes(_SCOPE, body)
 
 
 def span_field(body: bytes) -> bytes:

@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 
-from agent.spans.encode.protobuf import ResourceKey, Resources
+from agent.spans.encode.resources import Resources
 from agent.spans.model import AttrValue, Span, SpanEvent, SpanLink
+from agent.spans.types import ResourceKey
 from agent.spans.validate import INT64_MAX, INT64_MIN
 
 JsonObject = dict[str, Any]

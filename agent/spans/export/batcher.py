@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from agent.spans.encode.protobuf import (
-    ResourceKey,
-    Resources,
     build_request_framed,
     encode_span,
     span_body,
     span_field,
 )
 from agent.spans.encode.protojson import build_request_json, encode_span_json, request_size_json
+from agent.spans.encode.resources import Resources
 from agent.spans.model import Span
+from agent.spans.types import ResourceKey
 
 M = TypeVar("M", bound=Hashable)
 # Two length varints per group can grow from 1 to 5 bytes as a group fills: 8 covers both.

@@ -6,11 +6,11 @@ spans to send, encoded once), registers a delivery mark for them, then `add`s th
 mark; `submit_ready` packs full or lingered batches into requests and hands them to the
 sender, whose settlement (`on_settled`) credits each mark with its spans.
 
-`prepare_lines` is `prepare` for a read's raw lines: for a span-json (or auto) file sent as
-OTLP/protobuf it takes the fast path of `agent.spans.encode.spanjson_direct` (parsed line to span
-bytes, no `Span`) for each line the decoder says is a plain span-json record, and the
-decoder's `feed` for every other line, in order; the result is the same as decoding first,
-span for span and byte for byte.
+`prepare_lines` is `prepare` for a read's raw lines: sent as OTLP/protobuf, they go through
+the decoder's direct path (`Decoder.feed_direct` with `agent.spans.encode.direct`: parsed
+line to span bytes, no `Span`), which hands what it cannot write to the general path, in
+order; the result is the same as decoding first, span for span and byte for byte. Records
+handed over are counted in `sidecar_span_decode_fallbacks_total{format}`.
 
 Every span that enters `prepare` ends up counted exactly once: sampled out, dead-lettered as
 too large for any request, or in a batch.
@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar, cast
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from agent.config.tree import Config, ExportConfig, SpansConfig
 from agent.core.deadletter import DeadLetterFile, raw_field
 from agent.core.diskqueue.queue import DiskQueue
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError, RetryPolicy
-from agent.spans.delivery.book import Decoder, decode_lines
-from agent.spans.encode.protobuf import ResourceKey, Resources, resource_key
-from agent.spans.encode.spanjson_direct import SAMPLED_OUT, EncodedSpan, SpanJsonWire
+from agent.spans.delivery.book import decode_lines
+from agent.spans.encode.direct import DirectWriter, span_identity
+from agent.spans.encode.resources import Resources, resource_key
 from agent.spans.export.batcher import SpanBatcher, encoding_for
 from agent.spans.export.exporter import (
     OtlpHttpExporter,
@@ -41,6 +41,7 @@ from agent.spans.export.sender import DeadLetterFunction, Outcome, SpanSender
 from agent.spans.model import DeadLetter, DecodeResult, Span
 from agent.spans.sampling import make_sampler, trace_filter_of
 from agent.spans.tail.linereader import OversizeLine
+from agent.spans.types import Decoder, DirectItem, EncodedSpan, ResourceKey
 
 M = TypeVar("M", bound=Hashable)
 Token = dict[Any, int]
@@ -50,17 +51,6 @@ log = logging.getLogger("agent.spans")
 SPAN_LIMIT_CACHE = 1024
 
 
-class SpanJsonLines(Protocol):
-    """A decoder the span-json fast path can run beside (`SpanJsonDecoder`, `AutoDecoder`)."""
-
-    default_service: str | None
-    max_line_bytes: int
-
-    def span_json_record(self, line: bytes) -> Any: ...
-
-    def feed(self, line: bytes, now_ns: int) -> DecodeResult: ...
-
-
 def sampler_for(spans: SpansConfig) -> SpanFilter | None:
     """The configured sampler; None when it keeps everything (no per-span call then)."""
     if spans.sampler == "always_on":
@@ -68,15 +58,15 @@ def sampler_for(spans: SpansConfig) -> SpanFilter | None:
     return make_sampler(spans.sampler, spans.sampler_arg)
 
 
-def _fast_path_for(json: bool, keep: SpanFilter | None) -> SpanJsonWire | None:
-    """The span-json fast path, for OTLP/protobuf and a sampler with a trace-ID decision."""
+def _direct_writer_for(json: bool, keep: SpanFilter | None) -> DirectWriter | None:
+    """The direct path, for OTLP/protobuf and a sampler with a trace-ID decision."""
     if json:
         return None
     try:
         keep_trace = trace_filter_of(keep)
     except ValueError:
         return None  # a sampler that needs the whole span: every span is decoded
-    return SpanJsonWire(keep_trace)
+    return DirectWriter(keep_trace)
 
 
 def decode_dead_letter(dead: DeadLetter, source: str) -> dict[str, Any]:
@@ -106,7 +96,7 @@ class Outbound(Generic[M]):
         self._sender = sender
         self._dead_letters = dead_letters
         self._keep = keep
-        self._wire = _fast_path_for(encoding.json, keep)
+        self._direct = _direct_writer_for(encoding.json, keep)
         self._span_limits: dict[ResourceKey, int] = {}
         self.spans_decoded = 0
         self.spans_sampled_out = 0
@@ -114,6 +104,12 @@ class Outbound(Generic[M]):
         self._decoded_metric = metrics.counter("spans_decoded_total", "Spans decoded from input.")
         self._sampled_out_metric = metrics.counter(
             "spans_sampled_out_total", "Spans dropped by the sampler (count as delivered)."
+        )
+        self._fallbacks_metric = metrics.counter(
+            "span_decode_fallbacks_total",
+            "Span records the direct decode path handed to the general one (decoded all the "
+            "same, only slower), by the file's format.",
+            labels=("format",),
         )
 
     async def prepare(
@@ -139,60 +135,46 @@ class Outbound(Generic[M]):
         extra_dead: Sequence[dict[str, Any]] = (),
     ) -> list[EncodedSpan]:
         """`prepare(decode_lines(decoder, lines, now_ns), source, extra_dead)`, through the
-        span-json fast path where it applies (span-json and auto decoders, protobuf)."""
-        if self._wire is None or not hasattr(decoder, "span_json_record"):
+        decoder's direct path when the export is OTLP/protobuf."""
+        direct = self._direct
+        if direct is None:
             return await self.prepare(decode_lines(decoder, lines, now_ns), source, extra_dead)
-        fast_decoder = cast(SpanJsonLines, decoder)
-        spans, dead, too_large = self._encode_span_json(fast_decoder, lines, now_ns, source)
-        records = [decode_dead_letter(item, source) for item in dead]
+        into = DecodeResult()
+        sampled_out = direct.sampled_out
+        items = decoder.feed_direct(lines, now_ns, direct, into)
+        records = [decode_dead_letter(item, source) for item in into.dead]
         records += extra_dead
-        records += too_large
+        spans = self._take_direct(items, source, records)
+        self._count(0, direct.sampled_out - sampled_out, direct=True)
+        if into.fallbacks:
+            self._fallbacks_metric.labels(decoder.format).inc(into.fallbacks)
         if records:
             await self._dead_letters.write_many(records)
         return spans
 
-    def _encode_span_json(
-        self, decoder: SpanJsonLines, lines: list[bytes], now_ns: int, source: str
-    ) -> tuple[list[EncodedSpan], list[DeadLetter], list[dict[str, Any]]]:
-        """(spans, decode dead letters, too-large dead letters): each line through the fast
-        path, or through `decoder.feed` when the fast path cannot tell (or the span is too
-        large: the general path writes that dead letter)."""
-        assert self._wire is not None
-        encode, record_of = self._wire.encode, decoder.span_json_record
-        service, line_limit = decoder.default_service, decoder.max_line_bytes
+    def _take_direct(
+        self, items: list[DirectItem], source: str, records: list[dict[str, Any]]
+    ) -> list[EncodedSpan]:
+        """The direct path's spans to send: the encoded ones as they are (or a dead letter if
+        too large for any request), the general path's `Span`s encoded, in order."""
         spans: list[EncodedSpan] = []
-        dead: list[DeadLetter] = []
-        too_large: list[dict[str, Any]] = []
-        fast = sampled_out = 0
+        direct = 0
         last_key: ResourceKey | None = None
         span_limit = 0
-        for line in lines:
-            encoded = None
-            try:
-                if len(line) <= line_limit:
-                    obj = record_of(line)
-                    if type(obj) is dict:
-                        encoded = encode(obj, service)
-            except Exception:  # the general path parses again and explains
-                encoded = None
-            if encoded is SAMPLED_OUT:
-                fast += 1
-                sampled_out += 1
+        for item in items:
+            if isinstance(item, Span):
+                spans += self._encode([item], source, records)
                 continue
-            if encoded is not None:
-                if encoded[0] is not last_key:  # spans come in runs of one resource
-                    last_key = encoded[0]
-                    span_limit = self._span_limits.get(last_key) or self._span_limit(last_key)
-                if len(encoded[1]) <= span_limit:
-                    fast += 1
-                    spans.append(encoded)
-                    continue
-            result = decoder.feed(line, now_ns)
-            dead += result.dead
-            if result.spans:
-                spans += self._encode(result.spans, source, too_large)
-        self._count(fast, sampled_out)
-        return spans, dead, too_large
+            direct += 1
+            if item[0] is not last_key:  # spans come in runs of one resource
+                last_key = item[0]
+                span_limit = self._span_limits.get(last_key) or self._span_limit(last_key)
+            if len(item[1]) <= span_limit:
+                spans.append(item)
+            else:
+                records.append(self._too_large_encoded(item[1], source))
+        self._count(direct, 0)
+        return spans
 
     def _encode(
         self, spans: list[Span], source: str, records: list[dict[str, Any]]
@@ -215,7 +197,10 @@ class Outbound(Generic[M]):
         self._count(len(spans), sampled_out)
         return encoded
 
-    def _count(self, decoded: int, sampled_out: int) -> None:
+    def _count(self, decoded: int, sampled_out: int, *, direct: bool = False) -> None:
+        """`direct`: the sampled-out spans were never decoded otherwise, count them as such."""
+        if direct:
+            decoded += sampled_out
         self.spans_decoded += decoded
         self._decoded_metric.inc(decoded)
         if sampled_out:
@@ -229,15 +214,25 @@ class Outbound(Generic[M]):
         return limit
 
     def _too_large(self, span: Span, body: bytes, source: str) -> dict[str, Any]:
+        return self._too_large_record(span.name, span.trace_id, span.span_id, body, source)
+
+    def _too_large_encoded(self, body: bytes, source: str) -> dict[str, Any]:
+        span_bytes = self.batcher.encoding.span_bytes(body)
+        name, trace_id, span_id = span_identity(span_bytes)
+        return self._too_large_record(name, trace_id, span_id, body, source)
+
+    def _too_large_record(
+        self, name: str, trace_id: bytes, span_id: bytes, body: bytes, source: str
+    ) -> dict[str, Any]:
         self.spans_too_large += 1
         return {
             "reason": "span_too_large",
             "detail": f"encoded span of {len(body)} bytes cannot fit a request of at most "
             f"{self.batcher.max_bytes} bytes (export.max_request_bytes)",
             "source": source,
-            "span_name": span.name,
-            "trace_id": span.trace_id.hex(),
-            "span_id": span.span_id.hex(),
+            "span_name": name,
+            "trace_id": trace_id.hex(),
+            "span_id": span_id.hex(),
             **raw_field(self.batcher.encoding.span_bytes(body)),
         }
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from agent.spans.encode.protobuf import Resources, build_request, encode_span, resource_key
+from agent.spans.encode.protobuf import build_request, encode_span
+from agent.spans.encode.resources import Resources, resource_key
 from agent.spans.model import Span
 
 

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.spans.decode.registry import make_decoder
-from agent.spans.encode.protobuf import Resources
 from agent.spans.encode.protojson import build_request_json, encode_span_json
+from agent.spans.encode.resources import Resources
 from agent.spans.model import KIND_CLIENT, STATUS_ERROR, DecodeResult, Span
 from tests.unit.spans.samples.otlpjson import SPAN, TRACE, otlp_span, request
 from tests.unit.spans.samples.requests import grouped

@@ -8,21 +8,24 @@ from typing import Any
 
 import pytest
 
+from agent.spans.decode.common import LineFeeder
 from agent.spans.delivery.book import RETIRED_TTL_NS, DeliveryBook, decode_lines
 from agent.spans.delivery.checkpoint import CheckpointStore, FileCheckpoint
 from agent.spans.model import DecodeResult
 
 
-class StatefulDecoder:
+class StatefulDecoder(LineFeeder):
     """A decoder whose state is the number of lines it has seen (what a snapshot carries)."""
+
+    format = "stateful"
 
     def __init__(self) -> None:
         self.seen = 0
         self.restored: dict[str, Any] | None = None
 
-    def feed(self, line: bytes, now_ns: int) -> DecodeResult:
+    def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         self.seen += 1
-        return DecodeResult(skipped=1)
+        into.skipped += 1
 
     def expire(self, now_ns: int) -> DecodeResult:
         return DecodeResult()

@@ -7,13 +7,12 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from agent.spans.encode.protobuf import (
-    Resources,
     build_request,
     encode_span,
     framed_span_size,
     request_size,
-    resource_key,
 )
+from agent.spans.encode.resources import Resources, resource_key
 from agent.spans.encode.wire import varint, varint_size
 from agent.spans.model import Span
 from tests.unit.spans.samples.requests import (

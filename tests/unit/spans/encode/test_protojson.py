@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from agent.spans.encode.protobuf import Resources
 from agent.spans.encode.protojson import build_request_json, encode_span_json, request_size_json
+from agent.spans.encode.resources import Resources
 from agent.spans.model import Span
 from tests.unit.spans.samples.requests import assert_request_matches, grouped
 from tests.unit.spans.strategies import spans

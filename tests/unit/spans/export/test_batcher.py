@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from agent.spans.encode.protobuf import Resources, resource_key
+from agent.spans.encode.resources import Resources, resource_key
 from agent.spans.export.batcher import JsonEncoding, ProtobufEncoding, SpanBatcher, encoding_for
 from agent.spans.model import Span
 

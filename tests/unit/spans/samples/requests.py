@@ -7,7 +7,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from agent.spans.encode.protobuf import Resources, resource_key
+from agent.spans.encode.resources import Resources, resource_key
 from agent.spans.model import Span
 from tests.unit.spans.strategies import expected_value, read_attributes, same
 

@@ -1,7 +1,7 @@
-"""The span-json fast path answers exactly what the general path answers, or defers to it.
+"""The direct path answers exactly what the general path answers, or defers to it.
 
-For every record: the fast path (`SpanJsonWire.encode`) either says "take the general path"
-(None), or gives the same answer as `span_from_obj` + the sampler + `resource_key` +
+For every span-json record: the direct writer (`DirectWriter.span_json`) either says "take the
+general path" (False), or gives the same answer as `span_from_obj` + the sampler + `resource_key` +
 `ProtobufEncoding.encode` — the same key and the same bytes, which also decode field by
 field with opentelemetry-proto to the general path's span — or the same "sampled out".
 Whole reads through `Outbound.prepare_lines` give the same spans, counts and dead letters as
@@ -30,13 +30,15 @@ from agent.core.retry import RetryPolicy
 from agent.spans.decode.registry import Decoder, make_decoder
 from agent.spans.decode.spanjson import span_from_obj
 from agent.spans.delivery.book import decode_lines
-from agent.spans.encode.protobuf import Resources, resource_key, span_body
-from agent.spans.encode.spanjson_direct import SAMPLED_OUT, SpanJsonWire
+from agent.spans.encode.direct import DirectWriter, span_identity
+from agent.spans.encode.protobuf import span_body
+from agent.spans.encode.resources import Resources, resource_key
 from agent.spans.export.batcher import ProtobufEncoding
 from agent.spans.export.outbound import Outbound, Token, sampler_for
 from agent.spans.export.sender import SpanSender
-from agent.spans.model import Span
+from agent.spans.model import DecodeResult, Span
 from agent.spans.sampling import SpanSampler, make_sampler, trace_filter_of
+from agent.spans.types import DirectItem
 from tests.unit.spans.samples.mutations import VALID, mutated
 from tests.unit.spans.samples.requests import assert_span_matches
 
@@ -177,18 +179,22 @@ def general_answer(obj: dict[str, Any], service: str | None, keep: SpanSampler |
 
 def same_answer(obj: dict[str, Any], service: str | None, keep: SpanSampler | None) -> str:
     """Checks that both paths agree; says which path answered."""
-    wire = SpanJsonWire(trace_filter_of(keep))
-    fast = wire.encode(orjson.loads(orjson.dumps(obj)), service)
+    direct = DirectWriter(trace_filter_of(keep))
+    out: list[DirectItem] = []
+    taken = direct.span_json(out, orjson.loads(orjson.dumps(obj)), service)
     general = general_answer(obj, service, keep)
-    if fast is None:
+    if not taken:
+        assert out == []
         return "general path"
-    if fast is SAMPLED_OUT:
+    if direct.sampled_out:
+        assert out == []
         assert general == "sampled out"
         return "fast path: sampled out"
     assert general not in ("dead letter", "sampled out")
     key, framed, span = general
-    assert fast == (key, framed)
-    assert_span_matches(PbSpan.FromString(span_body(fast[1])), span)
+    assert out == [(key, framed)]
+    assert_span_matches(PbSpan.FromString(span_body(framed)), span)
+    assert span_identity(span_body(framed)) == (span.name, span.trace_id, span.span_id)
     return "fast path: span"
 
 
@@ -242,7 +248,7 @@ def fast_record(**overrides: Any) -> dict[str, Any]:
 )
 def test_the_usual_shapes_take_the_fast_path(overrides: dict[str, Any]) -> None:
     obj = fast_record(**overrides)
-    assert SpanJsonWire(None).encode(obj, None) is not None
+    assert DirectWriter(None).span_json([], obj, None)
     assert same_answer(obj, None, None) == "fast path: span"
 
 
@@ -273,13 +279,17 @@ def test_each_odd_field_alone_gets_the_general_paths_answer(sampler: str) -> Non
     ],
 )
 def test_other_shapes_take_the_general_path(overrides: dict[str, Any]) -> None:
-    assert SpanJsonWire(None).encode(fast_record(**overrides), None) is None
+    assert not DirectWriter(None).span_json([], fast_record(**overrides), None)
 
 
 def test_sampling_decides_on_the_trace_id_before_the_span_is_kept() -> None:
-    dropped = SpanJsonWire(trace_filter_of(make_sampler("always_off")))
-    assert dropped.encode(fast_record(), None) is SAMPLED_OUT
-    assert dropped.encode(fast_record(name=""), None) is None  # invalid: the general path says so
+    dropped = DirectWriter(trace_filter_of(make_sampler("always_off")))
+    out: list[DirectItem] = []
+    assert dropped.span_json(out, fast_record(), None)
+    assert (out, dropped.sampled_out) == ([], 1)
+    # invalid: the general path says so
+    assert not dropped.span_json(out, fast_record(name=""), None)
+    assert (out, dropped.sampled_out) == ([], 1)
 
 
 def test_unknown_samplers_have_no_trace_id_decision() -> None:
@@ -405,7 +415,7 @@ lines_strategy = st.lists(
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(lines_strategy, samplers, st.sampled_from(["span-json", "auto"]))
+@given(lines_strategy, samplers, st.sampled_from(["span-json", "auto", "otlp-json", "otel-sdk"]))
 def test_a_read_gives_the_same_spans_counts_and_dead_letters(
     tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], sampler: str, fmt: str
 ) -> None:
@@ -420,18 +430,18 @@ def test_a_read_gives_the_same_spans_counts_and_dead_letters(
     event(f"dead letters from decoding: {len(dead) > 1 + too_large}")
 
 
-def test_auto_takes_the_fast_path_for_span_json_lines_only() -> None:
+def test_auto_writes_one_line_records_directly_but_not_inside_a_multi_line_object() -> None:
     auto = make_decoder("auto", orphan_timeout_ns=10**9, default_service=None)
     plain = line_of(fast_record())
-    assert auto.span_json_record(plain) == fast_record()  # type: ignore[attr-defined]
-    for line in OTHER_LINES:
-        try:
-            record = auto.span_json_record(line)  # type: ignore[attr-defined]
-        except orjson.JSONDecodeError:
-            record = None
-        assert record is None, line
-    auto.feed(b"{", 0)  # a multi-line otel-sdk object begins: its lines are not span-json
-    assert auto.span_json_record(plain) is None  # type: ignore[attr-defined]
+    into = DecodeResult()
+    items = auto.feed_direct([plain], 0, DirectWriter(None), into)
+    assert [type(item) for item in items] == [tuple]
+    assert into.fallbacks == 0
+    auto.feed(b"{", 0)  # a multi-line otel-sdk object begins: an indented line is part of it
+    items = auto.feed_direct([b"    " + plain], 0, DirectWriter(None), into)
+    assert items == []
+    assert auto.pending == 1
+    assert into == DecodeResult()
 
 
 def test_a_read_mixing_both_paths_keeps_line_order(tmp_path: Path) -> None:

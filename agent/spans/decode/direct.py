@@ -1,0 +1,359 @@
+"""The direct path of `otlp-json` (camelCase keys, attributes as key/value lists), and what
+the direct paths of the formats share (`direct_sdk` has otel-sdk's). Each pulls a parsed
+record's fields out and hands them to `DirectWriter.span` (agent.spans.encode.direct), which
+checks and writes them.
+
+The rule: take only what the general decoder (`otlpjson`, `otelsdk`) would read the same way
+and the writer can write — known keys in their usual spelling, scalar attribute values, no
+links or trace state — and return False for anything else, appending nothing, so the line
+takes the general path, which decodes it or says why not. A record whose keys are not all
+known takes the general path too, so a spelling the general decoder reads (snake_case,
+older names) is never read differently here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.spans.decode import otlpstructs as structs
+from agent.spans.encode.resources import SERVICE_NAME, make_key
+from agent.spans.model import Attributes
+from agent.spans.types import DirectEvent, DirectItem, DirectWriter, ResourceKey
+
+# --- OTLP/JSON ---------------------------------------------------------------------------------
+
+_OTLP_REQUEST_KEYS = frozenset(("resourceSpans",))
+_OTLP_RESOURCE_SPANS_KEYS = frozenset(("resource", "scopeSpans", "schemaUrl"))
+_OTLP_RESOURCE_KEYS = frozenset(("attributes", "droppedAttributesCount"))
+_OTLP_SCOPE_SPANS_KEYS = frozenset(("scope", "spans", "schemaUrl"))
+_OTLP_SCOPE_KEYS = frozenset(("name", "version", "attributes", "droppedAttributesCount"))
+_OTLP_SPAN_KEYS = frozenset(
+    (
+        "traceId",
+        "spanId",
+        "parentSpanId",
+        "name",
+        "kind",
+        "startTimeUnixNano",
+        "endTimeUnixNano",
+        "attributes",
+        "events",
+        "status",
+        "flags",
+        "traceState",
+        "links",
+        "droppedAttributesCount",
+        "droppedEventsCount",
+        "droppedLinksCount",
+    )
+)
+_OTLP_EVENT_KEYS = frozenset(("timeUnixNano", "name", "attributes", "droppedAttributesCount"))
+_OTLP_STATUS_KEYS = frozenset(("code", "message"))
+
+
+def otlp_request(
+    obj: dict[str, Any], default_service: str | None, direct: DirectWriter, out: list[DirectItem]
+) -> bool:
+    """An ExportTraceServiceRequest or a bare ResourceSpans; every span, or none of them."""
+    if obj.keys() <= _OTLP_REQUEST_KEYS:
+        records = obj.get("resourceSpans")
+        if type(records) is not list:
+            return False
+    elif type(obj.get("scopeSpans")) is list:
+        records = [obj]
+    else:
+        return False
+    mark, sampled_out = len(out), direct.sampled_out
+    for record in records:
+        if not _otlp_resource_spans(record, default_service, direct, out):
+            del out[mark:]
+            direct.sampled_out = sampled_out  # the general path samples them again
+            return False
+    return True
+
+
+def _otlp_resource_spans(
+    record: object, default_service: str | None, direct: DirectWriter, out: list[DirectItem]
+) -> bool:
+    if type(record) is not dict or not record.keys() <= _OTLP_RESOURCE_SPANS_KEYS:
+        return False
+    resource = optional_object(record.get("resource"))
+    if resource is None or not resource.keys() <= _OTLP_RESOURCE_KEYS:
+        return False
+    attributes = otlp_attributes(resource.get("attributes"))
+    if attributes is None:
+        return False
+    service = pop_service(attributes, default_service)
+    scope_spans_list = record.get("scopeSpans")
+    if type(scope_spans_list) is not list:
+        return scope_spans_list is None
+    return all(
+        _otlp_scope_spans(scope_spans, service, attributes, direct, out)
+        for scope_spans in scope_spans_list
+    )
+
+
+def _otlp_scope_spans(
+    scope_spans: object,
+    service: str | None,
+    resource: Attributes,
+    direct: DirectWriter,
+    out: list[DirectItem],
+) -> bool:
+    if type(scope_spans) is not dict or not scope_spans.keys() <= _OTLP_SCOPE_SPANS_KEYS:
+        return False
+    scope = optional_object(scope_spans.get("scope"))
+    if scope is None or not scope.keys() <= _OTLP_SCOPE_KEYS:
+        return False
+    name, version = optional_text(scope.get("name")), optional_text(scope.get("version"))
+    if name is None or version is None:
+        return False
+    key = make_key(service, resource, name, version)
+    spans = scope_spans.get("spans")
+    if spans is None:
+        return True
+    if type(spans) is not list:
+        return False
+    return all(_otlp_span(span, key, direct, out) for span in spans)
+
+
+def _otlp_span(span: object, key: ResourceKey, direct: DirectWriter, out: list[DirectItem]) -> bool:
+    if type(span) is not dict or not span.keys() <= _OTLP_SPAN_KEYS:
+        return False
+    get = span.get
+    if get("links") not in (None, []) or get("traceState") not in (None, ""):
+        return False
+    kind, flags = get("kind"), get("flags")
+    if type(kind) is not int or (flags is not None and type(flags) is not int):
+        return False
+    attributes = otlp_attributes(get("attributes"))
+    events = _otlp_events(get("events"))
+    status = _otlp_status(get("status"))
+    if attributes is None or events is None or status is None:
+        return False
+    return direct.span(
+        out,
+        key,
+        trace_hex=get("traceId"),
+        span_hex=get("spanId"),
+        parent_hex=get("parentSpanId"),
+        name=get("name"),
+        kind=kind,
+        start_ns=_int(get("startTimeUnixNano")),
+        end_ns=_int(get("endTimeUnixNano")),
+        attributes=attributes,
+        events=events,
+        status_code=status[0],
+        status_message=status[1],
+        flags=flags,
+    )
+
+
+def _int(value: object) -> int | None:
+    """An int64 as proto3 JSON writes it (a decimal string) or as a number."""
+    if type(value) is str:
+        return int(value) if value.isascii() and value.isdigit() else None
+    return value if type(value) is int else None
+
+
+def _otlp_events(events: object) -> list[DirectEvent] | None:
+    if not events:
+        return [] if events is None or events == [] else None
+    if type(events) is not list:
+        return None
+    out: list[DirectEvent] = []
+    for event in events:
+        if type(event) is not dict or not event.keys() <= _OTLP_EVENT_KEYS:
+            return None
+        attributes = otlp_attributes(event.get("attributes"))
+        if attributes is None:
+            return None
+        out.append((_int(event.get("timeUnixNano")), event.get("name"), attributes))  # type: ignore[arg-type]
+    return out
+
+
+def _otlp_status(status: object) -> tuple[int, str] | None:
+    if status is None:
+        return 0, ""
+    if type(status) is not dict or not status.keys() <= _OTLP_STATUS_KEYS:
+        return None
+    code, message = status.get("code", 0), optional_text(status.get("message"))
+    if type(code) is not int or not 0 <= code <= 2 or message is None:
+        return None
+    return code, message
+
+
+def optional_object(value: object) -> dict[str, Any] | None:
+    """An optional object: {} when absent, None (take the general path) when not an object."""
+    if value is None:
+        return {}
+    return value if type(value) is dict else None
+
+
+def optional_text(value: object) -> str | None:
+    """An optional string: "" when absent, None (take the general path) when not a string."""
+    if value is None:
+        return ""
+    return value if type(value) is str else None
+
+
+def otlp_attributes(items: object) -> Attributes | None:
+    """OTLP/JSON `[{"key": k, "value": {"stringValue": v}}, ...]` as a dict of scalars."""
+    if not items:
+        return {} if items is None or items == [] else None
+    if type(items) is not list:
+        return None
+    out: Attributes = {}
+    for item in items:
+        if type(item) is not dict or len(item) != 2:
+            return None
+        key, value = item.get("key"), item.get("value")
+        if type(key) is not str or type(value) is not dict or len(value) != 1:
+            return None
+        ((kind, payload),) = value.items()
+        if kind == "stringValue" and type(payload) is str:
+            out[key] = payload
+        elif kind == "intValue":
+            number = _signed(payload)
+            if number is None:
+                return None
+            out[key] = number
+        elif kind == "boolValue" and type(payload) is bool:
+            out[key] = payload
+        elif kind == "doubleValue" and (type(payload) is float or type(payload) is int):
+            out[key] = float(payload)
+        else:
+            return None
+    return out
+
+
+def _signed(value: object) -> int | None:
+    if type(value) is int:
+        return value
+    if type(value) is str and value.isascii():
+        digits = value[1:] if value[:1] == "-" else value
+        if digits.isdigit():
+            return int(value)
+    return None
+
+
+def pop_service(attributes: Attributes, default_service: str | None) -> str | None:
+    named = attributes.pop(SERVICE_NAME, None)
+    return named if type(named) is str and named else default_service
+
+
+# --- OTLP/JSON through msgspec Structs ---------------------------------------------------------
+
+
+def otlp_line(
+    line: bytes, default_service: str | None, direct: DirectWriter, out: list[DirectItem]
+) -> bool:
+    """`otlp_request` of a line's bytes, decoded straight into Structs (`otlpstructs`):
+    the same answer, with the walking done by msgspec in C."""
+    try:
+        if line[:16] == b'{"resourceSpans"':
+            records = structs.decode_request(line).resourceSpans
+        else:
+            bare = structs.decode_resource_spans(line)
+            records = None if bare.scopeSpans is None else [bare]
+    except structs.DecodeError:
+        return False
+    if records is None:
+        return False
+    mark, sampled_out = len(out), direct.sampled_out
+    for record in records:
+        if not _struct_resource_spans(record, default_service, direct, out):
+            del out[mark:]
+            direct.sampled_out = sampled_out  # the general path samples them again
+            return False
+    return True
+
+
+def _struct_resource_spans(
+    record: structs.ResourceSpans,
+    default_service: str | None,
+    direct: DirectWriter,
+    out: list[DirectItem],
+) -> bool:
+    resource = record.resource
+    attributes = {} if resource is None else struct_attributes(resource.attributes)
+    if attributes is None:
+        return False
+    service = pop_service(attributes, default_service)
+    for scope_spans in record.scopeSpans or ():
+        scope = scope_spans.scope
+        name, version = ("", "") if scope is None else (scope.name or "", scope.version or "")
+        key = make_key(service, attributes, name, version)
+        for span in scope_spans.spans or ():
+            if not _struct_span(span, key, direct, out):
+                return False
+    return True
+
+
+def _struct_span(
+    span: structs.Span, key: ResourceKey, direct: DirectWriter, out: list[DirectItem]
+) -> bool:
+    if span.links or span.traceState or span.kind is None:
+        return False
+    attributes = struct_attributes(span.attributes)
+    if attributes is None:
+        return False
+    events: list[DirectEvent] = []
+    for event in span.events or ():
+        event_attributes = struct_attributes(event.attributes)
+        if event_attributes is None:
+            return False
+        events.append((_int(event.timeUnixNano), event.name, event_attributes))  # type: ignore[arg-type]
+    status = span.status
+    code, message = (0, "") if status is None else (status.code or 0, status.message or "")
+    return direct.span(
+        out,
+        key,
+        trace_hex=span.traceId,
+        span_hex=span.spanId,
+        parent_hex=span.parentSpanId,
+        name=span.name,
+        kind=span.kind,
+        start_ns=_int(span.startTimeUnixNano),
+        end_ns=_int(span.endTimeUnixNano),
+        attributes=attributes,
+        events=events,
+        status_code=code,
+        status_message=message,
+        flags=span.flags,
+    )
+
+
+def struct_attributes(items: list[structs.KeyValue] | None) -> Attributes | None:
+    """KeyValue Structs as a dict of scalars; None if a value is not exactly one scalar."""
+    out: Attributes = {}
+    for item in items or ():
+        value = item.value
+        if value.arrayValue is not None or value.kvlistValue is not None:
+            return None
+        if value.bytesValue is not None:
+            return None
+        text, number, flag, double = (
+            value.stringValue,
+            value.intValue,
+            value.boolValue,
+            value.doubleValue,
+        )
+        if text is not None:
+            if number is not None or flag is not None or double is not None:
+                return None
+            out[item.key] = text
+        elif number is not None:
+            number = _signed(number)
+            if number is None or flag is not None or double is not None:
+                return None
+            out[item.key] = number
+        elif flag is not None:
+            if double is not None:
+                return None
+            out[item.key] = flag
+        elif double is not None:
+            out[item.key] = double
+        else:
+            return None  # an empty AnyValue: the general path's to decode
+    return out

@@ -1,0 +1,96 @@
+"""OTLP/JSON as msgspec Structs, for the direct path of `otlp-json`: one C-level pass from a
+line's bytes to typed objects, instead of dicts walked key by key in Python.
+
+Every Struct forbids unknown fields and every field has the type proto3 JSON writes, so a
+record in any other shape (snake_case keys, older names, enum names, base64 IDs, array or map
+values) fails to decode here and takes the general path (`agent.spans.decode.otlpjson`),
+which reads it or says why not. Integers that proto3 JSON writes as strings (times, intValue)
+are typed `int | str`; the direct path converts the strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+Int64 = int | str
+
+
+class AnyValue(msgspec.Struct, forbid_unknown_fields=True):
+    stringValue: str | None = None
+    intValue: Int64 | None = None
+    boolValue: bool | None = None
+    doubleValue: float | None = None
+    arrayValue: Any = None
+    kvlistValue: Any = None
+    bytesValue: Any = None
+
+
+class KeyValue(msgspec.Struct, forbid_unknown_fields=True):
+    key: str
+    value: AnyValue
+
+
+class Event(msgspec.Struct, forbid_unknown_fields=True):
+    timeUnixNano: Int64 | None = None
+    name: str | None = None
+    attributes: list[KeyValue] | None = None
+    droppedAttributesCount: int = 0
+
+
+class Status(msgspec.Struct, forbid_unknown_fields=True):
+    code: int | None = None
+    message: str | None = None
+
+
+class Span(msgspec.Struct, forbid_unknown_fields=True):
+    traceId: str | None = None
+    spanId: str | None = None
+    parentSpanId: str | None = None
+    name: str | None = None
+    kind: int | None = None
+    startTimeUnixNano: Int64 | None = None
+    endTimeUnixNano: Int64 | None = None
+    attributes: list[KeyValue] | None = None
+    events: list[Event] | None = None
+    status: Status | None = None
+    flags: int | None = None
+    traceState: str | None = None
+    links: list[Any] | None = None
+    droppedAttributesCount: int = 0
+    droppedEventsCount: int = 0
+    droppedLinksCount: int = 0
+
+
+class Scope(msgspec.Struct, forbid_unknown_fields=True):
+    name: str | None = None
+    version: str | None = None
+    attributes: list[KeyValue] | None = None
+    droppedAttributesCount: int = 0
+
+
+class ScopeSpans(msgspec.Struct, forbid_unknown_fields=True):
+    scope: Scope | None = None
+    spans: list[Span] | None = None
+    schemaUrl: str | None = None
+
+
+class Resource(msgspec.Struct, forbid_unknown_fields=True):
+    attributes: list[KeyValue] | None = None
+    droppedAttributesCount: int = 0
+
+
+class ResourceSpans(msgspec.Struct, forbid_unknown_fields=True):
+    resource: Resource | None = None
+    scopeSpans: list[ScopeSpans] | None = None
+    schemaUrl: str | None = None
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True):
+    resourceSpans: list[ResourceSpans] | None = None
+
+
+decode_request = msgspec.json.Decoder(Request).decode
+decode_resource_spans = msgspec.json.Decoder(ResourceSpans).decode
+DecodeError = msgspec.DecodeError

@@ -1,0 +1,325 @@
+"""Plain spans straight to OTLP/protobuf span bytes: the agent's hot path, for every format.
+
+    direct = DirectWriter(keep_trace=None)      # or a sampler's trace-ID decision
+    direct.span_json(out, record, default_service)   # one parsed span-json line
+    direct.span(out, key, trace_hex=..., span_hex=..., parent_hex=..., name=..., kind=...,
+                start_ns=..., end_ns=..., attributes=..., events=..., status_code=...,
+                status_message=..., flags=...)        # any format's fields
+    # True: the span was appended to `out` as (resource key, framed span) or sampled out;
+    # False: nothing appended, take the general path.
+
+Every decoder's `feed_direct` (agent.spans.types.Decoder) pulls a record's fields out of its
+parsed JSON and hands them to `span`; span-json records, whose fields already have the names
+and units OTLP uses, go through `span_json`. For the spans it takes, the answer is exactly
+what the general path answers — the same resource key as `resource_key` of the decoded
+`Span`, bytes identical to `span_field(encode_span(span))` (what the batcher holds for
+OTLP/protobuf), or the same sampling decision — without building a `Span`, its events and
+its attribute dicts: one pass that checks and writes as it goes (docs/benchmarks.md has what
+it saves). It takes the shape nearly every emitter writes: IDs as hex of full length,
+integer nanosecond times, scalar attributes, events, a status. Anything else — links, trace
+state or flags, nested attributes, any invalid value — returns False and the caller takes
+the general path, which has the answer (a span, or a dead letter that says why). The direct
+path can be faster, never different: tests/unit/spans/encode/test_direct.py and
+tests/unit/spans/decode/test_direct.py hold it to that, field by field and byte for byte.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from agent.spans.decode.spanjson import EXTRA_KEYS, KIND_CODES, STATUS_CODES
+from agent.spans.encode.protobuf import (
+    ATTRIBUTES,
+    EVENT_ATTRIBUTES,
+    EVENT_NAMES,
+    PARENT_SPAN_ID,
+    SPAN_NAMES,
+    event_field,
+    span_field,
+    status_field,
+)
+from agent.spans.encode.wire import (
+    VARINT_TABLE,
+    VARINT_TABLE_SIZE,
+    pack_fixed32,
+    scalar_pair_encoder,
+)
+from agent.spans.model import KIND_INTERNAL
+from agent.spans.sampling import TraceFilter
+from agent.spans.types import DirectEvent, DirectItem, ResourceKey
+from agent.spans.validate import MAX_DURATION_NS, MAX_TIME_NS, MIN_TIME_NS
+
+# The first fields of encode_span's output, in its order: trace_id and span_id (tag, length,
+# bytes each), then, after parent and name, kind and the two fixed64 times.
+_pack_ids = struct.Struct("<BB16sBB8s").pack
+_TRACE_ID_AT = slice(2, 18)  # where _pack_ids puts the trace ID
+_pack_kind_times = struct.Struct("<BBBQBQ").pack
+_ID_TAGS = (0x0A, 0x10, 0x12, 0x08)
+_KIND_TAG, _START_TAG, _END_TAG = 0x30, 0x39, 0x41
+_pack_event_time = struct.Struct("<BQ").pack
+_EVENT_TIME_TAG = 0x09  # Span.Event.time_unix_nano, fixed64
+_EVENT = b"\x5a"  # Span.events
+_SPANS = b"\x12"  # ScopeSpans.spans
+_FLAGS = b"\x85\x01"  # Span.flags, fixed32
+_fromhex = bytes.fromhex
+_ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+_RESOURCE_KEY_CACHE_LIMIT = 1024
+_span_attributes = scalar_pair_encoder(ATTRIBUTES)
+_event_attributes = scalar_pair_encoder(EVENT_ATTRIBUTES)
+
+
+class DirectWriter:
+    """`keep_trace` is the sampler's decision for spans without trace flags (the only ones
+    this path takes), from the trace ID; None keeps every span."""
+
+    def __init__(self, keep_trace: TraceFilter | None) -> None:
+        self._keep_trace = keep_trace
+        self._keys: dict[str | None, ResourceKey] = {}
+        self.sampled_out = 0
+
+    def span_json(
+        self, out: list[DirectItem], record: dict[str, Any], default_service: str | None
+    ) -> bool:
+        """A parsed span-json record (docs/span-format.md)."""
+        body = _span_json_head(record)
+        if body is None:
+            return False
+        tail = _span_json_tail(record)
+        if tail is None:
+            return False
+        service = record.get("service") or record.get("service_name") or default_service
+        if type(service) is not str and service is not None:
+            return False
+        key = self._keys.get(service) or self.key_for(service)
+        return self._finish(out, key, body, tail)
+
+    def span(
+        self,
+        out: list[DirectItem],
+        key: ResourceKey,
+        *,
+        trace_hex: object,
+        span_hex: object,
+        parent_hex: object,
+        name: object,
+        kind: int,
+        start_ns: object,
+        end_ns: object,
+        attributes: object,
+        events: Sequence[DirectEvent],
+        status_code: int,
+        status_message: str,
+        flags: int | None = None,
+    ) -> bool:
+        """A span's fields as a decoder found them: IDs as hex text (`parent_hex` None or
+        empty for a root span), `kind` and `status_code` as OTLP numbers, `attributes` a dict
+        (or None), events as (time, name, attributes) tuples, OTLP `Span.flags` if known."""
+        body = _head(trace_hex, span_hex, parent_hex, name, kind, start=start_ns, end=end_ns)
+        if body is None:
+            return False
+        tail = _scalar_attributes(attributes)
+        if tail is None:
+            return False
+        if events:
+            encoded = _events(events)
+            if encoded is None:
+                return False
+            tail += encoded
+        if status_code or status_message:
+            if not 0 <= status_code <= 2:
+                return False
+            tail += status_field(status_code, status_message)
+        if flags is not None:
+            tail += _FLAGS + pack_fixed32(flags & 0xFFFFFFFF)
+        return self._finish(out, key, body, tail)
+
+    def _finish(self, out: list[DirectItem], key: ResourceKey, body: bytes, tail: bytes) -> bool:
+        if self._keep_trace is not None and not self._keep_trace(body[_TRACE_ID_AT]):
+            self.sampled_out += 1
+            return True
+        body += tail
+        size = len(body)
+        if size < VARINT_TABLE_SIZE:  # span_field(body), inlined: this runs for every span
+            out.append((key, _SPANS + VARINT_TABLE[size] + body))
+        else:
+            out.append((key, span_field(body)))
+        return True
+
+    def key_for(self, service: str | None) -> ResourceKey:
+        """`resource_key` of a span with no resource attributes and no scope."""
+        key = self._keys.get(service)
+        if key is None:
+            if len(self._keys) >= _RESOURCE_KEY_CACHE_LIMIT:
+                self._keys.clear()  # unbounded service names must not grow memory
+            key = self._keys[service] = (service, (), "", "")
+        return key
+
+
+def _head(
+    trace_text: object,
+    span_text: object,
+    parent: object,
+    name: object,
+    kind: int,
+    *,
+    start: object,
+    end: object,
+) -> bytes | None:
+    """The span's fields up to its end time (the trace ID at `_TRACE_ID_AT`), or None."""
+    if not (
+        type(start) is int
+        and type(end) is int
+        and MIN_TIME_NS <= start <= end <= MAX_TIME_NS
+        and end - start <= MAX_DURATION_NS
+        and type(name) is str
+        and name
+        and type(trace_text) is str
+        and type(span_text) is str
+        and len(trace_text) == 32
+        and len(span_text) == 16
+        and 0 < kind <= 5
+    ):
+        return None
+    try:
+        trace_id, span_id = _fromhex(trace_text), _fromhex(span_text)
+    except ValueError:
+        return None
+    # fromhex skips whitespace, so a length check is what makes the text exactly hex.
+    if len(trace_id) != 16 or len(span_id) != 8 or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    ids = _pack_ids(_ID_TAGS[0], _ID_TAGS[1], trace_id, _ID_TAGS[2], _ID_TAGS[3], span_id)
+    if parent is not None and parent != "":
+        parent_field = _parent_field(parent)
+        if parent_field is None:
+            return None
+        ids += parent_field
+    rest = _pack_kind_times(_KIND_TAG, kind, _START_TAG, start, _END_TAG, end)
+    return ids + SPAN_NAMES[name] + rest
+
+
+def _span_json_head(obj: dict[str, Any]) -> bytes | None:
+    if not EXTRA_KEYS.isdisjoint(obj):
+        return None
+    get = obj.get
+    kind = get("kind")
+    kind_code = KIND_INTERNAL if kind is None else KIND_CODES.get(kind) if type(kind) is str else 0
+    if not kind_code:
+        return None
+    return _head(
+        get("trace_id"),
+        get("span_id"),
+        get("parent_span_id"),
+        get("name"),
+        kind_code,
+        start=get("start_time_unix_nano"),
+        end=get("end_time_unix_nano"),
+    )
+
+
+def _parent_field(parent: object) -> bytes | None:
+    """The parent_span_id field (b"" for an all-zero ID: a root span), or None."""
+    if type(parent) is not str or len(parent) != 16:
+        return None
+    try:
+        parent_id = _fromhex(parent)
+    except ValueError:
+        return None
+    if len(parent_id) != 8:
+        return None
+    return b"" if parent_id == _ZERO_SPAN else PARENT_SPAN_ID + parent_id
+
+
+def _scalar_attributes(attributes: object) -> bytes | None:
+    """Span attributes as their fields; None for anything but a dict of scalars (or None)."""
+    if attributes:
+        return _span_attributes(attributes) if type(attributes) is dict else None
+    if attributes is None or type(attributes) is dict:
+        return b""
+    return None  # a falsy non-object: the general path names the error
+
+
+def _span_json_tail(obj: dict[str, Any]) -> bytes | None:
+    """The attributes, events and status fields of a span-json record, or None."""
+    get = obj.get
+    tail = _scalar_attributes(get("attributes"))
+    if tail is None:
+        return None
+    events = get("events")
+    if events:
+        encoded = _span_json_events(events) if type(events) is list else None
+        if encoded is None:
+            return None
+        tail += encoded
+    status = get("status")
+    if status is not None:
+        encoded = _span_json_status(status)
+        if encoded is None:
+            return None
+        tail += encoded
+    return tail
+
+
+def _span_json_events(events: list[Any]) -> bytes | None:
+    as_tuples: list[DirectEvent] = []
+    for event in events:
+        if type(event) is not dict:
+            return None
+        as_tuples.append((event.get("time_unix_nano"), event.get("name"), event.get("attributes")))  # type: ignore[arg-type]
+    return _events(as_tuples)
+
+
+def _events(events: Sequence[DirectEvent]) -> bytes | None:
+    encoded = b""
+    for time_ns, name, attributes in events:
+        if type(time_ns) is not int or type(name) is not str:
+            return None
+        if not MIN_TIME_NS <= time_ns <= MAX_TIME_NS:
+            return None
+        if attributes:
+            if type(attributes) is not dict:
+                return None
+            pairs = _event_attributes(attributes)
+            if pairs is None:
+                return None
+        else:
+            pairs = b""  # as the general path: a falsy value means no attributes
+        body = _pack_event_time(_EVENT_TIME_TAG, time_ns) + EVENT_NAMES[name] + pairs
+        size = len(body)
+        if size < VARINT_TABLE_SIZE:  # event_field(...), inlined
+            encoded += _EVENT + VARINT_TABLE[size] + body
+        else:
+            encoded += event_field(time_ns, name, pairs)
+    return encoded
+
+
+def _span_json_status(status: object) -> bytes | None:
+    if type(status) is not dict:
+        return None
+    code, message = status.get("code"), status.get("message", "")
+    if type(code) is not str or type(message) is not str:
+        return None
+    number = STATUS_CODES.get(code)
+    if number is None:
+        return None
+    return status_field(number, message) if number or message else b""
+
+
+def span_identity(body: bytes) -> tuple[str, bytes, bytes]:
+    """(name, trace ID, span ID) of span bytes this module wrote (for a dead letter): the IDs
+    at their fixed places, then an optional parent, then the name."""
+    trace_id, span_id = body[2:18], body[20:28]
+    at = 28
+    if body[at : at + 1] == PARENT_SPAN_ID[:1]:
+        at += 10
+    at += 1  # the name's tag
+    size = shift = 0
+    while True:  # the name's length, a varint
+        byte = body[at]
+        at += 1
+        size |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    return body[at : at + size].decode(), trace_id, span_id

@@ -1,0 +1,93 @@
+"""The contracts between the span stages: what a decoder offers, what the encoders hand on.
+
+    decoder = make_decoder("otlp-json", ...)          # agent.spans.decode.registry: a Decoder
+    result = decoder.feed_many(lines, now_ns)         # the general path: Spans, dead letters
+    into = DecodeResult()
+    items = decoder.feed_direct(lines, now_ns, direct, into)   # the direct path
+
+`feed_direct` is the same decoding as `feed_many`, but each span the direct encoder can write
+(`DirectWriter`, agent.spans.encode.direct) reaches the list already as an `EncodedSpan`, never
+built as a `Span`; the spans it declines come as `Span`s from the general path, in input order
+among the others. `into` gets the dead letters and counts, `into.spans` stays empty, and
+`into.fallbacks` counts the records the direct path handed to the general one (the pipeline
+exports it as a metric, so a fast path that stops applying shows). Either path gives the same
+spans, byte for byte once encoded: tests/unit/spans/decode/test_direct.py holds every format to
+that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any, Protocol
+
+from agent.spans.model import Attributes, DecodeResult, Span
+
+ResourceKey = tuple[str | None, tuple[tuple[str, Hashable], ...], str, str]
+"""(service name or None, the record's other resource attributes frozen and sorted, scope
+name, scope version): spans with equal keys share one ResourceSpans/ScopeSpans in a request."""
+
+EncodedSpan = tuple[ResourceKey, bytes]
+"""A span ready for the batcher: its resource key and its bytes as the encoding holds them."""
+
+DirectItem = EncodedSpan | Span
+DirectEvent = tuple[int, str, Attributes | None]
+"""(time in Unix nanoseconds, name, attributes) of one event, for `DirectWriter.span`."""
+
+
+class DirectWriter(Protocol):
+    """Writes plain spans straight to OTLP/protobuf bytes, or declines (returns False) so the
+    caller takes the general path, which has the answer for anything unusual. A span the
+    sampler drops counts in `sampled_out` and returns True with nothing appended."""
+
+    sampled_out: int
+
+    def span(
+        self,
+        out: list[DirectItem],
+        key: ResourceKey,
+        *,
+        trace_hex: object,
+        span_hex: object,
+        parent_hex: object,
+        name: object,
+        kind: int,
+        start_ns: object,
+        end_ns: object,
+        attributes: object,
+        events: Sequence[DirectEvent],
+        status_code: int,
+        status_message: str,
+        flags: int | None = None,
+    ) -> bool: ...
+
+    def span_json(
+        self, out: list[DirectItem], record: dict[str, Any], default_service: str | None
+    ) -> bool: ...
+
+    def key_for(self, service: str | None) -> ResourceKey: ...
+
+
+class Decoder(Protocol):
+    """One file's decoder: lines in, spans, dead letters and counted skips out. `feed` never
+    raises on input; state (open JobFirst spans, a half-read multi-line object) is bounded and
+    survives restarts through `snapshot` / `restore`."""
+
+    format: str
+    """The format's name as configured (`auto` for auto), the fallback metric's label."""
+
+    def feed(self, line: bytes, now_ns: int) -> DecodeResult: ...
+
+    def feed_many(self, lines: Iterable[bytes], now_ns: int) -> DecodeResult: ...
+
+    def feed_direct(
+        self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
+    ) -> list[DirectItem]: ...
+
+    def expire(self, now_ns: int) -> DecodeResult: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def restore(self, state: dict[str, Any]) -> None: ...
+
+    @property
+    def pending(self) -> int: ...
