@@ -71,10 +71,7 @@ class _JobfirstParts:
 
     def plain_template(self) -> bytes:
         """`template % (document size, id, data)` is the whole command of a plain entry."""
-        layout = self._layout
-        fixed = (layout._plain_start, layout._topic_part, self.no_maps, self.tail)
-        start, topic_part, no_maps, tail = (part.replace(b"%", b"%%") for part in fixed)
-        return start + b'$%d\r\n{"id":"%b"' + topic_part + b"%b" + no_maps + tail
+        return self._layout._plain_head + (self.no_maps + self.tail).replace(b"%", b"%%")
 
 
 class TopicLayout:
@@ -92,6 +89,14 @@ class TopicLayout:
         self._topic_bytes = topic.encode()
         self._plain_start = self._start(3) + _FIELD_DATA
         self._topic_part = b',"topic":' + orjson.dumps(topic) + b',"data":'
+        # The start of every plain jobfirst command, up to the data, as a %-template (the key
+        # template may hold a "%"); _JobfirstParts appends what changes per request.
+        self._plain_head = (
+            self._plain_start.replace(b"%", b"%%")
+            + b'$%d\r\n{"id":"%b"'
+            + self._topic_part.replace(b"%", b"%%")
+            + b"%b"
+        )
         self._tail_cache: tuple[bytes, bytes] = (b"", b"")  # (unix seconds, tail)
 
     def encode(
