@@ -20,6 +20,7 @@ from agent import __version__
 from agent.config.secrets import Redactor
 from agent.config.tree import Config
 from agent.core.admin import AdminServer
+from agent.core.eventloop import loop_name
 from agent.core.http import ConnectionLimits
 from agent.core.lifecycle import Component, start_all, stop_all
 from agent.core.metrics import Metrics
@@ -70,6 +71,7 @@ class Agent:
                 "version": __version__,
                 "pipelines": [p.name for p in self.pipelines],
                 "admin": self.config.admin.listen if self.admin else None,
+                "event_loop": loop_name(asyncio.get_running_loop()),
             },
         )
 

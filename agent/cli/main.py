@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 
@@ -148,5 +147,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     configure_logging(config.log.level, config.log.format, redact=Redactor.for_config(config).text)
     from agent.app import run_until_signalled
+    from agent.core.eventloop import run
 
-    return asyncio.run(run_until_signalled(config))
+    return run(run_until_signalled(config), config.event_loop)

@@ -19,6 +19,7 @@ SpanFormat = Literal["auto", "jobfirst", "span-json", "otlp-json", "otel-sdk"]
 Layout = Literal["jobfirst", "fields", "raw"]
 AckMode = Literal["disk", "redis", "memory"]
 WhenFull = Literal["block", "reject"]
+EventLoop = Literal["auto", "asyncio"]
 SAMPLER_NAMES = (
     "always_on",
     "always_off",
@@ -289,6 +290,9 @@ class Config:
     data_dir: str = setting("./sidecar-data", "Directory for queues, checkpoints and dead letters.")
     shutdown_timeout: Duration = setting(
         25.0, "Grace period to drain on SIGTERM (under Kubernetes' default 30s)."
+    )
+    event_loop: EventLoop = setting(
+        "auto", "auto: uvloop where it is installed (a dependency), else asyncio's own loop."
     )
     log: LogConfig = section(LogConfig, "The agent's own logs.")
     admin: AdminConfig = section(AdminConfig, "Admin HTTP server.")

@@ -9,8 +9,10 @@ index.
 The common JSON body, `{"data": ...}` or an array of them, takes a fast path: msgspec checks the
 whole document and hands each `data` back as its JSON text (`msgspec.Raw`), which the jobfirst
 layout embeds as sent, with no parse into Python objects and no re-encoding (a sixth of the
-cost). Anything else, and anything that fails there, goes the general way (orjson), which also
-words the errors.
+cost). msgpack bodies of the same shape take the same kind of path: msgspec decodes them typed
+(an envelope Struct or an array of them) straight into the values the general path would make,
+and the layout writes every `data` of the batch as JSON in one call. Anything else, and anything
+that fails there, goes the general way (orjson, msgpack), which also words the errors.
 """
 
 from __future__ import annotations
@@ -47,6 +49,19 @@ class _DataOnly(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _DATA_ONLY = msgspec.json.Decoder(_DataOnly | list[_DataOnly])
+
+
+class _DataOnlyValue(msgspec.Struct, forbid_unknown_fields=True):
+    data: Any
+
+
+# What msgspec makes of msgpack as `Any` is what msgpack.Unpacker(raw=False,
+# strict_map_key=False, timestamp=3) makes (bin → bytes, the timestamp extension → an aware
+# datetime, non-string map keys kept), so the layouts write the same bytes from either. One
+# difference: an array used as a map key becomes a tuple here where the general path refuses
+# the body; no layout can write a tuple key either, so the request is still a 400 (naming the
+# entry instead of the byte).
+_DATA_ONLY_MSGPACK = msgspec.msgpack.Decoder(_DataOnlyValue | list[_DataOnlyValue])
 # Digits become "0", exponent letters "\x01" and signs go: a number that might not fit a double
 # then shows up as a short run (see _may_overflow_double).
 _NUMBER_SHAPES = bytes.maketrans(b"0123456789eE", b"0000000000\x01\x01")
@@ -84,7 +99,25 @@ def decode_envelopes(body: bytes, kind: str) -> list[Envelope]:
         fast = _data_only_envelopes(body)
         if fast is not None:
             return fast
+    elif kind in MSGPACK_TYPES:
+        fast = _data_only_msgpack_envelopes(body)
+        if fast is not None:
+            return fast
     return envelopes_from(decode_body(body, kind))
+
+
+def _data_only_msgpack_envelopes(body: bytes) -> list[Envelope] | None:
+    """The msgpack twin of `_data_only_envelopes`: `{"data": ...}` or a non-empty array of
+    them, typed by msgspec into the values the general path makes; None for anything else."""
+    try:
+        value = _DATA_ONLY_MSGPACK.decode(body)
+    except (msgspec.MsgspecError, RecursionError):
+        return None
+    if isinstance(value, _DataOnlyValue):
+        return [(None, value.data, None, None)]
+    if not value or len(value) > MAX_BATCH_ENTRIES:
+        return None
+    return [(None, item.data, None, None) for item in value]
 
 
 def _data_only_envelopes(body: bytes) -> list[Envelope] | None:

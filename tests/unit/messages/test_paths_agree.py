@@ -1,0 +1,217 @@
+"""Every fast path writes to Redis exactly what the general path writes for the same values.
+
+Publish bodies take several routes to the same XADD: JSON bodies of data-only envelopes keep
+each `data` as the client's JSON text (msgspec.Raw), msgpack bodies of that shape are typed by
+msgspec, the jobfirst layout writes a batch's values in one orjson call and assembles the
+commands from a template, Dapr single and bulk publishes have their own body shapes. Generated
+values go through each route and through the general one (orjson/msgpack parse, one envelope
+at a time, `message_json` as the reference) and the bytes are compared.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgpack
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.config.tree import TopicConfig
+from agent.messages.codec import (
+    BodyError,
+    Envelope,
+    _data_only_msgpack_envelopes,
+    dapr_bulk_entries,
+    dapr_data,
+    dapr_headers,
+    decode_body,
+    decode_envelopes,
+    envelopes_from,
+)
+from agent.messages.layout import TopicLayout, fields_of
+from agent.messages.message import AcceptTime, may_need_go_escape, message_json
+
+AT = AcceptTime.at(1_732_806_245_123_456_789)
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+LAYOUTS = ("jobfirst", "fields", "raw")
+
+# Text that exercises what Go escapes (<, >, &, U+2028/9), non-ASCII and control characters.
+text = st.text(
+    alphabet=st.sampled_from(["a", "Z", "0", " ", "<", ">", "&", "é", "\u2028", "\u2029", "\x01"])
+    | st.characters(codec="utf-8"),
+    max_size=12,
+)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | text
+)
+json_values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(text, children, max_size=4),
+    max_leaves=12,
+)
+# msgpack has more than JSON: binary, non-string map keys, timestamps.
+timestamps = st.datetimes(
+    min_value=dt.datetime(1970, 1, 1), max_value=dt.datetime(2400, 1, 1), timezones=st.just(dt.UTC)
+)
+msgpack_scalars = scalars | st.binary(max_size=8) | timestamps
+msgpack_keys = text | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.booleans()
+msgpack_values = st.recursive(
+    msgpack_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(msgpack_keys, children, max_size=4)
+    ),
+    max_leaves=12,
+)
+batches = st.lists(json_values, min_size=1, max_size=6)
+
+
+def ids_for(count: int) -> list[str]:
+    return [f"msg_{AT.unix_ns + n}_ab12" for n in range(count)]
+
+
+def written(layout: TopicLayout, envelopes: list[Envelope], body: bytes) -> bytes | str:
+    """The commands the publish route writes (as the API calls it), or the entry error."""
+    try:
+        ids = ids_for(len(envelopes))
+        return layout.encode(envelopes, ids, AT, escape=may_need_go_escape(body)).blob
+    except Exception as error:  # the error is the outcome compared
+        return f"{type(error).__name__}: {error}"
+
+
+def one_at_a_time(layout: TopicLayout, envelopes: list[Envelope]) -> bytes | str:
+    """The general path: each envelope on its own, always scanned for escapes (an error names
+    the entry's place in the whole request, as a batch's does)."""
+    blobs = []
+    for index, (envelope, message_id) in enumerate(
+        zip(envelopes, ids_for(len(envelopes)), strict=True)
+    ):
+        try:
+            blobs.append(layout.encode([envelope], [message_id], AT, escape=True).blob)
+        except Exception as error:
+            message = str(error).replace("entry 0:", f"entry {index}:", 1)
+            return f"{type(error).__name__}: {message}"
+    return b"".join(blobs)
+
+
+def body_of(values: list[Any], *, single: bool) -> list[dict[str, Any]] | dict[str, Any]:
+    return {"data": values[0]} if single else [{"data": value} for value in values]
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=batches, single=st.booleans())
+def test_json_bodies_reach_redis_the_same_on_every_path(values: list[Any], single: bool) -> None:
+    body = orjson.dumps(body_of(values, single=single))
+    for kind in LAYOUTS:
+        layout = TopicLayout("orders", TopicConfig(layout=kind))
+        fast = written(layout, decode_envelopes(body, JSON), body)
+        general = envelopes_from(decode_body(body, JSON))
+        assert fast == written(layout, general, body) == one_at_a_time(layout, general)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(msgpack_values, min_size=1, max_size=6), single=st.booleans())
+def test_msgpack_bodies_reach_redis_as_the_general_path_writes_them(
+    values: list[Any], single: bool
+) -> None:
+    body = msgpack.packb(body_of(values, single=single), datetime=True)
+    fast_envelopes = decode_envelopes(body, MSGPACK)
+    general = envelopes_from(decode_body(body, MSGPACK))
+    assert fast_envelopes == general
+    for kind in LAYOUTS:
+        layout = TopicLayout("orders", TopicConfig(layout=kind))
+        assert written(layout, fast_envelopes, body) == one_at_a_time(layout, general)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=batches)
+def test_msgpack_and_json_bodies_of_the_same_values_write_the_same_commands(
+    values: list[Any],
+) -> None:
+    as_json = orjson.dumps(body_of(values, single=False))
+    as_msgpack = msgpack.packb(body_of(values, single=False))
+    for kind in LAYOUTS:
+        layout = TopicLayout("orders", TopicConfig(layout=kind))
+        from_json = written(layout, decode_envelopes(as_json, JSON), as_json)
+        assert from_json == written(layout, decode_envelopes(as_msgpack, MSGPACK), as_msgpack)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=batches)
+def test_the_jobfirst_message_is_the_reference_message_json(values: list[Any]) -> None:
+    for body, kind in (
+        (orjson.dumps(body_of(values, single=False)), JSON),
+        (msgpack.packb(body_of(values, single=False)), MSGPACK),
+    ):
+        layout = TopicLayout("orders", TopicConfig())
+        encoded = layout.encode(decode_envelopes(body, kind), ids_for(len(values)), AT)
+        starts = [0, *encoded.ends[:-1]]
+        stored = [
+            fields_of(encoded.blob[start:end])[1][b"data"]
+            for start, end in zip(starts, encoded.ends, strict=True)
+        ]
+        reference = [
+            message_json(
+                message_id, "orders", value, headers=None, metadata=None, timestamp=AT.rfc3339
+            )
+            for message_id, value in zip(ids_for(len(values)), values, strict=True)
+        ]
+        assert stored == reference
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=batches)
+def test_dapr_single_and_bulk_publishes_write_the_same_commands(values: list[Any]) -> None:
+    singles: list[Envelope] = []
+    for value in values:
+        event = orjson.dumps(value)
+        singles.append((None, dapr_data(event, JSON), dapr_headers({}, JSON), None))
+    # A bulk event of a JSON type is the value itself, except that a string is JSON text.
+    entries = [
+        {"entryId": str(n), "event": orjson.dumps(v).decode() if isinstance(v, str) else v}
+        | {"contentType": JSON}
+        for n, v in enumerate(values)
+    ]
+    bulk_body = orjson.dumps(entries)
+    bulk, _ = dapr_bulk_entries(decode_body(bulk_body, JSON), {})
+    for kind in LAYOUTS:
+        layout = TopicLayout("orders", TopicConfig(layout=kind))
+        assert written(layout, bulk, bulk_body) == one_at_a_time(layout, singles)
+
+
+def test_data_only_msgpack_bodies_take_the_typed_path() -> None:
+    body = msgpack.packb([{"data": {"n": 1}}, {"data": b"\x00"}])
+    assert _data_only_msgpack_envelopes(body) == [
+        (None, {"n": 1}, None, None),
+        (None, b"\x00", None, None),
+    ]
+    # Anything else is left to the general path, which words the errors.
+    for other in (
+        msgpack.packb([{"data": 1, "id": "mine"}]),
+        msgpack.packb([]),
+        msgpack.packb({"data": 1}) + b"\x00",
+        b"\xc1",
+    ):
+        assert _data_only_msgpack_envelopes(other) is None
+
+
+def test_an_array_as_a_map_key_is_refused_on_both_msgpack_paths() -> None:
+    # msgspec reads it as a tuple key, the general path refuses the body; no layout writes a
+    # tuple key, so the request is a 400 either way.
+    body = b"\x91\x81\xa4data\x81\x92\x01\x02\x01"  # [{"data": {[1, 2]: 1}}]
+    with pytest.raises(BodyError) as general:
+        decode_body(body, MSGPACK)
+    assert general.value.status == 400
+    envelopes = decode_envelopes(body, MSGPACK)
+    for kind in LAYOUTS:
+        layout = TopicLayout("orders", TopicConfig(layout=kind))
+        with pytest.raises(BodyError) as fast:
+            layout.encode(envelopes, ids_for(1), AT)
+        assert fast.value.status == 400 and fast.value.index == 0
