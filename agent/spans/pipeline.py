@@ -9,6 +9,10 @@ Backpressure: the read loop awaits `Sender.submit`, which waits for a free reque
 while the endpoint is failing, for room in the disk queue. While it waits nothing more is
 read: the log files are the buffer. Nothing is dropped anywhere.
 
+Spans received over the network (`agent.receivers`) enter at `receive`: the same sampler,
+resource merge, batching, sender and disk queue, settled against a `Receipt` the request
+waits on instead of a file mark.
+
 Stop (within `shutdown_timeout`): stop reading, flush the open batch, let in-flight requests
 finish (spilling what cannot finish to the disk queue), then save checkpoints — so a graceful
 restart re-sends nothing.
@@ -42,6 +46,7 @@ from agent.spans.delivery.book import (
     checkpoint_path,
 )
 from agent.spans.delivery.checkpoint import CheckpointStore
+from agent.spans.delivery.receipt import Receipt
 from agent.spans.encode.spanjson_direct import EncodedSpan
 from agent.spans.export.exporter import OtlpHttpExporter
 from agent.spans.export.outbound import (
@@ -52,7 +57,7 @@ from agent.spans.export.outbound import (
     span_sender,
 )
 from agent.spans.export.sender import Outcome
-from agent.spans.model import DecodeResult
+from agent.spans.model import DecodeResult, Span
 from agent.spans.tail.oversize import SpillDirectory
 from agent.spans.tail.tailer import LineBatch, OversizeLine, Tailer
 
@@ -101,6 +106,10 @@ def queue_for(config: Config, data_dir: Path) -> DiskQueue:
     )
 
 
+class PipelineClosedError(RuntimeError):
+    """Spans offered to a pipeline that is not running (starting or stopping)."""
+
+
 class SpanPipeline:
     name = "spans"
 
@@ -136,7 +145,7 @@ class SpanPipeline:
             dead_letter=self._dead_letter_request,
             queue=queue_for(config, data_dir),
         )
-        self.outbound: Outbound[Mark] = outbound_for(
+        self.outbound: Outbound[Mark | Receipt] = outbound_for(
             config, sender=self.sender, dead_letters=self.dead_letters, metrics=metrics
         )
         self.exchange = OpenSpanExchange()
@@ -291,10 +300,38 @@ class SpanPipeline:
         if spans:
             self.outbound.add(spans, mark, now)
 
+    # -- received spans ----------------------------------------------------------------------
+
+    async def receive(self, spans: list[Span], source: str) -> Receipt:
+        """Hand over spans that arrived in a request. The open batch is flushed at once: the
+        sender already batched them, and it waits for the answer. The receipt is done when
+        every span kept by the sampler is sent, fsync'd in the disk queue or dead-lettered."""
+        if self._state != "running":
+            raise PipelineClosedError(f"span pipeline is {self._state}")
+        encoded = await self.outbound.prepare(DecodeResult(spans=spans), source)
+        receipt = Receipt(len(encoded))
+        if encoded:
+            loop = asyncio.get_running_loop()
+            self.outbound.add(encoded, receipt, loop.time())
+            await self.outbound.submit_ready(loop.time(), force=True)
+        return receipt
+
+    @property
+    def queue_full(self) -> bool:
+        """The disk queue has no room and the endpoint is failing: new spans would wait."""
+        return self.sender.waiting_for_space
+
     # -- delivery ----------------------------------------------------------------------------
 
     def _settled(self, token: Token, outcome: Outcome) -> None:
-        self.book.settle(token)
+        file_marks: Token = {}
+        for mark, count in token.items():
+            if isinstance(mark, Receipt):
+                mark.settle(count)
+            else:
+                file_marks[mark] = count
+        if file_marks:
+            self.book.settle(file_marks)
 
     async def _dead_letter_request(self, record: bytes, error: PermanentError) -> None:
         log.error("OTLP endpoint refused a request; dead-lettered", extra={"error": str(error)})
