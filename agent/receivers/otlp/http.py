@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from agent.core.http import ServerRunner
+from agent.core.http import parse_listen
 from agent.receivers.otlp.decode import Decoded
 from agent.receivers.otlp.intake import OtlpIntake, Refusal
 
@@ -73,17 +73,41 @@ class OtlpHttpServer:
         app.router.add_post(TRACES_PATH, self._traces)
         app.router.add_route("*", TRACES_PATH, self._method_not_allowed)
         app.router.add_route("*", "/{path:.*}", self._not_found)
-        self._server = ServerRunner(app, listen, shutdown_timeout=5.0)
+        self._app = app
+        self.host, self.port = parse_listen(listen)
+        self._runner: web.AppRunner | None = None
 
     @property
     def address(self) -> str:
-        return f"{self._server.host}:{self._server.port}"
+        return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
-        await self._server.start()
+        # aiohttp would inflate gzip itself, but answers a broken stream with its own 400 and
+        # a dropped connection; `intake.inflate` gives the OTLP answer and the same limit.
+        runner = web.AppRunner(
+            self._app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5.0,
+            auto_decompress=False,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        if self.port == 0:
+            sockets = runner.addresses
+            if sockets:
+                self.port = int(sockets[0][1])
 
     async def stop(self) -> None:
-        await self._server.stop()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
 
     async def _traces(self, request: web.Request) -> web.StreamResponse:
         json = request.content_type == JSON_TYPE

@@ -47,7 +47,9 @@ def proto_span(index: int, **overrides: object) -> Span:
             kv("list", array_value=ArrayValue(values=[AnyValue(int_value=1)])),
             kv("map", kvlist_value=KeyValueList(values=[kv("k", string_value="v")])),
         ],
-        "events": [Span.Event(time_unix_nano=START + 10, name="ev", attributes=[kv("a", int_value=1)])],
+        "events": [
+            Span.Event(time_unix_nano=START + 10, name="ev", attributes=[kv("a", int_value=1)])
+        ],
         "links": [
             Span.Link(
                 trace_id=bytes.fromhex("ff" * 16),
@@ -65,11 +67,15 @@ def proto_span(index: int, **overrides: object) -> Span:
 
 
 def request_of(*spans: Span, service: str = "svc") -> ExportTraceServiceRequest:
-    resource = Resource(attributes=[kv("service.name", string_value=service), kv("host", string_value="h1")])
+    resource = Resource(
+        attributes=[kv("service.name", string_value=service), kv("host", string_value="h1")]
+    )
     scope = InstrumentationScope(name="lib", version="1.2")
     return ExportTraceServiceRequest(
         resource_spans=[
-            ResourceSpans(resource=resource, scope_spans=[ScopeSpans(scope=scope, spans=list(spans))])
+            ResourceSpans(
+                resource=resource, scope_spans=[ScopeSpans(scope=scope, spans=list(spans))]
+            )
         ]
     )
 
@@ -144,7 +150,9 @@ def test_message_names_a_few_and_counts_the_rest() -> None:
 
 
 def test_all_zero_parent_means_root() -> None:
-    decoded = decode_protobuf(request_of(proto_span(0, parent_span_id=bytes(8))).SerializeToString())
+    decoded = decode_protobuf(
+        request_of(proto_span(0, parent_span_id=bytes(8))).SerializeToString()
+    )
     assert decoded.spans[0].parent_span_id == b""
 
 
