@@ -6,6 +6,9 @@ not parse at all is a `BadRequestError` (answered 400); a span that breaks the r
 the wrong length or all zeros, end before start, ...) is rejected alone and counted in the
 answer's partial success, so its siblings still go through.
 
+A received span counts as sampled (see `SAMPLED_FLAG`); the configured root sampler
+(`traceidratio`) still applies.
+
 JSON follows the OTLP/JSON mapping and is decoded by the `otlp-json` file decoder, so a
 request and a log line holding the same object give the same spans.
 """
@@ -28,6 +31,10 @@ from agent.spans.model import Attributes, AttrValue, DecodeResult, Span, SpanEve
 from agent.spans.validate import MAX_ATTR_DEPTH, BadRecord, check_span
 
 _ZERO_SPAN_ID = bytes(8)
+# SDKs export only spans they sampled, but Python's leaves the W3C sampled bit out of `flags`
+# (it writes only the parent-is-remote bits 8-9): a received span is marked sampled, so that
+# parent-based samplers do not drop what the application already chose to keep.
+SAMPLED_FLAG = 0x01
 # How many rejected spans the answer's message describes (the count covers them all).
 MESSAGE_EXAMPLES = 3
 
@@ -120,7 +127,7 @@ def span_from_proto(
             resource=resource,
             scope_name=scope_name,
             scope_version=version,
-            flags=span.flags or None,
+            flags=span.flags | SAMPLED_FLAG if span.flags else None,
         )
     )
 
@@ -189,6 +196,9 @@ def decode_json(body: bytes) -> Decoded:
         OtlpJsonDecoder(default_service=None).decode_obj(obj, body, result)
     except BadRecord as error:
         raise BadRequestError(f"{error.reason}: {error.detail}") from None
+    for span in result.spans:
+        if span.flags:
+            span.flags |= SAMPLED_FLAG
     decoded = Decoded(spans=result.spans)
     for dead in result.dead:
         decoded.reject(dead.reason, dead.detail)

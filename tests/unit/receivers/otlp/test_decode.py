@@ -189,3 +189,13 @@ def test_json_span_with_bad_id_is_rejected_alone() -> None:
     decoded = decode_json(orjson.dumps(obj))
     assert [span.name for span in decoded.spans] == ["op-0"]
     assert decoded.rejected == {"bad_trace_id": 1}
+
+
+def test_received_spans_count_as_sampled() -> None:
+    # Python's SDK writes only the parent-is-remote bits; the span was sampled all the same.
+    request = request_of(proto_span(0, flags=0x100), proto_span(1, flags=0))
+    for decoded in (
+        decode_protobuf(request.SerializeToString()),
+        decode_json(otlp_json(request)),
+    ):
+        assert [span.flags for span in decoded.spans] == [0x101, None]
