@@ -26,6 +26,7 @@ import fnmatch
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from agent.spans.delivery.book import (
     checkpoint_path,
 )
 from agent.spans.delivery.checkpoint import CheckpointStore
-from agent.spans.delivery.receipt import Receipt
+from agent.spans.delivery.receipt import PassThroughRules, Receipt, hand_over, pass_through_rules
 from agent.spans.encode.spanjson_direct import EncodedSpan
 from agent.spans.export.exporter import OtlpHttpExporter
 from agent.spans.export.outbound import (
@@ -302,19 +303,21 @@ class SpanPipeline:
 
     # -- received spans ----------------------------------------------------------------------
 
-    async def receive(self, spans: list[Span], source: str) -> Receipt:
-        """Hand over spans that arrived in a request. The open batch is flushed at once: the
-        sender already batched them, and it waits for the answer. The receipt is done when
-        every span kept by the sampler is sent, fsync'd in the disk queue or dead-lettered."""
+    def pass_through_rules(self) -> PassThroughRules | None:
+        return pass_through_rules(self.config, self.outbound)
+
+    async def receive(
+        self,
+        spans: list[Span],
+        source: str,
+        encoded: Sequence[EncodedSpan] = (),
+        *,
+        sampled_out: int = 0,
+    ) -> Receipt:
+        """Spans that arrived in a request (see `agent.spans.delivery.receipt.hand_over`)."""
         if self._state != "running":
             raise PipelineClosedError(f"span pipeline is {self._state}")
-        encoded = await self.outbound.prepare(DecodeResult(spans=spans), source)
-        receipt = Receipt(len(encoded))
-        if encoded:
-            loop = asyncio.get_running_loop()
-            self.outbound.add(encoded, receipt, loop.time())
-            await self.outbound.submit_ready(loop.time(), force=True)
-        return receipt
+        return await hand_over(self.outbound, spans, source, encoded, sampled_out=sampled_out)
 
     @property
     def queue_full(self) -> bool:

@@ -27,6 +27,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from agent.spans.decode.common import pop_service_name
 from agent.spans.decode.otlpjson import OtlpJsonDecoder
+from agent.spans.encode.spanjson_direct import EncodedSpan
 from agent.spans.model import Attributes, AttrValue, DecodeResult, Span, SpanEvent, SpanLink
 from agent.spans.validate import MAX_ATTR_DEPTH, BadRecord, check_span
 
@@ -50,6 +51,14 @@ class Decoded:
     spans: list[Span] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+    encoded: list[EncodedSpan] = field(default_factory=list)
+    """Spans kept as received, sampled and framed (`passthrough`)."""
+    sampled_out: int = 0
+    """Spans `passthrough` dropped by the sampler."""
+
+    @property
+    def accepted_count(self) -> int:
+        return len(self.spans) + len(self.encoded) + self.sampled_out
 
     @property
     def rejected_count(self) -> int:
@@ -69,11 +78,16 @@ class Decoded:
         return f"{self.rejected_count} spans rejected: " + "; ".join(self.examples) + tail
 
 
-def decode_protobuf(body: bytes) -> Decoded:
+def parse_request(body: bytes) -> ExportTraceServiceRequest:
     try:
-        request = ExportTraceServiceRequest.FromString(body)
+        request: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(body)
     except (DecodeError, ValueError, RecursionError) as error:
         raise BadRequestError(f"body is not an OTLP ExportTraceServiceRequest: {error}") from None
+    return request
+
+
+def decode_protobuf(body: bytes) -> Decoded:
+    request = parse_request(body)
     decoded = Decoded()
     for i, resource_spans in enumerate(request.resource_spans):
         try:

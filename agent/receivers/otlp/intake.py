@@ -16,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import hmac
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from agent.config.tree import OtlpReceiverConfig
 from agent.core.metrics import Metrics
 from agent.receivers.otlp.decode import BadRequestError, Decoded, decode_json, decode_protobuf
-from agent.spans.delivery.receipt import Receipt
+from agent.receivers.otlp.passthrough import pass_through
+from agent.spans.delivery.receipt import PassThroughRules, Receipt
+from agent.spans.encode.spanjson_direct import EncodedSpan
 from agent.spans.export.sender import SenderClosedError
 from agent.spans.model import Span
 from agent.spans.pipeline import PipelineClosedError
@@ -32,7 +34,16 @@ from agent.spans.pipeline import PipelineClosedError
 class SpanSink(Protocol):
     """Where received spans go (the span pipeline)."""
 
-    def receive(self, spans: list[Span], source: str) -> Awaitable[Receipt]: ...
+    def receive(
+        self,
+        spans: list[Span],
+        source: str,
+        encoded: Sequence[EncodedSpan] = (),
+        *,
+        sampled_out: int = 0,
+    ) -> Awaitable[Receipt]: ...
+
+    def pass_through_rules(self) -> PassThroughRules | None: ...
 
     @property
     def queue_full(self) -> bool: ...
@@ -61,6 +72,7 @@ class OtlpIntake:
         self.spans_accepted = 0
         self.spans_rejected = 0
         self._handing_over: set[asyncio.Task[None]] = set()
+        self._pass_through = sink.pass_through_rules()
         self._requests = metrics.counter(
             "otlp_receiver_requests_total",
             "OTLP export requests answered, by transport and outcome (ok, partial, or the error).",
@@ -136,7 +148,12 @@ class OtlpIntake:
 
     def decode(self, body: bytes, *, json: bool) -> Decoded:
         try:
-            decoded = decode_json(body) if json else decode_protobuf(body)
+            if json:
+                decoded = decode_json(body)
+            elif self._pass_through is not None:
+                decoded = pass_through(body, self._pass_through)
+            else:
+                decoded = decode_protobuf(body)
         except BadRequestError as error:
             raise Refusal(400, "bad_request", str(error)) from None
         for reason, count in decoded.rejected.items():
@@ -146,7 +163,7 @@ class OtlpIntake:
 
     async def accept(self, decoded: Decoded, source: str) -> None:
         """Hand the spans over and wait until they are durable (or refuse, retryable)."""
-        count = len(decoded.spans)
+        count = decoded.accepted_count
         if not count:
             return
         if self.pending_spans and self.pending_spans + count > self._config.max_pending_spans:
@@ -154,7 +171,7 @@ class OtlpIntake:
         self.pending_spans += count
         # The hand-over runs as its own task: a request that gives up waiting must not cancel
         # it, as the batch it flushes may hold other requests' and files' spans.
-        task = asyncio.create_task(self._hand_over(decoded.spans, source, count))
+        task = asyncio.create_task(self._hand_over(decoded, source, count))
         self._handing_over.add(task)
         task.add_done_callback(_forget_task(self._handing_over))
         done, _ = await asyncio.wait({task}, timeout=self._config.timeout)
@@ -174,10 +191,12 @@ class OtlpIntake:
         self.spans_accepted += count
         self._accepted.inc(count)
 
-    async def _hand_over(self, spans: list[Span], source: str, count: int) -> None:
+    async def _hand_over(self, decoded: Decoded, source: str, count: int) -> None:
         """Pending until the spans are durable, however long the request waits."""
         try:
-            receipt = await self._sink.receive(spans, source)
+            receipt = await self._sink.receive(
+                decoded.spans, source, decoded.encoded, sampled_out=decoded.sampled_out
+            )
             await receipt.wait()
         finally:
             self.pending_spans -= count
