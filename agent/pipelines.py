@@ -8,14 +8,19 @@ from agent.config.tree import Config
 from agent.core.lifecycle import Component
 from agent.core.metrics import Metrics
 from agent.messages.pipeline import MessagePipeline
+from agent.receivers.otlp.receiver import OtlpReceiver
 from agent.spans.pipeline import SpanPipeline
 
 
 def build_pipelines(config: Config, metrics: Metrics, data_dir: Path) -> list[Component]:
-    """Each enabled pipeline as one Component; the span and message pipelines register here."""
+    """Each enabled pipeline as one Component; the span and message pipelines register here.
+    Receivers come after the pipeline they feed: started after it, stopped before it."""
     pipelines: list[Component] = []
     if config.spans.enabled:
-        pipelines.append(SpanPipeline(config, metrics, data_dir))
+        spans = SpanPipeline(config, metrics, data_dir)
+        pipelines.append(spans)
+        if config.receivers.otlp.enabled:
+            pipelines.append(OtlpReceiver(config.receivers.otlp, spans, metrics))
     if config.messages.enabled:
         pipelines.append(MessagePipeline(config, metrics, data_dir))
     return pipelines

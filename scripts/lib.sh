@@ -45,7 +45,7 @@ find_python() {
 }
 
 # The extras a development venv gets; scripts/lock resolves exactly these (plus the runtime).
-DEV_EXTRAS=dev
+DEV_EXTRAS=dev,grpc
 
 # Create .venv if missing; install the package with its dev extras, pinned by constraints.txt,
 # when pyproject.toml or constraints.txt changed since the last install (their checksum is kept

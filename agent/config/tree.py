@@ -195,6 +195,54 @@ class ExportConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OtlpHttpReceiverConfig:
+    listen: str = setting(
+        "127.0.0.1:4318",
+        "host:port of OTLP/HTTP (POST /v1/traces); loopback reaches the pod's other containers.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpGrpcReceiverConfig:
+    enabled: bool = setting(
+        False, "Also serve OTLP/gRPC (needs the extra: pip install 'sidecar-agent[grpc]')."
+    )
+    listen: str = setting("127.0.0.1:4317", "host:port of OTLP/gRPC.")
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpReceiverConfig:
+    enabled: bool = setting(
+        False,
+        "Receive spans over OTLP from SDKs; off by default, as the default export.endpoint is "
+        "localhost:4318 too (the agent refuses to export to its own receiver).",
+    )
+    max_body_bytes: Size = setting(
+        4 * 1024**2, "Request bodies over this, compressed or inflated, get 413."
+    )
+    auth_token: str = setting(
+        "", "If set, requests need 'Authorization: Bearer <token>' (401).", secret=True
+    )
+    max_pending_spans: int = setting(
+        100_000,
+        "Received spans not yet durable (sent or in the disk queue); past it requests get 429.",
+    )
+    timeout: Duration = setting(
+        10.0, "Longest wait for a request's spans to become durable before 503 (they still go)."
+    )
+    retry_after: Duration = setting(1.0, "Retry-After sent with 429 and 503.")
+    http: OtlpHttpReceiverConfig = section(OtlpHttpReceiverConfig, "OTLP/HTTP server.")
+    grpc: OtlpGrpcReceiverConfig = section(OtlpGrpcReceiverConfig, "OTLP/gRPC server (optional).")
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiversConfig:
+    otlp: OtlpReceiverConfig = section(
+        OtlpReceiverConfig, "OTLP receiver: spans that SDKs send instead of logging them."
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class TopicConfig:
     layout: Layout = setting(
         "jobfirst", "How a message becomes stream fields: jobfirst, fields, raw."
@@ -298,6 +346,7 @@ class Config:
     admin: AdminConfig = section(AdminConfig, "Admin HTTP server.")
     service: ServiceConfig = section(ServiceConfig, "Resource identity of exported spans.")
     spans: SpansConfig = section(SpansConfig, "Span log tailing.")
+    receivers: ReceiversConfig = section(ReceiversConfig, "Spans received over the network.")
     export: ExportConfig = section(ExportConfig, "OTLP export to Jaeger.")
     messages: MessagesConfig = section(MessagesConfig, "Message pipeline into Redis Streams.")
     proxy: ProxyConfig = section(ProxyConfig, "Local publish API.")

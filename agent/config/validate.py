@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import urllib.parse
 from collections.abc import Iterator
 
@@ -16,6 +17,11 @@ from agent.config.tree import (
     TopicConfig,
 )
 from agent.messages.topics import is_valid_topic
+
+GRPC_MISSING = (
+    "receivers.otlp.grpc.enabled needs grpcio, which is not installed: "
+    "pip install 'sidecar-agent[grpc]' (or turn receivers.otlp.grpc.enabled off)"
+)
 
 
 def validate(config: Config) -> list[str]:
@@ -55,6 +61,7 @@ def validate(config: Config) -> list[str]:
         _sampler(config.spans),
         _path_formats(config.spans.path_formats),
         _topics(config),
+        _otlp_receiver(config),
     )
     return [problem for check in checks for problem in check]
 
@@ -130,6 +137,47 @@ def _path_formats(path_formats: dict[str, str]) -> Iterator[str]:
                 f"spans.path_formats[{glob}]: {fmt!r} is not one of the accepted values: "
                 + ", ".join(accepted)
             )
+
+
+def _otlp_receiver(config: Config) -> Iterator[str]:
+    otlp = config.receivers.otlp
+    yield from _listen("receivers.otlp.http.listen", otlp.http.listen)
+    yield from _listen("receivers.otlp.grpc.listen", otlp.grpc.listen)
+    yield from _positive("receivers.otlp.max_pending_spans", otlp.max_pending_spans)
+    yield from _at_least("receivers.otlp.max_body_bytes", otlp.max_body_bytes, 1024)
+    yield from _at_least("receivers.otlp.timeout", otlp.timeout, 0.001)
+    if not otlp.enabled:
+        return
+    if not config.spans.enabled:
+        yield (
+            "receivers.otlp.enabled: received spans go through the span pipeline; set "
+            "spans.enabled too"
+        )
+    if otlp.grpc.enabled and importlib.util.find_spec("grpc") is None:
+        yield GRPC_MISSING
+    if _same_address(otlp.http.listen, config.export.endpoint):
+        yield (
+            f"receivers.otlp.http.listen: {otlp.http.listen!r} is where export.endpoint "
+            f"({mask_url(config.export.endpoint)!r}) points: spans would loop back into the "
+            "agent; point export.endpoint at Jaeger or move the receiver"
+        )
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::", ""})
+
+
+def _same_address(listen: str, url: str) -> bool:
+    """Whether `url` reaches the `listen` address (loopback names count as one host)."""
+    host, _, port = listen.rpartition(":")
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        url_port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:
+        return False
+    if not port.isdigit() or int(port) != url_port:
+        return False
+    listen_host, url_host = host.strip("[]"), parsed.hostname or ""
+    return listen_host == url_host or (listen_host in _LOOPBACK and url_host in _LOOPBACK)
 
 
 def _topics(config: Config) -> Iterator[str]:

@@ -9,6 +9,10 @@ Backpressure: the read loop awaits `SpanSender.submit`, which waits for a free r
 while the endpoint is failing, for room in the disk queue. While it waits nothing more is
 read: the log files are the buffer. Nothing is dropped anywhere.
 
+Spans received over the network (`agent.receivers`) enter at `receive`: the same sampler,
+resource merge, batching, sender and disk queue, settled against a `Receipt` the request
+waits on instead of a file mark.
+
 Stop (within `shutdown_timeout`): stop reading, flush the open batch, let in-flight requests
 finish (spilling what cannot finish to the disk queue), then save checkpoints — so a graceful
 restart re-sends nothing.
@@ -22,6 +26,7 @@ import fnmatch
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +47,7 @@ from agent.spans.delivery.book import (
     checkpoint_path,
 )
 from agent.spans.delivery.checkpoint import CheckpointStore
+from agent.spans.delivery.receipt import PassThroughRules, Receipt, hand_over, pass_through_rules
 from agent.spans.export.outbound import (
     ExportStages,
     Token,
@@ -50,7 +56,7 @@ from agent.spans.export.outbound import (
     rejected_request_dead_letter,
 )
 from agent.spans.export.sender import Outcome
-from agent.spans.model import DecodeResult
+from agent.spans.model import DecodeResult, Span
 from agent.spans.tail.oversize import SpillDirectory
 from agent.spans.tail.tailer import LineBatch, Tailer
 from agent.spans.types import Decoder, EncodedSpan
@@ -100,6 +106,10 @@ def queue_for(config: Config, data_dir: Path) -> DiskQueue:
     )
 
 
+class PipelineClosedError(RuntimeError):
+    """Spans offered to a pipeline that is not running (starting or stopping)."""
+
+
 class SpanPipeline:
     name = "spans"
 
@@ -126,7 +136,7 @@ class SpanPipeline:
             data_dir / "deadletter" / "oversize", config.spans.oversize_max_bytes, metrics
         )
         self.queue = queue_for(config, data_dir)
-        stages: ExportStages[Mark] = export_stages(
+        stages: ExportStages[Mark | Receipt] = export_stages(
             "spans",
             config,
             metrics,
@@ -291,10 +301,40 @@ class SpanPipeline:
         if spans:
             self.outbound.add(spans, mark, now)
 
+    # -- received spans ----------------------------------------------------------------------
+
+    def pass_through_rules(self) -> PassThroughRules | None:
+        return pass_through_rules(self.config, self.outbound)
+
+    async def receive(
+        self,
+        spans: list[Span],
+        source: str,
+        encoded: Sequence[EncodedSpan] = (),
+        *,
+        sampled_out: int = 0,
+    ) -> Receipt:
+        """Spans that arrived in a request (see `agent.spans.delivery.receipt.hand_over`)."""
+        if self._state != "running":
+            raise PipelineClosedError(f"span pipeline is {self._state}")
+        return await hand_over(self.outbound, spans, source, encoded, sampled_out=sampled_out)
+
+    @property
+    def queue_full(self) -> bool:
+        """The disk queue has no room and the endpoint is failing: new spans would wait."""
+        return self.sender.waiting_for_space
+
     # -- delivery ----------------------------------------------------------------------------
 
     def _settled(self, token: Token, outcome: Outcome) -> None:
-        self.book.settle(token)
+        file_marks: Token = {}
+        for mark, count in token.items():
+            if isinstance(mark, Receipt):
+                mark.settle(count)
+            else:
+                file_marks[mark] = count
+        if file_marks:
+            self.book.settle(file_marks)
 
     async def _dead_letter_request(self, record: bytes, error: PermanentError) -> None:
         log.error("OTLP endpoint refused a request; dead-lettered", extra={"error": str(error)})

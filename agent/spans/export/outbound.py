@@ -239,6 +239,15 @@ class Outbound(Generic[M]):
     def add(self, spans: Sequence[EncodedSpan], mark: M, now: float) -> None:
         self.batcher.add_many(spans, mark, now)
 
+    def span_limit(self, key: ResourceKey) -> int:
+        """The largest framed span of this resource a request can hold (cached)."""
+        return self._span_limits.get(key) or self._span_limit(key)
+
+    def count_encoded_elsewhere(self, decoded: int, sampled_out: int) -> None:
+        """Counts spans a caller sampled and encoded itself (the OTLP receiver's pass-through,
+        which keeps each span's bytes as received), as `prepare` counts its own."""
+        self._count(decoded, sampled_out)
+
     async def submit_ready(self, now: float, *, force: bool = False) -> int:
         """Pack and submit every batch that is due; returns how many were submitted."""
         batches = self.batcher.take_ready(now, force=force)

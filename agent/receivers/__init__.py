@@ -1,0 +1,1 @@
+"""Span sources that listen on the network instead of tailing files (OTLP)."""
