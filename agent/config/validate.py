@@ -7,7 +7,14 @@ import urllib.parse
 from collections.abc import Iterator
 
 from agent.config.schema import choices_of, hints_of
-from agent.config.tree import Config, QueueConfig, RetryConfig, SpansConfig, TopicConfig
+from agent.config.tree import (
+    Config,
+    QueueConfig,
+    RetryConfig,
+    SpansConfig,
+    SubscriptionConfig,
+    TopicConfig,
+)
 from agent.spans.sampling import SAMPLERS
 
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,199}$")
@@ -42,6 +49,7 @@ def validate(config: Config) -> list[str]:
         _sampler(config.spans),
         _path_formats(config.spans.path_formats),
         _topics(config),
+        _subscriptions(config.messages.subscriptions),
     )
     return [problem for check in checks for problem in check]
 
@@ -116,6 +124,33 @@ def _topics(config: Config) -> Iterator[str]:
     for name in config.proxy.allowed_topics:
         if not _TOPIC_NAME.match(name):
             yield f"proxy.allowed_topics: {name!r} is not a valid topic name"
+
+
+def _subscriptions(subscriptions: list[SubscriptionConfig]) -> Iterator[str]:
+    seen: set[tuple[str, str]] = set()
+    for index, sub in enumerate(subscriptions):
+        key = f"messages.subscriptions.{index}"
+        if not _TOPIC_NAME.match(sub.topic):
+            yield f"{key}.topic: {sub.topic!r} is not a valid topic name"
+        if (sub.topic, sub.group) in seen:
+            yield f"{key}: topic {sub.topic!r} with group {sub.group!r} is subscribed twice"
+        seen.add((sub.topic, sub.group))
+        if not sub.group:
+            yield f"{key}.group: must not be empty"
+        yield from _url(f"{key}.endpoint", sub.endpoint, ("http", "https"))
+        yield from _positive(f"{key}.batch_size", sub.batch_size)
+        yield from _positive(f"{key}.concurrency", sub.concurrency)
+        yield from _at_least(f"{key}.max_retries", sub.max_retries, 0)
+        yield from _at_least(f"{key}.bulk", sub.bulk, 0)
+        yield from _at_least(f"{key}.retry_delay", sub.retry_delay, 0.001)
+        yield from _at_least(f"{key}.delivery_timeout", sub.delivery_timeout, 0.001)
+        if sub.max_retry_delay < sub.retry_delay:
+            yield f"{key}.max_retry_delay: must not be below retry_delay"
+        if sub.processing_timeout <= sub.max_retry_delay:
+            yield f"{key}.processing_timeout: must be above max_retry_delay"
+        if sub.processing_timeout <= sub.delivery_timeout:
+            # Otherwise another consumer could claim an entry whose delivery is still running.
+            yield f"{key}.processing_timeout: must be above delivery_timeout"
 
 
 def _topic(key: str, topic: TopicConfig) -> Iterator[str]:

@@ -14,7 +14,7 @@ import logging
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.config.tree import Config
 from agent.core.deadletter import DeadLetterFile
@@ -28,6 +28,9 @@ from agent.messages.intake import Intake
 from agent.messages.redis.connection import RedisTarget
 from agent.messages.redis.writer import StreamWriter
 from agent.messages.sender import Sender, SenderLimits
+
+if TYPE_CHECKING:
+    from agent.messages.subscribe.subscriber import Subscriptions
 
 log = logging.getLogger("agent.messages")
 
@@ -73,6 +76,7 @@ class MessagePipeline:
             metrics=metrics,
         )
         self.api = PublishApi(config.proxy, self.intake, metrics) if config.proxy.enabled else None
+        self.subscriptions = _subscriptions(config, metrics)
         self._tasks = TaskSupervisor(self.name, metrics)
         self._state = "new"
         self._final_buffered: int | None = None
@@ -109,6 +113,8 @@ class MessagePipeline:
         await self.queue.open()
         self._tasks.spawn("feed", self.sender.feed())
         self._tasks.spawn("complete", self.sender.complete())
+        if self.subscriptions is not None:
+            await self.subscriptions.start()
         if self.api is not None:
             try:
                 await self.api.start()
@@ -127,6 +133,8 @@ class MessagePipeline:
             self._state = "stopped"
             return
         self._state = "stopping"
+        if self.subscriptions is not None:
+            await self.subscriptions.stop()
         if self.api is not None:
             await self.api.stop()
         budget = max(0.0, self._config.shutdown_timeout - DRAIN_MARGIN)
@@ -145,6 +153,8 @@ class MessagePipeline:
         )
 
     async def _close_delivery(self) -> None:
+        if self.subscriptions is not None and self._state == "starting":
+            await self.subscriptions.stop()
         await self._tasks.close()
         self.writer.disconnect()
         await self.queue.close()
@@ -174,6 +184,11 @@ class MessagePipeline:
                 f"({_mib(stats.depth_bytes)}), oldest {details['oldest_age_seconds']:.1f}s"
             )
             return Health(True, "buffering", reason, details, dependency_ok=False)
+        consuming = self.subscriptions.health() if self.subscriptions is not None else None
+        if consuming is not None:
+            return Health(
+                consuming.ready, consuming.state, consuming.reason, details, consuming.dependency_ok
+            )
         return Health(True, "running", details=details)
 
     def _buffer_details(self, stats: DiskQueueStats) -> dict[str, Any]:
@@ -200,6 +215,8 @@ class MessagePipeline:
         }
         if self._state == "running":
             body["buffer"] = self._buffer_details(self.queue.stats())
+        if self.subscriptions is not None:
+            body["subscriptions"] = self.subscriptions.status()
         return body
 
     def summary(self) -> dict[str, Any]:
@@ -213,6 +230,15 @@ class MessagePipeline:
             "dead_lettered": self.dead_letters.file.written,
             "buffered_requests": buffered,
         }
+
+
+def _subscriptions(config: Config, metrics: Metrics) -> Subscriptions | None:
+    """The consuming half, imported only when configured (it brings redis-py in)."""
+    if not config.messages.subscriptions:
+        return None
+    from agent.messages.subscribe.subscriber import Subscriptions
+
+    return Subscriptions(config, metrics)
 
 
 def _mib(size: int) -> str:

@@ -1,0 +1,131 @@
+"""The consumer group's Redis commands, through redis-py's asyncio client (hiredis parser).
+
+Only this module talks to Redis for subscriptions: group creation (MKSTREAM, from the start of
+the stream so nothing published before the first consumer came up is skipped), reads of new and
+of our own pending entries, XAUTOCLAIM of stale ones, attempt counts from XPENDING (the group's
+delivery counter is the attempt number: XREADGROUP and XAUTOCLAIM both raise it), acks, and the
+dead-letter move (RPUSH + XACK in one MULTI, so a dead letter is never both pending and listed
+twice, nor lost between the two).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from agent.messages.subscribe.model import Entry, entry_from_fields
+
+NEW = ">"
+OWN_PENDING = "0"
+
+
+def dead_letter_key(topic: str) -> str:
+    return f"dlq:{topic}"
+
+
+class GroupStream:
+    """One (stream, group, consumer) triple over a shared client."""
+
+    def __init__(
+        self, client: aioredis.Redis, stream: str, topic: str, group: str, consumer: str
+    ) -> None:
+        self.client = client
+        self.stream = stream
+        self.topic = topic
+        self.group = group
+        self.consumer = consumer
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def read(self, start: str, count: int, block_ms: int | None) -> list[Entry]:
+        """New entries (`start` = NEW) or our own pending ones from `start` (an id)."""
+        reply: Any = await self.client.xreadgroup(
+            self.group, self.consumer, {self.stream: start}, count=count, block=block_ms
+        )
+        if not reply:
+            return []
+        raw = reply[0][1]
+        return await self._entries(raw, counted=start != NEW)
+
+    async def claim_stale(self, min_idle: float, count: int) -> list[Entry]:
+        """Entries idle longer than `min_idle` seconds in any consumer's pending list."""
+        reply: Any = await self.client.xautoclaim(
+            self.stream, self.group, self.consumer, int(min_idle * 1000), "0-0", count=count
+        )
+        raw = reply[1] if reply else []
+        deleted = reply[2] if reply and len(reply) > 2 else []
+        if deleted:  # trimmed away while pending: nothing left to deliver
+            await self.ack([bytes(entry_id) for entry_id in deleted])
+        return await self._entries(raw, counted=True)
+
+    async def _entries(self, raw: Sequence[Any], *, counted: bool) -> list[Entry]:
+        entries: list[Entry] = []
+        gone: list[bytes] = []
+        for entry_id, fields in raw:
+            if fields is None:  # a pending entry trimmed from the stream
+                gone.append(bytes(entry_id))
+                continue
+            entries.append(entry_from_fields(self.topic, bytes(entry_id), fields))
+        if gone:
+            await self.ack(gone)
+        if counted and entries:
+            await self._load_attempts(entries)
+        return entries
+
+    async def _load_attempts(self, entries: list[Entry]) -> None:
+        """Delivery counts of re-read or claimed entries (new ones are at 1 by definition)."""
+        first, last = entries[0].entry_id, entries[-1].entry_id
+        rows: Any = await self.client.xpending_range(
+            self.stream, self.group, first, last, len(entries), consumername=self.consumer
+        )
+        counts = {bytes(row["message_id"]): int(row["times_delivered"]) for row in rows}
+        for entry in entries:
+            entry.attempt = max(1, counts.get(entry.entry_id, 1))
+
+    async def touch(self, entry: Entry) -> bool:
+        """Record the next attempt as the entry's delivery count, and reset its idle time so no
+        one claims it during our backoff. False when it is no longer ours (claimed by another
+        consumer or acked): then it is not ours to deliver."""
+        rows: Any = await self.client.xpending_range(
+            self.stream, self.group, entry.entry_id, entry.entry_id, 1
+        )
+        if not rows or bytes(rows[0]["consumer"]).decode() != self.consumer:
+            return False
+        claimed: Any = await self.client.xclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            0,
+            [entry.entry_id],
+            retrycount=entry.attempt,
+            justid=True,
+        )
+        return bool(claimed)
+
+    async def ack(self, entry_ids: Sequence[bytes]) -> None:
+        if entry_ids:
+            await self.client.xack(self.stream, self.group, *entry_ids)
+
+    async def dead_letter(self, entries: Sequence[Entry], messages: Sequence[bytes]) -> None:
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.rpush(dead_letter_key(self.topic), *messages)
+            pipe.xack(self.stream, self.group, *(entry.entry_id for entry in entries))
+            await pipe.execute()
+
+    async def lag(self) -> int | None:
+        """Entries of the stream not yet read by the group (Redis >= 7), None if unknown."""
+        groups: Any = await self.client.xinfo_groups(self.stream)
+        for group in groups:
+            name = group.get("name")
+            if (name.decode() if isinstance(name, bytes) else name) == self.group:
+                lag = group.get("lag")
+                return int(lag) if lag is not None else None
+        return None

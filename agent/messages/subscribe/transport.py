@@ -1,0 +1,45 @@
+"""POSTs deliveries to the application over kept-alive connections (aiohttp's client)."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from agent.messages.subscribe.protocols import Reply, Request
+
+MAX_REPLY_BYTES = 1024 * 1024  # an app's answer is a status; more is not read into memory
+
+
+class AppUnreachableError(Exception):
+    """The request got no HTTP answer (refused, reset, timed out): retried like a 5xx."""
+
+
+class AppClient:
+    def __init__(self, endpoint: str, *, timeout: float, connections: int) -> None:
+        self.endpoint = endpoint
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._connections, force_close=False)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, skip_auto_headers=("User-Agent",)
+            )
+        return self._session
+
+    async def post(self, request: Request) -> Reply:
+        session = self._open()
+        try:
+            async with session.post(
+                self.endpoint, data=request.body, headers=request.headers
+            ) as response:
+                body = await response.content.read(MAX_REPLY_BYTES)
+                return Reply(response.status, body)
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise AppUnreachableError(f"{type(error).__name__}: {error}") from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

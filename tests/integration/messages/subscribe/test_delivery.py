@@ -1,0 +1,96 @@
+"""Deliveries of a real Redis stream to a real local app: acks only for what was handled,
+retries with backoff, dead letters with retry_count = max_retries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+
+from tests.harness import RedisServer
+from tests.integration.messages.subscribe.app import ReceivingApp, eventually, subscription
+from tests.integration.messages.support import pipelines, post, url
+
+pytestmark = pytest.mark.integration
+
+
+async def test_failing_app_gets_retries_then_the_message_is_dead_lettered(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    app = ReceivingApp(answer=lambda seen, count: web.Response(status=500))
+    await app.start()
+    db = redis_server.client()
+    try:
+        async with pipelines(tmp_path, redis_server.url) as start, aiohttp.ClientSession() as http:
+            pipeline = await start(*subscription(app, "orders", max_retries=2))
+            status, body = await post(
+                http, url(pipeline, "/v1/topics/orders/messages"), {"data": {"n": 1}}
+            )
+            assert status == 202
+            await eventually(lambda: db.llen("dlq:orders") == 1, "the dead letter")
+            dead = orjson.loads(db.lindex("dlq:orders", 0))  # type: ignore[arg-type]
+            assert dead["id"] == body["ids"][0] and dead["data"] == {"n": 1}
+            assert dead["retry_count"] == 2
+            assert [s.headers["X-Delivery-Attempt"] for s in app.seen] == ["1", "2", "3"]
+            assert [s.body["retry_count"] for s in app.seen] == [0, 1, 2]
+            assert app.seen[0].headers["X-Message-Id"] == body["ids"][0]
+            assert app.seen[0].headers["X-Topic"] == "orders"
+            pending = db.xpending("stream:orders", "jobfirst-consumer-group")
+            assert pending["pending"] == 0  # acked once it was in the dead-letter list
+    finally:
+        await app.stop()
+
+
+async def test_handled_after_failures_is_acked_once_and_not_dead_lettered(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    def flaky(seen: object, count: int) -> web.Response | None:
+        return web.Response(status=503) if count <= 2 else None
+
+    app = ReceivingApp(answer=flaky)
+    await app.start()
+    db = redis_server.client()
+    try:
+        async with pipelines(tmp_path, redis_server.url) as start, aiohttp.ClientSession() as http:
+            pipeline = await start(*subscription(app, "orders", max_retries=3))
+            await post(http, url(pipeline, "/v1/topics/orders/messages"), {"data": "x"})
+            await eventually(lambda: len(app.seen) == 3, "the third attempt")
+            await eventually(
+                lambda: db.xpending("stream:orders", "jobfirst-consumer-group")["pending"] == 0,
+                "the ack",
+            )
+            assert db.llen("dlq:orders") == 0
+            metrics = pipeline.subscriptions
+            assert metrics is not None and metrics.consumers[0].stats.handled == 1
+    finally:
+        await app.stop()
+
+
+async def test_group_is_created_with_mkstream_and_earlier_entries_are_delivered(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    app = ReceivingApp()
+    await app.start()
+    db = redis_server.client()
+    message = {
+        "id": "msg_early",
+        "topic": "t",
+        "data": 1,
+        "headers": None,
+        "metadata": None,
+        "timestamp": "2026-01-01T00:00:00Z",
+        "retry_count": 0,
+    }
+    db.xadd("stream:t", {"data": orjson.dumps(message), "topic": "t", "timestamp": "1"})
+    try:
+        async with pipelines(tmp_path, redis_server.url) as start:
+            await start(*subscription(app, "t"), *subscription(app, "empty", index=1))
+            await eventually(lambda: app.ids() == ["msg_early"], "the earlier entry")
+            assert db.exists("stream:empty") == 1  # MKSTREAM: the group waits on a new stream
+            groups = db.xinfo_groups("stream:empty")
+            assert groups[0]["name"] == b"jobfirst-consumer-group"
+    finally:
+        await app.stop()
