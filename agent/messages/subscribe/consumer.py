@@ -153,6 +153,7 @@ class Consumer:
 
     async def _deliver_until_done(self, entries: list[Entry]) -> None:
         limit = self.config.max_retries + 1
+        waits = 0
         while entries:
             # Claimed entries may already have used up their attempts (a crash each time).
             exhausted = [entry for entry in entries if entry.attempt > limit]
@@ -161,11 +162,22 @@ class Consumer:
             if not entries:
                 return
             verdicts = await self._attempt(entries)
+            if Verdict.UNREACHABLE in verdicts:
+                waits += 1
+                entries = await self._wait_for_app(entries, waits)
+                continue
+            waits = 0
             outcomes = list(zip(entries, verdicts, strict=True))
             await self.stream.ack([e.entry_id for e, v in outcomes if v is not Verdict.RETRY])
             retry = [e for e, v in outcomes if v is Verdict.RETRY]
             await self._dead_letter([entry for entry in retry if entry.attempt >= limit])
             entries = await self._next_attempt([entry for entry in retry if entry.attempt < limit])
+
+    async def _wait_for_app(self, entries: list[Entry], waits: int) -> list[Entry]:
+        """The app refused the connection: back off and try the same attempt again."""
+        if await sleep_unless_stopped(self.policy.delay(waits), self.stopping):
+            return []
+        return [entry for entry in entries if await self.stream.touch(entry)]
 
     async def _next_attempt(self, entries: list[Entry]) -> list[Entry]:
         if not entries:
@@ -195,8 +207,7 @@ class Consumer:
         try:
             reply = await self.app.post(self.protocol.single(entry, traceparent))
         except AppUnreachableError as error:
-            self._unreachable(error, 1)
-            return Verdict.RETRY, None
+            return self._unreachable(error, 1)[0], None
         verdict = self.protocol.verdict(reply)
         self._answered(reply, [verdict])
         return verdict, reply.status
@@ -205,8 +216,7 @@ class Consumer:
         try:
             reply = await self.app.post(self.protocol.bulk(entries))
         except AppUnreachableError as error:
-            self._unreachable(error, len(entries))
-            return [Verdict.RETRY] * len(entries)
+            return self._unreachable(error, len(entries))
         verdicts = self.protocol.bulk_verdicts(reply, entries)
         self._answered(reply, verdicts)
         return verdicts
@@ -216,10 +226,12 @@ class Consumer:
         for verdict in verdicts:
             self.stats.outcome(verdict.value)
 
-    def _unreachable(self, error: AppUnreachableError, count: int) -> None:
+    def _unreachable(self, error: AppUnreachableError, count: int) -> list[Verdict]:
         self.stats.app_unreachable(str(error))
+        verdict = Verdict.RETRY if error.connected else Verdict.UNREACHABLE
         for _ in range(count):
-            self.stats.outcome("unreachable")
+            self.stats.outcome(verdict.value)
+        return [verdict] * count
 
     async def _dead_letter(self, entries: list[Entry]) -> None:
         if not entries:

@@ -25,6 +25,7 @@ class Verdict(enum.Enum):
     HANDLED = "handled"  # acked
     DROPPED = "dropped"  # the app asked to drop it (Dapr DROP, 404): acked, counted
     RETRY = "retry"  # delivered again after a backoff, dead-lettered past max_retries
+    UNREACHABLE = "unreachable"  # no connection to the app: retried without using an attempt
 
 
 @dataclass(slots=True)

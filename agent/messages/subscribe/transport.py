@@ -10,7 +10,13 @@ MAX_REPLY_BYTES = 1024 * 1024  # an app's answer is a status; more is not read i
 
 
 class AppUnreachableError(Exception):
-    """The request got no HTTP answer (refused, reset, timed out): retried like a 5xx."""
+    """The request got no HTTP answer. `connected` tells a request the app may have seen
+    (reset, timed out: an attempt, since the message may be what breaks it) from a refused
+    connection (the app is down: the message waits without using up its attempts)."""
+
+    def __init__(self, message: str, *, connected: bool) -> None:
+        super().__init__(message)
+        self.connected = connected
 
 
 class AppClient:
@@ -36,8 +42,10 @@ class AppClient:
             ) as response:
                 body = await response.content.read(MAX_REPLY_BYTES)
                 return Reply(response.status, body)
+        except aiohttp.ClientConnectorError as error:
+            raise AppUnreachableError(f"{type(error).__name__}: {error}", connected=False) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
-            raise AppUnreachableError(f"{type(error).__name__}: {error}") from None
+            raise AppUnreachableError(f"{type(error).__name__}: {error}", connected=True) from None
 
     async def close(self) -> None:
         if self._session is not None:

@@ -11,7 +11,12 @@ import pytest
 from aiohttp import web
 
 from tests.harness import RedisServer
-from tests.integration.messages.subscribe.app import ReceivingApp, eventually, subscription
+from tests.integration.messages.subscribe.app import (
+    ReceivingApp,
+    Seen,
+    eventually,
+    subscription,
+)
 from tests.integration.messages.support import pipelines, post, url
 
 pytestmark = pytest.mark.integration
@@ -92,5 +97,73 @@ async def test_group_is_created_with_mkstream_and_earlier_entries_are_delivered(
             assert db.exists("stream:empty") == 1  # MKSTREAM: the group waits on a new stream
             groups = db.xinfo_groups("stream:empty")
             assert groups[0]["name"] == b"jobfirst-consumer-group"
+    finally:
+        await app.stop()
+
+
+async def test_app_down_for_a_while_gets_everything_when_it_returns(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    app = ReceivingApp()  # not started yet: connections are refused
+    db = redis_server.client()
+    try:
+        async with pipelines(tmp_path, redis_server.url) as start, aiohttp.ClientSession() as http:
+            # max_retries 1: a refused connection must not use up attempts.
+            pipeline = await start(*subscription(app, "orders", max_retries=1))
+            body = [{"data": {"n": n}} for n in range(10)]
+            status, answer = await post(http, url(pipeline, "/v1/topics/orders/messages"), body)
+            assert status == 202
+
+            def app_reported_down() -> bool:
+                health = pipeline.health()
+                return health.ready and "failing" in health.reason and not health.dependency_ok
+
+            await eventually(app_reported_down, "/readyz to name the app")
+            subscriptions = pipeline.subscriptions
+            assert subscriptions is not None
+            stats = subscriptions.consumers[0].stats
+            await eventually(lambda: stats.app_failing_for() > 0.5, "several backoffs")
+            await app.start()
+            await eventually(lambda: sorted(app.ids()) == sorted(answer["ids"]), "delivery")
+            await eventually(lambda: pipeline.health().state == "running", "health recovered")
+            assert len(app.ids()) == 10 and db.llen("dlq:orders") == 0
+    finally:
+        await app.stop()
+
+
+async def test_dapr_app_answering_retry_and_drop(tmp_path: Path, redis_server: RedisServer) -> None:
+    retried: dict[int, int] = {}
+
+    def dapr_answer(seen: Seen, count: int) -> web.Response:
+        assert seen.headers["Content-Type"] == "application/cloudevents+json"
+        n = seen.body["data"]["n"]
+        retried[n] = retried.get(n, 0) + 1
+        status = {0: "SUCCESS", 2: "DROP", 3: "RETRY"}.get(n, "SUCCESS")
+        if n == 1 and retried[n] <= 2:
+            status = "RETRY"
+        return web.json_response({"status": status})
+
+    app = ReceivingApp(answer=dapr_answer)
+    await app.start()
+    db = redis_server.client()
+    try:
+        async with pipelines(tmp_path, redis_server.url) as start, aiohttp.ClientSession() as http:
+            overrides = subscription(app, "events", protocol="dapr", max_retries=2)
+            pipeline = await start(*overrides)
+            publish = url(pipeline, "/v1.0/publish/pubsub/events")
+            for n in range(4):
+                status, _ = await post(http, publish, {"n": n})
+                assert status == 204
+            await eventually(lambda: db.llen("dlq:events") == 1, "RETRY forever dead-lettered")
+            await eventually(
+                lambda: db.xpending("stream:events", "jobfirst-consumer-group")["pending"] == 0,
+                "everything acked",
+            )
+            assert retried == {0: 1, 1: 3, 2: 1, 3: 3}  # DROP is not retried
+            dead = orjson.loads(db.lindex("dlq:events", 0))  # type: ignore[arg-type]
+            assert dead["data"] == {"n": 3} and dead["retry_count"] == 2
+            event = app.seen[0].body
+            assert event["specversion"] == "1.0" and event["topic"] == "events"
+            assert event["pubsubname"] == "pubsub" and event["type"] == "com.dapr.event.sent"
     finally:
         await app.stop()
