@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -39,13 +39,21 @@ from agent.messages.intake import ACK_MODES, Accepted, Intake, PublishRefused
 from agent.messages.message import may_need_go_escape
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ExtraRoute = tuple[str, str, Handler]
+"""(method, path, handler) of routes other modules serve on the proxy port (dead letters)."""
 _JSON_HEADERS = CIMultiDict({"Content-Type": "application/json"})
 _NO_CONTENT = 204
 TOPIC_CACHE_SIZE = 4096
 
 
 class PublishApi:
-    def __init__(self, config: ProxyConfig, intake: Intake, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        intake: Intake,
+        metrics: Metrics,
+        extra_routes: Sequence[ExtraRoute] = (),
+    ) -> None:
         self._config = config
         self._intake = intake
         self._allowed = frozenset(config.allowed_topics)
@@ -72,6 +80,8 @@ class PublishApi:
         for path, handler in routes:
             app.router.add_post(path, self._json_errors(handler))
             app.router.add_route("*", path, self._method_not_allowed)
+        for method, path, extra in extra_routes:
+            app.router.add_route(method, path, self._json_errors(self._authorized(extra)))
         app.router.add_route("*", "/{path:.*}", self._not_found)
         self.app = app
         self._server = ServerRunner(app, config.listen, shutdown_timeout=5.0)
@@ -140,12 +150,22 @@ class PublishApi:
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _admit(self, request: web.Request) -> tuple[str, AckMode]:
-        """Auth, topic and ack mode: everything decided before the body is read."""
+    def _check_auth(self, request: web.Request) -> None:
         if self._auth is not None:
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, self._auth):
                 raise BodyError(401, "unauthorized", "missing or wrong bearer token")
+
+    def _authorized(self, handler: Handler) -> Handler:
+        async def checked(request: web.Request) -> web.StreamResponse:
+            self._check_auth(request)
+            return await handler(request)
+
+        return checked
+
+    def _admit(self, request: web.Request) -> tuple[str, AckMode]:
+        """Auth, topic and ack mode: everything decided before the body is read."""
+        self._check_auth(request)
         topic = request.match_info["topic"]
         if topic not in self._valid_topics:
             if not is_valid_topic(topic):

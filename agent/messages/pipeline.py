@@ -24,6 +24,7 @@ from agent.core.metrics import Metrics
 from agent.core.retry import RetryPolicy
 from agent.messages.api import PublishApi
 from agent.messages.deadletters import MessageDeadLetters
+from agent.messages.dlqapi import DeadLetterRoutes
 from agent.messages.intake import Intake
 from agent.messages.redis.connection import RedisTarget
 from agent.messages.redis.writer import StreamWriter
@@ -75,8 +76,15 @@ class MessagePipeline:
             ),
             metrics=metrics,
         )
-        self.api = PublishApi(config.proxy, self.intake, metrics) if config.proxy.enabled else None
         self.subscriptions = _subscriptions(config, metrics)
+        self.dead_letter_routes = DeadLetterRoutes(
+            config, self.subscriptions.redis if self.subscriptions is not None else None
+        )
+        self.api = (
+            PublishApi(config.proxy, self.intake, metrics, self.dead_letter_routes.routes())
+            if config.proxy.enabled
+            else None
+        )
         self._tasks = TaskSupervisor(self.name, metrics)
         self._state = "new"
         self._final_buffered: int | None = None
@@ -137,6 +145,7 @@ class MessagePipeline:
             await self.subscriptions.stop()
         if self.api is not None:
             await self.api.stop()
+        await self.dead_letter_routes.close()
         budget = max(0.0, self._config.shutdown_timeout - DRAIN_MARGIN)
         delivered = False
         try:

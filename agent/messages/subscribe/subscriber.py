@@ -91,6 +91,10 @@ class Subscriptions:
         protocol = protocol_for(sub.protocol, sub.topic, sub.pubsub_name)
         return Consumer(sub, stream, app, protocol=protocol, stats=stats, tracer=self._tracer)
 
+    def redis(self) -> aioredis.Redis:
+        """The client, for the dead-letter routes to share."""
+        return self.client
+
     def _app_up(self) -> dict[tuple[str, ...], float]:
         return {
             (c.stream.topic, c.stream.group): float(c.stats.app_up)
