@@ -237,6 +237,11 @@ class MessagesConfig:
     dead_letter_max_bytes: Size = setting(
         64 * 1024**2, "Size at which the message dead-letter file is rotated (one old file kept)."
     )
+    trace_spans: bool = setting(
+        True,
+        "For messages carrying traceparent: a producer span per publish and a consumer span per "
+        "delivery attempt, sent with the span pipeline's export settings.",
+    )
     subscriptions: list[SubscriptionConfig] = setting(
         [], "Streams delivered to the application (consumer groups, retries, dead letters)."
     )

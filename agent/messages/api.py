@@ -37,6 +37,7 @@ from agent.messages.codec import (
 )
 from agent.messages.intake import ACK_MODES, Accepted, Intake, PublishRefused
 from agent.messages.message import may_need_go_escape
+from agent.messages.tracing import MessageTracer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ExtraRoute = tuple[str, str, Handler]
@@ -53,7 +54,9 @@ class PublishApi:
         intake: Intake,
         metrics: Metrics,
         extra_routes: Sequence[ExtraRoute] = (),
+        tracer: MessageTracer | None = None,
     ) -> None:
+        self._tracer = tracer
         self._config = config
         self._intake = intake
         self._allowed = frozenset(config.allowed_topics)
@@ -107,7 +110,8 @@ class PublishApi:
         kind = media_type(request.headers.get("Content-Type", ""))
         body = await self._body(request)
         envelopes = decode_envelopes(body, kind)
-        result = await self._accept(topic, envelopes, ack, escape=may_need_go_escape(body))
+        escape = may_need_go_escape(body)
+        result = await self._accept(topic, envelopes, ack, escape=escape, request=request)
         if ack != "redis":
             return _json(self._answer(result), 202)
         if result.failures:
@@ -125,7 +129,7 @@ class PublishApi:
             dapr_headers(request.query, kind),
             None,
         )
-        result = await self._accept(topic, [envelope], ack)
+        result = await self._accept(topic, [envelope], ack, request=request)
         if result.failures:
             return self._dead_lettered(result)
         return web.Response(status=_NO_CONTENT)
@@ -138,7 +142,7 @@ class PublishApi:
         body = await self._body(request)
         envelopes, entry_ids = dapr_bulk_entries(decode_json(body), request.query)
         escape = bool(request.query_string) or may_need_go_escape(body)
-        result = await self._accept(topic, envelopes, ack, escape=escape)
+        result = await self._accept(topic, envelopes, ack, escape=escape, request=request)
         if not result.failures:
             return web.Response(status=_NO_CONTENT)
         failed = [
@@ -200,12 +204,46 @@ class PublishApi:
             raise BodyError(408, "body_timeout", message) from None
 
     async def _accept(
-        self, topic: str, envelopes: list[Envelope], ack: AckMode, *, escape: bool = True
+        self,
+        topic: str,
+        envelopes: list[Envelope],
+        ack: AckMode,
+        *,
+        escape: bool = True,
+        request: web.Request,
+    ) -> Accepted:
+        if self._tracer is not None:
+            return await self._accept_traced(topic, envelopes, ack, escape, request)
+        return await self._accept_counted(topic, envelopes, ack, escape)
+
+    async def _accept_counted(
+        self, topic: str, envelopes: list[Envelope], ack: AckMode, escape: bool
     ) -> Accepted:
         result = await self._intake.publish(topic, envelopes, ack, escape=escape)
         self._accepted_by_mode[ack].inc(len(envelopes) - result.duplicates)
         if result.duplicates:
             self._duplicates.inc(result.duplicates)
+        return result
+
+    async def _accept_traced(
+        self,
+        topic: str,
+        envelopes: list[Envelope],
+        ack: AckMode,
+        escape: bool,
+        request: web.Request,
+    ) -> Accepted:
+        """`_accept` with a producer span per traced message (see agent.messages.tracing)."""
+        tracer = self._tracer
+        assert tracer is not None
+        parent = request.headers.get("traceparent")
+        envelopes, spans = tracer.publishing(topic, envelopes, parent)
+        try:
+            result = await self._accept_counted(topic, envelopes, ack, escape)
+        except BaseException:
+            tracer.published(spans, [], "refused")
+            raise
+        tracer.published(spans, result.ids, "accepted")
         return result
 
     @staticmethod

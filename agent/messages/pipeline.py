@@ -29,6 +29,8 @@ from agent.messages.intake import Intake
 from agent.messages.redis.connection import RedisTarget
 from agent.messages.redis.writer import StreamWriter
 from agent.messages.sender import Sender, SenderLimits
+from agent.messages.tracing import MessageTracer
+from agent.spans.export.ownspans import OwnSpans
 
 if TYPE_CHECKING:
     from agent.messages.subscribe.subscriber import Subscriptions
@@ -41,8 +43,17 @@ DRAIN_MARGIN = 3.0  # seconds of the shutdown grace kept for closing the queue a
 class MessagePipeline:
     name = "messages"
 
-    def __init__(self, config: Config, metrics: Metrics, data_dir: Path) -> None:
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics,
+        data_dir: Path,
+        *,
+        own_spans: OwnSpans | None = None,
+    ) -> None:
         messages = config.messages
+        self.own_spans = own_spans if messages.trace_spans else None
+        tracer = MessageTracer(self.own_spans.emit if self.own_spans is not None else None)
         root = data_dir / "messages"
         self._config = config
         self.queue = DiskQueue(
@@ -76,12 +87,12 @@ class MessagePipeline:
             ),
             metrics=metrics,
         )
-        self.subscriptions = _subscriptions(config, metrics)
+        self.subscriptions = _subscriptions(config, metrics, tracer)
         self.dead_letter_routes = DeadLetterRoutes(
             config, self.subscriptions.redis if self.subscriptions is not None else None
         )
         self.api = (
-            PublishApi(config.proxy, self.intake, metrics, self.dead_letter_routes.routes())
+            PublishApi(config.proxy, self.intake, metrics, self.dead_letter_routes.routes(), tracer)
             if config.proxy.enabled
             else None
         )
@@ -118,6 +129,8 @@ class MessagePipeline:
 
     async def start(self) -> None:
         self._state = "starting"
+        if self.own_spans is not None:
+            await self.own_spans.start()
         await self.queue.open()
         self._tasks.spawn("feed", self.sender.feed())
         self._tasks.spawn("complete", self.sender.complete())
@@ -162,6 +175,8 @@ class MessagePipeline:
         )
 
     async def _close_delivery(self) -> None:
+        if self.own_spans is not None:
+            await self.own_spans.stop(grace=2.0)
         if self.subscriptions is not None and self._state == "starting":
             await self.subscriptions.stop()
         await self._tasks.close()
@@ -241,13 +256,15 @@ class MessagePipeline:
         }
 
 
-def _subscriptions(config: Config, metrics: Metrics) -> Subscriptions | None:
+def _subscriptions(
+    config: Config, metrics: Metrics, tracer: MessageTracer | None
+) -> Subscriptions | None:
     """The consuming half, imported only when configured (it brings redis-py in)."""
     if not config.messages.subscriptions:
         return None
     from agent.messages.subscribe.subscriber import Subscriptions
 
-    return Subscriptions(config, metrics)
+    return Subscriptions(config, metrics, tracer)
 
 
 def _mib(size: int) -> str:

@@ -1,8 +1,7 @@
-"""Trace context across the queue: what a delivery attempt needs from a tracer.
+"""What a delivery attempt needs from a tracer (`agent.messages.tracing` is the real one).
 
-The consumer asks the tracer for one consumer span per attempt; the span's traceparent (the
-message's trace, this span as parent) goes to the app, so the app's own span is a child of the
-delivery and the trace reads publisher → publish → delivery → app.
+The consumer asks for one span per attempt; the span's traceparent (the message's trace, this
+span as parent) goes to the app, so the app's own span is a child of the delivery.
 """
 
 from __future__ import annotations
@@ -13,7 +12,8 @@ from agent.messages.subscribe.model import Entry
 
 
 class AttemptSpan(Protocol):
-    traceparent: str | None
+    @property
+    def traceparent(self) -> str | None: ...
 
     def end(self, outcome: str, status: int | None) -> None: ...
 
@@ -23,6 +23,18 @@ class DeliveryTracer(Protocol):
 
 
 class _Untraced:
+    @property
+    def traceparent(self) -> str | None:
+        return None
+
+    def end(self, outcome: str, status: int | None) -> None:
+        pass
+
+
+UNTRACED = _Untraced()
+
+
+class _PassThrough:
     __slots__ = ("traceparent",)
 
     def __init__(self, traceparent: str | None) -> None:
@@ -33,7 +45,7 @@ class _Untraced:
 
 
 class PassThroughTracer:
-    """No spans of our own: the publisher's traceparent goes on unchanged."""
+    """No spans of our own (the span pipeline is off): the publisher's traceparent goes on."""
 
     def attempt(self, topic: str, entry: Entry) -> AttemptSpan:
-        return _Untraced(entry.traceparent)
+        return _PassThrough(entry.traceparent)
