@@ -135,6 +135,14 @@ class App:
         self.process.wait(10)
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rate_of(stats: dict[str, Any]) -> float:
     span = stats["last"] - stats["first"]
     return (stats["received"] - 1) / span if span > 0 else float("nan")
@@ -165,6 +173,7 @@ def run_agent(
     app: App,
     server: RedisServer,
     workdir: Path,
+    *,
     count: int,
     concurrency: int,
     bulk: int,
@@ -188,7 +197,10 @@ def run_agent(
     agent = AgentProcess(workdir / f"agent-{round_number}-{bulk}", settings)
     agent.start()
     try:
+        # From ready on: start-up (imports, connections) is not delivery work.
+        cpu_before = cpu_seconds(agent.process.pid)
         stats = app.wait_for(count)
+        stats["cpu"] = cpu_seconds(agent.process.pid) - cpu_before
     finally:
         agent.terminate()
     stats["pending_after"] = client.xpending(f"stream:{topic}", "jobfirst-consumer-group")[
@@ -209,6 +221,7 @@ def run_daprd(
     app: App,
     server: RedisServer,
     workdir: Path,
+    *,
     count: int,
     concurrency: int,
     round_number: int,
@@ -253,6 +266,7 @@ def run_daprd(
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         stats = app.wait_for(count)
+        stats["cpu"] = cpu_seconds(process.pid)  # start-up included: daprd's is small
     finally:
         process.terminate()
         process.wait(20)
@@ -262,14 +276,21 @@ def run_daprd(
 
 def summarise(rounds: list[dict[str, dict[str, Any]]], count: int) -> None:
     names = list(rounds[0])
-    print(f"\n{'contender':<14} {'msg/s (median)':>15} {'vs daprd':>9} {'dupes':>6}  per round")
+    print(
+        f"\n{'contender':<12} {'msg/s':>9} {'vs daprd':>9} {'msg/CPU-s':>10} {'dupes':>6}"
+        "  msg/s per round"
+    )
     for name in names:
         rates = [rate_of(r[name]) for r in rounds]
         ratios = [rate_of(r[name]) / rate_of(r["daprd"]) for r in rounds if "daprd" in r]
+        per_cpu = [r[name]["received"] / r[name]["cpu"] for r in rounds if r[name].get("cpu")]
         dupes = max(r[name]["received"] - r[name]["unique"] for r in rounds)
         ratio = f"{statistics.median(ratios):.2f}x" if ratios else "-"
+        cpu = f"{statistics.median(per_cpu):,.0f}" if per_cpu else "-"
         each = ", ".join(f"{rate:,.0f}" for rate in rates)
-        print(f"{name:<14} {statistics.median(rates):>15,.0f} {ratio:>9} {dupes:>6}  {each}")
+        print(
+            f"{name:<12} {statistics.median(rates):>9,.0f} {ratio:>9} {cpu:>10} {dupes:>6}  {each}"
+        )
 
 
 def main() -> None:
@@ -296,15 +317,22 @@ def main() -> None:
             for number in range(args.rounds):
                 results: dict[str, dict[str, Any]] = {}
                 results["client"] = run_client(app, args.messages, args.concurrency, number)
+                single = {"count": args.messages, "concurrency": args.concurrency}
                 results["agent"] = run_agent(
-                    app, server, workdir, args.messages, args.concurrency, 0, number
+                    app, server, workdir, **single, bulk=0, round_number=number
                 )
                 if binary:
                     results["daprd"] = run_daprd(
-                        binary, app, server, workdir, args.messages, args.concurrency, number
+                        binary, app, server, workdir, **single, round_number=number
                     )
                 results["agent bulk"] = run_agent(
-                    app, server, workdir, args.bulk_messages, args.concurrency, args.bulk, number
+                    app,
+                    server,
+                    workdir,
+                    count=args.bulk_messages,
+                    concurrency=args.concurrency,
+                    bulk=args.bulk,
+                    round_number=number,
                 )
                 print(
                     f"round {number + 1}: "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 from redis.exceptions import RedisError
@@ -223,14 +224,13 @@ class Consumer:
 
     def _answered(self, reply: Reply, verdicts: list[Verdict]) -> None:
         self.stats.app_answered(reply.status)
-        for verdict in verdicts:
-            self.stats.outcome(verdict.value)
+        for verdict, count in Counter(verdicts).items():
+            self.stats.outcome(verdict.value, count)
 
     def _unreachable(self, error: AppUnreachableError, count: int) -> list[Verdict]:
         self.stats.app_unreachable(str(error))
         verdict = Verdict.RETRY if error.connected else Verdict.UNREACHABLE
-        for _ in range(count):
-            self.stats.outcome(verdict.value)
+        self.stats.outcome(verdict.value, count)
         return [verdict] * count
 
     async def _dead_letter(self, entries: list[Entry]) -> None:

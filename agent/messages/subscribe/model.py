@@ -34,10 +34,20 @@ class Entry:
     count, so it survives crashes and claims by other consumers."""
 
     entry_id: bytes
-    message: dict[str, Any]
+    parsed: dict[str, Any] | None  # None until first needed: `raw` is all a bulk POST needs
     attempt: int = 1
     raw: bytes | None = None  # the Message JSON as stored, sent as-is while unchanged
     field_headers: dict[str, str] | None = None  # stream fields beside the layout's own
+
+    @property
+    def message(self) -> dict[str, Any]:
+        if self.parsed is None:
+            try:
+                parsed = orjson.loads(self.raw) if self.raw is not None else None
+            except orjson.JSONDecodeError:
+                parsed = None  # delivered as stored; the entry id stands in for its id
+            self.parsed = parsed if isinstance(parsed, dict) else {}
+        return self.parsed
 
     @property
     def message_id(self) -> str:
@@ -55,12 +65,12 @@ class Entry:
         return value if isinstance(value, str) else None
 
     def message_bytes(self, retry_count: int | None = None) -> bytes:
-        """The Message JSON; `retry_count` set to the retries made so far."""
+        """The Message JSON; `retry_count` None: as stored (not even parsed when it was
+        kept raw), else set to the retries made so far."""
+        if retry_count is None and self.raw is not None:
+            return self.raw
         message = self.message
-        if retry_count is None or retry_count == message.get("retry_count"):
-            if self.raw is not None:
-                return self.raw
-        else:
+        if retry_count is not None:
             message = {**message, "retry_count": retry_count}
         return orjson.dumps(message)
 
@@ -69,6 +79,10 @@ def entry_from_fields(topic: str, entry_id: bytes, fields: dict[bytes, bytes]) -
     """The Message an entry holds: its `data` JSON (jobfirst layout), or one rebuilt from the
     fields (fields and raw layouts, or foreign writers), headers taken from the extra fields."""
     data = fields.get(b"data")
+    if data is not None and data.startswith(b'{"id":"'):
+        # The Message JSON as JobFirst's publisher and ours write it: parsed when needed.
+        extra = _extra_fields(fields) if len(fields) > 3 else None
+        return Entry(entry_id, None, raw=bytes(data), field_headers=extra)
     if data is not None:
         try:
             message = orjson.loads(data)

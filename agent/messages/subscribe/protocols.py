@@ -69,6 +69,12 @@ def _statuses(reply: Reply, key: str) -> dict[str, Verdict] | None:
     return found
 
 
+def _retries(entry: Entry) -> int | None:
+    """retry_count for the Message sent: the first attempt sends it as stored (no re-encoding;
+    a JobFirst publisher may have set its own count), later ones the retries so far."""
+    return entry.attempt - 1 if entry.attempt > 1 else None
+
+
 class JobfirstProtocol:
     def __init__(self, topic: str) -> None:
         self.topic = topic
@@ -82,10 +88,10 @@ class JobfirstProtocol:
         }
         if traceparent:
             headers[TRACEPARENT] = traceparent
-        return Request(entry.message_bytes(retry_count=entry.attempt - 1), headers)
+        return Request(entry.message_bytes(retry_count=_retries(entry)), headers)
 
     def bulk(self, entries: Sequence[Entry]) -> Request:
-        body = b"[" + b",".join(e.message_bytes(retry_count=e.attempt - 1) for e in entries) + b"]"
+        body = b"[" + b",".join(e.message_bytes(retry_count=_retries(e)) for e in entries) + b"]"
         return Request(body, {"Content-Type": JSON, "X-Topic": self.topic})
 
     def verdict(self, reply: Reply) -> Verdict:

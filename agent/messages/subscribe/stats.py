@@ -39,10 +39,10 @@ class SubscriptionStats:
         self.app_error = ""
         self.app_error_since: float | None = None
 
-    def outcome(self, outcome: str) -> None:
-        self._by_outcome[outcome].inc()
+    def outcome(self, outcome: str, count: int = 1) -> None:
+        self._by_outcome[outcome].inc(count)
         if outcome in ("handled", "dropped"):
-            self.handled += 1
+            self.handled += count
 
     def app_answered(self, status: int) -> None:
         if status < 500:

@@ -1,9 +1,13 @@
-"""POSTs deliveries to the application over kept-alive connections (aiohttp's client)."""
+"""POSTs deliveries to the application over kept-alive connections: our small HTTP/1.1
+client for http:// (the app beside the sidecar), aiohttp's client for https://."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 
+from agent.messages.subscribe.http1 import ConnectError, Http1Client, HttpProtocolError
 from agent.messages.subscribe.protocols import Reply, Request
 
 MAX_REPLY_BYTES = 1024 * 1024  # an app's answer is a status; more is not read into memory
@@ -25,6 +29,7 @@ class AppClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        self._plain = Http1Client(endpoint, connections) if endpoint.startswith("http:") else None
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -35,6 +40,17 @@ class AppClient:
         return self._session
 
     async def post(self, request: Request) -> Reply:
+        if self._plain is None:
+            return await self._post_tls(request)
+        try:
+            async with asyncio.timeout(self._timeout.total):
+                return await self._plain.post(request)
+        except ConnectError as error:
+            raise AppUnreachableError(f"{type(error).__name__}: {error}", connected=False) from None
+        except (OSError, TimeoutError, HttpProtocolError) as error:
+            raise AppUnreachableError(f"{type(error).__name__}: {error}", connected=True) from None
+
+    async def _post_tls(self, request: Request) -> Reply:
         session = self._open()
         try:
             async with session.post(
@@ -48,6 +64,8 @@ class AppClient:
             raise AppUnreachableError(f"{type(error).__name__}: {error}", connected=True) from None
 
     async def close(self) -> None:
+        if self._plain is not None:
+            await self._plain.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
