@@ -167,3 +167,25 @@ async def test_dapr_app_answering_retry_and_drop(tmp_path: Path, redis_server: R
             assert event["pubsubname"] == "pubsub" and event["type"] == "com.dapr.event.sent"
     finally:
         await app.stop()
+
+
+async def test_ordered_delivers_one_at_a_time_in_stream_order_retries_included(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    def fail_third_twice(seen: Seen, count: int) -> web.Response | None:
+        return web.Response(status=500) if seen.body["data"] == 2 and count <= 4 else None
+
+    app = ReceivingApp(answer=fail_third_twice)
+    await app.start()
+    try:
+        async with pipelines(tmp_path, redis_server.url) as start, aiohttp.ClientSession() as http:
+            pipeline = await start(*subscription(app, "seq", ordered="true", concurrency=8))
+            _, answer = await post(
+                http, url(pipeline, "/v1/topics/seq/messages"), [{"data": n} for n in range(6)]
+            )
+            ids = answer["ids"]
+            await eventually(lambda: len(app.seen) == 8, "six messages, two retries")
+            # The retried message holds back the ones after it: nothing overtakes it.
+            assert app.ids() == [ids[0], ids[1], ids[2], ids[2], ids[2], ids[3], ids[4], ids[5]]
+    finally:
+        await app.stop()
