@@ -123,7 +123,18 @@ class Consumer:
                 continue
             task = asyncio.get_running_loop().create_task(self._handle_then_release(group))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._delivery_done)
+
+    def _delivery_done(self, task: asyncio.Task[None]) -> None:
+        """A delivery that died of an unexpected error is logged, never silent; its entries
+        stay pending and are claimed again after processing_timeout."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error(
+                "delivery failed unexpectedly",
+                extra=self._log_fields(error),
+                exc_info=(type(error), error, error.__traceback__),
+            )
 
     async def _handle_then_release(self, entries: list[Entry]) -> None:
         try:

@@ -120,3 +120,13 @@ def test_entries_of_other_layouts_become_messages() -> None:
     raw = entry_from_fields("t", b"1700000000000-0", {b"body": b"hello"})
     assert raw.message["data"] == "hello" and raw.message_id == "1700000000000-0"
     assert raw.message["timestamp"].startswith("2023-11-14T")
+
+
+def test_unreadable_entries_are_still_delivered_as_stored() -> None:
+    broken = entry_from_fields("t", b"5-0", {b"data": b'{"id":"cut off'})
+    assert broken.message == {} and broken.message_id == "5-0"
+    assert JobfirstProtocol("t").single(broken, None).body == b'{"id":"cut off'
+    not_json = entry_from_fields("t", b"1700000000000-0", {b"data": b"\xff\xfe"})
+    assert not_json.message["data"] == {"data": "\ufffd\ufffd"}
+    array = entry_from_fields("t", b"1700000000000-0", {b"data": b"[1, 2]"})
+    assert array.message["data"] == {"data": "[1, 2]"}
