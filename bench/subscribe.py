@@ -16,6 +16,7 @@ are per round against that round's daprd, then the median.
   daprd         Dapr 1.14 daprd, pubsub.redis, the app subscribed via GET /dapr/subscribe
                 (bench/peers/build-daprd; DAPRD_BIN to use another binary)
   agent bulk    the agent with `bulk` entries per request (a JSON array of Messages)
+  agent uvloop  `agent`, on uvloop's event loop (with --uvloop, when uvloop is installed)
 """
 
 from __future__ import annotations
@@ -42,11 +43,16 @@ from agent.messages.message import message_json  # noqa: E402
 from tests.harness import RedisServer, free_port, wait_until  # noqa: E402
 from tests.harness.agent_process import AgentProcess  # noqa: E402
 from tests.harness.ports import LOOPBACK  # noqa: E402
+from tests.harness.process import ManagedProcess  # noqa: E402
 
 TOPIC = "bench"
 DAPR_TOPIC = "bench-dapr"
 PUBSUB = "bench-pubsub"
 PYTHON = sys.executable
+UVLOOP_RUN = (
+    "import asyncio, sys, uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
+    "from agent.cli.main import main; sys.exit(main(['run']))"
+)
 
 
 def message(number: int, prefix: str) -> bytes:
@@ -178,6 +184,7 @@ def run_agent(
     concurrency: int,
     bulk: int,
     round_number: int,
+    uvloop: bool = False,
 ) -> dict[str, Any]:
     client = server.client()
     topic = f"{TOPIC}-{round_number}-{bulk}"
@@ -194,7 +201,15 @@ def run_agent(
         prefix + "BATCH_SIZE": str(max(10, concurrency)),
         prefix + "BULK": str(bulk),
     }
-    agent = AgentProcess(workdir / f"agent-{round_number}-{bulk}", settings)
+    agent = AgentProcess(workdir / f"agent-{round_number}-{bulk}-{uvloop}", settings)
+    if uvloop:
+        agent.process = ManagedProcess(
+            "sidecar-agent",
+            [PYTHON, "-c", UVLOOP_RUN],
+            agent.workdir / "agent.log",
+            env=agent.env,
+            cwd=ROOT,
+        )
     agent.start()
     try:
         # From ready on: start-up (imports, connections) is not delivery work.
@@ -301,6 +316,7 @@ def main() -> None:
     parser.add_argument("--bulk", type=int, default=100)
     parser.add_argument("--bulk-messages", type=int, default=200_000)
     parser.add_argument("--no-daprd", action="store_true")
+    parser.add_argument("--uvloop", action="store_true", help="also run the agent on uvloop")
     args = parser.parse_args()
     binary = None if args.no_daprd else daprd_binary()
     print(
@@ -321,6 +337,10 @@ def main() -> None:
                 results["agent"] = run_agent(
                     app, server, workdir, **single, bulk=0, round_number=number
                 )
+                if args.uvloop:
+                    results["agent uvloop"] = run_agent(
+                        app, server, workdir, **single, bulk=0, round_number=number, uvloop=True
+                    )
                 if binary:
                     results["daprd"] = run_daprd(
                         binary, app, server, workdir, **single, round_number=number
