@@ -16,7 +16,7 @@ import ssl
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 
@@ -66,8 +66,9 @@ class _RespProtocol(asyncio.Protocol):
         self.closed_reason: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream connection's transport; uvloop's implement asyncio.Transport's methods
+        # without subclassing it, so this is a cast, not an isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -151,7 +152,6 @@ class RespConnection:
                 ssl=ssl_context,
                 server_hostname=host if ssl_context else None,
             )
-        assert isinstance(transport, asyncio.Transport)
         return cls(transport, protocol)
 
     def send(self, commands: bytes, count: int) -> asyncio.Future[list[Any]]:
