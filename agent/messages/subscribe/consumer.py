@@ -151,6 +151,11 @@ class Consumer:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=1.0)
+        try:
+            async with asyncio.timeout(grace):
+                await self.stream.flush_acks()
+        except TimeoutError:
+            pass  # unacked entries stay pending: delivered again after a restart or claim
         await self.app.close()
 
     # -- one delivery, its retries and its end -----------------------------------------------
@@ -180,7 +185,7 @@ class Consumer:
                 continue
             waits = 0
             outcomes = list(zip(entries, verdicts, strict=True))
-            await self.stream.ack([e.entry_id for e, v in outcomes if v is not Verdict.RETRY])
+            self.stream.ack_soon([e.entry_id for e, v in outcomes if v is not Verdict.RETRY])
             retry = [e for e, v in outcomes if v is Verdict.RETRY]
             await self._dead_letter([entry for entry in retry if entry.attempt >= limit])
             entries = await self._next_attempt([entry for entry in retry if entry.attempt < limit])

@@ -11,6 +11,7 @@ twice, nor lost between the two).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -19,7 +20,11 @@ from redis.exceptions import ResponseError
 
 from agent.messages.subscribe.model import Entry, entry_from_fields
 
+log = logging.getLogger("agent.messages.subscribe")
+
 NEW = ">"
+MAX_ACK_IDS = 1000
+ACK_LINGER = 0.002  # seconds an ack waits for others; a crash in it means a redelivery
 OWN_PENDING = "0"
 
 
@@ -38,30 +43,52 @@ class _AckBatch:
 
 
 class AckBatcher:
-    """One XACK in flight at a time; ids arriving meanwhile go into the next one."""
+    """Acks of deliveries finishing close together go in one XACK: each batch waits `linger`
+    for company (unless it is already large), and one XACK is in flight at a time; ids
+    arriving meanwhile go into the next one."""
 
-    def __init__(self, send: Callable[[Sequence[bytes]], Awaitable[None]]) -> None:
+    def __init__(
+        self, send: Callable[[Sequence[bytes]], Awaitable[None]], linger: float = 0.0
+    ) -> None:
         self._send = send
+        self._linger = linger
         self._next: _AckBatch | None = None
         self._task: asyncio.Task[None] | None = None
+        self.failures = 0
 
-    async def ack(self, entry_ids: Sequence[bytes]) -> None:
+    def ack_soon(self, entry_ids: Sequence[bytes]) -> asyncio.Future[None] | None:
+        """Queue the ids for the next XACK; the future tells how it went."""
         if not entry_ids:
-            return
+            return None
         if self._next is None:
             self._next = _AckBatch()
         batch = self._next
         batch.ids.extend(entry_ids)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
-        await asyncio.shield(batch.done)
+        return batch.done
+
+    async def ack(self, entry_ids: Sequence[bytes]) -> None:
+        """Returns once the ids are acked (raises what the XACK raised)."""
+        done = self.ack_soon(entry_ids)
+        if done is not None:
+            await asyncio.shield(done)
+
+    async def flush(self) -> None:
+        """Wait for every queued ack to be sent (or to fail)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.wait([self._task])
 
     async def _run(self) -> None:
         while self._next is not None:
+            if self._linger and len(self._next.ids) < MAX_ACK_IDS:
+                await asyncio.sleep(self._linger)
             batch, self._next = self._next, None
             try:
                 await self._send(batch.ids)
-            except Exception as error:  # each waiter gets it: their entries stay pending
+            except Exception as error:  # their entries stay pending: claimed later
+                self.failures += 1
+                log.warning("XACK failed", extra={"error": repr(error), "ids": len(batch.ids)})
                 batch.done.set_exception(error)
             else:
                 batch.done.set_result(None)
@@ -78,7 +105,7 @@ class GroupStream:
         self.topic = topic
         self.group = group
         self.consumer = consumer
-        self._acks = AckBatcher(self._xack)
+        self._acks = AckBatcher(self._xack, ACK_LINGER)
 
     async def ensure_group(self) -> None:
         try:
@@ -153,9 +180,16 @@ class GroupStream:
         return bool(claimed)
 
     async def ack(self, entry_ids: Sequence[bytes]) -> None:
-        """Returns once the ids are acked: acks of deliveries finishing together go in one
-        XACK (one round trip per batch instead of one per message)."""
+        """Returns once the ids are acked (see AckBatcher)."""
         await self._acks.ack(entry_ids)
+
+    def ack_soon(self, entry_ids: Sequence[bytes]) -> None:
+        """Ack without waiting: the delivery slot is free at once. Acks are coalesced into
+        few XACKs; one that fails leaves its entries pending (claimed and delivered again)."""
+        self._acks.ack_soon(entry_ids)
+
+    async def flush_acks(self) -> None:
+        await self._acks.flush()
 
     async def _xack(self, entry_ids: Sequence[bytes]) -> None:
         await self.client.xack(self.stream, self.group, *entry_ids)
