@@ -293,18 +293,20 @@ def summarise(rounds: list[dict[str, dict[str, Any]]], count: int) -> None:
     names = list(rounds[0])
     print(
         f"\n{'contender':<12} {'msg/s':>9} {'vs daprd':>9} {'msg/CPU-s':>10} {'dupes':>6}"
-        "  msg/s per round"
+        f" {'unacked':>8}  msg/s per round"
     )
     for name in names:
         rates = [rate_of(r[name]) for r in rounds]
         ratios = [rate_of(r[name]) / rate_of(r["daprd"]) for r in rounds if "daprd" in r]
         per_cpu = [r[name]["received"] / r[name]["cpu"] for r in rounds if r[name].get("cpu")]
         dupes = max(r[name]["received"] - r[name]["unique"] for r in rounds)
+        unacked = max(r[name].get("pending_after", 0) for r in rounds)
         ratio = f"{statistics.median(ratios):.2f}x" if ratios else "-"
         cpu = f"{statistics.median(per_cpu):,.0f}" if per_cpu else "-"
         each = ", ".join(f"{rate:,.0f}" for rate in rates)
         print(
-            f"{name:<12} {statistics.median(rates):>9,.0f} {ratio:>9} {cpu:>10} {dupes:>6}  {each}"
+            f"{name:<12} {statistics.median(rates):>9,.0f} {ratio:>9} {cpu:>10} {dupes:>6}"
+            f" {unacked:>8}  {each}"
         )
 
 
