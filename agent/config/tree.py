@@ -184,7 +184,11 @@ class MessageBatchConfig:
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionConfig:
-    topic: str = setting("", "Topic whose stream is delivered to the application.")
+    topic: str = setting(
+        "",
+        "Topic whose stream is delivered to the app; empty with protocol dapr: the topics the "
+        "app lists at GET /dapr/subscribe (on the endpoint's host).",
+    )
     group: str = setting("jobfirst-consumer-group", "Consumer group (created with MKSTREAM).")
     consumer: str = setting("", "Consumer name in the group (default: POD_NAME or the host name).")
     endpoint: str = setting("", "The application's URL each delivery is POSTed to.")

@@ -130,7 +130,9 @@ def _subscriptions(subscriptions: list[SubscriptionConfig]) -> Iterator[str]:
     seen: set[tuple[str, str]] = set()
     for index, sub in enumerate(subscriptions):
         key = f"messages.subscriptions.{index}"
-        if not _TOPIC_NAME.match(sub.topic):
+        if sub.topic == "" and sub.protocol == "dapr":
+            pass  # discovered from the app's GET /dapr/subscribe
+        elif not _TOPIC_NAME.match(sub.topic):
             yield f"{key}.topic: {sub.topic!r} is not a valid topic name"
         if (sub.topic, sub.group) in seen:
             yield f"{key}: topic {sub.topic!r} with group {sub.group!r} is subscribed twice"

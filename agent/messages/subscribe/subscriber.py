@@ -19,7 +19,8 @@ from redis.exceptions import RedisError
 from agent.config.tree import Config, SubscriptionConfig
 from agent.core.lifecycle import Health, TaskSupervisor
 from agent.core.metrics import Metrics
-from agent.messages.subscribe.consumer import BLOCK_MS, Consumer
+from agent.messages.subscribe.consumer import BLOCK_MS, REDIS_RETRY, Consumer
+from agent.messages.subscribe.discovery import ask_app, subscribe_url
 from agent.messages.subscribe.protocols import protocol_for
 from agent.messages.subscribe.stats import SubscriptionStats
 from agent.messages.subscribe.streams import GroupStream
@@ -63,11 +64,17 @@ class Subscriptions:
         self, config: Config, metrics: Metrics, tracer: DeliveryTracer | None = None
     ) -> None:
         subscriptions = config.messages.subscriptions
-        connections = sum(sub.concurrency + 2 for sub in subscriptions) + 2
+        # Discovered subscriptions come later: room for a few of them in the pool.
+        connections = sum(sub.concurrency + 2 for sub in subscriptions) + 64
         self.client = redis_client(config, connections)
+        self._config = config
+        self._metrics = metrics
         self._grace = max(1.0, config.shutdown_timeout / 3)
         self._tracer = tracer or PassThroughTracer()
-        self.consumers = [self._consumer(config, sub, metrics) for sub in subscriptions]
+        self._discover = [sub for sub in subscriptions if not sub.topic]
+        self.consumers = [
+            self._consumer(config, sub, metrics) for sub in subscriptions if sub.topic
+        ]
         self._lag: dict[tuple[str, ...], float] = {}
         self._tasks = TaskSupervisor("subscriptions", metrics)
         metrics.gauge_callback(
@@ -105,7 +112,25 @@ class Subscriptions:
     async def start(self) -> None:
         for consumer in self.consumers:
             self._tasks.spawn(f"consume:{consumer.stream.topic}", consumer.run())
+        for template in self._discover:
+            self._tasks.spawn("discover", self._discover_then_consume(template))
         self._tasks.spawn("lag", self._poll_lag())
+
+    async def _discover_then_consume(self, template: SubscriptionConfig) -> None:
+        """Ask the app for its topics (retrying until it answers), then consume them."""
+        attempt = 0
+        while (found := await ask_app(template)) is None:
+            attempt += 1
+            await asyncio.sleep(REDIS_RETRY.delay(attempt))
+        self._discover.remove(template)
+        known = {(c.stream.topic, c.stream.group) for c in self.consumers}
+        for sub in found:
+            if (sub.topic, sub.group) in known:
+                continue
+            consumer = self._consumer(self._config, sub, self._metrics)
+            self.consumers.append(consumer)
+            self._tasks.spawn(f"consume:{sub.topic}", consumer.run())
+        log.info("subscriptions discovered", extra={"topics": [sub.topic for sub in found]})
 
     async def stop(self) -> None:
         await asyncio.gather(*(consumer.stop(self._grace) for consumer in self.consumers))
@@ -128,7 +153,10 @@ class Subscriptions:
         """None while all is well; else why (never unready for an app outage)."""
         if self._tasks.failed:
             return self._tasks.failure_health()
-        problems = []
+        problems = [
+            f"waiting for {subscribe_url(template.endpoint)} to list subscriptions"
+            for template in self._discover
+        ]
         for consumer in self.consumers:
             name = f"subscription {consumer.stream.topic}/{consumer.stream.group}"
             if consumer.redis_error:

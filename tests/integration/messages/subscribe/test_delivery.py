@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.harness import RedisServer
+from tests.harness.ports import free_port
 from tests.integration.messages.subscribe.app import (
     ReceivingApp,
     Seen,
@@ -189,3 +190,56 @@ async def test_ordered_delivers_one_at_a_time_in_stream_order_retries_included(
             assert app.ids() == [ids[0], ids[1], ids[2], ids[2], ids[2], ids[3], ids[4], ids[5]]
     finally:
         await app.stop()
+
+
+async def test_dapr_subscriptions_discovered_from_the_app(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    received: dict[str, list[object]] = {"/orders": [], "/audit": []}
+
+    async def subscribe(request: web.Request) -> web.Response:
+        return web.json_response(
+            [
+                {"pubsubname": "pubsub", "topic": "orders", "route": "/orders"},
+                {
+                    "pubsubname": "pubsub",
+                    "topic": "audit",
+                    "route": "/audit",
+                    "bulkSubscribe": {"enabled": True, "maxMessagesCount": 10},
+                },
+            ]
+        )
+
+    async def deliver(request: web.Request) -> web.Response:
+        received[request.path].append(orjson.loads(await request.read()))
+        if request.path == "/audit":
+            statuses = [
+                {"entryId": e["entryId"], "status": "SUCCESS"}
+                for e in received["/audit"][-1]["entries"]
+            ]  # type: ignore[index]
+            return web.json_response({"statuses": statuses})
+        return web.json_response({"status": "SUCCESS"})
+
+    app = web.Application()
+    app.router.add_get("/dapr/subscribe", subscribe)
+    app.router.add_post("/orders", deliver)
+    app.router.add_post("/audit", deliver)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with pipelines(tmp_path, redis_server.url) as start, aiohttp.ClientSession() as http:
+            pipeline = await start(
+                "messages.subscriptions.0.protocol=dapr",
+                f"messages.subscriptions.0.endpoint=http://127.0.0.1:{port}",
+                "messages.subscriptions.0.consumer=c",
+            )
+            await post(http, url(pipeline, "/v1.0/publish/pubsub/orders"), {"n": 1})
+            await post(http, url(pipeline, "/v1.0/publish/pubsub/audit"), {"n": 2})
+            await eventually(lambda: bool(received["/orders"] and received["/audit"]), "both")
+            assert received["/orders"][0]["data"] == {"n": 1}  # type: ignore[index]
+            bulk = received["/audit"][0]
+            assert bulk["entries"][0]["event"]["data"] == {"n": 2}  # type: ignore[index]
+    finally:
+        await runner.cleanup()
