@@ -132,7 +132,7 @@ def _subscriptions(subscriptions: list[SubscriptionConfig]) -> Iterator[str]:
         key = f"messages.subscriptions.{index}"
         if sub.topic == "" and sub.protocol == "dapr":
             pass  # discovered from the app's GET /dapr/subscribe
-        elif not _TOPIC_NAME.match(sub.topic):
+        elif not is_valid_topic(sub.topic):
             yield f"{key}.topic: {sub.topic!r} is not a valid topic name"
         if (sub.topic, sub.group) in seen:
             yield f"{key}: topic {sub.topic!r} with group {sub.group!r} is subscribed twice"

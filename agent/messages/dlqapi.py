@@ -20,13 +20,13 @@ import orjson
 from aiohttp import web
 
 from agent.config.tree import Config
-from agent.config.validate import is_valid_topic
 from agent.core.http import json_response
 from agent.messages.api import ExtraRoute
 from agent.messages.codec import BodyError
 from agent.messages.layout import TopicLayout
 from agent.messages.message import AcceptTime
 from agent.messages.redis.resp import decode_command
+from agent.messages.topics import is_valid_topic
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

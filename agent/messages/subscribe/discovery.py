@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 
 from agent.config.tree import SubscriptionConfig
-from agent.config.validate import is_valid_topic
+from agent.messages.topics import is_valid_topic
 
 log = logging.getLogger("agent.messages.subscribe")
 
