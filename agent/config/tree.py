@@ -19,7 +19,6 @@ SpanFormat = Literal["auto", "jobfirst", "span-json", "otlp-json", "otel-sdk"]
 Layout = Literal["jobfirst", "fields", "raw"]
 AckMode = Literal["disk", "redis", "memory"]
 WhenFull = Literal["block", "reject"]
-DeliveryProtocol = Literal["jobfirst", "dapr"]
 
 
 def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
@@ -180,6 +179,9 @@ class MessageBatchConfig:
         0.002,
         "Longest wait to fill a batch while another is in flight (idle streams send at once).",
     )
+
+
+DeliveryProtocol = Literal["jobfirst", "dapr"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,14 +7,7 @@ import urllib.parse
 from collections.abc import Iterator
 
 from agent.config.schema import choices_of, hints_of
-from agent.config.tree import (
-    Config,
-    QueueConfig,
-    RetryConfig,
-    SpansConfig,
-    SubscriptionConfig,
-    TopicConfig,
-)
+from agent.config.tree import Config, QueueConfig, RetryConfig, SpansConfig, TopicConfig
 from agent.spans.sampling import SAMPLERS
 
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,199}$")
@@ -44,12 +37,12 @@ def validate(config: Config) -> list[str]:
         _at_least("export.timeout", config.export.timeout, 0.001),
         _retry("export.retry", config.export.retry),
         _retry("messages.retry", config.messages.retry),
+        _subscriptions(config),
         _queue("export.queue", config.export.queue),
         _queue("messages.queue", config.messages.queue),
         _sampler(config.spans),
         _path_formats(config.spans.path_formats),
         _topics(config),
-        _subscriptions(config.messages.subscriptions),
     )
     return [problem for check in checks for problem in check]
 
@@ -126,9 +119,9 @@ def _topics(config: Config) -> Iterator[str]:
             yield f"proxy.allowed_topics: {name!r} is not a valid topic name"
 
 
-def _subscriptions(subscriptions: list[SubscriptionConfig]) -> Iterator[str]:
+def _subscriptions(config: Config) -> Iterator[str]:
     seen: set[tuple[str, str]] = set()
-    for index, sub in enumerate(subscriptions):
+    for index, sub in enumerate(config.messages.subscriptions):
         key = f"messages.subscriptions.{index}"
         if sub.topic == "" and sub.protocol == "dapr":
             pass  # discovered from the app's GET /dapr/subscribe

@@ -34,6 +34,7 @@ from agent.spans.export.ownspans import OwnSpans
 
 if TYPE_CHECKING:
     from agent.messages.subscribe.subscriber import Subscriptions
+    from agent.spans.pipeline import SpanPipeline
 
 log = logging.getLogger("agent.messages")
 
@@ -49,10 +50,10 @@ class MessagePipeline:
         metrics: Metrics,
         data_dir: Path,
         *,
-        own_spans: OwnSpans | None = None,
+        span_pipeline: SpanPipeline | None = None,
     ) -> None:
         messages = config.messages
-        self.own_spans = own_spans if messages.trace_spans else None
+        self.own_spans = _own_spans(config, metrics, span_pipeline)
         tracer = MessageTracer(self.own_spans.emit if self.own_spans is not None else None)
         root = data_dir / "messages"
         self._config = config
@@ -254,6 +255,12 @@ class MessagePipeline:
             "dead_lettered": self.dead_letters.file.written,
             "buffered_requests": buffered,
         }
+
+
+def _own_spans(config: Config, metrics: Metrics, spans: SpanPipeline | None) -> OwnSpans | None:
+    if spans is None or not config.messages.trace_spans:
+        return None
+    return OwnSpans(config, spans.exporter, spans.dead_letters, metrics)
 
 
 def _subscriptions(
