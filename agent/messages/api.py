@@ -11,6 +11,7 @@ that will be refused costs no body read. docs/http-api.md lists every status cod
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -40,6 +41,11 @@ from agent.messages.message import may_need_go_escape
 from agent.messages.tracing import MessageTracer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The publishing request's W3C traceparent header, for `_accept` (each request is its own task,
+# so its own context).
+_REQUEST_TRACEPARENT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_traceparent", default=None
+)
 ExtraRoute = tuple[str, str, Handler]
 """(method, path, handler) of routes other modules serve on the proxy port (dead letters)."""
 _JSON_HEADERS = CIMultiDict({"Content-Type": "application/json"})
@@ -110,8 +116,7 @@ class PublishApi:
         kind = media_type(request.headers.get("Content-Type", ""))
         body = await self._body(request)
         envelopes = decode_envelopes(body, kind)
-        escape = may_need_go_escape(body)
-        result = await self._accept(topic, envelopes, ack, escape=escape, request=request)
+        result = await self._accept(topic, envelopes, ack, escape=may_need_go_escape(body))
         if ack != "redis":
             return _json(self._answer(result), 202)
         if result.failures:
@@ -129,7 +134,7 @@ class PublishApi:
             dapr_headers(request.query, kind),
             None,
         )
-        result = await self._accept(topic, [envelope], ack, request=request)
+        result = await self._accept(topic, [envelope], ack)
         if result.failures:
             return self._dead_lettered(result)
         return web.Response(status=_NO_CONTENT)
@@ -142,7 +147,7 @@ class PublishApi:
         body = await self._body(request)
         envelopes, entry_ids = dapr_bulk_entries(decode_json(body), request.query)
         escape = bool(request.query_string) or may_need_go_escape(body)
-        result = await self._accept(topic, envelopes, ack, escape=escape, request=request)
+        result = await self._accept(topic, envelopes, ack, escape=escape)
         if not result.failures:
             return web.Response(status=_NO_CONTENT)
         failed = [
@@ -170,6 +175,7 @@ class PublishApi:
     def _admit(self, request: web.Request) -> tuple[str, AckMode]:
         """Auth, topic and ack mode: everything decided before the body is read."""
         self._check_auth(request)
+        _REQUEST_TRACEPARENT.set(request.headers.get("traceparent"))
         topic = request.match_info["topic"]
         if topic not in self._valid_topics:
             if not is_valid_topic(topic):
@@ -204,16 +210,10 @@ class PublishApi:
             raise BodyError(408, "body_timeout", message) from None
 
     async def _accept(
-        self,
-        topic: str,
-        envelopes: list[Envelope],
-        ack: AckMode,
-        *,
-        escape: bool = True,
-        request: web.Request,
+        self, topic: str, envelopes: list[Envelope], ack: AckMode, *, escape: bool = True
     ) -> Accepted:
         if self._tracer is not None:
-            return await self._accept_traced(topic, envelopes, ack, escape, request)
+            return await self._accept_traced(topic, envelopes, ack, escape)
         return await self._accept_counted(topic, envelopes, ack, escape)
 
     async def _accept_counted(
@@ -226,18 +226,12 @@ class PublishApi:
         return result
 
     async def _accept_traced(
-        self,
-        topic: str,
-        envelopes: list[Envelope],
-        ack: AckMode,
-        escape: bool,
-        request: web.Request,
+        self, topic: str, envelopes: list[Envelope], ack: AckMode, escape: bool
     ) -> Accepted:
         """`_accept` with a producer span per traced message (see agent.messages.tracing)."""
         tracer = self._tracer
         assert tracer is not None
-        parent = request.headers.get("traceparent")
-        envelopes, spans = tracer.publishing(topic, envelopes, parent)
+        envelopes, spans = tracer.publishing(topic, envelopes, _REQUEST_TRACEPARENT.get())
         try:
             result = await self._accept_counted(topic, envelopes, ack, escape)
         except BaseException:
