@@ -3,6 +3,7 @@ retries with backoff, dead letters with retry_count = max_retries."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -243,3 +244,47 @@ async def test_dapr_subscriptions_discovered_from_the_app(
             assert bulk["entries"][0]["event"]["data"] == {"n": 2}  # type: ignore[index]
     finally:
         await runner.cleanup()
+
+
+async def test_redis_away_is_reported_and_delivery_resumes_when_it_returns(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    app = ReceivingApp()
+    await app.start()
+    # Redis keeps its data across the restart, so the group and the pending list survive.
+    redis_server.extra_args = ("--appendonly", "yes", "--appendfsync", "always")
+    redis_server.restart()
+    try:
+        async with pipelines(tmp_path, redis_server.url) as start:
+            pipeline = await start(*subscription(app, "steady"))
+            subscriptions = pipeline.subscriptions
+            assert subscriptions is not None
+            consumer = subscriptions.consumers[0]
+            await eventually(
+                lambda: consumer.redis_error is None and app.seen == [], "a first read"
+            )
+            await asyncio.to_thread(redis_server.stop)
+
+            def reported() -> bool:
+                health = pipeline.health()
+                return "subscription steady/" in health.reason and "Redis" in health.reason
+
+            await eventually(reported, "/readyz to name Redis for the subscription")
+            assert pipeline.health().ready  # entries wait in Redis; the agent stays ready
+            await asyncio.to_thread(redis_server.start)
+            message = orjson.dumps(
+                {
+                    "id": "msg_after",
+                    "topic": "steady",
+                    "data": 1,
+                    "headers": None,
+                    "metadata": None,
+                    "timestamp": "2026-01-01T00:00:00Z",
+                    "retry_count": 0,
+                }
+            )
+            redis_server.client().xadd("stream:steady", {"data": message})
+            await eventually(lambda: app.ids() == ["msg_after"], "delivery after the outage")
+            await eventually(lambda: consumer.redis_error is None, "the error cleared")
+    finally:
+        await app.stop()
