@@ -94,10 +94,12 @@ class DeadLetterRoutes:
         ids = await _ids(request)
         layout = self._layout(dead.topic)
         with _redis_errors():
-            done = await dead.retry(ids, lambda message: _xadd_args(layout, message))
-        body: dict[str, Any] = {"retried": len(done), "ids": done}
+            result = await dead.retry(ids, lambda message: _xadd_args(layout, message))
+        body: dict[str, Any] = {"retried": len(result.retried), "ids": result.retried}
+        if result.failed:
+            body["failed"] = [{"id": key, "error": why} for key, why in result.failed.items()]
         if ids is not None:
-            body["not_found"] = sorted(ids - set(done))
+            body["not_found"] = sorted(ids - set(result.retried) - set(result.failed))
         return json_response(body, 200)
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -117,7 +119,10 @@ def _xadd_args(layout: TopicLayout, message: dict[str, Any]) -> list[bytes]:
     metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else None
     envelope = (str(message["id"]), message.get("data"), headers, metadata)
     at = AcceptTime.at(time.time_ns())
-    encoded = layout.encode([envelope], [str(message["id"])], at)
+    try:
+        encoded = layout.encode([envelope], [str(message["id"])], at)
+    except BodyError as error:  # e.g. the fields layout needs data to be an object
+        raise ValueError(error.message.removeprefix("entry 0: ")) from None
     return decode_command(encoded.blob)
 
 

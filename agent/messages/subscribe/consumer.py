@@ -1,10 +1,10 @@
 """One subscription's consumer: read, deliver, ack, retry with backoff, dead-letter, claim.
 
 Never ack what was not handled: an entry leaves the group's pending list only when the app
-handled it (or asked to drop it), or after it was pushed to `dlq:<topic>` in the same MULTI.
-Everything else stays pending, so a crash, a stop or a Redis error mid-way leads to redelivery
-(our pending list on restart, or XAUTOCLAIM by another consumer after processing_timeout), with
-the attempt count kept in the group's delivery counter.
+handled it (or asked to drop it), or after it was pushed to `dlq:<topic>` (one script: RPUSH,
+then XACK). Everything else stays pending, so a crash, a stop or a Redis error mid-way leads to
+redelivery (our pending list on restart, or XAUTOCLAIM by another consumer after
+processing_timeout), with the attempt count kept in the group's delivery counter.
 
 Bounded: at most `concurrency` deliveries (of one entry, or of up to `bulk` entries) are in
 flight, and an entry being retried keeps its slot, so a failing app slows reading instead of

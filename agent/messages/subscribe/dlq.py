@@ -1,9 +1,14 @@
 """The dead-letter list `dlq:<topic>`: page through it, retry entries by message id (back into
-the stream, in one MULTI with their removal from the list), delete them.
+the stream, in one script with their removal from the list), delete them.
 
 Entries are the Message JSON JobFirst reads; a retried entry goes back with its own id (so
 consumers that dedupe by id still can) and retry_count 0, in the topic's layout. Work on a long
 list is done a page at a time, so memory stays bounded whatever its length.
+
+The move is one script, not a MULTI: in a MULTI an XADD that fails (the key holds something
+else) would not stop the LREM after it, and the message would be in neither place. The script
+checks the element is still listed, XADDs (an error ends it before anything changed), then
+removes it.
 """
 
 from __future__ import annotations
@@ -13,13 +18,25 @@ from typing import Any, NamedTuple
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from agent.messages.subscribe.streams import dead_letter_key
 
 PAGE = 500
+_MOVE = """
+if not redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[2], unpack(ARGV, 2))
+return redis.call('LREM', KEYS[1], 1, ARGV[1])
+"""
 
 Republish = Callable[[dict[str, Any]], list[bytes]]
-"""A dead Message → the XADD command's arguments that put it back into its stream."""
+"""A dead Message → the XADD command's arguments that put it back into its stream; raises
+ValueError when the Message cannot be written in the topic's layout."""
+
+
+class RetryResult(NamedTuple):
+    retried: list[str]
+    failed: dict[str, str]  # message id → why it stayed in the list
 
 
 class DeadLetter(NamedTuple):
@@ -73,25 +90,28 @@ class DeadLetterList:
                 yield entry
             offset += len(entries) - (len(removed) - taken)
 
-    async def retry(self, ids: Collection[str] | None, republish: Republish) -> list[str]:
+    async def retry(self, ids: Collection[str] | None, republish: Republish) -> RetryResult:
         """Put the entries with these message ids (all when None) back into the stream."""
-        done: list[str] = []
+        result = RetryResult([], {})
         removed: list[int] = []
+        move = self.client.register_script(_MOVE)
         async for entry in self._scan(removed):
             message_id = entry.message_id
             if entry.message is None or message_id is None:
                 continue
             if ids is not None and message_id not in ids:
                 continue
-            async with self.client.pipeline(transaction=True) as pipe:
-                # redis-py annotates values as str; bytes go out as they are.
-                pipe.lrem(self.key, 1, entry.raw)  # type: ignore[arg-type]
-                pipe.execute_command(*republish({**entry.message, "retry_count": 0}))
-                count, _ = await pipe.execute()
-            if count:
+            try:
+                command = republish({**entry.message, "retry_count": 0})
+                stream = command[1]
+                moved = await move(keys=[self.key, stream], args=[entry.raw, *command[2:]])
+            except (ValueError, ResponseError) as error:
+                result.failed[message_id] = str(error)
+                continue
+            if moved:
                 removed.append(entry.position)
-                done.append(message_id)
-        return done
+                result.retried.append(message_id)
+        return result
 
     async def delete(self, ids: Collection[str] | None) -> int:
         """Remove the entries with these message ids (all when None); how many went."""

@@ -4,8 +4,8 @@ Only this module talks to Redis for subscriptions: group creation (MKSTREAM, fro
 the stream so nothing published before the first consumer came up is skipped), reads of new and
 of our own pending entries, XAUTOCLAIM of stale ones, attempt counts from XPENDING (the group's
 delivery counter is the attempt number: XREADGROUP and XAUTOCLAIM both raise it), acks, and the
-dead-letter move (RPUSH + XACK in one MULTI, so a dead letter is never both pending and listed
-twice, nor lost between the two).
+dead-letter move (RPUSH then XACK in one script, so a dead letter is never lost between the
+two, nor both pending and listed).
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ log = logging.getLogger("agent.messages.subscribe")
 
 NEW = ">"
 MAX_ACK_IDS = 1000
+_DEAD_LETTER = """
+local count = tonumber(ARGV[1])
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 2, count + 1))
+return redis.call('XACK', KEYS[2], unpack(ARGV, count + 2))
+"""
 ACK_LINGER = 0.002  # seconds an ack waits for others; a crash in it means a redelivery
 OWN_PENDING = "0"
 
@@ -195,10 +200,13 @@ class GroupStream:
         await self.client.xack(self.stream, self.group, *entry_ids)
 
     async def dead_letter(self, entries: Sequence[Entry], messages: Sequence[bytes]) -> None:
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.rpush(dead_letter_key(self.topic), *messages)
-            pipe.xack(self.stream, self.group, *(entry.entry_id for entry in entries))
-            await pipe.execute()
+        """RPUSH the Messages to dlq:<topic>, then XACK the entries, in one script: an RPUSH
+        that fails (the key holds something else) ends it before the XACK, so the entries
+        stay pending rather than vanish."""
+        ids = [entry.entry_id for entry in entries]
+        script = self.client.register_script(_DEAD_LETTER)
+        keys = [dead_letter_key(self.topic), self.stream]
+        await script(keys=keys, args=[len(messages), *messages, self.group, *ids])
 
     async def lag(self) -> int | None:
         """Entries of the stream not yet read by the group (Redis >= 7), None if unknown."""

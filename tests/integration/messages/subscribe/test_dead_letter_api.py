@@ -91,6 +91,11 @@ async def test_without_subscriptions_delete_all_and_bad_requests(
             assert status == 400 and answer["error"]["code"] == code
         status, answer = await call(http, "POST", listing + "/retry", {"ids": "m1"})
         assert status == 400 and answer["error"]["code"] == "bad_body"
+        db.set("stream:old", "not a stream")  # the XADD will fail: nothing may be lost
+        status, answer = await call(http, "POST", listing + "/retry", {"ids": ["m1"]})
+        assert status == 200 and answer["retried"] == 0 and answer["not_found"] == []
+        assert answer["failed"][0]["id"] == "m1" and "WRONGTYPE" in answer["failed"][0]["error"]
+        assert db.llen("dlq:old") == 2
         status, answer = await call(http, "DELETE", listing)
         assert status == 200 and answer == {"deleted": 2}
         assert db.exists("dlq:old") == 0

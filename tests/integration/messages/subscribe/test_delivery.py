@@ -288,3 +288,24 @@ async def test_redis_away_is_reported_and_delivery_resumes_when_it_returns(
             await eventually(lambda: consumer.redis_error is None, "the error cleared")
     finally:
         await app.stop()
+
+
+async def test_a_dead_letter_list_that_is_not_a_list_leaves_the_entry_pending(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    app = ReceivingApp(answer=lambda seen, count: web.Response(status=500))
+    await app.start()
+    db = redis_server.client()
+    db.set("dlq:orders", "not a list")
+    try:
+        async with pipelines(tmp_path, redis_server.url) as start, aiohttp.ClientSession() as http:
+            pipeline = await start(*subscription(app, "orders", max_retries=0))
+            await post(http, url(pipeline, "/v1/topics/orders/messages"), {"data": 1})
+            subscriptions = pipeline.subscriptions
+            assert subscriptions is not None
+            consumer = subscriptions.consumers[0]
+            await eventually(lambda: "WRONGTYPE" in (consumer.redis_error or ""), "the error")
+            assert db.xpending("stream:orders", "jobfirst-consumer-group")["pending"] == 1
+            assert "WRONGTYPE" in pipeline.health().reason
+    finally:
+        await app.stop()
