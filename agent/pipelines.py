@@ -16,11 +16,14 @@ def build_pipelines(config: Config, metrics: Metrics, data_dir: Path) -> list[Co
     """Each enabled pipeline as one Component; the span and message pipelines register here.
     Receivers come after the pipeline they feed: started after it, stopped before it."""
     pipelines: list[Component] = []
+    span_pipeline: SpanPipeline | None = None
     if config.spans.enabled:
-        spans = SpanPipeline(config, metrics, data_dir)
-        pipelines.append(spans)
+        span_pipeline = SpanPipeline(config, metrics, data_dir)
+        pipelines.append(span_pipeline)
         if config.receivers.otlp.enabled:
-            pipelines.append(OtlpReceiver(config.receivers.otlp, spans, metrics))
+            pipelines.append(OtlpReceiver(config.receivers.otlp, span_pipeline, metrics))
     if config.messages.enabled:
-        pipelines.append(MessagePipeline(config, metrics, data_dir))
+        # Its own spans (publish, delivery) go out through the span pipeline's exporter,
+        # which starts before and stops after it.
+        pipelines.append(MessagePipeline(config, metrics, data_dir, span_pipeline=span_pipeline))
     return pipelines

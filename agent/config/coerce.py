@@ -28,6 +28,8 @@ def coerce(hint: Any, value: Any) -> Any:
         return _to_choice(value, choices_of(hint))
     if kind == "sections":
         return _to_sections(value, hint.__args__[1])
+    if kind == "section_list":
+        return _to_section_list(value, hint.__args__[0])
     return converter(value)
 
 
@@ -154,6 +156,33 @@ def _to_sections(value: Any, cls: type[Any]) -> dict[str, Any]:
     return {str(name): _to_section(cls, str(name), body) for name, body in value.items()}
 
 
+def _to_section_list(value: Any, cls: type[Any]) -> list[Any]:
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value) if value.strip() else []
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not a YAML/JSON list: {exc}") from None
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{value!r} is not a list of settings mappings")
+    return [_to_section(cls, f"[{index}]", body) for index, body in enumerate(value)]
+
+
+def section_with(section: Any, name: str, key: str, raw: Any) -> Any:
+    """`section` with one key replaced by the coerced `raw` (indexed env overrides)."""
+    hints = hints_of(type(section))
+    if key not in hints:
+        known = [spec.name for spec in dataclasses.fields(section)]
+        match = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean {match[0]!r}?" if match else ""
+        raise ValueError(f"{name}.{key}: unknown key{hint}")
+    try:
+        return dataclasses.replace(section, **{key: coerce(hints[key], raw)})
+    except ValueError as exc:
+        raise ValueError(f"{name}.{key}: {exc}") from None
+
+
 def _to_section(cls: type[Any], name: str, body: Any) -> Any:
     if body is None:
         return cls()
@@ -185,4 +214,5 @@ _CONVERTERS: dict[str, Any] = {
     "map": _to_map,
     "choice": None,
     "sections": None,
+    "section_list": None,
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,11 +125,36 @@ def _sidecar_env_layer(env: Mapping[str, str], problems: list[str]) -> RawLayer:
         if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
             continue
         leaf = known.get(name)
-        if leaf is None:
+        if leaf is not None:
+            layer[leaf.path] = RawValue(value, f"from {name}")
+        elif (item := _indexed_env(name)) is not None:
+            layer[item] = RawValue(value, f"from {name}")
+        else:
             problems.append(f"{name}: unknown setting{suggest_env(name)}")
-            continue
-        layer[leaf.path] = RawValue(value, f"from {name}")
     return layer
+
+
+def _section_lists() -> list[str]:
+    return [path for path, leaf in leaves().items() if leaf.kind == "section_list"]
+
+
+def _indexed_env(name: str) -> str | None:
+    """`SIDECAR_MESSAGES_SUBSCRIPTIONS_0_ENDPOINT` → `messages.subscriptions.0.endpoint`: one
+    field of one entry of a list of sections, settable by env like every other key."""
+    for path in _section_lists():
+        found = re.fullmatch(re.escape(leaves()[path].env) + r"_(\d+)_([A-Z0-9_]+)", name)
+        if found:
+            return f"{path}.{int(found.group(1))}.{found.group(2).lower()}"
+    return None
+
+
+def _indexed_path(key: str) -> tuple[str, int, str] | None:
+    """(list key, index, field) of `messages.subscriptions.0.endpoint`, else None."""
+    for path in _section_lists():
+        found = re.fullmatch(re.escape(path) + r"\.(\d+)\.([a-z0-9_]+)", key)
+        if found:
+            return path, int(found.group(1)), found.group(2)
+    return None
 
 
 def _cli_layer(overrides: list[str], problems: list[str]) -> RawLayer:
@@ -138,7 +164,7 @@ def _cli_layer(overrides: list[str], problems: list[str]) -> RawLayer:
         key = key.strip()
         if not sep:
             problems.append(f"--set {item!r}: expected key=value")
-        elif key not in leaves():
+        elif key not in leaves() and _indexed_path(key) is None:
             problems.append(f"--set {key}: unknown key{suggest_key(key)}")
         else:
             layer[key] = RawValue(value, f"from --set {key}")
@@ -155,10 +181,31 @@ def _build(raw: RawLayer, problems: list[str]) -> Config | None:
             values[path] = configcoerce.coerce(leaf.type_hint, entry.value)
         except ValueError as exc:
             problems.append(f"{path} ({entry.source}): {exc}")
+    _apply_indexed(raw, values, problems)
     if problems:
         return None
     config: Config = _instantiate(Config, "", values)
     return config
+
+
+def _apply_indexed(raw: RawLayer, values: dict[str, Any], problems: list[str]) -> None:
+    """Per-entry overrides of lists of sections, in index order; index n == len appends."""
+    found = [(parsed, entry) for key, entry in raw.items() if (parsed := _indexed_path(key))]
+    for (path, index, key), entry in sorted(found, key=lambda item: item[0]):
+        leaf = leaves()[path]
+        current = list(values.get(path, leaf.default))
+        if index > len(current):
+            problems.append(f"{path}.{index}.{key} ({entry.source}): no entry {len(current)} yet")
+            continue
+        if index == len(current):
+            current.append(leaf.type_hint.__args__[0]())
+        try:
+            name = f"{path}.{index}"
+            current[index] = configcoerce.section_with(current[index], name, key, entry.value)
+        except ValueError as exc:
+            problems.append(f"{exc} ({entry.source})")
+            continue
+        values[path] = current
 
 
 def _instantiate(cls: type[Any], prefix: str, values: dict[str, Any]) -> Any:

@@ -35,6 +35,8 @@ def display_value(leaf: Leaf, value: Any, *, mask: bool) -> Any:
         return format_size(value)
     if leaf.kind == "sections":
         return {name: dataclasses.asdict(section) for name, section in value.items()}
+    if leaf.kind == "section_list":
+        return [dataclasses.asdict(section) for section in value]
     return value
 
 
@@ -78,6 +80,7 @@ def _accepted(leaf: Leaf) -> str:
         "list": "list (env: comma-separated)",
         "map": "map (env: k=v,k=v)",
         "sections": "map of topic settings (env: YAML/JSON)",
+        "section_list": "list of subscriptions (env: YAML/JSON, or one field: `_<n>_<FIELD>`)",
     }[leaf.kind]
 
 
@@ -94,7 +97,10 @@ def render_markdown() -> str:
         "< CLI `--set key=value`. Durations: `250ms`, `5s`, `1m30s`. Sizes: `64MiB`, `10MB`.",
         "Unknown keys and unknown `SIDECAR_*` variables are errors that name the closest valid",
         "one. `messages.topics` entries take the keys of `messages.default_topic` (layout, key,",
-        "maxlen).",
+        "maxlen). Each `messages.subscriptions` entry takes the keys listed below as",
+        "`messages.subscriptions[].…`; one field of entry n is also set by",
+        "`SIDECAR_MESSAGES_SUBSCRIPTIONS_<n>_<FIELD>` or",
+        "`--set messages.subscriptions.<n>.<field>=…` (n = the current length appends an entry).",
         "",
         "| key | env var | default | accepted | meaning |",
         "| --- | --- | --- | --- | --- |",
@@ -105,7 +111,21 @@ def render_markdown() -> str:
             f"| `{leaf.path}` | `{leaf.env}` | `{_default_text(leaf)}` | {_accepted(leaf)} "
             f"| {leaf.doc}{secret} |"
         )
+        if leaf.kind == "section_list":
+            lines.extend(_entry_rows(leaf))
     return "\n".join(lines) + "\n"
+
+
+def _entry_rows(list_leaf: Leaf) -> list[str]:
+    """One row per field of a list entry (they have no fixed env var: `_<n>_<FIELD>`)."""
+    rows = []
+    for leaf in walk(list_leaf.type_hint.__args__[0], list_leaf.path + "[]."):
+        env = f"{list_leaf.env}_<n>_{leaf.path.rpartition('.')[2].upper()}"
+        rows.append(
+            f"| `{leaf.path}` | `{env}` | `{_default_text(leaf)}` | {_accepted(leaf)} "
+            f"| {leaf.doc} |"
+        )
+    return rows
 
 
 def render_reference_yaml() -> str:

@@ -35,7 +35,8 @@ class Leaf:
 
     @property
     def kind(self) -> str:
-        """One of: duration, size, bool, int, float, str, choice, list, map, sections."""
+        """One of: duration, size, bool, int, float, str, choice, list, map, sections,
+        section_list."""
         return kind_of(self.type_hint)
 
 
@@ -46,7 +47,8 @@ def kind_of(hint: Any) -> str:
     if origin is typing.Literal:
         return "choice"
     if origin is list:
-        return "list"
+        item_type = typing.get_args(hint)[0]
+        return "section_list" if dataclasses.is_dataclass(item_type) else "list"
     if origin is dict:
         value_type = typing.get_args(hint)[1]
         return "sections" if dataclasses.is_dataclass(value_type) else "map"

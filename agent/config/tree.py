@@ -261,6 +261,38 @@ class MessageBatchConfig:
     )
 
 
+DeliveryProtocol = Literal["jobfirst", "dapr"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionConfig:
+    topic: str = setting(
+        "",
+        "Topic whose stream is delivered to the app; empty with protocol dapr: the topics the "
+        "app lists at GET /dapr/subscribe (on the endpoint's host).",
+    )
+    group: str = setting("jobfirst-consumer-group", "Consumer group (created with MKSTREAM).")
+    consumer: str = setting("", "Consumer name in the group (default: POD_NAME or the host name).")
+    endpoint: str = setting("", "The application's URL each delivery is POSTed to.")
+    protocol: DeliveryProtocol = setting(
+        "jobfirst", "jobfirst: the Message JSON; dapr: a CloudEvents 1.0 envelope."
+    )
+    pubsub_name: str = setting("pubsub", "pubsubname in Dapr CloudEvents.")
+    max_retries: int = setting(3, "Retries after the first attempt before the dead-letter list.")
+    retry_delay: Duration = setting(5.0, "Delay before the first retry; doubles per retry.")
+    max_retry_delay: Duration = setting(
+        30.0, "Retry delays never exceed this (below processing_timeout: no claim mid-backoff)."
+    )
+    batch_size: int = setting(10, "Entries read per XREADGROUP.")
+    concurrency: int = setting(10, "Deliveries in flight at once (1 when ordered).")
+    delivery_timeout: Duration = setting(30.0, "Timeout of one delivery request to the app.")
+    processing_timeout: Duration = setting(
+        60.0, "A pending entry idle this long is claimed (XAUTOCLAIM) from a dead consumer."
+    )
+    ordered: bool = setting(False, "Deliver one entry at a time, in stream order.")
+    bulk: int = setting(0, "Most entries per delivery request (0: one entry per request).")
+
+
 @dataclass(frozen=True, slots=True)
 class MessagesConfig:
     enabled: bool = setting(True, "Run the message proxy and Redis writer.")
@@ -290,6 +322,14 @@ class MessagesConfig:
     )
     dead_letter_max_bytes: Size = setting(
         64 * 1024**2, "Size at which the message dead-letter file is rotated (one old file kept)."
+    )
+    trace_spans: bool = setting(
+        True,
+        "For messages carrying traceparent: a producer span per publish and a consumer span per "
+        "delivery attempt, sent with the span pipeline's export settings.",
+    )
+    subscriptions: list[SubscriptionConfig] = setting(
+        [], "Streams delivered to the application (consumer groups, retries, dead letters)."
     )
     retry: RetryConfig = section(RetryConfig, "Backoff while Redis is unreachable.")
     queue: QueueConfig = section(QueueConfig, "Disk queue holding accepted messages.")

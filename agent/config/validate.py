@@ -56,6 +56,7 @@ def validate(config: Config) -> list[str]:
         _at_least("export.timeout", config.export.timeout, 0.001),
         _retry("export.retry", config.export.retry),
         _retry("messages.retry", config.messages.retry),
+        _subscriptions(config),
         _queue("export.queue", config.export.queue),
         _queue("messages.queue", config.messages.queue),
         _sampler(config.spans),
@@ -189,6 +190,35 @@ def _topics(config: Config) -> Iterator[str]:
     for name in config.proxy.allowed_topics:
         if not is_valid_topic(name):
             yield f"proxy.allowed_topics: {name!r} is not a valid topic name"
+
+
+def _subscriptions(config: Config) -> Iterator[str]:
+    seen: set[tuple[str, str]] = set()
+    for index, sub in enumerate(config.messages.subscriptions):
+        key = f"messages.subscriptions.{index}"
+        if sub.topic == "" and sub.protocol == "dapr":
+            pass  # discovered from the app's GET /dapr/subscribe
+        elif not is_valid_topic(sub.topic):
+            yield f"{key}.topic: {sub.topic!r} is not a valid topic name"
+        if (sub.topic, sub.group) in seen:
+            yield f"{key}: topic {sub.topic!r} with group {sub.group!r} is subscribed twice"
+        seen.add((sub.topic, sub.group))
+        if not sub.group:
+            yield f"{key}.group: must not be empty"
+        yield from _url(f"{key}.endpoint", sub.endpoint, ("http", "https"))
+        yield from _positive(f"{key}.batch_size", sub.batch_size)
+        yield from _positive(f"{key}.concurrency", sub.concurrency)
+        yield from _at_least(f"{key}.max_retries", sub.max_retries, 0)
+        yield from _at_least(f"{key}.bulk", sub.bulk, 0)
+        yield from _at_least(f"{key}.retry_delay", sub.retry_delay, 0.001)
+        yield from _at_least(f"{key}.delivery_timeout", sub.delivery_timeout, 0.001)
+        if sub.max_retry_delay < sub.retry_delay:
+            yield f"{key}.max_retry_delay: must not be below retry_delay"
+        if sub.processing_timeout <= sub.max_retry_delay:
+            yield f"{key}.processing_timeout: must be above max_retry_delay"
+        if sub.processing_timeout <= sub.delivery_timeout:
+            # Otherwise another consumer could claim an entry whose delivery is still running.
+            yield f"{key}.processing_timeout: must be above delivery_timeout"
 
 
 def _topic(key: str, topic: TopicConfig) -> Iterator[str]:

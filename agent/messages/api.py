@@ -11,8 +11,9 @@ that will be refused costs no body read. docs/http-api.md lists every status cod
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -38,15 +39,31 @@ from agent.messages.codec import (
 from agent.messages.intake import ACK_MODES, Accepted, Intake, PublishRefused
 from agent.messages.message import may_need_go_escape
 from agent.messages.topics import TOPIC_RULE, is_valid_topic
+from agent.messages.tracing import MessageTracer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The publishing request's W3C traceparent header, for `_accept` (each request is its own task,
+# so its own context).
+_REQUEST_TRACEPARENT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_traceparent", default=None
+)
+ExtraRoute = tuple[str, str, Handler]
+"""(method, path, handler) of routes other modules serve on the proxy port (dead letters)."""
 _JSON_HEADERS = CIMultiDict({"Content-Type": "application/json"})
 _NO_CONTENT = 204
 TOPIC_CACHE_SIZE = 4096
 
 
 class PublishApi:
-    def __init__(self, config: ProxyConfig, intake: Intake, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        intake: Intake,
+        metrics: Metrics,
+        extra_routes: Sequence[ExtraRoute] = (),
+        tracer: MessageTracer | None = None,
+    ) -> None:
+        self._tracer = tracer
         self._config = config
         self._intake = intake
         self._allowed = frozenset(config.allowed_topics)
@@ -75,6 +92,8 @@ class PublishApi:
         for path, handler in routes:
             app.router.add_post(path, self._json_errors(handler))
             app.router.add_route("*", path, self._method_not_allowed)
+        for method, path, extra in extra_routes:
+            app.router.add_route(method, path, self._json_errors(self._authorized(extra)))
         app.router.add_route("*", "/{path:.*}", self._not_found)
         self.app = app
         limits = ConnectionLimits(config.max_connections, config.idle_timeout)
@@ -151,12 +170,23 @@ class PublishApi:
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _admit(self, request: web.Request) -> tuple[str, AckMode]:
-        """Auth, topic and ack mode: everything decided before the body is read."""
+    def _check_auth(self, request: web.Request) -> None:
         if self._auth is not None:
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, self._auth):
                 raise BodyError(401, "unauthorized", "missing or wrong bearer token")
+
+    def _authorized(self, handler: Handler) -> Handler:
+        async def checked(request: web.Request) -> web.StreamResponse:
+            self._check_auth(request)
+            return await handler(request)
+
+        return checked
+
+    def _admit(self, request: web.Request) -> tuple[str, AckMode]:
+        """Auth, topic and ack mode: everything decided before the body is read."""
+        self._check_auth(request)
+        _REQUEST_TRACEPARENT.set(request.headers.get("traceparent"))
         topic = request.match_info["topic"]
         if topic not in self._valid_topics:
             if not is_valid_topic(topic):
@@ -199,10 +229,32 @@ class PublishApi:
     async def _accept(
         self, topic: str, envelopes: list[Envelope], ack: AckMode, *, escape: bool = True
     ) -> Accepted:
+        if self._tracer is not None:
+            return await self._accept_traced(topic, envelopes, ack, escape)
+        return await self._accept_counted(topic, envelopes, ack, escape)
+
+    async def _accept_counted(
+        self, topic: str, envelopes: list[Envelope], ack: AckMode, escape: bool
+    ) -> Accepted:
         result = await self._intake.publish(topic, envelopes, ack, escape=escape)
         self._accepted_by_mode[ack].inc(len(envelopes) - result.duplicates)
         if result.duplicates:
             self._duplicates.inc(result.duplicates)
+        return result
+
+    async def _accept_traced(
+        self, topic: str, envelopes: list[Envelope], ack: AckMode, escape: bool
+    ) -> Accepted:
+        """`_accept` with a producer span per traced message (see agent.messages.tracing)."""
+        tracer = self._tracer
+        assert tracer is not None
+        envelopes, spans = tracer.publishing(topic, envelopes, _REQUEST_TRACEPARENT.get())
+        try:
+            result = await self._accept_counted(topic, envelopes, ack, escape)
+        except BaseException:
+            tracer.published(spans, [], "refused")
+            raise
+        tracer.published(spans, result.ids, "accepted")
         return result
 
     @staticmethod

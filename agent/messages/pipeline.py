@@ -14,7 +14,7 @@ import logging
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.config.tree import Config
 from agent.core.deadletter import DeadLetterFile
@@ -25,10 +25,17 @@ from agent.core.metrics import Metrics
 from agent.core.retry import RetryPolicy
 from agent.messages.api import PublishApi
 from agent.messages.deadletters import MessageDeadLetters
+from agent.messages.dlqapi import DeadLetterRoutes
 from agent.messages.intake import Intake
 from agent.messages.redis.connection import RedisTarget
 from agent.messages.redis.writer import StreamWriter
 from agent.messages.sender import SenderLimits, StreamSender
+from agent.messages.tracing import MessageTracer
+from agent.spans.export.ownspans import OwnSpans
+
+if TYPE_CHECKING:
+    from agent.messages.subscribe.subscriber import Subscriptions
+    from agent.spans.pipeline import SpanPipeline
 
 log = logging.getLogger("agent.messages")
 
@@ -38,8 +45,17 @@ DRAIN_MARGIN = 3.0  # seconds of the shutdown grace kept for closing the queue a
 class MessagePipeline:
     name = "messages"
 
-    def __init__(self, config: Config, metrics: Metrics, data_dir: Path) -> None:
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics,
+        data_dir: Path,
+        *,
+        span_pipeline: SpanPipeline | None = None,
+    ) -> None:
         messages = config.messages
+        self.own_spans = _own_spans(config, metrics, span_pipeline)
+        tracer = MessageTracer(self.own_spans.emit if self.own_spans is not None else None)
         root = data_dir / "messages"
         self._config = config
         self.queue = DiskQueue(
@@ -73,7 +89,15 @@ class MessagePipeline:
             ),
             metrics=metrics,
         )
-        self.api = PublishApi(config.proxy, self.intake, metrics) if config.proxy.enabled else None
+        self.subscriptions = _subscriptions(config, metrics, tracer)
+        self.dead_letter_routes = DeadLetterRoutes(
+            config, self.subscriptions.redis if self.subscriptions is not None else None
+        )
+        self.api = (
+            PublishApi(config.proxy, self.intake, metrics, self.dead_letter_routes.routes(), tracer)
+            if config.proxy.enabled
+            else None
+        )
         self._tasks = TaskSupervisor(self.name, metrics)
         self._state = "new"
         self._final_buffered: int | None = None
@@ -109,9 +133,13 @@ class MessagePipeline:
 
     async def start(self) -> None:
         self._state = "starting"
+        if self.own_spans is not None:
+            await self.own_spans.start()
         await self.queue.open()
         self._tasks.spawn("feed", self.sender.feed())
         self._tasks.spawn("complete", self.sender.complete())
+        if self.subscriptions is not None:
+            await self.subscriptions.start()
         if self.api is not None:
             try:
                 await self.api.start()
@@ -130,8 +158,11 @@ class MessagePipeline:
             self._state = "stopped"
             return
         self._state = "stopping"
+        if self.subscriptions is not None:
+            await self.subscriptions.stop()
         if self.api is not None:
             await self.api.stop()
+        await self.dead_letter_routes.close()
         budget = max(0.0, self._config.shutdown_timeout - DRAIN_MARGIN)
         delivered = False
         try:
@@ -148,6 +179,10 @@ class MessagePipeline:
         )
 
     async def _close_delivery(self) -> None:
+        if self.own_spans is not None:
+            await self.own_spans.stop(grace=2.0)
+        if self.subscriptions is not None and self._state == "starting":
+            await self.subscriptions.stop()
         await self._tasks.close()
         self.writer.disconnect()
         await self.queue.close()
@@ -178,6 +213,11 @@ class MessagePipeline:
                 f"({_mib(stats.depth_bytes)}), oldest {details['oldest_age_seconds']:.1f}s"
             )
             return Health(True, "buffering", reason, details, dependency_ok=False)
+        consuming = self.subscriptions.health() if self.subscriptions is not None else None
+        if consuming is not None:
+            return Health(
+                consuming.ready, consuming.state, consuming.reason, details, consuming.dependency_ok
+            )
         return Health(True, "running", details=details)
 
     def _buffer_details(self, stats: DiskQueueStats) -> dict[str, Any]:
@@ -205,6 +245,8 @@ class MessagePipeline:
         }
         if self._state == "running":
             body["buffer"] = self._buffer_details(self.queue.stats())
+        if self.subscriptions is not None:
+            body["subscriptions"] = self.subscriptions.status()
         return body
 
     def summary(self) -> dict[str, Any]:
@@ -218,6 +260,23 @@ class MessagePipeline:
             "dead_lettered": self.dead_letters.file.written,
             "buffered_requests": buffered,
         }
+
+
+def _own_spans(config: Config, metrics: Metrics, spans: SpanPipeline | None) -> OwnSpans | None:
+    if spans is None or not config.messages.trace_spans:
+        return None
+    return OwnSpans(config, spans.exporter, spans.dead_letters, metrics)
+
+
+def _subscriptions(
+    config: Config, metrics: Metrics, tracer: MessageTracer | None
+) -> Subscriptions | None:
+    """The consuming half, imported only when configured (it brings redis-py in)."""
+    if not config.messages.subscriptions:
+        return None
+    from agent.messages.subscribe.subscriber import Subscriptions
+
+    return Subscriptions(config, metrics, tracer)
 
 
 def _mib(size: int) -> str:

@@ -1,0 +1,189 @@
+"""All subscriptions of one agent: their Redis client, consumers, metrics and health.
+
+Built only when `messages.subscriptions` is set; it is what imports redis-py. The app being
+down is reported (reason, `sidecar_subscription_app_up`) but leaves /readyz ready: the app's
+own readiness is its business, and entries wait in Redis meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from agent.config.tree import Config, SubscriptionConfig
+from agent.core.lifecycle import Health, TaskSupervisor
+from agent.core.metrics import Metrics
+from agent.messages.subscribe.consumer import BLOCK_MS, REDIS_RETRY, Consumer
+from agent.messages.subscribe.discovery import ask_app, subscribe_url
+from agent.messages.subscribe.protocols import protocol_for
+from agent.messages.subscribe.stats import SubscriptionStats
+from agent.messages.subscribe.streams import GroupStream
+from agent.messages.subscribe.tracing import DeliveryTracer, PassThroughTracer
+from agent.messages.subscribe.transport import AppClient
+
+log = logging.getLogger("agent.messages.subscribe")
+
+LAG_POLL_SECONDS = 2.0
+
+
+def redis_client(config: Config, max_connections: int) -> aioredis.Redis:
+    """redis-py's asyncio client with the agent's Redis settings (hiredis parses replies)."""
+    settings = config.redis
+    options: dict[str, Any] = {
+        "socket_connect_timeout": settings.connect_timeout,
+        # A blocking XREADGROUP waits BLOCK_MS before its reply: the timeout must outlast it.
+        "socket_timeout": settings.command_timeout + BLOCK_MS / 1000,
+        "max_connections": max_connections,
+    }
+    if settings.url.startswith("rediss://"):
+        tls = settings.tls
+        options["ssl_ca_certs"] = tls.ca_file or None
+        options["ssl_certfile"] = tls.cert_file or None
+        options["ssl_keyfile"] = tls.key_file or None
+        options["ssl_cert_reqs"] = "none" if tls.insecure_skip_verify else "required"
+    return aioredis.Redis.from_url(settings.url, **options)
+
+
+def consumer_name(configured: str) -> str:
+    return configured or os.environ.get("POD_NAME") or socket.gethostname()
+
+
+def stream_key(config: Config, topic: str) -> str:
+    topic_config = config.messages.topics.get(topic, config.messages.default_topic)
+    return topic_config.key.replace("{topic}", topic)
+
+
+class Subscriptions:
+    def __init__(
+        self, config: Config, metrics: Metrics, tracer: DeliveryTracer | None = None
+    ) -> None:
+        subscriptions = config.messages.subscriptions
+        # Discovered subscriptions come later: room for a few of them in the pool.
+        connections = sum(sub.concurrency + 2 for sub in subscriptions) + 64
+        self.client = redis_client(config, connections)
+        self._config = config
+        self._metrics = metrics
+        self._grace = max(1.0, config.shutdown_timeout / 3)
+        self._tracer = tracer or PassThroughTracer()
+        self._discover = [sub for sub in subscriptions if not sub.topic]
+        self.consumers = [
+            self._consumer(config, sub, metrics) for sub in subscriptions if sub.topic
+        ]
+        self._lag: dict[tuple[str, ...], float] = {}
+        self._tasks = TaskSupervisor("subscriptions", metrics)
+        metrics.gauge_callback(
+            "subscription_lag_messages",
+            "Stream entries the group has not read yet (XINFO GROUPS lag).",
+            lambda: dict(self._lag),
+            ("topic", "group"),
+        )
+        metrics.gauge_callback(
+            "subscription_app_up",
+            "1 while the app answers deliveries (below 500), 0 while it fails or is away.",
+            self._app_up,
+            ("topic", "group"),
+        )
+
+    def _consumer(self, config: Config, sub: SubscriptionConfig, metrics: Metrics) -> Consumer:
+        key = stream_key(config, sub.topic)
+        stream = GroupStream(self.client, key, sub.topic, sub.group, consumer_name(sub.consumer))
+        app = AppClient(sub.endpoint, timeout=sub.delivery_timeout, connections=sub.concurrency)
+        stats = SubscriptionStats(metrics, sub.topic, sub.group)
+        protocol = protocol_for(sub.protocol, sub.topic, sub.pubsub_name)
+        return Consumer(sub, stream, app, protocol=protocol, stats=stats, tracer=self._tracer)
+
+    def redis(self) -> aioredis.Redis:
+        """The client, for the dead-letter routes to share."""
+        return self.client
+
+    def _app_up(self) -> dict[tuple[str, ...], float]:
+        return {
+            (c.stream.topic, c.stream.group): float(c.stats.app_up)
+            for c in self.consumers
+            if c.stats.app_up is not None
+        }
+
+    async def start(self) -> None:
+        for consumer in self.consumers:
+            self._tasks.spawn(f"consume:{consumer.stream.topic}", consumer.run())
+        for template in self._discover:
+            self._tasks.spawn("discover", self._discover_then_consume(template))
+        self._tasks.spawn("lag", self._poll_lag())
+
+    async def _discover_then_consume(self, template: SubscriptionConfig) -> None:
+        """Ask the app for its topics (retrying until it answers), then consume them."""
+        attempt = 0
+        while (found := await ask_app(template)) is None:
+            attempt += 1
+            await asyncio.sleep(REDIS_RETRY.delay(attempt))
+        self._discover.remove(template)
+        known = {(c.stream.topic, c.stream.group) for c in self.consumers}
+        for sub in found:
+            if (sub.topic, sub.group) in known:
+                continue
+            consumer = self._consumer(self._config, sub, self._metrics)
+            self.consumers.append(consumer)
+            self._tasks.spawn(f"consume:{sub.topic}", consumer.run())
+        log.info("subscriptions discovered", extra={"topics": [sub.topic for sub in found]})
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(consumer.stop(self._grace) for consumer in self.consumers))
+        await self._tasks.close()
+        await self.client.aclose()
+
+    async def _poll_lag(self) -> None:
+        while True:
+            for consumer in self.consumers:
+                key = (consumer.stream.topic, consumer.stream.group)
+                try:
+                    lag = await consumer.stream.lag()
+                except (RedisError, OSError):
+                    continue
+                if lag is not None:
+                    self._lag[key] = float(lag)
+            await asyncio.sleep(LAG_POLL_SECONDS)
+
+    def health(self) -> Health | None:
+        """None while all is well; else why (never unready for an app outage)."""
+        if self._tasks.failed:
+            return self._tasks.failure_health()
+        problems = [
+            f"waiting for {subscribe_url(template.endpoint)} to list subscriptions"
+            for template in self._discover
+        ]
+        for consumer in self.consumers:
+            name = f"subscription {consumer.stream.topic}/{consumer.stream.group}"
+            if consumer.redis_error:
+                problems.append(f"{name}: {consumer.redis_error}")
+            if consumer.stats.app_up is False:
+                failing = consumer.stats.app_failing_for()
+                problems.append(
+                    f"{name}: app {consumer.app.endpoint} failing for {failing:.0f}s: "
+                    f"{consumer.stats.app_error}"
+                )
+        if not problems:
+            return None
+        return Health(True, "degraded", "; ".join(problems), dependency_ok=False)
+
+    def status(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "topic": c.stream.topic,
+                "group": c.stream.group,
+                "consumer": c.stream.consumer,
+                "endpoint": c.app.endpoint,
+                "protocol": c.config.protocol,
+                "handled": c.stats.handled,
+                "lag": self._lag.get((c.stream.topic, c.stream.group)),
+                "app_up": c.stats.app_up,
+                "app_error": c.stats.app_error or None,
+                "redis_error": c.redis_error,
+            }
+            for c in self.consumers
+        ]
