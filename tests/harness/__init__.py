@@ -1,4 +1,5 @@
-"""Real servers for integration tests: redis-server, a Redis Cluster and Jaeger v2.
+"""Real servers for integration tests: redis-server, Redis Cluster (replicated too), Sentinel
+and Jaeger v2.
 
 Fixtures in tests/conftest.py are thin wrappers around these classes; use the classes
 directly when a test needs something the fixtures do not offer.
@@ -9,6 +10,8 @@ from tests.harness.jaeger import Jaeger, find_jaeger_binary, jaeger_cache_path
 from tests.harness.jaeger_query import JaegerQuery, SpanLog, StoredSpan, StoredTrace
 from tests.harness.ports import claimed_ports, free_port, release_port
 from tests.harness.process import ManagedProcess, wait_until
+from tests.harness.redis_cluster import ReplicatedRedisCluster
+from tests.harness.redis_sentinel import SentinelGroup, SentinelServer
 from tests.harness.redis_server import RedisClusterNodes, RedisServer, find_redis_binary
 
 __all__ = [
@@ -18,6 +21,9 @@ __all__ = [
     "ManagedProcess",
     "RedisClusterNodes",
     "RedisServer",
+    "ReplicatedRedisCluster",
+    "SentinelGroup",
+    "SentinelServer",
     "SpanLog",
     "StoredSpan",
     "StoredTrace",

@@ -69,9 +69,13 @@ def stored_by_key(
 async def test_streams_and_partitions_land_on_the_masters_that_own_their_slots(
     tmp_path: Path, replicated_cluster: ReplicatedRedisCluster
 ) -> None:
+    replicated_cluster.client().set("stream:not-a-stream", "a string")  # WRONGTYPE for XADD
     pipeline = await start_pipeline(tmp_path, replicated_cluster)
     try:
         async with aiohttp.ClientSession() as http:
+            wrong = url(pipeline, "/v1/topics/not-a-stream/messages")
+            status, _ = await post(http, wrong, {"data": 1})
+            assert status == 202
             for index in range(12):
                 body = [{"data": {"n": n}} for n in range(20)]
                 target = url(pipeline, f"/v1/topics/topic-{index}/messages?ack=redis")
@@ -85,6 +89,7 @@ async def test_streams_and_partitions_land_on_the_masters_that_own_their_slots(
         await delivered(pipeline)
         nodes = pipeline.writer.nodes()
         metrics = pipeline.health().details
+        dead_lettered = pipeline.dead_letters.file.written
     finally:
         await pipeline.stop()
 
@@ -120,6 +125,9 @@ async def test_streams_and_partitions_land_on_the_masters_that_own_their_slots(
     assert sum(node.slots for node in nodes) == 16384
     assert all(node.connected and node.sent > 0 for node in nodes)
     assert len(metrics["redis_nodes"]) == 3
+    # The dead letter's list goes to the master of its own slot (RPUSH follows the map too).
+    assert dead_lettered == 1
+    assert client.llen("dlq:not-a-stream") == 1
 
 
 async def test_a_master_killed_under_load_loses_nothing_acked_and_keeps_order_per_key(
