@@ -8,6 +8,8 @@ redis-py for it would cost the agent its RSS.
 
 from __future__ import annotations
 
+import functools
+
 SLOTS = 16_384
 
 
@@ -42,6 +44,7 @@ def hashed_part(key: bytes) -> bytes:
     return key
 
 
+@functools.lru_cache(maxsize=4096)  # stream keys repeat batch after batch; bounded
 def key_slot(key: bytes) -> int:
     return crc16(hashed_part(key)) % SLOTS
 
