@@ -26,7 +26,7 @@ from typing import Any
 from publish_load import client
 from publish_rig import ROOT, Agent, cpu_seconds, each, median, p50_p99, ratios, row
 
-from tests.harness import RedisServer, free_port, wait_until
+from tests.harness import RedisServer, eventually_sync, free_port
 from tests.harness.ports import LOOPBACK
 
 COMPONENT = """\
@@ -76,7 +76,7 @@ class Daprd:
         ]
         self.log = (workdir / "daprd.log").open("wb")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(self._healthy, timeout=60.0, what="daprd's /v1.0/healthz")
+        eventually_sync(self._healthy, timeout=60.0, what="daprd's /v1.0/healthz")
 
     def _healthy(self) -> bool:
         if self.process.poll() is not None:

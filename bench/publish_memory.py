@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
-from tests.harness import RedisServer, wait_until  # noqa: E402
+from tests.harness import RedisServer, eventually_sync  # noqa: E402
 from tests.harness.agent_process import AgentProcess  # noqa: E402
 
 MiB = 1024 * 1024
@@ -87,7 +87,9 @@ def measure(variant: str, workdir: Path, concurrent: int, body: bytes) -> tuple[
         entries = (len(body) - 1) // len(b'{"data":0},')
         client = redis.client()
         expected = entries * statuses.count(202)
-        wait_until(lambda: client.xlen("stream:bulk") == expected, timeout=300, what="delivery")
+        eventually_sync(
+            lambda: client.xlen("stream:bulk") == expected, timeout=300, what="delivery"
+        )
         time.sleep(2.0)
         peak, idle = kib(pid, "VmHWM") / 1024, kib(pid, "VmRSS") / 1024
         codes = ",".join(f"{statuses.count(c)}x{c}" for c in sorted(set(statuses)))

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 import redis  # noqa: E402
 
-from tests.harness import free_port, wait_until  # noqa: E402
+from tests.harness import eventually_sync, free_port  # noqa: E402
 from tests.harness.agent_process import AgentProcess  # noqa: E402
 from tests.harness.ports import LOOPBACK  # noqa: E402
 
@@ -115,7 +115,7 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
         with socket.socket() as probe:
             return probe.connect_ex((LOOPBACK, port)) == 0
 
-    wait_until(listening, timeout=timeout, what=f"a listener on port {port}")
+    eventually_sync(listening, timeout=timeout, what=f"a listener on port {port}")
 
 
 def wait_for_length(client: redis.Redis, key: str, length: int, timeout: float = 120.0) -> float:

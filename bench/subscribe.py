@@ -40,7 +40,7 @@ import orjson  # noqa: E402
 import redis  # noqa: E402
 
 from agent.messages.message import message_json  # noqa: E402
-from tests.harness import RedisServer, free_port, wait_until  # noqa: E402
+from tests.harness import RedisServer, eventually_sync, free_port  # noqa: E402
 from tests.harness.agent_process import AgentProcess  # noqa: E402
 from tests.harness.ports import LOOPBACK  # noqa: E402
 from tests.harness.process import ManagedProcess  # noqa: E402
@@ -103,7 +103,7 @@ class App:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        wait_until(self._up, timeout=20, what="the bench app")
+        eventually_sync(self._up, timeout=20, what="the bench app")
 
     def _up(self) -> bool:
         try:

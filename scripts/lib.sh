@@ -66,10 +66,14 @@ ensure_venv() {
     fi
 }
 
+# redis-sentinel is a separate Debian package; the Sentinel integration tests need it.
 ensure_redis_server() {
-    if ! command -v redis-server >/dev/null 2>&1; then
-        log "installing redis-server from Debian's packages"
+    local missing=()
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]} from Debian's packages"
         as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
     fi
 }

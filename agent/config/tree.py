@@ -29,6 +29,7 @@ SAMPLER_NAMES = (
     "parentbased_traceidratio",
 )
 """OTEL_TRACES_SAMPLER names `spans.sampler` accepts (agent.spans.sampling implements them)."""
+RedisMode = Literal["standalone", "cluster", "sentinel"]
 
 
 def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
@@ -249,6 +250,11 @@ class TopicConfig:
     )
     key: str = setting("stream:{topic}", "Stream key template; {topic} is the topic name.")
     maxlen: int = setting(0, "Trim the stream with MAXLEN ~ n on every XADD (0: never trim).")
+    partitions: int = setting(
+        1,
+        "Spread the topic over this many streams, <key>:<p> for p in 0..n-1, by the message "
+        "key (hash; no key: round robin). 1: one stream.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,10 +370,34 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SentinelConfig:
+    master_name: str = setting("mymaster", "The service name the sentinels monitor.")
+    addresses: list[str] = setting([], "Sentinels as host:port (sentinel mode).")
+    username: str = setting("", "ACL user for the sentinels (empty: none).")
+    password: str = setting("", "Password for the sentinels (empty: none).", secret=True)
+
+
+@dataclass(frozen=True, slots=True)
 class RedisConfig:
     url: str = setting(
-        "redis://localhost:6379/0", "redis:// or rediss:// URL (REDIS_URL).", secret=True
+        "redis://localhost:6379/0",
+        "redis:// or rediss:// URL (REDIS_URL). Cluster and sentinel modes take the user, "
+        "password, TLS and database from it; the address comes from seeds or the sentinels.",
+        secret=True,
     )
+    mode: RedisMode = setting(
+        "standalone", "standalone (one server), cluster (Redis Cluster) or sentinel."
+    )
+    seeds: list[str] = setting(
+        [], "Cluster mode: nodes as host:port to discover the slot map from (empty: redis.url's)."
+    )
+    sentinel: SentinelConfig = section(SentinelConfig, "Sentinel mode: where the master is.")
+    wait_replicas: int = setting(
+        0,
+        "Ack a batch only once this many replicas have it (WAIT): a failover then loses "
+        "nothing acked. 0: the master's reply is enough.",
+    )
+    wait_timeout: Duration = setting(1.0, "Longest WAIT for wait_replicas; short: resend.")
     connect_timeout: Duration = setting(5.0, "Timeout to connect and authenticate.")
     command_timeout: Duration = setting(5.0, "Timeout for a pipelined batch's replies.")
     tls: TlsConfig = section(TlsConfig, "TLS for rediss:// URLs.")

@@ -18,6 +18,7 @@ from agent.config.tree import (
 )
 from agent.messages.topics import is_valid_topic
 
+MAX_PARTITIONS = 1024
 GRPC_MISSING = (
     "receivers.otlp.grpc.enabled needs grpcio, which is not installed: "
     "pip install 'sidecar-agent[grpc]' (or turn receivers.otlp.grpc.enabled off)"
@@ -63,6 +64,7 @@ def validate(config: Config) -> list[str]:
         _path_formats(config.spans.path_formats),
         _topics(config),
         _otlp_receiver(config),
+        _redis_mode(config),
     )
     return [problem for check in checks for problem in check]
 
@@ -224,5 +226,28 @@ def _subscriptions(config: Config) -> Iterator[str]:
 def _topic(key: str, topic: TopicConfig) -> Iterator[str]:
     if topic.maxlen < 0:
         yield f"{key}.maxlen: must not be negative, got {topic.maxlen}"
+    if not 1 <= topic.partitions <= MAX_PARTITIONS:
+        yield f"{key}.partitions: must be 1 to {MAX_PARTITIONS}, got {topic.partitions}"
     if "{topic}" not in topic.key and "{" in topic.key:
         yield f"{key}.key: {topic.key!r} may only use the placeholder {{topic}}"
+
+
+def _redis_mode(config: Config) -> Iterator[str]:
+    redis = config.redis
+    for index, address in enumerate(redis.seeds):
+        yield from _address(f"redis.seeds[{index}]", address)
+    for index, address in enumerate(redis.sentinel.addresses):
+        yield from _address(f"redis.sentinel.addresses[{index}]", address)
+    if redis.mode == "sentinel":
+        if not redis.sentinel.addresses:
+            yield "redis.sentinel.addresses: sentinel mode needs at least one host:port"
+        if not redis.sentinel.master_name:
+            yield "redis.sentinel.master_name: sentinel mode needs the monitored service's name"
+    if redis.mode != "standalone" and redis.url.startswith("unix:"):
+        yield f"redis.url: {redis.mode} mode needs redis:// or rediss://, not a unix socket"
+
+
+def _address(key: str, value: str) -> Iterator[str]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        yield f"{key}: {value!r} is not host:port (e.g. 10.0.0.5:6379)"

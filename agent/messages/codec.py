@@ -33,7 +33,11 @@ MSGPACK_TYPES = frozenset(
     {"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"}
 )
 CLOUDEVENTS_JSON = "application/cloudevents+json"
-ENVELOPE_KEYS = frozenset({"data", "id", "headers", "metadata"})
+ENVELOPE_KEYS = frozenset({"data", "id", "headers", "metadata", "key"})
+# The envelope's `key` is kept as metadata.partitionKey (Dapr's name): partitioned topics route
+# by it, and consumers see which key a message had.
+PARTITION_KEY = "partitionKey"
+MAX_KEY_CHARS = 256
 MAX_HEADERS = 64
 MAX_HEADER_NAME_CHARS = 256
 MAX_HEADER_BYTES = 64 * 1024
@@ -210,7 +214,7 @@ def decode_msgpack(body: bytes) -> Any:
 
 
 def envelopes_from(value: Any) -> list[Envelope]:
-    """`{"data", "id"?, "headers"?, "metadata"?}` or a non-empty array of them."""
+    """`{"data", "id"?, "key"?, "headers"?, "metadata"?}` or a non-empty array of them."""
     if isinstance(value, dict):
         return [_envelope(0, value)]
     if not isinstance(value, list):
@@ -243,8 +247,19 @@ def _envelope(index: int, item: Any) -> Envelope:
     metadata = item.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise entry_error(index, f"metadata must be an object, not {_type_name(metadata)}")
+    if "key" in item:
+        metadata = _with_key(index, item["key"], metadata)
     headers = check_headers(index, item.get("headers"))
     return (message_id, item["data"], headers, metadata)
+
+
+def _with_key(index: int, key: Any, metadata: dict[str, Any] | None) -> dict[str, Any]:
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_CHARS:
+        raise entry_error(index, f"key must be a string of 1-{MAX_KEY_CHARS} characters")
+    given = (metadata or {}).get(PARTITION_KEY, key)
+    if given != key:
+        raise entry_error(index, f"key and metadata.{PARTITION_KEY} differ")
+    return {**(metadata or {}), PARTITION_KEY: key}
 
 
 def check_headers(index: int, headers: Any) -> dict[str, str] | None:

@@ -17,7 +17,7 @@ from agent.core.deadletter import DeadLetterFile, raw_field
 from agent.core.diskqueue.queue import Item
 from agent.core.metrics import Metrics
 from agent.messages.layout import dead_letter_message
-from agent.messages.redis.resp import ReplyError, encode_command
+from agent.messages.redis.resp import ReplyError, RespConnection, encode_command
 from agent.messages.redis.writer import DeadEntry, StreamWriter
 
 log = logging.getLogger("agent.messages.deadletters")
@@ -83,20 +83,30 @@ class MessageDeadLetters:
             return record.command(entry.index)  # keep the bytes, whatever they are
 
     async def _push(self, topics: list[str], messages: list[bytes]) -> None:
-        connection = self._writer.connection
-        if connection is None or connection.closed:
-            self._pushes.labels("skipped").inc(len(messages))
-            return
-        wire = b"".join(
-            encode_command((b"RPUSH", b"dlq:" + topic.encode(), message))
-            for topic, message in zip(topics, messages, strict=True)
-        )
+        # Per connection: in a cluster each dlq:<topic> list lives on the master of its slot.
+        groups: dict[int, tuple[RespConnection, list[bytes], int]] = {}
+        skipped = 0
+        for topic, message in zip(topics, messages, strict=True):
+            key = b"dlq:" + topic.encode()
+            connection = self._writer.connection_for(key)
+            if connection is None or connection.closed:
+                skipped += 1
+                continue
+            _, wire, count = groups.get(id(connection), (connection, [], 0))
+            wire.append(encode_command((b"RPUSH", key, message)))
+            groups[id(connection)] = (connection, wire, count + 1)
+        if skipped:
+            self._pushes.labels("skipped").inc(skipped)
+        for connection, wire, count in groups.values():
+            await self._push_to(connection, b"".join(wire), count)
+
+    async def _push_to(self, connection: RespConnection, wire: bytes, count: int) -> None:
         try:
             async with asyncio.timeout(self._writer.target.command_timeout):
-                replies: list[Any] = await connection.send(wire, len(messages))
+                replies: list[Any] = await connection.send(wire, count)
         except (ConnectionError, TimeoutError) as error:
             log.warning("could not push dead letters to Redis: %r", error)
-            self._pushes.labels("failed").inc(len(messages))
+            self._pushes.labels("failed").inc(count)
             return
         failed = [reply for reply in replies if isinstance(reply, ReplyError)]
         if failed:

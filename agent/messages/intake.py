@@ -28,8 +28,8 @@ from agent.core.diskqueue.queue import (
 )
 from agent.messages.codec import BodyError, Envelope
 from agent.messages.dedupe import DedupeCache, Seen
-from agent.messages.layout import TopicLayout
 from agent.messages.message import AcceptTime, MessageIds
+from agent.messages.partition import StreamLayout, layout_for
 from agent.messages.record import Record
 
 ACK_MODES: tuple[AckMode, ...] = ("disk", "redis", "memory")
@@ -80,7 +80,7 @@ class Intake:
         self._queue = queue
         self._retry_after = retry_after
         self._ids = ids or MessageIds()
-        self._layouts: dict[str, TopicLayout] = {}
+        self._layouts: dict[str, StreamLayout] = {}
         self.dedupe = DedupeCache(config.dedupe_window, config.dedupe_max_ids)
         # Tokens start at a random point so a record replayed after a restart cannot match a
         # request waiting in this process.
@@ -92,13 +92,13 @@ class Intake:
         # says "full" while a record that size still would not fit.
         self.refused_bytes: int | None = None
 
-    def layout(self, topic: str) -> TopicLayout:
+    def layout(self, topic: str) -> StreamLayout:
         layout = self._layouts.get(topic)
         if layout is None:
             if len(self._layouts) >= LAYOUT_CACHE_SIZE:
                 self._layouts.clear()  # topic names are client-chosen: keep memory bounded
             config = self._config.topics.get(topic, self._config.default_topic)
-            layout = self._layouts[topic] = TopicLayout(topic, config)
+            layout = self._layouts[topic] = layout_for(topic, config)
         return layout
 
     async def publish(
@@ -229,7 +229,7 @@ class Intake:
         encoded = layout.encode(envelopes, ids, at, escape=escape)
         return Record(
             topic=topic,
-            stream=layout.stream,
+            stream=layout.stream if encoded.stream is None else encoded.stream,
             layout=layout.kind,
             message_ids=ids,
             ends=encoded.ends,

@@ -47,13 +47,15 @@ _FIELD_BODY = bulk(b"body")
 
 
 class EncodedEntries:
-    """The XADD commands of one request, concatenated, with where each one ends."""
+    """The XADD commands of one request, concatenated, with where each one ends; `stream` is
+    set when the commands name a stream other than the layout's (a partitioned topic)."""
 
-    __slots__ = ("blob", "ends")
+    __slots__ = ("blob", "ends", "stream")
 
-    def __init__(self, blob: bytes, ends: list[int]) -> None:
+    def __init__(self, blob: bytes, ends: list[int], stream: bytes | None = None) -> None:
         self.blob = blob
         self.ends = ends
+        self.stream = stream
 
 
 class _JobfirstParts:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +22,14 @@ from agent.core.deadletter import DeadLetterFile
 from agent.core.diskqueue.observe import queue_faults, queue_trouble, register_queue_metrics
 from agent.core.diskqueue.queue import DiskQueue, DiskQueueStats
 from agent.core.lifecycle import STARTING, STOPPED, Health, TaskSupervisor
-from agent.core.metrics import Metrics
+from agent.core.metrics import GaugeReader, Metrics
 from agent.core.retry import RetryPolicy
 from agent.messages.api import PublishApi
 from agent.messages.deadletters import MessageDeadLetters
 from agent.messages.dlqapi import DeadLetterRoutes
 from agent.messages.intake import Intake
-from agent.messages.redis.connection import RedisTarget
-from agent.messages.redis.writer import StreamWriter
+from agent.messages.redis.modes import writer_for
+from agent.messages.redis.writer import NodeStatus
 from agent.messages.sender import SenderLimits, StreamSender
 from agent.messages.tracing import MessageTracer
 from agent.spans.export.ownspans import OwnSpans
@@ -64,10 +65,8 @@ class MessagePipeline:
             when_full=messages.queue.when_full,
             full_timeout=messages.queue.full_timeout,
         )
-        self.writer = StreamWriter(
-            RedisTarget.from_config(config.redis),
-            messages.producer_id or socket.gethostname(),
-            messages.max_attempts,
+        self.writer = writer_for(
+            config.redis, messages.producer_id or socket.gethostname(), messages.max_attempts
         )
         dead_letter_file = DeadLetterFile(
             root / "dead-letters.jsonl", messages.dead_letter_max_bytes, metrics, "messages"
@@ -125,10 +124,41 @@ class MessagePipeline:
             "Age of the oldest undelivered publish.",
             lambda: {(): self._oldest_age()} if self._state == "running" else {},
         )
+        self._node_gauges(metrics)
         metrics.gauge_callback(
             "message_redis_up",
             "1 while Redis takes messages, 0 while the pipeline buffers.",
             lambda: {(): float(self.sender.redis_ok)},
+        )
+
+    def _node_gauges(self, metrics: Metrics) -> None:
+        def per_node(value: Callable[[NodeStatus], float]) -> GaugeReader:
+            return lambda: {(node.address,): value(node) for node in self.writer.nodes()}
+
+        node = ("node",)
+        metrics.gauge_callback(
+            "message_redis_node_up",
+            "1 while the agent has a connection to this Redis node (cluster: each master).",
+            per_node(lambda n: float(n.connected)),
+            node,
+        )
+        metrics.gauge_callback(
+            "message_redis_node_slots",
+            "Cluster hash slots this master serves in the agent's slot map (0: not a cluster).",
+            per_node(lambda n: float(n.slots)),
+            node,
+        )
+        metrics.gauge_callback(
+            "message_redis_node_sent_entries",
+            "XADDs sent to this node since the agent started (a running count).",
+            per_node(lambda n: float(n.sent)),
+            node,
+        )
+        metrics.gauge_callback(
+            "message_redis_node_failed_batches",
+            "Batches (a cluster batch's share) this node failed since the agent started.",
+            per_node(lambda n: float(n.failed)),
+            node,
         )
 
     async def start(self) -> None:
@@ -229,6 +259,10 @@ class MessagePipeline:
             "redis": self.writer.target.description,
             "redis_connected": self.writer.connected,
             **queue_faults(stats),
+            "redis_nodes": [
+                {"node": node.address, "connected": node.connected, "slots": node.slots}
+                for node in self.writer.nodes()
+            ],
         }
 
     def status(self) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from typing import Any
 
 import msgpack
 
+from agent.messages.redis.slots import stream_of
+
 VERSION = 1
 
 
@@ -24,7 +26,7 @@ class BadRecordError(ValueError):
 @dataclass(slots=True)
 class Record:
     topic: str
-    stream: bytes
+    stream: bytes  # b"": the entries name different streams (partitions of the topic)
     layout: str
     message_ids: list[str]
     ends: list[int]
@@ -47,6 +49,11 @@ class Record:
     def command(self, index: int) -> bytes:
         start = self.ends[index - 1] if index else 0
         return self.commands[start : self.ends[index]]
+
+    def entry_stream(self, index: int) -> bytes:
+        """The stream of one entry: the record's, or (a partitioned topic's record, whose
+        `stream` is empty) the key its command names."""
+        return self.stream or stream_of(self.command(index))
 
     def pending_entries(self) -> list[int]:
         return list(range(len(self.ends))) if self.pending is None else self.pending

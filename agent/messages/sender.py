@@ -236,35 +236,41 @@ class StreamSender:
 
     async def _skip_already_written(self, records: list[Record]) -> list[Record]:
         """Look up entries that may be in Redis already (replay.py); returns what to send."""
-        server, connection = self._writer.server, self._writer.connection
-        if server is None or server.supports_idmp or connection is None:
+        server = self._writer.server
+        if server is None or server.supports_idmp:
             for record in records:
                 record.uncertain = None  # IDMP makes the resend harmless
             return records
-        streams: dict[bytes, list[Record]] = {}
+        streams: dict[bytes, tuple[str, int]] = {}  # stream → (layout, uncertain entries)
         for record in records:
-            if record.uncertain:
-                streams.setdefault(record.stream, []).append(record)
-        for stream, group in streams.items():
-            count = sum(len(record.uncertain or ()) for record in group)
+            for index in record.uncertain or ():
+                stream = record.entry_stream(index)
+                streams[stream] = (record.layout, streams.get(stream, ("", 0))[1] + 1)
+        found: dict[str, bytes] = {}
+        for stream, (layout, count) in streams.items():
+            connection = self._writer.connection_for(stream)
+            if connection is None:
+                return records  # the send fails the same way and is retried, checks and all
             try:
                 async with asyncio.timeout(self._limits.command_timeout):
                     reply = await connection.call(
                         b"XREVRANGE", stream, b"+", b"-", b"COUNT", b"%d" % lookback(count)
                     )
             except (ConnectionError, TimeoutError):
-                return records  # the send fails the same way and is retried, checks and all
+                return records
             except ReplyError as error:
                 if classify(str(error)) == "retry":
-                    return records  # LOADING and the like: the send will be retried too
+                    return records  # LOADING, MOVED and the like: the send will be retried too
                 reply = []  # not a stream (WRONGTYPE...): nothing of ours is in it
-            found = mark_found(group, ids_in_tail(group[0].layout, reply))
-            self.replays_skipped += found
-            self._replays_skipped_total.inc(found)
-            if not found:
+            in_stream = ids_in_tail(layout, reply)
+            found.update(in_stream)
+            if not in_stream:
                 if len(self._clean_streams) >= CLEAN_STREAMS_MAX:
                     self._clean_streams.clear()  # costs a lookup again, never a message
                 self._clean_streams.add(stream)
+        marked = mark_found([record for record in records if record.uncertain], found)
+        self.replays_skipped += marked
+        self._replays_skipped_total.inc(marked)
         self._finish([record for record in records if record.finished])
         return [record for record in records if not record.finished]
 

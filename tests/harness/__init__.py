@@ -1,4 +1,5 @@
-"""Real servers for integration tests: redis-server, a Redis Cluster and Jaeger v2.
+"""Real servers for integration tests: redis-server, Redis Cluster (replicated too), Sentinel
+and Jaeger v2.
 
 Fixtures in tests/conftest.py are thin wrappers around these classes; use the classes
 directly when a test needs something the fixtures do not offer.
@@ -10,10 +11,9 @@ from tests.harness.jaeger import Jaeger, find_jaeger_binary, jaeger_cache_path
 from tests.harness.jaeger_query import JaegerQuery, SpanLog, StoredSpan, StoredTrace
 from tests.harness.ports import claimed_ports, free_port, release_port
 from tests.harness.process import ManagedProcess
+from tests.harness.redis_cluster import ReplicatedRedisCluster
+from tests.harness.redis_sentinel import SentinelGroup, SentinelServer
 from tests.harness.redis_server import RedisClusterNodes, RedisServer, find_redis_binary
-
-# The former name, still imported by bench/proxy.py (its owner switches it to eventually_sync).
-wait_until = eventually_sync
 
 __all__ = [
     "HarnessError",
@@ -22,6 +22,9 @@ __all__ = [
     "ManagedProcess",
     "RedisClusterNodes",
     "RedisServer",
+    "ReplicatedRedisCluster",
+    "SentinelGroup",
+    "SentinelServer",
     "SpanLog",
     "StoredSpan",
     "StoredTrace",
@@ -33,5 +36,4 @@ __all__ = [
     "free_port",
     "jaeger_cache_path",
     "release_port",
-    "wait_until",
 ]

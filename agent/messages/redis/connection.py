@@ -14,7 +14,7 @@ import re
 import socket
 import ssl
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.config.tree import RedisConfig
 from agent.core.tls import ssl_context_for
@@ -107,6 +107,16 @@ class RedisTarget:
             connect_timeout=config.connect_timeout,
             command_timeout=config.command_timeout,
             description=f"{'rediss' if parsed.tls else 'redis'}://{where}/{parsed.db}",
+        )
+
+    def at(self, host: str, port: int) -> RedisTarget:
+        """The same credentials, TLS and timeouts for another server (a cluster node, the
+        master a sentinel names). A cluster has only database 0."""
+        scheme = "rediss" if self.url.tls else "redis"
+        return replace(
+            self,
+            url=replace(self.url, host=host, port=port, path=None),
+            description=f"{scheme}://{host}:{port}/{self.url.db}",
         )
 
     async def connect(self, client_name: str | None = None) -> tuple[RespConnection, ServerInfo]:

@@ -21,9 +21,17 @@ from typing import Any, Literal
 
 from agent.messages.record import Record
 from agent.messages.redis.connection import RedisTarget, ServerInfo
-from agent.messages.redis.resp import ConnectionLostError, ReplyError, RespConnection, bulk
+from agent.messages.redis.resp import (
+    ConnectionLostError,
+    ReplyError,
+    RespConnection,
+    bulk,
+    encode_command,
+)
+from agent.messages.redis.slots import stream_of
 
 Verdict = Literal["retry", "dead", "attempts"]
+ReplyFuture = asyncio.Future[list[Any]]
 RETRYABLE_CODES = frozenset(
     {
         "LOADING",
@@ -60,12 +68,13 @@ def classify(message: str) -> Verdict:
     return "attempts"
 
 
-def with_idmp(command: bytes, stream: bytes, producer: bytes, message_id: bytes) -> bytes:
+def with_idmp(command: bytes, producer: bytes, message_id: bytes) -> bytes:
     """`XADD key ...` → `XADD key IDMP <producer> <message-id> ...` (IDMP comes right after the
-    key, before MAXLEN and the id)."""
+    key, before MAXLEN and the id). The key is read from the command: a partitioned record's
+    entries name different streams."""
     count_end = command.index(b"\r\n")
     count = int(command[1:count_end])
-    head_end = count_end + 2 + len(_XADD) + len(bulk(stream))
+    head_end = count_end + 2 + len(_XADD) + len(bulk(stream_of(command)))
     return (
         b"*%d\r\n" % (count + 3)
         + command[count_end + 2 : head_end]
@@ -98,6 +107,17 @@ class BatchOutcome:
         return not self.unfinished and not self.dead
 
 
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """One server the writer writes to, for /readyz, /status and per-node metrics."""
+
+    address: str
+    connected: bool
+    slots: int  # cluster hash slots it serves (0 outside a cluster)
+    sent: int  # entries sent to it since start
+    failed: int  # batches (or a cluster batch's share) it failed since start
+
+
 @dataclass(slots=True)
 class SentBatch:
     records: list[Record]
@@ -108,12 +128,44 @@ class SentBatch:
 
 
 class StreamWriter:
-    def __init__(self, target: RedisTarget, producer_id: str, max_attempts: int) -> None:
+    def __init__(
+        self,
+        target: RedisTarget,
+        producer_id: str,
+        max_attempts: int,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+    ) -> None:
         self.target = target
         self.producer = producer_id.encode()
         self.max_attempts = max_attempts
+        self.wait_replicas = wait_replicas
+        self._wait = encode_command(
+            (b"WAIT", b"%d" % wait_replicas, b"%d" % int(wait_timeout * 1000))
+        )
         self.connection: RespConnection | None = None
         self.server: ServerInfo | None = None
+        self.sent_entries = 0
+        self.failed_batches = 0
+
+    def nodes(self) -> list[NodeStatus]:
+        url = self.target.url
+        address = f"unix:{url.path}" if url.path else f"{url.host}:{url.port}"
+        return [NodeStatus(address, self.connected, 0, self.sent_entries, self.failed_batches)]
+
+    def connection_for(self, key: bytes) -> RespConnection | None:
+        """The connection that serves `key` (one server here; a cluster picks the node)."""
+        return self.connection
+
+    def pipelined(self, connection: RespConnection, wire: bytes, count: int) -> ReplyFuture:
+        """Send `count` commands; with `wait_replicas`, a WAIT follows them and the replies
+        count only once that many replicas have them (else they fail as unconfirmed, to be
+        looked up and resent: replay.py)."""
+        if not self.wait_replicas or count == 0:
+            return connection.send(wire, count)
+        replies = connection.send(wire + self._wait, count + 1)
+        return _confirmed_by_replicas(replies, self.wait_replicas)
 
     @property
     def connected(self) -> bool:
@@ -139,7 +191,8 @@ class StreamWriter:
         else:
             wire, entries = self._selected(records, idmp)
         count = sum(len(indexes) for indexes in entries)
-        replies = self.connection.send(wire, count)
+        self.sent_entries += count
+        replies = self.pipelined(self.connection, wire, count)
         return SentBatch(records, entries, count, replies, asyncio.get_running_loop().time())
 
     def _selected(self, records: list[Record], idmp: bool) -> tuple[bytes, list[list[int]]]:
@@ -152,7 +205,7 @@ class StreamWriter:
                 command = record.command(index)
                 if idmp:
                     message_id = record.message_ids[index].encode()
-                    command = with_idmp(command, record.stream, self.producer, message_id)
+                    command = with_idmp(command, self.producer, message_id)
                 parts.append(command)
         return b"".join(parts), entries
 
@@ -163,7 +216,10 @@ class StreamWriter:
         says why) to the records' delivery state."""
         outcome = BatchOutcome()
         got = replies if replies is not None else []
-        if len(got) < batch.count:
+        # A cluster batch that failed on one node has a reply slot for every entry (None where
+        # that node never answered): `failure` says it failed even though the length is full.
+        if len(got) < batch.count or failure:
+            self.failed_batches += 1
             outcome.connection_failed = True
             outcome.retry_reason = failure or "connection lost"
         # One check for the whole batch (set(map(type, ...)) runs in C): when every reply is
@@ -218,6 +274,35 @@ class StreamWriter:
         still.append(index)
         if not outcome.retry_reason:
             outcome.retry_reason = message
+
+
+def _confirmed_by_replicas(replies: ReplyFuture, wanted: int) -> ReplyFuture:
+    result: ReplyFuture = asyncio.get_running_loop().create_future()
+
+    def done(future: ReplyFuture) -> None:
+        if result.done():
+            return
+        error = future.exception()
+        if error is not None:
+            # Replies without their WAIT confirm nothing: every entry is of unknown fate.
+            reason = str(error) if isinstance(error, ConnectionLostError) else repr(error)
+            result.set_exception(ConnectionLostError(reason, []))
+            result.exception()
+            return
+        got = future.result()
+        acknowledged = got[-1]
+        if isinstance(acknowledged, int) and acknowledged >= wanted:
+            result.set_result(got[:-1])
+            return
+        # Written on the master, not yet on enough replicas: not a reply the agent can ack on.
+        unconfirmed = ConnectionLostError(
+            f"NOREPLICAS WAIT: {acknowledged} of {wanted} replicas confirmed", []
+        )
+        result.set_exception(unconfirmed)
+        result.exception()
+
+    replies.add_done_callback(done)
+    return result
 
 
 def failure_text(error: BaseException) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.harness import RedisServer, wait_until
+from tests.harness import RedisServer, eventually_sync
 from tests.harness.agent_process import AgentProcess
 from tests.harness.ports import LOOPBACK
 
@@ -103,7 +103,9 @@ def test_slow_headers_and_idle_sockets_are_closed_and_the_disk_queue_stays_writa
 
     assert publish(agent, [{"data": {"n": n}} for n in range(10)]) == 202
     client = redis_server.client()
-    wait_until(lambda: client.xlen("stream:orders") == 10, timeout=10, what="10 messages in Redis")
+    eventually_sync(
+        lambda: client.xlen("stream:orders") == 10, timeout=10, what="10 messages in Redis"
+    )
     metrics = agent.metrics()
     assert metrics['sidecar_http_connections_refused_total{server="admin"}'] > 0
     assert metrics['sidecar_http_connections_refused_total{server="proxy"}'] > 0
@@ -120,7 +122,7 @@ def test_connections_past_the_cap_get_503_with_retry_after(
     agent.start()
     held = [socket.create_connection((LOOPBACK, agent.admin_port), timeout=5) for _ in range(CAP)]
     try:
-        wait_until(
+        eventually_sync(
             lambda: _refusal(agent.admin_port) is not None, timeout=10, what="a refused connection"
         )
         answer = _refusal(agent.admin_port)
@@ -131,7 +133,7 @@ def test_connections_past_the_cap_get_503_with_retry_after(
     finally:
         for sock in held:
             sock.close()
-    wait_until(lambda: agent.get("/healthz")[0] == 200, timeout=10, what="admin serving again")
+    eventually_sync(lambda: agent.get("/healthz")[0] == 200, timeout=10, what="admin serving again")
     assert agent.terminate() == 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import wait_until
+from tests.harness import eventually_sync
 from tests.harness.agent_process import REPO_ROOT, AgentProcess
 from tests.harness.fixture_types import RedisServerFactory
 from tests.harness.ports import LOOPBACK, free_port
@@ -74,12 +74,12 @@ def test_no_output_shows_a_credential(
     agent = AgentProcess(tmp_path, settings)
     agent.start(wait_ready=False)
     # Let the export fail a few times so its errors are in the log and in /status.
-    wait_until(
+    eventually_sync(
         lambda: agent.metrics().get("sidecar_span_lines_read_total", 0) >= 1,
         timeout=20,
         what="the span line read",
     )
-    wait_until(
+    eventually_sync(
         lambda: "unreachable" in agent.get("/status")[1].decode(),
         timeout=20,
         what="the export failure in /status",

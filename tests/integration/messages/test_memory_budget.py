@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.harness import RedisServer, wait_until
+from tests.harness import RedisServer, eventually_sync
 from tests.harness.agent_process import AgentProcess
 
 pytestmark = pytest.mark.integration
@@ -77,13 +77,13 @@ async def test_concurrent_worst_case_bodies_keep_peak_rss_under_200mb(
     assert refused == statuses.count(503)
     client = redis_server.client()
     count = (len(body) - 1) // len(b'{"data":0},')
-    wait_until(
+    eventually_sync(
         lambda: client.xlen("stream:bulk") == count * statuses.count(202),
         timeout=30,
         what="the accepted bodies in Redis",
     )
     # Memory goes back once the burst is over (free pages handed back to the system).
-    wait_until(
+    eventually_sync(
         lambda: proc_status_kib(pid, "VmRSS") * 1024 <= IDLE_LIMIT,
         timeout=10,
         what=f"RSS back under {IDLE_LIMIT / 1e6:.0f} MB",

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from agent.core.diskqueue.frames import FRAME_OVERHEAD, SYNC_MARKER
-from tests.harness import RedisServer, wait_until
+from tests.harness import RedisServer, eventually_sync
 from tests.harness.agent_process import AgentProcess
 from tests.integration.messages.support import stream_message_ids
 
@@ -52,7 +52,7 @@ def exhaust_descriptors(agent: AgentProcess, pid: int) -> list[socket.socket]:
                 idle.append(socket.create_connection(("127.0.0.1", agent.admin_port), 0.5))
             except TimeoutError:
                 break
-        wait_until(lambda: open_fds(pid) >= FD_LIMIT, timeout=10, what="no descriptor left")
+        eventually_sync(lambda: open_fds(pid) >= FD_LIMIT, timeout=10, what="no descriptor left")
     except BaseException:
         for connection in idle:
             connection.close()
@@ -116,7 +116,7 @@ async def test_one_io_error_does_not_disable_the_buffer_and_a_503_is_never_deliv
     restarted = AgentProcess(tmp_path, {**SETTINGS, "SIDECAR_REDIS_URL": redis_server.url})
     restarted.start()
     client = redis_server.client()
-    wait_until(
+    eventually_sync(
         lambda: len(set(stream_message_ids(client, "stream:faults"))) >= len(accepted),
         timeout=30,
         what="the buffer to reach Redis",
@@ -147,7 +147,7 @@ async def test_a_flipped_bit_in_the_active_segment_loses_only_that_record(
     redis_server.start()
     agent.start()
     client = redis_server.client()
-    wait_until(
+    eventually_sync(
         lambda: len(stream_message_ids(client, "stream:faults")) >= 19,
         timeout=30,
         what="19 messages in Redis",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import wait_until
+from tests.harness import eventually_sync
 from tests.harness.agent_process import AgentProcess
 from tests.harness.ports import LOOPBACK, free_port
 
@@ -52,7 +52,7 @@ def test_a_thousand_files_under_a_low_descriptor_limit_are_all_read(tmp_path: Pa
     agent.start(wait_ready=False)
     pid = agent.process.pid
     assert pid is not None
-    wait_until(
+    eventually_sync(
         lambda: agent.metrics().get("sidecar_span_lines_read_total", 0) >= FILES,
         timeout=60,
         what=f"{FILES} lines read",

@@ -64,7 +64,7 @@ def test_error_code() -> None:
 
 def test_with_idmp_puts_the_ids_right_after_the_key() -> None:
     rec = record(1, maxlen=50)
-    command = with_idmp(rec.command(0), rec.stream, b"producer-1", b"m0")
+    command = with_idmp(rec.command(0), b"producer-1", b"m0")
     args = decode_command(command)
     assert args[:9] == [
         b"XADD",
