@@ -201,6 +201,14 @@ class OtlpHttpReceiverConfig:
         "127.0.0.1:4318",
         "host:port of OTLP/HTTP (POST /v1/traces); loopback reaches the pod's other containers.",
     )
+    max_connections: int = setting(
+        256, "Connections served at once; more are answered 503 and closed at once."
+    )
+    idle_timeout: Duration = setting(
+        120.0,
+        "A connection sending no complete request head for this long (after connecting or "
+        "after its last response) is closed: idle keep-alive and slow headers alike.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -218,8 +218,10 @@ class ServerRunner:
         limits: ConnectionLimits,
         metrics: Metrics,
         shutdown_timeout: float = 5.0,
+        auto_decompress: bool = True,
     ) -> None:
         self.app = app
+        self._auto_decompress = auto_decompress
         self.host, self.port = parse_listen(listen)
         self._name = name
         self._limits = limits
@@ -236,6 +238,7 @@ class ServerRunner:
             handle_signals=False,
             shutdown_timeout=self._shutdown_timeout,
             keepalive_timeout=self._limits.idle_timeout,
+            auto_decompress=self._auto_decompress,
         )
         await runner.setup()
         assert runner.server is not None

@@ -21,7 +21,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from agent.core.http import parse_listen
+from agent.config.tree import OtlpHttpReceiverConfig
+from agent.core.http import ConnectionLimits, ServerRunner
+from agent.core.metrics import Metrics
 from agent.receivers.otlp.decode import Decoded
 from agent.receivers.otlp.intake import OtlpIntake, Refusal
 
@@ -66,48 +68,48 @@ def success_body(decoded: Decoded, *, json: bool) -> bytes:
 
 
 class OtlpHttpServer:
-    def __init__(self, intake: OtlpIntake, listen: str, *, read_timeout: float) -> None:
+    def __init__(
+        self,
+        intake: OtlpIntake,
+        config: OtlpHttpReceiverConfig,
+        metrics: Metrics,
+        *,
+        read_timeout: float,
+    ) -> None:
         self._intake = intake
         self._read_timeout = read_timeout
         app = web.Application(client_max_size=intake.max_body_bytes)
         app.router.add_post(TRACES_PATH, self._traces)
         app.router.add_route("*", TRACES_PATH, self._method_not_allowed)
         app.router.add_route("*", "/{path:.*}", self._not_found)
-        self._app = app
-        self.host, self.port = parse_listen(listen)
-        self._runner: web.AppRunner | None = None
+        # aiohttp would inflate gzip itself, but answers a broken stream with its own 400 and
+        # a dropped connection; `intake.inflate` gives the OTLP answer and the same limit.
+        self._server = ServerRunner(
+            app,
+            config.listen,
+            name="otlp",
+            limits=ConnectionLimits(config.max_connections, config.idle_timeout),
+            metrics=metrics,
+            auto_decompress=False,
+        )
+
+    @property
+    def host(self) -> str:
+        return self._server.host
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
-        # aiohttp would inflate gzip itself, but answers a broken stream with its own 400 and
-        # a dropped connection; `intake.inflate` gives the OTLP answer and the same limit.
-        runner = web.AppRunner(
-            self._app,
-            access_log=None,
-            handle_signals=False,
-            shutdown_timeout=5.0,
-            auto_decompress=False,
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        if self.port == 0:
-            sockets = runner.addresses
-            if sockets:
-                self.port = int(sockets[0][1])
+        await self._server.start()
 
     async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        await self._server.stop()
 
     async def _traces(self, request: web.Request) -> web.StreamResponse:
         json = request.content_type == JSON_TYPE

@@ -41,7 +41,7 @@ class OtlpReceiver:
     def __init__(self, config: OtlpReceiverConfig, sink: SpanSink, metrics: Metrics) -> None:
         self._config = config
         self.intake = OtlpIntake(config, sink, metrics)
-        self.http = OtlpHttpServer(self.intake, config.http.listen, read_timeout=config.timeout)
+        self.http = OtlpHttpServer(self.intake, config.http, metrics, read_timeout=config.timeout)
         self.servers: list[_Server] = [self.http]
         if config.grpc.enabled:
             if not grpc_installed():

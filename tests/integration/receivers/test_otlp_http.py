@@ -4,6 +4,7 @@ that a 200 comes only once the spans are sent or fsync'd in the disk queue."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from agent.core.diskqueue.queue import DiskQueue
 from agent.core.metrics import PREFIX
 from tests.doubles.otlp_receiver import Fault, FaultInjectingOtlpReceiver
 from tests.harness.agent_process import parse_metrics
+from tests.harness.eventually import eventually
 from tests.integration.receivers.helpers import Running, receiver_config, running_receiver
 from tests.unit.receivers.otlp.test_decode import otlp_json, proto_span, request_of
 
@@ -251,6 +253,35 @@ async def test_unknown_routes_and_methods(
                 assert response.status == 405 and response.headers["Allow"] == "POST"
             async with session.post(base + "/v1/metrics", data=b"") as response:
                 assert response.status == 404
+
+
+async def test_connections_past_the_cap_get_503_and_idle_ones_are_closed(
+    tmp_path: Path, double: FaultInjectingOtlpReceiver
+) -> None:
+    config = receiver_config(
+        tmp_path,
+        double.endpoint,
+        receivers__otlp__http__max_connections="2",
+        receivers__otlp__http__idle_timeout="300ms",
+    )
+    async with running_receiver(config) as running:
+        host, port = running.receiver.http.host, running.receiver.http.port
+        held = [await asyncio.open_connection(host, port) for _ in range(2)]
+        await eventually(
+            lambda: metric(running, 'http_connections_open{server="otlp"}') == 2,
+            what="both connections served",
+        )
+        reader, writer = await asyncio.open_connection(host, port)
+        answer = await asyncio.wait_for(reader.read(), timeout=5)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 503") and b"too_many_connections" in answer
+        assert metric(running, 'http_connections_refused_total{server="otlp"}') == 1
+        # The held connections never send a request head: closed by the idle timeout.
+        for idle_reader, idle_writer in held:
+            assert await asyncio.wait_for(idle_reader.read(), timeout=5) == b""
+            idle_writer.close()
+        status, _, _ = await post(running.url, body_of(1))
+        assert status == 200
 
 
 def test_request_body_from_the_double_decodes() -> None:
