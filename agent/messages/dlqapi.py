@@ -23,8 +23,8 @@ from agent.config.tree import Config
 from agent.core.http import json_response
 from agent.messages.api import ExtraRoute
 from agent.messages.codec import BodyError
-from agent.messages.layout import TopicLayout
 from agent.messages.message import AcceptTime
+from agent.messages.partition import StreamLayout, layout_for
 from agent.messages.redis.resp import decode_command
 from agent.messages.topics import is_valid_topic
 
@@ -63,13 +63,15 @@ class DeadLetterRoutes:
         return DeadLetterList(self._client, topic)
 
     def _own_client(self) -> aioredis.Redis:
-        from agent.messages.subscribe.subscriber import redis_client
+        from agent.messages.subscribe.client import redis_client
 
         return redis_client(self._config, 4)
 
     async def close(self) -> None:
         if self._client is not None and self._factory is None:
-            await self._client.aclose()
+            from agent.messages.subscribe.client import close_client
+
+            await close_client(self._client)
         self._client = None
 
     async def list(self, request: web.Request) -> web.Response:
@@ -109,12 +111,14 @@ class DeadLetterRoutes:
             deleted = await dead.delete(ids)
         return json_response({"deleted": deleted}, 200)
 
-    def _layout(self, topic: str) -> TopicLayout:
+    def _layout(self, topic: str) -> StreamLayout:
+        """The topic's layout as publishing uses it: a partitioned topic's retried message goes
+        to the partition its key (or the round robin) picks, where a consumer reads it."""
         messages = self._config.messages
-        return TopicLayout(topic, messages.topics.get(topic, messages.default_topic))
+        return layout_for(topic, messages.topics.get(topic, messages.default_topic))
 
 
-def _xadd_args(layout: TopicLayout, message: dict[str, Any]) -> list[bytes]:
+def _xadd_args(layout: StreamLayout, message: dict[str, Any]) -> list[bytes]:
     headers = message.get("headers") if isinstance(message.get("headers"), dict) else None
     metadata = message.get("metadata") if isinstance(message.get("metadata"), dict) else None
     envelope = (str(message["id"]), message.get("data"), headers, metadata)

@@ -19,7 +19,9 @@ from redis.exceptions import RedisError
 from agent.config.tree import Config, SubscriptionConfig
 from agent.core.lifecycle import Health, TaskSupervisor
 from agent.core.metrics import Metrics
-from agent.messages.subscribe.consumer import BLOCK_MS, REDIS_RETRY, Consumer
+from agent.messages.partition import partition_stream
+from agent.messages.subscribe.client import close_client, redis_client
+from agent.messages.subscribe.consumer import REDIS_RETRY, Consumer
 from agent.messages.subscribe.discovery import ask_app, subscribe_url
 from agent.messages.subscribe.protocols import protocol_for
 from agent.messages.subscribe.stats import SubscriptionStats
@@ -32,31 +34,17 @@ log = logging.getLogger("agent.messages.subscribe")
 LAG_POLL_SECONDS = 2.0
 
 
-def redis_client(config: Config, max_connections: int) -> aioredis.Redis:
-    """redis-py's asyncio client with the agent's Redis settings (hiredis parses replies)."""
-    settings = config.redis
-    options: dict[str, Any] = {
-        "socket_connect_timeout": settings.connect_timeout,
-        # A blocking XREADGROUP waits BLOCK_MS before its reply: the timeout must outlast it.
-        "socket_timeout": settings.command_timeout + BLOCK_MS / 1000,
-        "max_connections": max_connections,
-    }
-    if settings.url.startswith("rediss://"):
-        tls = settings.tls
-        options["ssl_ca_certs"] = tls.ca_file or None
-        options["ssl_certfile"] = tls.cert_file or None
-        options["ssl_keyfile"] = tls.key_file or None
-        options["ssl_cert_reqs"] = "none" if tls.insecure_skip_verify else "required"
-    return aioredis.Redis.from_url(settings.url, **options)
-
-
 def consumer_name(configured: str) -> str:
     return configured or os.environ.get("POD_NAME") or socket.gethostname()
 
 
-def stream_key(config: Config, topic: str) -> str:
+def stream_keys(config: Config, topic: str) -> list[str]:
+    """The streams a topic's messages are in: its key, or one per partition when partitioned."""
     topic_config = config.messages.topics.get(topic, config.messages.default_topic)
-    return topic_config.key.replace("{topic}", topic)
+    key = topic_config.key.replace("{topic}", topic)
+    if topic_config.partitions <= 1:
+        return [key]
+    return [partition_stream(key, number) for number in range(topic_config.partitions)]
 
 
 class Subscriptions:
@@ -73,7 +61,10 @@ class Subscriptions:
         self._tracer = tracer or PassThroughTracer()
         self._discover = [sub for sub in subscriptions if not sub.topic]
         self.consumers = [
-            self._consumer(config, sub, metrics) for sub in subscriptions if sub.topic
+            consumer
+            for sub in subscriptions
+            if sub.topic
+            for consumer in self._consumers(config, sub, metrics)
         ]
         self._lag: dict[tuple[str, ...], float] = {}
         self._tasks = TaskSupervisor("subscriptions", metrics)
@@ -90,13 +81,23 @@ class Subscriptions:
             ("topic", "group"),
         )
 
-    def _consumer(self, config: Config, sub: SubscriptionConfig, metrics: Metrics) -> Consumer:
-        key = stream_key(config, sub.topic)
-        stream = GroupStream(self.client, key, sub.topic, sub.group, consumer_name(sub.consumer))
-        app = AppClient(sub.endpoint, timeout=sub.delivery_timeout, connections=sub.concurrency)
+    def _consumers(
+        self, config: Config, sub: SubscriptionConfig, metrics: Metrics
+    ) -> list[Consumer]:
+        """One consumer per stream of the topic (each partition is a stream with its own
+        group); they share the subscription's counters and app health."""
         stats = SubscriptionStats(metrics, sub.topic, sub.group)
         protocol = protocol_for(sub.protocol, sub.topic, sub.pubsub_name)
-        return Consumer(sub, stream, app, protocol=protocol, stats=stats, tracer=self._tracer)
+        consumers = []
+        for key in stream_keys(config, sub.topic):
+            name = consumer_name(sub.consumer)
+            stream = GroupStream(self.client, key, sub.topic, sub.group, name)
+            app = AppClient(sub.endpoint, timeout=sub.delivery_timeout, connections=sub.concurrency)
+            consumer = Consumer(
+                sub, stream, app, protocol=protocol, stats=stats, tracer=self._tracer
+            )
+            consumers.append(consumer)
+        return consumers
 
     def redis(self) -> aioredis.Redis:
         """The client, for the dead-letter routes to share."""
@@ -111,7 +112,7 @@ class Subscriptions:
 
     async def start(self) -> None:
         for consumer in self.consumers:
-            self._tasks.spawn(f"consume:{consumer.stream.topic}", consumer.run())
+            self._tasks.spawn(f"consume:{consumer.stream.stream}", consumer.run())
         for template in self._discover:
             self._tasks.spawn("discover", self._discover_then_consume(template))
         self._tasks.spawn("lag", self._poll_lag())
@@ -127,26 +128,30 @@ class Subscriptions:
         for sub in found:
             if (sub.topic, sub.group) in known:
                 continue
-            consumer = self._consumer(self._config, sub, self._metrics)
-            self.consumers.append(consumer)
-            self._tasks.spawn(f"consume:{sub.topic}", consumer.run())
+            for consumer in self._consumers(self._config, sub, self._metrics):
+                self.consumers.append(consumer)
+                self._tasks.spawn(f"consume:{consumer.stream.stream}", consumer.run())
         log.info("subscriptions discovered", extra={"topics": [sub.topic for sub in found]})
 
     async def stop(self) -> None:
         await asyncio.gather(*(consumer.stop(self._grace) for consumer in self.consumers))
         await self._tasks.close()
-        await self.client.aclose()
+        await close_client(self.client)
 
     async def _poll_lag(self) -> None:
         while True:
+            # A partitioned topic's lag is the sum over its streams.
+            totals: dict[tuple[str, ...], float] = {}
             for consumer in self.consumers:
                 key = (consumer.stream.topic, consumer.stream.group)
                 try:
                     lag = await consumer.stream.lag()
                 except (RedisError, OSError):
+                    totals.setdefault(key, self._lag.get(key, 0.0))
                     continue
                 if lag is not None:
-                    self._lag[key] = float(lag)
+                    totals[key] = totals.get(key, 0.0) + float(lag)
+            self._lag = totals
             await asyncio.sleep(LAG_POLL_SECONDS)
 
     def health(self) -> Health | None:
@@ -158,7 +163,8 @@ class Subscriptions:
             for template in self._discover
         ]
         for consumer in self.consumers:
-            name = f"subscription {consumer.stream.topic}/{consumer.stream.group}"
+            stream = consumer.stream
+            name = f"subscription {stream.topic}/{stream.group} ({stream.stream})"
             if consumer.redis_error:
                 problems.append(f"{name}: {consumer.redis_error}")
             if consumer.stats.app_up is False:
@@ -176,6 +182,7 @@ class Subscriptions:
             {
                 "topic": c.stream.topic,
                 "group": c.stream.group,
+                "stream": c.stream.stream,
                 "consumer": c.stream.consumer,
                 "endpoint": c.app.endpoint,
                 "protocol": c.config.protocol,

@@ -73,6 +73,16 @@ def test_sentinel_mode_needs_sentinels() -> None:
     )
 
 
+def test_subscriptions_are_refused_in_cluster_mode_with_the_reason() -> None:
+    text = problems(
+        {
+            "SIDECAR_REDIS_MODE": "cluster",
+            "SIDECAR_MESSAGES_SUBSCRIPTIONS": "[{topic: orders, endpoint: 'http://127.0.0.1:8080/in'}]",
+        }
+    )
+    assert "messages.subscriptions: not supported with redis.mode cluster" in text
+
+
 def test_bad_seeds_and_partitions_are_named() -> None:
     text = problems(
         {

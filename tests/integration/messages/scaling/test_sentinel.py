@@ -20,7 +20,8 @@ from tests.integration.messages.scaling.support import (
     publishing,
     until,
 )
-from tests.integration.messages.support import delivered, make_config
+from tests.integration.messages.subscribe.app import ReceivingApp, eventually, subscription
+from tests.integration.messages.support import delivered, make_config, post, url
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +87,30 @@ async def test_no_sentinel_reachable_buffers_and_says_why(
         await pipeline.stop()
     assert health.ready  # publishes are buffered on disk meanwhile
     assert "no sentinel named a master" in health.reason
+
+
+async def test_a_subscription_follows_the_sentinels_through_a_failover(
+    tmp_path: Path, sentinel_group: SentinelGroup
+) -> None:
+    group = sentinel_group
+    app = ReceivingApp()
+    await app.start()
+    old_master = group.current_master()
+    pipeline = await start_pipeline(tmp_path, group, *subscription(app, "tasks"))
+    publish = url(pipeline, "/v1/topics/tasks/messages")
+    ids: list[str] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            for n in range(5):
+                ids += (await post(http, publish, {"data": {"n": n}}))[1]["ids"]
+            await eventually(lambda: set(app.ids()) == set(ids), "delivery before the failover")
+            old_master.kill()
+            group.wait_for_failover(old_master)
+            for n in range(5, 10):
+                ids += (await post(http, publish, {"data": {"n": n}}))[1]["ids"]
+            await eventually(
+                lambda: set(app.ids()) == set(ids), "delivery from the new master", timeout=60
+            )
+    finally:
+        await pipeline.stop()
+        await app.stop()
