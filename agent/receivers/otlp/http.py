@@ -26,6 +26,7 @@ from agent.core.http import ConnectionLimits, ServerRunner
 from agent.core.metrics import Metrics
 from agent.receivers.otlp.decode import Decoded
 from agent.receivers.otlp.intake import OtlpIntake, Refusal
+from agent.spans.encode.wire import varint
 
 TRACES_PATH = "/v1/traces"
 PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
@@ -40,16 +41,7 @@ def status_protobuf(code: int, message: str) -> bytes:
     """A google.rpc.Status message (code = 1, message = 2), written by hand: the runtime does
     not depend on googleapis-common-protos for two fields."""
     text = message.encode()
-    return b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return b"\x08" + varint(code) + b"\x12" + varint(len(text)) + text
 
 
 def success_body(decoded: Decoded, *, json: bool) -> bytes:

@@ -7,28 +7,22 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config.load import load_config
 from agent.config.tree import Config
 from agent.core.metrics import Metrics
 from agent.receivers.otlp.receiver import OtlpReceiver
 from agent.spans.pipeline import SpanPipeline
+from tests.integration.spans.helpers import pipeline_config
 
 
 def receiver_config(tmp_path: Path, endpoint: str, **settings: str) -> Config:
-    values = {
-        "data_dir": str(tmp_path / "data"),
-        "receivers.otlp.enabled": "true",
-        "receivers.otlp.http.listen": "127.0.0.1:0",
-        "receivers.otlp.grpc.listen": "127.0.0.1:0",
-        "export.endpoint": endpoint,
-        "export.timeout": "2s",
-        "export.batch.linger": "20ms",
-        "export.retry.initial_interval": "50ms",
-        "export.retry.max_interval": "300ms",
-        "shutdown_timeout": "8s",
+    """The span pipeline's test settings (no files to tail), with the receiver on free ports."""
+    receiver = {
+        "spans__paths": "",
+        "receivers__otlp__enabled": "true",
+        "receivers__otlp__http__listen": "127.0.0.1:0",
+        "receivers__otlp__grpc__listen": "127.0.0.1:0",
     }
-    values.update({key.replace("__", "."): value for key, value in settings.items()})
-    return load_config(environ={}, cli_overrides=[f"{k}={v}" for k, v in values.items()])
+    return pipeline_config(tmp_path, endpoint, **{**receiver, **settings})
 
 
 @dataclass
