@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -83,6 +84,21 @@ class AgentProcess:
         self._wait_for_200("/healthz", timeout)
         if wait_ready:
             self._wait_for_200("/readyz", timeout)
+        elif self.env.get("SIDECAR_MESSAGES_ENABLED", "true") != "false":
+            # The admin port opens first; the publish port once the message pipeline started.
+            eventually_sync(
+                self._proxy_listening,
+                timeout=timeout,
+                what="the agent's publish port",
+                abort=self.process.exit_reason,
+            )
+
+    def _proxy_listening(self) -> bool:
+        try:
+            socket.create_connection((LOOPBACK, self.proxy_port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def _wait_for_200(self, path: str, timeout: float) -> None:
         def answers() -> bool:
