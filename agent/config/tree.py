@@ -19,6 +19,7 @@ SpanFormat = Literal["auto", "jobfirst", "span-json", "otlp-json", "otel-sdk"]
 Layout = Literal["jobfirst", "fields", "raw"]
 AckMode = Literal["disk", "redis", "memory"]
 WhenFull = Literal["block", "reject"]
+ContainerLogs = Literal["none", "cri", "docker", "auto"]
 EventLoop = Literal["auto", "asyncio"]
 SAMPLER_NAMES = (
     "always_on",
@@ -113,6 +114,11 @@ class SpansConfig:
     format: SpanFormat = setting("auto", "Input format of every path not named in path_formats.")
     path_formats: dict[str, str] = setting(
         {}, "Per-glob format override, glob=format (e.g. /logs/api/*.log=jobfirst)."
+    )
+    container_logs: ContainerLogs = setting(
+        "none",
+        "Files are container runtime logs to unwrap before the span format: cri (kubelet's "
+        "/var/log/pods), docker (json-file), auto (per file, from its first line), none.",
     )
     start_at: Literal["beginning", "end"] = setting(
         "beginning",

@@ -31,6 +31,7 @@ from agent.core.deadletter import DeadLetterFile
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError
 from agent.spans.decode.assemble import OpenSpanExchange
+from agent.spans.decode.container import unwrapping
 from agent.spans.decode.registry import make_decoder
 from agent.spans.export.outbound import (
     ExportStages,
@@ -132,14 +133,16 @@ class Shipper:
         self._input_done = False
         self._all_settled = asyncio.Event()
 
-    def decoder(self) -> Decoder:
-        return make_decoder(
+    def decoder(self, path: Path) -> Decoder:
+        spans = self.config.spans
+        decoder = make_decoder(
             self.fmt,
-            orphan_timeout_ns=int(self.config.spans.orphan_timeout * 1e9),
+            orphan_timeout_ns=int(spans.orphan_timeout * 1e9),
             default_service=None,
-            max_line_bytes=self.config.spans.max_line_bytes,
+            max_line_bytes=spans.max_line_bytes,
             exchange=self.exchange,
         )
+        return unwrapping(decoder, str(path), self.config)
 
     def _settled(self, token: Token, outcome: Outcome) -> None:
         self._settled_spans += sum(token.values())
@@ -171,7 +174,7 @@ class Shipper:
         # file (the next one of a rotated set, given oldest first) may hold their end lines.
         opened: list[tuple[Decoder, str]] = []
         for path in files:
-            decoder = self.decoder()
+            decoder = self.decoder(path)
             await self._read_file(path, decoder, advance)
             if decoder.pending:  # else nothing to close, nor for a later file to end
                 opened.append((decoder, str(path)))

@@ -38,6 +38,7 @@ from agent.core.lifecycle import STARTING, STOPPED, Health, TaskSupervisor
 from agent.core.metrics import Metrics
 from agent.core.retry import PermanentError, sleep_unless_stopped
 from agent.spans.decode.assemble import OpenSpanExchange
+from agent.spans.decode.container import unwrapping
 from agent.spans.decode.registry import make_decoder
 from agent.spans.delivery.book import (
     DecoderFactory,
@@ -82,13 +83,14 @@ def decoders_for(config: Config, exchange: OpenSpanExchange | None = None) -> De
 
     def make(path: str) -> Decoder:
         fmt = next((fmt for glob, fmt in patterns if fnmatch.fnmatch(path, glob)), spans.format)
-        return make_decoder(
+        decoder = make_decoder(
             fmt,
             orphan_timeout_ns=orphan_timeout_ns,
             default_service=None,
             max_line_bytes=spans.max_line_bytes,
             exchange=exchange,
         )
+        return unwrapping(decoder, path, config)  # itself unless spans.container_logs is set
 
     return make
 

@@ -1,0 +1,280 @@
+"""Container logs: span lines a service printed to stdout, read where the runtime keeps them.
+
+    decoder = ContainerLogDecoder(inner, runtime="cri", source=pod_source(path), ...)
+
+The wrapper unwraps each runtime line and hands the service's own lines to `inner`, the
+decoder of the span format (any of them, `auto` included), which never sees the wrapping:
+
+- **CRI** (containerd, CRI-O; kubelet's `/var/log/pods/...`): ``<RFC3339Nano time> <stdout|stderr>
+  <P|F> <text>``. The runtime cuts long lines into `P` (partial) pieces, 16 KiB each, ended by
+  one `F` piece; the pieces are joined per stream (stdout and stderr interleave freely).
+- **Docker json-file** (``<id>-json.log``): ``{"log":"<text>\\n","stream":"stdout","time":"..."}``.
+  Docker cuts long lines at 16 KiB too: a `log` without its trailing newline is a piece.
+- ``auto`` decides once per file from its first line (a JSON object with `log` is Docker's, a
+  line that parses as CRI is CRI's); a file in neither shape is read as bare lines.
+
+A line that is not in the wrapper's shape is dead-lettered (`not_cri`, `not_docker_json`) like
+any malformed record; a line joined from pieces over `max_line_bytes` is `line_too_long` (its
+first KiB kept) and the rest of its pieces are dropped. Pieces waiting for their end are part
+of `snapshot()`, so a restart between a `P` and its `F` loses and repeats nothing.
+
+Resource attributes from the path (`agent.spans.decode.podpath`) are added to every span whose
+record does not set them; `service.name` falls back to the container's name when neither the
+record nor the config names one.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+
+from agent.spans.decode.podpath import container_name, pod_attributes
+from agent.spans.encode.resources import make_key
+from agent.spans.model import AttrValue, DeadLetter, DecodeResult, Span
+from agent.spans.types import Decoder, DirectItem, DirectWriter, EncodedSpan, ResourceKey
+
+if TYPE_CHECKING:
+    from agent.config.tree import Config
+
+Runtime = Literal["cri", "docker", "auto"]
+RUNTIMES: tuple[str, ...] = ("none", "cri", "docker", "auto")
+RAW_KEPT = 1024
+# <time> <stream> <tag> <text>: the tag is P or F (newer kubelets may add more, ':'-separated).
+_CRI = re.compile(rb"^(\S+) (stdout|stderr) ([A-Z](?::\S*)?) ?(.*)$", re.DOTALL)
+
+
+class ContainerLogDecoder:
+    def __init__(
+        self,
+        inner: Decoder,
+        runtime: Runtime,
+        *,
+        max_line_bytes: int,
+        attributes: dict[str, AttrValue] | None = None,
+        fallback_service: str | None = None,
+    ) -> None:
+        self.inner = inner
+        self.format = inner.format
+        self._runtime: str | None = None if runtime == "auto" else runtime
+        self._max = max_line_bytes
+        self._attributes = dict(attributes or {})
+        self._fallback_service = fallback_service
+        self._partial: dict[str, bytearray] = {}
+        self._dropping: set[str] = set()  # streams whose current line went over the limit
+        self._keys: dict[ResourceKey, ResourceKey] = {}
+
+    # -- the Decoder contract ---------------------------------------------------------------
+
+    def feed(self, line: bytes, now_ns: int) -> DecodeResult:
+        return self.feed_many((line,), now_ns)
+
+    def feed_many(self, lines: Iterable[bytes], now_ns: int) -> DecodeResult:
+        unwrapped = DecodeResult()
+        texts = self._unwrap(lines, unwrapped)
+        result = self.inner.feed_many(texts, now_ns)
+        self._label_spans(result.spans)
+        result.merge_counts(unwrapped)
+        return result
+
+    def feed_direct(
+        self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
+    ) -> list[DirectItem]:
+        texts = self._unwrap(lines, into)
+        items = self.inner.feed_direct(texts, now_ns, direct, into)
+        return self._label_items(items)
+
+    def expire(self, now_ns: int) -> DecodeResult:
+        result = self.inner.expire(now_ns)
+        self._label_spans(result.spans)
+        return result
+
+    def snapshot(self) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        inner = self.inner.snapshot()
+        if inner:
+            state["inner"] = inner
+        if self._partial:
+            state["partial"] = {
+                stream: base64.b64encode(bytes(piece)).decode()
+                for stream, piece in self._partial.items()
+            }
+        if self._dropping:
+            state["dropping"] = sorted(self._dropping)
+        if self._runtime is not None:
+            state["runtime"] = self._runtime
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        inner = state.get("inner")
+        if isinstance(inner, dict) and inner:
+            self.inner.restore(inner)
+        partial = state.get("partial")
+        if isinstance(partial, dict):
+            self._partial = {
+                str(stream): bytearray(base64.b64decode(text))
+                for stream, text in partial.items()
+                if isinstance(text, str)
+            }
+        dropping = state.get("dropping")
+        if isinstance(dropping, list):
+            self._dropping = {str(stream) for stream in dropping}
+        runtime = state.get("runtime")
+        if runtime in ("cri", "docker", "bare") and self._runtime is None:
+            self._runtime = runtime
+
+    @property
+    def pending(self) -> int:
+        return self.inner.pending + len(self._partial) + len(self._dropping)
+
+    # -- unwrapping -------------------------------------------------------------------------
+
+    def _unwrap(self, lines: Iterable[bytes], into: DecodeResult) -> list[bytes]:
+        texts: list[bytes] = []
+        for line in lines:
+            if self._runtime is None:
+                self._runtime = _detect(line)
+            if self._runtime == "cri":
+                self._cri(line, texts, into)
+            elif self._runtime == "docker":
+                self._docker(line, texts, into)
+            else:
+                texts.append(line)
+        return texts
+
+    def _cri(self, line: bytes, texts: list[bytes], into: DecodeResult) -> None:
+        match = _CRI.match(line)
+        if match is None:
+            if line.strip():
+                into.dead.append(_not_wrapped("not_cri", "not a CRI log line", line))
+            else:
+                into.skipped += 1
+            return
+        stream = match.group(2).decode()
+        partial = match.group(3)[:1] == b"P"
+        self._piece(stream, match.group(4), partial, texts, into)
+
+    def _docker(self, line: bytes, texts: list[bytes], into: DecodeResult) -> None:
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            record = None
+        text = record.get("log") if isinstance(record, dict) else None
+        if not isinstance(text, str):
+            if line.strip():
+                detail = 'not a Docker json-file line ({"log": "...", "stream": ...})'
+                into.dead.append(_not_wrapped("not_docker_json", detail, line))
+            else:
+                into.skipped += 1
+            return
+        stream = record.get("stream")
+        data = text.encode("utf-8", "surrogatepass")
+        partial = not data.endswith(b"\n")
+        if not partial:
+            data = data[:-1]
+        self._piece(stream if isinstance(stream, str) else "stdout", data, partial, texts, into)
+
+    def _piece(
+        self, stream: str, text: bytes, partial: bool, texts: list[bytes], into: DecodeResult
+    ) -> None:
+        """One runtime piece of the service's line on `stream`; a whole line goes to `texts`."""
+        if stream in self._dropping:
+            if not partial:
+                self._dropping.discard(stream)
+            return
+        held = self._partial.get(stream)
+        if held is None and not partial:
+            texts.append(text.removesuffix(b"\r"))
+            return
+        if held is None:
+            held = self._partial[stream] = bytearray()
+        if len(held) + len(text) > self._max:
+            into.dead.append(
+                DeadLetter(
+                    "line_too_long",
+                    f"a line joined from {stream} pieces is over spans.max_line_bytes "
+                    f"({self._max}); its first {RAW_KEPT} bytes are kept",
+                    bytes(held[:RAW_KEPT]) if held else text[:RAW_KEPT],
+                )
+            )
+            del self._partial[stream]
+            if partial:
+                self._dropping.add(stream)
+            return
+        held += text
+        if not partial:
+            del self._partial[stream]
+            texts.append(bytes(held).removesuffix(b"\r"))
+
+    # -- resource attributes ----------------------------------------------------------------
+
+    def _label_spans(self, spans: list[Span]) -> None:
+        if not self._attributes and self._fallback_service is None:
+            return
+        for span in spans:
+            for name, value in self._attributes.items():
+                span.resource.setdefault(name, value)
+            if span.service_name is None and "service.name" not in span.resource:
+                span.service_name = self._fallback_service
+
+    def _label_items(self, items: list[DirectItem]) -> list[DirectItem]:
+        if not self._attributes and self._fallback_service is None:
+            return items
+        spans = [item for item in items if isinstance(item, Span)]
+        self._label_spans(spans)
+        return [item if isinstance(item, Span) else self._label_encoded(item) for item in items]
+
+    def _label_encoded(self, item: EncodedSpan) -> EncodedSpan:
+        key, body = item
+        labelled = self._keys.get(key)
+        if labelled is None:
+            if len(self._keys) >= 256:
+                self._keys.clear()
+            labelled = self._keys[key] = self._merge_key(key)
+        return labelled, body
+
+    def _merge_key(self, key: ResourceKey) -> ResourceKey:
+        service, frozen, scope_name, scope_version = key
+        own = {name for name, _ in frozen}
+        extra = {name: value for name, value in self._attributes.items() if name not in own}
+        if service is None and "service.name" not in own:
+            service = self._fallback_service
+        if not extra:
+            return service, frozen, scope_name, scope_version
+        merged = make_key(service, extra, scope_name, scope_version)
+        return service, tuple(sorted(frozen + merged[1])), scope_name, scope_version
+
+
+def unwrapping(inner: Decoder, path: str, config: Config) -> Decoder:
+    """`inner` behind the runtime's unwrapping (`spans.container_logs`), with the pod's
+    attributes from `path`; `inner` itself when the setting is `none`."""
+    runtime = config.spans.container_logs
+    if runtime == "none":
+        return inner
+    attributes = pod_attributes(path)
+    return ContainerLogDecoder(
+        inner,
+        runtime,
+        max_line_bytes=config.spans.max_line_bytes,
+        attributes=attributes,
+        fallback_service=None if config.service.name else container_name(attributes),
+    )
+
+
+def _detect(line: bytes) -> str:
+    if line[:1] == b"{":
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return "bare"
+        if isinstance(record, dict) and isinstance(record.get("log"), str):
+            return "docker"
+        return "bare"
+    return "cri" if _CRI.match(line) else "bare"
+
+
+def _not_wrapped(reason: str, detail: str, line: bytes) -> DeadLetter:
+    return DeadLetter(reason, detail, line[:RAW_KEPT] if len(line) > RAW_KEPT else line)
