@@ -60,8 +60,10 @@ class Row:
         return statistics.median(self.rates)
 
 
-async def run_agent(log_file: Path, sink: Sink, workdir: Path, spans: int, fmt: str) -> float:
-    """CPU seconds the agent takes to ship `log_file`."""
+async def run_agent(
+    log_file: Path, sink: Sink, workdir: Path, spans: int, fmt: str, *extra: str
+) -> float:
+    """CPU seconds the agent takes to ship `log_file` (`extra`: more config overrides)."""
     data_dir = workdir / "agent-data"
     shutil.rmtree(data_dir, ignore_errors=True)
     config = load_config(
@@ -74,6 +76,7 @@ async def run_agent(log_file: Path, sink: Sink, workdir: Path, spans: int, fmt: 
             f"export.batch.max_spans={BATCH_SPANS}",
             f"export.max_in_flight={IN_FLIGHT}",
             "export.batch.linger=50ms",
+            *extra,
         ],
     )
     pipeline = SpanPipeline(config, Metrics(), data_dir)

@@ -26,7 +26,6 @@ record nor the config names one.
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,7 +34,7 @@ import orjson
 from agent.spans.decode.podpath import container_name, pod_attributes
 from agent.spans.encode.resources import make_key
 from agent.spans.model import AttrValue, DeadLetter, DecodeResult, Span
-from agent.spans.types import Decoder, DirectItem, DirectWriter, EncodedSpan, ResourceKey
+from agent.spans.types import Decoder, DirectItem, DirectWriter, ResourceKey
 
 if TYPE_CHECKING:
     from agent.config.tree import Config
@@ -44,7 +43,8 @@ Runtime = Literal["cri", "docker", "auto"]
 RUNTIMES: tuple[str, ...] = ("none", "cri", "docker", "auto")
 RAW_KEPT = 1024
 # <time> <stream> <tag> <text>: the tag is P or F (newer kubelets may add more, ':'-separated).
-_CRI = re.compile(rb"^(\S+) (stdout|stderr) ([A-Z](?::\S*)?) ?(.*)$", re.DOTALL)
+_CRI_STREAMS = frozenset((b"stdout", b"stderr"))
+_CRI_TAGS = frozenset((b"P", b"F"))  # newer kubelets may append ':'-separated flags
 
 
 class ContainerLogDecoder:
@@ -133,49 +133,68 @@ class ContainerLogDecoder:
     # -- unwrapping -------------------------------------------------------------------------
 
     def _unwrap(self, lines: Iterable[bytes], into: DecodeResult) -> list[bytes]:
+        if self._runtime is None:
+            lines = list(lines)
+            if not lines:
+                return []
+            self._runtime = _detect(lines[0])
+        if self._runtime == "cri":
+            return self._cri(lines, into)
+        if self._runtime == "docker":
+            return self._docker(lines, into)
+        return list(lines)
+
+    def _cri(self, lines: Iterable[bytes], into: DecodeResult) -> list[bytes]:
         texts: list[bytes] = []
+        append = texts.append
         for line in lines:
-            if self._runtime is None:
-                self._runtime = _detect(line)
-            if self._runtime == "cri":
-                self._cri(line, texts, into)
-            elif self._runtime == "docker":
-                self._docker(line, texts, into)
+            parts = line.split(b" ", 3)
+            # <time> <stream> <tag> <text>; the text may be empty (and its space missing).
+            if len(parts) < 3 or parts[1] not in _CRI_STREAMS or parts[2][:1] not in _CRI_TAGS:
+                if line.strip():
+                    into.dead.append(_not_wrapped("not_cri", "not a CRI log line", line))
+                else:
+                    into.skipped += 1
+                continue
+            text = parts[3] if len(parts) == 4 else b""
+            partial = parts[2][:1] == b"P"
+            if not partial and not self._partial and not self._dropping:
+                append(text[:-1] if text[-1:] == b"\r" else text)
             else:
-                texts.append(line)
+                self._piece(parts[1].decode(), text, partial, texts, into)
         return texts
 
-    def _cri(self, line: bytes, texts: list[bytes], into: DecodeResult) -> None:
-        match = _CRI.match(line)
-        if match is None:
-            if line.strip():
-                into.dead.append(_not_wrapped("not_cri", "not a CRI log line", line))
+    def _docker(self, lines: Iterable[bytes], into: DecodeResult) -> list[bytes]:
+        texts: list[bytes] = []
+        append = texts.append
+        loads = orjson.loads
+        for line in lines:
+            try:
+                record = loads(line)
+                text = record["log"]
+                data = text.encode()
+            except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
+                self._not_docker(line, into)
+                continue
+            except UnicodeEncodeError:  # a lone surrogate: the span format names the problem
+                data = text.encode("utf-8", "surrogatepass")
+            if data[-1:] == b"\n":
+                if not self._partial and not self._dropping:
+                    append(data[:-2] if data[-2:-1] == b"\r" else data[:-1])
+                    continue
+                partial, data = False, data[:-1]
             else:
-                into.skipped += 1
-            return
-        stream = match.group(2).decode()
-        partial = match.group(3)[:1] == b"P"
-        self._piece(stream, match.group(4), partial, texts, into)
+                partial = True
+            stream = record.get("stream")
+            self._piece(stream if type(stream) is str else "stdout", data, partial, texts, into)
+        return texts
 
-    def _docker(self, line: bytes, texts: list[bytes], into: DecodeResult) -> None:
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            record = None
-        text = record.get("log") if isinstance(record, dict) else None
-        if not isinstance(text, str):
-            if line.strip():
-                detail = 'not a Docker json-file line ({"log": "...", "stream": ...})'
-                into.dead.append(_not_wrapped("not_docker_json", detail, line))
-            else:
-                into.skipped += 1
-            return
-        stream = record.get("stream")
-        data = text.encode("utf-8", "surrogatepass")
-        partial = not data.endswith(b"\n")
-        if not partial:
-            data = data[:-1]
-        self._piece(stream if isinstance(stream, str) else "stdout", data, partial, texts, into)
+    def _not_docker(self, line: bytes, into: DecodeResult) -> None:
+        if line.strip():
+            detail = 'not a Docker json-file line ({"log": "...", "stream": ...})'
+            into.dead.append(_not_wrapped("not_docker_json", detail, line))
+        else:
+            into.skipped += 1
 
     def _piece(
         self, stream: str, text: bytes, partial: bool, texts: list[bytes], into: DecodeResult
@@ -223,18 +242,19 @@ class ContainerLogDecoder:
     def _label_items(self, items: list[DirectItem]) -> list[DirectItem]:
         if not self._attributes and self._fallback_service is None:
             return items
-        spans = [item for item in items if isinstance(item, Span)]
-        self._label_spans(spans)
-        return [item if isinstance(item, Span) else self._label_encoded(item) for item in items]
-
-    def _label_encoded(self, item: EncodedSpan) -> EncodedSpan:
-        key, body = item
-        labelled = self._keys.get(key)
-        if labelled is None:
-            if len(self._keys) >= 256:
-                self._keys.clear()
-            labelled = self._keys[key] = self._merge_key(key)
-        return labelled, body
+        keys = self._keys
+        for index, item in enumerate(items):
+            if type(item) is tuple:
+                key, body = item
+                labelled = keys.get(key)
+                if labelled is None:
+                    if len(keys) >= 256:
+                        keys.clear()
+                    labelled = keys[key] = self._merge_key(key)
+                items[index] = (labelled, body)
+            else:
+                self._label_spans([item])  # type: ignore[list-item]
+        return items
 
     def _merge_key(self, key: ResourceKey) -> ResourceKey:
         service, frozen, scope_name, scope_version = key
@@ -273,7 +293,9 @@ def _detect(line: bytes) -> str:
         if isinstance(record, dict) and isinstance(record.get("log"), str):
             return "docker"
         return "bare"
-    return "cri" if _CRI.match(line) else "bare"
+    parts = line.split(b" ", 3)
+    cri = len(parts) >= 3 and parts[1] in _CRI_STREAMS and parts[2][:1] in _CRI_TAGS
+    return "cri" if cri else "bare"
 
 
 def _not_wrapped(reason: str, detail: str, line: bytes) -> DeadLetter:
