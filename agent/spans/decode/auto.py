@@ -110,16 +110,19 @@ class AutoDecoder(LineFeeder):
         keys as `feed` does; JobFirst lines, multi-line objects and other lines through
         `feed`."""
         out: list[DirectItem] = []
+        # Lines for the general path (JobFirst lines, multi-line objects, other logs) share one
+        # result; its spans join `out` before the next direct span, so the order is the input's.
+        general = DecodeResult()
         service, limit = self.default_service, self.max_line_bytes
         for line in lines:
             obj = None
-            if (
-                line[:1] == b"{"
-                and b"race" in line
-                and len(line) <= limit
-                and not self.sdk.pending
-                and (MARKER_TAIL not in line or MARKER.search(line) is None)
-            ):
+            if line[:1] == b"{" and b"race" in line and len(line) <= limit and not self.sdk.pending:
+                if MARKER_TAIL in line and MARKER.search(line) is not None:
+                    self.jobfirst.decode_line(line, now_ns, general)  # what feed_into does
+                    continue
+                if general.spans:
+                    out.extend(general.spans)
+                    general.spans = []
                 if line[:16] == _OTLP_REQUEST and otlp_line(line, service, direct, out):
                     continue  # OTLP/JSON requests go straight into Structs, as for otlp-json
                 try:
@@ -132,7 +135,9 @@ class AutoDecoder(LineFeeder):
                     if _DIRECT[route](obj, service, direct, out):
                         continue
                     into.fallbacks += 1
-            self.feed_general(line, now_ns, into, out)
+            self.feed_into(line, now_ns, general)
+        out.extend(general.spans)
+        into.merge_counts(general)
         return out
 
     def expire(self, now_ns: int) -> DecodeResult:
