@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 from agent.spans.decode.podpath import container_name, pod_attributes
-from agent.spans.encode.resources import make_key
+from agent.spans.encode.resources import make_key, share_resource
 from agent.spans.model import AttrValue, DeadLetter, DecodeResult, Span
 from agent.spans.types import Decoder, DirectItem, DirectWriter, ResourceKey
 
@@ -61,7 +61,7 @@ class ContainerLogDecoder:
         self.format = inner.format
         self._runtime: str | None = None if runtime == "auto" else runtime
         self._max = max_line_bytes
-        self._attributes = dict(attributes or {})
+        self._attributes = share_resource(dict(attributes or {}))
         self._fallback_service = fallback_service
         self._partial: dict[str, bytearray] = {}
         self._dropping: set[str] = set()  # streams whose current line went over the limit
@@ -233,11 +233,16 @@ class ContainerLogDecoder:
     def _label_spans(self, spans: list[Span]) -> None:
         if not self._attributes and self._fallback_service is None:
             return
+        shared = self._attributes
         for span in spans:
-            for name, value in self._attributes.items():
-                span.resource.setdefault(name, value)
-            if span.service_name is None and "service.name" not in span.resource:
+            own = span.resource
+            if span.service_name is None and "service.name" not in own:
                 span.service_name = self._fallback_service
+            if not own:
+                span.resource = shared  # one dict for the file's spans, frozen once
+            else:
+                for name, value in shared.items():
+                    own.setdefault(name, value)
 
     def _label_items(self, items: list[DirectItem]) -> list[DirectItem]:
         if not self._attributes and self._fallback_service is None:

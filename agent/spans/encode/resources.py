@@ -53,6 +53,23 @@ def _thaw(frozen: Any) -> AttrValue:
     return payload  # type: ignore[no-any-return]
 
 
+_SHARED: dict[int, tuple[Attributes, tuple[tuple[str, Hashable], ...]]] = {}
+_SHARED_LIMIT = 4096
+
+
+def share_resource(resource: Attributes) -> Attributes:
+    """Declare `resource` one dict that many spans hold and nobody mutates any more (a file's
+    pod attributes): `make_key` freezes it once instead of once per span."""
+    if len(_SHARED) >= _SHARED_LIMIT:
+        _SHARED.clear()  # only a cache: a dict not found is frozen again
+    _SHARED[id(resource)] = (resource, _frozen(resource))
+    return resource
+
+
+def _frozen(resource: Attributes) -> tuple[tuple[str, Hashable], ...]:
+    return tuple(sorted((k, _freeze(v)) for k, v in resource.items()))
+
+
 def resource_key(span: Span) -> ResourceKey:
     """Spans with equal keys share one ResourceSpans/ScopeSpans in a request."""
     return make_key(span.service_name, span.resource, span.scope_name, span.scope_version)
@@ -62,7 +79,11 @@ def make_key(
     service: str | None, resource: Attributes, scope_name: str, scope_version: str
 ) -> ResourceKey:
     """The key of spans with these resource attributes (`service.name` taken out) and scope."""
-    frozen = tuple(sorted((k, _freeze(v)) for k, v in resource.items())) if resource else ()
+    if not resource:
+        return (service, (), scope_name, scope_version)
+    shared = _SHARED.get(id(resource))
+    # The entry holds the dict, so its id cannot have been reused by another object.
+    frozen = shared[1] if shared is not None and shared[0] is resource else _frozen(resource)
     return (service, frozen, scope_name, scope_version)
 
 
