@@ -32,7 +32,7 @@ from typing import Any
 
 from agent.config.tree import Config
 from agent.core.deadletter import DeadLetterFile
-from agent.core.diskqueue.observe import queue_faults, queue_trouble, register_queue_metrics
+from agent.core.diskqueue.observe import queue_faults
 from agent.core.diskqueue.queue import DiskQueue
 from agent.core.lifecycle import STARTING, STOPPED, Health, TaskSupervisor
 from agent.core.metrics import Metrics
@@ -58,6 +58,7 @@ from agent.spans.export.outbound import (
 )
 from agent.spans.export.sender import Outcome
 from agent.spans.model import DecodeResult, Span
+from agent.spans.observe import export_health, register_span_gauges
 from agent.spans.tail.oversize import SpillDirectory
 from agent.spans.tail.tailer import LineBatch, Tailer
 from agent.spans.types import Decoder, EncodedSpan
@@ -364,38 +365,7 @@ class SpanPipeline:
             return self._supervisor.failure_health()
         if self.sender.failed:
             return self.sender.failure_health()
-        records, spans, older, age = self.sender.queue_depth()
-        details: dict[str, Any] = {"spans_queued": spans, "batches_queued": records}
-        if age is not None:
-            details["oldest_queued_seconds"] = round(age)
-        trouble = queue_trouble("spans", self.queue.stats(), details)
-        if trouble is not None:
-            return trouble
-        if self.sender.healthy:
-            state = "idle" if self.tailer is None else "running"
-            if self.sender.waiting_for_space:
-                state = "backpressure"
-            return Health(ready=True, state=state, details=details)
-        return Health(
-            ready=True,
-            state="backpressure" if self.sender.waiting_for_space else "buffering",
-            reason=self._outage_reason(spans, older, age),
-            details=details,
-            dependency_ok=False,
-        )
-
-    def _outage_reason(self, spans: int, older_batches: int, age: float | None) -> str:
-        error = self.sender.last_error
-        if not error.startswith("otlp endpoint"):
-            error = f"otlp endpoint failing: {error}"
-        reason = f"{error}; {spans:,} spans queued"
-        if older_batches:
-            reason += f" (+{older_batches:,} batches from before the restart)"
-        if age is not None:
-            reason += f", oldest {age:.0f}s"
-        if self.sender.waiting_for_space:
-            reason += "; disk queue full, reading paused"
-        return reason
+        return export_health(self.sender, self.queue, reading=self.tailer is not None)
 
     def summary(self) -> dict[str, Any]:
         records, spans, _, _ = self.sender.queue_depth()
@@ -422,25 +392,4 @@ class SpanPipeline:
         }
 
     def _register_gauges(self, metrics: Metrics) -> None:
-        register_queue_metrics(metrics, "spans", self.queue.stats)
-
-        def queue_gauges() -> dict[tuple[str, ...], float]:
-            records, spans, _, age = self.sender.queue_depth()
-            return {("batches",): records, ("spans",): spans, ("oldest_age_seconds",): age or 0.0}
-
-        metrics.gauge_callback(
-            "span_export_queue",
-            "The span disk queue: batches, spans (put by this process), age of the oldest.",
-            queue_gauges,
-            ("measure",),
-        )
-        metrics.gauge_callback(
-            "span_export_endpoint_up",
-            "1 while OTLP exports succeed, 0 from a failure until the next success.",
-            lambda: {(): 1.0 if self.sender.healthy else 0.0},
-        )
-        metrics.gauge_callback(
-            "span_spans_in_flight",
-            "Spans read but not yet delivered, sampled out or dead-lettered.",
-            lambda: {(): float(self.book.outstanding)},
-        )
+        register_span_gauges(metrics, self.sender, self.queue, lambda: self.book.outstanding)
