@@ -148,5 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(config.log.level, config.log.format, redact=Redactor.for_config(config).text)
     from agent.app import run_until_signalled
     from agent.core.eventloop import run
+    from agent.core.garbage import tune_garbage_collector
 
+    tune_garbage_collector()
     return run(run_until_signalled(config), config.event_loop)
