@@ -113,13 +113,10 @@ class AutoDecoder(LineFeeder):
         service, limit = self.default_service, self.max_line_bytes
         for line in lines:
             obj = None
-            if (
-                line[:1] == b"{"
-                and b"race" in line
-                and len(line) <= limit
-                and not self.sdk.pending
-                and (MARKER_TAIL not in line or MARKER.search(line) is None)
-            ):
+            if MARKER_TAIL in line and not self.sdk.pending and MARKER.search(line) is not None:
+                self.jobfirst.decode_direct(line, now_ns, direct, into, out)
+                continue
+            if line[:1] == b"{" and b"race" in line and len(line) <= limit and not self.sdk.pending:
                 if line[:16] == _OTLP_REQUEST and otlp_line(line, service, direct, out):
                     continue  # OTLP/JSON requests go straight into Structs, as for otlp-json
                 try:
