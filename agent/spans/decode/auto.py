@@ -12,6 +12,11 @@ Order of checks, cheapest first:
    `trace_id` + `span_id` + `name` → span-json. Anything else is a log line that
    mentions a trace and is skipped; a line that looked like JSON with a trace but does
    not parse is a dead letter (`malformed_json`).
+
+The direct path (`feed_direct`) answers the same for every line, but keeps the file's
+format once a span record has decided it (`decided`): a span-json record is recognised by
+one test of its keys, and only a record that does not fit is routed from scratch, which
+decides again, so a file that mixes formats keeps working.
 """
 
 from __future__ import annotations
