@@ -267,10 +267,10 @@ class JobFirstDecoder(LineFeeder):
             parsed = parse_line(load_object(line))
             if parsed is None:
                 into.skipped += 1
-            elif parsed.kind != END or not end_direct(
-                self.assembler, parsed, self.traces, direct, out
-            ):
-                into.fallbacks += parsed.kind == END
+            elif parsed.kind != END:
+                self.assembler.add(parsed, line, now_ns, into)
+            elif not end_direct(self.assembler, parsed, self.traces, direct, out):
+                into.fallbacks += 1
                 self.assembler.add(parsed, line, now_ns, into)
         except Exception as exc:  # feed must never raise on input
             into.dead.append(dead_letter_for(exc, line))
