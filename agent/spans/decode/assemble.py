@@ -296,16 +296,17 @@ class JobFirstAssembler:
             if not spans:
                 del self._by_name[key]
 
+    def open_to_end(self, trace: str, span: str, name: str) -> _Open | None:
+        """The open span an end line closes, when this assembler alone holds all of it (no
+        events of its name waiting): what the direct path writes without `_end`'s rarer
+        cases. Nothing changes until `take_open`."""
+        if self._waiting and (trace, name) in self._waiting:
+            return None
+        return self._open.get((trace, span))
+
     def _span(self, opened: _Open, end: int) -> Span:
         trace, start = opened.trace, opened.start_ns
-        attributes: Attributes = {"jobfirst.trace_id": trace, "jobfirst.span_id": opened.span}
-        attributes.update(opened.attributes)
-        kind = KIND_INTERNAL
-        http = _HTTP_NAME.fullmatch(opened.name)
-        if http is not None:
-            kind = KIND_SERVER
-            attributes.setdefault("http.method", http.group(1))
-            attributes.setdefault("http.route", http.group(2))
+        attributes, kind = span_attributes(opened, opened.attributes)
         events = [
             SpanEvent(min(max(e.time_ns, start), end), e.name, e.attributes) for e in opened.events
         ]
@@ -381,6 +382,19 @@ class JobFirstAssembler:
                 self._waiting_count += len(events)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad jobfirst decoder state: {exc}") from exc
+
+
+def span_attributes(opened: _Open, extra: Attributes) -> tuple[Attributes, int]:
+    """A finished span's attributes (the original IDs, then `extra`: its lines' fields) and
+    its kind: SERVER with `http.*` for the Gin middleware's "GET /path" names."""
+    attributes: Attributes = {"jobfirst.trace_id": opened.trace, "jobfirst.span_id": opened.span}
+    attributes.update(extra)
+    http = _HTTP_NAME.fullmatch(opened.name)
+    if http is None:
+        return attributes, KIND_INTERNAL
+    attributes.setdefault("http.method", http.group(1))
+    attributes.setdefault("http.route", http.group(2))
+    return attributes, KIND_SERVER
 
 
 def _event_state(event: _Event) -> list[Any]:

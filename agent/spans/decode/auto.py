@@ -12,6 +12,11 @@ Order of checks, cheapest first:
    `trace_id` + `span_id` + `name` → span-json. Anything else is a log line that
    mentions a trace and is skipped; a line that looked like JSON with a trace but does
    not parse is a dead letter (`malformed_json`).
+
+The direct path (`feed_direct`) answers the same for every line, but keeps the file's
+format once a span record has decided it (`decided`): a span-json record is recognised by
+one test of its keys, and only a record that does not fit is routed from scratch, which
+decides again, so a file that mixes formats keeps working.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from agent.spans.decode.common import (
 )
 from agent.spans.decode.direct import otlp_line, otlp_request
 from agent.spans.decode.direct_sdk import go_span, python_span
-from agent.spans.decode.jobfirst import MARKER, MARKER_TAIL, JobFirstDecoder
+from agent.spans.decode.jobfirst import MARKER, MARKER_TAIL, JobFirstDecoder, has_marker
 from agent.spans.decode.otelsdk import OtelSdkDecoder, load_sdk_object, span_from_sdk_obj
 from agent.spans.decode.otlpjson import OtlpJsonDecoder
 from agent.spans.decode.spanjson import span_from_obj
@@ -38,6 +43,8 @@ from agent.spans.model import DecodeResult
 from agent.spans.types import DirectItem, DirectWriter
 
 _OTLP_REQUEST = b'{"resourceSpans"'
+_OTLP_KEYS = frozenset(("resourceSpans", "resource_spans", "scopeSpans", "scope_spans"))
+_NOT_SPAN_JSON = _OTLP_KEYS | {"SpanContext", "context"}  # what routes a record elsewhere
 
 
 class AutoDecoder(LineFeeder):
@@ -68,6 +75,8 @@ class AutoDecoder(LineFeeder):
             max_line_bytes=max_line_bytes,
             max_object_bytes=max_object_bytes,
         )
+        self.decided: str | None = None
+        """The route of the file's latest span record on the direct path, tried first."""
 
     def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         if self.sdk.pending:
@@ -105,42 +114,44 @@ class AutoDecoder(LineFeeder):
     def feed_direct(
         self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
     ) -> list[DirectItem]:
-        """A one-line span record of any format straight to the writer, dispatched on its
-        keys as `feed` does; JobFirst lines, multi-line objects and other lines through
-        `feed`."""
+        """A one-line span record of any format straight to the writer, routed as `feed`
+        routes it; JobFirst lines through JobFirst's direct path; multi-line objects and other
+        lines through `feed`. The file's format is decided by its first span record and kept:
+        a span-json record is recognised by one test of its keys, and only a record that does
+        not fit goes through the whole routing (and decides again)."""
         out: list[DirectItem] = []
-        # Lines for the general path (JobFirst lines, multi-line objects, other logs) share one
-        # result; its spans join `out` before the next direct span, so the order is the input's.
-        general = DecodeResult()
         service, limit = self.default_service, self.max_line_bytes
+        sdk_pending = self.sdk.pending  # changes only when a line goes to `feed`
+        decided = self.decided
         for line in lines:
-            obj = None
-            if line[:1] == b"{" and b"race" in line and len(line) <= limit and not self.sdk.pending:
-                if MARKER_TAIL in line and MARKER.search(line) is not None:
-                    self.jobfirst.decode_line(line, now_ns, general)  # what feed_into does
+            if not sdk_pending:
+                if MARKER_TAIL in line and has_marker(line):
+                    self.jobfirst.decode_direct(line, now_ns, direct, into, out)
                     continue
-                if general.spans:
-                    out.extend(general.spans)
-                    general.spans = []
-                if line.startswith(_OTLP_REQUEST) and otlp_line(line, service, direct, out):
-                    continue  # OTLP/JSON requests go straight into Structs, as for otlp-json
-                try:
-                    obj = loads(line)
-                except JSONDecodeError:
-                    obj = None  # the general path explains, or reads NaN
-            if type(obj) is dict:
-                route = _route(obj)
-                if route == "span-json":
-                    if direct.span_json(out, obj, service):
+                obj = None
+                if line[:1] == b"{" and b"race" in line and len(line) <= limit:
+                    if line.startswith(_OTLP_REQUEST) and otlp_line(line, service, direct, out):
+                        decided = "otlp-json"  # OTLP/JSON requests go straight into Structs
                         continue
-                    into.fallbacks += 1
-                elif route is not None:
-                    if _DIRECT[route](obj, service, direct, out):
-                        continue
-                    into.fallbacks += 1
-            self.feed_into(line, now_ns, general)
-        out.extend(general.spans)
-        into.merge_counts(general)
+                    try:
+                        obj = loads(line)
+                    except JSONDecodeError:
+                        obj = None  # the general path explains, or reads NaN
+                if type(obj) is dict:
+                    if decided == "span-json" and _is_span_json(obj):
+                        if direct.span_json(out, obj, service):
+                            continue
+                        into.fallbacks += 1
+                    else:
+                        route = _route(obj)
+                        if route is not None:
+                            decided = route
+                            if _DIRECT[route](obj, service, direct, out):
+                                continue
+                            into.fallbacks += 1
+            self.feed_general(line, now_ns, into, out)
+            sdk_pending = self.sdk.pending
+        self.decided = decided
         return out
 
     def expire(self, now_ns: int) -> DecodeResult:
@@ -176,12 +187,20 @@ def _otel_sdk(
 _DIRECT = {"span-json": _span_json, "otlp-json": otlp_request, "otel-sdk": _otel_sdk}
 
 
+def _is_span_json(obj: dict[str, Any]) -> bool:
+    """`_route(obj) == "span-json"`, in fewer tests (the view's isdisjoint looks up the six
+    keys in the dict instead of each of the dict's keys in the set)."""
+    return (
+        "span_id" in obj
+        and "trace_id" in obj
+        and "name" in obj
+        and obj.keys().isdisjoint(_NOT_SPAN_JSON)
+    )
+
+
 def _route(obj: dict[str, Any]) -> str | None:
     """The format a parsed single-line record is in, by its keys; None: not a span."""
-    # Four lookups: cheaper than isdisjoint, which walks every key of the record.
-    if "resourceSpans" in obj or "scopeSpans" in obj or "resource_spans" in obj:
-        return "otlp-json"
-    if "scope_spans" in obj:
+    if not obj.keys().isdisjoint(_OTLP_KEYS):
         return "otlp-json"
     if "SpanContext" in obj or ("context" in obj and "name" in obj):
         return "otel-sdk"

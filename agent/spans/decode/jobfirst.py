@@ -18,6 +18,7 @@ lines into spans. Other log lines share the file: a line without `"message":"Spa
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from agent.spans.decode.assemble import (
@@ -37,7 +38,9 @@ from agent.spans.decode.common import (
     opt_str,
     parse_rfc3339,
 )
+from agent.spans.decode.direct_jobfirst import TraceIds, end_direct
 from agent.spans.model import Attributes, DecodeResult
+from agent.spans.types import DirectItem, DirectWriter
 from agent.spans.validate import BadRecord, attr_value
 
 MARKERS = (b'"message":"Span ', b'"msg":"Span ')
@@ -45,6 +48,13 @@ MARKERS = (b'"message":"Span ', b'"msg":"Span ')
 MARKER = re.compile(b"|".join(re.escape(marker) for marker in MARKERS))
 # What both markers end with: a substring test (memchr-fast) rules most other lines out first.
 MARKER_TAIL = b'":"Span '
+
+
+def has_marker(line: bytes) -> bool:
+    """`MARKER.search(line)` for a line known to hold `MARKER_TAIL`: two substring tests are
+    faster than the regex once most lines have the tail."""
+    return MARKERS[0] in line or MARKERS[1] in line
+
 
 _KINDS = {"Span started": START, "Span event added": EVENT, "Span ended": END}
 # Keys the decoder consumes; every other key on a line becomes an attribute.
@@ -70,6 +80,9 @@ _GO_DURATION = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|µs|μs|ms|s|m|h)", re
 _GO_DURATION_WHOLE = re.compile(
     r"[-+]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+"
 )
+_GO_DURATION_SIMPLE = re.compile(r"([0-9]+)(?:\.([0-9]+))?(ns|us|µs|μs|ms|s|m|h)")
+_TIMES: dict[str, int] = {}  # a line's timestamp -> Unix nanoseconds
+_TIMES_LIMIT = 4096
 _UNIT_NS = {
     "ns": 1,
     "us": 1_000,
@@ -117,36 +130,72 @@ def _status(value: Any) -> int:
 
 
 def _extra(obj: dict[str, Any]) -> Attributes:
-    return {k: attr_value(v, 1) for k, v in obj.items() if k not in _CONSUMED}
+    # attr_value's answer for a string is the string: the call is saved for the common case.
+    return {
+        k: v if type(v) is str else attr_value(v, 1) for k, v in obj.items() if k not in _CONSUMED
+    }
+
+
+def _line_time(stamp: object) -> int:
+    """`parse_rfc3339` of a line's timestamp, looked up: JobFirst's are whole seconds, so
+    consecutive lines repeat them."""
+    if type(stamp) is str:
+        found = _TIMES.get(stamp)
+        if found is None:
+            if len(_TIMES) >= _TIMES_LIMIT:
+                _TIMES.clear()  # a long backfill must not grow memory
+            found = _TIMES[stamp] = parse_rfc3339(stamp, "timestamp")
+        return found
+    return parse_rfc3339(stamp, "timestamp")  # raises with the reason
+
+
+def _duration(text: str) -> int:
+    """`parse_go_duration`, with the one-unit spelling (`39.21024ms`) matched once."""
+    simple = _GO_DURATION_SIMPLE.fullmatch(text)
+    if simple is None:
+        return parse_go_duration(text)
+    whole, frac, unit = simple.groups()
+    scale = _UNIT_NS[unit]
+    nanos: int = int(whole) * scale
+    if frac:
+        nanos += int(frac) * scale // 10 ** len(frac)
+    return nanos
+
+
+def _id_text(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    return value if type(value) is str and value else _text(obj, key)
 
 
 def parse_line(obj: dict[str, Any]) -> JobFirstLine | None:
-    """A parsed logrus object as a `JobFirstLine`, or None if it is not a span line."""
-    message = obj.get("message", obj.get("msg"))
+    """A parsed logrus object as a `JobFirstLine`, or None if it is not a span line. The
+    fields are checked in a fixed order, so a line with several faults always names the same."""
+    message = obj["message"] if "message" in obj else obj.get("msg")
     kind = _KINDS.get(message) if type(message) is str else None
     if kind is None:
         return None
-    stamp = obj.get("timestamp", obj.get("time"))
+    stamp = obj["timestamp"] if "timestamp" in obj else obj.get("time")
     line = JobFirstLine(
-        kind=kind,
-        trace=_text(obj, "trace_id"),
-        span="" if kind == EVENT else _text(obj, "span_id"),
-        name=_text(obj, "span_name"),
-        time_ns=parse_rfc3339(stamp, "timestamp"),
+        kind,
+        _id_text(obj, "trace_id"),
+        "" if kind == EVENT else _id_text(obj, "span_id"),
+        _id_text(obj, "span_name"),
+        _line_time(stamp),
         attributes=_extra(obj),
     )
-    service = obj.get("service", obj.get("service_name"))
+    service = obj["service"] if "service" in obj else obj.get("service_name")
     if type(service) is str and service:
         line.service = service
     if kind == EVENT:
-        line.event_name = _text(obj, "event_name")
+        line.event_name = _id_text(obj, "event_name")
     elif kind == END:
         duration = obj.get("duration")
         if duration is not None:
             if type(duration) is not str:
                 raise BadRecord("bad_duration", "duration must be a Go duration string")
-            line.duration_ns = parse_go_duration(duration)
-        line.status = _status(obj.get("status"))
+            line.duration_ns = _duration(duration)
+        status = obj.get("status")
+        line.status = status if type(status) is int else _status(status)
         line.status_desc = opt_str(obj.get("status_desc"), "status_desc")
     return line
 
@@ -172,6 +221,7 @@ class JobFirstDecoder(LineFeeder):
             max_open_spans=max_open_spans,
             exchange=exchange,
         )
+        self.traces = TraceIds()
 
     def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         if MARKER.search(line) is None:
@@ -188,6 +238,45 @@ class JobFirstDecoder(LineFeeder):
             self.decode_obj(load_object(line), line, now_ns, into)
         except Exception as exc:  # feed must never raise on input
             into.dead.append(dead_letter_for(exc, line))
+
+    def feed_direct(
+        self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
+    ) -> list[DirectItem]:
+        out: list[DirectItem] = []
+        for line in lines:
+            if MARKER_TAIL not in line or not has_marker(line):
+                into.skipped += 1
+            else:
+                self.decode_direct(line, now_ns, direct, into, out)
+        return out
+
+    def decode_direct(
+        self,
+        line: bytes,
+        now_ns: int,
+        direct: DirectWriter,
+        into: DecodeResult,
+        out: list[DirectItem],
+    ) -> None:
+        """`decode_line` inside a `feed_direct`: an end line goes to `direct` when it can, the
+        spans the assembler makes otherwise (evicted, declined) join `out`."""
+        if len(line) > self.max_line_bytes:
+            into.dead.append(line_too_long(line, self.max_line_bytes))
+            return
+        try:
+            parsed = parse_line(load_object(line))
+            if parsed is None:
+                into.skipped += 1
+            elif parsed.kind != END:
+                self.assembler.add(parsed, line, now_ns, into)
+            elif not end_direct(self.assembler, parsed, self.traces, direct, out):
+                into.fallbacks += 1
+                self.assembler.add(parsed, line, now_ns, into)
+        except Exception as exc:  # feed must never raise on input
+            into.dead.append(dead_letter_for(exc, line))
+        if into.spans:
+            out.extend(into.spans)
+            into.spans.clear()
 
     def decode_obj(self, obj: dict[str, Any], raw: bytes, now_ns: int, into: DecodeResult) -> None:
         parsed = parse_line(obj)

@@ -78,13 +78,35 @@ def resource_key(span: Span) -> ResourceKey:
 def make_key(
     service: str | None, resource: Attributes, scope_name: str, scope_version: str
 ) -> ResourceKey:
-    """The key of spans with these resource attributes (`service.name` taken out) and scope."""
+    """The key of spans with these resource attributes (`service.name` taken out) and scope.
+
+    A resource whose values are all strings (nearly every one) gets the same key object each
+    time it comes spelled the same way: no sorting per span, and the batcher's and outbound's
+    per-key lookups find it by identity. Only such keys are kept (a str equals no other type,
+    so a hit is exact); the cache is bounded and a miss only costs building the key."""
     if not resource:
         return (service, (), scope_name, scope_version)
-    shared = _SHARED.get(id(resource))
-    # The entry holds the dict, so its id cannot have been reused by another object.
-    frozen = shared[1] if shared is not None and shared[0] is resource else _frozen(resource)
-    return (service, frozen, scope_name, scope_version)
+    shared_dict = _SHARED.get(id(resource))
+    if shared_dict is not None and shared_dict[0] is resource:  # see share_resource
+        return (service, shared_dict[1], scope_name, scope_version)
+    try:
+        lookup = (service, tuple(resource.items()), scope_name, scope_version)
+        shared = _SHARED_KEYS.get(lookup)
+    except TypeError:  # a list or map value is not hashable: build the key as for a miss
+        lookup, shared = None, None
+    if shared is not None:
+        return shared
+    frozen = tuple(sorted((k, _freeze(v)) for k, v in resource.items()))
+    key = (service, frozen, scope_name, scope_version)
+    if lookup is not None and all(type(v) is str for v in resource.values()):
+        if len(_SHARED_KEYS) >= _SHARED_KEYS_LIMIT:
+            _SHARED_KEYS.clear()
+        _SHARED_KEYS[lookup] = key
+    return key
+
+
+_SHARED_KEYS: dict[tuple[object, ...], ResourceKey] = {}
+_SHARED_KEYS_LIMIT = 1024
 
 
 class Resources:
