@@ -64,6 +64,8 @@ class SlotMap:
         if len(owners) != SLOTS:
             raise ValueError(f"a slot map has {SLOTS} slots, got {len(owners)}")
         self._owners = owners
+        # Asked on every send (are all masters connected?): worked out once, not per call.
+        self._masters = frozenset(node for node in owners if node is not None)
 
     @classmethod
     def from_cluster_slots(cls, reply: Any, asked: Node) -> SlotMap:
@@ -89,8 +91,8 @@ class SlotMap:
     def owner(self, slot: int) -> Node | None:
         return self._owners[slot]
 
-    def masters(self) -> set[Node]:
-        return {node for node in self._owners if node is not None}
+    def masters(self) -> frozenset[Node]:
+        return self._masters
 
     def slot_counts(self) -> dict[Node, int]:
         counts: dict[Node, int] = {}
