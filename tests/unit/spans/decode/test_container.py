@@ -17,6 +17,7 @@ from agent.spans.model import DecodeResult, Span
 from tests.unit.spans.samples.spanjson import START, record
 
 STAMP = b"2026-12-05T10:00:00.123456789Z"
+TIMEOUT_NS = 5 * 10**9
 POD_LOG = "/var/log/pods/shop_checkout-7d9f_0f2c9a1e-5b1d-4c1e-9a8e-1f2e3d4c5b6a/api/2.log"
 POD_ATTRIBUTES = {
     "k8s.namespace.name": "shop",
@@ -40,13 +41,14 @@ def docker(text: str, stream: str = "stdout") -> bytes:
 
 
 def decoder(
-    runtime: Runtime, path: str = "/logs/x.log", limit: int = 1 << 20
+    runtime: Runtime, path: str = "/logs/x.log", limit: int = 1 << 20, fmt: str = "span-json"
 ) -> ContainerLogDecoder:
-    inner = make_decoder("span-json", orphan_timeout_ns=10**12, default_service=None)
+    inner = make_decoder(fmt, orphan_timeout_ns=10**12, default_service=None)
     return ContainerLogDecoder(
         inner,
         runtime,
         max_line_bytes=limit,
+        partial_timeout_ns=TIMEOUT_NS,
         attributes=pod_attributes(path),
         fallback_service=pod_attributes(path).get("k8s.container.name"),  # type: ignore[arg-type]
     )
@@ -126,10 +128,109 @@ def test_a_line_cut_in_pieces_survives_a_restart_between_them() -> None:
     assert second.pending == 0
 
 
+def test_cri_tags_with_flags_after_a_colon_are_read() -> None:
+    whole = span_line("flagged")
+    lines = [cri(whole[:20], tag="P:x"), cri(whole[20:], tag="F:x")]
+    assert names(decoder("cri").feed_many(lines, 0)) == ["flagged"]
+
+
+def test_a_line_just_at_the_limit_is_kept() -> None:
+    whole = span_line("edge")
+    pieces = [cri(whole[:10], tag="P"), cri(whole[10:20], tag="P"), cri(whole[20:])]
+    result = decoder("cri", limit=len(whole)).feed_many(pieces, 0)
+    assert names(result) == ["edge"] and result.dead == []
+    over = decoder("cri", limit=len(whole) - 1).feed_many(pieces, 0)
+    assert [dead.reason for dead in over.dead] == ["line_too_long"]
+
+
+def test_a_lone_surrogate_in_a_docker_line_is_not_dockers() -> None:
+    """Docker's Go encoder writes invalid UTF-8 as U+FFFD, never a lone surrogate escape."""
+    lone = b'{"log":"{\\"trace_id\\":\\"\\ud800\\"}\\n","stream":"stdout"}'
+    result = decoder("docker").feed_many([lone, docker(span_line("ok").decode() + "\n")], 0)
+    assert [dead.reason for dead in result.dead] == ["not_docker_json"]
+    assert names(result) == ["ok"]
+
+
+@pytest.mark.parametrize("runtime", ["cri", "docker"])
+def test_pieces_whose_end_never_comes_are_dead_lettered_after_the_timeout(
+    runtime: Runtime,
+) -> None:
+    """The container died mid-line: its piece is neither held forever nor lost silently."""
+    whole = span_line("cut short")
+    piece = cri(whole[:40], tag="P") if runtime == "cri" else docker(whole[:40].decode())
+    decode = decoder(runtime)
+    assert decode.feed_many([piece], 1000).spans == []
+    assert decode.expire(1000 + TIMEOUT_NS - 1).dead == []
+    assert decode.pending == 1
+    result = decode.expire(1000 + TIMEOUT_NS)
+    assert [dead.reason for dead in result.dead] == ["partial_line_unfinished"]
+    assert result.dead[0].raw == whole[:40]
+    assert "stdout" in result.dead[0].detail and "orphan_timeout" in result.dead[0].detail
+    assert decode.pending == 0
+    assert names(
+        decode.feed_many(
+            [
+                cri(span_line("next"))
+                if runtime == "cri"
+                else docker(span_line("next").decode() + "\n")
+            ],
+            2 * TIMEOUT_NS,
+        )
+    ) == ["next"]
+
+
+def test_the_timeout_counts_from_a_lines_first_piece_across_a_restart() -> None:
+    first = decoder("cri")
+    first.feed_many([cri(b'{"a":', tag="P")], 1000)
+    first.feed_many([cri(b'"b",', tag="P")], 1000 + TIMEOUT_NS - 10)  # later pieces: same line
+    second = decoder("cri")
+    second.restore(orjson.loads(orjson.dumps(first.snapshot())))
+    result = second.expire(1000 + TIMEOUT_NS)
+    assert [dead.raw for dead in result.dead] == [b'{"a":"b",']
+
+
+def test_a_dropped_over_long_line_without_its_end_stops_being_pending() -> None:
+    decode = decoder("cri", limit=100)
+    result = decode.feed_many([cri(b"x" * 80, tag="P"), cri(b"y" * 80, tag="P")], 0)
+    assert [dead.reason for dead in result.dead] == ["line_too_long"]
+    assert decode.pending == 1  # the rest of the line is still to be skipped
+    assert decode.expire(TIMEOUT_NS).dead == [], "already counted as line_too_long"
+    assert decode.pending == 0
+
+
+def test_pieces_at_the_end_of_a_file_let_go_are_dead_lettered() -> None:
+    """A rotated file read to its end gets no more lines: what it holds is given up now."""
+    decode = decoder("cri")
+    decode.feed_many([cri(span_line("whole")), cri(b'{"on stderr":', "stderr", tag="P")], 0)
+    result = decode.end_of_file()
+    assert [(dead.reason, dead.raw) for dead in result.dead] == [
+        ("partial_line_unfinished", b'{"on stderr":')
+    ]
+    assert "rotation" in result.dead[0].detail
+    assert decode.pending == 0 and decode.end_of_file().dead == []
+
+
+def test_a_half_read_otel_sdk_object_at_the_end_of_a_file_is_dead_lettered() -> None:
+    decode = decoder("cri", fmt="otel-sdk")
+    decode.feed_many([cri(b"{"), cri(b'    "name": "cut",')], 0)
+    assert decode.pending == 1
+    result = decode.end_of_file()
+    assert [dead.reason for dead in result.dead] == ["truncated_object"]
+    assert decode.pending == 0
+
+
 def test_auto_decides_per_file_from_its_first_line() -> None:
     assert names(decoder("auto").feed_many([cri(span_line("c"))], 0)) == ["c"]
     assert names(decoder("auto").feed_many([docker(span_line("d").decode() + "\n")], 0)) == ["d"]
     assert names(decoder("auto").feed_many([span_line("bare")], 0)) == ["bare"]
+
+
+def test_auto_decides_from_the_first_line_that_is_not_blank() -> None:
+    decode = decoder("auto")
+    assert decode.feed_many([b"", b"  "], 0).skipped == 2  # nothing to decide from yet
+    result = decode.feed_many([b"", cri(span_line("c")), b"bare text"], 0)
+    assert names(result) == ["c"]
+    assert [dead.reason for dead in result.dead] == ["not_cri"]
 
 
 def test_pod_attributes_reach_general_and_direct_spans_under_the_records_own() -> None:
