@@ -4,6 +4,10 @@ state of a line cut in pieces across a restart, and the pod attributes from the 
 
 from __future__ import annotations
 
+import itertools
+import json
+from collections.abc import Iterable, Sequence
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -14,6 +18,7 @@ from agent.spans.decode.podpath import pod_attributes
 from agent.spans.decode.registry import make_decoder
 from agent.spans.encode.direct import DirectWriter
 from agent.spans.model import DecodeResult, Span
+from agent.spans.types import DirectItem
 from tests.unit.spans.samples.spanjson import START, record
 
 STAMP = b"2026-12-05T10:00:00.123456789Z"
@@ -288,3 +293,107 @@ def test_any_bytes_become_spans_dead_letters_or_skips_never_errors(
     result = decode.feed_many(lines, 0)
     decode.restore(orjson.loads(orjson.dumps(decode.snapshot())))
     assert all(dead.reason for dead in result.dead)
+
+
+# -- Docker's `log` unescaped exactly, whatever the encoder escaped ----------------------------
+
+LOG_TEXT = st.text(
+    alphabet=st.one_of(
+        st.sampled_from('"\\/<>&\t\r\b\f\x00\x1f\x7f é€😀\u2028\u2029{}:,'),
+        st.characters(exclude_characters="\n"),  # Docker cuts lines at newlines
+    ),
+    max_size=40,
+)
+
+
+def go_json_string(text: str) -> bytes:
+    """A JSON string as Docker's Go encoder writes it: HTML-safe, U+2028/9 escaped."""
+    out = ['"']
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char in "\n\r\t":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[char])
+        elif char < " " or char in "<>&\u2028\u2029":
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return ("".join(out) + '"').encode()
+
+
+ENCODERS = {
+    "go": go_json_string,
+    "orjson": orjson.dumps,  # raw UTF-8, nothing escaped that need not be
+    "ascii": lambda text: json.dumps(text).encode(),  # \uXXXX, surrogate pairs for 😀
+}
+
+
+class SeenTexts:
+    """Test double for a span format: records the texts it is given, decodes nothing."""
+
+    format = "span-json"
+    pending = 0
+
+    def __init__(self) -> None:
+        self.texts: list[bytes] = []
+
+    def feed_many(self, lines: Iterable[bytes], now_ns: int) -> DecodeResult:
+        self.texts.extend(lines)
+        return DecodeResult()
+
+    def feed_direct(
+        self, lines: Sequence[bytes], now_ns: int, direct: object, into: DecodeResult
+    ) -> list[DirectItem]:
+        self.texts.extend(lines)
+        return []
+
+
+@st.composite
+def docker_log(draw: st.DrawFn) -> tuple[list[bytes], list[bytes]]:
+    """Docker json-file lines of stdout and stderr lines, some cut in pieces, the two streams
+    interleaved piece by piece; and the texts the service wrote, in the order they end."""
+    encode = ENCODERS[draw(st.sampled_from(sorted(ENCODERS)))]
+    queues: dict[str, list[tuple[str, bool]]] = {}
+    for stream in ("stdout", "stderr"):
+        queue = queues[stream] = []
+        for text in draw(st.lists(LOG_TEXT, max_size=6)):
+            cuts = sorted(draw(st.sets(st.integers(1, max(1, len(text) - 1)), max_size=3)))
+            bounds = [0, *(cut for cut in cuts if cut < len(text)), len(text)]
+            pieces = [text[a:b] for a, b in itertools.pairwise(bounds)] or [""]
+            queue += [(piece, False) for piece in pieces[:-1]] + [(pieces[-1] + "\n", True)]
+    lines: list[bytes] = []
+    ended: list[bytes] = []
+    held = {"stdout": "", "stderr": ""}
+    while queues["stdout"] or queues["stderr"]:
+        stream = draw(st.sampled_from([name for name, queue in queues.items() if queue]))
+        piece, last = queues[stream].pop(0)
+        lines.append(
+            b'{"log":'
+            + encode(piece)
+            + f',"stream":"{stream}",'.encode()
+            + b'"time":"2026-12-05T10:00:00.123456789Z"}'
+        )
+        held[stream] += piece
+        if last:
+            text = held[stream][:-1]
+            ended.append(text.removesuffix("\r").encode())
+            held[stream] = ""
+    return lines, ended
+
+
+@given(docker_log(), st.integers(1, 5), st.booleans())
+@settings(max_examples=400, deadline=None)
+def test_docker_lines_unwrap_to_exactly_the_text_the_service_wrote(
+    log: tuple[list[bytes], list[bytes]], batch: int, direct: bool
+) -> None:
+    lines, expected = log
+    seen = SeenTexts()
+    decode = ContainerLogDecoder(seen, "docker", max_line_bytes=1 << 20)  # type: ignore[arg-type]
+    for start in range(0, len(lines), batch):
+        part = lines[start : start + batch]
+        if direct:
+            decode.feed_direct(part, 0, DirectWriter(None), DecodeResult())
+        else:
+            assert decode.feed_many(part, 0).dead == []
+    assert seen.texts == expected
+    assert decode.pending == 0
