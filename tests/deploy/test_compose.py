@@ -142,6 +142,7 @@ def test_the_sidecar_reads_dockers_root_owned_logs_with_one_capability() -> None
     image_data_dir = image.env()["SIDECAR_DATA_DIR"]
     data_dir = compose_config().data_dir
     assert data_dir != image_data_dir and not data_dir.startswith(image_data_dir + "/")
+    assert sidecar["working_dir"] == data_dir, "not the image's WORKDIR, uid 10001's"
     every_mount = mounts(sidecar)
     writable = {target for target, (_, mode) in every_mount.items() if mode != "ro"}
     assert writable == {data_dir}, "all but the data volume (and the /tmp tmpfs) read-only"
