@@ -14,7 +14,6 @@ one, every partition would hash to the same cluster slot and so to one master.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import zlib
 from collections.abc import Sequence
 from typing import Protocol
@@ -46,6 +45,9 @@ class StreamLayout(Protocol):
         *,
         escape: bool = True,
     ) -> EncodedEntries: ...
+
+
+KEY_CACHE = 10_000  # partition keys remembered (CRC32 computed once each)
 
 
 def partition_stream(key_template: str, partition: int) -> str:
@@ -80,15 +82,45 @@ class PartitionedLayout:
             TopicLayout(topic, dataclasses.replace(config, key=partition_stream(config.key, p)))
             for p in range(config.partitions)
         ]
-        self._round_robin = itertools.cycle(range(config.partitions))
+        self._turn = 0  # the round robin's next partition
+        self._of_key: dict[str, int] = {}  # keys repeat request after request; bounded
+
+    def _next_turn(self) -> int:
+        turn = self._turn
+        self._turn = (turn + 1) % len(self.partitions)
+        return turn
 
     def choose(self, envelopes: Sequence[Envelope]) -> list[int]:
+        """Each envelope's partition: its key's, or the next in the round robin."""
         count = len(self.partitions)
+        of_key = self._of_key
         chosen = []
         for envelope in envelopes:
             key = partition_key(envelope)
-            chosen.append(next(self._round_robin) if key is None else partition_of(key, count))
+            if key is None:
+                chosen.append(self._next_turn())
+                continue
+            partition = of_key.get(key)
+            if partition is None:
+                if len(of_key) >= KEY_CACHE:
+                    of_key.clear()
+                partition = of_key[key] = partition_of(key, count)
+            chosen.append(partition)
         return chosen
+
+    def spread(self, size: int) -> list[tuple[int, int, int]]:
+        """A request without keys, as (partition, start, end) slices: the round robin deals
+        even runs of the request's messages instead of one message at a time (as even a
+        spread, and each partition's share stays in one piece)."""
+        count = len(self.partitions)
+        base, extra = divmod(size, count)
+        slices = []
+        start = 0
+        for step in range(min(size, count)):
+            end = start + base + (step < extra)
+            slices.append((self._next_turn(), start, end))
+            start = end
+        return slices
 
     def encode(
         self,
@@ -100,26 +132,43 @@ class PartitionedLayout:
     ) -> EncodedEntries:
         """The entries grouped by partition (each group in request order, so order per key
         holds), with `order` and `runs` saying where each entry came from and went."""
-        chosen = self.choose(envelopes)
-        if len(set(chosen)) == 1:
-            layout = self.partitions[chosen[0]]
+        shares: list[tuple[int, Sequence[int]]]
+        if any(map(_keyed, envelopes)):
+            groups: list[list[int]] = [[] for _ in self.partitions]
+            for index, partition in enumerate(self.choose(envelopes)):
+                groups[partition].append(index)
+            shares = [(partition, group) for partition, group in enumerate(groups) if group]
+        else:  # in request order already: slices, no reordering
+            shares = [(p, range(start, end)) for p, start, end in self.spread(len(envelopes))]
+        if len(shares) == 1:
+            layout = self.partitions[shares[0][0]]
             encoded = layout.encode(envelopes, ids, at, escape=escape)
             return EncodedEntries(encoded.blob, encoded.ends, layout.stream)
-        groups: dict[int, list[int]] = {}
-        for index, partition in enumerate(chosen):
-            groups.setdefault(partition, []).append(index)
+        return self._encode_shares(shares, envelopes, ids, at, escape)
+
+    def _encode_shares(
+        self,
+        shares: list[tuple[int, Sequence[int]]],
+        envelopes: Sequence[Envelope],
+        ids: Sequence[str],
+        at: AcceptTime,
+        escape: bool,
+    ) -> EncodedEntries:
         blobs: list[bytes] = []
         ends: list[int] = []
-        order: list[int] = []
         runs: list[tuple[bytes, int]] = []
         first_error: BodyError | None = None
-        for partition in sorted(groups):
-            indexes = groups[partition]
+        for partition, indexes in shares:
             layout = self.partitions[partition]
-            try:
-                encoded = layout.encode(
-                    [envelopes[i] for i in indexes], [ids[i] for i in indexes], at, escape=escape
+            if isinstance(indexes, range):
+                chosen, chosen_ids = (
+                    envelopes[indexes.start : indexes.stop],
+                    ids[indexes.start : indexes.stop],
                 )
+            else:
+                chosen, chosen_ids = [envelopes[i] for i in indexes], [ids[i] for i in indexes]
+            try:
+                encoded = layout.encode(chosen, chosen_ids, at, escape=escape)
             except BodyError as error:
                 _rename_entry(error, indexes)
                 if first_error is None or (error.index or 0) < (first_error.index or 0):
@@ -128,14 +177,20 @@ class PartitionedLayout:
             offset = ends[-1] if ends else 0
             ends.extend([end + offset for end in encoded.ends])
             blobs.append(encoded.blob)
-            order.extend(indexes)
             runs.append((layout.stream, len(indexes)))
         if first_error is not None:
             raise first_error
+        order = None
+        if not isinstance(shares[0][1], range):
+            order = [index for _, indexes in shares for index in indexes]
         return EncodedEntries(b"".join(blobs), ends, b"", order=order, runs=runs)
 
 
-def _rename_entry(error: BodyError, indexes: list[int]) -> None:
+def _keyed(envelope: Envelope) -> bool:
+    return envelope[2] is not None or envelope[3] is not None  # headers or metadata: look
+
+
+def _rename_entry(error: BodyError, indexes: Sequence[int]) -> None:
     """The error names the entry by its place in the partition's share: give the request's."""
     index = error.index
     if index is not None and 0 <= index < len(indexes):

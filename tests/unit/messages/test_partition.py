@@ -141,3 +141,15 @@ def test_a_record_read_back_from_disk_finds_the_same_runs() -> None:
     record = Record("t", b"", "jobfirst", ["a", "b", "c", "d", "e"], encoded.ends, encoded.blob)
     assert encoded.runs is not None and len(encoded.runs) == 3
     assert Record.decode(record.encode()).stream_runs() == encoded.runs
+
+
+def test_messages_without_keys_are_dealt_in_even_runs_that_keep_the_request_order() -> None:
+    layout = PartitionedLayout("t", TopicConfig(partitions=12))
+    encoded = layout.encode(keyed(*[None] * 1000), [f"m{i}" for i in range(1000)], AT)
+    assert encoded.order is None  # slices of the request: nothing reordered
+    assert encoded.runs is not None
+    assert sorted(count for _, count in encoded.runs) == [83] * 8 + [84] * 4
+    assert len({stream for stream, _ in encoded.runs}) == 12
+    # The round robin goes on from where the last request left it, a message at a time.
+    small = [streams(layout, keyed(None, None, None, None, None)) for _ in range(2)]
+    assert len(set(small[0] + small[1])) == 10
