@@ -3,7 +3,8 @@
 `messages.topics.<name>.partitions: N` writes the topic's messages to N streams, the topic's
 key template plus `:<p>` (`stream:orders:0` … `stream:orders:7`). A message's partition is
 CRC32 of its key modulo N, so every message with one key lands in one stream, in order; a
-message without a key goes round robin (spread evenly, no order promised between partitions).
+message without a key goes round robin (spread evenly, no order promised between partitions):
+a request with no keys at all is dealt in even runs, one slice of it per partition.
 
 The key is the message's `partitionKey` (Dapr's name for it): `metadata.partitionKey` in the
 Message JSON, which the publish envelope's `key` fills, or a `partitionKey` header (Dapr's
