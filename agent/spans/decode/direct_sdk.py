@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.spans.decode import sdkstructs as structs
 from agent.spans.decode.common import utc_rfc3339
 from agent.spans.decode.direct import optional_object, optional_text, pop_service
 from agent.spans.encode.resources import make_key
@@ -214,6 +215,116 @@ def go_attributes(items: object) -> Attributes | None:
             out[key] = payload
         elif kind == "FLOAT64" and (type(payload) is float or type(payload) is int):
             out[key] = float(payload)
+        else:
+            return None
+    return out
+
+
+# --- otel-sdk: Go's stdouttrace through msgspec Structs ----------------------------------------
+
+GO_KEY = b'"SpanContext"'  # in every stdouttrace line: lines without it are not tried as one
+
+
+def go_line(
+    line: bytes, default_service: str | None, direct: DirectWriter, out: list[DirectItem]
+) -> bool:
+    """`go_span` of a line's bytes decoded straight into Structs (`sdkstructs`): True when the
+    span was written (what `go_span` writes for the line's object); False, with nothing
+    appended, for any line `go_span` is to see instead (it declines or reads it)."""
+    try:
+        span = structs.decode_go_span(line)
+    except structs.DecodeError:
+        return False
+    context, parent, scope = span.SpanContext, span.Parent, span.InstrumentationScope
+    if context is None or context.TraceState or span.Links or type(span.SpanKind) is not int:
+        return False
+    if not _go_struct_plain(span):
+        return False
+    resource, attributes = (
+        _go_struct_attributes(span.Resource),
+        _go_struct_attributes(span.Attributes),
+    )
+    events = _go_struct_events(span.Events)
+    if resource is None or attributes is None or events is None:
+        return False
+    status = span.Status
+    code, message = (None, "") if status is None else (status.Code, status.Description or "")
+    status_code = _GO_STATUS.get(code)
+    if status_code is None:
+        return False
+    if scope is None or scope.is_empty():  # `get("InstrumentationScope") or ...`
+        scope = span.InstrumentationLibrary
+    name, version = ("", "") if scope is None else (scope.Name or "", scope.Version or "")
+    parent_hex = None if parent is None else parent.SpanID
+    return direct.span(
+        out,
+        make_key(pop_service(resource, default_service), resource, name, version),
+        trace_hex=context.TraceID,
+        span_hex=context.SpanID,
+        parent_hex=parent_hex,
+        name=span.Name,
+        kind=span.SpanKind,
+        start_ns=_time(span.StartTime),
+        end_ns=_time(span.EndTime),
+        attributes=attributes,
+        events=events,
+        status_code=status_code,
+        status_message=message,
+        flags=_go_struct_flags(context, parent, parent_hex),
+    )
+
+
+def _go_struct_plain(span: structs.GoSpan) -> bool:
+    """No key that makes `auto` route the object as OTLP/JSON."""
+    unset = structs.UNSET
+    return (
+        span.resourceSpans is unset
+        and span.resource_spans is unset
+        and span.scopeSpans is unset
+        and span.scope_spans is unset
+    )
+
+
+def _go_struct_flags(
+    context: structs.GoContext, parent: structs.GoContext | None, parent_hex: object
+) -> int:
+    """`_go_flags` of the Structs."""
+    flags = context.TraceFlags
+    try:
+        trace_flags = int(flags, 16) & 0xFF if type(flags) is str else 0
+    except ValueError:
+        trace_flags = 0
+    has_parent = type(parent_hex) is str and parent_hex not in (_GO_ZERO_SPAN_ID, "")
+    if not has_parent:
+        return trace_flags
+    remote = parent is not None and parent.Remote is True
+    return trace_flags | 0x100 | (0x200 if remote else 0)
+
+
+def _go_struct_events(events: list[structs.GoEvent] | None) -> list[DirectEvent] | None:
+    out: list[DirectEvent] = []
+    for event in events or ():
+        attributes = _go_struct_attributes(event.Attributes)
+        if attributes is None:
+            return None
+        out.append((_time(event.Time), event.Name, attributes))  # type: ignore[arg-type]
+    return out
+
+
+def _go_struct_attributes(items: list[structs.GoKeyValue] | None) -> Attributes | None:
+    """`go_attributes` of KeyValue Structs."""
+    out: Attributes = {}
+    for item in items or ():
+        typed = item.Value
+        kind, payload = typed.Type, typed.Value
+        if (
+            (kind == "STRING" and type(payload) is str)
+            or (kind == "INT64" and type(payload) is int)
+            or (kind == "BOOL" and type(payload) is bool)
+        ):
+            out[item.Key] = payload
+        elif kind == "FLOAT64" and (type(payload) is float or type(payload) is int):
+            out[item.Key] = float(payload)
         else:
             return None
     return out
