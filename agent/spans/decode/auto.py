@@ -34,7 +34,8 @@ from agent.spans.decode.common import (
     load_object,
 )
 from agent.spans.decode.direct import otlp_line, otlp_request
-from agent.spans.decode.direct_sdk import GO_KEY, go_line, go_span, python_span
+from agent.spans.decode.direct_sdk import go_span, python_span
+from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.decode.jobfirst import MARKER, MARKER_TAIL, JobFirstDecoder, has_marker
 from agent.spans.decode.otelsdk import OtelSdkDecoder, load_sdk_object, span_from_sdk_obj
 from agent.spans.decode.otlpjson import OtlpJsonDecoder
@@ -179,10 +180,10 @@ def _typed_direct(
     out: list[DirectItem],
 ) -> str | None:
     """The route of a line written straight from its bytes through Structs, or None (nothing
-    written): OTLP/JSON requests, and stdouttrace objects once the file has shown one."""
+    written): OTLP/JSON requests, and SDK objects once the file has shown one."""
     if line.startswith(_OTLP_REQUEST) and otlp_line(line, default_service, direct, out):
         return "otlp-json"
-    if decided == "otel-sdk" and GO_KEY in line and go_line(line, default_service, direct, out):
+    if decided == "otel-sdk" and sdk_line(line, default_service, direct, out):
         return "otel-sdk"
     return None
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.spans.decode import sdkstructs as structs
 from agent.spans.decode.common import utc_rfc3339
 from agent.spans.decode.direct import optional_object, optional_text, pop_service
 from agent.spans.encode.resources import make_key
@@ -17,15 +16,15 @@ from agent.spans.types import DirectEvent, DirectItem, DirectWriter
 
 # --- otel-sdk: Python's ConsoleSpanExporter ----------------------------------------------------
 
-_PY_KINDS = {
+PY_KINDS = {
     "SpanKind.INTERNAL": 1,
     "SpanKind.SERVER": 2,
     "SpanKind.CLIENT": 3,
     "SpanKind.PRODUCER": 4,
     "SpanKind.CONSUMER": 5,
 }
-_PY_STATUS = {None: 0, "UNSET": 0, "OK": 1, "ERROR": 2}
-_PY_EMPTY_TRACE_STATES = (None, "", "[]")
+PY_STATUS = {None: 0, "UNSET": 0, "OK": 1, "ERROR": 2}
+PY_EMPTY_TRACE_STATES = (None, "", "[]")
 
 
 def python_span(
@@ -34,20 +33,20 @@ def python_span(
     """A `ReadableSpan.to_json()` object."""
     get = obj.get
     context = get("context")
-    if type(context) is not dict or context.get("trace_state") not in _PY_EMPTY_TRACE_STATES:
+    if type(context) is not dict or context.get("trace_state") not in PY_EMPTY_TRACE_STATES:
         return False
-    trace_hex, span_hex = _py_hex(context.get("trace_id"), 34), _py_hex(context.get("span_id"), 18)
+    trace_hex, span_hex = py_hex(context.get("trace_id"), 34), py_hex(context.get("span_id"), 18)
     parent = get("parent_id")
-    parent_hex = None if parent is None else _py_hex(parent, 18)
+    parent_hex = None if parent is None else py_hex(parent, 18)
     status = optional_object(get("status"))
     kind_name = get("kind", "SpanKind.INTERNAL")
-    kind = _PY_KINDS.get(kind_name) if type(kind_name) is str else None
+    kind = PY_KINDS.get(kind_name) if type(kind_name) is str else None
     if trace_hex is None or span_hex is None or (parent is not None and parent_hex is None):
         return False
     if status is None or kind is None or get("links") not in (None, []):
         return False
     code, message = status.get("status_code"), optional_text(status.get("description"))
-    status_code = _PY_STATUS.get(code) if type(code) is str or code is None else None
+    status_code = PY_STATUS.get(code) if type(code) is str or code is None else None
     resource = optional_object(get("resource"))
     events = _py_events(get("events"))
     if status_code is None or message is None or resource is None or events is None:
@@ -64,8 +63,8 @@ def python_span(
         parent_hex=parent_hex,
         name=get("name"),
         kind=kind,
-        start_ns=_time(get("start_time")),
-        end_ns=_time(get("end_time")),
+        start_ns=sdk_time(get("start_time")),
+        end_ns=sdk_time(get("end_time")),
         attributes=get("attributes"),
         events=events,
         status_code=status_code,
@@ -73,14 +72,14 @@ def python_span(
     )
 
 
-def _py_hex(value: object, size: int) -> str | None:
+def py_hex(value: object, size: int) -> str | None:
     """The hex digits of a Python "0x…" ID of `size` characters, else None."""
     if type(value) is str and len(value) == size and value[:2] == "0x":
         return value[2:]
     return None
 
 
-def _time(value: object) -> int | None:
+def sdk_time(value: object) -> int | None:
     return utc_rfc3339(value) if type(value) is str else None
 
 
@@ -96,7 +95,7 @@ def _py_events(events: object) -> list[DirectEvent] | None:
         attributes = event.get("attributes")
         if attributes is not None and type(attributes) is not dict:
             return None
-        out.append((_time(event.get("timestamp")), event.get("name"), attributes))  # type: ignore[arg-type]
+        out.append((sdk_time(event.get("timestamp")), event.get("name"), attributes))  # type: ignore[arg-type]
     return out
 
 
@@ -114,8 +113,8 @@ def _scalars(attributes: object) -> Attributes | None:
 
 # --- otel-sdk: Go's stdouttrace ----------------------------------------------------------------
 
-_GO_STATUS = {None: 0, "Unset": 0, "Ok": 1, "Error": 2}
-_GO_ZERO_SPAN_ID = "0" * 16
+GO_STATUS = {None: 0, "Unset": 0, "Ok": 1, "Error": 2}
+GO_ZERO_SPAN_ID = "0" * 16
 
 
 def go_span(
@@ -135,7 +134,7 @@ def go_span(
     if status is None or scope is None or resource is None or attributes is None or not events:
         return False
     code, message = status.get("Code"), optional_text(status.get("Description"))
-    status_code = _GO_STATUS.get(code) if type(code) is str or code is None else None
+    status_code = GO_STATUS.get(code) if type(code) is str or code is None else None
     name, version = optional_text(scope.get("Name")), optional_text(scope.get("Version"))
     kind = get("SpanKind", 1)
     if status_code is None or message is None or name is None or version is None:
@@ -152,8 +151,8 @@ def go_span(
         parent_hex=parent_hex,
         name=get("Name"),
         kind=kind,
-        start_ns=_time(get("StartTime")),
-        end_ns=_time(get("EndTime")),
+        start_ns=sdk_time(get("StartTime")),
+        end_ns=sdk_time(get("EndTime")),
         attributes=attributes,
         events=events[0],
         status_code=status_code,
@@ -170,7 +169,7 @@ def _go_flags(context: dict[str, Any], parent: dict[str, Any], parent_hex: objec
         trace_flags = int(flags, 16) & 0xFF if type(flags) is str else 0
     except ValueError:
         trace_flags = 0
-    has_parent = type(parent_hex) is str and parent_hex not in (_GO_ZERO_SPAN_ID, "")
+    has_parent = type(parent_hex) is str and parent_hex not in (GO_ZERO_SPAN_ID, "")
     if not has_parent:
         return trace_flags
     return trace_flags | 0x100 | (0x200 if parent.get("Remote") is True else 0)
@@ -189,7 +188,7 @@ def _go_events(events: object) -> tuple[list[DirectEvent]] | None:
         attributes = go_attributes(event.get("Attributes"))
         if attributes is None:
             return None
-        out.append((_time(event.get("Time")), event.get("Name"), attributes))  # type: ignore[arg-type]
+        out.append((sdk_time(event.get("Time")), event.get("Name"), attributes))  # type: ignore[arg-type]
     return (out,)
 
 
@@ -215,116 +214,6 @@ def go_attributes(items: object) -> Attributes | None:
             out[key] = payload
         elif kind == "FLOAT64" and (type(payload) is float or type(payload) is int):
             out[key] = float(payload)
-        else:
-            return None
-    return out
-
-
-# --- otel-sdk: Go's stdouttrace through msgspec Structs ----------------------------------------
-
-GO_KEY = b'"SpanContext"'  # in every stdouttrace line: lines without it are not tried as one
-
-
-def go_line(
-    line: bytes, default_service: str | None, direct: DirectWriter, out: list[DirectItem]
-) -> bool:
-    """`go_span` of a line's bytes decoded straight into Structs (`sdkstructs`): True when the
-    span was written (what `go_span` writes for the line's object); False, with nothing
-    appended, for any line `go_span` is to see instead (it declines or reads it)."""
-    try:
-        span = structs.decode_go_span(line)
-    except structs.DecodeError:
-        return False
-    context, parent, scope = span.SpanContext, span.Parent, span.InstrumentationScope
-    if context is None or context.TraceState or span.Links or type(span.SpanKind) is not int:
-        return False
-    if not _go_struct_plain(span):
-        return False
-    resource, attributes = (
-        _go_struct_attributes(span.Resource),
-        _go_struct_attributes(span.Attributes),
-    )
-    events = _go_struct_events(span.Events)
-    if resource is None or attributes is None or events is None:
-        return False
-    status = span.Status
-    code, message = (None, "") if status is None else (status.Code, status.Description or "")
-    status_code = _GO_STATUS.get(code)
-    if status_code is None:
-        return False
-    if scope is None or scope.is_empty():  # `get("InstrumentationScope") or ...`
-        scope = span.InstrumentationLibrary
-    name, version = ("", "") if scope is None else (scope.Name or "", scope.Version or "")
-    parent_hex = None if parent is None else parent.SpanID
-    return direct.span(
-        out,
-        make_key(pop_service(resource, default_service), resource, name, version),
-        trace_hex=context.TraceID,
-        span_hex=context.SpanID,
-        parent_hex=parent_hex,
-        name=span.Name,
-        kind=span.SpanKind,
-        start_ns=_time(span.StartTime),
-        end_ns=_time(span.EndTime),
-        attributes=attributes,
-        events=events,
-        status_code=status_code,
-        status_message=message,
-        flags=_go_struct_flags(context, parent, parent_hex),
-    )
-
-
-def _go_struct_plain(span: structs.GoSpan) -> bool:
-    """No key that makes `auto` route the object as OTLP/JSON."""
-    unset = structs.UNSET
-    return (
-        span.resourceSpans is unset
-        and span.resource_spans is unset
-        and span.scopeSpans is unset
-        and span.scope_spans is unset
-    )
-
-
-def _go_struct_flags(
-    context: structs.GoContext, parent: structs.GoContext | None, parent_hex: object
-) -> int:
-    """`_go_flags` of the Structs."""
-    flags = context.TraceFlags
-    try:
-        trace_flags = int(flags, 16) & 0xFF if type(flags) is str else 0
-    except ValueError:
-        trace_flags = 0
-    has_parent = type(parent_hex) is str and parent_hex not in (_GO_ZERO_SPAN_ID, "")
-    if not has_parent:
-        return trace_flags
-    remote = parent is not None and parent.Remote is True
-    return trace_flags | 0x100 | (0x200 if remote else 0)
-
-
-def _go_struct_events(events: list[structs.GoEvent] | None) -> list[DirectEvent] | None:
-    out: list[DirectEvent] = []
-    for event in events or ():
-        attributes = _go_struct_attributes(event.Attributes)
-        if attributes is None:
-            return None
-        out.append((_time(event.Time), event.Name, attributes))  # type: ignore[arg-type]
-    return out
-
-
-def _go_struct_attributes(items: list[structs.GoKeyValue] | None) -> Attributes | None:
-    """`go_attributes` of KeyValue Structs."""
-    out: Attributes = {}
-    for item in items or ():
-        typed = item.Value
-        kind, payload = typed.Type, typed.Value
-        if (
-            (kind == "STRING" and type(payload) is str)
-            or (kind == "INT64" and type(payload) is int)
-            or (kind == "BOOL" and type(payload) is bool)
-        ):
-            out[item.Key] = payload
-        elif kind == "FLOAT64" and (type(payload) is float or type(payload) is int):
-            out[item.Key] = float(payload)
         else:
             return None
     return out

@@ -45,7 +45,8 @@ from agent.spans.decode.common import (
     parse_status_code,
     pop_service_name,
 )
-from agent.spans.decode.direct_sdk import GO_KEY, go_line, go_span, python_span
+from agent.spans.decode.direct_sdk import go_span, python_span
+from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.decode.framing import ObjectFramer
 from agent.spans.model import (
     STATUS_UNSET,
@@ -307,8 +308,8 @@ class OtelSdkDecoder(LineFeeder):
         for line in lines:
             if len(line) > limit:
                 obj = None
-            elif self._go_line(line) and go_line(line, service, direct, out):
-                continue  # a stdouttrace object straight into Structs
+            elif self._whole_line(line) and sdk_line(line, service, direct, out):
+                continue  # straight into Structs
             else:
                 obj = self._one_line_object(line)
             if obj is not None:
@@ -321,9 +322,9 @@ class OtelSdkDecoder(LineFeeder):
             self.feed_general(line, now_ns, into, out)
         return out
 
-    def _go_line(self, line: bytes) -> bool:
-        """A line `_one_line_object` would take whole that may be a stdouttrace object."""
-        return line[:1] == b"{" and not self.framer.pending and GO_KEY in line
+    def _whole_line(self, line: bytes) -> bool:
+        """A line `_one_line_object` would take whole if it parses."""
+        return line[:1] == b"{" and not self.framer.pending
 
     def _one_line_object(self, line: bytes) -> dict[str, Any] | None:
         """The object a line holds whole, when no multi-line object is open: the framer would

@@ -1,12 +1,14 @@
-"""Go's stdouttrace spans (`tracetest.SpanStub`) as msgspec Structs, for the direct path of
-`otel-sdk`: one C-level pass from a line's bytes to typed objects, instead of a dict walked
-key by key (`direct_sdk.go_span` walks the dict; `direct_sdk.go_line` walks these).
+"""OpenTelemetry SDK console spans as msgspec Structs, for the direct path of `otel-sdk`: one
+C-level pass from a line's bytes to typed objects, instead of a dict walked key by key. Go's
+stdouttrace (`tracetest.SpanStub`, `GoSpan`) and Python's `ReadableSpan.to_json()` (`PySpan`);
+`direct_sdk` walks the dicts, `direct_sdkstructs` these.
 
-The Structs read what `go_span` reads and ignore the keys it ignores (stdouttrace writes
-counters the span model has no place for). Every field has the type `go_span` takes, so a
-value of another type fails the decode and the line takes `go_span`'s path, which declines
-it or reads it. Integers are bounded to int64: orjson reads a larger one as a float, which
-`go_span` refuses, and a Struct must not accept what the dict path refuses.
+The Structs read what the dict walks read and ignore the keys they ignore (stdouttrace writes
+counters the span model has no place for). Every field has the type the dict walk takes, so
+a value of another type fails the decode and the line takes the dict walk, which declines
+it or reads it. Integers are bounded to int64: orjson reads one below -2**63 as a float,
+which the dict walk refuses, and a Struct must not accept what the dict walk refuses. Keys
+whose mere presence changes the dict walk's answer are read as UNSET when absent.
 """
 
 from __future__ import annotations
@@ -87,6 +89,51 @@ class GoSpan(msgspec.Struct):
     scope_spans: Any = UNSET
 
 
+class PyContext(msgspec.Struct):
+    trace_id: str | None = None
+    span_id: str | None = None
+    trace_state: str | None = None
+
+
+class PyStatus(msgspec.Struct):
+    status_code: str | None = None
+    description: str | None = None
+
+
+PyValue = str | Int64 | float | bool | None
+
+
+class PyEvent(msgspec.Struct):
+    name: str | None = None
+    timestamp: str | None = None
+    attributes: dict[str, PyValue] | None = None
+
+
+class PyResource(msgspec.Struct):
+    attributes: dict[str, PyValue] | None = None
+
+
+class PySpan(msgspec.Struct):
+    name: str | UnsetType | None = UNSET
+    context: PyContext | UnsetType | None = UNSET
+    kind: str | None = "SpanKind.INTERNAL"
+    parent_id: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    status: PyStatus | None = None
+    attributes: dict[str, PyValue] | None = None
+    events: list[PyEvent] | None = None
+    links: list[Any] | None = None
+    resource: PyResource | None = None
+    # Present: Go's object (the named format) or another route (`auto`): the dict walk's.
+    SpanContext: Any = UNSET
+    resourceSpans: Any = UNSET
+    resource_spans: Any = UNSET
+    scopeSpans: Any = UNSET
+    scope_spans: Any = UNSET
+
+
 decode_go_span = msgspec.json.Decoder(GoSpan).decode
+decode_python_span = msgspec.json.Decoder(PySpan).decode
 DecodeError = msgspec.DecodeError
-__all__ = ["UNSET", "DecodeError", "GoSpan", "UnsetType", "decode_go_span"]
+__all__ = ["UNSET", "DecodeError", "GoSpan", "PySpan", "decode_go_span", "decode_python_span"]
