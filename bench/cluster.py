@@ -38,7 +38,7 @@ from tests.harness import RedisServer  # noqa: E402
 from tests.harness.agent_process import AgentProcess  # noqa: E402
 from tests.harness.redis_cluster import ReplicatedRedisCluster  # noqa: E402
 
-TOPIC = "bench"
+TOPIC = "bench"  # the topic publish_load.py posts to
 
 
 class BenchAgent(AgentProcess):
@@ -59,10 +59,6 @@ class BenchAgent(AgentProcess):
     def pid(self) -> int:
         assert self.process.pid is not None
         return self.process.pid
-
-    @property
-    def publish_url(self) -> str:
-        return f"{self.proxy_url}/v1/topics/{TOPIC}/messages"
 
 
 def partitions_env(partitions: int) -> dict[str, str]:
@@ -85,8 +81,8 @@ def one_round(
     started = time.perf_counter()
     cpu_before = cpu_seconds(agent.pid)
     result = client(
-        {"mode": "closed", "url": agent.publish_url, "batch": BATCH, "connections": 8,
-         "seconds": seconds}
+        {"mode": "closed", "base": agent.proxy_url, "body": "json", "batch": BATCH,
+         "connections": 8, "seconds": seconds}
     )  # fmt: skip
     messages = result["ok"] * BATCH
     deadline = time.monotonic() + 120

@@ -132,7 +132,9 @@ class SpansConfig:
         "spill_path; the file keeps flowing.",
     )
     orphan_timeout: Duration = setting(
-        300.0, "A started span never ended is exported, marked incomplete, after this."
+        300.0,
+        "A started span never ended is exported, marked incomplete, after this; a container "
+        "log line whose runtime pieces never get their end is dead-lettered after it.",
     )
     poll_interval: Duration = setting(
         1.0,

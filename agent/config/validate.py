@@ -243,11 +243,6 @@ def _redis_mode(config: Config) -> Iterator[str]:
             yield "redis.sentinel.addresses: sentinel mode needs at least one host:port"
         if not redis.sentinel.master_name:
             yield "redis.sentinel.master_name: sentinel mode needs the monitored service's name"
-    if redis.mode == "cluster" and config.messages.subscriptions:
-        yield (
-            "messages.subscriptions: not supported with redis.mode cluster (a dead letter's "
-            "move needs the stream and dlq:<topic> on one node); use standalone or sentinel"
-        )
     if redis.mode != "standalone" and redis.url.startswith("unix:"):
         yield f"redis.url: {redis.mode} mode needs redis:// or rediss://, not a unix socket"
 

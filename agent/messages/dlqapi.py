@@ -29,20 +29,19 @@ from agent.messages.redis.resp import decode_command
 from agent.messages.topics import is_valid_topic
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
-
     from agent.messages.subscribe.dlq import DeadLetterList
+    from agent.messages.subscribe.streams import RedisClient
 
 MAX_PAGE = 1000
 MAX_IDS = 10_000
-ClientFactory = Callable[[], "aioredis.Redis"]
+ClientFactory = Callable[[], "RedisClient"]
 
 
 class DeadLetterRoutes:
     def __init__(self, config: Config, client: ClientFactory | None = None) -> None:
         self._config = config
         self._factory = client
-        self._client: aioredis.Redis | None = None
+        self._client: RedisClient | None = None
 
     def routes(self) -> list[ExtraRoute]:
         base = "/v1/topics/{topic}/dead-letters"
@@ -62,7 +61,7 @@ class DeadLetterRoutes:
             self._client = self._factory() if self._factory else self._own_client()
         return DeadLetterList(self._client, topic)
 
-    def _own_client(self) -> aioredis.Redis:
+    def _own_client(self) -> RedisClient:
         from agent.messages.subscribe.client import redis_client
 
         return redis_client(self._config, 4)

@@ -227,16 +227,18 @@ class Intake:
     ) -> Record:
         layout = self.layout(topic)
         encoded = layout.encode(envelopes, ids, at, escape=escape)
+        order = encoded.order
         return Record(
             topic=topic,
             stream=layout.stream if encoded.stream is None else encoded.stream,
             layout=layout.kind,
-            message_ids=ids,
+            message_ids=ids if order is None else [ids[i] for i in order],
             ends=encoded.ends,
             commands=encoded.blob,
             confirm_token=next(self._tokens) if ack == "redis" else 0,
             tracked=tracked,
             timestamp=at.rfc3339,
+            runs=encoded.runs,
         )
 
     async def _put(self, record: Record, ack: AckMode) -> None:
@@ -285,7 +287,7 @@ class Intake:
             async with asyncio.timeout(timeout):
                 if record is not None:
                     done = await self._confirmations[record.confirm_token]
-                    self._copy_results(done, plan.fresh, entry_ids, result)
+                    self._copy_results(done, plan.fresh, plan.ids, entry_ids, result)
                 for index, seen in plan.repeats:
                     entry = seen and await self.dedupe.wait_written(seen)
                     entry_ids[index] = entry.decode() if entry else None
@@ -310,14 +312,19 @@ class Intake:
 
     @staticmethod
     def _copy_results(
-        done: Record, fresh: list[int], entry_ids: list[str | None], result: Accepted
-    ) -> None:
+        done: Record, fresh: list[int], ids: list[str], entry_ids: list[str | None],
+        result: Accepted,
+    ) -> None:  # fmt: skip
         written = done.entry_ids or []
-        for position, index in enumerate(fresh):
-            entry = written[position] if position < len(written) else None
+        places: Sequence[int] = fresh
+        if not done.stream:  # grouped by partition: each entry found by its id (unique here)
+            where = {ids[index]: index for index in fresh}
+            places = [where[message_id] for message_id in done.message_ids]
+        for entry_index, index in enumerate(places):
+            entry = written[entry_index] if entry_index < len(written) else None
             entry_ids[index] = entry.decode() if entry else None
-            if position in done.failures:
-                result.failures[index] = done.failures[position]
+            if entry_index in done.failures:
+                result.failures[index] = done.failures[entry_index]
 
     def finished(self, record: Record) -> None:
         """The writer is done with a record: wake its ?ack=redis request, feed the dedupe."""

@@ -48,14 +48,28 @@ _FIELD_BODY = bulk(b"body")
 
 class EncodedEntries:
     """The XADD commands of one request, concatenated, with where each one ends; `stream` is
-    set when the commands name a stream other than the layout's (a partitioned topic)."""
+    set when the commands name a stream other than the layout's (a partitioned topic).
 
-    __slots__ = ("blob", "ends", "stream")
+    A partitioned topic's commands come grouped by stream: `order[k]` is the request index of
+    entry k (None: the request's own order) and `runs` the (stream, entry count) of each group,
+    so a cluster writer routes a group, not each entry."""
 
-    def __init__(self, blob: bytes, ends: list[int], stream: bytes | None = None) -> None:
+    __slots__ = ("blob", "ends", "order", "runs", "stream")
+
+    def __init__(
+        self,
+        blob: bytes,
+        ends: list[int],
+        stream: bytes | None = None,
+        *,
+        order: list[int] | None = None,
+        runs: list[tuple[bytes, int]] | None = None,
+    ) -> None:
         self.blob = blob
         self.ends = ends
         self.stream = stream
+        self.order = order
+        self.runs = runs
 
 
 class _JobfirstParts:

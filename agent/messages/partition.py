@@ -98,13 +98,26 @@ class PartitionedLayout:
         *,
         escape: bool = True,
     ) -> EncodedEntries:
+        """The entries grouped by partition (each group in request order, so order per key
+        holds), with `order` and `runs` saying where each entry came from and went."""
         chosen = self.choose(envelopes)
-        commands: list[bytes] = [b""] * len(envelopes)
+        if len(set(chosen)) == 1:
+            layout = self.partitions[chosen[0]]
+            encoded = layout.encode(envelopes, ids, at, escape=escape)
+            return EncodedEntries(encoded.blob, encoded.ends, layout.stream)
+        groups: dict[int, list[int]] = {}
+        for index, partition in enumerate(chosen):
+            groups.setdefault(partition, []).append(index)
+        blobs: list[bytes] = []
+        ends: list[int] = []
+        order: list[int] = []
+        runs: list[tuple[bytes, int]] = []
         first_error: BodyError | None = None
-        for partition in sorted(set(chosen)):
-            indexes = [i for i, p in enumerate(chosen) if p == partition]
+        for partition in sorted(groups):
+            indexes = groups[partition]
+            layout = self.partitions[partition]
             try:
-                encoded = self.partitions[partition].encode(
+                encoded = layout.encode(
                     [envelopes[i] for i in indexes], [ids[i] for i in indexes], at, escape=escape
                 )
             except BodyError as error:
@@ -112,15 +125,14 @@ class PartitionedLayout:
                 if first_error is None or (error.index or 0) < (first_error.index or 0):
                     first_error = error  # name the request's first bad entry, as unpartitioned
                 continue
-            start = 0
-            for index, end in zip(indexes, encoded.ends, strict=True):
-                commands[index] = encoded.blob[start:end]
-                start = end
+            offset = ends[-1] if ends else 0
+            ends.extend([end + offset for end in encoded.ends])
+            blobs.append(encoded.blob)
+            order.extend(indexes)
+            runs.append((layout.stream, len(indexes)))
         if first_error is not None:
             raise first_error
-        stream = self.partitions[chosen[0]].stream if len(set(chosen)) == 1 else b""
-        ends = list(itertools.accumulate(map(len, commands)))
-        return EncodedEntries(b"".join(commands), ends, stream)
+        return EncodedEntries(b"".join(blobs), ends, b"", order=order, runs=runs)
 
 
 def _rename_entry(error: BodyError, indexes: list[int]) -> None:

@@ -42,6 +42,9 @@ class Record:
     failures: dict[int, str] = field(default_factory=dict)  # entry → why it was dead-lettered
     attempts: dict[int, int] = field(default_factory=dict)
     uncertain: set[int] | None = None  # entries that may be in Redis already (see replay.py)
+    # A partitioned topic's entries come grouped by stream: (stream, entry count) of each
+    # group, known at accept (in memory only; see stream_runs).
+    runs: list[tuple[bytes, int]] | None = None
 
     def __len__(self) -> int:
         return len(self.ends)
@@ -54,6 +57,23 @@ class Record:
         """The stream of one entry: the record's, or (a partitioned topic's record, whose
         `stream` is empty) the key its command names."""
         return self.stream or stream_of(self.command(index))
+
+    def stream_runs(self) -> list[tuple[bytes, int]]:
+        """(stream, entry count) of each run of consecutive entries on one stream. Known from
+        accept; worked out once from the commands for a record read back from disk."""
+        if self.runs is None:
+            if self.stream:
+                self.runs = [(self.stream, len(self.ends))]
+            else:
+                runs: list[tuple[bytes, int]] = []
+                for index in range(len(self.ends)):
+                    stream = stream_of(self.command(index))
+                    if runs and runs[-1][0] == stream:
+                        runs[-1] = (stream, runs[-1][1] + 1)
+                    else:
+                        runs.append((stream, 1))
+                self.runs = runs
+        return self.runs
 
     def pending_entries(self) -> list[int]:
         return list(range(len(self.ends))) if self.pending is None else self.pending

@@ -176,6 +176,10 @@ class Shipper:
         for path in files:
             decoder = self.decoder(path)
             await self._read_file(path, decoder, advance)
+            given_up = decoder.end_of_file()  # a runtime's line pieces, a half-read object
+            if given_up.spans or given_up.dead:
+                prepared = await self.outbound.prepare(given_up, str(path))
+                await self._hand_over(str(path), prepared, loop.time())
             if decoder.pending:  # else nothing to close, nor for a later file to end
                 opened.append((decoder, str(path)))
             self.report.files += 1

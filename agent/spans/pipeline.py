@@ -283,6 +283,9 @@ class SpanPipeline:
             self.book.mark_changed_decoders()
         if batch.rotated:
             state.retired = True
+            ended = state.decoder.end_of_file()
+            if ended.spans or ended.dead:
+                await self._hand_over(state, ended, batch.end_offset, now)
 
     async def _expire(self, now: float) -> None:
         now_ns = time.time_ns()

@@ -11,6 +11,11 @@ Span logs written (one file each, so the sidecar can be told each file's format)
                           ordinary log lines, as the JobFirst Go services write them
                           (only with --jobfirst)
 
+With `--log-dir -` both kinds of line go to stdout instead, interleaved, as a twelve-factor
+service logs: the container runtime stores them and the sidecar reads them there (its
+`spans.format: auto` tells the two apart line by line). The service's own messages always go
+to stderr.
+
 Publishing honours 503 + Retry-After (the sidecar's buffer is full) and retries connection
 errors (the sidecar is starting), with the same message id, so the sidecar dedupes a retry
 whose first answer was lost. SIGTERM/SIGINT finish the current request, then exit 0.
@@ -37,12 +42,15 @@ from typing import Any
 
 ROUTES = ("GET /jobs", "GET /jobs/{id}", "POST /jobs", "POST /jobs/{id}/apply")
 PUBLISH_ATTEMPTS = 30
+STDOUT = "-"  # --log-dir value: span lines to stdout
 
 
 def options(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--log-dir", default=env("SAMPLE_LOG_DIR", "./logs"))
+    parser.add_argument(
+        "--log-dir", default=env("SAMPLE_LOG_DIR", "./logs"), help="'-': span lines to stdout"
+    )
     parser.add_argument("--proxy", default=env("SAMPLE_PROXY_URL", "http://127.0.0.1:8787"))
     parser.add_argument("--service", default=env("SAMPLE_SERVICE_NAME", "sample-service"))
     parser.add_argument("--topic", default=env("SAMPLE_TOPIC", "job.events"))
@@ -65,10 +73,17 @@ def hex_id(bits: int) -> str:
     return f"{random.getrandbits(bits):0{bits // 4}x}"
 
 
-def append_line(path: Path, record: dict[str, Any]) -> None:
+def append_line(path: Path | None, record: dict[str, Any]) -> None:
+    """`record` as one JSON line appended to `path`, or printed to stdout when it is None."""
+    line = json.dumps(record, separators=(",", ":")) + "\n"
+    if path is None:
+        # stdout is block-buffered when it is not a terminal (a container's never is).
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        return
     # One write per line with O_APPEND: a reader never sees half a line from us.
     with path.open("a", encoding="utf-8") as out:
-        out.write(json.dumps(record, separators=(",", ":")) + "\n")
+        out.write(line)
 
 
 class Request:
@@ -199,25 +214,30 @@ def handle(number: int, opts: argparse.Namespace, publisher: Publisher, run_id: 
         }
     )
     publish_end = time.time_ns()
+    to_stdout = opts.log_dir == STDOUT
     log_dir = Path(opts.log_dir)
+    spans_log = None if to_stdout else log_dir / f"{opts.service}.spans.log"
+    jobfirst_log = None if to_stdout else log_dir / f"{opts.service}.jobfirst.log"
     for span in request.span_json(publish_start, publish_end):
-        append_line(log_dir / f"{opts.service}.spans.log", span)
+        append_line(spans_log, span)
     if opts.jobfirst:
         duration = (time.time_ns() - request.start_ns) / 1e9
         for line in request.jobfirst_lines(duration):
-            append_line(log_dir / f"{opts.service}.jobfirst.log", line)
+            append_line(jobfirst_log, line)
     return published
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = options(argv)
-    Path(opts.log_dir).mkdir(parents=True, exist_ok=True)
+    if opts.log_dir != STDOUT:
+        Path(opts.log_dir).mkdir(parents=True, exist_ok=True)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     publisher = Publisher(opts.proxy, opts.topic, stopping)
     run_id = uuid.uuid4().hex[:8]
-    log(f"writing span logs to {opts.log_dir}, publishing to {publisher.url}")
+    where = "stdout" if opts.log_dir == STDOUT else opts.log_dir
+    log(f"writing span logs to {where}, publishing to {publisher.url}")
     number = published = 0
     while not stopping.is_set() and (opts.count == 0 or number < opts.count):
         published += handle(number, opts, publisher, run_id)

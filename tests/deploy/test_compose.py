@@ -1,5 +1,7 @@
 """deploy/compose: the compose file against the official Compose Specification schema, and its
-wiring (volumes, namespaces, ports, grace period) against the agent's config and the image.
+wiring (volumes, namespaces, ports, grace period, logging drivers, privileges) against the
+agent's config and the image, and the sample service's stdout, wrapped as Docker's json-file
+driver wraps it, read through the demo's config.
 
 The schema is the compose-spec project's `compose-spec.json` (Apache-2.0) as vendored, with its
 licence, by the check-jsonschema package on PyPI; nothing is fetched at test time.
@@ -8,8 +10,15 @@ licence, by the check-jsonschema package on PyPI; nothing is fetched at test tim
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,6 +28,9 @@ import pytest
 import yaml
 
 from agent.config.load import load_config
+from agent.config.tree import Config
+from agent.spans.backfill import END_OF_TIME_NS
+from agent.spans.pipeline import decoders_for
 from tests.deploy import dockerfile
 from tests.deploy.manifests import COMPOSE_FILE, REPO_ROOT
 
@@ -89,19 +101,24 @@ def test_images_are_pinned() -> None:
     assert services["sample-service"]["image"] == dockerfile.load()[-1].base
 
 
+def compose_config(environ: dict[str, str] | None = None) -> Config:
+    sidecar = compose()["services"]["sidecar-agent"]
+    source, _mode = mounts(sidecar)[sidecar["environment"]["SIDECAR_CONFIG"]]
+    env = sidecar["environment"] if environ is None else environ
+    return load_config(config_path=str(COMPOSE_DIR / source), environ=env)
+
+
 def test_sidecar_service_matches_its_config_and_the_image() -> None:
     services = compose()["services"]
     sidecar = services["sidecar-agent"]
     assert (COMPOSE_DIR / sidecar["build"]["context"] / sidecar["build"]["dockerfile"]).exists()
     assert "command" not in sidecar, "the image's CMD (run) is used"
-    config_path = sidecar["environment"]["SIDECAR_CONFIG"]
     targets = mounts(sidecar)
-    source, mode = targets[config_path]
+    source, mode = targets[sidecar["environment"]["SIDECAR_CONFIG"]]
     assert mode == "ro" and (COMPOSE_DIR / source).is_file()
-    config = load_config(config_path=str(COMPOSE_DIR / source), environ=sidecar["environment"])
+    config = compose_config()
 
-    assert targets[config.data_dir][0] in compose()["volumes"], "the data dir is a named volume"
-    assert config.data_dir == dockerfile.load()[-1].env()["SIDECAR_DATA_DIR"]
+    assert targets[config.data_dir] == ("agent-node-data", "rw"), "the data dir is a volume"
     assert sidecar["read_only"] is True and sidecar["tmpfs"] == ["/tmp"]
     assert seconds(sidecar["stop_grace_period"]) >= config.shutdown_timeout + 5
     admin_port = config.admin.listen.rpartition(":")[2]
@@ -111,24 +128,138 @@ def test_sidecar_service_matches_its_config_and_the_image() -> None:
     assert config.service.name == "sample-jobfirst"
 
 
-def test_sample_service_shares_logs_and_loopback_with_the_sidecar() -> None:
+def test_the_sidecar_reads_dockers_root_owned_logs_with_one_capability() -> None:
+    sidecar = compose()["services"]["sidecar-agent"]
+    assert sidecar["user"] == "0:0", "Docker's log files are root's, mode 0640"
+    assert sidecar["cap_drop"] == ["ALL"]
+    assert sidecar["cap_add"] == ["DAC_READ_SEARCH"], "read and search, no write or chown"
+    assert "no-new-privileges:true" in sidecar["security_opt"]
+    assert "privileged" not in sidecar
+    # Root without DAC_OVERRIDE cannot write the image's data dir (uid 10001's, 0750): the
+    # data volume sits at a path the image does not have, so Docker makes it root's.
+    image = dockerfile.load()[-1]
+    assert image.last("USER").args == "10001:10001"
+    image_data_dir = image.env()["SIDECAR_DATA_DIR"]
+    data_dir = compose_config().data_dir
+    assert data_dir != image_data_dir and not data_dir.startswith(image_data_dir + "/")
+    assert sidecar["working_dir"] == data_dir, "not the image's WORKDIR, uid 10001's"
+    every_mount = mounts(sidecar)
+    writable = {target for target, (_, mode) in every_mount.items() if mode != "ro"}
+    assert writable == {data_dir}, "all but the data volume (and the /tmp tmpfs) read-only"
+
+
+def test_sample_service_shares_the_loopback_with_the_sidecar() -> None:
     services = compose()["services"]
-    sidecar, sample = services["sidecar-agent"], services["sample-service"]
+    sample = services["sample-service"]
     assert sample["network_mode"] == "service:sidecar-agent"
-    config_source = mounts(sidecar)[sidecar["environment"]["SIDECAR_CONFIG"]][0]
-    config = load_config(config_path=str(COMPOSE_DIR / config_source), environ={})
-    assert f"--proxy=http://{config.proxy.listen}" in sample["command"]
-
-    log_dir = next(arg.split("=", 1)[1] for arg in sample["command"] if arg.startswith("--log-"))
-    assert mounts(sample)[log_dir] == ("app-logs", "rw")
-    assert mounts(sidecar)[log_dir] == ("app-logs", "ro")
-    for pattern in config.spans.paths:
-        assert pattern.startswith(log_dir + "/")
-
+    assert f"--proxy=http://{compose_config(environ={}).proxy.listen}" in sample["command"]
     script_source, _ = mounts(sample)[sample["command"][1]]
     script = (COMPOSE_DIR / script_source).resolve()
     assert script == REPO_ROOT / "deploy" / "sample-service" / "sample_service.py"
     assert sample["depends_on"]["sidecar-agent"]["condition"] == "service_healthy"
+
+
+def test_the_sample_service_logs_to_stdout_through_the_json_file_driver() -> None:
+    services = compose()["services"]
+    sample = services["sample-service"]
+    assert "--log-dir=-" in sample["command"]
+    logging = sample["logging"]
+    assert logging["driver"] == "json-file", "explicit, whatever the daemon's default"
+    assert re.fullmatch(r"\d+[kmg]", logging["options"]["max-size"])
+    assert int(logging["options"]["max-file"]) >= 2, "Docker's rotation is exercised"
+    assert "volumes" not in sample or all(
+        target.startswith("/app/") for target in mounts(sample)
+    ), "no log volume: the sample shares nothing with the sidecar but its stdout"
+
+
+def test_the_sidecar_reads_only_the_json_file_logs_and_not_its_own() -> None:
+    services = compose()["services"]
+    containers = "/var/lib/docker/containers"
+    assert mounts(services["sidecar-agent"])[containers] == (containers, "ro")
+    config = compose_config()
+    assert config.spans.container_logs == "docker"
+    assert config.spans.format == "auto", "one stdout holds span-json and JobFirst lines"
+    container_id = "ab" * 32
+    live = f"{containers}/{container_id}/{container_id}-json.log"
+    assert [glob for glob in config.spans.paths if fnmatch.fnmatch(live, glob)]
+    for glob in config.spans.paths:
+        assert glob.startswith(containers + "/")
+        # What the local driver writes, and Docker's own files beside the log, are not read.
+        for other in ("local-logs/container.log", "config.v2.json", "hostconfig.json"):
+            assert not fnmatch.fnmatch(f"{containers}/{container_id}/{other}", glob)
+    for name, service in services.items():
+        if name != "sample-service":
+            assert service["logging"]["driver"] == "local", f"{name}: its logs are not spans"
+
+
+def test_the_sample_services_stdout_as_docker_stores_it_becomes_spans(tmp_path: Path) -> None:
+    """The sample service run for real with --log-dir=-, its stdout and stderr wrapped as
+    Docker's json-file driver wraps them, read through the compose config's decoders."""
+    stdout, stderr = run_sample_service(requests=3)
+    lines = [docker_json_line(text, "stdout") for text in stdout.splitlines(keepends=True)]
+    lines += [docker_json_line(text, "stderr") for text in stderr.splitlines(keepends=True)]
+    config = compose_config()
+    container_id = "cd" * 32
+    path = f"/var/lib/docker/containers/{container_id}/{container_id}-json.log"
+    decode = decoders_for(config)(path)
+    result = decode.feed_many(lines, time.time_ns())
+    result.merge(decode.expire(END_OF_TIME_NS))
+    assert result.dead == []
+    assert result.skipped >= 3 + 2, "the ordinary log and stderr lines are skipped"
+    services = Counter(span.service_name for span in result.spans)
+    assert services == {"sample-service": 2 * 3, None: 3}  # None: the config's name applies
+    assert all(span.resource["container.id"] == container_id for span in result.spans)
+
+
+def run_sample_service(requests: int) -> tuple[str, str]:
+    with ThreadingHTTPServer(("127.0.0.1", 0), AcceptEverything) as proxy:
+        thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+        thread.start()
+        try:
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    str(REPO_ROOT / "deploy" / "sample-service" / "sample_service.py"),
+                    "--log-dir=-",
+                    f"--proxy=http://127.0.0.1:{proxy.server_address[1]}",
+                    f"--count={requests}",
+                    "--interval=0",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+        finally:
+            proxy.shutdown()
+            thread.join()
+    return done.stdout, done.stderr
+
+
+class AcceptEverything(BaseHTTPRequestHandler):
+    """Stands in for the sidecar's publish API, which this test does not exercise."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def docker_json_line(text: str, stream: str) -> bytes:
+    """What Docker's json-file driver writes for one line: Go's encoding/json, which also
+    escapes <, > and & as \\u003c, \\u003e, \\u0026."""
+    record = json.dumps(
+        {"log": text, "stream": stream, "time": "2026-12-05T10:00:00.123456789Z"},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        record = record.replace(char, escape)
+    return record.encode()
 
 
 def test_every_named_volume_is_declared_and_used() -> None:

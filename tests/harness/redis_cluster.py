@@ -35,17 +35,26 @@ class ReplicatedRedisCluster:
         replicas: int = 1,
         password: str | None = None,
         extra_args: Sequence[str] = (),
+        tls: Path | None = None,
     ) -> None:
+        """`tls`: a directory with ca.crt and server.crt/key (tests/harness/pki.py). Each node
+        then also listens with TLS on `tls_ports[i]` and the cluster bus runs on TLS; a TLS
+        client is told TLS ports in CLUSTER SLOTS and redirects, a plain one plain ports
+        (the plain ports stay, for the harness's own checks)."""
         self.workdir = workdir
         self.masters_wanted = masters
         self.replicas_wanted = replicas
         self.password = password
         count = masters * (1 + replicas)
         self._bus_ports = [free_port() for _ in range(count)]
+        self.tls_ports = [free_port() for _ in range(count)] if tls else []
         self.nodes = [
             RedisServer(
                 workdir / f"node-{index}",
-                extra_args=self._node_args(bus_port, extra_args),
+                extra_args=[
+                    *self._node_args(bus_port, extra_args),
+                    *(_tls_args(tls, self.tls_ports[index]) if tls else []),
+                ],
                 password=password,
             )
             for index, bus_port in enumerate(self._bus_ports)
@@ -224,8 +233,20 @@ class ReplicatedRedisCluster:
         self._clients.clear()
         for node in self.nodes:
             node.close()
-        for port in self._bus_ports:
+        for port in [*self._bus_ports, *self.tls_ports]:
             release_port(port)
+
+
+def _tls_args(directory: Path, port: int) -> list[str]:
+    return [
+        "--tls-port", str(port),
+        "--tls-cert-file", str(directory / "server.crt"),
+        "--tls-key-file", str(directory / "server.key"),
+        "--tls-ca-cert-file", str(directory / "ca.crt"),
+        "--tls-cluster", "yes",
+        "--tls-replication", "yes",
+        "--tls-auth-clients", "optional",  # nodes show their certificate; clients may not
+    ]  # fmt: skip
 
 
 def _line(nodes: str, node_id: str) -> str:

@@ -41,16 +41,43 @@ from agent.messages.redis.writer import (
 
 _ASKING = _encode((b"ASKING",))
 _NO_OWNER = "CLUSTERDOWN Hash slot not served"
-_SKIP = -1
-ASK_ROUTE_SECONDS = 0.5  # a reply position that belongs to an ASKING, not to an entry
+ASK_ROUTE_SECONDS = 0.5  # how long an ASK names a stream's node before the owner is asked again
 
 
 @dataclass(slots=True)
 class _Share:
-    """One master's part of a batch: its wire bytes and where each reply goes."""
+    """One master's part of a batch: its wire bytes and where its replies go. `runs` holds
+    (batch reply index, share reply index, count) for replies that land side by side; an
+    ASKING's reply belongs to no entry and is in no run."""
 
-    parts: list[bytes] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)  # batch reply index, or _SKIP
+    parts: list[bytes | memoryview] = field(default_factory=list)
+    runs: list[list[int]] = field(default_factory=list)
+    replies: int = 0
+
+    def add(self, part: bytes | memoryview, position: int, count: int) -> None:
+        self.parts.append(part)
+        last = self.runs[-1] if self.runs else None
+        if last is not None and last[0] + last[2] == position and last[1] + last[2] == self.replies:
+            last[2] += count
+        else:
+            self.runs.append([position, self.replies, count])
+        self.replies += count
+
+    def add_unanswered(self, part: bytes) -> None:
+        self.parts.append(part)
+        self.replies += 1
+
+    @property
+    def entries(self) -> int:
+        return sum(run[2] for run in self.runs)
+
+    def place(self, got: list[Any], merged: list[Any]) -> None:
+        """Copy this share's replies into the batch's (None where the node never answered)."""
+        for position, first, count in self.runs:
+            piece = got[first : first + count]
+            if len(piece) < count:
+                piece += [None] * (count - len(piece))
+            merged[position : position + count] = piece
 
 
 _Shares = dict[Node | None, _Share]
@@ -187,12 +214,8 @@ class ClusterWriter(StreamWriter):
         for record in records:
             indexes = record.pending_entries()
             entries.append(indexes)
-            whole = record.stream and record.pending is None and not idmp
-            if whole and record.stream not in self._asking:
-                share = shares.setdefault(self.slots.node_for(record.stream), _Share())
-                share.parts.append(record.commands)
-                share.positions.extend(range(position, position + len(indexes)))
-                position += len(indexes)
+            if record.pending is None and not idmp:
+                position = self._route_runs(record, position, shares)
                 continue
             for index in indexes:
                 self._route_entry(record, index, position, idmp, shares)
@@ -201,6 +224,31 @@ class ClusterWriter(StreamWriter):
             records, entries, position, self._send_shares(shares, position),
             asyncio.get_running_loop().time(),
         )  # fmt: skip
+
+    def _route_runs(self, record: Record, position: int, shares: _Shares) -> int:
+        """A whole record, one slice of its commands per run of entries on one stream (a
+        partitioned record comes grouped by partition); entries an ASK moved go one by one."""
+        assert self.slots is not None
+        runs = record.stream_runs()
+        if len(runs) == 1 and runs[0][0] not in self._asking:
+            share = shares.setdefault(self.slots.node_for(runs[0][0]), _Share())
+            share.add(record.commands, position, runs[0][1])
+            return position + runs[0][1]
+        commands = memoryview(record.commands)
+        ends = record.ends
+        entry = 0
+        for stream, count in runs:
+            if stream in self._asking:
+                for index in range(entry, entry + count):
+                    self._route_entry(record, index, position, False, shares)
+                    position += 1
+            else:
+                share = shares.setdefault(self.slots.node_for(stream), _Share())
+                share.add(commands[ends[entry - 1] if entry else 0 : ends[entry + count - 1]],
+                          position, count)  # fmt: skip
+                position += count
+            entry += count
+        return position
 
     def _route_entry(
         self, record: Record, index: int, position: int, idmp: bool, shares: _Shares
@@ -213,10 +261,8 @@ class ClusterWriter(StreamWriter):
         assert self.slots is not None
         share = shares.setdefault(asked or self.slots.node_for(stream), _Share())
         if asked is not None:
-            share.parts.append(_ASKING)
-            share.positions.append(_SKIP)
-        share.parts.append(command)
-        share.positions.append(position)
+            share.add_unanswered(_ASKING)
+        share.add(command, position, 1)
 
     def _send_shares(self, shares: _Shares, count: int) -> ReplyFuture:
         loop = asyncio.get_running_loop()
@@ -230,10 +276,7 @@ class ClusterWriter(StreamWriter):
 
         def share_done(node: Node | None, share: _Share, future: ReplyFuture) -> None:
             nonlocal waiting
-            got = self._share_replies(node, share, future, failures)
-            for reply, position in zip(got, share.positions, strict=False):
-                if position != _SKIP:
-                    merged[position] = reply
+            share.place(self._share_replies(node, share, future, failures), merged)
             waiting -= 1
             if waiting == 0 and not result.done():
                 if failures:
@@ -249,10 +292,9 @@ class ClusterWriter(StreamWriter):
 
     def _send_share(self, node: Node | None, share: _Share) -> ReplyFuture:
         future: ReplyFuture = asyncio.get_running_loop().create_future()
-        entries = sum(position != _SKIP for position in share.positions)
         if node is None:  # unassigned slot: the cluster cannot take it until one serves it
             self._stale = True
-            future.set_result([ReplyError(_NO_OWNER) for _ in share.positions])
+            future.set_result([ReplyError(_NO_OWNER) for _ in range(share.replies)])
             return future
         link = self.links.get(node)
         if link is None or link.closed:
@@ -260,8 +302,8 @@ class ClusterWriter(StreamWriter):
             future.set_exception(ConnectionLostError(f"{node.address} not connected", []))
             future.exception()
             return future
-        self.written_by_node[node] += entries
-        return self.pipelined(link, b"".join(share.parts), len(share.positions))
+        self.written_by_node[node] += share.entries
+        return self.pipelined(link, b"".join(share.parts), share.replies)
 
     def _share_replies(
         self, node: Node | None, share: _Share, future: ReplyFuture, failures: list[str]
@@ -286,6 +328,8 @@ class ClusterWriter(StreamWriter):
         return super().settle(batch, replies, failure)
 
     def _follow_redirects(self, batch: SentBatch, replies: list[Any]) -> None:
+        if ReplyError not in set(map(type, replies)):  # in C: the usual batch has no error
+            return
         position = 0
         for record, indexes in zip(batch.records, batch.entries, strict=True):
             for index in indexes:

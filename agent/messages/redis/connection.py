@@ -16,7 +16,7 @@ import ssl
 import urllib.parse
 from dataclasses import dataclass, replace
 
-from agent.config.tree import RedisConfig
+from agent.config.tree import RedisConfig, TlsConfig
 from agent.core.tls import ssl_context_for
 from agent.messages.redis.resp import ReplyError, RespConnection
 
@@ -96,6 +96,7 @@ class RedisTarget:
     connect_timeout: float
     command_timeout: float
     description: str  # for logs and /readyz: never the password
+    tls: TlsConfig | None = None  # the settings ssl_context came from (for redis-py clients)
 
     @classmethod
     def from_config(cls, config: RedisConfig) -> RedisTarget:
@@ -107,6 +108,7 @@ class RedisTarget:
             connect_timeout=config.connect_timeout,
             command_timeout=config.command_timeout,
             description=f"{'rediss' if parsed.tls else 'redis'}://{where}/{parsed.db}",
+            tls=config.tls if parsed.tls else None,
         )
 
     def at(self, host: str, port: int) -> RedisTarget:

@@ -14,7 +14,6 @@ import dataclasses
 
 from agent.config.tree import RedisConfig
 from agent.messages.redis.connection import RedisTarget, RedisUrl, ServerInfo
-from agent.messages.redis.resp import ReplyError
 from agent.messages.redis.topology import Node
 from agent.messages.redis.writer import StreamWriter
 
@@ -90,25 +89,16 @@ class SentinelWriter(StreamWriter):
         return server
 
     async def find_master(self) -> Node:
-        """The first answer of `SENTINEL get-master-addr-by-name`, sentinel by sentinel."""
-        problems: list[str] = []
-        for sentinel in self.sentinels:
-            try:
-                connection, _ = await sentinel.connect()
-            except (OSError, TimeoutError, ReplyError) as error:
-                problems.append(f"{sentinel.description}: {type(error).__name__}: {error}")
-                continue
-            try:
-                async with asyncio.timeout(sentinel.command_timeout):
-                    reply = await connection.call(
-                        b"SENTINEL", b"get-master-addr-by-name", self.master_name.encode()
-                    )
-            except (OSError, TimeoutError, ReplyError) as error:
-                problems.append(f"{sentinel.description}: {type(error).__name__}: {error}")
-                continue
-            finally:
-                connection.close()
-            if isinstance(reply, list) and len(reply) == 2:
-                return Node(bytes(reply[0]).decode(), int(reply[1]))
-            problems.append(f"{sentinel.description}: does not know {self.master_name!r}")
-        raise NoMasterError("no sentinel named a master: " + "; ".join(problems))
+        """The master the sentinels see up (redis-py's discovery: SENTINEL MASTERS, sentinel by
+        sentinel, skipping a master flagged down)."""
+        from agent.messages.redis.control import sentinel_master  # redis-py: sentinel mode only
+
+        first = self.sentinels[0]
+        try:
+            async with asyncio.timeout(
+                len(self.sentinels) * (first.connect_timeout + first.command_timeout)
+            ):
+                host, port = await sentinel_master(self.sentinels, self.master_name)
+        except (OSError, TimeoutError) as error:
+            raise NoMasterError(f"no sentinel named a master: {error}") from None
+        return Node(host, port)

@@ -10,12 +10,10 @@ they change.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 from agent.messages.redis.connection import RedisTarget
-from agent.messages.redis.resp import ReplyError
 from agent.messages.redis.slots import SLOTS, key_slot
 
 
@@ -64,6 +62,8 @@ class SlotMap:
         if len(owners) != SLOTS:
             raise ValueError(f"a slot map has {SLOTS} slots, got {len(owners)}")
         self._owners = owners
+        # Asked on every send (are all masters connected?): worked out once, not per call.
+        self._masters = frozenset(node for node in owners if node is not None)
 
     @classmethod
     def from_cluster_slots(cls, reply: Any, asked: Node) -> SlotMap:
@@ -89,8 +89,8 @@ class SlotMap:
     def owner(self, slot: int) -> Node | None:
         return self._owners[slot]
 
-    def masters(self) -> set[Node]:
-        return {node for node in self._owners if node is not None}
+    def masters(self) -> frozenset[Node]:
+        return self._masters
 
     def slot_counts(self) -> dict[Node, int]:
         counts: dict[Node, int] = {}
@@ -105,22 +105,15 @@ class SlotMap:
 
 
 async def discover(template: RedisTarget, candidates: list[Node]) -> SlotMap:
-    """Ask each candidate in turn for CLUSTER SLOTS; the first answer wins."""
+    """Ask each candidate in turn for CLUSTER SLOTS (through redis-py); the first answer wins."""
+    from agent.messages.redis.control import cluster_slots  # redis-py: cluster mode only
+
     problems: list[str] = []
     for node in candidates:
-        target = template.at(node.host, node.port)
         try:
-            connection, _ = await target.connect()
-        except (OSError, TimeoutError, ReplyError) as error:
-            problems.append(f"{node.address}: {type(error).__name__}: {error}")
-            continue
-        try:
-            async with asyncio.timeout(target.command_timeout):
-                reply = await connection.call(b"CLUSTER", b"SLOTS")
+            async with asyncio.timeout(template.connect_timeout + template.command_timeout):
+                reply = await cluster_slots(template.at(node.host, node.port))
             return SlotMap.from_cluster_slots(reply, node)
-        except (OSError, TimeoutError, ReplyError, TopologyError) as error:
+        except (OSError, TimeoutError, TopologyError) as error:
             problems.append(f"{node.address}: {type(error).__name__}: {error}")
-        finally:
-            with contextlib.suppress(Exception):
-                connection.close()
     raise TopologyError("no node gave a slot map: " + "; ".join(problems or ["no nodes known"]))

@@ -1,11 +1,12 @@
 """The subscriptions' Redis client (redis-py's asyncio client, replies parsed by hiredis), for
-`redis.mode` standalone or sentinel.
+every `redis.mode`.
 
 In sentinel mode the client asks the sentinels for the current master whenever it opens a
 connection, so after a failover the consumers' next command (they retry Redis errors with a
-backoff) reaches the new master. Cluster mode is refused by `check-config` for subscriptions:
-a dead letter's move (RPUSH to `dlq:<topic>`, XACK on the stream, one script) needs both keys
-on one node.
+backoff) reaches the new master. In cluster mode it is redis-py's cluster client: each command
+goes to the master of its key's slot and MOVED/ASK are followed. There a dead letter's move
+(RPUSH to `dlq:<topic>`, XACK on the stream) cannot be one script, the two keys being on
+different masters: see `streams.moves_are_atomic`.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import urllib.parse
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
 from agent.config.tree import Config, RedisConfig
 from agent.messages.redis.topology import Node
 from agent.messages.subscribe.consumer import BLOCK_MS
+from agent.messages.subscribe.streams import RedisClient
 
 
-def redis_client(config: Config, max_connections: int) -> aioredis.Redis:
+def redis_client(config: Config, max_connections: int) -> RedisClient:
     settings = config.redis
     options: dict[str, Any] = {
         "socket_connect_timeout": settings.connect_timeout,
@@ -34,7 +37,25 @@ def redis_client(config: Config, max_connections: int) -> aioredis.Redis:
         options.update(_tls_options(settings))
     if settings.mode == "sentinel":
         return _sentinel_master(settings, options, tls=tls)
+    if settings.mode == "cluster":
+        return _cluster(settings, options, tls=tls)
     return aioredis.Redis.from_url(settings.url, **options)
+
+
+def _cluster(settings: RedisConfig, options: dict[str, Any], *, tls: bool) -> RedisCluster:
+    """A cluster client seeded like the publisher: `redis.seeds`, else `redis.url`'s host."""
+    credentials = _credentials_and_db(settings.url)
+    credentials.pop("db")  # a cluster has database 0 only
+    parsed = urllib.parse.urlsplit(settings.url)
+    seeds = [Node.parse(address) for address in settings.seeds]
+    if not seeds:
+        seeds = [Node(parsed.hostname or "localhost", parsed.port or 6379)]
+    return RedisCluster(
+        startup_nodes=[ClusterNode(node.host, node.port) for node in seeds],
+        ssl=tls,
+        **options,
+        **credentials,
+    )
 
 
 def _tls_options(settings: RedisConfig) -> dict[str, Any]:
@@ -84,9 +105,11 @@ def _credentials_and_db(url: str) -> dict[str, Any]:
     return data
 
 
-async def close_client(client: aioredis.Redis) -> None:
+async def close_client(client: RedisClient) -> None:
     """Close the client and, in sentinel mode, its connections to the sentinels."""
     await client.aclose()
+    if isinstance(client, RedisCluster):
+        return
     manager = getattr(client.connection_pool, "sentinel_manager", None)
     if isinstance(manager, Sentinel):
         for sentinel in manager.sentinels:

@@ -8,7 +8,8 @@ list is done a page at a time, so memory stays bounded whatever its length.
 The move is one script, not a MULTI: in a MULTI an XADD that fails (the key holds something
 else) would not stop the LREM after it, and the message would be in neither place. The script
 checks the element is still listed, XADDs (an error ends it before anything changed), then
-removes it.
+removes it. In cluster mode the list and the stream are on different masters and the steps are
+three commands (`_move_apart`).
 """
 
 from __future__ import annotations
@@ -17,16 +18,21 @@ from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any, NamedTuple
 
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from agent.messages.subscribe.streams import dead_letter_key
+from agent.messages.subscribe.streams import RedisClient, dead_letter_key, moves_are_atomic
 
 PAGE = 500
 _MOVE = """
 if not redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
 redis.call('XADD', KEYS[2], unpack(ARGV, 2))
 return redis.call('LREM', KEYS[1], 1, ARGV[1])
+"""
+
+_DROP = """
+local length = redis.call('LLEN', KEYS[1])
+redis.call('UNLINK', KEYS[1])
+return length
 """
 
 Republish = Callable[[dict[str, Any]], list[bytes]]
@@ -65,7 +71,7 @@ def _parse(index: int, raw: bytes) -> DeadLetter:
 
 
 class DeadLetterList:
-    def __init__(self, client: aioredis.Redis, topic: str) -> None:
+    def __init__(self, client: RedisClient, topic: str) -> None:
         self.client = client
         self.topic = topic
         self.key = dead_letter_key(topic)
@@ -95,6 +101,7 @@ class DeadLetterList:
         result = RetryResult([], {})
         removed: list[int] = []
         move = self.client.register_script(_MOVE)
+        atomic = moves_are_atomic(self.client)
         async for entry in self._scan(removed):
             message_id = entry.message_id
             if entry.message is None or message_id is None:
@@ -104,7 +111,10 @@ class DeadLetterList:
             try:
                 command = republish({**entry.message, "retry_count": 0})
                 stream = command[1]
-                moved = await move(keys=[self.key, stream], args=[entry.raw, *command[2:]])
+                if atomic:
+                    moved = await move(keys=[self.key, stream], args=[entry.raw, *command[2:]])
+                else:
+                    moved = await self._move_apart(entry.raw, command)
             except (ValueError, ResponseError) as error:
                 result.failed[message_id] = str(error)
                 continue
@@ -113,13 +123,19 @@ class DeadLetterList:
                 result.retried.append(message_id)
         return result
 
+    async def _move_apart(self, raw: bytes, command: list[bytes]) -> int:
+        """The script's steps as three commands (cluster mode: the list and the stream are on
+        different masters). A crash after the XADD leaves the entry listed too: retried
+        again, it is a second copy with the same message id, never a lost one."""
+        if await self.client.lpos(self.key, raw) is None:  # type: ignore[arg-type]
+            return 0
+        await self.client.execute_command(command[0].decode(), *command[1:])  # a str name
+        return int(await self.client.lrem(self.key, 1, raw))  # type: ignore[arg-type]
+
     async def delete(self, ids: Collection[str] | None) -> int:
         """Remove the entries with these message ids (all when None); how many went."""
-        if ids is None:
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.llen(self.key)
-                pipe.unlink(self.key)
-                length, _ = await pipe.execute()
+        if ids is None:  # one key, one script: the same in every mode (a cluster too)
+            length = await self.client.register_script(_DROP)(keys=[self.key])
             return int(length)
         removed: list[int] = []
         async for entry in self._scan(removed):

@@ -5,7 +5,7 @@ the stream so nothing published before the first consumer came up is skipped), r
 of our own pending entries, XAUTOCLAIM of stale ones, attempt counts from XPENDING (the group's
 delivery counter is the attempt number: XREADGROUP and XAUTOCLAIM both raise it), acks, and the
 dead-letter move (RPUSH then XACK in one script, so a dead letter is never lost between the
-two, nor both pending and listed).
+two, nor both pending and listed; in cluster mode two commands, see `moves_are_atomic`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from agent.messages.subscribe.model import Entry, entry_from_fields
@@ -33,8 +34,18 @@ ACK_LINGER = 0.002  # seconds an ack waits for others; a crash in it means a red
 OWN_PENDING = "0"
 
 
+RedisClient = aioredis.Redis | RedisCluster
+
+
 def dead_letter_key(topic: str) -> str:
     return f"dlq:{topic}"
+
+
+def moves_are_atomic(client: RedisClient) -> bool:
+    """False in cluster mode: `dlq:<topic>` and a stream are on different masters there, so a
+    move between them is two commands, not one script (docs/delivery-guarantees.md says
+    what a crash between the two leaves: a copy too many, never none)."""
+    return not isinstance(client, RedisCluster)
 
 
 class _AckBatch:
@@ -103,7 +114,7 @@ class GroupStream:
     """One (stream, group, consumer) triple over a shared client."""
 
     def __init__(
-        self, client: aioredis.Redis, stream: str, topic: str, group: str, consumer: str
+        self, client: RedisClient, stream: str, topic: str, group: str, consumer: str
     ) -> None:
         self.client = client
         self.stream = stream
@@ -204,6 +215,10 @@ class GroupStream:
         that fails (the key holds something else) ends it before the XACK, so the entries
         stay pending rather than vanish."""
         ids = [entry.entry_id for entry in entries]
+        if not moves_are_atomic(self.client):  # RPUSH first: a failure between keeps them
+            await self.client.rpush(dead_letter_key(self.topic), *messages)
+            await self.client.xack(self.stream, self.group, *ids)
+            return
         script = self.client.register_script(_DEAD_LETTER)
         keys = [dead_letter_key(self.topic), self.stream]
         await script(keys=keys, args=[len(messages), *messages, self.group, *ids])

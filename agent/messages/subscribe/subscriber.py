@@ -13,7 +13,6 @@ import os
 import socket
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from agent.config.tree import Config, SubscriptionConfig
@@ -25,7 +24,7 @@ from agent.messages.subscribe.consumer import REDIS_RETRY, Consumer
 from agent.messages.subscribe.discovery import ask_app, subscribe_url
 from agent.messages.subscribe.protocols import protocol_for
 from agent.messages.subscribe.stats import SubscriptionStats
-from agent.messages.subscribe.streams import GroupStream
+from agent.messages.subscribe.streams import GroupStream, RedisClient
 from agent.messages.subscribe.tracing import DeliveryTracer, PassThroughTracer
 from agent.messages.subscribe.transport import AppClient
 
@@ -99,7 +98,7 @@ class Subscriptions:
             consumers.append(consumer)
         return consumers
 
-    def redis(self) -> aioredis.Redis:
+    def redis(self) -> RedisClient:
         """The client, for the dead-letter routes to share."""
         return self.client
 

@@ -159,6 +159,9 @@ class AutoDecoder(LineFeeder):
     def expire(self, now_ns: int) -> DecodeResult:
         return self.jobfirst.expire(now_ns)
 
+    def end_of_file(self) -> DecodeResult:
+        return self.sdk.end_of_file()  # JobFirst's open spans may still end in another file
+
     def snapshot(self) -> dict[str, Any]:
         state = {"jobfirst": self.jobfirst.snapshot(), "otel-sdk": self.sdk.snapshot()}
         return {name: part for name, part in state.items() if part}

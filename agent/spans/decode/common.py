@@ -112,6 +112,11 @@ class LineFeeder:
         self.feed_into(line, now_ns, result)
         return result
 
+    def end_of_file(self) -> DecodeResult:
+        """Nothing held, for one-line formats; JobFirst's open spans may still end in
+        another file (they expire after spans.orphan_timeout)."""
+        return DecodeResult()
+
     def feed_many(self, lines: Iterable[bytes], now_ns: int) -> DecodeResult:
         """`feed` for a batch of lines, with one result for all of them."""
         result = DecodeResult()

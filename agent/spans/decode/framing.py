@@ -75,6 +75,11 @@ class ObjectFramer:
             return [("object_too_large", text)]
         return []
 
+    def end(self) -> list[Frame]:
+        """The input ended: an object still open is a truncated one (none while discarding
+        the rest of one already reported too large)."""
+        return self._cut() if self.pending else []
+
     def _cut(self) -> list[Frame]:
         text = b"\n".join(self._lines)
         was_discarding = self._discarding

@@ -373,6 +373,12 @@ class OtelSdkDecoder(LineFeeder):
     def expire(self, now_ns: int) -> DecodeResult:
         return DecodeResult()
 
+    def end_of_file(self) -> DecodeResult:
+        result = DecodeResult()
+        for kind, text in self.framer.end():
+            self._frame(kind, text, result)
+        return result
+
     def snapshot(self) -> dict[str, Any]:
         return self.framer.snapshot()
 

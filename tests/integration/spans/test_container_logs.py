@@ -21,8 +21,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
+from agent.spans.pipeline import SpanPipeline
 from tests.harness import Jaeger, StoredSpan
-from tests.integration.spans.helpers import append, pipeline_config, running_pipeline
+from tests.integration.spans.helpers import (
+    append,
+    dead_letters,
+    pipeline_config,
+    running_pipeline,
+)
 from tests.unit.spans.samples.jobfirst import ended, event, started
 
 pytestmark = pytest.mark.integration
@@ -214,3 +220,51 @@ async def test_kubelet_rotation_and_a_container_restart_under_auto(
         spans = await stored(jaeger, container, 12)
     assert sorted(span.operation_name for span in spans) == sorted(f"op-{i}" for i in range(12))
     assert_pod_attributes(spans, container, {0, 1})
+
+
+@pytest.mark.parametrize("ending", ["rotation", "timeout"])
+async def test_a_line_the_container_never_finished_is_dead_lettered(
+    tmp_path: Path, jaeger: Jaeger, service_name: str, ending: str
+) -> None:
+    """The container died after the runtime wrote the first piece of a line: the piece is
+    dead-lettered and counted once its file is let go after kubelet's rotation, or once
+    spans.orphan_timeout passes on a file that stays; the spans around it all arrive."""
+    container = container_of(service_name)
+    directory = pod_dir(tmp_path, container)
+    directory.mkdir(parents=True)
+    current = directory / "0.log"
+    unfinished = lines_of("span-json", container, 1, first=99)[0][:PIECE]
+    stamp = b"2026-12-05T10:00:00.000000001Z"
+    append(current, cri_lines(lines_of("span-json", container, 4)))
+    append(current, b" ".join((stamp, b"stdout", b"P", unfinished)) + b"\n")
+    config = pipeline_config(
+        tmp_path,
+        jaeger.otlp_http_endpoint,
+        [str(tmp_path / "pods" / "*" / "*" / "*.log")],
+        spans__container_logs="cri",
+        spans__orphan_timeout="1s" if ending == "timeout" else "1h",
+    )
+    async with running_pipeline(config) as pipeline:
+        await stored(jaeger, container, 4)
+        if ending == "rotation":
+            current.rename(directory / "0.log.20261205-100000")
+        else:  # the container restarted: its next log is 1.log, 0.log stays as it is
+            current = directory / "1.log"
+        append(current, cri_lines(lines_of("span-json", container, 2, first=4)))
+        spans = await stored(jaeger, container, 6)
+        by_reason = await dead_letters_counted(pipeline, "partial_line_unfinished")
+    assert by_reason == {"partial_line_unfinished": 1}
+    assert sorted(span.operation_name for span in spans) == sorted(f"op-{i}" for i in range(6))
+    dead = dead_letters(config)
+    assert [record["reason"] for record in dead] == ["partial_line_unfinished"]
+    assert dead[0]["raw"] == unfinished.decode()
+    assert dead[0]["source"] == str(directory / "0.log")  # the name it was found under
+
+
+async def dead_letters_counted(pipeline: SpanPipeline, reason: str) -> dict[str, int]:
+    deadline = time.monotonic() + 10
+    while True:
+        by_reason: dict[str, int] = pipeline.status()["dead_letters"]["by_reason"]
+        if reason in by_reason or time.monotonic() > deadline:
+            return by_reason
+        await asyncio.sleep(0.05)

@@ -1,12 +1,11 @@
 """TLS to the OTLP endpoint: a private CA, and mutual TLS with a client certificate.
 
-Certificates are made with the openssl command line for each test run.
+Certificates are made with the openssl command line for each test run (tests/harness/pki.py).
 """
 
 from __future__ import annotations
 
 import ssl
-import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,33 +17,15 @@ from agent.core.metrics import Metrics
 from agent.core.retry import RetryableError
 from agent.spans.export.exporter import OtlpHttpExporter, pack_request
 from tests.doubles.otlp_receiver import FaultInjectingOtlpReceiver
+from tests.harness.pki import make_pki
 from tests.integration.spans.requests import request_body
 
 pytestmark = pytest.mark.integration
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
-
-
-def issue(directory: Path, name: str, subject: str, extensions: str) -> None:
-    """A key and a certificate for `name`, signed by the CA in `directory`."""
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-            "-subj", f"/CN={subject}", "-out", f"{name}.csr", cwd=directory)  # fmt: skip
-    (directory / f"{name}.ext").write_text(extensions)
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext",
-            "-out", f"{name}.crt", cwd=directory)  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("pki")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-            "-subj", "/CN=test-ca", "-days", "2", "-out", "ca.crt", cwd=directory)  # fmt: skip
-    issue(directory, "server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\n")
-    issue(directory, "client", "sidecar-agent", "extendedKeyUsage=clientAuth\n")
-    return directory
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def server_context(pki: Path, *, require_client_cert: bool) -> ssl.SSLContext:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from redis.asyncio.cluster import RedisCluster
 
 from agent.config.load import ConfigError, load_config
 from agent.messages.redis.cluster import ClusterWriter
@@ -10,6 +11,8 @@ from agent.messages.redis.modes import writer_for
 from agent.messages.redis.sentinel import SentinelWriter
 from agent.messages.redis.topology import Node
 from agent.messages.redis.writer import StreamWriter
+from agent.messages.subscribe.client import redis_client
+from agent.messages.subscribe.streams import moves_are_atomic
 
 
 def problems(environ: dict[str, str]) -> str:
@@ -73,14 +76,22 @@ def test_sentinel_mode_needs_sentinels() -> None:
     )
 
 
-def test_subscriptions_are_refused_in_cluster_mode_with_the_reason() -> None:
-    text = problems(
-        {
+def test_subscriptions_in_cluster_mode_get_a_cluster_client_seeded_like_the_writer() -> None:
+    config = load_config(
+        environ={
             "SIDECAR_REDIS_MODE": "cluster",
+            "REDIS_URL": "redis://agent:pw@h:7001/0",
+            "SIDECAR_REDIS_SEEDS": "10.0.0.1:7000,10.0.0.2:7000",
             "SIDECAR_MESSAGES_SUBSCRIPTIONS": "[{topic: orders, endpoint: 'http://127.0.0.1:8080/in'}]",
         }
     )
-    assert "messages.subscriptions: not supported with redis.mode cluster" in text
+    client = redis_client(config, 4)
+    assert isinstance(client, RedisCluster) and not moves_are_atomic(client)
+    assert [(node.host, node.port) for node in client.startup_nodes] == [
+        ("10.0.0.1", 7000),
+        ("10.0.0.2", 7000),
+    ]
+    assert moves_are_atomic(redis_client(load_config(environ={}), 4))
 
 
 def test_bad_seeds_and_partitions_are_named() -> None:

@@ -186,3 +186,23 @@ async def test_requests_waiting_on_each_others_ids_do_not_deadlock(queue: DiskQu
     # Whichever crossing request went first stored x and y; the other repeats all three ids.
     assert results[0].duplicates == 0
     assert sorted(result.duplicates for result in results[1:]) == [1, 3]
+
+
+async def test_redis_mode_answers_each_message_of_a_partitioned_request(queue: DiskQueue) -> None:
+    # The record's entries are grouped by partition, so its order is not the request's: each
+    # message must still get its own entry id and failure, even from a record read from disk.
+    config = MessagesConfig(topics={"t": TopicConfig(partitions=3)})
+    intake = Intake(config, queue, retry_after=1)
+    envelopes = [(f"id{i}", i, None, {"partitionKey": f"k{i % 4}"}) for i in range(8)]
+    publish = asyncio.ensure_future(intake.publish("t", envelopes, "redis"))
+    (record,) = await queue_records_soon(queue)
+    assert record.stream == b"" and record.message_ids != [f"id{i}" for i in range(8)]
+    record.entry_ids = [f"{message_id[2:]}-0".encode() for message_id in record.message_ids]
+    failed = record.message_ids.index("id5")
+    record.entry_ids[failed] = None
+    record.failures = {failed: "WRONGTYPE nope"}
+    record.pending = []
+    intake.finished(record)
+    result = await publish
+    assert result.entry_ids == [None if i == 5 else f"{i}-0" for i in range(8)]
+    assert result.failures == {5: "WRONGTYPE nope"}

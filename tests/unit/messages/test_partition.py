@@ -5,11 +5,14 @@ from __future__ import annotations
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.config.tree import TopicConfig
 from agent.messages.codec import BodyError, Envelope, envelopes_from
 from agent.messages.message import AcceptTime
 from agent.messages.partition import PartitionedLayout, layout_for, partition_of
+from agent.messages.record import Record
 from agent.messages.redis.resp import decode_command
 from agent.messages.redis.slots import key_slot, stream_of
 
@@ -26,7 +29,12 @@ def streams(layout: PartitionedLayout, envelopes: list[Envelope]) -> list[bytes]
     ids = [f"m{i}" for i in range(len(envelopes))]
     encoded = layout.encode(envelopes, ids, AT)
     starts = [0, *encoded.ends[:-1]]
-    return [stream_of(encoded.blob[a:b]) for a, b in zip(starts, encoded.ends, strict=True)]
+    got = [stream_of(encoded.blob[a:b]) for a, b in zip(starts, encoded.ends, strict=True)]
+    order = encoded.order or range(len(got))
+    by_request = [b""] * len(got)
+    for entry, index in enumerate(order):
+        by_request[index] = got[entry]
+    return by_request  # the stream of each message, in the request's order
 
 
 def test_one_partition_is_the_plain_layout() -> None:
@@ -99,3 +107,37 @@ def test_a_bad_key_is_a_clear_400(entry: dict[str, object], problem: str) -> Non
     assert caught.value.status == 400
     assert caught.value.index == 1
     assert problem in caught.value.message
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "d", "e", None]), min_size=1, max_size=40))
+def test_a_request_comes_grouped_by_partition_with_order_kept_per_key(
+    keys: list[str | None],
+) -> None:
+    layout = PartitionedLayout("t", TopicConfig(partitions=4))
+    envelopes = keyed(*keys)
+    encoded = layout.encode(envelopes, [f"m{i}" for i in range(len(keys))], AT)
+    starts = [0, *encoded.ends[:-1]]
+    entries = [encoded.blob[a:b] for a, b in zip(starts, encoded.ends, strict=True)]
+    order = encoded.order or list(range(len(keys)))
+    assert sorted(order) == list(range(len(keys)))  # every message once
+    runs = encoded.runs or [(encoded.stream or b"", len(keys))]
+    assert sum(count for _, count in runs) == len(keys)
+    assert len({stream for stream, _ in runs}) == len(runs)  # one run per partition
+    entry = 0
+    for stream, count in runs:
+        assert {stream_of(command) for command in entries[entry : entry + count]} == {stream}
+        group = order[entry : entry + count]
+        assert group == sorted(group), "each partition's messages stay in request order"
+        entry += count
+    for entry, index in enumerate(order):  # each entry is the message order names
+        fields = decode_command(entries[entry])
+        assert b'"data":%d,' % index in fields[fields.index(b"data") + 1]
+
+
+def test_a_record_read_back_from_disk_finds_the_same_runs() -> None:
+    layout = PartitionedLayout("t", TopicConfig(partitions=3))
+    encoded = layout.encode(keyed(None, None, None, None, "x"), ["a", "b", "c", "d", "e"], AT)
+    record = Record("t", b"", "jobfirst", ["a", "b", "c", "d", "e"], encoded.ends, encoded.blob)
+    assert encoded.runs is not None and len(encoded.runs) == 3
+    assert Record.decode(record.encode()).stream_runs() == encoded.runs

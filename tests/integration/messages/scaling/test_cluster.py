@@ -9,11 +9,12 @@ import zlib
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 
 from agent.core.metrics import Metrics
 from agent.messages.pipeline import MessagePipeline
-from agent.messages.redis.cluster import ClusterWriter
+from agent.messages.redis.cluster import ASK_ROUTE_SECONDS, ClusterWriter
 from agent.messages.redis.slots import key_slot
 from tests.harness.redis_cluster import ReplicatedRedisCluster
 from tests.integration.messages.scaling.conftest import PASSWORD
@@ -86,6 +87,12 @@ async def test_streams_and_partitions_land_on_the_masters_that_own_their_slots(
                 body = [{"data": {"round": round_}, "key": key} for key in keys]
                 status, _ = await post(http, url(pipeline, "/v1/topics/orders/messages"), body)
                 assert status == 202
+            # ?ack=redis on a request spread over partitions (and so over masters): each
+            # message is answered with its own entry id.
+            confirmed = [{"data": n, "key": f"event-{n % 5}"} for n in range(15)]
+            target = url(pipeline, "/v1/topics/events/messages?ack=redis")
+            status, answer = await post(http, target, confirmed)
+            assert status == 201
         await delivered(pipeline)
         nodes = pipeline.writer.nodes()
         metrics = pipeline.health().details
@@ -120,6 +127,13 @@ async def test_streams_and_partitions_land_on_the_masters_that_own_their_slots(
         assert [m["data"]["n"] for m in messages_in(client, f"stream:topic-{index}")] == list(
             range(20)
         )
+
+    for n, (message_id, entry_id) in enumerate(
+        zip(answer["ids"], answer["entry_ids"], strict=True)
+    ):
+        stream = f"stream:events:{zlib.crc32(f'event-{n % 5}'.encode()) % 4}"
+        ((_, fields),) = client.xrange(stream, min=entry_id, max=entry_id)
+        assert orjson.loads(fields[b"data"])["id"] == message_id
 
     assert {node.address for node in nodes} == {f"{m.host}:{m.port}" for m in masters}
     assert sum(node.slots for node in nodes) == 16384
@@ -190,6 +204,11 @@ async def test_a_slot_moved_under_load_is_followed_and_loses_nothing(
                 moved = await asyncio.to_thread(cluster.migrate_slot, slot, target)
                 before = publishers[0].total
                 await until(lambda: publishers[0].total > before + 300, 30, "load after")
+            # An ASK sends the stream's entries to the new node for a while; the first write
+            # after that asks the map's owner again, which answers MOVED: the map is relearned.
+            await asyncio.sleep(ASK_ROUTE_SECONDS + 0.1)
+            status, _ = await post(http, url(pipeline, "/v1/topics/moving/messages"), {"data": 0})
+            assert status == 202
             await delivered(pipeline, timeout=60)
         retried = dict(pipeline.sender.retry_reasons)
         assert isinstance(pipeline.writer, ClusterWriter)
