@@ -10,8 +10,9 @@ through logrus' `JSONFormatter` (keys sorted, `timestamp` RFC 3339 whole seconds
     {"duration":"1.5ms","level":"info","message":"Span ended","span_id":"span_<nanos>",
      "span_name":"GET /x","status":0,"status_desc":"","timestamp":"…","trace_id":"…"}
 
-This module turns one line into a `JobFirstLine`; `agent.spans.decode.assemble` joins the
-lines into spans. Other log lines share the file: a line without `"message":"Span `
+This module turns one line into a `JobFirstLine` (`parse_line` from the parsed dict; on the
+direct path `typed_line` straight from the bytes through a msgspec Struct when the line has
+only these keys); `agent.spans.decode.assemble` joins the lines into spans. Other log lines share the file: a line without `"message":"Span `
 (or logrus' default `"msg":"Span `) is skipped before any JSON parsing.
 """
 
