@@ -47,8 +47,9 @@ def end_direct(
         return False
     start = opened.start_ns
     end = max(start, line.time_ns) if line.duration_ns is None else start + line.duration_ns
-    extra = {**opened.attributes, **line.attributes} if line.attributes else opened.attributes
-    attributes, kind = span_attributes(line.trace, line.span, opened.name, extra)
+    attributes, kind = span_attributes(
+        line.trace, line.span, opened.name, opened.attributes, line.attributes
+    )
     events: list[DirectEvent] = [
         (min(max(e.time_ns, start), end), e.name, e.attributes) for e in opened.events
     ]

@@ -50,14 +50,15 @@ def start_time(span: str, trace: str, around_ns: int) -> int:
     return around_ns
 
 
-def span_attributes(trace: str, span: str, name: str, extra: Attributes) -> tuple[Attributes, int]:
-    """A finished span's attributes (the original IDs, then `extra`: its lines' fields) and
-    its kind: SERVER with `http.*` for the Gin middleware's "GET /path" names."""
-    attributes: Attributes = {
-        "jobfirst.trace_id": trace,
-        "jobfirst.span_id": span,
-        **extra,
-    }
+def span_attributes(
+    trace: str, span: str, name: str, extra: Attributes, more: Attributes | None = None
+) -> tuple[Attributes, int]:
+    """A finished span's attributes (the original IDs, then `extra` and `more`: its lines'
+    fields, the start line's then the end line's) and its kind: SERVER with `http.*` for the
+    Gin middleware's "GET /path" names."""
+    attributes: Attributes = {"jobfirst.trace_id": trace, "jobfirst.span_id": span, **extra}
+    if more:
+        attributes.update(more)
     http = _http_parts(name)
     if http is None:
         return attributes, KIND_INTERNAL
