@@ -33,16 +33,18 @@ Pure state, no I/O; `agent.spans.decode.jobfirst` parses the lines and feeds
 
 from __future__ import annotations
 
-import re
 import weakref
 from dataclasses import dataclass, field
-from hashlib import blake2b
 from typing import Any
 
+from agent.spans.decode.jobfirst_mapping import (
+    span_attributes,
+    start_time,
+    w3c_span_id,
+    w3c_trace_id,
+)
 from agent.spans.model import (
     INCOMPLETE_ATTRIBUTE,
-    KIND_INTERNAL,
-    KIND_SERVER,
     STATUS_ERROR,
     STATUS_UNSET,
     Attributes,
@@ -51,13 +53,11 @@ from agent.spans.model import (
     Span,
     SpanEvent,
 )
-from agent.spans.validate import MAX_TIME_NS, MIN_TIME_NS, check_span
+from agent.spans.validate import check_span
 
 START, EVENT, END = "start", "event", "end"
 MAX_EVENTS_PER_SPAN = 1000
 SNAPSHOT_VERSION = 1
-_DAY_NS = 86_400 * 1_000_000_000
-_HTTP_NAME = re.compile(r"(GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH) (/\S*)")
 
 
 @dataclass(slots=True)
@@ -107,34 +107,7 @@ class _Waiting:
     events: list[_Event] = field(default_factory=list)
 
 
-def w3c_trace_id(trace: str) -> bytes:
-    digest = blake2b(trace.encode(), digest_size=16, person=b"jobfirst.trace").digest()
-    return digest if any(digest) else digest[:-1] + b"\x01"
-
-
-def w3c_span_id(trace: str, span: str) -> bytes:
-    # The trace is part of the input so equal span strings in two traces stay distinct.
-    data = f"{trace}\x00{span}".encode()
-    digest = blake2b(data, digest_size=8, person=b"jobfirst.span").digest()
-    return digest if any(digest) else digest[:-1] + b"\x01"
-
-
-def _id_nanos(text: str, prefix: str) -> int | None:
-    digits = text[len(prefix) :] if text.startswith(prefix) else ""
-    if digits.isdigit() and digits.isascii() and len(digits) <= 19:
-        nanos = int(digits)
-        if MIN_TIME_NS <= nanos <= MAX_TIME_NS:
-            return nanos
-    return None
-
-
-def start_time(span: str, trace: str, around_ns: int) -> int:
-    """The span's start: ID nanos near `around_ns` (the expected start), else `around_ns`."""
-    for text, prefix in ((span, "span_"), (trace, "trace_")):
-        nanos = _id_nanos(text, prefix)
-        if nanos is not None and abs(nanos - around_ns) <= _DAY_NS:
-            return nanos
-    return around_ns
+# Copies of hashers keyed once: a third cheaper than making one with its parameters each time.
 
 
 class OpenSpanExchange:
@@ -306,7 +279,7 @@ class JobFirstAssembler:
 
     def _span(self, opened: _Open, end: int) -> Span:
         trace, start = opened.trace, opened.start_ns
-        attributes, kind = span_attributes(opened, opened.attributes)
+        attributes, kind = span_attributes(trace, opened.span, opened.name, opened.attributes)
         events = [
             SpanEvent(min(max(e.time_ns, start), end), e.name, e.attributes) for e in opened.events
         ]
@@ -382,19 +355,6 @@ class JobFirstAssembler:
                 self._waiting_count += len(events)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad jobfirst decoder state: {exc}") from exc
-
-
-def span_attributes(opened: _Open, extra: Attributes) -> tuple[Attributes, int]:
-    """A finished span's attributes (the original IDs, then `extra`: its lines' fields) and
-    its kind: SERVER with `http.*` for the Gin middleware's "GET /path" names."""
-    attributes: Attributes = {"jobfirst.trace_id": opened.trace, "jobfirst.span_id": opened.span}
-    attributes.update(extra)
-    http = _HTTP_NAME.fullmatch(opened.name)
-    if http is None:
-        return attributes, KIND_INTERNAL
-    attributes.setdefault("http.method", http.group(1))
-    attributes.setdefault("http.route", http.group(2))
-    return attributes, KIND_SERVER
 
 
 def _event_state(event: _Event) -> list[Any]:

@@ -35,6 +35,7 @@ from agent.spans.decode.common import (
 )
 from agent.spans.decode.direct import otlp_line, otlp_request
 from agent.spans.decode.direct_sdk import go_span, python_span
+from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.decode.jobfirst import MARKER, MARKER_TAIL, JobFirstDecoder, has_marker
 from agent.spans.decode.otelsdk import OtelSdkDecoder, load_sdk_object, span_from_sdk_obj
 from agent.spans.decode.otlpjson import OtlpJsonDecoder
@@ -130,8 +131,9 @@ class AutoDecoder(LineFeeder):
                     continue
                 obj = None
                 if line[:1] == b"{" and b"race" in line and len(line) <= limit:
-                    if line.startswith(_OTLP_REQUEST) and otlp_line(line, service, direct, out):
-                        decided = "otlp-json"  # OTLP/JSON requests go straight into Structs
+                    typed = _typed_direct(line, decided, service, direct, out)
+                    if typed is not None:
+                        decided = typed
                         continue
                     try:
                         obj = loads(line)
@@ -171,6 +173,22 @@ class AutoDecoder(LineFeeder):
     @property
     def pending(self) -> int:
         return self.jobfirst.pending + self.sdk.pending
+
+
+def _typed_direct(
+    line: bytes,
+    decided: str | None,
+    default_service: str | None,
+    direct: DirectWriter,
+    out: list[DirectItem],
+) -> str | None:
+    """The route of a line written straight from its bytes through Structs, or None (nothing
+    written): OTLP/JSON requests, and SDK objects once the file has shown one."""
+    if line.startswith(_OTLP_REQUEST) and otlp_line(line, default_service, direct, out):
+        return "otlp-json"
+    if decided == "otel-sdk" and sdk_line(line, default_service, direct, out):
+        return "otel-sdk"
+    return None
 
 
 def _span_json(

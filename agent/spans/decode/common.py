@@ -211,12 +211,29 @@ _EPOCH_ORDINAL = datetime(1970, 1, 1, tzinfo=UTC).toordinal()
 
 _MINUTES: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM" + zone -> its Unix seconds
 _MINUTES_LIMIT = 4096
+_SECONDS: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" of a UTC time -> its Unix nanoseconds
+_SECONDS_LIMIT = 4096
 
 
 def utc_rfc3339(text: str) -> int | None:
     """`parse_rfc3339` of the spelling loggers write, `YYYY-MM-DDTHH:MM:SS`, up to 9 fraction
     digits, then `Z` or `±HH:MM`, with the minute looked up (the times in a log repeat their
-    minute); None for anything else, which `parse_rfc3339` then parses or explains."""
+    minute), and for `Z` times with a fraction the whole second (SDK span times, three a
+    span, share it); None for anything else, which `parse_rfc3339` then parses or explains."""
+    if text[-1:] == "Z" and text[19:20] == ".":
+        second_ns = _SECONDS.get(text[:19])
+        fraction = text[20:-1]
+        if (
+            second_ns is not None
+            and 0 < len(fraction) <= 9
+            and fraction.isascii()
+            and fraction.isdigit()
+        ):
+            return second_ns + int(fraction.ljust(9, "0"))
+    return _utc_rfc3339_minute(text)
+
+
+def _utc_rfc3339_minute(text: str) -> int | None:
     if text[-1:] == "Z":
         body, zone = text[:-1], "Z"
     elif text[-6:-5] in ("+", "-") and text[-3:-2] == ":":
@@ -243,7 +260,15 @@ def utc_rfc3339(text: str) -> int | None:
         if not (fraction.isascii() and fraction.isdigit()):
             return None
         nanos = int(fraction.ljust(9, "0"))
+        if zone == "Z":
+            _remember_second(body[:19], (base + int(second)) * 1_000_000_000)
     return (base + int(second)) * 1_000_000_000 + nanos
+
+
+def _remember_second(prefix: str, nanos: int) -> None:
+    if len(_SECONDS) >= _SECONDS_LIMIT:
+        _SECONDS.clear()  # a long backfill must not grow memory
+    _SECONDS[prefix] = nanos
 
 
 def _minute(prefix: str, zone: str) -> int | None:

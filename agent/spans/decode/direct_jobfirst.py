@@ -9,13 +9,8 @@ both paths to the same bytes.
 
 from __future__ import annotations
 
-from agent.spans.decode.assemble import (
-    JobFirstAssembler,
-    JobFirstLine,
-    span_attributes,
-    w3c_span_id,
-    w3c_trace_id,
-)
+from agent.spans.decode.assemble import JobFirstAssembler, JobFirstLine
+from agent.spans.decode.jobfirst_mapping import span_attributes, w3c_span_id, w3c_trace_id
 from agent.spans.model import STATUS_ERROR, STATUS_UNSET
 from agent.spans.types import DirectEvent, DirectItem, DirectWriter
 
@@ -52,8 +47,9 @@ def end_direct(
         return False
     start = opened.start_ns
     end = max(start, line.time_ns) if line.duration_ns is None else start + line.duration_ns
-    extra = {**opened.attributes, **line.attributes} if line.attributes else opened.attributes
-    attributes, kind = span_attributes(opened, extra)
+    attributes, kind = span_attributes(
+        line.trace, line.span, opened.name, opened.attributes, line.attributes
+    )
     events: list[DirectEvent] = [
         (min(max(e.time_ns, start), end), e.name, e.attributes) for e in opened.events
     ]

@@ -16,15 +16,15 @@ from agent.spans.types import DirectEvent, DirectItem, DirectWriter
 
 # --- otel-sdk: Python's ConsoleSpanExporter ----------------------------------------------------
 
-_PY_KINDS = {
+PY_KINDS = {
     "SpanKind.INTERNAL": 1,
     "SpanKind.SERVER": 2,
     "SpanKind.CLIENT": 3,
     "SpanKind.PRODUCER": 4,
     "SpanKind.CONSUMER": 5,
 }
-_PY_STATUS = {None: 0, "UNSET": 0, "OK": 1, "ERROR": 2}
-_PY_EMPTY_TRACE_STATES = (None, "", "[]")
+PY_STATUS = {None: 0, "UNSET": 0, "OK": 1, "ERROR": 2}
+PY_EMPTY_TRACE_STATES = (None, "", "[]")
 
 
 def python_span(
@@ -33,20 +33,20 @@ def python_span(
     """A `ReadableSpan.to_json()` object."""
     get = obj.get
     context = get("context")
-    if type(context) is not dict or context.get("trace_state") not in _PY_EMPTY_TRACE_STATES:
+    if type(context) is not dict or context.get("trace_state") not in PY_EMPTY_TRACE_STATES:
         return False
-    trace_hex, span_hex = _py_hex(context.get("trace_id"), 34), _py_hex(context.get("span_id"), 18)
+    trace_hex, span_hex = py_hex(context.get("trace_id"), 34), py_hex(context.get("span_id"), 18)
     parent = get("parent_id")
-    parent_hex = None if parent is None else _py_hex(parent, 18)
+    parent_hex = None if parent is None else py_hex(parent, 18)
     status = optional_object(get("status"))
     kind_name = get("kind", "SpanKind.INTERNAL")
-    kind = _PY_KINDS.get(kind_name) if type(kind_name) is str else None
+    kind = PY_KINDS.get(kind_name) if type(kind_name) is str else None
     if trace_hex is None or span_hex is None or (parent is not None and parent_hex is None):
         return False
     if status is None or kind is None or get("links") not in (None, []):
         return False
     code, message = status.get("status_code"), optional_text(status.get("description"))
-    status_code = _PY_STATUS.get(code) if type(code) is str or code is None else None
+    status_code = PY_STATUS.get(code) if type(code) is str or code is None else None
     resource = optional_object(get("resource"))
     events = _py_events(get("events"))
     if status_code is None or message is None or resource is None or events is None:
@@ -63,8 +63,8 @@ def python_span(
         parent_hex=parent_hex,
         name=get("name"),
         kind=kind,
-        start_ns=_time(get("start_time")),
-        end_ns=_time(get("end_time")),
+        start_ns=sdk_time(get("start_time")),
+        end_ns=sdk_time(get("end_time")),
         attributes=get("attributes"),
         events=events,
         status_code=status_code,
@@ -72,14 +72,14 @@ def python_span(
     )
 
 
-def _py_hex(value: object, size: int) -> str | None:
+def py_hex(value: object, size: int) -> str | None:
     """The hex digits of a Python "0x…" ID of `size` characters, else None."""
     if type(value) is str and len(value) == size and value[:2] == "0x":
         return value[2:]
     return None
 
 
-def _time(value: object) -> int | None:
+def sdk_time(value: object) -> int | None:
     return utc_rfc3339(value) if type(value) is str else None
 
 
@@ -95,7 +95,7 @@ def _py_events(events: object) -> list[DirectEvent] | None:
         attributes = event.get("attributes")
         if attributes is not None and type(attributes) is not dict:
             return None
-        out.append((_time(event.get("timestamp")), event.get("name"), attributes))  # type: ignore[arg-type]
+        out.append((sdk_time(event.get("timestamp")), event.get("name"), attributes))  # type: ignore[arg-type]
     return out
 
 
@@ -113,8 +113,8 @@ def _scalars(attributes: object) -> Attributes | None:
 
 # --- otel-sdk: Go's stdouttrace ----------------------------------------------------------------
 
-_GO_STATUS = {None: 0, "Unset": 0, "Ok": 1, "Error": 2}
-_GO_ZERO_SPAN_ID = "0" * 16
+GO_STATUS = {None: 0, "Unset": 0, "Ok": 1, "Error": 2}
+GO_ZERO_SPAN_ID = "0" * 16
 
 
 def go_span(
@@ -134,7 +134,7 @@ def go_span(
     if status is None or scope is None or resource is None or attributes is None or not events:
         return False
     code, message = status.get("Code"), optional_text(status.get("Description"))
-    status_code = _GO_STATUS.get(code) if type(code) is str or code is None else None
+    status_code = GO_STATUS.get(code) if type(code) is str or code is None else None
     name, version = optional_text(scope.get("Name")), optional_text(scope.get("Version"))
     kind = get("SpanKind", 1)
     if status_code is None or message is None or name is None or version is None:
@@ -151,8 +151,8 @@ def go_span(
         parent_hex=parent_hex,
         name=get("Name"),
         kind=kind,
-        start_ns=_time(get("StartTime")),
-        end_ns=_time(get("EndTime")),
+        start_ns=sdk_time(get("StartTime")),
+        end_ns=sdk_time(get("EndTime")),
         attributes=attributes,
         events=events[0],
         status_code=status_code,
@@ -169,7 +169,7 @@ def _go_flags(context: dict[str, Any], parent: dict[str, Any], parent_hex: objec
         trace_flags = int(flags, 16) & 0xFF if type(flags) is str else 0
     except ValueError:
         trace_flags = 0
-    has_parent = type(parent_hex) is str and parent_hex not in (_GO_ZERO_SPAN_ID, "")
+    has_parent = type(parent_hex) is str and parent_hex not in (GO_ZERO_SPAN_ID, "")
     if not has_parent:
         return trace_flags
     return trace_flags | 0x100 | (0x200 if parent.get("Remote") is True else 0)
@@ -188,7 +188,7 @@ def _go_events(events: object) -> tuple[list[DirectEvent]] | None:
         attributes = go_attributes(event.get("Attributes"))
         if attributes is None:
             return None
-        out.append((_time(event.get("Time")), event.get("Name"), attributes))  # type: ignore[arg-type]
+        out.append((sdk_time(event.get("Time")), event.get("Name"), attributes))  # type: ignore[arg-type]
     return (out,)
 
 

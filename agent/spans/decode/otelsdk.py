@@ -46,6 +46,7 @@ from agent.spans.decode.common import (
     pop_service_name,
 )
 from agent.spans.decode.direct_sdk import go_span, python_span
+from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.decode.framing import ObjectFramer
 from agent.spans.model import (
     STATUS_UNSET,
@@ -305,7 +306,12 @@ class OtelSdkDecoder(LineFeeder):
         out: list[DirectItem] = []
         service, limit = self.default_service, self.max_line_bytes
         for line in lines:
-            obj = self._one_line_object(line) if len(line) <= limit else None
+            if len(line) > limit:
+                obj = None
+            elif self._whole_line(line) and sdk_line(line, service, direct, out):
+                continue  # straight into Structs
+            else:
+                obj = self._one_line_object(line)
             if obj is not None:
                 if "SpanContext" in obj:
                     if go_span(obj, service, direct, out):
@@ -315,6 +321,10 @@ class OtelSdkDecoder(LineFeeder):
                 into.fallbacks += 1
             self.feed_general(line, now_ns, into, out)
         return out
+
+    def _whole_line(self, line: bytes) -> bool:
+        """A line `_one_line_object` would take whole if it parses."""
+        return line[:1] == b"{" and not self.framer.pending
 
     def _one_line_object(self, line: bytes) -> dict[str, Any] | None:
         """The object a line holds whole, when no multi-line object is open: the framer would

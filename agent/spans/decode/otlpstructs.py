@@ -10,11 +10,14 @@ are typed `int | str`; the direct path converts the strings.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
-Int64 = int | str
+# orjson reads an integer below -2**63 as a float, which the dict walk refuses; msgspec would
+# read it as an int, so the Structs bound it (out of range fails the decode: the dict path).
+Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Int64 = Int | str
 
 
 class AnyValue(msgspec.Struct, forbid_unknown_fields=True):
@@ -36,11 +39,11 @@ class Event(msgspec.Struct, forbid_unknown_fields=True):
     timeUnixNano: Int64 | None = None
     name: str | None = None
     attributes: list[KeyValue] | None = None
-    droppedAttributesCount: int = 0
+    droppedAttributesCount: Int = 0
 
 
 class Status(msgspec.Struct, forbid_unknown_fields=True):
-    code: int | None = None
+    code: Int | None = None
     message: str | None = None
 
 
@@ -49,25 +52,25 @@ class Span(msgspec.Struct, forbid_unknown_fields=True):
     spanId: str | None = None
     parentSpanId: str | None = None
     name: str | None = None
-    kind: int | None = None
+    kind: Int | None = None
     startTimeUnixNano: Int64 | None = None
     endTimeUnixNano: Int64 | None = None
     attributes: list[KeyValue] | None = None
     events: list[Event] | None = None
     status: Status | None = None
-    flags: int | None = None
+    flags: Int | None = None
     traceState: str | None = None
     links: list[Any] | None = None
-    droppedAttributesCount: int = 0
-    droppedEventsCount: int = 0
-    droppedLinksCount: int = 0
+    droppedAttributesCount: Int = 0
+    droppedEventsCount: Int = 0
+    droppedLinksCount: Int = 0
 
 
 class Scope(msgspec.Struct, forbid_unknown_fields=True):
     name: str | None = None
     version: str | None = None
     attributes: list[KeyValue] | None = None
-    droppedAttributesCount: int = 0
+    droppedAttributesCount: Int = 0
 
 
 class ScopeSpans(msgspec.Struct, forbid_unknown_fields=True):
@@ -78,7 +81,7 @@ class ScopeSpans(msgspec.Struct, forbid_unknown_fields=True):
 
 class Resource(msgspec.Struct, forbid_unknown_fields=True):
     attributes: list[KeyValue] | None = None
-    droppedAttributesCount: int = 0
+    droppedAttributesCount: Int = 0
 
 
 class ResourceSpans(msgspec.Struct, forbid_unknown_fields=True):

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agent.spans.decode.assemble import w3c_trace_id
+from agent.spans.decode.jobfirst_mapping import w3c_trace_id
 from tests.harness import Jaeger
 from tests.harness.eventually import eventually, eventually_sync
 from tests.integration.spans.helpers import (

@@ -89,7 +89,8 @@ TEMPLATES: dict[str, list[Any]] = {
 }
 ODD_VALUES = [
     None, "", 0, 1, -1, 2.5, True, False, [], {}, "x", "0", "-7", "1e3", "NaN", "SPAN_KIND_SERVER",
-    "Error", "OK", "0x" + SPAN, SPAN, TRACE, "0" * 16, "0" * 32, 2**64, -(2**63),
+    "Error", "OK", "0x" + SPAN, SPAN, TRACE, "0" * 16, "0" * 32, 2**64, -(2**63), 2**63,
+    -(2**63) - 1, 2**64 - 1, 10**20,
     "2024-11-28T07:04:05Z", "2024-11-28T07:04:05.1+08:00", "0001-01-01T00:00:00Z",
     {"stringValue": "v"}, {"intValue": "5"}, {"stringValue": "v", "intValue": 1},
     [{"key": "k", "value": {"boolValue": False}}], [{"Key": "k", "Value": {"Type": "BOOL"}}],

@@ -1,0 +1,210 @@
+"""The direct path of `otel-sdk` one-line objects through msgspec Structs (`sdkstructs`):
+a line's bytes decoded straight into typed objects, walked as `direct_sdk` walks the parsed
+dict (`go_line` as `go_span`, `python_line` as `python_span`) and handed to the same writer.
+
+Each answers True when it wrote the span — exactly what the dict walk writes for the line's
+object — and False, with nothing appended, for any line the dict walk is to see instead
+(it declines it or reads it): a decode that fails, a key whose presence the dict walk tests
+(routing, the older scope name), anything unusual. tests/unit/spans/decode/
+test_direct_structs.py holds each to its dict walk on generated and changed objects.
+"""
+
+from __future__ import annotations
+
+from agent.spans.decode import sdkstructs as structs
+from agent.spans.decode.direct import pop_service
+from agent.spans.decode.direct_sdk import (
+    GO_STATUS,
+    GO_ZERO_SPAN_ID,
+    PY_EMPTY_TRACE_STATES,
+    PY_KINDS,
+    PY_STATUS,
+    py_hex,
+    sdk_time,
+)
+from agent.spans.encode.resources import make_key
+from agent.spans.model import Attributes
+from agent.spans.types import DirectEvent, DirectItem, DirectWriter
+
+GO_KEY = b'"SpanContext"'  # in every stdouttrace line: lines without it are not tried as one
+
+
+def sdk_line(
+    line: bytes, default_service: str | None, direct: DirectWriter, out: list[DirectItem]
+) -> bool:
+    """A one-line SDK object of either language: `go_line` for a line that names a
+    SpanContext, `python_line` for the others."""
+    if GO_KEY in line:
+        return go_line(line, default_service, direct, out)
+    return python_line(line, default_service, direct, out)
+
+
+# --- Go's stdouttrace --------------------------------------------------------------------------
+
+
+def go_line(
+    line: bytes, default_service: str | None, direct: DirectWriter, out: list[DirectItem]
+) -> bool:
+    """`go_span` of a line's bytes decoded straight into Structs (`sdkstructs`): True when the
+    span was written (what `go_span` writes for the line's object); False, with nothing
+    appended, for any line `go_span` is to see instead (it declines or reads it)."""
+    try:
+        span = structs.decode_go_span(line)
+    except structs.DecodeError:
+        return False
+    context, parent, scope = span.SpanContext, span.Parent, span.InstrumentationScope
+    if context is None or context.TraceState or span.Links or type(span.SpanKind) is not int:
+        return False
+    if not _go_struct_plain(span):
+        return False
+    resource, attributes = (
+        _go_struct_attributes(span.Resource),
+        _go_struct_attributes(span.Attributes),
+    )
+    events = _go_struct_events(span.Events)
+    if resource is None or attributes is None or events is None:
+        return False
+    status = span.Status
+    code, message = (None, "") if status is None else (status.Code, status.Description or "")
+    status_code = GO_STATUS.get(code)
+    if status_code is None:
+        return False
+    if scope is None or scope.is_empty():  # `get("InstrumentationScope") or ...`
+        scope = span.InstrumentationLibrary
+    name, version = ("", "") if scope is None else (scope.Name or "", scope.Version or "")
+    parent_hex = None if parent is None else parent.SpanID
+    return direct.span(
+        out,
+        make_key(pop_service(resource, default_service), resource, name, version),
+        trace_hex=context.TraceID,
+        span_hex=context.SpanID,
+        parent_hex=parent_hex,
+        name=span.Name,
+        kind=span.SpanKind,
+        start_ns=sdk_time(span.StartTime),
+        end_ns=sdk_time(span.EndTime),
+        attributes=attributes,
+        events=events,
+        status_code=status_code,
+        status_message=message,
+        flags=_go_struct_flags(context, parent, parent_hex),
+    )
+
+
+def _go_struct_plain(span: structs.GoSpan) -> bool:
+    """No key that makes `auto` route the object as OTLP/JSON."""
+    unset = structs.UNSET
+    return (
+        span.resourceSpans is unset
+        and span.resource_spans is unset
+        and span.scopeSpans is unset
+        and span.scope_spans is unset
+    )
+
+
+def _go_struct_flags(
+    context: structs.GoContext, parent: structs.GoContext | None, parent_hex: object
+) -> int:
+    """`_go_flags` of the Structs."""
+    flags = context.TraceFlags
+    try:
+        trace_flags = int(flags, 16) & 0xFF if type(flags) is str else 0
+    except ValueError:
+        trace_flags = 0
+    has_parent = type(parent_hex) is str and parent_hex not in (GO_ZERO_SPAN_ID, "")
+    if not has_parent:
+        return trace_flags
+    remote = parent is not None and parent.Remote is True
+    return trace_flags | 0x100 | (0x200 if remote else 0)
+
+
+def _go_struct_events(events: list[structs.GoEvent] | None) -> list[DirectEvent] | None:
+    out: list[DirectEvent] = []
+    for event in events or ():
+        attributes = _go_struct_attributes(event.Attributes)
+        if attributes is None:
+            return None
+        out.append((sdk_time(event.Time), event.Name, attributes))  # type: ignore[arg-type]
+    return out
+
+
+def _go_struct_attributes(items: list[structs.GoKeyValue] | None) -> Attributes | None:
+    """`go_attributes` of KeyValue Structs."""
+    out: Attributes = {}
+    for item in items or ():
+        typed = item.Value
+        kind, payload = typed.Type, typed.Value
+        if (
+            (kind == "STRING" and type(payload) is str)
+            or (kind == "INT64" and type(payload) is int)
+            or (kind == "BOOL" and type(payload) is bool)
+        ):
+            out[item.Key] = payload
+        elif kind == "FLOAT64" and (type(payload) is float or type(payload) is int):
+            out[item.Key] = float(payload)
+        else:
+            return None
+    return out
+
+
+# --- Python's ConsoleSpanExporter --------------------------------------------------------------
+
+
+def python_line(
+    line: bytes, default_service: str | None, direct: DirectWriter, out: list[DirectItem]
+) -> bool:
+    """`python_span` of a line's bytes decoded straight into Structs."""
+    try:
+        span = structs.decode_python_span(line)
+    except structs.DecodeError:
+        return False
+    context = span.context
+    if not isinstance(context, structs.PyContext) or type(span.name) is not str:
+        return False  # the route tests the keys' presence: the dict walk's
+    if span.SpanContext is not structs.UNSET or not _py_struct_plain(span):
+        return False
+    if context.trace_state not in PY_EMPTY_TRACE_STATES or span.links:
+        return False
+    trace_hex, span_hex = py_hex(context.trace_id, 34), py_hex(context.span_id, 18)
+    parent_hex = None if span.parent_id is None else py_hex(span.parent_id, 18)
+    kind = PY_KINDS.get(span.kind) if type(span.kind) is str else None
+    status = span.status
+    code, message = (None, "") if status is None else (status.status_code, status.description)
+    status_code = PY_STATUS.get(code)
+    if trace_hex is None or span_hex is None or (span.parent_id is not None and parent_hex is None):
+        return False
+    if kind is None or status_code is None:
+        return False
+    resource = span.resource
+    attributes: Attributes = {}
+    if resource is not None and resource.attributes is not None:
+        attributes = resource.attributes  # type: ignore[assignment]  # scalars: AttrValues
+    return direct.span(
+        out,
+        make_key(pop_service(attributes, default_service), attributes, "", ""),
+        trace_hex=trace_hex,
+        span_hex=span_hex,
+        parent_hex=parent_hex,
+        name=span.name,
+        kind=kind,
+        start_ns=sdk_time(span.start_time),
+        end_ns=sdk_time(span.end_time),
+        attributes=span.attributes,
+        events=[
+            (sdk_time(event.timestamp), event.name, event.attributes)  # type: ignore[misc]
+            for event in span.events or ()
+        ],
+        status_code=status_code,
+        status_message=message or "",
+    )
+
+
+def _py_struct_plain(span: structs.PySpan) -> bool:
+    """No key that makes `auto` route the object as OTLP/JSON."""
+    unset = structs.UNSET
+    return (
+        span.resourceSpans is unset
+        and span.resource_spans is unset
+        and span.scopeSpans is unset
+        and span.scope_spans is unset
+    )

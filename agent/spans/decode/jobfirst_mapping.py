@@ -1,0 +1,84 @@
+"""How a JobFirst span's fields map to OTLP's: its W3C IDs, its start time, its attributes and
+kind (the rules are in `agent.spans.decode.assemble`'s docstring). Shared by the assembler's
+general path and the direct path (`direct_jobfirst`), so both give every span the same fields.
+"""
+
+from __future__ import annotations
+
+import re
+from hashlib import blake2b
+
+from agent.spans.model import KIND_INTERNAL, KIND_SERVER, Attributes
+from agent.spans.validate import MAX_TIME_NS, MIN_TIME_NS
+
+_DAY_NS = 86_400 * 1_000_000_000
+_HTTP_NAME = re.compile(r"(GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH) (/\S*)")
+_TRACE_HASHER = blake2b(digest_size=16, person=b"jobfirst.trace")
+_SPAN_HASHER = blake2b(digest_size=8, person=b"jobfirst.span")
+
+
+def w3c_trace_id(trace: str) -> bytes:
+    hasher = _TRACE_HASHER.copy()
+    hasher.update(trace.encode())
+    digest = hasher.digest()
+    return digest if any(digest) else digest[:-1] + b"\x01"
+
+
+def w3c_span_id(trace: str, span: str) -> bytes:
+    # The trace is part of the input so equal span strings in two traces stay distinct.
+    hasher = _SPAN_HASHER.copy()
+    hasher.update(f"{trace}\x00{span}".encode())
+    digest = hasher.digest()
+    return digest if any(digest) else digest[:-1] + b"\x01"
+
+
+def _id_nanos(text: str, prefix: str) -> int | None:
+    digits = text[len(prefix) :] if text.startswith(prefix) else ""
+    if digits.isdigit() and digits.isascii() and len(digits) <= 19:
+        nanos = int(digits)
+        if MIN_TIME_NS <= nanos <= MAX_TIME_NS:
+            return nanos
+    return None
+
+
+def start_time(span: str, trace: str, around_ns: int) -> int:
+    """The span's start: ID nanos near `around_ns` (the expected start), else `around_ns`."""
+    for text, prefix in ((span, "span_"), (trace, "trace_")):
+        nanos = _id_nanos(text, prefix)
+        if nanos is not None and abs(nanos - around_ns) <= _DAY_NS:
+            return nanos
+    return around_ns
+
+
+def span_attributes(
+    trace: str, span: str, name: str, extra: Attributes, more: Attributes | None = None
+) -> tuple[Attributes, int]:
+    """A finished span's attributes (the original IDs, then `extra` and `more`: its lines'
+    fields, the start line's then the end line's) and its kind: SERVER with `http.*` for the
+    Gin middleware's "GET /path" names."""
+    attributes: Attributes = {"jobfirst.trace_id": trace, "jobfirst.span_id": span, **extra}
+    if more:
+        attributes.update(more)
+    http = _http_parts(name)
+    if http is None:
+        return attributes, KIND_INTERNAL
+    attributes.setdefault("http.method", http[0])
+    attributes.setdefault("http.route", http[1])
+    return attributes, KIND_SERVER
+
+
+_HTTP_PARTS: dict[str, tuple[str, str] | None] = {}  # span name -> (method, route), looked up
+_HTTP_PARTS_LIMIT = 4096
+
+
+def _http_parts(name: str) -> tuple[str, str] | None:
+    """The method and route of a "GET /path" span name (None for other names), looked up:
+    a service's span names repeat."""
+    if name in _HTTP_PARTS:
+        return _HTTP_PARTS[name]
+    http = _HTTP_NAME.fullmatch(name)
+    parts = None if http is None else (http.group(1), http.group(2))
+    if len(_HTTP_PARTS) >= _HTTP_PARTS_LIMIT:
+        _HTTP_PARTS.clear()  # unbounded span names must not grow memory
+    _HTTP_PARTS[name] = parts
+    return parts

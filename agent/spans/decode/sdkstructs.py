@@ -1,0 +1,139 @@
+"""OpenTelemetry SDK console spans as msgspec Structs, for the direct path of `otel-sdk`: one
+C-level pass from a line's bytes to typed objects, instead of a dict walked key by key. Go's
+stdouttrace (`tracetest.SpanStub`, `GoSpan`) and Python's `ReadableSpan.to_json()` (`PySpan`);
+`direct_sdk` walks the dicts, `direct_sdkstructs` these.
+
+The Structs read what the dict walks read and ignore the keys they ignore (stdouttrace writes
+counters the span model has no place for). Every field has the type the dict walk takes, so
+a value of another type fails the decode and the line takes the dict walk, which declines
+it or reads it. Integers are bounded to int64: orjson reads one below -2**63 as a float,
+which the dict walk refuses, and a Struct must not accept what the dict walk refuses. Keys
+whose mere presence changes the dict walk's answer are read as UNSET when absent.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class GoValue(msgspec.Struct):
+    Type: str | None = None
+    Value: str | Int64 | float | bool | None = None
+
+
+class GoKeyValue(msgspec.Struct):
+    Key: str
+    Value: GoValue
+
+
+class GoContext(msgspec.Struct):
+    TraceID: str | None = None
+    SpanID: str | None = None
+    TraceFlags: Any = "00"
+    TraceState: str | None = None
+    Remote: Any = None
+
+
+class GoStatus(msgspec.Struct):
+    Code: str | None = None
+    Description: str | None = None
+
+
+class GoScope(msgspec.Struct, forbid_unknown_fields=True):
+    """Every key known, absent ones UNSET: `go_span` takes InstrumentationLibrary when this
+    object is empty, which only a Struct that knows all its keys can tell."""
+
+    Name: str | UnsetType | None = UNSET
+    Version: str | UnsetType | None = UNSET
+    SchemaURL: Any = UNSET
+    Attributes: Any = UNSET
+
+    def is_empty(self) -> bool:
+        return (
+            self.Name is UNSET
+            and self.Version is UNSET
+            and self.SchemaURL is UNSET
+            and self.Attributes is UNSET
+        )
+
+
+class GoEvent(msgspec.Struct):
+    Name: str | None = None
+    Time: str | None = None
+    Attributes: list[GoKeyValue] | None = None
+
+
+class GoSpan(msgspec.Struct):
+    Name: str | None = None
+    SpanContext: GoContext | None = None
+    Parent: GoContext | None = None
+    SpanKind: Int64 | None = 1
+    StartTime: str | None = None
+    EndTime: str | None = None
+    Attributes: list[GoKeyValue] | None = None
+    Events: list[GoEvent] | None = None
+    Links: list[Any] | None = None
+    Status: GoStatus | None = None
+    Resource: list[GoKeyValue] | None = None
+    InstrumentationScope: GoScope | None = None
+    InstrumentationLibrary: GoScope | None = None  # the older name, taken when the other is empty
+    # Keys that make `auto` route the line as OTLP/JSON: present, the line takes the dict path.
+    resourceSpans: Any = UNSET
+    resource_spans: Any = UNSET
+    scopeSpans: Any = UNSET
+    scope_spans: Any = UNSET
+
+
+class PyContext(msgspec.Struct):
+    trace_id: str | None = None
+    span_id: str | None = None
+    trace_state: str | None = None
+
+
+class PyStatus(msgspec.Struct):
+    status_code: str | None = None
+    description: str | None = None
+
+
+PyValue = str | Int64 | float | bool | None
+
+
+class PyEvent(msgspec.Struct):
+    name: str | None = None
+    timestamp: str | None = None
+    attributes: dict[str, PyValue] | None = None
+
+
+class PyResource(msgspec.Struct):
+    attributes: dict[str, PyValue] | None = None
+
+
+class PySpan(msgspec.Struct):
+    name: str | UnsetType | None = UNSET
+    context: PyContext | UnsetType | None = UNSET
+    kind: str | None = "SpanKind.INTERNAL"
+    parent_id: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    status: PyStatus | None = None
+    attributes: dict[str, PyValue] | None = None
+    events: list[PyEvent] | None = None
+    links: list[Any] | None = None
+    resource: PyResource | None = None
+    # Present: Go's object (the named format) or another route (`auto`): the dict walk's.
+    SpanContext: Any = UNSET
+    resourceSpans: Any = UNSET
+    resource_spans: Any = UNSET
+    scopeSpans: Any = UNSET
+    scope_spans: Any = UNSET
+
+
+decode_go_span = msgspec.json.Decoder(GoSpan).decode
+decode_python_span = msgspec.json.Decoder(PySpan).decode
+DecodeError = msgspec.DecodeError
+__all__ = ["UNSET", "DecodeError", "GoSpan", "PySpan", "decode_go_span", "decode_python_span"]
