@@ -131,9 +131,9 @@ class TopicLayout:
         # for the same values (unit tests hold the two together).
         texts = _DataTexts.of(envelopes, escape)
         if texts is None:  # some value cannot be written: each entry alone names the first
-            parts = _JobfirstParts(self, at)
+            every = _JobfirstParts(self, at)
             return [
-                self._jobfirst_command(index, envelope, ids[index], parts, escape)
+                self._jobfirst_command(index, envelope, ids[index], every, escape)
                 for index, envelope in enumerate(envelopes)
             ]
         plain = self._plain_template(at.unix_seconds)
