@@ -54,6 +54,7 @@ class MemoryBudget:
         self._since_trim = 0
         self._trim = _malloc_trim()
         self._trim_timer: asyncio.TimerHandle | None = None
+        self._idle_since = 0.0  # loop time at which in_use last fell to zero
         metrics.gauge_callback(
             f"{name}_inflight_bytes",
             "Estimated memory held by requests in flight (see proxy.max_inflight_bytes).",
@@ -71,20 +72,26 @@ class MemoryBudget:
             return False
         self.in_use += weight
         self._since_trim += weight
-        if self._trim_timer is not None:
-            self._trim_timer.cancel()
-            self._trim_timer = None
         return True
 
     def give_back(self, weight: int) -> None:
+        # One timer for a whole busy stretch, not one armed and cancelled per request: when it
+        # fires it looks at when the budget last went idle and waits the rest of the delay.
         self.in_use -= weight
         if self.in_use == 0 and self._since_trim >= TRIM_AFTER_BYTES and self._trim is not None:
             loop = asyncio.get_running_loop()
-            self._trim_timer = loop.call_later(TRIM_DELAY, self._trim_now)
+            self._idle_since = loop.time()
+            if self._trim_timer is None:
+                self._trim_timer = loop.call_later(TRIM_DELAY, self._trim_now)
 
     def _trim_now(self) -> None:
         self._trim_timer = None
         if self.in_use or self._trim is None:
+            return  # busy again: the next give_back to zero arms the timer anew
+        loop = asyncio.get_running_loop()
+        remaining = self._idle_since + TRIM_DELAY - loop.time()
+        if remaining > 0:  # work came and went since the timer was armed
+            self._trim_timer = loop.call_later(remaining, self._trim_now)
             return
         self._since_trim = 0
         self._trim()

@@ -121,7 +121,9 @@ class PublishApi:
         topic, ack = self._admit(request)
         kind = media_type(request.headers.get("Content-Type", ""))
         with self._charge(request) as charge:
-            body = await self._body(request)
+            body = self._body_at_hand(request)
+            if body is None:
+                body = await self._read_body(request)
             envelopes = decode_envelopes(body, kind)
             charge.entries(len(envelopes))
             result = await self._accept(topic, envelopes, ack, escape=may_need_go_escape(body))
@@ -136,7 +138,10 @@ class PublishApi:
         # Dapr assumes text/plain when no Content-Type is given.
         kind = media_type(request.headers.get("Content-Type", "")) or "text/plain"
         with self._charge(request):
-            data = dapr_data(await self._body(request), kind)
+            body = self._body_at_hand(request)
+            if body is None:
+                body = await self._read_body(request)
+            data = dapr_data(body, kind)
             envelope: Envelope = (
                 cloudevent_id(data, kind),
                 data,
@@ -154,7 +159,9 @@ class PublishApi:
         if not is_json_type(kind):
             raise BodyError(415, "unsupported_media_type", "a bulk publish body is JSON")
         with self._charge(request) as charge:
-            body = await self._body(request)
+            body = self._body_at_hand(request)
+            if body is None:
+                body = await self._read_body(request)
             envelopes, entry_ids = dapr_bulk_entries(decode_json(body), request.query)
             charge.entries(len(envelopes))
             escape = bool(request.query_string) or may_need_go_escape(body)
@@ -206,17 +213,23 @@ class PublishApi:
         size = self._config.max_body_bytes if declared is None else declared
         return Charge(self._budget, min(size, self._config.max_body_bytes), self._retry_after)
 
-    async def _body(self, request: web.Request) -> bytes:
+    def _body_at_hand(self, request: web.Request) -> bytes | None:
+        """The body when it came whole with the headers (no wait, no timer, no coroutine);
+        None when it must be read (`_read_body`)."""
         limit = self._config.max_body_bytes
         declared = request.content_length
         if declared is not None and declared > limit:
             raise BodyError(413, "body_too_large", f"body of {declared} bytes; limit {limit}")
         content = request.content
-        if content.is_eof():  # the whole body came with the headers: no wait, no timer
-            body = content.read_nowait()
-            if len(body) > limit:  # chunked, so nothing was declared
-                raise BodyError(413, "body_too_large", f"body larger than {limit} bytes")
-            return body
+        if not content.is_eof():
+            return None
+        body = content.read_nowait()
+        if len(body) > limit:  # chunked, so nothing was declared
+            raise BodyError(413, "body_too_large", f"body larger than {limit} bytes")
+        return body
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self._config.max_body_bytes
         try:
             async with asyncio.timeout(self._config.read_timeout):
                 return await request.read()
@@ -229,31 +242,35 @@ class PublishApi:
     async def _accept(
         self, topic: str, envelopes: list[Envelope], ack: AckMode, *, escape: bool = True
     ) -> Accepted:
-        if self._tracer is not None:
-            return await self._accept_traced(topic, envelopes, ack, escape)
-        return await self._accept_counted(topic, envelopes, ack, escape)
-
-    async def _accept_counted(
-        self, topic: str, envelopes: list[Envelope], ack: AckMode, escape: bool
-    ) -> Accepted:
+        tracer = self._tracer
+        if tracer is not None and tracer.may_trace(envelopes, _REQUEST_TRACEPARENT.get()):
+            return await self._accept_traced(tracer, topic, envelopes, ack, escape)
+        # The common case: one coroutine between the route and the intake.
         result = await self._intake.publish(topic, envelopes, ack, escape=escape)
-        self._accepted_by_mode[ack].inc(len(envelopes) - result.duplicates)
-        if result.duplicates:
-            self._duplicates.inc(result.duplicates)
+        self._count(result, len(envelopes), ack)
         return result
 
+    def _count(self, result: Accepted, entries: int, ack: AckMode) -> None:
+        self._accepted_by_mode[ack].inc(entries - result.duplicates)
+        if result.duplicates:
+            self._duplicates.inc(result.duplicates)
+
     async def _accept_traced(
-        self, topic: str, envelopes: list[Envelope], ack: AckMode, escape: bool
+        self,
+        tracer: MessageTracer,
+        topic: str,
+        envelopes: list[Envelope],
+        ack: AckMode,
+        escape: bool,
     ) -> Accepted:
         """`_accept` with a producer span per traced message (see agent.messages.tracing)."""
-        tracer = self._tracer
-        assert tracer is not None
         envelopes, spans = tracer.publishing(topic, envelopes, _REQUEST_TRACEPARENT.get())
         try:
-            result = await self._accept_counted(topic, envelopes, ack, escape)
+            result = await self._intake.publish(topic, envelopes, ack, escape=escape)
         except BaseException:
             tracer.published(spans, [], "refused")
             raise
+        self._count(result, len(envelopes), ack)
         tracer.published(spans, result.ids, "accepted")
         return result
 

@@ -108,7 +108,11 @@ class Intake:
         when the request body cannot hold a character Go's JSON encoder escapes."""
         at = AcceptTime.at(time.time_ns())
         ids = self._ids.make_many(len(envelopes), at.unix_ns)
-        if any(envelope[0] is not None for envelope in envelopes):
+        if (
+            envelopes[0][0] is not None
+            if len(envelopes) == 1
+            else any(envelope[0] is not None for envelope in envelopes)
+        ):
             return await self._publish_chosen_ids(topic, envelopes, ids, at, ack=ack, escape=escape)
         # The common case: every id is ours, nothing to deduplicate.
         record = self._record(topic, envelopes, ids, at, ack, escape=escape)

@@ -44,6 +44,9 @@ _FIELD_TOPIC = bulk(b"topic")
 _FIELD_TIMESTAMP = bulk(b"timestamp")
 _FIELD_MESSAGE_ID = bulk(b"message_id")
 _FIELD_BODY = bulk(b"body")
+# What follows `data` in the Message JSON of an entry with no headers and no metadata, up to the
+# accept time's text (RFC3339Nano: digits, "-", ":", "T", "." and "Z", nothing to escape).
+_PLAIN_END = b',"headers":null,"metadata":null,"timestamp":"%b","retry_count":0}'
 
 
 class EncodedEntries:
@@ -75,19 +78,12 @@ class EncodedEntries:
 class _JobfirstParts:
     """The pieces of a jobfirst XADD that are the same for every entry of one request."""
 
-    __slots__ = ("_layout", "no_maps", "plain_size", "tail", "time_part")
+    __slots__ = ("no_maps", "tail", "time_part")
 
     def __init__(self, layout: TopicLayout, at: AcceptTime) -> None:
-        self._layout = layout
         self.tail = layout._tail(at.unix_seconds)
         self.time_part = b',"timestamp":"' + at.rfc3339.encode() + b'","retry_count":0}'
         self.no_maps = b',"headers":null,"metadata":null' + self.time_part
-        # Message JSON bytes besides the id's and the data's: {"id":"…"<topic part><no maps>
-        self.plain_size = len(b'{"id":""') + len(layout._topic_part) + len(self.no_maps)
-
-    def plain_template(self) -> bytes:
-        """`template % (document size, id, data)` is the whole command of a plain entry."""
-        return self._layout._plain_head + (self.no_maps + self.tail).replace(b"%", b"%%")
 
 
 class TopicLayout:
@@ -114,6 +110,9 @@ class TopicLayout:
             + b"%b"
         )
         self._tail_cache: tuple[bytes, bytes] = (b"", b"")  # (unix seconds, tail)
+        self._plain_cache: tuple[bytes, bytes] = (b"", b"")  # (unix seconds, template)
+        # Message JSON bytes of a plain entry besides its id, data and accept time.
+        self._plain_size = len(b'{"id":""') + len(self._topic_part) + len(_PLAIN_END % b"")
 
     def encode(
         self,
@@ -144,14 +143,17 @@ class TopicLayout:
         # batch in one orjson call (a dict per message for orjson to walk costs five times as
         # much, one call per message twice as much). The output is identical to `message_json`
         # for the same values (unit tests hold the two together).
-        parts = _JobfirstParts(self, at)
         texts = _DataTexts.of(envelopes, escape)
         if texts is None:  # some value cannot be written: each entry alone names the first
+            every = _JobfirstParts(self, at)
             return [
-                self._jobfirst_command(index, envelope, ids[index], parts, escape)
+                self._jobfirst_command(index, envelope, ids[index], every, escape)
                 for index, envelope in enumerate(envelopes)
             ]
-        plain = parts.plain_template()
+        plain = self._plain_template(at.unix_seconds)
+        accepted = at.rfc3339.encode()
+        size = self._plain_size + len(accepted)
+        parts: _JobfirstParts | None = None  # made for the first entry that is not plain
         escape_written = texts.escape_written
         commands: list[bytes] = []
         append = commands.append
@@ -164,10 +166,20 @@ class TopicLayout:
                 if escape_written if type(envelope[1]) is not Raw else escape:
                     text = go_escape(bytes(text))
                 message_id = ids[index].encode()
-                append(plain % (parts.plain_size + len(message_id) + len(text), message_id, text))
+                append(plain % (size + len(message_id) + len(text), message_id, text, accepted))
             else:
+                parts = parts or _JobfirstParts(self, at)
                 append(self._jobfirst_command(index, envelope, ids[index], parts, escape))
         return commands
+
+    def _plain_template(self, unix_seconds: bytes) -> bytes:
+        """`template % (document size, id, data, accept time)` is the whole command of a plain
+        entry; it changes once a second (the timestamp field)."""
+        if self._plain_cache[0] != unix_seconds:
+            tail = self._tail(unix_seconds).replace(b"%", b"%%")
+            template = self._plain_head + _PLAIN_END + tail  # its one "%" is the time's
+            self._plain_cache = (unix_seconds, template)
+        return self._plain_cache[1]
 
     def _jobfirst_command(
         self, index: int, envelope: Envelope, message_id: str, parts: _JobfirstParts, escape: bool

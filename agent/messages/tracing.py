@@ -92,6 +92,14 @@ class MessageTracer:
     def __init__(self, emit: Emit | None) -> None:
         self._emit = emit
 
+    @staticmethod
+    def may_trace(envelopes: list[Envelope], request_traceparent: str | None) -> bool:
+        """Whether `publishing` may have anything to do: the request or an entry names a
+        parent. False for nearly every publish, which then skips the tracing path."""
+        if request_traceparent is not None:
+            return True
+        return any(e[2] and TRACEPARENT in e[2] for e in envelopes)
+
     def publishing(
         self, topic: str, envelopes: list[Envelope], request_traceparent: str | None
     ) -> tuple[list[Envelope], list[tuple[int, PendingSpan]]]:

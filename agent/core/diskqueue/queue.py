@@ -238,8 +238,17 @@ class DiskQueue:
     # -- producing ---------------------------------------------------------------------------
 
     async def put(self, record: bytes, *, durable: bool = True, decoded: object = None) -> int:
-        """Append one record; returns its seq. See :meth:`put_many`."""
-        seqs = await self.put_many((record,), durable=durable, decoded=(decoded,))
+        """Append one record; returns its seq. See :meth:`put_many` (this is its one-record
+        case without the extra coroutine: a single publish takes this path)."""
+        writer, reader = self._writable()
+        records = (record,)
+        if self._table.disk_bytes + writer.space_needed(records) > self._max_bytes:
+            await self._wait_for_space(writer, records)
+        seqs, synced = writer.append_many(
+            records, (decoded,), time.time_ns(), durable=durable, on_append=reader.offer
+        )
+        if synced is not None:
+            await synced
         return seqs[0]
 
     async def put_many(

@@ -21,9 +21,11 @@ from hypothesis import strategies as st
 
 from agent.config.tree import TopicConfig
 from agent.messages.codec import (
+    CLOUDEVENTS_JSON,
     BodyError,
     Envelope,
     _data_only_msgpack_envelopes,
+    cloudevent_id,
     dapr_bulk_entries,
     dapr_data,
     dapr_headers,
@@ -215,3 +217,76 @@ def test_an_array_as_a_map_key_is_refused_on_both_msgpack_paths() -> None:
         with pytest.raises(BodyError) as fast:
             layout.encode(envelopes, ids_for(1), AT)
         assert fast.value.status == 400 and fast.value.index == 0
+
+
+header_names = st.sampled_from(["content-type", "traceparent", "x-tenant", "data", "é<>"])
+headers = st.none() | st.dictionaries(header_names, text, max_size=3)
+metadata = st.none() | st.dictionaries(text, json_values, max_size=2)
+envelopes = st.tuples(
+    st.none() | st.sampled_from(["order-1", "order-2"]), json_values, headers, metadata
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(batch=st.lists(envelopes, min_size=1, max_size=6), scan_every_entry=st.booleans())
+def test_batches_mixing_plain_entries_and_others_write_what_each_alone_writes(
+    batch: list[Envelope], scan_every_entry: bool
+) -> None:
+    # Plain entries take the per-second template; the others (an id, headers, metadata) are
+    # written one by one with the request's parts, made when the first of them comes. The
+    # request body holds every envelope, so the request-wide escape check sees all of it.
+    body = b"<" if scan_every_entry else orjson.dumps(batch)
+    layout = TopicLayout("orders", TopicConfig())
+    assert written(layout, batch, body) == one_at_a_time(layout, batch)
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=batches)
+def test_the_cached_template_follows_the_second(values: list[Any]) -> None:
+    # One layout encodes requests of two seconds in turn; each must match a fresh layout's.
+    layout = TopicLayout("orders", TopicConfig())
+    envelopes_of = envelopes_from(decode_body(orjson.dumps(body_of(values, single=False)), JSON))
+    ids = ids_for(len(values))
+    for at in (AT, AcceptTime.at(AT.unix_ns + 1_000_000_000), AT):
+        fresh = TopicLayout("orders", TopicConfig())
+        expected = fresh.encode(envelopes_of, ids, at).blob
+        assert layout.encode(envelopes_of, ids, at).blob == expected
+        assert (
+            fields_of(expected[: fresh.encode(envelopes_of, ids, at).ends[0]])[1][b"timestamp"]
+            == at.unix_seconds
+        )
+
+
+cloudevents = st.fixed_dictionaries(
+    {
+        "id": st.sampled_from(["ce-1", "ce-2", " bad id"]),
+        "source": st.just("/orders"),
+        "specversion": st.just("1.0"),
+        "type": st.just("order.created"),
+        "data": json_values,
+    }
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=st.lists(cloudevents, min_size=1, max_size=4))
+def test_cloudevents_publish_the_same_single_and_bulk(events: list[dict[str, Any]]) -> None:
+    kind = CLOUDEVENTS_JSON
+    singles: list[Envelope] = []
+    for event in events:
+        data = dapr_data(orjson.dumps(event), kind)
+        singles.append((cloudevent_id(data, kind), data, dapr_headers({}, kind), None))
+    # With or without the content type named: Dapr's rule infers it from the four fields.
+    for named in (True, False):
+        entries = [
+            {"entryId": str(n), "event": event} | ({"contentType": kind} if named else {})
+            for n, event in enumerate(events)
+        ]
+        bulk_body = orjson.dumps(entries)
+        bulk, _ = dapr_bulk_entries(decode_body(bulk_body, JSON), {})
+        assert [envelope[0] for envelope in bulk] == [
+            event["id"] if event["id"] != " bad id" else None for event in events
+        ]
+        for layout_kind in LAYOUTS:
+            layout = TopicLayout("orders", TopicConfig(layout=layout_kind))
+            assert written(layout, bulk, bulk_body) == one_at_a_time(layout, singles)
