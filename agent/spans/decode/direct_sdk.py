@@ -164,15 +164,20 @@ def go_span(
 def _go_flags(context: dict[str, Any], parent: dict[str, Any], parent_hex: object) -> int:
     """OTLP Span.flags as the general decoder makes them: W3C flags, and for a span with a
     parent, bit 8 (remoteness known) and bit 9 (remote)."""
-    flags = context.get("TraceFlags", "00")
+    return go_span_flags(context.get("TraceFlags", "00"), parent_hex, parent.get("Remote") is True)
+
+
+def go_span_flags(trace_flags_hex: object, parent_hex: object, remote: bool) -> int:
+    """`_go_flags` from its parts: the context's TraceFlags (hex text), the parent's span ID
+    and whether the parent context says Remote (the dict walk and the Structs share it)."""
     try:
-        trace_flags = int(flags, 16) & 0xFF if type(flags) is str else 0
+        flags = int(trace_flags_hex, 16) & 0xFF if type(trace_flags_hex) is str else 0
     except ValueError:
-        trace_flags = 0
+        flags = 0
     has_parent = type(parent_hex) is str and parent_hex not in (GO_ZERO_SPAN_ID, "")
     if not has_parent:
-        return trace_flags
-    return trace_flags | 0x100 | (0x200 if parent.get("Remote") is True else 0)
+        return flags
+    return flags | 0x100 | (0x200 if remote else 0)
 
 
 def _go_events(events: object) -> tuple[list[DirectEvent]] | None:

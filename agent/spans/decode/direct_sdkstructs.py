@@ -15,10 +15,10 @@ from agent.spans.decode import sdkstructs as structs
 from agent.spans.decode.direct import pop_service
 from agent.spans.decode.direct_sdk import (
     GO_STATUS,
-    GO_ZERO_SPAN_ID,
     PY_EMPTY_TRACE_STATES,
     PY_KINDS,
     PY_STATUS,
+    go_span_flags,
     py_hex,
     sdk_time,
 )
@@ -55,7 +55,7 @@ def go_line(
     context, parent, scope = span.SpanContext, span.Parent, span.InstrumentationScope
     if context is None or context.TraceState or span.Links or type(span.SpanKind) is not int:
         return False
-    if not _go_struct_plain(span):
+    if not _struct_plain(span):
         return False
     resource, attributes = (
         _go_struct_attributes(span.Resource),
@@ -87,11 +87,13 @@ def go_line(
         events=events,
         status_code=status_code,
         status_message=message,
-        flags=_go_struct_flags(context, parent, parent_hex),
+        flags=go_span_flags(
+            context.TraceFlags, parent_hex, parent is not None and parent.Remote is True
+        ),
     )
 
 
-def _go_struct_plain(span: structs.GoSpan) -> bool:
+def _struct_plain(span: structs.GoSpan | structs.PySpan) -> bool:
     """No key that makes `auto` route the object as OTLP/JSON."""
     unset = structs.UNSET
     return (
@@ -100,22 +102,6 @@ def _go_struct_plain(span: structs.GoSpan) -> bool:
         and span.scopeSpans is unset
         and span.scope_spans is unset
     )
-
-
-def _go_struct_flags(
-    context: structs.GoContext, parent: structs.GoContext | None, parent_hex: object
-) -> int:
-    """`_go_flags` of the Structs."""
-    flags = context.TraceFlags
-    try:
-        trace_flags = int(flags, 16) & 0xFF if type(flags) is str else 0
-    except ValueError:
-        trace_flags = 0
-    has_parent = type(parent_hex) is str and parent_hex not in (GO_ZERO_SPAN_ID, "")
-    if not has_parent:
-        return trace_flags
-    remote = parent is not None and parent.Remote is True
-    return trace_flags | 0x100 | (0x200 if remote else 0)
 
 
 def _go_struct_events(events: list[structs.GoEvent] | None) -> list[DirectEvent] | None:
@@ -161,7 +147,7 @@ def python_line(
     context = span.context
     if not isinstance(context, structs.PyContext) or type(span.name) is not str:
         return False  # the route tests the keys' presence: the dict walk's
-    if span.SpanContext is not structs.UNSET or not _py_struct_plain(span):
+    if span.SpanContext is not structs.UNSET or not _struct_plain(span):
         return False
     if context.trace_state not in PY_EMPTY_TRACE_STATES or span.links:
         return False
@@ -196,15 +182,4 @@ def python_line(
         ],
         status_code=status_code,
         status_message=message or "",
-    )
-
-
-def _py_struct_plain(span: structs.PySpan) -> bool:
-    """No key that makes `auto` route the object as OTLP/JSON."""
-    unset = structs.UNSET
-    return (
-        span.resourceSpans is unset
-        and span.resource_spans is unset
-        and span.scopeSpans is unset
-        and span.scope_spans is unset
     )

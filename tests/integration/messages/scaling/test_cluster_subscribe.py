@@ -1,4 +1,4 @@
-"""Subscriptions in cluster mode: a partitioned topic spread over three masters is read from
+"""Subscriptions in cluster mode: a topic of 8 partitions spread over three masters is read from
 every partition stream, each message delivered once and in order per key; a dead letter goes
 to `dlq:<topic>` (on whichever master owns it), is retried back into its partition stream and
 delivered, and the rest of the list is deleted."""
@@ -11,17 +11,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent.core.metrics import Metrics
-from agent.messages.pipeline import MessagePipeline
 from tests.harness.redis_cluster import ReplicatedRedisCluster
-from tests.integration.messages.scaling.conftest import PASSWORD
+from tests.integration.messages.scaling.test_cluster import PARTITIONS, start_pipeline
 from tests.integration.messages.subscribe.app import ReceivingApp, Seen, eventually, subscription
 from tests.integration.messages.subscribe.test_dead_letter_api import call
-from tests.integration.messages.support import make_config, post, url
+from tests.integration.messages.support import post, url
 
 pytestmark = pytest.mark.integration
-
-PARTITIONS = 6
 
 
 async def test_a_partitioned_topic_over_the_masters_is_delivered_and_dead_letters_work(
@@ -35,17 +31,9 @@ async def test_a_partitioned_topic_over_the_masters_is_delivered_and_dead_letter
 
     app = ReceivingApp(answer=fail_some)
     await app.start()
-    first = cluster.nodes[0]
-    config = make_config(
-        tmp_path,
-        f"redis://:{PASSWORD}@{first.host}:{first.port}/0",
-        "redis.mode=cluster",
-        f"redis.seeds={','.join(cluster.seeds[:2])}",
-        *subscription(app, "orders", max_retries=0, ordered="true"),
-        yaml=f"messages:\n  topics:\n    orders:\n      partitions: {PARTITIONS}\n",
+    pipeline = await start_pipeline(
+        tmp_path, cluster, *subscription(app, "orders", max_retries=0, ordered="true")
     )
-    pipeline = MessagePipeline(config, Metrics(), Path(config.data_dir))
-    await pipeline.start()
     db = cluster.client()
     try:
         async with aiohttp.ClientSession() as http:
