@@ -2,9 +2,10 @@
 
     python bench/cluster.py [--seconds 3] [--rounds 3] [--partitions 12]
 
-What `bench/proxy.py --cluster` would measure, kept in its own script so the two can change
-independently; it reuses bench/proxy.py's load client (a separate process posting 1,000-message
-JSON requests on 8 keep-alive connections), CPU accounting and report helpers by import.
+What `bench/proxy.py --cluster` measures (it calls `run` here), kept in its own script so the
+two can change independently; it reuses bench/proxy.py's load client (a separate process
+posting 1,000-message JSON requests on 8 keep-alive connections), CPU accounting and report
+helpers by import.
 
 Three agents (each its own process, ack=disk), measured interleaved round by round:
 

@@ -1,6 +1,7 @@
 """Publish throughput and latency for every body, each figure beside its baseline from the run.
 
     python bench/proxy.py [--seconds 2] [--rounds 3] [--parts batched,single,latency,uvloop,drain]
+    python bench/proxy.py --cluster [--seconds 3] [--rounds 3] [--partitions 12]  # bench/cluster.py
 
 Setup, stated in the output: a real redis-server, the agent as its own process
 (`python -m agent run`, default ack=disk, disk queue in a temp dir), a bare aiohttp server as
@@ -57,7 +58,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one measurement")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per figure")
     parser.add_argument("--parts", default=",".join(PARTS), help="which parts to run")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="instead: a Redis Cluster beside one redis-server (bench/cluster.py's run)",
+    )
+    parser.add_argument("--partitions", type=int, default=12, help="with --cluster")
     args = parser.parse_args()
+    if args.cluster:
+        from cluster import run as run_cluster  # it imports this module's helpers
+
+        with tempfile.TemporaryDirectory(prefix="bench-cluster-", dir=ROOT) as tmp:
+            run_cluster(Path(tmp), args.seconds, args.rounds, args.partitions)
+        return
     parts = args.parts.split(",")
     print(f"setup: {os.cpu_count()} CPUs shared by redis-server, the agent, the bare aiohttp")
     print("server and one load-client process; agent disk queue on the repo's filesystem;")
