@@ -35,8 +35,8 @@ from agent.core.metrics import SIZE_BUCKETS, Metrics
 from agent.core.retry import Backoff, RetryPolicy
 from agent.messages.deadletters import MessageDeadLetters
 from agent.messages.record import BadRecordError, Record
-from agent.messages.redis.replay import ids_in_tail, lookback, mark_found
-from agent.messages.redis.resp import ConnectionLostError, ReplyError
+from agent.messages.redis.replay import StreamLookup, ids_in_tail, lookups, mark_found
+from agent.messages.redis.resp import ConnectionLostError, ReplyError, RespConnection
 from agent.messages.redis.writer import BatchOutcome, SentBatch, StreamWriter, classify, error_code
 
 log = logging.getLogger("agent.messages.sender")
@@ -241,28 +241,20 @@ class StreamSender:
             for record in records:
                 record.uncertain = None  # IDMP makes the resend harmless
             return records
-        streams: dict[bytes, tuple[str, int]] = {}  # stream → (layout, uncertain entries)
-        for record in records:
-            for index in record.uncertain or ():
-                stream = record.entry_stream(index)
-                streams[stream] = (record.layout, streams.get(stream, ("", 0))[1] + 1)
         found: dict[str, bytes] = {}
-        for stream, (layout, count) in streams.items():
+        for stream, lookup in lookups(records).items():
             connection = self._writer.connection_for(stream)
             if connection is None:
                 return records  # the send fails the same way and is retried, checks and all
             try:
                 async with asyncio.timeout(self._limits.command_timeout):
-                    reply = await connection.call(
-                        b"XREVRANGE", stream, b"+", b"-", b"COUNT", b"%d" % lookback(count)
-                    )
+                    in_stream = await self._written_in(connection, stream, lookup)
             except (ConnectionError, TimeoutError):
                 return records
             except ReplyError as error:
                 if classify(str(error)) == "retry":
                     return records  # LOADING, MOVED and the like: the send will be retried too
-                reply = []  # not a stream (WRONGTYPE...): nothing of ours is in it
-            in_stream = ids_in_tail(layout, reply)
+                in_stream = {}  # not a stream (WRONGTYPE...): nothing of ours is in it
             found.update(in_stream)
             if not in_stream:
                 if len(self._clean_streams) >= CLEAN_STREAMS_MAX:
@@ -273,6 +265,23 @@ class StreamSender:
         self._replays_skipped_total.inc(marked)
         self._finish([record for record in records if record.finished])
         return [record for record in records if not record.finished]
+
+    @staticmethod
+    async def _written_in(
+        connection: RespConnection, stream: bytes, lookup: StreamLookup
+    ) -> dict[str, bytes]:
+        """Message ids of ours in the stream's tail and, if some are missing there, in what
+        was written since the oldest record was queued (replay.py)."""
+        reply = await connection.call(
+            b"XREVRANGE", stream, b"+", b"-", b"COUNT", lookup.tail_count()
+        )
+        in_stream = ids_in_tail(lookup.layout, reply)
+        if not lookup.wanted <= in_stream.keys():
+            start, count = lookup.forward_range()
+            reply = await connection.call(b"XRANGE", stream, start, b"+", b"COUNT", count)
+            for message_id, entry_id in ids_in_tail(lookup.layout, reply).items():
+                in_stream.setdefault(message_id, entry_id)
+        return in_stream
 
     def _send(self, records: list[Record]) -> None:
         batch = self._writer.send(records)

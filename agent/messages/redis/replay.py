@@ -9,13 +9,18 @@ there as written: that entry is marked done with the entry id found, and only th
 Only ids actually found count: no entry is assumed written because a later one was (an error
 reply in between could have refused it), so the check can leave a duplicate but never lose a
 message. It looks at the newest `n` entries, `n` = twice the uncertain entries plus a margin for
-other producers, capped; a stream that other producers fill faster than that can still get a
-duplicate. The `raw` layout carries no message id and is resent as before.
+other producers, capped. When some are not there, it also reads forward from the time the
+oldest of them was queued (stream ids are Redis's clock in ms; a slack covers a Redis clock a
+little behind ours): after a crash the previous run may have written far more than one batch
+past the records now replayed, which the tail alone does not reach. A stream that other
+producers fill faster than the margins can still get a duplicate. The `raw` layout carries no
+message id and is resent as before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,10 +29,43 @@ from agent.messages.record import Record
 
 MARGIN = 200
 MAX_LOOKBACK = 20_000
+FORWARD_MARGIN = 2_000  # entries written between a record's queueing and its own write
+CLOCK_SLACK_MS = 100
 
 
 def lookback(uncertain: int) -> int:
     return min(2 * uncertain + MARGIN, MAX_LOOKBACK)
+
+
+@dataclass(slots=True)
+class StreamLookup:
+    """The uncertain entries of one stream in a batch: what to look for, and since when."""
+
+    layout: str
+    since_ns: int
+    wanted: set[str] = field(default_factory=set)
+
+    def tail_count(self) -> bytes:
+        return b"%d" % lookback(len(self.wanted))
+
+    def forward_range(self) -> tuple[bytes, bytes]:
+        """(first stream id, COUNT) of the forward read from the oldest record's queueing."""
+        start_ms = max(0, self.since_ns // 1_000_000 - CLOCK_SLACK_MS)
+        count = min(2 * len(self.wanted) + FORWARD_MARGIN, MAX_LOOKBACK)
+        return b"%d" % start_ms, b"%d" % count
+
+
+def lookups(records: Iterable[Record]) -> dict[bytes, StreamLookup]:
+    found: dict[bytes, StreamLookup] = {}
+    for record in records:
+        for index in record.uncertain or ():
+            stream = record.entry_stream(index)
+            lookup = found.get(stream)
+            if lookup is None:
+                lookup = found[stream] = StreamLookup(record.layout, record.enqueued_ns)
+            lookup.since_ns = min(lookup.since_ns, record.enqueued_ns)
+            lookup.wanted.add(record.message_ids[index])
+    return found
 
 
 def message_id_of(layout: str, fields: list[Any]) -> str | None:

@@ -4,9 +4,12 @@ import orjson
 
 from agent.messages.record import Record
 from agent.messages.redis.replay import (
+    CLOCK_SLACK_MS,
+    FORWARD_MARGIN,
     MAX_LOOKBACK,
     ids_in_tail,
     lookback,
+    lookups,
     mark_found,
     message_id_of,
 )
@@ -41,3 +44,15 @@ def test_only_entries_actually_found_are_marked_written() -> None:
 
 def test_lookback_grows_with_the_uncertain_entries_and_is_capped() -> None:
     assert lookback(10) == 220 and lookback(10**6) == MAX_LOOKBACK
+
+
+def test_the_forward_read_starts_a_little_before_the_oldest_record_was_queued() -> None:
+    old = Record("t", b"s", "jobfirst", ["a", "b"], [1, 2], b"xy", enqueued_ns=5_000_000_000)
+    new = Record("t", b"s", "jobfirst", ["c"], [1], b"z", enqueued_ns=9_000_000_000)
+    old.uncertain, new.uncertain = {0, 1}, {0}
+    found = lookups([new, old])
+    assert list(found) == [b"s"] and found[b"s"].wanted == {"a", "b", "c"}
+    start, count = found[b"s"].forward_range()
+    assert start == b"%d" % (5_000 - CLOCK_SLACK_MS)
+    assert count == b"%d" % (2 * 3 + FORWARD_MARGIN)
+    assert found[b"s"].tail_count() == b"%d" % lookback(3)
