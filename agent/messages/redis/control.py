@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
+from agent.config.tree import TlsConfig
 from agent.messages.redis.connection import RedisTarget
 
 
@@ -27,6 +28,18 @@ def _address(target: RedisTarget) -> tuple[str, int]:
     return target.url.host or "localhost", target.url.port or 6379
 
 
+def tls_options(tls: TlsConfig) -> dict[str, Any]:
+    """redis-py's spelling of a `tls` section (what `ssl_context_for` builds for our own
+    connections): CA file or the system's, client certificate, verification on or off."""
+    return {
+        "ssl_ca_certs": tls.ca_file or None,
+        "ssl_certfile": tls.cert_file or None,
+        "ssl_keyfile": tls.key_file or None,
+        "ssl_cert_reqs": "none" if tls.insecure_skip_verify else "required",
+        "ssl_check_hostname": not tls.insecure_skip_verify,
+    }
+
+
 def client_options(target: RedisTarget) -> dict[str, Any]:
     """redis-py keyword arguments for `target`: its credentials, TLS and timeouts."""
     url = target.url
@@ -36,16 +49,8 @@ def client_options(target: RedisTarget) -> dict[str, Any]:
         "socket_connect_timeout": target.connect_timeout,
         "socket_timeout": target.command_timeout,
     }
-    tls = target.tls
-    if url.tls and tls is not None:
-        options.update(
-            ssl=True,
-            ssl_ca_certs=tls.ca_file or None,
-            ssl_certfile=tls.cert_file or None,
-            ssl_keyfile=tls.key_file or None,
-            ssl_cert_reqs="none" if tls.insecure_skip_verify else "required",
-            ssl_check_hostname=not tls.insecure_skip_verify,
-        )
+    if url.tls and target.tls is not None:
+        options.update(ssl=True, **tls_options(target.tls))
     return options
 
 

@@ -6,7 +6,7 @@ from agent.config.tree import RedisConfig
 from agent.messages.redis.cluster import ClusterWriter
 from agent.messages.redis.connection import RedisTarget
 from agent.messages.redis.sentinel import SentinelWriter, sentinel_targets
-from agent.messages.redis.topology import Node
+from agent.messages.redis.topology import seed_nodes
 from agent.messages.redis.writer import StreamWriter
 
 
@@ -14,11 +14,13 @@ def writer_for(config: RedisConfig, producer_id: str, max_attempts: int) -> Stre
     target = RedisTarget.from_config(config)
     replicas, timeout = config.wait_replicas, config.wait_timeout
     if config.mode == "cluster":
-        seeds = [Node.parse(address) for address in config.seeds]
-        if not seeds:
-            seeds = [Node(target.url.host or "localhost", target.url.port or 6379)]
         return ClusterWriter(
-            target, seeds, producer_id, max_attempts, wait_replicas=replicas, wait_timeout=timeout
+            target,
+            seed_nodes(config),
+            producer_id,
+            max_attempts,
+            wait_replicas=replicas,
+            wait_timeout=timeout,
         )
     if config.mode == "sentinel":
         sentinels = sentinel_targets(config, target)

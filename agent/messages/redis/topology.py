@@ -13,7 +13,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from agent.messages.redis.connection import RedisTarget
+from agent.config.tree import RedisConfig
+from agent.messages.redis.connection import RedisTarget, parse_redis_url
 from agent.messages.redis.slots import SLOTS, key_slot
 
 
@@ -102,6 +103,15 @@ class SlotMap:
     @property
     def complete(self) -> bool:
         return None not in self._owners
+
+
+def seed_nodes(config: RedisConfig) -> list[Node]:
+    """Where cluster mode starts: `redis.seeds`, else `redis.url`'s host."""
+    seeds = [Node.parse(address) for address in config.seeds]
+    if seeds:
+        return seeds
+    url = parse_redis_url(config.url)
+    return [Node(url.host or "localhost", url.port or 6379)]
 
 
 async def discover(template: RedisTarget, candidates: list[Node]) -> SlotMap:

@@ -11,7 +11,6 @@ different masters: see `streams.moves_are_atomic`.
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -19,7 +18,9 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
 from agent.config.tree import Config, RedisConfig
-from agent.messages.redis.topology import Node
+from agent.messages.redis.connection import parse_redis_url
+from agent.messages.redis.control import tls_options
+from agent.messages.redis.topology import Node, seed_nodes
 from agent.messages.subscribe.consumer import BLOCK_MS
 from agent.messages.subscribe.streams import RedisClient
 
@@ -34,7 +35,7 @@ def redis_client(config: Config, max_connections: int) -> RedisClient:
     }
     tls = settings.url.startswith("rediss://")
     if tls:
-        options.update(_tls_options(settings))
+        options.update(tls_options(settings.tls))
     if settings.mode == "sentinel":
         return _sentinel_master(settings, options, tls=tls)
     if settings.mode == "cluster":
@@ -43,36 +44,22 @@ def redis_client(config: Config, max_connections: int) -> RedisClient:
 
 
 def _cluster(settings: RedisConfig, options: dict[str, Any], *, tls: bool) -> RedisCluster:
-    """A cluster client seeded like the publisher: `redis.seeds`, else `redis.url`'s host."""
-    credentials = _credentials_and_db(settings.url)
-    credentials.pop("db")  # a cluster has database 0 only
-    parsed = urllib.parse.urlsplit(settings.url)
-    seeds = [Node.parse(address) for address in settings.seeds]
-    if not seeds:
-        seeds = [Node(parsed.hostname or "localhost", parsed.port or 6379)]
+    """A cluster client seeded like the publisher (a cluster has database 0 only)."""
+    url = parse_redis_url(settings.url)
     return RedisCluster(
-        startup_nodes=[ClusterNode(node.host, node.port) for node in seeds],
+        startup_nodes=[ClusterNode(node.host, node.port) for node in seed_nodes(settings)],
         ssl=tls,
+        username=url.username,
+        password=url.password,
         **options,
-        **credentials,
     )
-
-
-def _tls_options(settings: RedisConfig) -> dict[str, Any]:
-    tls = settings.tls
-    return {
-        "ssl_ca_certs": tls.ca_file or None,
-        "ssl_certfile": tls.cert_file or None,
-        "ssl_keyfile": tls.key_file or None,
-        "ssl_cert_reqs": "none" if tls.insecure_skip_verify else "required",
-    }
 
 
 def _sentinel_master(
     settings: RedisConfig, options: dict[str, Any], *, tls: bool
 ) -> aioredis.Redis:
     """A client of the master the sentinels name; `redis.url` gives only credentials and db."""
-    data = _credentials_and_db(settings.url)
+    url = parse_redis_url(settings.url)
     sentinel_options: dict[str, Any] = {
         "socket_connect_timeout": settings.connect_timeout,
         "socket_timeout": settings.command_timeout,
@@ -80,29 +67,19 @@ def _sentinel_master(
         "password": settings.sentinel.password or None,
     }
     if tls:
-        sentinel_options.update(ssl=True, **_tls_options(settings))
+        sentinel_options.update(ssl=True, **tls_options(settings.tls))
         options = {**options, "ssl": True}
     nodes = [Node.parse(address) for address in settings.sentinel.addresses]
     sentinel = Sentinel(
         [(node.host, node.port) for node in nodes],
         sentinel_kwargs=sentinel_options,
         **options,
-        **data,
+        username=url.username,
+        password=url.password,
+        db=url.db,
     )
     master: aioredis.Redis = sentinel.master_for(settings.sentinel.master_name)
     return master
-
-
-def _credentials_and_db(url: str) -> dict[str, Any]:
-    parsed = urllib.parse.urlsplit(url)
-    data: dict[str, Any] = {}
-    if parsed.username:
-        data["username"] = urllib.parse.unquote(parsed.username)
-    if parsed.password:
-        data["password"] = urllib.parse.unquote(parsed.password)
-    path = parsed.path.strip("/")
-    data["db"] = int(path) if path.isdigit() else 0
-    return data
 
 
 async def close_client(client: RedisClient) -> None:
