@@ -153,3 +153,13 @@ def test_messages_without_keys_are_dealt_in_even_runs_that_keep_the_request_orde
     # The round robin goes on from where the last request left it, a message at a time.
     small = [streams(layout, keyed(None, None, None, None, None)) for _ in range(2)]
     assert len(set(small[0] + small[1])) == 10
+
+
+def test_a_bad_entry_of_a_request_without_keys_is_named_by_its_index_in_the_request() -> None:
+    layout = PartitionedLayout("t", TopicConfig(partitions=4, layout="fields"))
+    envelopes: list[Envelope] = [(None, {"n": i}, None, None) for i in range(9)]
+    envelopes[6] = (None, "not an object", None, None)  # in the third of four slices
+    with pytest.raises(BodyError) as caught:
+        layout.encode(envelopes, [f"m{i}" for i in range(9)], AT)
+    assert caught.value.index == 6
+    assert str(caught.value).startswith("entry 6:")
