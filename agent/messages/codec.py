@@ -55,8 +55,8 @@ class _DataOnly(msgspec.Struct, forbid_unknown_fields=True):
 _DATA_ONLY = msgspec.json.Decoder(_DataOnly | list[_DataOnly])
 
 
-class _DataOnlyValue(msgspec.Struct, forbid_unknown_fields=True):
-    data: Any
+class _DataOnlyValue(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    data: Any  # gc=False: thousands a request, dropped at once, never part of a cycle
 
 
 # What msgspec makes of msgpack as `Any` is what msgpack.Unpacker(raw=False,

@@ -261,16 +261,19 @@ class _DataTexts(NamedTuple):
     def of(cls, envelopes: Sequence[Envelope], escape: bool) -> _DataTexts | None:
         """None when some value cannot be written as JSON."""
         texts: list[Any] = [envelope[1] for envelope in envelopes]
-        written = [index for index, data in enumerate(texts) if type(data) is not Raw]
-        if not written:
-            return cls(texts, False)
-        values = texts if len(written) == len(texts) else [texts[i] for i in written]
+        kinds = set(map(type, texts))  # one C-level pass; nearly every batch is of one kind
+        written: list[int] | None = None  # None: every one is written
+        if Raw in kinds:
+            if len(kinds) == 1:
+                return cls(texts, False)
+            written = [index for index, data in enumerate(texts) if type(data) is not Raw]
+        values = texts if written is None else [texts[i] for i in written]
         try:
             batch = _dumps_batch(values)
             pieces = _SPLIT_JSON_ARRAY.decode(batch)
         except (orjson.JSONEncodeError, TypeError, msgspec.MsgspecError, RecursionError):
             return None
-        if len(written) == len(texts):
+        if written is None:
             texts = pieces
         else:
             for index, piece in zip(written, pieces, strict=True):

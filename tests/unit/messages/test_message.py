@@ -109,3 +109,15 @@ def test_id_suffixes_need_no_escaping_anywhere() -> None:
         with pytest.raises(ValueError, match="suffix"):
             MessageIds(suffix=suffix)
     assert MessageIds(suffix="run_2").make(7) == "msg_7_run_2"
+
+
+@given(st.binary(max_size=64) | st.text(alphabet="\\u<>&a\u2028é").map(str.encode))
+def test_the_escape_scan_answers_as_a_search_for_every_marker(body: bytes) -> None:
+    # The backslash is looked for first (one-byte search) and `\u` only then.
+    markers = (b"<", b">", b"&", b"\xe2", b"\\u")
+    assert may_need_go_escape(body) == any(marker in body for marker in markers)
+
+
+def test_only_a_backslash_followed_by_u_counts_as_an_escape() -> None:
+    assert may_need_go_escape(b'"\\u003c"')
+    assert not may_need_go_escape(b'"\\n u\\"')
