@@ -65,7 +65,15 @@ class _DataOnlyValue(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 # difference: an array used as a map key becomes a tuple here where the general path refuses
 # the body; no layout can write a tuple key either, so the request is still a 400 (naming the
 # entry instead of the byte).
-_DATA_ONLY_MSGPACK = msgspec.msgpack.Decoder(_DataOnlyValue | list[_DataOnlyValue])
+def _extension(code: int, data: memoryview) -> msgpack.ExtType:
+    """An extension type other than the timestamp, as the general path makes it (which no
+    layout can write: the entry's error then reads the same on both paths)."""
+    return msgpack.ExtType(code, bytes(data))
+
+
+_DATA_ONLY_MSGPACK = msgspec.msgpack.Decoder(
+    _DataOnlyValue | list[_DataOnlyValue], ext_hook=_extension
+)
 # Digits become "0", exponent letters "\x01" and signs go: a number that might not fit a double
 # then shows up as a short run (see _may_overflow_double).
 _NUMBER_SHAPES = bytes.maketrans(b"0123456789eE", b"0000000000\x01\x01")
@@ -203,6 +211,9 @@ def decode_msgpack(body: bytes) -> Any:
         value = unpacker.unpack()
     except msgpack.OutOfData:
         raise BodyError(400, "bad_body", "invalid msgpack: the body ends inside a value") from None
+    except OverflowError:  # a timestamp a datetime cannot hold
+        message = f"msgpack timestamp near byte {unpacker.tell()} is outside the years 1-9999"
+        raise BodyError(400, "bad_body", message) from None
     except (ValueError, TypeError, msgpack.UnpackException) as error:
         detail = str(error) or type(error).__name__
         message = f"invalid msgpack near byte {unpacker.tell()}: {detail}"

@@ -197,7 +197,7 @@ class TopicLayout:
             else:
                 rest = parts.no_maps
         except (orjson.JSONEncodeError, TypeError) as error:
-            raise entry_error(index, f"data cannot be written as JSON: {error}") from None
+            raise entry_error(index, f"data cannot be written as JSON: {_why(error)}") from None
         document = b'{"id":' + dumps(message_id) + self._topic_part + body + rest
         if escape:
             document = go_escape(document)
@@ -293,6 +293,12 @@ def _dumps_batch(values: list[Any]) -> bytes:
         return orjson.dumps(values, default=encode_extra, option=orjson.OPT_NON_STR_KEYS)
 
 
+def _why(error: Exception) -> BaseException:
+    """orjson words a refusal of the fallback as "Type is not JSON serializable"; the
+    fallback's own reason (encode_extra's) says which value and why."""
+    return error.__cause__ or error
+
+
 def _encode_text(index: int, text: str) -> bytes:
     try:
         return text.encode()
@@ -308,7 +314,7 @@ def _field_value(index: int, value: Any) -> bytes:
     try:
         return dumps_json(value)
     except (orjson.JSONEncodeError, TypeError) as error:
-        raise entry_error(index, f"value cannot be written as JSON: {error}") from None
+        raise entry_error(index, f"value cannot be written as JSON: {_why(error)}") from None
 
 
 def fields_of(command: bytes) -> tuple[bytes, dict[bytes, bytes]]:

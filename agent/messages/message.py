@@ -21,6 +21,7 @@ import secrets
 import time
 from typing import Any, NamedTuple
 
+import msgpack
 import orjson
 
 MESSAGE_ID_MAX_CHARS = 256
@@ -38,6 +39,8 @@ def encode_extra(value: Any) -> Any:
     """orjson's fallback for what JSON has no type for: bytes become base64, as in Go."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(value).decode("ascii")
+    if isinstance(value, msgpack.ExtType):
+        raise TypeError(f"msgpack extension type {value.code} has no JSON form")
     raise TypeError(f"{type(value).__name__} cannot be written as JSON")
 
 

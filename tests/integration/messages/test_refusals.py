@@ -202,8 +202,27 @@ REFUSALS = {
         msgpack.packb([{"data": "fine"}, {"data": msgpack.ExtType(5, b"\x01")}]),
         400,
         "invalid_entry",
-        "entry 1: value cannot be written as JSON",
+        "entry 1: value cannot be written as JSON: msgpack extension type 5 has no JSON form",
         index=1,
+        content_type="application/msgpack",
+    ),
+    # The data-only msgpack batch of the default (jobfirst) layout: the typed fast path.
+    "jobfirst_msgpack_extension_type": Refusal(
+        "/v1/topics/orders/messages",
+        msgpack.packb([{"data": "fine"}, {"data": [msgpack.ExtType(5, b"\x01")]}]),
+        400,
+        "invalid_entry",
+        "entry 1: data cannot be written as JSON: msgpack extension type 5 has no JSON form",
+        index=1,
+        content_type="application/msgpack",
+    ),
+    # Year 10000: msgpack holds it, a datetime cannot (this was an unhandled OverflowError).
+    "msgpack_timestamp_out_of_range": Refusal(
+        "/v1/topics/orders/messages",
+        msgpack.packb([{"data": msgpack.Timestamp(253_402_300_800, 0)}]),
+        400,
+        "bad_body",
+        "msgpack timestamp near byte",
         content_type="application/msgpack",
     ),
 }

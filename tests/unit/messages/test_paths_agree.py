@@ -11,6 +11,7 @@ at a time, `message_json` as the reference) and the bytes are compared.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 import msgpack
@@ -34,7 +35,7 @@ from agent.messages.codec import (
     envelopes_from,
 )
 from agent.messages.layout import TopicLayout, fields_of
-from agent.messages.message import AcceptTime, may_need_go_escape, message_json
+from agent.messages.message import AcceptTime, dumps_json, may_need_go_escape, message_json
 
 AT = AcceptTime.at(1_732_806_245_123_456_789)
 JSON = "application/json"
@@ -65,6 +66,22 @@ timestamps = st.datetimes(
 )
 msgpack_scalars = scalars | st.binary(max_size=8) | timestamps
 msgpack_keys = text | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.booleans()
+# What only some bodies hold, and what no layout can write (the error must then read the same
+# on every path): NaN and infinities (written as null, as orjson does), float, null and binary
+# map keys, extension types other than the timestamp, single-precision floats.
+unusual_scalars = (
+    msgpack_scalars
+    | st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 2**64 - 1, -(2**63)])
+    | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=4))
+)
+unusual_keys = msgpack_keys | st.floats(allow_nan=False) | st.none() | st.binary(max_size=3)
+unusual_values = st.recursive(
+    unusual_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(unusual_keys, children, max_size=4)
+    ),
+    max_leaves=12,
+)
 msgpack_values = st.recursive(
     msgpack_scalars,
     lambda children: (
@@ -130,6 +147,60 @@ def test_msgpack_bodies_reach_redis_as_the_general_path_writes_them(
     for kind in LAYOUTS:
         layout = TopicLayout("orders", TopicConfig(layout=kind))
         assert written(layout, fast_envelopes, body) == one_at_a_time(layout, general)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(unusual_values, min_size=1, max_size=6), single=st.booleans())
+def test_unusual_msgpack_bodies_decode_and_write_as_the_general_path_does(
+    values: list[Any], single: bool
+) -> None:
+    body = msgpack.packb(body_of(values, single=single), datetime=True)
+    fast = decode_envelopes(body, MSGPACK)
+    general = envelopes_from(decode_body(body, MSGPACK))
+    assert repr(fast) == repr(general)  # repr: NaN is not equal to itself
+    for kind in LAYOUTS:
+        layout = TopicLayout("orders", TopicConfig(layout=kind))
+        assert written(layout, fast, body) == one_at_a_time(layout, general)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(unusual_values, min_size=1, max_size=6))
+def test_a_msgpack_body_writes_what_a_json_body_of_its_json_form_writes(
+    values: list[Any],
+) -> None:
+    # The same content sent both ways: each msgpack `data` and, in a JSON body, the JSON the
+    # agent makes of it (bytes as base64, timestamps in RFC 3339, map keys as strings, NaN as
+    # null). The Message JSON in Redis is the same, byte for byte.
+    try:
+        texts = [dumps_json(value, escape=False) for value in values]
+    except (orjson.JSONEncodeError, TypeError):
+        return  # no JSON form: test_unusual_msgpack_bodies... holds the refusal
+    as_msgpack = msgpack.packb(body_of(values, single=False), datetime=True)
+    as_json = b"[" + b",".join(b'{"data":%b}' % text for text in texts) + b"]"
+    layout = TopicLayout("orders", TopicConfig())
+    from_msgpack = written(layout, decode_envelopes(as_msgpack, MSGPACK), as_msgpack)
+    assert from_msgpack == written(layout, decode_envelopes(as_json, JSON), as_json)
+
+
+def test_an_extension_type_is_refused_alike_on_both_msgpack_paths() -> None:
+    body = msgpack.packb([{"data": 1}, {"data": {"at": msgpack.ExtType(7, b"\x00")}}])
+    assert decode_envelopes(body, MSGPACK) == envelopes_from(decode_body(body, MSGPACK))
+    layout = TopicLayout("orders", TopicConfig())
+    with pytest.raises(BodyError) as refused:
+        layout.encode(decode_envelopes(body, MSGPACK), ids_for(2), AT)
+    assert refused.value.index == 1
+    assert refused.value.message == (
+        "entry 1: data cannot be written as JSON: msgpack extension type 7 has no JSON form"
+    )
+
+
+@pytest.mark.parametrize("seconds", [253_402_300_800, -62_135_596_801], ids=["10000", "0"])
+def test_a_timestamp_no_datetime_holds_is_a_bad_body(seconds: int) -> None:
+    body = msgpack.packb([{"data": msgpack.Timestamp(seconds, 0)}])
+    with pytest.raises(BodyError) as refused:
+        decode_envelopes(body, MSGPACK)
+    assert (refused.value.status, refused.value.code) == (400, "bad_body")
+    assert "outside the years 1-9999" in refused.value.message
 
 
 @settings(max_examples=200, deadline=None)
