@@ -6,8 +6,9 @@ In the subset: `POST` with an origin-form path of A-Z a-z 0-9 . _ : - / only (no
 nothing to decode; no `.` or `..` segment, so nothing to normalise) that is exactly one of the
 three routes; no query or only `ack=<letters>`; `HTTP/1.1`; header lines of a token, a colon and
 printable ASCII (no obs-fold, no bare CR or LF, no bytes past 0x7e); one Content-Length of
-digits within the body limit; no Transfer-Encoding, Content-Encoding, Expect or Upgrade; at most
-one Content-Type, Authorization, traceparent and Connection, the last `close` or `keep-alive`.
+digits within the body limit; one Host; no Transfer-Encoding, Content-Encoding, Expect or
+Upgrade; at most one Content-Type, Authorization, traceparent and Connection, the last `close` or
+`keep-alive`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ MAX_HEADER_LINES = 64
 _REQUEST_LINE = re.compile(rb"POST (/[A-Za-z0-9._:/-]+)(?:\?ack=([a-z]+))? HTTP/1\.1")
 _HEADER_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*((?:[\x21-\x7e][ \t]*)*)")
 _REFUSED = frozenset((b"transfer-encoding", b"content-encoding", b"expect", b"upgrade"))
-_SINGLE = frozenset((b"content-type", b"authorization", b"traceparent", b"connection"))
+_SINGLE = frozenset((b"host", b"content-type", b"authorization", b"traceparent", b"connection"))
 _DIGITS = 10  # Content-Length digits: more is not a size this lane takes
 
 
@@ -46,7 +47,7 @@ def parse_head(head: bytes, max_body_bytes: int) -> Head | None:
     if route is None:
         return None
     fields = _fields(lines)
-    if fields is None:
+    if fields is None or b"host" not in fields:  # aiohttp answers 400 without one
         return None
     length = fields.get(b"content-length")
     if length is None or not length.isdigit() or len(length) > _DIGITS:
