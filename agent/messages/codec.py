@@ -17,6 +17,8 @@ that fails there, goes the general way (orjson, msgpack), which also words the e
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,6 +48,10 @@ MAX_BATCH_ENTRIES = 100_000
 # be (every level takes two bytes), so only longer ones need counting.
 MAX_ENCODABLE_DEPTH = 254
 _DEEP_ENOUGH = 2 * (MAX_ENCODABLE_DEPTH + 1)
+# A msgpack float32 (0xca) or float64 (0xcb) whose exponent bits are all ones: NaN or an
+# infinity. One C-level scan; bytes inside strings can match too, which only costs the exact
+# check of `_finite_only`.
+_MAY_HOLD_NON_FINITE = re.compile(rb"\xca[\x7f\xff][\x80-\xff]|\xcb[\x7f\xff][\xf0-\xff]")
 
 
 class _DataOnly(msgspec.Struct, forbid_unknown_fields=True):
@@ -112,10 +118,33 @@ def decode_envelopes(body: bytes, kind: str) -> list[Envelope]:
         if fast is not None:
             return fast
     elif kind in MSGPACK_TYPES:
+        if _MAY_HOLD_NON_FINITE.search(body) is not None:
+            return _finite_only(envelopes_from(decode_msgpack(body)))
         fast = _data_only_msgpack_envelopes(body)
         if fast is not None:
             return fast
     return envelopes_from(decode_body(body, kind))
+
+
+def _finite_only(envelopes: list[Envelope]) -> list[Envelope]:
+    """The envelopes, unless a `data` holds a NaN or an infinity: JSON has no such number
+    (a JSON body cannot carry one either), so the entry is refused rather than written as
+    null."""
+    for index, envelope in enumerate(envelopes):
+        pending = [envelope[1]]
+        while pending:
+            value = pending.pop()
+            kind = type(value)
+            if kind is float:
+                if not math.isfinite(value):
+                    message = "data cannot be written as JSON: it holds a NaN or infinite float"
+                    raise entry_error(index, message)
+            elif kind is list or kind is tuple:
+                pending.extend(value)
+            elif kind is dict:
+                pending.extend(value)
+                pending.extend(value.values())
+    return envelopes
 
 
 def _data_only_msgpack_envelopes(body: bytes) -> list[Envelope] | None:

@@ -67,7 +67,7 @@ timestamps = st.datetimes(
 msgpack_scalars = scalars | st.binary(max_size=8) | timestamps
 msgpack_keys = text | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.booleans()
 # What only some bodies hold, and what no layout can write (the error must then read the same
-# on every path): NaN and infinities (written as null, as orjson does), float, null and binary
+# on every path): NaN and infinities (refused: JSON has no such number), float, null and binary
 # map keys, extension types other than the timestamp, single-precision floats.
 unusual_scalars = (
     msgpack_scalars
@@ -155,9 +155,16 @@ def test_unusual_msgpack_bodies_decode_and_write_as_the_general_path_does(
     values: list[Any], single: bool
 ) -> None:
     body = msgpack.packb(body_of(values, single=single), datetime=True)
-    fast = decode_envelopes(body, MSGPACK)
     general = envelopes_from(decode_body(body, MSGPACK))
-    assert repr(fast) == repr(general)  # repr: NaN is not equal to itself
+    sent = values[:1] if single else values
+    refused = next((i for i, value in enumerate(sent) if _non_finite(value)), None)
+    if refused is not None:
+        with pytest.raises(BodyError) as error:
+            decode_envelopes(body, MSGPACK)
+        assert error.value.index == refused
+        return
+    fast = decode_envelopes(body, MSGPACK)
+    assert fast == general
     for kind in LAYOUTS:
         layout = TopicLayout("orders", TopicConfig(layout=kind))
         assert written(layout, fast, body) == one_at_a_time(layout, general)
@@ -169,17 +176,59 @@ def test_a_msgpack_body_writes_what_a_json_body_of_its_json_form_writes(
     values: list[Any],
 ) -> None:
     # The same content sent both ways: each msgpack `data` and, in a JSON body, the JSON the
-    # agent makes of it (bytes as base64, timestamps in RFC 3339, map keys as strings, NaN as
-    # null). The Message JSON in Redis is the same, byte for byte.
+    # agent makes of it (bytes as base64, timestamps in RFC 3339, map keys as strings). The
+    # Message JSON in Redis is the same, byte for byte.
     try:
         texts = [dumps_json(value, escape=False) for value in values]
     except (orjson.JSONEncodeError, TypeError):
         return  # no JSON form: test_unusual_msgpack_bodies... holds the refusal
+    if any(_non_finite(value) for value in values):
+        return  # refused as msgpack (test_unusual_msgpack_bodies...); JSON has no such number
     as_msgpack = msgpack.packb(body_of(values, single=False), datetime=True)
     as_json = b"[" + b",".join(b'{"data":%b}' % text for text in texts) + b"]"
     layout = TopicLayout("orders", TopicConfig())
     from_msgpack = written(layout, decode_envelopes(as_msgpack, MSGPACK), as_msgpack)
     assert from_msgpack == written(layout, decode_envelopes(as_json, JSON), as_json)
+
+
+def _non_finite(value: Any) -> bool:
+    if type(value) is float:
+        return not math.isfinite(value)
+    if type(value) in (list, tuple):
+        return any(_non_finite(item) for item in value)
+    if type(value) is dict:
+        return any(_non_finite(key) or _non_finite(item) for key, item in value.items())
+    return False
+
+
+@pytest.mark.parametrize(
+    "data",
+    [math.nan, math.inf, -math.inf, {"a": [1, {"b": math.nan}]}, {math.inf: 1}],
+    ids=["nan", "inf", "-inf", "nested", "key"],
+)
+@pytest.mark.parametrize("single_float", [False, True], ids=["float64", "float32"])
+def test_a_nan_or_infinity_in_msgpack_data_is_refused_with_its_entry(
+    data: Any, single_float: bool
+) -> None:
+    # JSON has no such number and a JSON body cannot carry one: the entry is refused, not
+    # written as null.
+    body = msgpack.packb([{"data": 1.5}, {"data": data}], use_single_float=single_float)
+    with pytest.raises(BodyError) as refused:
+        decode_envelopes(body, MSGPACK)
+    error = refused.value
+    assert (error.status, error.code, error.index) == (400, "invalid_entry", 1)
+    assert "NaN or infinite float" in error.message
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\xcb\x7f\xf8\x00", b"\xca\xff\xc0", 0xCB7FF80000000000, [1.0, -2.5e300, 3e-300]],
+    ids=["bin64", "bin32", "uint", "finite"],
+)
+def test_bytes_that_look_like_a_nan_are_kept(data: Any) -> None:
+    # The prefilter matches these bytes; the exact check finds no non-finite float.
+    body = msgpack.packb([{"data": data}, {"data": 2}])
+    assert decode_envelopes(body, MSGPACK) == envelopes_from(decode_body(body, MSGPACK))
 
 
 def test_an_extension_type_is_refused_alike_on_both_msgpack_paths() -> None:
