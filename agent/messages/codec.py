@@ -18,8 +18,6 @@ that fails there, goes the general way (orjson, msgpack), which also words the e
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -48,10 +46,9 @@ MAX_BATCH_ENTRIES = 100_000
 # be (every level takes two bytes), so only longer ones need counting.
 MAX_ENCODABLE_DEPTH = 254
 _DEEP_ENOUGH = 2 * (MAX_ENCODABLE_DEPTH + 1)
-# A msgpack float32 (0xca) or float64 (0xcb) whose exponent bits are all ones: NaN or an
-# infinity. One C-level scan; bytes inside strings can match too, which only costs the exact
-# check of `_finite_only`.
-_MAY_HOLD_NON_FINITE = re.compile(rb"\xca[\x7f\xff][\x80-\xff]|\xcb[\x7f\xff][\xf0-\xff]")
+# How many 0x7f/0xff bytes `_may_hold_non_finite` looks at before it leaves the answer to the
+# exact check (a body of many -1 integers must not cost a Python step per byte).
+_NON_FINITE_LOOKS = 64
 
 
 class _DataOnly(msgspec.Struct, forbid_unknown_fields=True):
@@ -118,12 +115,37 @@ def decode_envelopes(body: bytes, kind: str) -> list[Envelope]:
         if fast is not None:
             return fast
     elif kind in MSGPACK_TYPES:
-        if _MAY_HOLD_NON_FINITE.search(body) is not None:
+        if _may_hold_non_finite(body):
             return _finite_only(envelopes_from(decode_msgpack(body)))
         fast = _data_only_msgpack_envelopes(body)
         if fast is not None:
             return fast
     return envelopes_from(decode_body(body, kind))
+
+
+def _may_hold_non_finite(body: bytes) -> bool:
+    """Whether the body may hold a NaN or an infinity: a float32 (0xca) or float64 (0xcb)
+    whose exponent bits are all ones, so its first byte is 0x7f or 0xff. Those two bytes are
+    rare in msgpack (the integers 127 and -1), so one memchr-fast search for each rules most
+    bodies out; bytes inside strings can match, which only costs `_finite_only`'s check."""
+    looks = 0
+    for marker in (b"\x7f", b"\xff"):
+        at = body.find(marker, 1)
+        while at > 0:
+            looks += 1
+            if looks > _NON_FINITE_LOOKS or _all_ones_exponent(body[at - 1], body[at + 1 : at + 2]):
+                return True
+            at = body.find(marker, at + 1)
+    return False
+
+
+def _all_ones_exponent(lead: int, after: bytes) -> bool:
+    """Whether a float's type byte and the byte after its 0x7f/0xff say NaN or infinity."""
+    if not after:
+        return False
+    if lead == 0xCB:  # float64: 11 exponent bits
+        return after[0] >= 0xF0
+    return lead == 0xCA and after[0] >= 0x80  # float32: 8 exponent bits
 
 
 def _finite_only(envelopes: list[Envelope]) -> list[Envelope]:
@@ -273,7 +295,7 @@ def envelopes_from(value: Any) -> list[Envelope]:
 
 def _envelope(index: int, item: Any) -> Envelope:
     if not isinstance(item, dict):
-        raise entry_error(index, f"must be an object, not {_type_name(item)}")
+        raise entry_error(index, f"must be an object, not {type_name(item)}")
     if "data" not in item:
         raise entry_error(index, 'has no "data"')
     if len(item) == 1:  # the common case: data only
@@ -286,7 +308,7 @@ def _envelope(index: int, item: Any) -> Envelope:
         raise entry_error(index, "id must be 1-256 printable characters without edge spaces")
     metadata = item.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
-        raise entry_error(index, f"metadata must be an object, not {_type_name(metadata)}")
+        raise entry_error(index, f"metadata must be an object, not {type_name(metadata)}")
     if "key" in item:
         metadata = _with_key(index, item["key"], metadata)
     headers = check_headers(index, item.get("headers"))
@@ -307,7 +329,7 @@ def check_headers(index: int, headers: Any) -> dict[str, str] | None:
     if headers is None:
         return None
     if not isinstance(headers, dict):
-        raise entry_error(index, f"headers must be an object, not {_type_name(headers)}")
+        raise entry_error(index, f"headers must be an object, not {type_name(headers)}")
     if len(headers) > MAX_HEADERS:
         raise entry_error(index, f"{len(headers)} headers; the limit is {MAX_HEADERS}")
     total = 0
@@ -317,7 +339,7 @@ def check_headers(index: int, headers: Any) -> dict[str, str] | None:
         if len(name) > MAX_HEADER_NAME_CHARS:
             raise entry_error(index, f"header name longer than {MAX_HEADER_NAME_CHARS} characters")
         if not isinstance(value, str):
-            raise entry_error(index, f"header {name!r} must be a string, not {_type_name(value)}")
+            raise entry_error(index, f"header {name!r} must be a string, not {type_name(value)}")
         total += len(name) + len(value)
     if total > MAX_HEADER_BYTES:
         message = f"headers hold {total} characters; the limit is {MAX_HEADER_BYTES}"
@@ -325,117 +347,10 @@ def check_headers(index: int, headers: Any) -> dict[str, str] | None:
     return headers or None
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
     if value is None:
         return "null"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return "a number"
     return names.get(type(value), type(value).__name__)
-
-
-# -- Dapr ------------------------------------------------------------------------------------
-
-
-def dapr_data(body: bytes, kind: str) -> Any:
-    """What a Dapr publish body becomes as the message's `data`.
-
-    We store the payload itself, never a CloudEvent wrapper: JobFirst consumers read `data` as
-    the application's value. JSON types are parsed (a CloudEvent sent as
-    application/cloudevents+json is kept whole), text is kept as text, anything else stays
-    bytes (base64 in the Message JSON, as-is in the raw layout).
-    """
-    if is_json_type(kind):
-        return decode_json(body)
-    if kind.startswith("text/") or not kind:
-        try:
-            return body.decode("utf-8")
-        except UnicodeDecodeError:
-            return body
-    return body
-
-
-def _bulk_json(body: bytes, index: int) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise entry_error(index, f"event is not valid JSON: {error.msg}") from None
-
-
-def dapr_headers(
-    query: Mapping[str, str], kind: str, index: int = 0, extra: Mapping[str, Any] | None = None
-) -> dict[str, str]:
-    """`metadata.<k>` query parameters (and bulk entry metadata) become headers; the content
-    type is kept as the `content-type` header."""
-    prefix = "metadata."
-    headers: dict[str, Any] = {
-        key[len(prefix) :]: value for key, value in query.items() if key.startswith(prefix)
-    }
-    if extra:
-        headers.update(extra)
-    if kind:
-        headers["content-type"] = kind
-    checked = check_headers(index, headers)
-    return checked or {}
-
-
-def cloudevent_id(data: Any, kind: str) -> str | None:
-    """A CloudEvent's own id is a stable message id: reusing it lets retries dedupe."""
-    if kind != CLOUDEVENTS_JSON or not isinstance(data, dict):
-        return None
-    candidate = data.get("id")
-    return candidate if is_valid_message_id(candidate) else None
-
-
-def dapr_bulk_entries(value: Any, query: Mapping[str, str]) -> tuple[list[Envelope], list[str]]:
-    """Dapr's bulk body `[{"entryId", "event", "contentType"?, "metadata"?}]` → envelopes and
-    the entry ids (for `failedEntries`)."""
-    if not isinstance(value, list) or not value:
-        raise BodyError(400, "bad_body", "the bulk body must be a non-empty array of entries")
-    if len(value) > MAX_BATCH_ENTRIES:
-        message = f"{len(value)} entries in one request; the limit is {MAX_BATCH_ENTRIES}"
-        raise BodyError(400, "bad_body", message)
-    envelopes: list[Envelope] = []
-    entry_ids: list[str] = []
-    for index, entry in enumerate(value):
-        envelope, entry_id = _bulk_entry(index, entry, query)
-        envelopes.append(envelope)
-        entry_ids.append(entry_id)
-    return envelopes, entry_ids
-
-
-def _bulk_entry(index: int, entry: Any, query: Mapping[str, str]) -> tuple[Envelope, str]:
-    if not isinstance(entry, dict):
-        raise entry_error(index, f"must be an object, not {_type_name(entry)}")
-    entry_id = entry.get("entryId")
-    if not isinstance(entry_id, str) or not entry_id:
-        raise entry_error(index, 'needs an "entryId" string')
-    if "event" not in entry:
-        raise entry_error(index, 'has no "event"')
-    kind = entry.get("contentType")
-    if kind is not None and not isinstance(kind, str):
-        raise entry_error(index, "contentType must be a string")
-    metadata = entry.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise entry_error(index, "metadata must be an object")
-    event = entry["event"]
-    kind = media_type(kind) if kind else _inferred_type(event)
-    data = _bulk_event_data(index, event, kind)
-    headers = dapr_headers(query, kind, index, metadata)
-    return (cloudevent_id(data, kind), data, headers, None), entry_id
-
-
-def _inferred_type(event: Any) -> str:
-    """Dapr's rule when an entry names no content type: strings are text, the rest JSON."""
-    if isinstance(event, str):
-        return "text/plain"
-    if isinstance(event, dict) and {"id", "source", "specversion", "type"} <= event.keys():
-        return CLOUDEVENTS_JSON
-    return "application/json"
-
-
-def _bulk_event_data(index: int, event: Any, kind: str) -> Any:
-    # A JSON event arrives already parsed; a string event of a JSON type holds JSON text.
-    if is_json_type(kind) and isinstance(event, str):
-        return _bulk_json(event.encode(), index)
-    return event

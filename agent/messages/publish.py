@@ -27,15 +27,12 @@ from agent.core.metrics import Metrics
 from agent.messages.codec import (
     BodyError,
     Envelope,
-    cloudevent_id,
-    dapr_bulk_entries,
-    dapr_data,
-    dapr_headers,
     decode_envelopes,
     decode_json,
     is_json_type,
     media_type,
 )
+from agent.messages.dapr import cloudevent_id, dapr_bulk_entries, dapr_data, dapr_headers
 from agent.messages.intake import ACK_MODES, Accepted, Intake, PublishRefused
 from agent.messages.message import may_need_go_escape
 from agent.messages.topics import TOPIC_RULE, is_valid_topic

@@ -8,16 +8,13 @@ from agent.messages.codec import (
     MAX_BATCH_ENTRIES,
     MAX_HEADERS,
     BodyError,
-    cloudevent_id,
-    dapr_bulk_entries,
-    dapr_data,
-    dapr_headers,
     decode_body,
     decode_envelopes,
     envelopes_from,
     media_type,
     plain,
 )
+from agent.messages.dapr import cloudevent_id, dapr_bulk_entries, dapr_data, dapr_headers
 
 
 def error_of(call: object, *args: object) -> BodyError:

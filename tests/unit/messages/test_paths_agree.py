@@ -26,14 +26,11 @@ from agent.messages.codec import (
     BodyError,
     Envelope,
     _data_only_msgpack_envelopes,
-    cloudevent_id,
-    dapr_bulk_entries,
-    dapr_data,
-    dapr_headers,
     decode_body,
     decode_envelopes,
     envelopes_from,
 )
+from agent.messages.dapr import cloudevent_id, dapr_bulk_entries, dapr_data, dapr_headers
 from agent.messages.layout import TopicLayout, fields_of
 from agent.messages.message import AcceptTime, dumps_json, may_need_go_escape, message_json
 
