@@ -10,9 +10,10 @@ through logrus' `JSONFormatter` (keys sorted, `timestamp` RFC 3339 whole seconds
     {"duration":"1.5ms","level":"info","message":"Span ended","span_id":"span_<nanos>",
      "span_name":"GET /x","status":0,"status_desc":"","timestamp":"…","trace_id":"…"}
 
-This module turns one line into a `JobFirstLine` (`parse_line` from the parsed dict; on the
-direct path `typed_line` straight from the bytes through a msgspec Struct when the line has
-only these keys); `agent.spans.decode.assemble` joins the lines into spans. Other log lines
+This module turns one line into a `JobFirstLine`: one orjson decode, then `parse_line` on
+the dict, on the general and the direct path alike (a msgspec Struct was tried: it refuses the
+extra keys services add, such as `user_id` on end lines, and a second decode then cost more
+than it saved); `agent.spans.decode.assemble` joins the lines into spans. Other log lines
 share the file: a line without `"message":"Span ` (or logrus' default `"msg":"Span `) is
 skipped before any JSON parsing.
 """
@@ -22,9 +23,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
-
-import msgspec
-from msgspec import UNSET, UnsetType
 
 from agent.spans.decode.assemble import (
     END,
@@ -175,120 +173,50 @@ def _id_text(obj: dict[str, Any], key: str) -> str:
 def parse_line(obj: dict[str, Any]) -> JobFirstLine | None:
     """A parsed logrus object as a `JobFirstLine`, or None if it is not a span line. The
     fields are checked in a fixed order, so a line with several faults always names the same."""
-    message = obj["message"] if "message" in obj else obj.get("msg")
+    get = obj.get
+    message = obj["message"] if "message" in obj else get("msg")
     kind = _KINDS.get(message) if type(message) is str else None
     if kind is None:
         return None
-    stamp = obj["timestamp"] if "timestamp" in obj else obj.get("time")
+    trace, span, name = get("trace_id"), get("span_id"), get("span_name")
+    if type(trace) is not str or not trace:
+        trace = _text(obj, "trace_id")
+    if kind == EVENT:
+        span = ""
+    elif type(span) is not str or not span:
+        span = _text(obj, "span_id")
+    if type(name) is not str or not name:
+        name = _text(obj, "span_name")
+    stamp = obj["timestamp"] if "timestamp" in obj else get("time")
+    found = _TIMES.get(stamp) if type(stamp) is str else None
     line = JobFirstLine(
         kind,
-        _id_text(obj, "trace_id"),
-        "" if kind == EVENT else _id_text(obj, "span_id"),
-        _id_text(obj, "span_name"),
-        _line_time(stamp),
+        trace,
+        span,
+        name,
+        _line_time(stamp) if found is None else found,
         attributes=_extra(obj),
     )
-    service = obj["service"] if "service" in obj else obj.get("service_name")
+    service = obj["service"] if "service" in obj else get("service_name")
     if type(service) is str and service:
         line.service = service
     if kind == EVENT:
         line.event_name = _id_text(obj, "event_name")
     elif kind == END:
-        duration = obj.get("duration")
-        if duration is not None:
-            if type(duration) is not str:
-                raise BadRecord("bad_duration", "duration must be a Go duration string")
-            line.duration_ns = _duration(duration)
-        status = obj.get("status")
-        line.status = status if type(status) is int else _status(status)
-        line.status_desc = opt_str(obj.get("status_desc"), "status_desc")
+        _end_fields(line, obj)
     return line
 
 
-# --- the typed decode of the direct path -------------------------------------------------------
-# A line with only the keys JobFirst's tracing writes goes from its bytes to a `JobFirstLine`
-# through one msgspec Struct, without the dict `parse_line` walks. The Struct forbids unknown
-# fields and types every field as `parse_line` wants it (a string; `status` an integer), so a
-# line with another key (a field the service added, which becomes an attribute), a null, a
-# number where a string belongs, or a fault is not read here: `typed_line` answers None and
-# the caller parses the line the general way, which reads it or names the fault.
-# tests/unit/spans/decode/test_direct_jobfirst.py holds the two to the same answer.
-
-_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1  # where orjson, like msgspec, reads an int
-
-
-class JobFirstRecord(msgspec.Struct, forbid_unknown_fields=True):
-    """The keys a JobFirst tracing line may hold; every one optional."""
-
-    message: str | UnsetType = UNSET
-    msg: str | UnsetType = UNSET
-    level: str | UnsetType = UNSET
-    timestamp: str | UnsetType = UNSET
-    time: str | UnsetType = UNSET
-    trace_id: str | UnsetType = UNSET
-    span_id: str | UnsetType = UNSET
-    span_name: str | UnsetType = UNSET
-    event_name: str | UnsetType = UNSET
-    duration: str | UnsetType = UNSET
-    status: int | UnsetType = UNSET
-    status_desc: str | UnsetType = UNSET
-    service: str | UnsetType = UNSET
-    service_name: str | UnsetType = UNSET
-
-
-_decode = msgspec.json.Decoder(JobFirstRecord).decode
-
-
-def typed_line(line: bytes) -> JobFirstLine | None:
-    """`parse_line(load_object(line))` for a span line of the usual shape; None for any other
-    line (not a span line, another key, a fault), which the caller parses the general way."""
-    try:
-        record = _decode(line)
-    except msgspec.DecodeError:  # ValidationError included
-        return None
-    message = record.message if record.message is not UNSET else record.msg
-    kind = _KINDS.get(message) if type(message) is str else None
-    trace, name = record.trace_id, record.span_name
-    span = "" if kind == EVENT else record.span_id or ""  # UNSET is falsy
-    if kind is None or not trace or not name or not (span or kind == EVENT):
-        return None
-    stamp = record.timestamp if record.timestamp is not UNSET else record.time
-    if type(stamp) is not str:
-        return None
-    try:
-        parsed = JobFirstLine(
-            kind,
-            trace,
-            span,
-            name,
-            _line_time(stamp),
-            attributes={} if record.level is UNSET else {"level": record.level},
-        )
-        return _finish(parsed, record)
-    except BadRecord:
-        return None
-
-
-def _finish(parsed: JobFirstLine, record: JobFirstRecord) -> JobFirstLine | None:
-    """The service, and the event's or the end's own fields; None to take the general path."""
-    service = record.service if record.service is not UNSET else record.service_name
-    if service:
-        parsed.service = service
-    if parsed.kind == EVENT:
-        if not record.event_name:
-            return None
-        parsed.event_name = record.event_name
-    elif parsed.kind == END:
-        if record.duration is not UNSET:
-            parsed.duration_ns = _duration(record.duration)
-        status = record.status
-        if status is not UNSET:
-            if not _INT64_MIN <= status <= _UINT64_MAX:
-                return None  # orjson reads it as a float, which parse_line refuses
-            parsed.status = status
-        if record.status_desc is not UNSET:
-            parsed.status_desc = record.status_desc
-    return parsed
+def _end_fields(line: JobFirstLine, obj: dict[str, Any]) -> None:
+    duration = obj.get("duration")
+    if duration is not None:
+        if type(duration) is not str:
+            raise BadRecord("bad_duration", "duration must be a Go duration string")
+        line.duration_ns = _duration(duration)
+    status = obj.get("status")
+    line.status = status if type(status) is int else _status(status)
+    desc = obj.get("status_desc")
+    line.status_desc = desc if type(desc) is str else opt_str(desc, "status_desc")
 
 
 class JobFirstDecoder(LineFeeder):
@@ -356,7 +284,7 @@ class JobFirstDecoder(LineFeeder):
             into.dead.append(line_too_long(line, self.max_line_bytes))
             return
         try:
-            parsed = typed_line(line) or parse_line(load_object(line))
+            parsed = parse_line(load_object(line))
             if parsed is None:
                 into.skipped += 1
             elif parsed.kind != END:

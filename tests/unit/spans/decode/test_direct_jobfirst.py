@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from agent.spans.decode.common import load_object
-from agent.spans.decode.jobfirst import _duration, parse_go_duration, parse_line, typed_line
+from agent.spans.decode.jobfirst import _duration, parse_go_duration, parse_line
 from agent.spans.validate import BadRecord
 from tests.unit.spans.decode.test_direct import ODD_VALUES, direct_read, same_reads
-from tests.unit.spans.samples.jobfirst import ended, logrus, started
+from tests.unit.spans.samples.jobfirst import ended, started
 from tests.unit.spans.samples.jobfirst import event as jobfirst_event
 
 NAMES = ["GET /api/v1/jobs", "db.query", "POST /x y", "GET /"]
@@ -114,66 +114,81 @@ def test_the_one_unit_duration_parse_is_the_go_parse(text: str) -> None:
     assert _duration(text) == parse_go_duration(text)
 
 
-def _general_parse(line: bytes) -> object:
+_JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+)
+JSON_VALUES = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=6,
+)
+ODD_FIELDS = {
+    "duration": st.sampled_from(["1.5ms", "523.417µs", "2m3.5s", "0s", ".5s", "5.s", "1h2m",
+                                 "-1.5s", "1.5 ms", "3", "", "10ns", "99999999999h"]) | JSON_VALUES,
+    "status": st.sampled_from([0, 1, -1, 2**64, "1", "-2", "x", 1.0, True]) | JSON_VALUES,
+    "status_desc": st.text(max_size=6) | JSON_VALUES,
+    "timestamp": st.sampled_from(["2024-11-28T07:04:05Z", "2024-11-28 15:04:05", ""]) | JSON_VALUES,
+}  # fmt: skip
+
+
+@st.composite
+def lines_with_odd_fields(draw: st.DrawFn) -> list[bytes]:
+    """A start, an event and an end with extra keys of every JSON type (attributes), unicode
+    names, and any of the consumed fields replaced, made null or left out."""
+    name = draw(st.sampled_from([*NAMES, "café ✓", "GET /jobs/é"]))
+    lines = []
+    for line in (started(name), jobfirst_event("ü", name), ended(name=name)):
+        tree = orjson.loads(line)
+        extra = draw(st.dictionaries(st.text(min_size=1, max_size=6), JSON_VALUES, max_size=3))
+        tree.update({k: v for k, v in extra.items() if k not in ("message", "msg")})
+        for key, values in ODD_FIELDS.items():
+            if draw(st.integers(min_value=0, max_value=4)) == 0:
+                if draw(st.booleans()):
+                    tree.pop(key, None)
+                else:
+                    tree[key] = draw(values)
+        lines.append(json.dumps(tree, ensure_ascii=draw(st.booleans())).encode())
+    return lines
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines_with_odd_fields(), st.sampled_from(["jobfirst", "auto"]))
+def test_extra_keys_and_odd_fields_decode_the_same_both_ways(lines: list[bytes], name: str) -> None:
+    into = same_reads(name, lines)
+    event(f"{name}: fallbacks {min(into.fallbacks, 1)}, dead {min(len(into.dead), 1)}")
+
+
+def test_an_end_line_with_a_key_of_its_own_is_read_once_and_keeps_it() -> None:
+    lines = [started(), ended(user_id="u-7", attempt=2)]
+    encoded, into = direct_read("jobfirst", lines)
+    assert into.fallbacks == 0
+    parsed = parse_line(load_object(lines[1]))
+    assert parsed is not None
+    assert parsed.attributes == {"attempt": 2, "level": "info", "user_id": "u-7"}
+    assert [type(item) for item in encoded] == [tuple]
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (ended(status=True), "bad_status"),  # type: ignore[arg-type]
+        (ended(desc=None), None),  # type: ignore[arg-type]
+        (ended(desc=3), "bad_field"),  # type: ignore[arg-type]
+        (ended("1.5 ms"), "bad_duration"),
+        (started(span=""), "missing_field"),
+        (started(trace=3), "bad_field"),  # type: ignore[arg-type]
+        (jobfirst_event(""), "missing_field"),
+        (started().replace(b"2024-11-28T15:04:05+08:00", b"2024-11-28 15:04"), "bad_time"),
+    ],
+)
+def test_the_one_parse_names_each_fault(line: bytes, reason: str | None) -> None:
     try:
-        return parse_line(load_object(line))
+        parse_line(load_object(line))
     except BadRecord as exc:
-        return exc.reason
-
-
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(jobfirst_spans())
-def test_the_typed_decode_reads_a_line_as_parse_line_does(lines: list[bytes]) -> None:
-    """`typed_line` answers `parse_line`'s line or None (the caller then parses it that way),
-    never something else: on generated lines with values changed and keys removed."""
-    for line in lines:
-        typed = typed_line(line)
-        event(f"typed: {typed is not None}")
-        if typed is not None:
-            assert typed == _general_parse(line)
-
-
-@pytest.mark.parametrize(
-    "line",
-    [
-        started(),
-        started(level="debug", service="svc"),
-        jobfirst_event("cache miss", service_name="svc"),
-        ended("523.417\u00b5s", status=1, desc="boom"),
-        ended("2m3.5s", status=2**64 - 1),
-        ended(status=-(2**63)),
-        started().replace(b'"message":"Span started"', b'"message":"Span started","msg":"x"'),
-        logrus(
-            "Span started", span_id="s", span_name="n", trace_id="t", time="2024-11-28T07:04:05Z"
-        ),
-    ],
-)
-def test_the_usual_lines_take_the_typed_decode(line: bytes) -> None:
-    typed = typed_line(line)
-    assert typed is not None
-    assert typed == _general_parse(line)
-
-
-@pytest.mark.parametrize(
-    "line",
-    [
-        started(user_id="u-1"),  # a key the Struct does not know: an attribute
-        ended(status=2**64),  # orjson reads it as a float: parse_line says bad_status
-        ended(status=-(2**63) - 1),
-        ended(status=True),  # type: ignore[arg-type]
-        ended(desc=None),  # type: ignore[arg-type]
-        started(span=""),
-        started(trace=""),
-        started(name=""),
-        jobfirst_event(""),
-        started().replace(b'"timestamp":', b'"stamp":'),
-        started().replace(b'"level":"info"', b'"level":"info","level":3'),  # a repeated key
-        started().replace(b"Span started", b"Span paused"),
-        started().replace(b"2024-11-28T15:04:05+08:00", b"2024-11-28 15:04:05"),
-        ended("1.5 ms"),
-        b"\xef\xbb\xbf" + started(),  # a BOM: load_object takes it off
-        started()[:-1],
-    ],
-)
-def test_other_lines_take_the_general_parse(line: bytes) -> None:
-    assert typed_line(line) is None
+        assert exc.reason == reason
+    else:
+        assert reason is None
