@@ -10,10 +10,13 @@ through logrus' `JSONFormatter` (keys sorted, `timestamp` RFC 3339 whole seconds
     {"duration":"1.5ms","level":"info","message":"Span ended","span_id":"span_<nanos>",
      "span_name":"GET /x","status":0,"status_desc":"","timestamp":"…","trace_id":"…"}
 
-This module turns one line into a `JobFirstLine`: one orjson decode, then `parse_line` on
-the dict, on the general and the direct path alike (a msgspec Struct was tried: it refuses the
-extra keys services add, such as `user_id` on end lines, and a second decode then cost more
-than it saved); `agent.spans.decode.assemble` joins the lines into spans. Other log lines
+This module turns one line into a `JobFirstLine` with one decode: `parse_line` on orjson's
+dict (the general path), or on the direct path `typed_line` straight from the bytes through a
+msgspec Struct while the file's lines have only these keys. The decoder keeps, per file and
+per kind of line (end lines apart), whether the Struct fits: a line it refuses (a key the
+service added, such as `user_id` on end lines) turns it off for that kind in that file, so
+such lines are decoded once, by orjson, not twice. `agent.spans.decode.assemble` joins the
+lines into spans. Other log lines
 share the file: a line without `"message":"Span ` (or logrus' default `"msg":"Span `) is
 skipped before any JSON parsing.
 """
@@ -23,6 +26,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
 
 from agent.spans.decode.assemble import (
     END,
@@ -219,6 +225,92 @@ def _end_fields(line: JobFirstLine, obj: dict[str, Any]) -> None:
     line.status_desc = desc if type(desc) is str else opt_str(desc, "status_desc")
 
 
+# --- the typed decode of the direct path -------------------------------------------------------
+# A line with only the keys JobFirst's tracing writes goes from its bytes to a `JobFirstLine`
+# through one msgspec Struct, without the dict `parse_line` walks. The Struct forbids unknown
+# fields and types every field as `parse_line` wants it (a string; `status` an integer), so a
+# line with another key (a field the service added, which becomes an attribute), a null, a
+# number where a string belongs, or a fault is not read here: `typed_line` answers None and
+# the caller parses the line the general way, which reads it or names the fault.
+# tests/unit/spans/decode/test_direct_jobfirst.py holds the two to the same answer.
+
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1  # where orjson, like msgspec, reads an int
+
+
+class JobFirstRecord(msgspec.Struct, forbid_unknown_fields=True):
+    """The keys a JobFirst tracing line may hold; every one optional."""
+
+    message: str | UnsetType = UNSET
+    msg: str | UnsetType = UNSET
+    level: str | UnsetType = UNSET
+    timestamp: str | UnsetType = UNSET
+    time: str | UnsetType = UNSET
+    trace_id: str | UnsetType = UNSET
+    span_id: str | UnsetType = UNSET
+    span_name: str | UnsetType = UNSET
+    event_name: str | UnsetType = UNSET
+    duration: str | UnsetType = UNSET
+    status: int | UnsetType = UNSET
+    status_desc: str | UnsetType = UNSET
+    service: str | UnsetType = UNSET
+    service_name: str | UnsetType = UNSET
+
+
+_decode = msgspec.json.Decoder(JobFirstRecord).decode
+
+
+def typed_line(line: bytes) -> JobFirstLine | None:
+    """`parse_line(load_object(line))` for a span line of the usual shape; None for any other
+    line (not a span line, another key, a fault), which the caller parses the general way."""
+    try:
+        record = _decode(line)
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    message = record.message if record.message is not UNSET else record.msg
+    kind = _KINDS.get(message) if type(message) is str else None
+    trace, name = record.trace_id, record.span_name
+    span = "" if kind == EVENT else record.span_id or ""  # UNSET is falsy
+    if kind is None or not trace or not name or not (span or kind == EVENT):
+        return None
+    stamp = record.timestamp if record.timestamp is not UNSET else record.time
+    if type(stamp) is not str:
+        return None
+    try:
+        parsed = JobFirstLine(
+            kind,
+            trace,
+            span,
+            name,
+            _line_time(stamp),
+            attributes={} if record.level is UNSET else {"level": record.level},
+        )
+        return _finish(parsed, record)
+    except BadRecord:
+        return None
+
+
+def _finish(parsed: JobFirstLine, record: JobFirstRecord) -> JobFirstLine | None:
+    """The service, and the event's or the end's own fields; None to take the general path."""
+    service = record.service if record.service is not UNSET else record.service_name
+    if service:
+        parsed.service = service
+    if parsed.kind == EVENT:
+        if not record.event_name:
+            return None
+        parsed.event_name = record.event_name
+    elif parsed.kind == END:
+        if record.duration is not UNSET:
+            parsed.duration_ns = _duration(record.duration)
+        status = record.status
+        if status is not UNSET:
+            if not _INT64_MIN <= status <= _UINT64_MAX:
+                return None  # orjson reads it as a float, which parse_line refuses
+            parsed.status = status
+        if record.status_desc is not UNSET:
+            parsed.status_desc = record.status_desc
+    return parsed
+
+
 class JobFirstDecoder(LineFeeder):
     """JobFirst logs: skips other lines cheaply, assembles spans across lines."""
 
@@ -241,6 +333,8 @@ class JobFirstDecoder(LineFeeder):
             exchange=exchange,
         )
         self.traces = TraceIds()
+        # [other span lines, end lines]: whether the Struct still fits this file's lines.
+        self._typed = [True, True]
 
     def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         if MARKER.search(line) is None:
@@ -284,7 +378,7 @@ class JobFirstDecoder(LineFeeder):
             into.dead.append(line_too_long(line, self.max_line_bytes))
             return
         try:
-            parsed = parse_line(load_object(line))
+            parsed = self._parse(line)
             if parsed is None:
                 into.skipped += 1
             elif parsed.kind != END:
@@ -297,6 +391,17 @@ class JobFirstDecoder(LineFeeder):
         if into.spans:
             out.extend(into.spans)
             into.spans.clear()
+
+    def _parse(self, line: bytes) -> JobFirstLine | None:
+        """The line through the Struct while it fits this file's lines of its kind, else
+        through orjson (once: a line the Struct refuses turns it off for its kind)."""
+        kind = b"Span ended" in line
+        if self._typed[kind]:
+            parsed = typed_line(line)
+            if parsed is not None:
+                return parsed
+            self._typed[kind] = False
+        return parse_line(load_object(line))
 
     def decode_obj(self, obj: dict[str, Any], raw: bytes, now_ns: int, into: DecodeResult) -> None:
         parsed = parse_line(obj)

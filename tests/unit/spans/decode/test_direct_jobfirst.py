@@ -17,10 +17,18 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from agent.spans.decode.common import load_object
-from agent.spans.decode.jobfirst import _duration, parse_go_duration, parse_line
+from agent.spans.decode.jobfirst import (
+    JobFirstDecoder,
+    _duration,
+    parse_go_duration,
+    parse_line,
+    typed_line,
+)
+from agent.spans.encode.direct import DirectWriter
+from agent.spans.model import DecodeResult
 from agent.spans.validate import BadRecord
 from tests.unit.spans.decode.test_direct import ODD_VALUES, direct_read, same_reads
-from tests.unit.spans.samples.jobfirst import ended, started
+from tests.unit.spans.samples.jobfirst import ended, logrus, started
 from tests.unit.spans.samples.jobfirst import event as jobfirst_event
 
 NAMES = ["GET /api/v1/jobs", "db.query", "POST /x y", "GET /"]
@@ -192,3 +200,76 @@ def test_the_one_parse_names_each_fault(line: bytes, reason: str | None) -> None
         assert exc.reason == reason
     else:
         assert reason is None
+
+
+def _general_parse(line: bytes) -> object:
+    try:
+        return parse_line(load_object(line))
+    except BadRecord as exc:
+        return exc.reason
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(jobfirst_spans())
+def test_the_typed_decode_reads_a_line_as_parse_line_does(lines: list[bytes]) -> None:
+    """`typed_line` answers `parse_line`'s line or None (the caller then parses it that way),
+    never something else: on generated lines with values changed and keys removed."""
+    for line in lines:
+        typed = typed_line(line)
+        event(f"typed: {typed is not None}")
+        if typed is not None:
+            assert typed == _general_parse(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        started(),
+        started(level="debug", service="svc"),
+        jobfirst_event("cache miss", service_name="svc"),
+        ended("523.417\u00b5s", status=1, desc="boom"),
+        ended("2m3.5s", status=2**64 - 1),
+        ended(status=-(2**63)),
+        started().replace(b'"message":"Span started"', b'"message":"Span started","msg":"x"'),
+        logrus(
+            "Span started", span_id="s", span_name="n", trace_id="t", time="2024-11-28T07:04:05Z"
+        ),
+    ],
+)
+def test_the_usual_lines_take_the_typed_decode(line: bytes) -> None:
+    typed = typed_line(line)
+    assert typed is not None
+    assert typed == _general_parse(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        started(user_id="u-1"),  # a key the Struct does not know: an attribute
+        ended(status=2**64),  # orjson reads it as a float: parse_line says bad_status
+        ended(status=-(2**63) - 1),
+        ended(status=True),  # type: ignore[arg-type]
+        ended(desc=None),  # type: ignore[arg-type]
+        started(span=""),
+        started(trace=""),
+        started(name=""),
+        jobfirst_event(""),
+        started().replace(b'"timestamp":', b'"stamp":'),
+        started().replace(b'"level":"info"', b'"level":"info","level":3'),  # a repeated key
+        started().replace(b"Span started", b"Span paused"),
+        started().replace(b"2024-11-28T15:04:05+08:00", b"2024-11-28 15:04:05"),
+        ended("1.5 ms"),
+        b"\xef\xbb\xbf" + started(),  # a BOM: load_object takes it off
+        started()[:-1],
+    ],
+)
+def test_other_lines_take_the_general_parse(line: bytes) -> None:
+    assert typed_line(line) is None
+
+
+def test_a_line_the_struct_refuses_turns_it_off_for_its_kind_in_that_file() -> None:
+    decoder = JobFirstDecoder(default_service=None, orphan_timeout_ns=10**9)
+    lines = [started(), ended(user_id="u-1"), started(span="span_2"), ended(span="span_2")]
+    encoded = decoder.feed_direct(lines, 0, DirectWriter(None), DecodeResult())
+    assert len(encoded) == 2
+    assert decoder._typed == [True, False]  # end lines: orjson only; other lines: the Struct
