@@ -183,7 +183,7 @@ class JobFirstAssembler:
             line.time_ns,
             now_ns,
             line.service,
-            dict(line.attributes),
+            line.attributes,  # a fresh dict per parsed line: no copy needed
             raw.decode(),
             self._take_waiting(line.trace, line.name),
         )

@@ -10,9 +10,13 @@ through logrus' `JSONFormatter` (keys sorted, `timestamp` RFC 3339 whole seconds
     {"duration":"1.5ms","level":"info","message":"Span ended","span_id":"span_<nanos>",
      "span_name":"GET /x","status":0,"status_desc":"","timestamp":"…","trace_id":"…"}
 
-This module turns one line into a `JobFirstLine` (`parse_line` from the parsed dict; on the
-direct path `typed_line` straight from the bytes through a msgspec Struct when the line has
-only these keys); `agent.spans.decode.assemble` joins the lines into spans. Other log lines
+This module turns one line into a `JobFirstLine` with one decode: `parse_line` on orjson's
+dict (the general path), or on the direct path `typed_line` straight from the bytes through a
+msgspec Struct while the file's lines have only these keys. The decoder keeps, per file and
+per kind of line (end lines apart), whether the Struct fits: a line it refuses (a key the
+service added, such as `user_id` on end lines) turns it off for that kind in that file, so
+such lines are decoded once, by orjson, not twice. `agent.spans.decode.assemble` joins the
+lines into spans. Other log lines
 share the file: a line without `"message":"Span ` (or logrus' default `"msg":"Span `) is
 skipped before any JSON parsing.
 """
@@ -175,34 +179,50 @@ def _id_text(obj: dict[str, Any], key: str) -> str:
 def parse_line(obj: dict[str, Any]) -> JobFirstLine | None:
     """A parsed logrus object as a `JobFirstLine`, or None if it is not a span line. The
     fields are checked in a fixed order, so a line with several faults always names the same."""
-    message = obj["message"] if "message" in obj else obj.get("msg")
+    get = obj.get
+    message = obj["message"] if "message" in obj else get("msg")
     kind = _KINDS.get(message) if type(message) is str else None
     if kind is None:
         return None
-    stamp = obj["timestamp"] if "timestamp" in obj else obj.get("time")
+    trace, span, name = get("trace_id"), get("span_id"), get("span_name")
+    if type(trace) is not str or not trace:
+        trace = _text(obj, "trace_id")
+    if kind == EVENT:
+        span = ""
+    elif type(span) is not str or not span:
+        span = _text(obj, "span_id")
+    if type(name) is not str or not name:
+        name = _text(obj, "span_name")
+    stamp = obj["timestamp"] if "timestamp" in obj else get("time")
+    found = _TIMES.get(stamp) if type(stamp) is str else None
     line = JobFirstLine(
         kind,
-        _id_text(obj, "trace_id"),
-        "" if kind == EVENT else _id_text(obj, "span_id"),
-        _id_text(obj, "span_name"),
-        _line_time(stamp),
+        trace,
+        span,
+        name,
+        _line_time(stamp) if found is None else found,
         attributes=_extra(obj),
     )
-    service = obj["service"] if "service" in obj else obj.get("service_name")
+    service = obj["service"] if "service" in obj else get("service_name")
     if type(service) is str and service:
         line.service = service
     if kind == EVENT:
         line.event_name = _id_text(obj, "event_name")
     elif kind == END:
-        duration = obj.get("duration")
-        if duration is not None:
-            if type(duration) is not str:
-                raise BadRecord("bad_duration", "duration must be a Go duration string")
-            line.duration_ns = _duration(duration)
-        status = obj.get("status")
-        line.status = status if type(status) is int else _status(status)
-        line.status_desc = opt_str(obj.get("status_desc"), "status_desc")
+        _end_fields(line, obj)
     return line
+
+
+def _end_fields(line: JobFirstLine, obj: dict[str, Any]) -> None:
+    duration = obj.get("duration")
+    if duration is not None:
+        if type(duration) is not str:
+            raise BadRecord("bad_duration", "duration must be a Go duration string")
+        line.duration_ns = _duration(duration)
+    status = obj.get("status")
+    line.status = status if type(status) is int else _status(status)
+    desc = obj.get("status_desc")
+    line.status_desc = desc if type(desc) is str else opt_str(desc, "status_desc")
 
 
 # --- the typed decode of the direct path -------------------------------------------------------
@@ -313,6 +333,8 @@ class JobFirstDecoder(LineFeeder):
             exchange=exchange,
         )
         self.traces = TraceIds()
+        # [other span lines, end lines]: whether the Struct still fits this file's lines.
+        self._typed = [True, True]
 
     def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         if MARKER.search(line) is None:
@@ -356,7 +378,7 @@ class JobFirstDecoder(LineFeeder):
             into.dead.append(line_too_long(line, self.max_line_bytes))
             return
         try:
-            parsed = typed_line(line) or parse_line(load_object(line))
+            parsed = self._parse(line)
             if parsed is None:
                 into.skipped += 1
             elif parsed.kind != END:
@@ -369,6 +391,17 @@ class JobFirstDecoder(LineFeeder):
         if into.spans:
             out.extend(into.spans)
             into.spans.clear()
+
+    def _parse(self, line: bytes) -> JobFirstLine | None:
+        """The line through the Struct while it fits this file's lines of its kind, else
+        through orjson (once: a line the Struct refuses turns it off for its kind)."""
+        kind = b"Span ended" in line
+        if self._typed[kind]:
+            parsed = typed_line(line)
+            if parsed is not None:
+                return parsed
+            self._typed[kind] = False
+        return parse_line(load_object(line))
 
     def decode_obj(self, obj: dict[str, Any], raw: bytes, now_ns: int, into: DecodeResult) -> None:
         parsed = parse_line(obj)

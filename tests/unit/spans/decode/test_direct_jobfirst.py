@@ -17,7 +17,15 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from agent.spans.decode.common import load_object
-from agent.spans.decode.jobfirst import _duration, parse_go_duration, parse_line, typed_line
+from agent.spans.decode.jobfirst import (
+    JobFirstDecoder,
+    _duration,
+    parse_go_duration,
+    parse_line,
+    typed_line,
+)
+from agent.spans.encode.direct import DirectWriter
+from agent.spans.model import DecodeResult
 from agent.spans.validate import BadRecord
 from tests.unit.spans.decode.test_direct import ODD_VALUES, direct_read, same_reads
 from tests.unit.spans.samples.jobfirst import ended, logrus, started
@@ -114,6 +122,86 @@ def test_the_one_unit_duration_parse_is_the_go_parse(text: str) -> None:
     assert _duration(text) == parse_go_duration(text)
 
 
+_JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+)
+JSON_VALUES = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=6,
+)
+ODD_FIELDS = {
+    "duration": st.sampled_from(["1.5ms", "523.417µs", "2m3.5s", "0s", ".5s", "5.s", "1h2m",
+                                 "-1.5s", "1.5 ms", "3", "", "10ns", "99999999999h"]) | JSON_VALUES,
+    "status": st.sampled_from([0, 1, -1, 2**64, "1", "-2", "x", 1.0, True]) | JSON_VALUES,
+    "status_desc": st.text(max_size=6) | JSON_VALUES,
+    "timestamp": st.sampled_from(["2024-11-28T07:04:05Z", "2024-11-28 15:04:05", ""]) | JSON_VALUES,
+}  # fmt: skip
+
+
+@st.composite
+def lines_with_odd_fields(draw: st.DrawFn) -> list[bytes]:
+    """A start, an event and an end with extra keys of every JSON type (attributes), unicode
+    names, and any of the consumed fields replaced, made null or left out."""
+    name = draw(st.sampled_from([*NAMES, "café ✓", "GET /jobs/é"]))
+    lines = []
+    for line in (started(name), jobfirst_event("ü", name), ended(name=name)):
+        tree = orjson.loads(line)
+        extra = draw(st.dictionaries(st.text(min_size=1, max_size=6), JSON_VALUES, max_size=3))
+        tree.update({k: v for k, v in extra.items() if k not in ("message", "msg")})
+        for key, values in ODD_FIELDS.items():
+            if draw(st.integers(min_value=0, max_value=4)) == 0:
+                if draw(st.booleans()):
+                    tree.pop(key, None)
+                else:
+                    tree[key] = draw(values)
+        lines.append(json.dumps(tree, ensure_ascii=draw(st.booleans())).encode())
+    return lines
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines_with_odd_fields(), st.sampled_from(["jobfirst", "auto"]))
+def test_extra_keys_and_odd_fields_decode_the_same_both_ways(lines: list[bytes], name: str) -> None:
+    into = same_reads(name, lines)
+    event(f"{name}: fallbacks {min(into.fallbacks, 1)}, dead {min(len(into.dead), 1)}")
+
+
+def test_an_end_line_with_a_key_of_its_own_is_read_once_and_keeps_it() -> None:
+    lines = [started(), ended(user_id="u-7", attempt=2)]
+    encoded, into = direct_read("jobfirst", lines)
+    assert into.fallbacks == 0
+    parsed = parse_line(load_object(lines[1]))
+    assert parsed is not None
+    assert parsed.attributes == {"attempt": 2, "level": "info", "user_id": "u-7"}
+    assert [type(item) for item in encoded] == [tuple]
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (ended(status=True), "bad_status"),  # type: ignore[arg-type]
+        (ended(desc=None), None),  # type: ignore[arg-type]
+        (ended(desc=3), "bad_field"),  # type: ignore[arg-type]
+        (ended("1.5 ms"), "bad_duration"),
+        (started(span=""), "missing_field"),
+        (started(trace=3), "bad_field"),  # type: ignore[arg-type]
+        (jobfirst_event(""), "missing_field"),
+        (started().replace(b"2024-11-28T15:04:05+08:00", b"2024-11-28 15:04"), "bad_time"),
+    ],
+)
+def test_the_one_parse_names_each_fault(line: bytes, reason: str | None) -> None:
+    try:
+        parse_line(load_object(line))
+    except BadRecord as exc:
+        assert exc.reason == reason
+    else:
+        assert reason is None
+
+
 def _general_parse(line: bytes) -> object:
     try:
         return parse_line(load_object(line))
@@ -177,3 +265,11 @@ def test_the_usual_lines_take_the_typed_decode(line: bytes) -> None:
 )
 def test_other_lines_take_the_general_parse(line: bytes) -> None:
     assert typed_line(line) is None
+
+
+def test_a_line_the_struct_refuses_turns_it_off_for_its_kind_in_that_file() -> None:
+    decoder = JobFirstDecoder(default_service=None, orphan_timeout_ns=10**9)
+    lines = [started(), ended(user_id="u-1"), started(span="span_2"), ended(span="span_2")]
+    encoded = decoder.feed_direct(lines, 0, DirectWriter(None), DecodeResult())
+    assert len(encoded) == 2
+    assert decoder._typed == [True, False]  # end lines: orjson only; other lines: the Struct
