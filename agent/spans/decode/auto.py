@@ -1,6 +1,16 @@
-"""`auto`: the format is detected per line, so one file may mix formats and other logs.
+"""`auto`: the format is found per file and kept, so one file may still mix formats and other
+logs.
 
-Order of checks, cheapest first:
+A one-line span record (span-json, otlp-json, a one-line otel-sdk object) decides the file's
+format (`decided`). From then on a line is first offered to that format: when it *fits* — a
+JSON object the routing below sends to that format, under the line limit, with no top-level
+`message` / `msg` key (what a JobFirst line is told by) — it is that format's,
+read by its decoder (a bad field is a dead letter, as for the named format). Only a line that
+does not fit is routed from scratch, which may decide again; so a file that mixes formats
+keeps working, and a record of the file's format is not taken for a JobFirst line because a
+nested value (a status message, say) reads `"message":"Span ...`.
+
+Routing from scratch, cheapest check first:
 
 1. in the middle of a multi-line object: the line belongs to it (otel-sdk);
 2. a JobFirst marker (`"message":"Span `): jobfirst;
@@ -13,10 +23,10 @@ Order of checks, cheapest first:
    mentions a trace and is skipped; a line that looked like JSON with a trace but does
    not parse is a dead letter (`malformed_json`).
 
-The direct path (`feed_direct`) answers the same for every line, but keeps the file's
-format once a span record has decided it (`decided`): a span-json record is recognised by
-one test of its keys, and only a record that does not fit is routed from scratch, which
-decides again, so a file that mixes formats keeps working.
+The general path (`feed_into`) and the direct path (`feed_direct`) keep the same decision by
+the same rules, so they answer the same for every line; the direct path's loop for a decided
+file (`_run`) pays none of the routing per line. The decision is not part of the snapshot:
+after a restart the file's next span record decides again.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from agent.spans.types import DirectItem, DirectWriter
 _OTLP_REQUEST = b'{"resourceSpans"'
 _OTLP_KEYS = frozenset(("resourceSpans", "resource_spans", "scopeSpans", "scope_spans"))
 _NOT_SPAN_JSON = _OTLP_KEYS | {"SpanContext", "context"}  # what routes a record elsewhere
+_NOT_FITTING_SPAN_JSON = _NOT_SPAN_JSON | {"message", "msg"}  # ... or makes it a JobFirst line
 
 
 class AutoDecoder(LineFeeder):
@@ -83,6 +94,12 @@ class AutoDecoder(LineFeeder):
         if self.sdk.pending:
             self.sdk.feed_into(line, now_ns, into)
             return
+        decided = self.decided
+        if decided is not None:
+            obj = self._fitting(line, decided)
+            if obj is not None:
+                self._decode(decided, obj, line, into)
+                return
         if MARKER.search(line):
             self.jobfirst.decode_line(line, now_ns, into)
             return
@@ -97,64 +114,177 @@ class AutoDecoder(LineFeeder):
             into.skipped += 1
             return
         try:
-            self._dispatch(_load(line), line, now_ns, into)
+            obj = _load(line)
         except Exception as exc:  # feed must never raise on input
             into.dead.append(dead_letter_for(exc, line))
-
-    def _dispatch(self, obj: dict[str, Any], raw: bytes, now_ns: int, into: DecodeResult) -> None:
+            return
         route = _route(obj)
-        if route == "otlp-json":
-            self.otlp.decode_obj(obj, raw, into)
-        elif route == "otel-sdk":
-            into.spans.append(span_from_sdk_obj(obj, self.default_service))
-        elif route == "span-json":
-            into.spans.append(span_from_obj(obj, self.default_service))
-        else:
+        if route is None:
             into.skipped += 1
+            return
+        self.decided = route
+        self._decode(route, obj, line, into)
+
+    def _fitting(self, line: bytes, decided: str) -> dict[str, Any] | None:
+        """The line's object when it fits the file's format (module docstring), else None."""
+        if len(line) > self.max_line_bytes:
+            return None
+        try:
+            obj = loads(line)
+        except JSONDecodeError:
+            return None
+        if type(obj) is dict and _fits(obj, decided):
+            return obj
+        return None
+
+    def _decode(self, route: str, obj: dict[str, Any], raw: bytes, into: DecodeResult) -> None:
+        try:
+            if route == "otlp-json":
+                self.otlp.decode_obj(obj, raw, into)
+            elif route == "otel-sdk":
+                into.spans.append(span_from_sdk_obj(obj, self.default_service))
+            else:
+                into.spans.append(span_from_obj(obj, self.default_service))
+        except Exception as exc:  # feed must never raise on input
+            into.dead.append(dead_letter_for(exc, raw))
 
     def feed_direct(
         self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
     ) -> list[DirectItem]:
-        """A one-line span record of any format straight to the writer, routed as `feed`
-        routes it; JobFirst lines through JobFirst's direct path; multi-line objects and other
-        lines through `feed`. The file's format is decided by its first span record and kept:
-        a span-json record is recognised by one test of its keys, and only a record that does
-        not fit goes through the whole routing (and decides again)."""
+        """Lines of the file's format through `_run`, straight to the writer; any other line
+        routed from scratch by `_route_direct`, which may decide the format."""
         out: list[DirectItem] = []
+        at, count = 0, len(lines)
+        while at < count:
+            decided = self.decided
+            if decided is not None and not self.sdk.pending:
+                at = self._run(decided, lines, at, now_ns=now_ns, direct=direct, into=into, out=out)
+                if at == count:
+                    break
+            at = self._route_direct(lines, at, now_ns=now_ns, direct=direct, into=into, out=out)
+        return out
+
+    def _run(
+        self,
+        decided: str,
+        lines: Sequence[bytes],
+        at: int,
+        *,
+        now_ns: int,
+        direct: DirectWriter,
+        into: DecodeResult,
+        out: list[DirectItem],
+    ) -> int:
+        """Lines from `at` that fit the decided format, each written straight from its bytes
+        (Structs) or its parsed object; the index of the first line that does not fit."""
+        if decided == "span-json":
+            return self._run_span_json(lines, at, now_ns=now_ns, direct=direct, into=into, out=out)
         service, limit = self.default_service, self.max_line_bytes
+        typed, walk, fits = _TYPED[decided], _DIRECT[decided], _FITS[decided]
+        for index in range(at, len(lines)):
+            line = lines[index]
+            if len(line) > limit:
+                return index
+            if typed(line, service, direct, out):
+                continue
+            try:
+                obj = loads(line)
+            except JSONDecodeError:
+                return index
+            if type(obj) is not dict or "message" in obj or "msg" in obj or not fits(obj):
+                return index
+            if not walk(obj, service, direct, out):
+                into.fallbacks += 1
+                self.feed_general(line, now_ns, into, out)  # it fits: the decision stays
+        return len(lines)
+
+    def _run_span_json(
+        self,
+        lines: Sequence[bytes],
+        at: int,
+        *,
+        now_ns: int,
+        direct: DirectWriter,
+        into: DecodeResult,
+        out: list[DirectItem],
+    ) -> int:
+        """`_run` of a span-json file: `_fits` in four key tests, `DirectWriter.span_json`."""
+        service, limit, write = self.default_service, self.max_line_bytes, direct.span_json
+        for index in range(at, len(lines)):
+            line = lines[index]
+            if len(line) > limit:
+                return index
+            try:
+                obj = loads(line)
+            except JSONDecodeError:
+                return index
+            if (
+                type(obj) is not dict
+                or "span_id" not in obj
+                or "trace_id" not in obj
+                or "name" not in obj
+                or not obj.keys().isdisjoint(_NOT_FITTING_SPAN_JSON)
+            ):
+                return index
+            if not write(out, obj, service):
+                into.fallbacks += 1
+                self.feed_general(line, now_ns, into, out)  # it fits: the decision stays
+        return len(lines)
+
+    def _route_direct(
+        self,
+        lines: Sequence[bytes],
+        at: int,
+        *,
+        now_ns: int,
+        direct: DirectWriter,
+        into: DecodeResult,
+        out: list[DirectItem],
+    ) -> int:
+        """Lines from `at` routed from scratch, as `feed_into` routes them, up to the next line
+        a decided format is offered first (`_run`); the index of that line."""
         sdk_pending = self.sdk.pending  # changes only when a line goes to `feed`
-        decided = self.decided
-        for line in lines:
+        for index in range(at, len(lines)):
+            if index > at and not sdk_pending and self.decided is not None:
+                return index
+            line = lines[index]
             if not sdk_pending:
                 if MARKER_TAIL in line and has_marker(line):
                     self.jobfirst.decode_direct(line, now_ns, direct, into, out)
                     continue
-                obj = None
-                if line[:1] == b"{" and b"race" in line and len(line) <= limit:
-                    typed = _typed_direct(line, decided, service, direct, out)
-                    if typed is not None:
-                        decided = typed
-                        continue
-                    try:
-                        obj = loads(line)
-                    except JSONDecodeError:
-                        obj = None  # the general path explains, or reads NaN
-                if type(obj) is dict:
-                    if decided == "span-json" and _is_span_json(obj):
-                        if direct.span_json(out, obj, service):
-                            continue
-                        into.fallbacks += 1
-                    else:
-                        route = _route(obj)
-                        if route is not None:
-                            decided = route
-                            if _DIRECT[route](obj, service, direct, out):
-                                continue
-                            into.fallbacks += 1
+                route = self._route_one(line, now_ns, direct=direct, into=into, out=out)
+                if route is not None:
+                    self.decided = route
+                    continue
             self.feed_general(line, now_ns, into, out)
             sdk_pending = self.sdk.pending
-        self.decided = decided
-        return out
+        return len(lines)
+
+    def _route_one(
+        self,
+        line: bytes,
+        now_ns: int,
+        *,
+        direct: DirectWriter,
+        into: DecodeResult,
+        out: list[DirectItem],
+    ) -> str | None:
+        """The route of a one-line span record, written (straight, or through the general
+        path when the direct one declines); None for any other line, which is not taken."""
+        limit, service = self.max_line_bytes, self.default_service
+        if line[:1] != b"{" or b"race" not in line or len(line) > limit:
+            return None
+        if line.startswith(_OTLP_REQUEST) and otlp_line(line, service, direct, out):
+            return "otlp-json"
+        try:
+            obj = loads(line)
+        except JSONDecodeError:
+            return None  # the general path explains, or reads NaN
+        route = _route(obj) if type(obj) is dict else None
+        if route is not None and not _DIRECT[route](obj, service, direct, out):
+            into.fallbacks += 1
+            self.feed_general(line, now_ns, into, out)
+        return route
 
     def expire(self, now_ns: int) -> DecodeResult:
         return self.jobfirst.expire(now_ns)
@@ -175,22 +305,6 @@ class AutoDecoder(LineFeeder):
         return self.jobfirst.pending + self.sdk.pending
 
 
-def _typed_direct(
-    line: bytes,
-    decided: str | None,
-    default_service: str | None,
-    direct: DirectWriter,
-    out: list[DirectItem],
-) -> str | None:
-    """The route of a line written straight from its bytes through Structs, or None (nothing
-    written): OTLP/JSON requests, and SDK objects once the file has shown one."""
-    if line.startswith(_OTLP_REQUEST) and otlp_line(line, default_service, direct, out):
-        return "otlp-json"
-    if decided == "otel-sdk" and sdk_line(line, default_service, direct, out):
-        return "otel-sdk"
-    return None
-
-
 def _span_json(
     obj: dict[str, Any], default_service: str | None, direct: DirectWriter, out: list[DirectItem]
 ) -> bool:
@@ -206,6 +320,9 @@ def _otel_sdk(
 
 
 _DIRECT = {"span-json": _span_json, "otlp-json": otlp_request, "otel-sdk": _otel_sdk}
+# Straight from a line's bytes; True only for a line that fits the format (Structs forbid, or
+# look for, the keys that route it elsewhere or make it a JobFirst line).
+_TYPED = {"otlp-json": otlp_line, "otel-sdk": sdk_line}
 
 
 def _is_span_json(obj: dict[str, Any]) -> bool:
@@ -217,6 +334,22 @@ def _is_span_json(obj: dict[str, Any]) -> bool:
         and "name" in obj
         and obj.keys().isdisjoint(_NOT_SPAN_JSON)
     )
+
+
+def _is_otlp_json(obj: dict[str, Any]) -> bool:
+    return not obj.keys().isdisjoint(_OTLP_KEYS)
+
+
+def _is_otel_sdk(obj: dict[str, Any]) -> bool:
+    return _route(obj) == "otel-sdk"
+
+
+_FITS = {"span-json": _is_span_json, "otlp-json": _is_otlp_json, "otel-sdk": _is_otel_sdk}
+
+
+def _fits(obj: dict[str, Any], decided: str) -> bool:
+    """A parsed record fits the decided format: routed to it, and not a JobFirst line."""
+    return "message" not in obj and "msg" not in obj and _FITS[decided](obj)
 
 
 def _route(obj: dict[str, Any]) -> str | None:

@@ -94,13 +94,16 @@ def go_line(
 
 
 def _struct_plain(span: structs.GoSpan | structs.PySpan) -> bool:
-    """No key that makes `auto` route the object as OTLP/JSON."""
+    """No key that makes `auto` route the object as OTLP/JSON, and no JobFirst message key
+    (which makes `auto` route the record from scratch)."""
     unset = structs.UNSET
     return (
         span.resourceSpans is unset
         and span.resource_spans is unset
         and span.scopeSpans is unset
         and span.scope_spans is unset
+        and span.message is unset
+        and span.msg is unset
     )
 
 

@@ -87,6 +87,9 @@ class GoSpan(msgspec.Struct):
     resource_spans: Any = UNSET
     scopeSpans: Any = UNSET
     scope_spans: Any = UNSET
+    # A JobFirst line's message keys: `auto` keeps a file's format only for records without.
+    message: Any = UNSET
+    msg: Any = UNSET
 
 
 class PyContext(msgspec.Struct):
@@ -131,6 +134,8 @@ class PySpan(msgspec.Struct):
     resource_spans: Any = UNSET
     scopeSpans: Any = UNSET
     scope_spans: Any = UNSET
+    message: Any = UNSET
+    msg: Any = UNSET
 
 
 decode_go_span = msgspec.json.Decoder(GoSpan).decode

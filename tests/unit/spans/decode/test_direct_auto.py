@@ -25,7 +25,17 @@ LOOKALIKES = [
     {**SPAN_JSON, "SpanContext": {}},
     {**SPAN_JSON, "scopeSpans": []},  # routes to otlp-json
     {key: value for key, value in SPAN_JSON.items() if key != "span_id"},  # not a span
+    # A JobFirst marker nested in a record of the file's format: that format's span.
+    {**SPAN_JSON, "status": {"code": "error", "message": "Span failed"}},
+    {**TEMPLATES["otel-sdk"][0], "status": {"status_code": "ERROR", "description": "x"}},
+    # Top-level message keys: routed from scratch (a marker makes it a JobFirst line).
+    {**SPAN_JSON, "message": "Span started"},
+    {**SPAN_JSON, "msg": "hello"},
+    {**TEMPLATES["otel-sdk"][0], "message": "Span ended"},
+    {**TEMPLATES["otel-sdk"][1], "msg": "Span started"},
+    {**TEMPLATES["otlp-json"][0], "message": "Span started"},
 ]
+NESTED_MARKER = orjson.dumps({**SPAN_JSON, "status": {"code": "error", "message": "Span failed"}})
 any_line = (
     st.sampled_from(sorted(TEMPLATES)).flatmap(changed_records)
     | st.sampled_from([orjson.dumps(obj) for obj in LOOKALIKES])
@@ -80,3 +90,38 @@ def test_the_decision_is_kept_and_changed_by_a_line_that_does_not_fit() -> None:
 def test_the_span_json_test_is_the_routing() -> None:
     for obj in [SPAN_JSON, *LOOKALIKES, *TEMPLATES["otel-sdk"], *TEMPLATES["otlp-json"], {}]:
         assert _is_span_json(obj) == (_route(obj) == "span-json"), obj
+
+
+def test_a_nested_marker_does_not_take_a_record_of_the_files_format_to_jobfirst() -> None:
+    lines = [orjson.dumps(SPAN_JSON), NESTED_MARKER]
+    direct, into = batched_direct_read(lines, [])
+    general, result = general_read("auto", lines)
+    assert direct == general
+    assert (len(direct), into.skipped, result.skipped) == (2, 0, 0)
+
+
+def test_a_jobfirst_line_with_span_json_keys_stays_jobfirst_in_a_span_json_file() -> None:
+    decoder = make_decoder("auto", orphan_timeout_ns=10**9, default_service=None)
+    assert isinstance(decoder, AutoDecoder)
+    direct, into = DirectWriter(None), DecodeResult()
+    start = {
+        "level": "info",
+        "message": "Span started",
+        "span_id": "span_1",
+        "span_name": "GET /x",
+        "name": "GET /x",
+        "trace_id": "t1",
+        "timestamp": "2024-11-28T07:04:05Z",
+    }
+    lines = [orjson.dumps(SPAN_JSON), orjson.dumps(start)]
+    items = decoder.feed_direct(lines, 0, direct, into)
+    assert (len(items), decoder.jobfirst.pending, decoder.decided) == (1, 1, "span-json")
+
+
+def test_the_first_span_record_decides_after_other_lines() -> None:
+    decoder = make_decoder("auto", orphan_timeout_ns=10**9, default_service=None)
+    assert isinstance(decoder, AutoDecoder)
+    direct, into = DirectWriter(None), DecodeResult()
+    lines = [b"plain", b'{"msg":"x","trace_id":"t"}', orjson.dumps(TEMPLATES["otlp-json"][0])]
+    items = decoder.feed_direct(lines, 0, direct, into)
+    assert (len(items), into.skipped, decoder.decided) == (1, 2, "otlp-json")
