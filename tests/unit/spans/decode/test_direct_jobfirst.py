@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from agent.spans.decode.common import load_object
-from agent.spans.decode.jobfirst import (
-    JobFirstDecoder,
+from agent.spans.decode.jobfirst import JobFirstDecoder
+from agent.spans.decode.jobfirst_parse import (
     _duration,
     parse_go_duration,
     parse_line,

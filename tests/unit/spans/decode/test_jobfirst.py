@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from agent.spans.decode.assemble import OpenSpanExchange
-from agent.spans.decode.jobfirst import parse_go_duration
 from agent.spans.decode.jobfirst_mapping import w3c_span_id, w3c_trace_id
+from agent.spans.decode.jobfirst_parse import parse_go_duration
 from agent.spans.decode.registry import make_decoder
 from agent.spans.model import (
     INCOMPLETE_ATTRIBUTE,
