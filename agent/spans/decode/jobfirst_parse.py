@@ -137,25 +137,11 @@ def parse_line(obj: dict[str, Any]) -> JobFirstLine | None:
     kind = _KINDS.get(message) if type(message) is str else None
     if kind is None:
         return None
-    trace, span, name = get("trace_id"), get("span_id"), get("span_name")
-    if type(trace) is not str or not trace:
-        trace = _text(obj, "trace_id")
-    if kind == EVENT:
-        span = ""
-    elif type(span) is not str or not span:
-        span = _text(obj, "span_id")
-    if type(name) is not str or not name:
-        name = _text(obj, "span_name")
+    trace = _id_text(obj, "trace_id")
+    span = "" if kind == EVENT else _id_text(obj, "span_id")
+    name = _id_text(obj, "span_name")
     stamp = obj["timestamp"] if "timestamp" in obj else get("time")
-    found = _TIMES.get(stamp) if type(stamp) is str else None
-    line = JobFirstLine(
-        kind,
-        trace,
-        span,
-        name,
-        _line_time(stamp) if found is None else found,
-        attributes=_extra(obj),
-    )
+    line = JobFirstLine(kind, trace, span, name, _line_time(stamp), attributes=_extra(obj))
     service = obj["service"] if "service" in obj else get("service_name")
     if type(service) is str and service:
         line.service = service
