@@ -149,24 +149,32 @@ def _all_ones_exponent(lead: int, after: bytes) -> bool:
 
 
 def _finite_only(envelopes: list[Envelope]) -> list[Envelope]:
-    """The envelopes, unless a `data` holds a NaN or an infinity: JSON has no such number
-    (a JSON body cannot carry one either), so the entry is refused rather than written as
-    null."""
+    """The envelopes, unless a `data` or `metadata` holds a NaN or an infinity: JSON has no
+    such number (a JSON body cannot carry one either), so the entry is refused rather than
+    written as null."""
     for index, envelope in enumerate(envelopes):
-        pending = [envelope[1]]
-        while pending:
-            value = pending.pop()
-            kind = type(value)
-            if kind is float:
-                if not math.isfinite(value):
-                    message = "data cannot be written as JSON: it holds a NaN or infinite float"
-                    raise entry_error(index, message)
-            elif kind is list or kind is tuple:
-                pending.extend(value)
-            elif kind is dict:
-                pending.extend(value)
-                pending.extend(value.values())
+        for field, value in (("data", envelope[1]), ("metadata", envelope[3])):
+            if not _finite(value):
+                message = f"{field} cannot be written as JSON: it holds a NaN or infinite float"
+                raise entry_error(index, message)
     return envelopes
+
+
+def _finite(value: Any) -> bool:
+    """Whether no float in the value (its map keys included) is a NaN or an infinity."""
+    pending = [value]
+    while pending:
+        value = pending.pop()
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                return False
+        elif kind is list or kind is tuple:
+            pending.extend(value)
+        elif kind is dict:
+            pending.extend(value)
+            pending.extend(value.values())
+    return True
 
 
 def _data_only_msgpack_envelopes(body: bytes) -> list[Envelope] | None:

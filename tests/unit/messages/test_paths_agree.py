@@ -217,6 +217,15 @@ def test_a_nan_or_infinity_in_msgpack_data_is_refused_with_its_entry(
     assert "NaN or infinite float" in error.message
 
 
+def test_a_nan_in_msgpack_metadata_is_refused_with_its_entry() -> None:
+    body = msgpack.packb([{"data": 1}, {"data": 2, "metadata": {"ratio": math.inf}}])
+    with pytest.raises(BodyError) as refused:
+        decode_envelopes(body, MSGPACK)
+    error = refused.value
+    assert (error.status, error.code, error.index) == (400, "invalid_entry", 1)
+    assert error.message.startswith("entry 1: metadata cannot be written as JSON")
+
+
 @pytest.mark.parametrize(
     "data",
     [b"\xcb\x7f\xf8\x00", b"\xca\xff\xc0", 0xCB7FF80000000000, [1.0, -2.5e300, 3e-300]],
