@@ -49,6 +49,7 @@ from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.decode.jobfirst import MARKER, MARKER_TAIL, JobFirstDecoder, has_marker
 from agent.spans.decode.otelsdk import OtelSdkDecoder, load_sdk_object, span_from_sdk_obj
 from agent.spans.decode.otlpjson import OtlpJsonDecoder
+from agent.spans.decode.pretty import is_pretty_start, pretty_direct
 from agent.spans.decode.spanjson import span_from_obj
 from agent.spans.model import DecodeResult
 from agent.spans.types import DirectItem, DirectWriter
@@ -256,6 +257,10 @@ class AutoDecoder(LineFeeder):
                 if route is not None:
                     self.decided = route
                     continue
+                if is_pretty_start(line):
+                    return pretty_direct(
+                        self.sdk, lines, index, now_ns=now_ns, direct=direct, into=into, out=out
+                    )
             self.feed_general(line, now_ns, into, out)
             sdk_pending = self.sdk.pending
         return len(lines)

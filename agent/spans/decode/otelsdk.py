@@ -48,6 +48,7 @@ from agent.spans.decode.common import (
 from agent.spans.decode.direct_sdk import go_span, python_span
 from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.decode.framing import ObjectFramer
+from agent.spans.decode.pretty import is_pretty_start, pretty_direct
 from agent.spans.model import (
     STATUS_UNSET,
     Attributes,
@@ -301,16 +302,40 @@ class OtelSdkDecoder(LineFeeder):
     def feed_direct(
         self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
     ) -> list[DirectItem]:
-        """One-line objects (Go's default, Python's with a compact formatter) straight to the
-        writer; the lines of pretty-printed objects through the framer."""
+        """One-line objects (Go's default, Python's with a compact formatter) and whole
+        pretty-printed ones (Python's default) straight to the writer; other lines, and the
+        lines of a pretty object `pretty_direct` leaves to it, through the framer."""
         out: list[DirectItem] = []
-        service, limit = self.default_service, self.max_line_bytes
-        for line in lines:
-            if len(line) > limit:
-                obj = None
-            elif self._whole_line(line) and sdk_line(line, service, direct, out):
-                continue  # straight into Structs
-            else:
+        at, count = 0, len(lines)
+        while at < count:
+            at = self._lines_direct(lines, at, now_ns=now_ns, direct=direct, into=into, out=out)
+            if at < count:
+                at = pretty_direct(
+                    self, lines, at, now_ns=now_ns, direct=direct, into=into, out=out
+                )
+        return out
+
+    def _lines_direct(
+        self,
+        lines: Sequence[bytes],
+        at: int,
+        *,
+        now_ns: int,
+        direct: DirectWriter,
+        into: DecodeResult,
+        out: list[DirectItem],
+    ) -> int:
+        """Lines from `at`, one at a time; the index of the first line that starts a
+        pretty-printed object (for `pretty_direct`)."""
+        service, limit, framer = self.default_service, self.max_line_bytes, self.framer
+        for index in range(at, len(lines)):
+            line = lines[index]
+            obj = None
+            if line[:1] == b"{" and not framer.pending and len(line) <= limit:
+                if is_pretty_start(line):
+                    return index
+                if sdk_line(line, service, direct, out):
+                    continue  # straight into Structs
                 obj = self._one_line_object(line)
             if obj is not None:
                 if "SpanContext" in obj:
@@ -320,11 +345,7 @@ class OtelSdkDecoder(LineFeeder):
                     continue
                 into.fallbacks += 1
             self.feed_general(line, now_ns, into, out)
-        return out
-
-    def _whole_line(self, line: bytes) -> bool:
-        """A line `_one_line_object` would take whole if it parses."""
-        return line[:1] == b"{" and not self.framer.pending
+        return len(lines)
 
     def _one_line_object(self, line: bytes) -> dict[str, Any] | None:
         """The object a line holds whole, when no multi-line object is open: the framer would

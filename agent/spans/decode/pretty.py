@@ -1,0 +1,113 @@
+"""Pretty-printed SDK objects read whole from a batch of lines, for the direct path.
+
+Python's `ConsoleSpanExporter` prints each span as an object indented over ~40 lines by
+default. `ObjectFramer` (`agent.spans.decode.framing`) reads such an object line by line: each
+line costs a call and a scan of its quotes and braces, and the whole object then takes the
+general path, about ten times the cost of the same span on one line. `object_at` instead
+finds, from a line that is just `{`, the next line that is just `}` (one C-level search of
+the batch's list), and joins the lines between, both included, into the object's text.
+
+That text is exactly the frame the framer would make when it is one valid JSON object: the
+framer's brace count is exact on valid JSON (a string cannot hold a raw newline), so it closes
+the object on the line of its last `}`, which is that last line. `pretty_direct` proves
+validity by decoding the text (msgspec and orjson both refuse trailing data) and hands a text
+that is not one object back to the framer, line by line, as before. `object_at` itself
+declines what the framer treats differently: an object not closed within the batch (or
+within `MAX_OBJECT_LINES`), a line in it that begins with `{` (the framer cuts the object
+there), an object over `max_object_bytes` or with a line over `max_line_bytes`.
+tests/unit/spans/decode/test_pretty.py holds the two roads to the same spans, bytes and dead
+letters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import orjson
+
+from agent.spans.decode.direct_sdk import go_span, python_span
+from agent.spans.decode.direct_sdkstructs import sdk_line
+from agent.spans.model import DecodeResult
+from agent.spans.types import DirectItem, DirectWriter
+
+if TYPE_CHECKING:
+    from agent.spans.decode.otelsdk import OtelSdkDecoder
+
+Found = tuple[bytes, int]  # the object's text, the index of the line after it
+MAX_OBJECT_LINES = 512  # how far to look for the closing line; a longer object: the framer's
+_PRETTY_START_MAX = 8
+
+
+def object_at(
+    lines: Sequence[bytes], at: int, max_line_bytes: int, max_object_bytes: int
+) -> Found | None:
+    """The object whose first line is `at` (a line that is just `{`) and the index after
+    it, or None when the framer is to read it (module docstring)."""
+    try:
+        last = lines.index(b"}", at + 1, at + MAX_OBJECT_LINES)
+    except ValueError:
+        return None  # not closed in this batch (or not by a line that is just `}`)
+    text = b"\n".join(lines[at : last + 1])
+    if len(text) >= max_object_bytes or b"\n{" in text:
+        return None
+    if len(text) > max_line_bytes and max(map(len, lines[at : last + 1])) > max_line_bytes:
+        return None
+    return text, last + 1
+
+
+def is_pretty_start(line: bytes) -> bool:
+    """A line that is just `{` (with a few spaces): what starts a pretty-printed object. A
+    longer one is left to the framer, which reads it alike, only slower."""
+    return len(line) < _PRETTY_START_MAX and line.strip() == b"{"
+
+
+def pretty_direct(
+    decoder: OtelSdkDecoder,
+    lines: Sequence[bytes],
+    at: int,
+    *,
+    now_ns: int,
+    direct: DirectWriter,
+    into: DecodeResult,
+    out: list[DirectItem],
+) -> int:
+    """The pretty-printed object that starts at line `at` (the decoder's framer holds no
+    object), written whole when `object_at` finds it; else its first line goes to the framer,
+    which reads the rest line by line. The index of the next line to read."""
+    found = object_at(lines, at, decoder.max_line_bytes, decoder.framer.max_object_bytes)
+    if found is not None and _object_direct(decoder, found[0], direct, into, out):
+        return found[1]
+    decoder.feed_general(lines[at], now_ns, into, out)
+    return at + 1
+
+
+def _object_direct(
+    decoder: OtelSdkDecoder,
+    text: bytes,
+    direct: DirectWriter,
+    into: DecodeResult,
+    out: list[DirectItem],
+) -> bool:
+    """An object's text read as the framer's frame of it would be, or False (nothing done)
+    when the text is not one JSON object."""
+    service = decoder.default_service
+    if sdk_line(text, service, direct, out):
+        return True
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False  # not one object, or NaN (which only the framer's loader reads)
+    if type(obj) is not dict:
+        return False
+    if "SpanContext" in obj:
+        if go_span(obj, service, direct, out):
+            return True
+    elif python_span(obj, service, direct, out):
+        return True
+    into.fallbacks += 1
+    result = DecodeResult()
+    decoder.decode_text(text, result)
+    out.extend(result.spans)
+    into.merge_counts(result)
+    return True
