@@ -49,7 +49,7 @@ from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.decode.jobfirst import MARKER, MARKER_TAIL, JobFirstDecoder, has_marker
 from agent.spans.decode.otelsdk import OtelSdkDecoder, load_sdk_object, span_from_sdk_obj
 from agent.spans.decode.otlpjson import OtlpJsonDecoder
-from agent.spans.decode.pretty import is_pretty_start, pretty_direct
+from agent.spans.decode.pretty import continued_direct, is_pretty_start, pretty_direct
 from agent.spans.decode.spanjson import span_from_obj
 from agent.spans.model import DecodeResult
 from agent.spans.types import DirectItem, DirectWriter
@@ -156,6 +156,8 @@ class AutoDecoder(LineFeeder):
         routed from scratch by `_route_direct`, which may decide the format."""
         out: list[DirectItem] = []
         at, count = 0, len(lines)
+        if self.sdk.pending and count:
+            at = continued_direct(self.sdk, lines, direct=direct, into=into, out=out)
         while at < count:
             decided = self.decided
             if decided is not None and not self.sdk.pending:

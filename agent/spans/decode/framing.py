@@ -75,6 +75,17 @@ class ObjectFramer:
             return [("object_too_large", text)]
         return []
 
+    def open_object(self) -> tuple[bytes, int] | None:
+        """The lines of the object being read, joined, and their size as counted against
+        `max_object_bytes`; None when no object is open or the rest of one is being skipped."""
+        if not self._lines or self._discarding:
+            return None
+        return b"\n".join(self._lines), self._size
+
+    def drop(self) -> None:
+        """Forget the object being read: the caller has read it whole."""
+        self._reset()
+
     def end(self) -> list[Frame]:
         """The input ended: an object still open is a truncated one (none while discarding
         the rest of one already reported too large)."""

@@ -48,7 +48,7 @@ from agent.spans.decode.common import (
 from agent.spans.decode.direct_sdk import go_span, python_span
 from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.decode.framing import ObjectFramer
-from agent.spans.decode.pretty import is_pretty_start, pretty_direct
+from agent.spans.decode.pretty import continued_direct, is_pretty_start, pretty_direct
 from agent.spans.model import (
     STATUS_UNSET,
     Attributes,
@@ -307,6 +307,8 @@ class OtelSdkDecoder(LineFeeder):
         lines of a pretty object `pretty_direct` leaves to it, through the framer."""
         out: list[DirectItem] = []
         at, count = 0, len(lines)
+        if self.framer.pending and count:
+            at = continued_direct(self, lines, direct=direct, into=into, out=out)
         while at < count:
             at = self._lines_direct(lines, at, now_ns=now_ns, direct=direct, into=into, out=out)
             if at < count:

@@ -14,7 +14,9 @@ validity by decoding the text (msgspec and orjson both refuse trailing data) and
 that is not one object back to the framer, line by line, as before. `object_at` itself
 declines what the framer treats differently: an object not closed within the batch (or
 within `MAX_OBJECT_LINES`), a line in it that begins with `{` (the framer cuts the object
-there), an object over `max_object_bytes` or with a line over `max_line_bytes`.
+there), an object over `max_object_bytes` or with a line over `max_line_bytes`. An object a
+batch ended inside (the framer holds its first lines) is completed the same way, from the
+framer's lines and the next batch's, by `continued_direct`.
 tests/unit/spans/decode/test_pretty.py holds the two roads to the same spans, bytes and dead
 letters.
 """
@@ -44,9 +46,8 @@ def object_at(
 ) -> Found | None:
     """The object whose first line is `at` (a line that is just `{`) and the index after
     it, or None when the framer is to read it (module docstring)."""
-    try:
-        last = lines.index(b"}", at + 1, at + MAX_OBJECT_LINES)
-    except ValueError:
+    last = _closing(lines, at + 1)
+    if last < 0:
         return None  # not closed in this batch (or not by a line that is just `}`)
     text = b"\n".join(lines[at : last + 1])
     if len(text) >= max_object_bytes or b"\n{" in text:
@@ -54,6 +55,14 @@ def object_at(
     if len(text) > max_line_bytes and max(map(len, lines[at : last + 1])) > max_line_bytes:
         return None
     return text, last + 1
+
+
+def _closing(lines: Sequence[bytes], at: int) -> int:
+    """The index of the first line from `at` that is just `}`, or -1."""
+    try:
+        return lines.index(b"}", at, at + MAX_OBJECT_LINES)
+    except ValueError:
+        return -1
 
 
 def is_pretty_start(line: bytes) -> bool:
@@ -80,6 +89,34 @@ def pretty_direct(
         return found[1]
     decoder.feed_general(lines[at], now_ns, into, out)
     return at + 1
+
+
+def continued_direct(
+    decoder: OtelSdkDecoder,
+    lines: Sequence[bytes],
+    *,
+    direct: DirectWriter,
+    into: DecodeResult,
+    out: list[DirectItem],
+) -> int:
+    """The object the decoder's framer holds the first lines of (a batch ended inside it),
+    written whole when this batch closes it as `object_at` would find it; the index of the
+    next line to read (0: the framer reads on, line by line)."""
+    framer = decoder.framer
+    held = framer.open_object()
+    last = _closing(lines, 0) if held is not None else -1
+    if held is None or last < 0 or lines[0][:1] == b"{":
+        return 0
+    rest = b"\n".join(lines[: last + 1])
+    if held[1] + len(rest) >= framer.max_object_bytes or b"\n{" in rest:
+        return 0
+    limit = decoder.max_line_bytes
+    if len(rest) > limit and max(map(len, lines[: last + 1])) > limit:
+        return 0
+    if not _object_direct(decoder, held[0] + b"\n" + rest, direct, into, out):
+        return 0
+    framer.drop()
+    return last + 1
 
 
 def _object_direct(

@@ -149,11 +149,18 @@ def test_pretty_objects_take_the_direct_path() -> None:
         same_reads(fmt, [lines])
 
 
+@pytest.mark.parametrize("fmt", ["otel-sdk", "auto"])
 @pytest.mark.parametrize("cut", [1, 5, 17, 30])
-def test_an_object_split_between_batches_is_read_whole(cut: int) -> None:
+def test_an_object_split_between_batches_is_read_whole(fmt: str, cut: int) -> None:
+    """The framer holds the first part; the next batch's closing line completes it whole."""
     lines = [*pretty(python_span()), *pretty(python_span())]
-    spans, dead, _ = same_reads("otel-sdk", [lines[:cut], lines[cut:]])
+    spans, dead, _ = same_reads(fmt, [lines[:cut], lines[cut:]])
     assert len(spans) == 2 and dead == []
+    decoder, into = _decoder(fmt, (1 << 20, 1 << 20)), DecodeResult()
+    assert decoder.feed_direct(lines[:cut], 0, DirectWriter(None), into) == []
+    items = decoder.feed_direct(lines[cut:], 0, DirectWriter(None), into)
+    assert [type(item) for item in items] == [tuple, tuple]
+    assert into.fallbacks == 0 and decoder.pending == 0
 
 
 def test_a_checkpoint_between_batches_keeps_the_open_object() -> None:
