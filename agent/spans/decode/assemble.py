@@ -82,7 +82,7 @@ class _Event:
     name: str
     time_ns: int
     attributes: Attributes
-    raw: str  # the line, to dead-letter an event whose span never shows up
+    raw: bytes  # the line, to dead-letter an event whose span never shows up
 
 
 @dataclass(slots=True)
@@ -95,7 +95,7 @@ class _Open:
     last_seen_ns: int  # the caller's clock at the latest line: drives the timeout
     service: str | None
     attributes: Attributes
-    raw: str
+    raw: bytes  # the start line, to dead-letter a span that is not valid
     events: list[_Event] = field(default_factory=list)
 
 
@@ -165,55 +165,88 @@ class JobFirstAssembler:
     def add(self, line: JobFirstLine, raw: bytes, now_ns: int, into: DecodeResult) -> None:
         """Apply one line; raises BadRecord if it ends a span that is not valid."""
         if line.kind == START:
-            self._start(line, raw, now_ns, into)
+            self.start(
+                line.trace, line.span, line.name, time_ns=line.time_ns, service=line.service,
+                attributes=line.attributes, raw=raw, now_ns=now_ns, into=into,
+            )  # fmt: skip
         elif line.kind == EVENT:
-            self._event(line, raw, now_ns, into)
+            self.event(
+                line.trace, line.name, line.event_name, time_ns=line.time_ns,
+                attributes=line.attributes, raw=raw, now_ns=now_ns, into=into,
+            )  # fmt: skip
         else:
             into.spans.append(self._end(line))
 
-    def _start(self, line: JobFirstLine, raw: bytes, now_ns: int, into: DecodeResult) -> None:
-        key = (line.trace, line.span)
+    def start(
+        self,
+        trace: str,
+        span: str,
+        name: str,
+        *,
+        time_ns: int,
+        service: str | None,
+        attributes: Attributes,  # a fresh dict per line: kept, not copied
+        raw: bytes,
+        now_ns: int,
+        into: DecodeResult,
+    ) -> None:
+        """A start line's fields (`add`, or the direct path without a `JobFirstLine`)."""
+        key = (trace, span)
         if key in self._open:  # a repeated start line: the newer one wins
             self._forget(self._open.pop(key))
-        opened = _Open(
-            line.trace,
-            line.span,
-            line.name,
-            start_time(line.span, line.trace, line.time_ns),
-            line.time_ns,
+        self._open[key] = _Open(
+            trace,
+            span,
+            name,
+            start_time(span, trace, time_ns),
+            time_ns,
             now_ns,
-            line.service,
-            line.attributes,  # a fresh dict per parsed line: no copy needed
-            raw.decode(),
-            self._take_waiting(line.trace, line.name),
+            service,
+            attributes,
+            raw,
+            self._take_waiting(trace, name) if self._waiting else [],
         )
-        self._open[key] = opened
-        self._by_name.setdefault((line.trace, line.name), []).append(line.span)
+        spans = self._by_name.get((trace, name))
+        if spans is None:
+            self._by_name[(trace, name)] = [span]
+        else:
+            spans.append(span)
         if len(self._open) > self.max_open_spans:
             oldest = next(iter(self._open.values()))
             self._close_incomplete(oldest, "evicted", into)
             into.evicted += 1
 
-    def _event(self, line: JobFirstLine, raw: bytes, now_ns: int, into: DecodeResult) -> None:
-        event = _Event(line.event_name, line.time_ns, line.attributes, raw.decode())
-        spans = self._by_name.get((line.trace, line.name))
+    def event(
+        self,
+        trace: str,
+        name: str,
+        event_name: str,
+        *,
+        time_ns: int,
+        attributes: Attributes,
+        raw: bytes,
+        now_ns: int,
+        into: DecodeResult,
+    ) -> None:
+        """An event line's fields (`add`, or the direct path without a `JobFirstLine`)."""
+        spans = self._by_name.get((trace, name))
         if spans:
-            opened = self._open[(line.trace, spans[-1])]
+            opened = self._open[(trace, spans[-1])]
             if len(opened.events) >= MAX_EVENTS_PER_SPAN:
                 detail = f"span already has {MAX_EVENTS_PER_SPAN} events"
                 into.dead.append(DeadLetter("too_many_events", detail, raw))
                 return
-            opened.events.append(event)
-            opened.last_line_ns = max(opened.last_line_ns, line.time_ns)
+            opened.events.append(_Event(event_name, time_ns, attributes, raw))
+            opened.last_line_ns = max(opened.last_line_ns, time_ns)
             opened.last_seen_ns = now_ns
             return
         if self._waiting_count >= self.max_waiting_events:
             detail = f"{self._waiting_count} events already wait for spans never started"
             into.dead.append(DeadLetter("orphan_event", detail, raw))
             return
-        waiting = self._waiting.setdefault((line.trace, line.name), _Waiting(now_ns))
+        waiting = self._waiting.setdefault((trace, name), _Waiting(now_ns))
         waiting.last_seen_ns = now_ns
-        waiting.events.append(event)
+        waiting.events.append(_Event(event_name, time_ns, attributes, raw))
         self._waiting_count += 1
 
     def take_open(self, trace: str, span: str) -> _Open | None:
@@ -249,7 +282,7 @@ class JobFirstAssembler:
                 0,
                 line.service,
                 line.attributes,
-                "",
+                b"",
             )
         # Events wait here only while no span of their name is open here: those of a span
         # started in another file, or never started at all.
@@ -306,7 +339,7 @@ class JobFirstAssembler:
             into.spans.append(check_span(span))
         except Exception as exc:  # an invalid start line must not stop expiry
             into.dead.append(
-                DeadLetter(getattr(exc, "reason", "internal_error"), str(exc), opened.raw.encode())
+                DeadLetter(getattr(exc, "reason", "internal_error"), str(exc), opened.raw)
             )
             return
         into.incomplete += 1
@@ -320,9 +353,7 @@ class JobFirstAssembler:
                 del self._waiting[key]
                 self._waiting_count -= len(waiting.events)
                 detail = f"no span {key[1]!r} of trace {key[0]!r} was seen before the timeout"
-                into.dead.extend(
-                    DeadLetter("orphan_event", detail, e.raw.encode()) for e in waiting.events
-                )
+                into.dead.extend(DeadLetter("orphan_event", detail, e.raw) for e in waiting.events)
 
     # --- checkpoint state ------------------------------------------------------------
 
@@ -351,14 +382,31 @@ class JobFirstAssembler:
                 self._open[(opened.trace, opened.span)] = opened
                 self._by_name.setdefault((opened.trace, opened.name), []).append(opened.span)
             for trace, name, last_seen, events in state["waiting"]:
-                self._waiting[(trace, name)] = _Waiting(last_seen, [_Event(*e) for e in events])
+                self._waiting[(trace, name)] = _Waiting(
+                    last_seen, [_event_from_state(e) for e in events]
+                )
                 self._waiting_count += len(events)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad jobfirst decoder state: {exc}") from exc
 
 
+# Snapshot rows hold the raw lines as text, as version 1 always has (lines read as JSON are
+# UTF-8); `_raw_line` turns them back into bytes.
+
+
 def _event_state(event: _Event) -> list[Any]:
-    return [event.name, event.time_ns, event.attributes, event.raw]
+    return [event.name, event.time_ns, event.attributes, event.raw.decode()]
+
+
+def _event_from_state(row: list[Any]) -> _Event:
+    name, time_ns, attributes, raw = row
+    return _Event(name, time_ns, attributes, _raw_line(raw))
+
+
+def _raw_line(text: object) -> bytes:
+    if type(text) is not str:
+        raise TypeError(f"a raw line must be text, got {type(text).__name__}")
+    return text.encode()
 
 
 def _open_state(opened: _Open) -> list[Any]:
@@ -372,13 +420,14 @@ def _open_state(opened: _Open) -> list[Any]:
         opened.last_seen_ns,
         opened.service,
         opened.attributes,
-        opened.raw,
+        opened.raw.decode(),
         [_event_state(e) for e in opened.events],
     ]
 
 
 def _open_from_state(row: list[Any]) -> _Open:
     """The inverse of `_open_state`; TypeError or ValueError for a row that is not one."""
-    opened = _Open(*row)  # its events still lists, as the row holds them
-    opened.events = [_Event(*e) for e in row[-1]]
+    opened = _Open(*row)  # its raw line still text and its events still lists, as in the row
+    opened.raw = _raw_line(opened.raw)
+    opened.events = [_event_from_state(e) for e in row[-1]]
     return opened

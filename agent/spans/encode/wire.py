@@ -156,6 +156,12 @@ def _key_prefix(key: str) -> bytes:
     return prefix
 
 
+def pair_field(tag: bytes, key: str, value: AttrValue) -> bytes:
+    """One attribute as a `KeyValue` field with the given tag, as the encoders write it,
+    uncached: for a value that never repeats (an ID), which a cache would only churn."""
+    return tag + _framed_pair(key, value)
+
+
 def _framed_pair(key: str, value: AttrValue) -> bytes:
     """Length prefix + KeyValue body for one attribute."""
     return _framed_with_prefix(_key_prefix(key), value)
