@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import copy
 import json
+from functools import partial
+from typing import Any
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from agent.spans.decode.assemble import OpenSpanExchange
 from agent.spans.decode.common import load_object
 from agent.spans.decode.jobfirst import JobFirstDecoder
 from agent.spans.decode.jobfirst_parse import parse_duration, parse_go_duration, parse_line
 from agent.spans.decode.jobfirst_typed import LEARN_LIMIT, MAX_EXTRAS, TypedLines
+from agent.spans.decode.registry import make_decoder
 from agent.spans.encode.direct import DirectWriter
-from agent.spans.model import DecodeResult
+from agent.spans.encode.protobuf import encode_span, span_field
+from agent.spans.model import DecodeResult, Span
+from agent.spans.types import Decoder
 from agent.spans.validate import BadRecord
 from tests.unit.spans.decode.test_direct import ODD_VALUES, direct_read, same_reads
 from tests.unit.spans.samples.jobfirst import ended, logrus, started
@@ -311,3 +317,41 @@ def test_learning_is_bounded() -> None:
         reader.learn({f"k{index}": "v"})
     assert len(reader._extras) == MAX_EXTRAS
     assert reader._tries == LEARN_LIMIT
+
+
+def _read(decoder: Decoder, lines: list[bytes], direct: bool) -> list[Any]:
+    """Spans (encoded) and dead letters of `lines`, through the direct or the general path."""
+    if direct:
+        into = DecodeResult()
+        items = decoder.feed_direct(lines, 0, DirectWriter(None), into)
+    else:
+        into = decoder.feed_many(lines, 0)
+        items = list(into.spans)
+    encoded = [
+        span_field(encode_span(item)) if isinstance(item, Span) else item[1] for item in items
+    ]
+    return [*encoded, *((d.reason, d.raw) for d in into.dead)]
+
+
+@pytest.mark.parametrize("fmt", ["jobfirst", "auto"])
+def test_rotation_and_checkpoints_read_typed_lines_as_the_general_path(fmt: str) -> None:
+    """A span started in the old file (checkpointed and restored there) and ended in the new
+    one, its lines read through the Struct: the same span as the general path makes."""
+    seen = []
+    for direct in (True, False):
+        make = partial(
+            make_decoder, fmt, orphan_timeout_ns=10**9, default_service="s",
+            exchange=OpenSpanExchange(),
+        )  # fmt: skip
+        old, new = make(), make()
+        results = [_read(old, [*TEACHER, started(span="span_2", user_id="u-2")], direct)]
+        restored = make()
+        restored.restore(orjson.loads(orjson.dumps(old.snapshot())))
+        del old
+        results.append(_read(new, [*TEACHER, jobfirst_event("e", attempt=5)], direct))
+        results.append(_read(new, [ended(span="span_2", user_id="u-3", attempt=1)], direct))
+        results.append(_read(new, [ended(span="span_3")], direct))  # no start line anywhere
+        results.append([s.name for s in restored.expire(10**12).spans])
+        seen.append(results)
+    assert seen[0] == seen[1]
+    assert seen[0][2] and seen[0][4] == []
