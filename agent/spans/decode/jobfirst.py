@@ -27,6 +27,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from msgspec import UNSET
 
 from agent.spans.decode.assemble import (
@@ -51,7 +52,6 @@ from agent.spans.model import DecodeResult
 from agent.spans.types import DirectItem, DirectWriter
 from agent.spans.validate import BadRecord
 
-_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1  # where orjson, like msgspec, reads an int
 MARKERS = (b'"message":"Span ', b'"msg":"Span ')
 # Either marker in one regex scan: faster than two `in` tests on the lines that have neither.
 MARKER = re.compile(b"|".join(re.escape(marker) for marker in MARKERS))
@@ -150,18 +150,22 @@ class JobFirstDecoder(LineFeeder):
         """A line through this file's Struct (`jobfirst_typed`), its fields checked as
         `parse_line` checks them; False, with nothing changed, for any other line and for a
         fault, which the general path names."""
-        record = self.typed.read(line)
-        if record is None:
+        typed = self.typed
+        try:
+            record = typed.decode(line)
+        except msgspec.DecodeError:  # ValidationError included
             return False
-        message = record.message if record.message is not UNSET else record.msg
-        kind = KINDS.get(message) if type(message) is str else None
+        message = record.message
+        kind = KINDS.get(record.msg if message is UNSET else message)
         trace, name = record.trace_id, record.span_name
-        span = "" if kind == EVENT else record.span_id or ""  # UNSET is falsy
+        span = "" if kind == EVENT else record.span_id  # UNSET is falsy
         if kind is None or not trace or not name or not (span or kind == EVENT):
             return False
-        stamp = record.timestamp if record.timestamp is not UNSET else record.time
-        attributes = self.typed.attributes(record, line)
-        if type(stamp) is not str or attributes is None:
+        stamp = record.timestamp
+        if stamp is UNSET:
+            stamp = record.time
+        attributes = typed.attributes(record, line) if typed.extras else {}
+        if stamp is UNSET or attributes is None:
             return False
         service = record.service if record.service is not UNSET else record.service_name
         try:
@@ -185,8 +189,6 @@ class JobFirstDecoder(LineFeeder):
             )  # fmt: skip
         else:
             status = 0 if record.status is UNSET else record.status
-            if not _INT64_MIN <= status <= _UINT64_MAX:
-                return False  # orjson reads it as a float, which parse_line refuses
             desc = "" if record.status_desc is UNSET else record.status_desc
             end = (trace, span, name, time_ns, duration, status, desc, service or None, attributes)
             self._end_line(end, line, now_ns=now_ns, direct=direct, into=into, out=out)

@@ -4,12 +4,17 @@ seen to carry (`level`, `user_id`, ...: the span's attributes), learned from the
 general path read. One decode in C, no dict, no `JobFirstLine`.
 
 Every field is typed as `parse_line` reads it (a string; `status` an integer; an attribute a
-string or an integer) and unknown keys are refused, so a line with a key not learned yet, a
-null, a float, a nested value, a number where a string belongs, or any fault is not read
-here: the caller parses it the general way (orjson and `parse_line`), which reads it or names
-the fault, and learns its keys. Lines with a backslash (an escape) are left to the general
-path too, so every `"key":` in a line read here is a key: where the attributes appear in the
-line (their order, which the Struct does not keep) is found by a substring search.
+string or an integer, integers within int64, which orjson reads as integers too) and unknown
+keys are refused, so a line with a key not learned yet, a null, a float, a nested value, a
+number where a string belongs, or any fault is not read here: the caller parses it the
+general way (orjson and `parse_line`), which reads it or names the fault, and learns its keys.
+msgspec reads strings, escapes included, as orjson does (lone surrogates refused by both),
+and a repeated key as orjson does (the last value). The Struct does not keep the order of the
+keys; where a line has two attributes or more, their order (the general path's, the order of
+their first appearance) is found by a search for each `"key":` — which, in a line the Struct
+accepted, is that key (an escaped quote can only end a string that is an unknown key) — and a
+key not found so (whitespace before its colon, an escaped letter) leaves the line to the
+general path.
 Bounded: at most `MAX_EXTRAS` learned keys per file, learned from at most `LEARN_LIMIT` lines.
 tests/unit/spans/decode/test_direct_jobfirst.py holds the two paths to the same answers.
 """
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import re
 from operator import attrgetter
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -28,18 +33,18 @@ from agent.spans.model import Attributes
 
 MAX_EXTRAS = 16
 LEARN_LIMIT = 64
-_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1  # where orjson, like msgspec, reads an int
 _PLAIN_KEY = re.compile(r'[^"\\\x00-\x1f]+')  # a key JSON writes as it is
+_INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 # The consumed keys, typed as parse_line reads them.
 _FIELDS: list[tuple[str, Any, Any]] = [
-    (key, (int if key == "status" else str) | UnsetType, UNSET) for key in sorted(CONSUMED)
+    (key, (_INT64 if key == "status" else str) | UnsetType, UNSET) for key in sorted(CONSUMED)
 ]
 
 
 def _record_type(extras: list[str]) -> Any:
     """A Struct of the consumed keys and `extras` (as fields x0, x1, ...), all optional."""
     fields = _FIELDS + [
-        (f"x{at}", str | int | UnsetType, msgspec.field(default=UNSET, name=key))
+        (f"x{at}", str | _INT64 | UnsetType, msgspec.field(default=UNSET, name=key))
         for at, key in enumerate(extras)
     ]
     return msgspec.defstruct("JobFirstRecord", fields, forbid_unknown_fields=True)
@@ -49,46 +54,29 @@ class TypedLines:
     """One file's decode: the Struct of the keys its lines have shown so far."""
 
     def __init__(self) -> None:
-        self._extras: list[str] = []
+        self.extras: list[str] = []  # the attribute keys learned, in the order learned
         self._needles: dict[str, bytes] = {}
         self._values: Any = None
-        self._decode = msgspec.json.Decoder(_record_type([])).decode
+        self.decode = msgspec.json.Decoder(_record_type([])).decode  # msgspec.DecodeError
         self._tries = 0
-
-    def read(self, line: bytes) -> Any:
-        """The line's record, or None to read it the general way."""
-        if b"\\" in line:
-            return None
-        try:
-            return self._decode(line)
-        except msgspec.DecodeError:  # ValidationError included
-            return None
 
     def attributes(self, record: Any, line: bytes) -> Attributes | None:
         """The record's attributes in the line's order, as `parse_line` reads them; None to
-        read the line the general way (an integer orjson would read as a float)."""
-        if self._values is None:
-            return {}
+        read the line the general way."""
         values = self._values(record)
-        attributes: Attributes = {}
-        for key, value in zip(
-            self._extras, values if type(values) is tuple else (values,), strict=True
-        ):
-            if value is not UNSET:
-                if type(value) is int and not _INT64_MIN <= value <= _UINT64_MAX:
-                    return None
-                attributes[key] = value
-        return attributes if len(attributes) < 2 else self._in_line_order(attributes, line)
-
-    def _in_line_order(self, attributes: Attributes, line: bytes) -> Attributes | None:
-        needles = self._needles
-        places = [line.find(needles[key]) for key in attributes]
-        if -1 in places:  # whitespace before a colon: the general path reads it
+        if type(values) is not tuple:
+            return {} if values is UNSET else {self.extras[0]: values}
+        attributes = {
+            key: value for key, value in zip(self.extras, values, strict=True) if value is not UNSET
+        }
+        if len(attributes) < 2:
+            return attributes
+        places = [line.find(needle) for needle in map(self._needles.__getitem__, attributes)]
+        if -1 in places:  # whitespace before a colon, an escaped key: the general path's
             return None
         if places == sorted(places):
             return attributes
-        ordered = sorted(zip(places, attributes.items(), strict=True))
-        return dict(item for _, item in ordered)
+        return dict(item for _, item in sorted(zip(places, attributes.items(), strict=True)))
 
     def learn(self, obj: dict[str, Any]) -> None:
         """Learn the keys of a line the general path read, so lines like it are read here."""
@@ -99,13 +87,13 @@ class TypedLines:
             key
             for key, value in obj.items()
             if key not in CONSUMED
-            and key not in self._extras
+            and key not in self.extras
             and (type(value) is str or type(value) is int)
             and _PLAIN_KEY.fullmatch(key) is not None
         ]
-        if not new or len(self._extras) + len(new) > MAX_EXTRAS:
+        if not new or len(self.extras) + len(new) > MAX_EXTRAS:
             return
-        self._extras += new
-        self._needles = {key: b'"' + key.encode() + b'":' for key in self._extras}
-        self._values = attrgetter(*(f"x{at}" for at in range(len(self._extras))))
-        self._decode = msgspec.json.Decoder(_record_type(self._extras)).decode
+        self.extras += new
+        self._needles = {key: b'"' + key.encode() + b'":' for key in self.extras}
+        self._values = attrgetter(*(f"x{at}" for at in range(len(self.extras))))
+        self.decode = msgspec.json.Decoder(_record_type(self.extras)).decode
