@@ -67,7 +67,9 @@ class TypedLines:
         if type(values) is not tuple:
             return {} if values is UNSET else {self.extras[0]: values}
         attributes = {
-            key: value for key, value in zip(self.extras, values, strict=True) if value is not UNSET
+            key: value
+            for key, value in zip(self.extras, values, strict=False)
+            if value is not UNSET
         }
         if len(attributes) < 2:
             return attributes
