@@ -164,7 +164,7 @@ class JobFirstDecoder(LineFeeder):
         stamp = record.timestamp
         if stamp is UNSET:
             stamp = record.time
-        attributes = typed.attributes(record, line) if typed.extras else {}
+        attributes = typed.attributes(record, line)
         if stamp is UNSET or attributes is None:
             return False
         service = record.service if record.service is not UNSET else record.service_name

@@ -33,6 +33,7 @@ from agent.spans.model import Attributes
 
 MAX_EXTRAS = 16
 LEARN_LIMIT = 64
+_KNOWN_LIMIT = 256
 _PLAIN_KEY = re.compile(r'[^"\\\x00-\x1f]+')  # a key JSON writes as it is
 _INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 # The consumed keys, typed as parse_line reads them.
@@ -56,28 +57,41 @@ class TypedLines:
     def __init__(self) -> None:
         self.extras: list[str] = []  # the attribute keys learned, in the order learned
         self._needles: dict[str, bytes] = {}
-        self._values: Any = None
+        self._values: Any = attrgetter("message", "message")  # no attributes: zip stops
         self.decode = msgspec.json.Decoder(_record_type([])).decode  # msgspec.DecodeError
         self._tries = 0
+        self._known: dict[tuple[Any, ...], Attributes] = {}
 
     def attributes(self, record: Any, line: bytes) -> Attributes | None:
         """The record's attributes in the line's order, as `parse_line` reads them; None to
-        read the line the general way."""
+        read the line the general way. A line with one attribute or none is looked up by its
+        values (a start or event line of a service repeats them: `{"level": "info"}`)."""
         values = self._values(record)
-        if type(values) is not tuple:
-            return {} if values is UNSET else {self.extras[0]: values}
+        known = self._known.get(values)
+        if known is not None:
+            return known.copy()  # a dict of its own: the assembler adds to a start line's
         attributes = {
             key: value
             for key, value in zip(self.extras, values, strict=False)
             if value is not UNSET
         }
         if len(attributes) < 2:
+            if len(self._known) >= _KNOWN_LIMIT:
+                self._known.clear()
+            self._known[values] = attributes.copy()
             return attributes
-        places = [line.find(needle) for needle in map(self._needles.__getitem__, attributes)]
+        needles, last = self._needles, -1
+        for key in attributes:  # each first `"key":` after the one before: the line's order
+            at = line.find(needles[key])
+            if at <= last:
+                return self._reordered(attributes, line)
+            last = at
+        return attributes
+
+    def _reordered(self, attributes: Attributes, line: bytes) -> Attributes | None:
+        places = [line.find(self._needles[key]) for key in attributes]
         if -1 in places:  # whitespace before a colon, an escaped key: the general path's
             return None
-        if places == sorted(places):
-            return attributes
         return dict(item for _, item in sorted(zip(places, attributes.items(), strict=True)))
 
     def learn(self, obj: dict[str, Any]) -> None:
@@ -97,5 +111,7 @@ class TypedLines:
             return
         self.extras += new
         self._needles = {key: b'"' + key.encode() + b'":' for key in self.extras}
-        self._values = attrgetter(*(f"x{at}" for at in range(len(self.extras))))
+        # Two names at least, so the getter answers a tuple (zip stops at the last extra).
+        self._values = attrgetter(*(f"x{at}" for at in range(len(self.extras))), "x0")
+        self._known.clear()
         self.decode = msgspec.json.Decoder(_record_type(self.extras)).decode
