@@ -44,11 +44,12 @@ def _id_nanos(text: str, prefix: str) -> int | None:
 
 def start_time(span: str, trace: str, around_ns: int) -> int:
     """The span's start: ID nanos near `around_ns` (the expected start), else `around_ns`."""
-    for text, prefix in ((span, "span_"), (trace, "trace_")):
-        nanos = _id_nanos(text, prefix)
-        if nanos is not None and abs(nanos - around_ns) <= _DAY_NS:
-            return nanos
-    return around_ns
+    nanos = _id_nanos(span, "span_")
+    if nanos is None or abs(nanos - around_ns) > _DAY_NS:
+        nanos = _id_nanos(trace, "trace_")
+        if nanos is None or abs(nanos - around_ns) > _DAY_NS:
+            return around_ns
+    return nanos
 
 
 def span_attributes(
