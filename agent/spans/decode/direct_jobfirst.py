@@ -25,7 +25,7 @@ from agent.spans.decode.jobfirst_mapping import (
 )
 from agent.spans.encode.direct import event_fields
 from agent.spans.encode.protobuf import ATTRIBUTES, status_field
-from agent.spans.encode.wire import pair_field, scalar_pair_encoder
+from agent.spans.encode.wire import scalar_pair_encoder, string_pair_encoder
 from agent.spans.model import KIND_INTERNAL, KIND_SERVER, STATUS_ERROR, Attributes
 from agent.spans.types import DirectEvent, DirectItem, DirectWriter
 
@@ -34,6 +34,8 @@ from agent.spans.types import DirectEvent, DirectItem, DirectWriter
 EndFields = tuple[str, str, str, int, int | None, int, str, str | None, Attributes]
 _CACHE_LIMIT = 4096
 _encode_attributes = scalar_pair_encoder(ATTRIBUTES)
+_trace_id_field = string_pair_encoder(ATTRIBUTES, TRACE_ID_KEY)
+_span_id_field = string_pair_encoder(ATTRIBUTES, SPAN_ID_KEY)
 # Line fields that would change the order `span_attributes` writes in: the dict's.
 _PLACED = frozenset((TRACE_ID_KEY, SPAN_ID_KEY, "http.method", "http.route"))
 _NAME_FIELDS: dict[str, tuple[int, bytes]] = {}  # span name -> its kind and http.* fields
@@ -78,7 +80,7 @@ def end_direct(
         encoded = _encode_attributes(fields)
         if encoded is None:
             return False
-        tail = _ids_fields(trace, span) + encoded + http
+        tail = _trace_id_field(trace) + _span_id_field(span) + encoded + http
     else:
         merged, kind = span_attributes(trace, span, name, opened.attributes, attributes)
         encoded = _encode_attributes(merged)
@@ -109,11 +111,6 @@ def end_direct(
     if written:
         assembler.take_open(trace, span)
     return written
-
-
-def _ids_fields(trace: str, span: str) -> bytes:
-    """The `jobfirst.trace_id` and `jobfirst.span_id` attribute fields."""
-    return pair_field(ATTRIBUTES, TRACE_ID_KEY, trace) + pair_field(ATTRIBUTES, SPAN_ID_KEY, span)
 
 
 def _name_fields(name: str) -> tuple[int, bytes]:

@@ -156,10 +156,16 @@ def _key_prefix(key: str) -> bytes:
     return prefix
 
 
-def pair_field(tag: bytes, key: str, value: AttrValue) -> bytes:
-    """One attribute as a `KeyValue` field with the given tag, as the encoders write it,
-    uncached: for a value that never repeats (an ID), which a cache would only churn."""
-    return tag + _framed_pair(key, value)
+def string_pair_encoder(tag: bytes, key: str) -> Callable[[str], bytes]:
+    """The `KeyValue` field (with the given tag) of one key with a string value, as the
+    encoders write it, uncached: for a value that never repeats (an ID), which a cache would
+    only churn. The key is encoded once."""
+    prefix = string_field(_KV_KEY, key) + _KV_VALUE  # `_key_prefix(key)`, kept here
+
+    def encode(value: str) -> bytes:
+        return tag + _framed_with_prefix(prefix, value)
+
+    return encode
 
 
 def _framed_pair(key: str, value: AttrValue) -> bytes:
