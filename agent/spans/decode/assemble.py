@@ -43,6 +43,15 @@ from agent.spans.decode.jobfirst_mapping import (
     w3c_span_id,
     w3c_trace_id,
 )
+from agent.spans.decode.jobfirst_open import (
+    OpenEvent,
+    OpenSpan,
+    Waiting,
+    event_from_state,
+    event_state,
+    open_from_state,
+    open_state,
+)
 from agent.spans.model import (
     INCOMPLETE_ATTRIBUTE,
     STATUS_ERROR,
@@ -77,39 +86,6 @@ class JobFirstLine:
     attributes: Attributes = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Event:
-    name: str
-    time_ns: int
-    attributes: Attributes
-    raw: bytes  # the line, to dead-letter an event whose span never shows up
-
-
-@dataclass(slots=True)
-class _Open:
-    trace: str
-    span: str
-    name: str
-    start_ns: int
-    last_line_ns: int  # latest line timestamp: the end of a span that never ends
-    last_seen_ns: int  # the caller's clock at the latest line: drives the timeout
-    service: str | None
-    attributes: Attributes
-    raw: bytes  # the start line, to dead-letter a span that is not valid
-    events: list[_Event] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Waiting:
-    """Events whose span is not open: kept for an end line that may still come."""
-
-    last_seen_ns: int
-    events: list[_Event] = field(default_factory=list)
-
-
-# Copies of hashers keyed once: a third cheaper than making one with its parameters each time.
-
-
 class OpenSpanExchange:
     """The JobFirst assemblers of one pipeline (one per followed file), so that an end line can
     claim an open span whose start line another file's assembler read: the old file of a
@@ -124,7 +100,7 @@ class OpenSpanExchange:
     def join(self, assembler: JobFirstAssembler) -> None:
         self._members.add(assembler)
 
-    def take(self, asker: JobFirstAssembler, trace: str, span: str) -> _Open | None:
+    def take(self, asker: JobFirstAssembler, trace: str, span: str) -> OpenSpan | None:
         """The open span (trace, span) removed from the assembler holding it, if another does."""
         for member in self._members:  # WeakSet iteration tolerates collection meanwhile
             if member is not asker:
@@ -149,10 +125,10 @@ class JobFirstAssembler:
         self.orphan_timeout_ns = orphan_timeout_ns
         self.max_open_spans = max_open_spans
         self.max_waiting_events = max_waiting_events
-        self._open: dict[tuple[str, str], _Open] = {}
+        self._open: dict[tuple[str, str], OpenSpan] = {}
         # (trace, span name) -> span IDs open under that name, oldest first.
         self._by_name: dict[tuple[str, str], list[str]] = {}
-        self._waiting: dict[tuple[str, str], _Waiting] = {}
+        self._waiting: dict[tuple[str, str], Waiting] = {}
         self._waiting_count = 0
         self._exchange = exchange
         if exchange is not None:
@@ -194,7 +170,7 @@ class JobFirstAssembler:
         key = (trace, span)
         if key in self._open:  # a repeated start line: the newer one wins
             self._forget(self._open.pop(key))
-        self._open[key] = _Open(
+        self._open[key] = OpenSpan(
             trace,
             span,
             name,
@@ -236,7 +212,7 @@ class JobFirstAssembler:
                 detail = f"span already has {MAX_EVENTS_PER_SPAN} events"
                 into.dead.append(DeadLetter("too_many_events", detail, raw))
                 return
-            opened.events.append(_Event(event_name, time_ns, attributes, raw))
+            opened.events.append(OpenEvent(event_name, time_ns, attributes, raw))
             opened.last_line_ns = max(opened.last_line_ns, time_ns)
             opened.last_seen_ns = now_ns
             return
@@ -244,19 +220,19 @@ class JobFirstAssembler:
             detail = f"{self._waiting_count} events already wait for spans never started"
             into.dead.append(DeadLetter("orphan_event", detail, raw))
             return
-        waiting = self._waiting.setdefault((trace, name), _Waiting(now_ns))
+        waiting = self._waiting.setdefault((trace, name), Waiting(now_ns))
         waiting.last_seen_ns = now_ns
-        waiting.events.append(_Event(event_name, time_ns, attributes, raw))
+        waiting.events.append(OpenEvent(event_name, time_ns, attributes, raw))
         self._waiting_count += 1
 
-    def take_open(self, trace: str, span: str) -> _Open | None:
+    def take_open(self, trace: str, span: str) -> OpenSpan | None:
         """Remove and return an open span, for another assembler that read its end line."""
         opened = self._open.pop((trace, span), None)
         if opened is not None:
             self._forget(opened)
         return opened
 
-    def _take_waiting(self, trace: str, name: str) -> list[_Event]:
+    def _take_waiting(self, trace: str, name: str) -> list[OpenEvent]:
         waiting = self._waiting.pop((trace, name), None)
         if waiting is None:
             return []
@@ -273,7 +249,7 @@ class JobFirstAssembler:
         else:  # the start line was never seen: the end line alone makes the span
             around = line.time_ns - (line.duration_ns or 0)
             start = start_time(line.span, line.trace, around)
-            opened = _Open(
+            opened = OpenSpan(
                 line.trace,
                 line.span,
                 line.name,
@@ -294,7 +270,7 @@ class JobFirstAssembler:
             span.status_code, span.status_message = STATUS_ERROR, line.status_desc
         return check_span(span)
 
-    def _forget(self, opened: _Open) -> None:
+    def _forget(self, opened: OpenSpan) -> None:
         key = (opened.trace, opened.name)
         spans = self._by_name.get(key)
         if spans is not None:
@@ -302,7 +278,7 @@ class JobFirstAssembler:
             if not spans:
                 del self._by_name[key]
 
-    def open_to_end(self, trace: str, span: str, name: str) -> _Open | None:
+    def open_to_end(self, trace: str, span: str, name: str) -> OpenSpan | None:
         """The open span an end line closes, when this assembler alone holds all of it (no
         events of its name waiting): what the direct path writes without `_end`'s rarer
         cases. Nothing changes until `take_open`."""
@@ -310,7 +286,7 @@ class JobFirstAssembler:
             return None
         return self._open.get((trace, span))
 
-    def _span(self, opened: _Open, end: int) -> Span:
+    def _span(self, opened: OpenSpan, end: int) -> Span:
         trace, start = opened.trace, opened.start_ns
         attributes, kind = span_attributes(trace, opened.span, opened.name, opened.attributes)
         events = [
@@ -329,7 +305,7 @@ class JobFirstAssembler:
             service_name=opened.service or self.default_service,
         )
 
-    def _close_incomplete(self, opened: _Open, reason: str, into: DecodeResult) -> None:
+    def _close_incomplete(self, opened: OpenSpan, reason: str, into: DecodeResult) -> None:
         del self._open[(opened.trace, opened.span)]
         self._forget(opened)
         span = self._span(opened, max(opened.start_ns, opened.last_line_ns))
@@ -362,9 +338,9 @@ class JobFirstAssembler:
             return {}
         return {
             "v": SNAPSHOT_VERSION,
-            "open": [_open_state(o) for o in self._open.values()],
+            "open": [open_state(o) for o in self._open.values()],
             "waiting": [
-                [trace, name, w.last_seen_ns, [_event_state(e) for e in w.events]]
+                [trace, name, w.last_seen_ns, [event_state(e) for e in w.events]]
                 for (trace, name), w in self._waiting.items()
             ],
         }
@@ -378,56 +354,13 @@ class JobFirstAssembler:
             raise ValueError(f"unknown jobfirst decoder state version {state.get('v')!r}")
         try:
             for row in state["open"]:
-                opened = _open_from_state(row)
+                opened = open_from_state(row)
                 self._open[(opened.trace, opened.span)] = opened
                 self._by_name.setdefault((opened.trace, opened.name), []).append(opened.span)
             for trace, name, last_seen, events in state["waiting"]:
-                self._waiting[(trace, name)] = _Waiting(
-                    last_seen, [_event_from_state(e) for e in events]
+                self._waiting[(trace, name)] = Waiting(
+                    last_seen, [event_from_state(e) for e in events]
                 )
                 self._waiting_count += len(events)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad jobfirst decoder state: {exc}") from exc
-
-
-# Snapshot rows hold the raw lines as text, as version 1 always has (lines read as JSON are
-# UTF-8); `_raw_line` turns them back into bytes.
-
-
-def _event_state(event: _Event) -> list[Any]:
-    return [event.name, event.time_ns, event.attributes, event.raw.decode()]
-
-
-def _event_from_state(row: list[Any]) -> _Event:
-    name, time_ns, attributes, raw = row
-    return _Event(name, time_ns, attributes, _raw_line(raw))
-
-
-def _raw_line(text: object) -> bytes:
-    if type(text) is not str:
-        raise TypeError(f"a raw line must be text, got {type(text).__name__}")
-    return text.encode()
-
-
-def _open_state(opened: _Open) -> list[Any]:
-    """An open span as a snapshot row: its fields in `_Open`'s order, events as lists."""
-    return [
-        opened.trace,
-        opened.span,
-        opened.name,
-        opened.start_ns,
-        opened.last_line_ns,
-        opened.last_seen_ns,
-        opened.service,
-        opened.attributes,
-        opened.raw.decode(),
-        [_event_state(e) for e in opened.events],
-    ]
-
-
-def _open_from_state(row: list[Any]) -> _Open:
-    """The inverse of `_open_state`; TypeError or ValueError for a row that is not one."""
-    opened = _Open(*row)  # its raw line still text and its events still lists, as in the row
-    opened.raw = _raw_line(opened.raw)
-    opened.events = [_event_from_state(e) for e in row[-1]]
-    return opened
