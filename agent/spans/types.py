@@ -64,6 +64,20 @@ class DirectWriter(Protocol):
         self, out: list[DirectItem], record: dict[str, Any], default_service: str | None
     ) -> bool: ...
 
+    def span_of_ids(
+        self,
+        out: list[DirectItem],
+        key: ResourceKey,
+        *,
+        trace_id: bytes,
+        span_id: bytes,
+        name: str,
+        kind: int,
+        start_ns: int,
+        end_ns: int,
+        tail: bytes,
+    ) -> bool: ...
+
     def key_for(self, service: str | None) -> ResourceKey: ...
 
 

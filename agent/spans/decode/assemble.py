@@ -43,6 +43,15 @@ from agent.spans.decode.jobfirst_mapping import (
     w3c_span_id,
     w3c_trace_id,
 )
+from agent.spans.decode.jobfirst_open import (
+    OpenEvent,
+    OpenSpan,
+    Waiting,
+    event_from_state,
+    event_state,
+    open_from_state,
+    open_state,
+)
 from agent.spans.model import (
     INCOMPLETE_ATTRIBUTE,
     STATUS_ERROR,
@@ -77,39 +86,6 @@ class JobFirstLine:
     attributes: Attributes = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Event:
-    name: str
-    time_ns: int
-    attributes: Attributes
-    raw: str  # the line, to dead-letter an event whose span never shows up
-
-
-@dataclass(slots=True)
-class _Open:
-    trace: str
-    span: str
-    name: str
-    start_ns: int
-    last_line_ns: int  # latest line timestamp: the end of a span that never ends
-    last_seen_ns: int  # the caller's clock at the latest line: drives the timeout
-    service: str | None
-    attributes: Attributes
-    raw: str
-    events: list[_Event] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Waiting:
-    """Events whose span is not open: kept for an end line that may still come."""
-
-    last_seen_ns: int
-    events: list[_Event] = field(default_factory=list)
-
-
-# Copies of hashers keyed once: a third cheaper than making one with its parameters each time.
-
-
 class OpenSpanExchange:
     """The JobFirst assemblers of one pipeline (one per followed file), so that an end line can
     claim an open span whose start line another file's assembler read: the old file of a
@@ -124,7 +100,7 @@ class OpenSpanExchange:
     def join(self, assembler: JobFirstAssembler) -> None:
         self._members.add(assembler)
 
-    def take(self, asker: JobFirstAssembler, trace: str, span: str) -> _Open | None:
+    def take(self, asker: JobFirstAssembler, trace: str, span: str) -> OpenSpan | None:
         """The open span (trace, span) removed from the assembler holding it, if another does."""
         for member in self._members:  # WeakSet iteration tolerates collection meanwhile
             if member is not asker:
@@ -149,10 +125,10 @@ class JobFirstAssembler:
         self.orphan_timeout_ns = orphan_timeout_ns
         self.max_open_spans = max_open_spans
         self.max_waiting_events = max_waiting_events
-        self._open: dict[tuple[str, str], _Open] = {}
+        self._open: dict[tuple[str, str], OpenSpan] = {}
         # (trace, span name) -> span IDs open under that name, oldest first.
         self._by_name: dict[tuple[str, str], list[str]] = {}
-        self._waiting: dict[tuple[str, str], _Waiting] = {}
+        self._waiting: dict[tuple[str, str], Waiting] = {}
         self._waiting_count = 0
         self._exchange = exchange
         if exchange is not None:
@@ -165,65 +141,98 @@ class JobFirstAssembler:
     def add(self, line: JobFirstLine, raw: bytes, now_ns: int, into: DecodeResult) -> None:
         """Apply one line; raises BadRecord if it ends a span that is not valid."""
         if line.kind == START:
-            self._start(line, raw, now_ns, into)
+            self.start(
+                line.trace, line.span, line.name, time_ns=line.time_ns, service=line.service,
+                attributes=line.attributes, raw=raw, now_ns=now_ns, into=into,
+            )  # fmt: skip
         elif line.kind == EVENT:
-            self._event(line, raw, now_ns, into)
+            self.event(
+                line.trace, line.name, line.event_name, time_ns=line.time_ns,
+                attributes=line.attributes, raw=raw, now_ns=now_ns, into=into,
+            )  # fmt: skip
         else:
             into.spans.append(self._end(line))
 
-    def _start(self, line: JobFirstLine, raw: bytes, now_ns: int, into: DecodeResult) -> None:
-        key = (line.trace, line.span)
+    def start(
+        self,
+        trace: str,
+        span: str,
+        name: str,
+        *,
+        time_ns: int,
+        service: str | None,
+        attributes: Attributes,  # a fresh dict per line: kept, not copied
+        raw: bytes,
+        now_ns: int,
+        into: DecodeResult,
+    ) -> None:
+        """A start line's fields (`add`, or the direct path without a `JobFirstLine`)."""
+        key = (trace, span)
         if key in self._open:  # a repeated start line: the newer one wins
             self._forget(self._open.pop(key))
-        opened = _Open(
-            line.trace,
-            line.span,
-            line.name,
-            start_time(line.span, line.trace, line.time_ns),
-            line.time_ns,
+        self._open[key] = OpenSpan(
+            trace,
+            span,
+            name,
+            start_time(span, trace, time_ns),
+            time_ns,
             now_ns,
-            line.service,
-            line.attributes,  # a fresh dict per parsed line: no copy needed
-            raw.decode(),
-            self._take_waiting(line.trace, line.name),
+            service,
+            attributes,
+            raw,
+            self._take_waiting(trace, name) if self._waiting else [],
         )
-        self._open[key] = opened
-        self._by_name.setdefault((line.trace, line.name), []).append(line.span)
+        spans = self._by_name.get((trace, name))
+        if spans is None:
+            self._by_name[(trace, name)] = [span]
+        else:
+            spans.append(span)
         if len(self._open) > self.max_open_spans:
             oldest = next(iter(self._open.values()))
             self._close_incomplete(oldest, "evicted", into)
             into.evicted += 1
 
-    def _event(self, line: JobFirstLine, raw: bytes, now_ns: int, into: DecodeResult) -> None:
-        event = _Event(line.event_name, line.time_ns, line.attributes, raw.decode())
-        spans = self._by_name.get((line.trace, line.name))
+    def event(
+        self,
+        trace: str,
+        name: str,
+        event_name: str,
+        *,
+        time_ns: int,
+        attributes: Attributes,
+        raw: bytes,
+        now_ns: int,
+        into: DecodeResult,
+    ) -> None:
+        """An event line's fields (`add`, or the direct path without a `JobFirstLine`)."""
+        spans = self._by_name.get((trace, name))
         if spans:
-            opened = self._open[(line.trace, spans[-1])]
+            opened = self._open[(trace, spans[-1])]
             if len(opened.events) >= MAX_EVENTS_PER_SPAN:
                 detail = f"span already has {MAX_EVENTS_PER_SPAN} events"
                 into.dead.append(DeadLetter("too_many_events", detail, raw))
                 return
-            opened.events.append(event)
-            opened.last_line_ns = max(opened.last_line_ns, line.time_ns)
+            opened.events.append(OpenEvent(event_name, time_ns, attributes, raw))
+            opened.last_line_ns = max(opened.last_line_ns, time_ns)
             opened.last_seen_ns = now_ns
             return
         if self._waiting_count >= self.max_waiting_events:
             detail = f"{self._waiting_count} events already wait for spans never started"
             into.dead.append(DeadLetter("orphan_event", detail, raw))
             return
-        waiting = self._waiting.setdefault((line.trace, line.name), _Waiting(now_ns))
+        waiting = self._waiting.setdefault((trace, name), Waiting(now_ns))
         waiting.last_seen_ns = now_ns
-        waiting.events.append(event)
+        waiting.events.append(OpenEvent(event_name, time_ns, attributes, raw))
         self._waiting_count += 1
 
-    def take_open(self, trace: str, span: str) -> _Open | None:
+    def take_open(self, trace: str, span: str) -> OpenSpan | None:
         """Remove and return an open span, for another assembler that read its end line."""
         opened = self._open.pop((trace, span), None)
         if opened is not None:
             self._forget(opened)
         return opened
 
-    def _take_waiting(self, trace: str, name: str) -> list[_Event]:
+    def _take_waiting(self, trace: str, name: str) -> list[OpenEvent]:
         waiting = self._waiting.pop((trace, name), None)
         if waiting is None:
             return []
@@ -240,7 +249,7 @@ class JobFirstAssembler:
         else:  # the start line was never seen: the end line alone makes the span
             around = line.time_ns - (line.duration_ns or 0)
             start = start_time(line.span, line.trace, around)
-            opened = _Open(
+            opened = OpenSpan(
                 line.trace,
                 line.span,
                 line.name,
@@ -249,7 +258,7 @@ class JobFirstAssembler:
                 0,
                 line.service,
                 line.attributes,
-                "",
+                b"",
             )
         # Events wait here only while no span of their name is open here: those of a span
         # started in another file, or never started at all.
@@ -261,7 +270,7 @@ class JobFirstAssembler:
             span.status_code, span.status_message = STATUS_ERROR, line.status_desc
         return check_span(span)
 
-    def _forget(self, opened: _Open) -> None:
+    def _forget(self, opened: OpenSpan) -> None:
         key = (opened.trace, opened.name)
         spans = self._by_name.get(key)
         if spans is not None:
@@ -269,7 +278,7 @@ class JobFirstAssembler:
             if not spans:
                 del self._by_name[key]
 
-    def open_to_end(self, trace: str, span: str, name: str) -> _Open | None:
+    def open_to_end(self, trace: str, span: str, name: str) -> OpenSpan | None:
         """The open span an end line closes, when this assembler alone holds all of it (no
         events of its name waiting): what the direct path writes without `_end`'s rarer
         cases. Nothing changes until `take_open`."""
@@ -277,7 +286,7 @@ class JobFirstAssembler:
             return None
         return self._open.get((trace, span))
 
-    def _span(self, opened: _Open, end: int) -> Span:
+    def _span(self, opened: OpenSpan, end: int) -> Span:
         trace, start = opened.trace, opened.start_ns
         attributes, kind = span_attributes(trace, opened.span, opened.name, opened.attributes)
         events = [
@@ -296,7 +305,7 @@ class JobFirstAssembler:
             service_name=opened.service or self.default_service,
         )
 
-    def _close_incomplete(self, opened: _Open, reason: str, into: DecodeResult) -> None:
+    def _close_incomplete(self, opened: OpenSpan, reason: str, into: DecodeResult) -> None:
         del self._open[(opened.trace, opened.span)]
         self._forget(opened)
         span = self._span(opened, max(opened.start_ns, opened.last_line_ns))
@@ -306,7 +315,7 @@ class JobFirstAssembler:
             into.spans.append(check_span(span))
         except Exception as exc:  # an invalid start line must not stop expiry
             into.dead.append(
-                DeadLetter(getattr(exc, "reason", "internal_error"), str(exc), opened.raw.encode())
+                DeadLetter(getattr(exc, "reason", "internal_error"), str(exc), opened.raw)
             )
             return
         into.incomplete += 1
@@ -320,9 +329,7 @@ class JobFirstAssembler:
                 del self._waiting[key]
                 self._waiting_count -= len(waiting.events)
                 detail = f"no span {key[1]!r} of trace {key[0]!r} was seen before the timeout"
-                into.dead.extend(
-                    DeadLetter("orphan_event", detail, e.raw.encode()) for e in waiting.events
-                )
+                into.dead.extend(DeadLetter("orphan_event", detail, e.raw) for e in waiting.events)
 
     # --- checkpoint state ------------------------------------------------------------
 
@@ -331,9 +338,9 @@ class JobFirstAssembler:
             return {}
         return {
             "v": SNAPSHOT_VERSION,
-            "open": [_open_state(o) for o in self._open.values()],
+            "open": [open_state(o) for o in self._open.values()],
             "waiting": [
-                [trace, name, w.last_seen_ns, [_event_state(e) for e in w.events]]
+                [trace, name, w.last_seen_ns, [event_state(e) for e in w.events]]
                 for (trace, name), w in self._waiting.items()
             ],
         }
@@ -347,38 +354,13 @@ class JobFirstAssembler:
             raise ValueError(f"unknown jobfirst decoder state version {state.get('v')!r}")
         try:
             for row in state["open"]:
-                opened = _open_from_state(row)
+                opened = open_from_state(row)
                 self._open[(opened.trace, opened.span)] = opened
                 self._by_name.setdefault((opened.trace, opened.name), []).append(opened.span)
             for trace, name, last_seen, events in state["waiting"]:
-                self._waiting[(trace, name)] = _Waiting(last_seen, [_Event(*e) for e in events])
+                self._waiting[(trace, name)] = Waiting(
+                    last_seen, [event_from_state(e) for e in events]
+                )
                 self._waiting_count += len(events)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad jobfirst decoder state: {exc}") from exc
-
-
-def _event_state(event: _Event) -> list[Any]:
-    return [event.name, event.time_ns, event.attributes, event.raw]
-
-
-def _open_state(opened: _Open) -> list[Any]:
-    """An open span as a snapshot row: its fields in `_Open`'s order, events as lists."""
-    return [
-        opened.trace,
-        opened.span,
-        opened.name,
-        opened.start_ns,
-        opened.last_line_ns,
-        opened.last_seen_ns,
-        opened.service,
-        opened.attributes,
-        opened.raw,
-        [_event_state(e) for e in opened.events],
-    ]
-
-
-def _open_from_state(row: list[Any]) -> _Open:
-    """The inverse of `_open_state`; TypeError or ValueError for a row that is not one."""
-    opened = _Open(*row)  # its events still lists, as the row holds them
-    opened.events = [_Event(*e) for e in row[-1]]
-    return opened

@@ -5,70 +5,126 @@ same open span; what the writer declines (a nested attribute, an invalid time) a
 cases (the start line read in another file or never, events waiting for the span's name) go
 through `_end` unchanged, counted as fallbacks. tests/unit/spans/decode/test_direct.py holds
 both paths to the same bytes.
+
+The attributes are written in `span_attributes`' order without its dict: the two ID
+attributes (unique per span, so written uncached), the lines' fields through the cached
+encoder, then `http.method` / `http.route`, encoded once per span name. A line field that
+would take one of those four places takes the dict instead.
 """
 
 from __future__ import annotations
 
-from agent.spans.decode.assemble import JobFirstAssembler, JobFirstLine
-from agent.spans.decode.jobfirst_mapping import span_attributes, w3c_span_id, w3c_trace_id
-from agent.spans.model import STATUS_ERROR, STATUS_UNSET
+from agent.spans.decode.assemble import JobFirstAssembler
+from agent.spans.decode.jobfirst_mapping import (
+    SPAN_ID_KEY,
+    TRACE_ID_KEY,
+    http_parts,
+    span_attributes,
+    w3c_span_id,
+    w3c_trace_id,
+)
+from agent.spans.encode.direct import event_fields
+from agent.spans.encode.protobuf import ATTRIBUTES, status_field
+from agent.spans.encode.wire import scalar_pair_encoder, string_pair_encoder
+from agent.spans.model import KIND_INTERNAL, KIND_SERVER, STATUS_ERROR, Attributes
 from agent.spans.types import DirectEvent, DirectItem, DirectWriter
 
-_TRACE_CACHE_LIMIT = 4096
+# An end line's fields, as `JobFirstLine` holds them: trace, span, name, time, duration, status,
+# status description, service, attributes.
+EndFields = tuple[str, str, str, int, int | None, int, str, str | None, Attributes]
+_CACHE_LIMIT = 4096
+_encode_attributes = scalar_pair_encoder(ATTRIBUTES)
+_trace_id_field = string_pair_encoder(ATTRIBUTES, TRACE_ID_KEY)
+_span_id_field = string_pair_encoder(ATTRIBUTES, SPAN_ID_KEY)
+# Line fields that would change the order `span_attributes` writes in: the dict's.
+_PLACED = frozenset((TRACE_ID_KEY, SPAN_ID_KEY, "http.method", "http.route"))
+_NAME_FIELDS: dict[str, tuple[int, bytes]] = {}  # span name -> its kind and http.* fields
 
 
 class TraceIds:
-    """The W3C trace ID (as hex) of each JobFirst trace ID: a trace's spans end close together,
-    so the blake2b is done once per trace, not once per span. Bounded: cleared when full."""
+    """The W3C trace ID of each JobFirst trace ID: a trace's spans end close together, so the
+    blake2b is done once per trace, not once per span. Bounded: cleared when full."""
 
     def __init__(self) -> None:
-        self._hex: dict[str, str] = {}
+        self._ids: dict[str, bytes] = {}
 
-    def hex(self, trace: str) -> str:
-        found = self._hex.get(trace)
+    def get(self, trace: str) -> bytes:
+        found = self._ids.get(trace)
         if found is None:
-            if len(self._hex) >= _TRACE_CACHE_LIMIT:
-                self._hex.clear()
-            found = self._hex[trace] = w3c_trace_id(trace).hex()
+            if len(self._ids) >= _CACHE_LIMIT:
+                self._ids.clear()
+            found = self._ids[trace] = w3c_trace_id(trace)
         return found
 
 
 def end_direct(
     assembler: JobFirstAssembler,
-    line: JobFirstLine,
     traces: TraceIds,
     direct: DirectWriter,
     out: list[DirectItem],
+    end_line: EndFields,
 ) -> bool:
     """The span an end line finishes, written to `out`; False (nothing changed) to take the
     general path."""
-    opened = assembler.open_to_end(line.trace, line.span, line.name)
-    if opened is None:
-        return False
-    start = opened.start_ns
-    end = max(start, line.time_ns) if line.duration_ns is None else start + line.duration_ns
-    attributes, kind = span_attributes(
-        line.trace, line.span, opened.name, opened.attributes, line.attributes
-    )
-    events: list[DirectEvent] = [
-        (min(max(e.time_ns, start), end), e.name, e.attributes) for e in opened.events
-    ]
-    service = line.service or opened.service or assembler.default_service
-    written = direct.span(
+    trace, span, name, time_ns, duration_ns, status, status_desc, service, attributes = end_line
+    opened = assembler.open_to_end(trace, span, name)
+    if opened is None or type(opened.name) is not str or not opened.name:
+        return False  # (a name that is not a string comes from a doctored checkpoint only)
+    name, start = opened.name, opened.start_ns  # the start line's name names the span
+    end = max(start, time_ns) if duration_ns is None else start + duration_ns
+    fields = opened.attributes
+    if attributes:
+        fields = {**fields, **attributes}
+    if _PLACED.isdisjoint(fields):
+        kind, http = _name_fields(name)
+        encoded = _encode_attributes(fields)
+        if encoded is None:
+            return False
+        tail = _trace_id_field(trace) + _span_id_field(span) + encoded + http
+    else:
+        merged, kind = span_attributes(trace, span, name, opened.attributes, attributes)
+        encoded = _encode_attributes(merged)
+        if encoded is None:
+            return False
+        tail = encoded
+    if opened.events:
+        events: list[DirectEvent] = [
+            (min(max(e.time_ns, start), end), e.name, e.attributes) for e in opened.events
+        ]
+        encoded = event_fields(events)
+        if encoded is None:
+            return False
+        tail += encoded
+    if status:
+        tail += status_field(STATUS_ERROR, status_desc)
+    written = direct.span_of_ids(
         out,
-        direct.key_for(service),
-        trace_hex=traces.hex(line.trace),
-        span_hex=w3c_span_id(line.trace, line.span).hex(),
-        parent_hex=None,
-        name=opened.name,
+        direct.key_for(service or opened.service or assembler.default_service),
+        trace_id=traces.get(trace),
+        span_id=w3c_span_id(trace, span),
+        name=name,
         kind=kind,
         start_ns=start,
         end_ns=end,
-        attributes=attributes,
-        events=events,
-        status_code=STATUS_ERROR if line.status else STATUS_UNSET,
-        status_message=line.status_desc if line.status else "",
+        tail=tail,
     )
     if written:
-        assembler.take_open(line.trace, line.span)
+        assembler.take_open(trace, span)
     return written
+
+
+def _name_fields(name: str) -> tuple[int, bytes]:
+    """A span name's kind and its `http.*` attribute fields (b"" for names not "GET /path"),
+    looked up: a service's span names repeat. Bounded: cleared when full."""
+    found = _NAME_FIELDS.get(name)
+    if found is None:
+        http = http_parts(name)
+        if http is None:
+            found = (KIND_INTERNAL, b"")
+        else:
+            fields = _encode_attributes({"http.method": http[0], "http.route": http[1]})
+            found = (KIND_SERVER, fields or b"")
+        if len(_NAME_FIELDS) >= _CACHE_LIMIT:
+            _NAME_FIELDS.clear()
+        _NAME_FIELDS[name] = found
+    return found

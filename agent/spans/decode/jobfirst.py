@@ -10,12 +10,12 @@ through logrus' `JSONFormatter` (keys sorted, `timestamp` RFC 3339 whole seconds
     {"duration":"1.5ms","level":"info","message":"Span ended","span_id":"span_<nanos>",
      "span_name":"GET /x","status":0,"status_desc":"","timestamp":"…","trace_id":"…"}
 
-Each line becomes a `JobFirstLine` with one decode (`agent.spans.decode.jobfirst_parse`):
-`parse_line` on orjson's dict (the general path), or on the direct path `typed_line` straight
-from the bytes through a msgspec Struct while the file's lines have only these keys. The
-decoder keeps, per file and per kind of line (end lines apart), whether the Struct fits: a
-line it refuses (a key the service added, such as `user_id` on end lines) turns it off for
-that kind in that file, so such lines are decoded once, by orjson, not twice.
+Each line is read once: on the general path by orjson and `parse_line`
+(`agent.spans.decode.jobfirst_parse`) into a `JobFirstLine`; on the direct path, once the
+file has shown a line with its keys, by one msgspec decode into a Struct of the keys this
+file's lines carry (`agent.spans.decode.jobfirst_typed`), whose fields go to the assembler
+and, for an end line, to the span's bytes (`direct_jobfirst`), without a dict or a
+`JobFirstLine`. A line the Struct does not fit is read the general way and teaches its keys.
 `agent.spans.decode.assemble` joins the lines into spans. Other log lines share the file: a
 line without `"message":"Span ` (or logrus' default `"msg":"Span `) is skipped before any
 JSON parsing.
@@ -27,8 +27,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+from msgspec import UNSET
+
 from agent.spans.decode.assemble import (
     END,
+    EVENT,
+    START,
     JobFirstAssembler,
     JobFirstLine,
     OpenSpanExchange,
@@ -40,10 +45,12 @@ from agent.spans.decode.common import (
     line_too_long,
     load_object,
 )
-from agent.spans.decode.direct_jobfirst import TraceIds, end_direct
-from agent.spans.decode.jobfirst_parse import parse_line, typed_line
+from agent.spans.decode.direct_jobfirst import EndFields, TraceIds, end_direct
+from agent.spans.decode.jobfirst_parse import KINDS, line_time, parse_duration, parse_line
+from agent.spans.decode.jobfirst_typed import TypedLines
 from agent.spans.model import DecodeResult
 from agent.spans.types import DirectItem, DirectWriter
+from agent.spans.validate import BadRecord
 
 MARKERS = (b'"message":"Span ', b'"msg":"Span ')
 # Either marker in one regex scan: faster than two `in` tests on the lines that have neither.
@@ -80,8 +87,7 @@ class JobFirstDecoder(LineFeeder):
             exchange=exchange,
         )
         self.traces = TraceIds()
-        # [other span lines, end lines]: whether the Struct still fits this file's lines.
-        self._typed = [True, True]
+        self.typed = TypedLines()
 
     def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         if MARKER.search(line) is None:
@@ -125,30 +131,111 @@ class JobFirstDecoder(LineFeeder):
             into.dead.append(line_too_long(line, self.max_line_bytes))
             return
         try:
-            parsed = self._parse(line)
-            if parsed is None:
-                into.skipped += 1
-            elif parsed.kind != END:
-                self.assembler.add(parsed, line, now_ns, into)
-            elif not end_direct(self.assembler, parsed, self.traces, direct, out):
-                into.fallbacks += 1
-                self.assembler.add(parsed, line, now_ns, into)
+            if not self._typed(line, now_ns, direct, into, out):
+                self._general(line, now_ns, direct, into, out)
         except Exception as exc:  # feed must never raise on input
             into.dead.append(dead_letter_for(exc, line))
         if into.spans:
             out.extend(into.spans)
             into.spans.clear()
 
-    def _parse(self, line: bytes) -> JobFirstLine | None:
-        """The line through the Struct while it fits this file's lines of its kind, else
-        through orjson (once: a line the Struct refuses turns it off for its kind)."""
-        kind = b"Span ended" in line
-        if self._typed[kind]:
-            parsed = typed_line(line)
-            if parsed is not None:
-                return parsed
-            self._typed[kind] = False
-        return parse_line(load_object(line))
+    def _typed(
+        self,
+        line: bytes,
+        now_ns: int,
+        direct: DirectWriter,
+        into: DecodeResult,
+        out: list[DirectItem],
+    ) -> bool:
+        """A line through this file's Struct (`jobfirst_typed`), its fields checked as
+        `parse_line` checks them; False, with nothing changed, for any other line and for a
+        fault, which the general path names."""
+        typed = self.typed
+        try:
+            record = typed.decode(line)
+        except msgspec.DecodeError:  # ValidationError included
+            return False
+        message = record.message
+        kind = KINDS.get(record.msg if message is UNSET else message)
+        trace, name = record.trace_id, record.span_name
+        span = "" if kind == EVENT else record.span_id  # UNSET is falsy
+        if kind is None or not trace or not name or not (span or kind == EVENT):
+            return False
+        stamp = record.timestamp
+        if stamp is UNSET:
+            stamp = record.time
+        attributes = typed.attributes(record, line)
+        if stamp is UNSET or attributes is None:
+            return False
+        service = record.service if record.service is not UNSET else record.service_name
+        try:
+            time_ns = line_time(stamp)
+            duration = (
+                None if kind != END or record.duration is UNSET else parse_duration(record.duration)
+            )
+        except BadRecord:
+            return False
+        if kind == START:
+            self.assembler.start(
+                trace, span, name, time_ns=time_ns, service=service or None,
+                attributes=attributes, raw=line, now_ns=now_ns, into=into,
+            )  # fmt: skip
+        elif kind == EVENT:
+            if not record.event_name:
+                return False
+            self.assembler.event(
+                trace, name, record.event_name, time_ns=time_ns, attributes=attributes,
+                raw=line, now_ns=now_ns, into=into,
+            )  # fmt: skip
+        else:
+            status = 0 if record.status is UNSET else record.status
+            desc = "" if record.status_desc is UNSET else record.status_desc
+            end = (trace, span, name, time_ns, duration, status, desc, service or None, attributes)
+            self._end_line(end, line, now_ns=now_ns, direct=direct, into=into, out=out)
+        return True
+
+    def _end_line(
+        self,
+        end: EndFields,
+        line: bytes,
+        *,
+        now_ns: int,
+        direct: DirectWriter,
+        into: DecodeResult,
+        out: list[DirectItem],
+    ) -> None:
+        """An end line's span: written by `end_direct`, else by the assembler (a fallback)."""
+        if not end_direct(self.assembler, self.traces, direct, out, end):
+            into.fallbacks += 1
+            trace, span, name, time_ns, duration, status, desc, service, attributes = end
+            parsed = JobFirstLine(
+                END, trace, span, name, time_ns, "", duration, status, desc, service, attributes
+            )
+            self.assembler.add(parsed, line, now_ns, into)
+
+    def _general(
+        self,
+        line: bytes,
+        now_ns: int,
+        direct: DirectWriter,
+        into: DecodeResult,
+        out: list[DirectItem],
+    ) -> None:
+        """A line through orjson and `parse_line`, its shape learned for the lines after it."""
+        obj = load_object(line)
+        parsed = parse_line(obj)
+        if parsed is None:
+            into.skipped += 1
+            return
+        self.typed.learn(obj)
+        if parsed.kind != END:
+            self.assembler.add(parsed, line, now_ns, into)
+            return
+        end = (
+            parsed.trace, parsed.span, parsed.name, parsed.time_ns, parsed.duration_ns,
+            parsed.status, parsed.status_desc, parsed.service, parsed.attributes,
+        )  # fmt: skip
+        self._end_line(end, line, now_ns=now_ns, direct=direct, into=into, out=out)
 
     def decode_obj(self, obj: dict[str, Any], raw: bytes, now_ns: int, into: DecodeResult) -> None:
         parsed = parse_line(obj)

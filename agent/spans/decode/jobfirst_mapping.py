@@ -11,6 +11,7 @@ from hashlib import blake2b
 from agent.spans.model import KIND_INTERNAL, KIND_SERVER, Attributes
 from agent.spans.validate import MAX_TIME_NS, MIN_TIME_NS
 
+TRACE_ID_KEY, SPAN_ID_KEY = "jobfirst.trace_id", "jobfirst.span_id"
 _DAY_NS = 86_400 * 1_000_000_000
 _HTTP_NAME = re.compile(r"(GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH) (/\S*)")
 _TRACE_HASHER = blake2b(digest_size=16, person=b"jobfirst.trace")
@@ -43,11 +44,12 @@ def _id_nanos(text: str, prefix: str) -> int | None:
 
 def start_time(span: str, trace: str, around_ns: int) -> int:
     """The span's start: ID nanos near `around_ns` (the expected start), else `around_ns`."""
-    for text, prefix in ((span, "span_"), (trace, "trace_")):
-        nanos = _id_nanos(text, prefix)
-        if nanos is not None and abs(nanos - around_ns) <= _DAY_NS:
-            return nanos
-    return around_ns
+    nanos = _id_nanos(span, "span_")
+    if nanos is None or abs(nanos - around_ns) > _DAY_NS:
+        nanos = _id_nanos(trace, "trace_")
+        if nanos is None or abs(nanos - around_ns) > _DAY_NS:
+            return around_ns
+    return nanos
 
 
 def span_attributes(
@@ -56,10 +58,10 @@ def span_attributes(
     """A finished span's attributes (the original IDs, then `extra` and `more`: its lines'
     fields, the start line's then the end line's) and its kind: SERVER with `http.*` for the
     Gin middleware's "GET /path" names."""
-    attributes: Attributes = {"jobfirst.trace_id": trace, "jobfirst.span_id": span, **extra}
+    attributes: Attributes = {TRACE_ID_KEY: trace, SPAN_ID_KEY: span, **extra}
     if more:
         attributes.update(more)
-    http = _http_parts(name)
+    http = http_parts(name)
     if http is None:
         return attributes, KIND_INTERNAL
     attributes.setdefault("http.method", http[0])
@@ -71,7 +73,7 @@ _HTTP_PARTS: dict[str, tuple[str, str] | None] = {}  # span name -> (method, rou
 _HTTP_PARTS_LIMIT = 4096
 
 
-def _http_parts(name: str) -> tuple[str, str] | None:
+def http_parts(name: str) -> tuple[str, str] | None:
     """The method and route of a "GET /path" span name (None for other names), looked up:
     a service's span names repeat."""
     if name in _HTTP_PARTS:

@@ -1,8 +1,8 @@
 """One JobFirst log line → a `JobFirstLine`, with one decode (the format is described in
 `agent.spans.decode.jobfirst`): `parse_line` reads orjson's dict (the general path, which also
-names every fault); `typed_line` reads the bytes straight through a msgspec Struct while a
-file's lines have only the keys JobFirst's tracing writes (the direct path). Durations are Go's
-`time.Duration.String()`; timestamps, RFC 3339 whole seconds, are looked up once per second.
+names every fault; the direct path reads the lines of a shape it has learned from such a read
+without it, `agent.spans.decode.jobfirst_shapes`). Durations are Go's `time.Duration.String()`;
+timestamps, RFC 3339 whole seconds, are looked up once per second.
 """
 
 from __future__ import annotations
@@ -10,17 +10,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import msgspec
-from msgspec import UNSET, UnsetType
-
 from agent.spans.decode.assemble import END, EVENT, START, JobFirstLine
 from agent.spans.decode.common import opt_str, parse_rfc3339
 from agent.spans.model import Attributes
 from agent.spans.validate import BadRecord, attr_value
 
-_KINDS = {"Span started": START, "Span event added": EVENT, "Span ended": END}
+KINDS = {"Span started": START, "Span event added": EVENT, "Span ended": END}
 # Keys the decoder consumes; every other key on a line becomes an attribute.
-_CONSUMED = frozenset(
+CONSUMED = frozenset(
     (
         "message",
         "msg",
@@ -94,11 +91,11 @@ def _status(value: Any) -> int:
 def _extra(obj: dict[str, Any]) -> Attributes:
     # attr_value's answer for a string is the string: the call is saved for the common case.
     return {
-        k: v if type(v) is str else attr_value(v, 1) for k, v in obj.items() if k not in _CONSUMED
+        k: v if type(v) is str else attr_value(v, 1) for k, v in obj.items() if k not in CONSUMED
     }
 
 
-def _line_time(stamp: object) -> int:
+def line_time(stamp: object) -> int:
     """`parse_rfc3339` of a line's timestamp, looked up: JobFirst's are whole seconds, so
     consecutive lines repeat them."""
     if type(stamp) is str:
@@ -111,7 +108,7 @@ def _line_time(stamp: object) -> int:
     return parse_rfc3339(stamp, "timestamp")  # raises with the reason
 
 
-def _duration(text: str) -> int:
+def parse_duration(text: str) -> int:
     """`parse_go_duration`, with the one-unit spelling (`39.21024ms`) matched once."""
     simple = _GO_DURATION_SIMPLE.fullmatch(text)
     if simple is None:
@@ -134,14 +131,14 @@ def parse_line(obj: dict[str, Any]) -> JobFirstLine | None:
     fields are checked in a fixed order, so a line with several faults always names the same."""
     get = obj.get
     message = obj["message"] if "message" in obj else get("msg")
-    kind = _KINDS.get(message) if type(message) is str else None
+    kind = KINDS.get(message) if type(message) is str else None
     if kind is None:
         return None
     trace = _id_text(obj, "trace_id")
     span = "" if kind == EVENT else _id_text(obj, "span_id")
     name = _id_text(obj, "span_name")
     stamp = obj["timestamp"] if "timestamp" in obj else get("time")
-    line = JobFirstLine(kind, trace, span, name, _line_time(stamp), attributes=_extra(obj))
+    line = JobFirstLine(kind, trace, span, name, line_time(stamp), attributes=_extra(obj))
     service = obj["service"] if "service" in obj else get("service_name")
     if type(service) is str and service:
         line.service = service
@@ -157,94 +154,8 @@ def _end_fields(line: JobFirstLine, obj: dict[str, Any]) -> None:
     if duration is not None:
         if type(duration) is not str:
             raise BadRecord("bad_duration", "duration must be a Go duration string")
-        line.duration_ns = _duration(duration)
+        line.duration_ns = parse_duration(duration)
     status = obj.get("status")
     line.status = status if type(status) is int else _status(status)
     desc = obj.get("status_desc")
     line.status_desc = desc if type(desc) is str else opt_str(desc, "status_desc")
-
-
-# --- the typed decode of the direct path -------------------------------------------------------
-# A line with only the keys JobFirst's tracing writes goes from its bytes to a `JobFirstLine`
-# through one msgspec Struct, without the dict `parse_line` walks. The Struct forbids unknown
-# fields and types every field as `parse_line` wants it (a string; `status` an integer), so a
-# line with another key (a field the service added, which becomes an attribute), a null, a
-# number where a string belongs, or a fault is not read here: `typed_line` answers None and
-# the caller parses the line the general way, which reads it or names the fault.
-# tests/unit/spans/decode/test_direct_jobfirst.py holds the two to the same answer.
-
-_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1  # where orjson, like msgspec, reads an int
-
-
-class JobFirstRecord(msgspec.Struct, forbid_unknown_fields=True):
-    """The keys a JobFirst tracing line may hold; every one optional."""
-
-    message: str | UnsetType = UNSET
-    msg: str | UnsetType = UNSET
-    level: str | UnsetType = UNSET
-    timestamp: str | UnsetType = UNSET
-    time: str | UnsetType = UNSET
-    trace_id: str | UnsetType = UNSET
-    span_id: str | UnsetType = UNSET
-    span_name: str | UnsetType = UNSET
-    event_name: str | UnsetType = UNSET
-    duration: str | UnsetType = UNSET
-    status: int | UnsetType = UNSET
-    status_desc: str | UnsetType = UNSET
-    service: str | UnsetType = UNSET
-    service_name: str | UnsetType = UNSET
-
-
-_decode = msgspec.json.Decoder(JobFirstRecord).decode
-
-
-def typed_line(line: bytes) -> JobFirstLine | None:
-    """`parse_line(load_object(line))` for a span line of the usual shape; None for any other
-    line (not a span line, another key, a fault), which the caller parses the general way."""
-    try:
-        record = _decode(line)
-    except msgspec.DecodeError:  # ValidationError included
-        return None
-    message = record.message if record.message is not UNSET else record.msg
-    kind = _KINDS.get(message) if type(message) is str else None
-    trace, name = record.trace_id, record.span_name
-    span = "" if kind == EVENT else record.span_id or ""  # UNSET is falsy
-    if kind is None or not trace or not name or not (span or kind == EVENT):
-        return None
-    stamp = record.timestamp if record.timestamp is not UNSET else record.time
-    if type(stamp) is not str:
-        return None
-    try:
-        parsed = JobFirstLine(
-            kind,
-            trace,
-            span,
-            name,
-            _line_time(stamp),
-            attributes={} if record.level is UNSET else {"level": record.level},
-        )
-        return _finish(parsed, record)
-    except BadRecord:
-        return None
-
-
-def _finish(parsed: JobFirstLine, record: JobFirstRecord) -> JobFirstLine | None:
-    """The service, and the event's or the end's own fields; None to take the general path."""
-    service = record.service if record.service is not UNSET else record.service_name
-    if service:
-        parsed.service = service
-    if parsed.kind == EVENT:
-        if not record.event_name:
-            return None
-        parsed.event_name = record.event_name
-    elif parsed.kind == END:
-        if record.duration is not UNSET:
-            parsed.duration_ns = _duration(record.duration)
-        status = record.status
-        if status is not UNSET:
-            if not _INT64_MIN <= status <= _UINT64_MAX:
-                return None  # orjson reads it as a float, which parse_line refuses
-            parsed.status = status
-        if record.status_desc is not UNSET:
-            parsed.status_desc = record.status_desc
-    return parsed

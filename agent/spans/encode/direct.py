@@ -123,7 +123,7 @@ class DirectWriter:
         if tail is None:
             return False
         if events:
-            encoded = _events(events)
+            encoded = event_fields(events)
             if encoded is None:
                 return False
             tail += encoded
@@ -134,6 +134,32 @@ class DirectWriter:
         if flags is not None:
             tail += _FLAGS + pack_fixed32(flags & 0xFFFFFFFF)
         return self._finish(out, key, body, tail)
+
+    def span_of_ids(
+        self,
+        out: list[DirectItem],
+        key: ResourceKey,
+        *,
+        trace_id: bytes,
+        span_id: bytes,
+        name: str,
+        kind: int,
+        start_ns: int,
+        end_ns: int,
+        tail: bytes,
+    ) -> bool:
+        """`span` for a decoder that has the IDs as bytes (16 and 8, not all zero), a name
+        that is not empty, a valid kind, and the fields after the times encoded already
+        (`tail`: attributes, events, status, as `span` writes them); False for times `span`
+        declines."""
+        if not (
+            MIN_TIME_NS <= start_ns <= end_ns <= MAX_TIME_NS
+            and end_ns - start_ns <= MAX_DURATION_NS
+        ):
+            return False
+        ids = _pack_ids(_ID_TAGS[0], _ID_TAGS[1], trace_id, _ID_TAGS[2], _ID_TAGS[3], span_id)
+        rest = _pack_kind_times(_KIND_TAG, kind, _START_TAG, start_ns, _END_TAG, end_ns)
+        return self._finish(out, key, ids + SPAN_NAMES[name] + rest, tail)
 
     def _finish(self, out: list[DirectItem], key: ResourceKey, body: bytes, tail: bytes) -> bool:
         if self._keep_trace is not None and not self._keep_trace(body[_TRACE_ID_AT]):
@@ -267,10 +293,12 @@ def _span_json_events(events: list[Any]) -> bytes | None:
         if type(event) is not dict:
             return None
         as_tuples.append((event.get("time_unix_nano"), event.get("name"), event.get("attributes")))  # type: ignore[arg-type]
-    return _events(as_tuples)
+    return event_fields(as_tuples)
 
 
-def _events(events: Sequence[DirectEvent]) -> bytes | None:
+def event_fields(events: Sequence[DirectEvent]) -> bytes | None:
+    """The `Span.events` fields of (time, name, attributes) tuples; None for one `span`
+    declines."""
     encoded = b""
     for time_ns, name, attributes in events:
         if type(time_ns) is not int or type(name) is not str:

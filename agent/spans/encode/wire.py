@@ -156,6 +156,18 @@ def _key_prefix(key: str) -> bytes:
     return prefix
 
 
+def string_pair_encoder(tag: bytes, key: str) -> Callable[[str], bytes]:
+    """The `KeyValue` field (with the given tag) of one key with a string value, as the
+    encoders write it, uncached: for a value that never repeats (an ID), which a cache would
+    only churn. The key is encoded once."""
+    prefix = string_field(_KV_KEY, key) + _KV_VALUE  # `_key_prefix(key)`, kept here
+
+    def encode(value: str) -> bytes:
+        return tag + _framed_with_prefix(prefix, value)
+
+    return encode
+
+
 def _framed_pair(key: str, value: AttrValue) -> bytes:
     """Length prefix + KeyValue body for one attribute."""
     return _framed_with_prefix(_key_prefix(key), value)

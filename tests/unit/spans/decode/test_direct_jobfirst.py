@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import copy
 import json
+from functools import partial
+from typing import Any
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from agent.spans.decode.assemble import OpenSpanExchange
 from agent.spans.decode.common import load_object
 from agent.spans.decode.jobfirst import JobFirstDecoder
-from agent.spans.decode.jobfirst_parse import (
-    _duration,
-    parse_go_duration,
-    parse_line,
-    typed_line,
-)
+from agent.spans.decode.jobfirst_parse import parse_duration, parse_go_duration, parse_line
+from agent.spans.decode.jobfirst_typed import LEARN_LIMIT, MAX_EXTRAS, TypedLines
+from agent.spans.decode.registry import make_decoder
 from agent.spans.encode.direct import DirectWriter
-from agent.spans.model import DecodeResult
+from agent.spans.encode.protobuf import encode_span, span_field
+from agent.spans.model import DecodeResult, Span
+from agent.spans.types import Decoder
 from agent.spans.validate import BadRecord
 from tests.unit.spans.decode.test_direct import ODD_VALUES, direct_read, same_reads
 from tests.unit.spans.samples.jobfirst import ended, logrus, started
@@ -119,7 +121,7 @@ def test_an_end_line_without_its_start_takes_the_general_path() -> None:
              "12.1234567891ms", "3h", "10ns", "-1.5s", "0s", ".5s", "5.s"],
 )  # fmt: skip
 def test_the_one_unit_duration_parse_is_the_go_parse(text: str) -> None:
-    assert _duration(text) == parse_go_duration(text)
+    assert parse_duration(text) == parse_go_duration(text)
 
 
 _JSON_SCALARS = (
@@ -202,23 +204,40 @@ def test_the_one_parse_names_each_fault(line: bytes, reason: str | None) -> None
         assert reason is None
 
 
-def _general_parse(line: bytes) -> object:
-    try:
-        return parse_line(load_object(line))
-    except BadRecord as exc:
-        return exc.reason
+# --- the typed decode (agent.spans.decode.jobfirst_typed) ----------------------------------------
+# A line is read through the file's Struct once a line with its keys has been read the general
+# way, so the lines below are read twice in a row, or after a whole span that taught their keys.
+
+TEACHER = [
+    started(user_id="u-1", attempt=2),
+    jobfirst_event("e", user_id="u-1", attempt=2),
+    ended(user_id="u-1", attempt=2),
+]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(jobfirst_spans())
-def test_the_typed_decode_reads_a_line_as_parse_line_does(lines: list[bytes]) -> None:
-    """`typed_line` answers `parse_line`'s line or None (the caller then parses it that way),
-    never something else: on generated lines with values changed and keys removed."""
-    for line in lines:
-        typed = typed_line(line)
-        event(f"typed: {typed is not None}")
-        if typed is not None:
-            assert typed == _general_parse(line)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(jobfirst_spans(), st.sampled_from(["jobfirst", "auto"]))
+def test_lines_of_learned_keys_decode_the_same_both_ways(lines: list[bytes], name: str) -> None:
+    into = same_reads(name, TEACHER + lines + lines)
+    event(f"{name}: fallbacks {min(into.fallbacks, 1)}, dead {min(len(into.dead), 1)}")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines_with_odd_fields(), st.sampled_from(["jobfirst", "auto"]))
+def test_odd_fields_after_learning_decode_the_same_both_ways(lines: list[bytes], name: str) -> None:
+    same_reads(name, [*TEACHER, *lines, *lines])
+
+
+def _taught(*teachers: bytes) -> JobFirstDecoder:
+    """A decoder whose Struct knows the keys of `teachers`."""
+    decoder = JobFirstDecoder(default_service=None, orphan_timeout_ns=10**9)
+    for line in teachers:
+        decoder.typed.learn(orjson.loads(line))
+    return decoder
+
+
+def _typed(decoder: JobFirstDecoder, line: bytes) -> bool:
+    return decoder._typed(line, 0, DirectWriter(None), DecodeResult(), [])
 
 
 @pytest.mark.parametrize(
@@ -227,9 +246,13 @@ def test_the_typed_decode_reads_a_line_as_parse_line_does(lines: list[bytes]) ->
         started(),
         started(level="debug", service="svc"),
         jobfirst_event("cache miss", service_name="svc"),
-        ended("523.417\u00b5s", status=1, desc="boom"),
-        ended("2m3.5s", status=2**64 - 1),
+        ended("523.417µs", status=1, desc="boom"),
+        ended("2m3.5s", status=2**63 - 1),
         ended(status=-(2**63)),
+        ended(user_id="u-7", attempt=2),
+        started(name='a"b\u00e9', user_id="\u2028"),  # escapes: msgspec reads them as orjson
+        # a repeated key: its last value in its first place, as orjson reads it
+        started(user_id="u").replace(b'"level":"info"', b'"level":"info","user_id":"v","level":3'),
         started().replace(b'"message":"Span started"', b'"message":"Span started","msg":"x"'),
         logrus(
             "Span started", span_id="s", span_name="n", trace_id="t", time="2024-11-28T07:04:05Z"
@@ -237,39 +260,114 @@ def test_the_typed_decode_reads_a_line_as_parse_line_does(lines: list[bytes]) ->
     ],
 )
 def test_the_usual_lines_take_the_typed_decode(line: bytes) -> None:
-    typed = typed_line(line)
-    assert typed is not None
-    assert typed == _general_parse(line)
+    assert _typed(_taught(line), line)
+    same_reads("jobfirst", [line, line])
 
 
 @pytest.mark.parametrize(
     "line",
     [
-        started(user_id="u-1"),  # a key the Struct does not know: an attribute
+        started(user_id="u-1"),  # a key not learned yet: an attribute
+        started(flag=True),  # a value neither a string nor an integer
+        started(ratio=0.5),
+        started(user_id=None),  # type: ignore[arg-type]
+        b"\xef\xbb\xbf" + started(),  # a BOM: load_object takes it off
+        started()[:-1],
+        started().replace(b"Span started", b"Span paused"),
+    ],
+)
+def test_other_lines_take_the_general_parse(line: bytes) -> None:
+    assert not _typed(_taught(started(flag=1, ratio=1)), line)
+    same_reads("jobfirst", [started(flag=1, ratio=1), line])
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        ended(status=2**64 - 1),  # an integer past int64: read by the general path
         ended(status=2**64),  # orjson reads it as a float: parse_line says bad_status
         ended(status=-(2**63) - 1),
         ended(status=True),  # type: ignore[arg-type]
         ended(desc=None),  # type: ignore[arg-type]
+        ended("1.5 ms"),
+        ended(attempt=2**64),
         started(span=""),
         started(trace=""),
         started(name=""),
         jobfirst_event(""),
         started().replace(b'"timestamp":', b'"stamp":'),
-        started().replace(b'"level":"info"', b'"level":"info","level":3'),  # a repeated key
-        started().replace(b"Span started", b"Span paused"),
         started().replace(b"2024-11-28T15:04:05+08:00", b"2024-11-28 15:04:05"),
-        ended("1.5 ms"),
-        b"\xef\xbb\xbf" + started(),  # a BOM: load_object takes it off
-        started()[:-1],
+        started(attempt=1).replace(b'"attempt":', b'"attempt" :'),  # the order is not found
+        started(attempt=1).replace(b'"attempt":', b'"\\u0061ttempt":'),
     ],
 )
-def test_other_lines_take_the_general_parse(line: bytes) -> None:
-    assert typed_line(line) is None
+def test_a_fault_on_a_learned_line_is_named_by_the_general_path(line: bytes) -> None:
+    assert not _typed(_taught(*TEACHER), line)
+    same_reads("jobfirst", [*TEACHER, line])
 
 
-def test_a_line_the_struct_refuses_turns_it_off_for_its_kind_in_that_file() -> None:
-    decoder = JobFirstDecoder(default_service=None, orphan_timeout_ns=10**9)
-    lines = [started(), ended(user_id="u-1"), started(span="span_2"), ended(span="span_2")]
-    encoded = decoder.feed_direct(lines, 0, DirectWriter(None), DecodeResult())
-    assert len(encoded) == 2
-    assert decoder._typed == [True, False]  # end lines: orjson only; other lines: the Struct
+def test_attributes_keep_the_order_of_their_line() -> None:
+    reader = _taught(started(a="1", b=2)).typed
+    line = started().replace(b'"level":"info"', b'"b":3,"level":"info","a":"x"')
+    assert list(reader.attributes(reader.decode(line), line) or {}) == ["b", "level", "a"]
+    same_reads("jobfirst", [started(a="1", b=2), line, ended(span="span_1732777445000000001")])
+
+
+def test_learning_is_bounded() -> None:
+    reader = TypedLines()
+    for index in range(LEARN_LIMIT + 5):
+        reader.learn({f"k{index}": "v"})
+    assert len(reader.extras) == MAX_EXTRAS
+    assert reader._tries == LEARN_LIMIT
+
+
+def _read(decoder: Decoder, lines: list[bytes], direct: bool) -> list[Any]:
+    """Spans (encoded) and dead letters of `lines`, through the direct or the general path."""
+    if direct:
+        into = DecodeResult()
+        items = decoder.feed_direct(lines, 0, DirectWriter(None), into)
+    else:
+        into = decoder.feed_many(lines, 0)
+        items = list(into.spans)
+    encoded = [
+        span_field(encode_span(item)) if isinstance(item, Span) else item[1] for item in items
+    ]
+    return [*encoded, *((d.reason, d.raw) for d in into.dead)]
+
+
+@pytest.mark.parametrize("fmt", ["jobfirst", "auto"])
+def test_rotation_and_checkpoints_read_typed_lines_as_the_general_path(fmt: str) -> None:
+    """A span started in the old file (checkpointed and restored there) and ended in the new
+    one, its lines read through the Struct: the same span as the general path makes."""
+    seen = []
+    for direct in (True, False):
+        make = partial(
+            make_decoder, fmt, orphan_timeout_ns=10**9, default_service="s",
+            exchange=OpenSpanExchange(),
+        )  # fmt: skip
+        old, new = make(), make()
+        results = [_read(old, [*TEACHER, started(span="span_2", user_id="u-2")], direct)]
+        restored = make()
+        restored.restore(orjson.loads(orjson.dumps(old.snapshot())))
+        del old
+        results.append(_read(new, [*TEACHER, jobfirst_event("e", attempt=5)], direct))
+        results.append(_read(new, [ended(span="span_2", user_id="u-3", attempt=1)], direct))
+        results.append(_read(new, [ended(span="span_3")], direct))  # no start line anywhere
+        results.append([s.name for s in restored.expire(10**12).spans])
+        seen.append(results)
+    assert seen[0] == seen[1]
+    assert seen[0][2] and seen[0][4] == []
+
+
+def test_looked_up_attributes_are_a_dict_of_their_own_each_time() -> None:
+    """The assembler adds an end line's fields to its start line's dict (the general path's
+    `_end`): a start line's looked-up attributes must not be shared with the next one's."""
+    reader = _taught(started(user_id="u")).typed
+    first = reader.attributes(reader.decode(started()), started())
+    assert first == {"level": "info"}
+    assert first is not None
+    first["user_id"] = "changed"
+    assert reader.attributes(reader.decode(started()), started()) == {"level": "info"}
+    reader.learn(orjson.loads(started(attempt=1)))  # new keys: the lookups start over
+    again = reader.attributes(reader.decode(started(attempt=2)), started(attempt=2))
+    assert list((again or {}).items()) == [("attempt", 2), ("level", "info")]  # the line's order

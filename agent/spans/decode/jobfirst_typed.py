@@ -1,0 +1,117 @@
+"""The direct path's decode of a JobFirst line: its bytes straight into a msgspec Struct whose
+fields are the keys JobFirst's tracing writes plus the other keys this file's lines have been
+seen to carry (`level`, `user_id`, ...: the span's attributes), learned from the lines the
+general path read. One decode in C, no dict, no `JobFirstLine`.
+
+Every field is typed as `parse_line` reads it (a string; `status` an integer; an attribute a
+string or an integer, integers within int64, which orjson reads as integers too) and unknown
+keys are refused, so a line with a key not learned yet, a null, a float, a nested value, a
+number where a string belongs, or any fault is not read here: the caller parses it the
+general way (orjson and `parse_line`), which reads it or names the fault, and learns its keys.
+msgspec reads strings, escapes included, as orjson does (lone surrogates refused by both),
+and a repeated key as orjson does (the last value). The Struct does not keep the order of the
+keys; where a line has two attributes or more, their order (the general path's, the order of
+their first appearance) is found by a search for each `"key":` — which, in a line the Struct
+accepted, is that key (an escaped quote can only end a string that is an unknown key) — and a
+key not found so (whitespace before its colon, an escaped letter) leaves the line to the
+general path.
+Bounded: at most `MAX_EXTRAS` learned keys per file, learned from at most `LEARN_LIMIT` lines.
+tests/unit/spans/decode/test_direct_jobfirst.py holds the two paths to the same answers.
+"""
+
+from __future__ import annotations
+
+import re
+from operator import attrgetter
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from agent.spans.decode.jobfirst_parse import CONSUMED
+from agent.spans.model import Attributes
+
+MAX_EXTRAS = 16
+LEARN_LIMIT = 64
+_KNOWN_LIMIT = 256
+_PLAIN_KEY = re.compile(r'[^"\\\x00-\x1f]+')  # a key JSON writes as it is
+_INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+# The consumed keys, typed as parse_line reads them.
+_FIELDS: list[tuple[str, Any, Any]] = [
+    (key, (_INT64 if key == "status" else str) | UnsetType, UNSET) for key in sorted(CONSUMED)
+]
+
+
+def _record_type(extras: list[str]) -> Any:
+    """A Struct of the consumed keys and `extras` (as fields x0, x1, ...), all optional."""
+    fields = _FIELDS + [
+        (f"x{at}", str | _INT64 | UnsetType, msgspec.field(default=UNSET, name=key))
+        for at, key in enumerate(extras)
+    ]
+    return msgspec.defstruct("JobFirstRecord", fields, forbid_unknown_fields=True)
+
+
+class TypedLines:
+    """One file's decode: the Struct of the keys its lines have shown so far."""
+
+    def __init__(self) -> None:
+        self.extras: list[str] = []  # the attribute keys learned, in the order learned
+        self._needles: dict[str, bytes] = {}
+        self._values: Any = attrgetter("message", "message")  # no attributes: zip stops
+        self.decode = msgspec.json.Decoder(_record_type([])).decode  # msgspec.DecodeError
+        self._tries = 0
+        self._known: dict[tuple[Any, ...], Attributes] = {}
+
+    def attributes(self, record: Any, line: bytes) -> Attributes | None:
+        """The record's attributes in the line's order, as `parse_line` reads them; None to
+        read the line the general way. A line with one attribute or none is looked up by its
+        values (a start or event line of a service repeats them: `{"level": "info"}`)."""
+        values = self._values(record)
+        known = self._known.get(values)
+        if known is not None:
+            return known.copy()  # a dict of its own: the assembler adds to a start line's
+        attributes = {
+            key: value
+            for key, value in zip(self.extras, values, strict=False)
+            if value is not UNSET
+        }
+        if len(attributes) < 2:
+            if len(self._known) >= _KNOWN_LIMIT:
+                self._known.clear()
+            self._known[values] = attributes.copy()
+            return attributes
+        needles, last = self._needles, -1
+        for key in attributes:  # each first `"key":` after the one before: the line's order
+            at = line.find(needles[key])
+            if at <= last:
+                return self._reordered(attributes, line)
+            last = at
+        return attributes
+
+    def _reordered(self, attributes: Attributes, line: bytes) -> Attributes | None:
+        places = [line.find(self._needles[key]) for key in attributes]
+        if -1 in places:  # whitespace before a colon, an escaped key: the general path's
+            return None
+        return dict(item for _, item in sorted(zip(places, attributes.items(), strict=True)))
+
+    def learn(self, obj: dict[str, Any]) -> None:
+        """Learn the keys of a line the general path read, so lines like it are read here."""
+        if self._tries >= LEARN_LIMIT:
+            return
+        self._tries += 1
+        new = [
+            key
+            for key, value in obj.items()
+            if key not in CONSUMED
+            and key not in self.extras
+            and (type(value) is str or type(value) is int)
+            and _PLAIN_KEY.fullmatch(key) is not None
+        ]
+        if not new or len(self.extras) + len(new) > MAX_EXTRAS:
+            return
+        self.extras += new
+        self._needles = {key: b'"' + key.encode() + b'":' for key in self.extras}
+        # Two names at least, so the getter answers a tuple (zip stops at the last extra).
+        self._values = attrgetter(*(f"x{at}" for at in range(len(self.extras))), "x0")
+        self._known.clear()
+        self.decode = msgspec.json.Decoder(_record_type(self.extras)).decode
