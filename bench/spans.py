@@ -44,7 +44,14 @@ from agent.spans.pipeline import SpanPipeline
 BATCH_SPANS = 4096
 IN_FLIGHT = 4
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SAMPLES = ("jobfirst", "span-json", "otlp-json", "otel-sdk-py", "otel-sdk-py-pretty", "otel-sdk-go")
+DEFAULT_SAMPLES = (
+    "jobfirst",
+    "span-json",
+    "otlp-json",
+    "otel-sdk-py",
+    "otel-sdk-py-pretty",
+    "otel-sdk-go",
+)
 
 
 @dataclass
