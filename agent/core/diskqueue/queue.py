@@ -7,11 +7,10 @@ and the span exporter spills batches here while Jaeger is down. One process owns
 Guarantees
     * ``await put(..., durable=True)`` returns after the record's bytes are fsync'd. Appends that
       arrive while an fsync runs share the next one (group commit), so many concurrent callers
-      cost one fsync, not one each; under load a commit also waits (at most 0.5 ms) for as
-      many callers as the last one answered (see ``writer.py``). ``durable=False`` returns at
-      once; the record is written within ``lossy_write_delay`` (lost if the process dies
-      before that) and synced within ``lossy_sync_interval`` or by the next durable put's
-      commit, whichever comes first (lost if the host dies before that).
+      cost one fsync, not one each. ``durable=False`` returns at once; the record is written
+      within ``lossy_write_delay`` (lost if the process dies before that) and synced within
+      ``lossy_sync_interval`` or by the next durable put's commit, whichever comes first (lost
+      if the host dies before that).
     * ``get`` hands records out in seq order, each once, until it is acked or requeued.
       ``requeue`` hands records out again, before any fresh one. After a restart every record
       not acked is handed out again, in order.

@@ -7,12 +7,6 @@ the event loop (``call_soon_threadsafe``). Appends that arrive while a sync runs
 one (group commit: one sync for many appends), and the next commit starts as soon as the last
 one ends, without a round trip through the event loop.
 
-Under load a commit gathers before it starts: once a commit has answered ``GATHER_WAITERS``
-callers or more, the next one waits for as many to ask, or ``GATHER_WINDOW`` after the first
-asked, whichever comes first. Closed-loop clients then share one sync instead of two or three
-(a write and its fdatasync cost ~55 µs of CPU, most of it in the kernel); a lone caller, or a
-trickle, is synced at once as before.
-
 Lossy appends (nobody waits) are written within ``write_delay`` and synced within
 ``sync_interval``, or sooner by a durable append's commit: a busy lossy producer then costs a
 write every few milliseconds instead of a thread wake-up and a sync per event-loop iteration.
@@ -49,11 +43,6 @@ from agent.core.diskqueue.segment import (
 )
 
 log = logging.getLogger(__name__)
-
-GATHER_WAITERS = 4
-"""A commit that answered this many callers makes the next one gather (see the docstring)."""
-GATHER_WINDOW = 0.0005
-"""The longest a gathering commit waits, counted from the first caller's request (seconds)."""
 
 Stop = Literal["", "close", "abort"]
 
@@ -100,9 +89,6 @@ class QueueWriter:
         self._pending: list[tuple[SegmentInfo, PendingWrite]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._sync_wanted = False
-        self._wanted_at = 0.0  # when the first caller of the next commit asked (monotonic)
-        self._gather = 0  # callers the next commit waits for (0: none, sync at once)
-        self._gathering = False  # the thread waits for them
         self._write_due: float | None = None  # when lossy appends must be written
         self._thread_idle = False
         self._stop: Stop = ""
@@ -249,15 +235,11 @@ class QueueWriter:
         # cancels only its own.
         assert self._loop is not None, "start() first"
         waiter = self._loop.create_future()
-        waiters = self._waiters
-        waiters.append(waiter)
+        self._waiters.append(waiter)
         if not self._sync_wanted:
             self._sync_wanted = True
-            self._wanted_at = time.monotonic()
             if self._thread_idle:
                 self._wake.notify()
-        elif self._gathering and len(waiters) >= self._gather:
-            self._wake.notify()
         return waiter
 
     def _committed(self, commit: _Commit) -> None:
@@ -376,26 +358,12 @@ class QueueWriter:
                 sync_due = self._sync_due()
                 if sync_due is not None and now >= sync_due:
                     return self._take(sync=True)
-                if self._sync_wanted:
-                    gather = self._gather_left(now)
-                    if not gather:
-                        return self._take(sync=True)
-                    self._gathering = True
-                    self._wake.wait(gather)
-                    self._gathering = False
-                    continue
-                if self._write_due is not None and now >= self._write_due:
-                    return self._take(sync=False)
+                if self._sync_wanted or (self._write_due is not None and now >= self._write_due):
+                    return self._take(sync=self._sync_wanted)
                 deadlines = [due for due in (self._write_due, sync_due) if due is not None]
                 self._thread_idle = True
                 self._wake.wait(min(deadlines) - now if deadlines else None)
                 self._thread_idle = False
-
-    def _gather_left(self, now: float) -> float:
-        """How much longer a wanted commit gathers callers (0: start it now)."""
-        if len(self._waiters) >= self._gather:
-            return 0.0
-        return max(0.0, self._wanted_at + GATHER_WINDOW - now)
 
     def _sync_due(self) -> float | None:
         since = self._unsynced_since
@@ -410,9 +378,6 @@ class QueueWriter:
             waiters=self._waiters,
             sync=sync,
         )
-        if sync:
-            answered = len(commit.waiters)
-            self._gather = answered if answered >= GATHER_WAITERS else 0
         self._pending, self._waiters, self.pending_bytes = [], [], 0
         self._sync_wanted, self._write_due = False, None
         return commit

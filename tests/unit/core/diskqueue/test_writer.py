@@ -1,22 +1,18 @@
 """DiskQueue's writer thread: lossy writes and syncs on their timers, commits that never wait
-for the frontier's state file, decoded values that ride along while records stay in memory, and
-commits that gather callers under load.
+for the frontier's state file, and decoded values that ride along while records stay in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import agent.core.diskqueue.persist as persist_module
-import agent.core.diskqueue.writer as writer_module
 from agent.core.atomicfile import load_state
 from agent.core.diskqueue.directory import STATE_NAME, STATE_VERSION
 from agent.core.diskqueue.queue import DiskQueue, Item
@@ -173,67 +169,3 @@ async def test_a_clean_close_syncs_lossy_writes_and_keeps_their_acks(tmp_path: P
         queue.ack_many(item.seq for item in await queue.get(2))
     async with DiskQueue(tmp_path) as reopened:
         assert await drain(reopened) == []
-
-
-@pytest.fixture
-def one_commit_a_burst() -> Iterator[None]:
-    """A burst of puts started in one event-loop iteration lands in one commit: the writer
-    thread, woken by the first, gets the GIL only once the loop waits (not after the 5 ms
-    switch interval on a busy machine)."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1.0)
-    yield
-    sys.setswitchinterval(interval)
-
-
-async def put_spread(queue: DiskQueue, records: list[bytes]) -> list[int]:
-    """Durable puts started one event-loop iteration apart, as requests of separate
-    connections arrive."""
-    tasks = []
-    for record in records:
-        tasks.append(asyncio.create_task(queue.put(record)))
-        await asyncio.sleep(0)
-    return await asyncio.gather(*tasks)
-
-
-@pytest.mark.usefixtures("one_commit_a_burst")
-async def test_after_a_busy_commit_the_next_gathers_as_many_callers_into_one_sync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(writer_module, "GATHER_WINDOW", 60.0)  # only the count ends a gather
-    async with DiskQueue(tmp_path) as queue:
-        await asyncio.gather(*(queue.put(b"first-%d" % n) for n in range(8)))
-        assert queue.stats().fsyncs == 1
-        seqs = await put_spread(queue, [b"second-%d" % n for n in range(8)])
-        assert queue.stats().fsyncs == 2, "the eight spread puts shared one sync"
-        assert seqs == list(range(8, 16))
-        items = await drain(queue)
-    assert [item.data for item in items][8:] == [b"second-%d" % n for n in range(8)]
-
-
-@pytest.mark.usefixtures("one_commit_a_burst")
-async def test_a_lone_put_after_a_busy_commit_waits_no_longer_than_the_window(
-    tmp_path: Path,
-) -> None:
-    async with DiskQueue(tmp_path) as queue:
-        await asyncio.gather(*(queue.put(b"burst-%d" % n) for n in range(8)))
-        for n in range(3):  # the first gathers until the window ends; then none gather
-            await queue.put(b"alone-%d" % n)
-        assert queue.stats().fsyncs == 4
-
-
-@pytest.mark.usefixtures("one_commit_a_burst")
-async def test_close_syncs_and_answers_a_commit_that_is_gathering(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(writer_module, "GATHER_WINDOW", 60.0)
-    queue = DiskQueue(tmp_path)
-    await queue.open()
-    await asyncio.gather(*(queue.put(b"burst-%d" % n) for n in range(8)))
-    waiting = asyncio.create_task(queue.put(b"gathering"))
-    await asyncio.sleep(0.05)
-    assert not waiting.done(), "it waits for seven more callers"
-    await queue.close()
-    assert await waiting == 8
-    async with DiskQueue(tmp_path) as reopened:
-        assert [item.data for item in await drain(reopened)][-1] == b"gathering"
