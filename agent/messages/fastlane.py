@@ -32,6 +32,9 @@ from agent.messages.publishhead import MAX_HEAD_BYTES, Head, parse_head
 
 log = logging.getLogger("agent.messages.fastlane")
 
+IDLE_SLACK = 0.01
+"""An idle connection is closed up to this much before its idle timeout rather than re-arm a
+timer for the rest (the loop's clock and timers have a millisecond grain)."""
 HIGH_WATER = 256 * 1024
 """Bytes buffered past the body being read before reading pauses (pipelining clients)."""
 SERVER = f"Python/{sys.version_info[0]}.{sys.version_info[1]} aiohttp/{aiohttp_version}".encode()
@@ -90,6 +93,9 @@ class FastConnection(asyncio.Protocol):
         self._handed: asyncio.Protocol | None = None
         self.task: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self._idle_since: float | None = None
+        """When the connection last began to wait for a request (loop time); None while one is
+        served. One timer checks it, instead of one armed and cancelled per request."""
         self._body_length = 0
         self._body_taken = False
         self._body_waiter: asyncio.Future[None] | None = None
@@ -185,7 +191,7 @@ class FastConnection(asyncio.Protocol):
             self._hand_off()
             return
         del buffer[: end + 4]
-        self._cancel_idle()
+        self._idle_since = None
         self._body_length = head.request.content_length or 0
         self._body_taken = False
         self.task = self._loop.create_task(self._serve(head))
@@ -236,6 +242,7 @@ class FastConnection(asyncio.Protocol):
         self._discard = self._body_length - len(self._buffer)
         self._buffer.clear()
         self._resume_reading()
+        self._cancel_idle()
         self._idle = self._loop.call_later(self._lane.read_timeout, self.close)
 
     # -- the body, as the core's BodySource ----------------------------------------------------
@@ -286,16 +293,28 @@ class FastConnection(asyncio.Protocol):
             transport.close()
 
     def _arm_idle(self) -> None:
-        self._idle = self._loop.call_later(self._lane.idle_timeout, self._idle_timeout)
+        """From now on the connection waits for a request: closed after proxy.idle_timeout."""
+        self._idle_since = self._loop.time()
+        if self._idle is None:
+            self._idle = self._loop.call_later(self._lane.idle_timeout, self._idle_timeout)
 
     def _cancel_idle(self) -> None:
+        self._idle_since = None
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
 
     def _idle_timeout(self) -> None:
+        """Close the connection if it has waited proxy.idle_timeout for a request; if its wait
+        began after the timer was armed, check again when that wait would end."""
         self._idle = None
-        if self.task is None:
+        since = self._idle_since
+        if since is None:
+            return  # a request is being served: its end arms the timer again
+        left = since + self._lane.idle_timeout - self._loop.time()
+        if left > IDLE_SLACK:
+            self._idle = self._loop.call_later(left, self._idle_timeout)
+        elif self.task is None:
             self.close()
 
     def _pause_reading(self) -> None:

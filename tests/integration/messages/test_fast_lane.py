@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -244,6 +245,24 @@ async def test_a_slow_body_gets_408_and_a_silent_connection_is_closed(
     reader, writer = await asyncio.open_connection("127.0.0.1", api.api.port)
     writer.write(b"POST /v1/topics/orders/messages HTTP/1.1\r\n")
     assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+
+
+async def test_the_idle_timeout_counts_from_the_last_answer(start_api: StartApi) -> None:
+    """Requests that keep coming keep the connection open past the idle timeout (one timer per
+    connection, checked again when it fires); once they stop it closes within the timeout."""
+    api = await start_api(idle_timeout=0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.api.port)
+    started = time.monotonic()
+    for sent in range(8):  # 0.7 s or more: past the first timer and the ones it re-arms
+        if sent:
+            await asyncio.sleep(0.1)
+        writer.write(request("/v1/topics/orders/messages", b'{"data": 1}'))
+        assert (await read_answer(reader)).status == 202
+    answered = time.monotonic()
+    assert answered - started > 0.6
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert 0.2 < time.monotonic() - answered < 2
     writer.close()
 
 
