@@ -3,14 +3,14 @@ decoded straight into typed objects, walked as `direct.otlp_request` walks the p
 (the same answer, with the walking done by msgspec in C), the span written by
 `DirectWriter.encoded_span`.
 
-What a service repeats in every line is not decoded again: the Structs leave a line's
-resource and scope, and each attribute KeyValue, as their JSON bytes (`msgspec.Raw`), and
-their meaning is looked up by those bytes — the resource key of a (resource, scope) pair, the
-encoded field of a KeyValue. Equal bytes are the same JSON, so a hit is exactly what decoding
-them again gives; a miss decodes them with the Structs and remembers the answer. Each cache
-is bounded (cleared when full), keeps only short values, and stops keeping a KeyValue key's
-values after `_VALUES_PER_KEY` of them (user IDs, URLs), so values that never repeat cannot
-evict the ones that do.
+What a service repeats in every line is not worked out again. A line's resource and scope
+are left as their JSON bytes (`msgspec.Raw`) and the resource key of the pair is looked up
+by those bytes: equal bytes are the same JSON, so a hit is what decoding them again gives.
+Each attribute's encoded field is looked up by its KeyValue Struct (frozen, so hashable):
+equal Structs give equal fields, but for doubles (0.0 == -0.0, and NaN equals nothing),
+which are not kept. Each cache is bounded (cleared when full), keeps only short values, and
+stops keeping a key's values after `_VALUES_PER_KEY` of them (user IDs, URLs), so values
+that never repeat cannot evict the ones that do.
 
 False, with nothing appended, for any line this path does not take; the caller gives it to
 the general path. tests/unit/spans/decode/test_direct_structs.py holds it to the dict walk.
@@ -18,21 +18,19 @@ the general path. tests/unit/spans/decode/test_direct_structs.py holds it to the
 
 from __future__ import annotations
 
-from msgspec import Raw
-
 from agent.spans.decode import otlpstructs as structs
 from agent.spans.decode.direct import json_int, json_uint, pop_service
 from agent.spans.encode.direct import event_bytes, status_and_flags
 from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES
 from agent.spans.encode.resources import make_key
 from agent.spans.encode.wire import pair_field
-from agent.spans.model import Attributes, AttrValue
+from agent.spans.model import Attributes
 from agent.spans.types import DirectItem, DirectWriter, ResourceKey
 
 _KEYS_LIMIT = 256
 _KEY_MAX_BYTES = 8192  # a resource and scope longer than this are decoded every time
 _PAIRS_LIMIT = 8192
-_PAIR_MAX_BYTES = 256
+_PAIR_MAX_CHARS = 128
 _VALUES_PER_KEY = 256
 
 
@@ -149,63 +147,57 @@ def _span(
 
 
 class _Pairs:
-    """The encoded KeyValue fields of one tag (span or event attributes), by each KeyValue's
-    JSON bytes: (key, field) per KeyValue seen, bounded as the module says."""
+    """The encoded KeyValue fields of one tag (span or event attributes), by KeyValue Struct:
+    (key, field) per KeyValue seen, bounded as the module says."""
 
     __slots__ = ("_fields", "_per_key", "_tag")
 
     def __init__(self, tag: bytes) -> None:
         self._tag = tag
-        self._fields: dict[bytes, tuple[str, bytes]] = {}
+        self._fields: dict[structs.KeyValue, tuple[str, bytes]] = {}
         self._per_key: dict[str, int] = {}
 
-    def fields(self, items: list[Raw] | None) -> bytes | None:
-        """What the tag's pair encoder writes for `struct_attributes` of the KeyValues: the
-        fields joined, a key that comes twice in its first place with its last value (as in
-        the dict); None if one is not a scalar attribute."""
+    def fields(self, items: list[structs.KeyValue] | None) -> bytes | None:
+        """What the tag's pair encoder writes for `struct_attributes(items)`: the fields
+        joined, a key that comes twice in its first place with its last value (as in the
+        dict); None if one is not a scalar attribute."""
         if not items:
             return b""
         known = self._fields
-        if len(items) == 1:
-            data = bytes(items[0])
-            pair = known.get(data) or self._decode(data)
-            return None if pair is None else pair[1]
-        pairs: dict[str, bytes] = {}
-        for item in items:
-            data = bytes(item)
-            pair = known.get(data) or self._decode(data)
-            if pair is None:
-                return None
-            pairs[pair[0]] = pair[1]
+        try:
+            if len(items) == 1:
+                pair = known.get(items[0]) or self._encode(items[0])
+                return None if pair is None else pair[1]
+            pairs: dict[str, bytes] = {}
+            for item in items:
+                pair = known.get(item) or self._encode(item)
+                if pair is None:
+                    return None
+                pairs[pair[0]] = pair[1]
+        except TypeError:  # an array or map value cannot be hashed, nor is it a scalar
+            return None
         return b"".join(pairs.values())
 
-    def _decode(self, data: bytes) -> tuple[str, bytes] | None:
-        """(key, field) of a KeyValue not seen (or no longer kept), remembered unless its
-        key has had its share of values."""
-        attribute = _scalar(data)
-        if attribute is None:
+    def _encode(self, item: structs.KeyValue) -> tuple[str, bytes] | None:
+        """(key, field) of a KeyValue not seen (or no longer kept), remembered unless it is
+        a double (0.0 == -0.0, NaN != NaN), a long string, or its key has had its share."""
+        attributes = struct_attributes([item])
+        if attributes is None:
             return None
-        key = attribute[0]
-        pair = (key, pair_field(self._tag, key, attribute[1]))
+        key = item.key
+        value = attributes[key]
+        pair = (key, pair_field(self._tag, key, value))
+        if type(value) is float or (type(value) is str and len(value) > _PAIR_MAX_CHARS):
+            return pair
         seen = self._per_key.get(key, 0)
-        if seen < _VALUES_PER_KEY and len(data) <= _PAIR_MAX_BYTES:
+        if seen < _VALUES_PER_KEY:
             if len(self._fields) >= _PAIRS_LIMIT:
                 self._fields.clear()
                 self._per_key.clear()
                 seen = 0
-            self._fields[data] = pair
+            self._fields[item] = pair
             self._per_key[key] = seen + 1
         return pair
-
-
-def _scalar(data: bytes) -> tuple[str, AttrValue] | None:
-    """(key, value) of KeyValue JSON through the Structs; None if not one scalar."""
-    try:
-        item = structs.decode_key_value(data)
-    except structs.DecodeError:
-        return None
-    attributes = struct_attributes([item])
-    return None if attributes is None else (item.key, attributes[item.key])
 
 
 _span_pairs, _event_pairs = _Pairs(ATTRIBUTES), _Pairs(EVENT_ATTRIBUTES)

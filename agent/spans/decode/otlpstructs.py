@@ -8,9 +8,9 @@ which reads it or says why not. Integers that proto3 JSON writes as strings (tim
 are typed `int | str`; the direct path converts the strings.
 
 What repeats from line to line is left undecoded (`msgspec.Raw`, the value's JSON bytes,
-checked to be JSON): a ResourceSpans' resource, a ScopeSpans' scope and each attribute
-KeyValue. The direct path looks their meaning up by those bytes, and decodes them with the
-Structs here (`decode_resource`, `decode_scope`, `decode_key_value`) only the first time.
+checked to be JSON): a ResourceSpans' resource and a ScopeSpans' scope. The direct path
+looks their meaning up by those bytes, and decodes them with the Structs here
+(`decode_resource`, `decode_scope`) only the first time.
 None of the Structs takes part in a reference cycle, so none is tracked by the garbage
 collector (`gc=False`): a line makes a dozen of them.
 """
@@ -27,7 +27,7 @@ Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 Int64 = Int | str
 
 
-class AnyValue(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+class AnyValue(msgspec.Struct, forbid_unknown_fields=True, gc=False, frozen=True):
     stringValue: str | None = None
     intValue: Int64 | None = None
     boolValue: bool | None = None
@@ -37,7 +37,9 @@ class AnyValue(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     bytesValue: Any = None
 
 
-class KeyValue(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+class KeyValue(msgspec.Struct, forbid_unknown_fields=True, gc=False, frozen=True):
+    """Frozen: hashable, so the direct path can look a span's attributes up by their Struct."""
+
     key: str
     value: AnyValue
 
@@ -49,7 +51,7 @@ NULL = msgspec.Raw(b"null")
 class Event(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     timeUnixNano: Int64 | None = None
     name: str | None = None
-    attributes: list[msgspec.Raw] | None = None  # each a KeyValue
+    attributes: list[KeyValue] | None = None
     droppedAttributesCount: Int = 0
 
 
@@ -66,7 +68,7 @@ class Span(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     kind: Int | None = None
     startTimeUnixNano: Int64 | None = None
     endTimeUnixNano: Int64 | None = None
-    attributes: list[msgspec.Raw] | None = None  # each a KeyValue
+    attributes: list[KeyValue] | None = None
     events: list[Event] | None = None
     status: Status | None = None
     flags: Int | None = None
@@ -109,5 +111,4 @@ decode_request = msgspec.json.Decoder(Request).decode
 decode_resource_spans = msgspec.json.Decoder(ResourceSpans).decode
 decode_resource = msgspec.json.Decoder(Resource | None).decode
 decode_scope = msgspec.json.Decoder(Scope | None).decode
-decode_key_value = msgspec.json.Decoder(KeyValue).decode
 DecodeError = msgspec.DecodeError
