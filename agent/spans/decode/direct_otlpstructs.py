@@ -3,14 +3,9 @@ decoded straight into typed objects, walked as `direct.otlp_request` walks the p
 (the same answer, with the walking done by msgspec in C), the span written by
 `DirectWriter.encoded_span`.
 
-What a service repeats in every line is not worked out again. A line's resource and scope
-are left as their JSON bytes (`msgspec.Raw`) and the resource key of the pair is looked up
-by those bytes: equal bytes are the same JSON, so a hit is what decoding them again gives.
-Each attribute's encoded field is looked up by its KeyValue Struct (frozen, so hashable):
-equal Structs give equal fields, but for doubles (0.0 == -0.0, and NaN equals nothing),
-which are not kept. Each cache is bounded (cleared when full), keeps only short values, and
-stops keeping a key's values after `_VALUES_PER_KEY` of them (user IDs, URLs), so values
-that never repeat cannot evict the ones that do.
+What a service repeats in every line is not worked out again (`lookups`): a line's resource
+and scope are left as their JSON bytes (`msgspec.Raw`) and the resource key of the pair is
+looked up by those bytes; each attribute's encoded field is looked up by its KeyValue Struct.
 
 False, with nothing appended, for any line this path does not take; the caller gives it to
 the general path. tests/unit/spans/decode/test_direct_structs.py holds it to the dict walk.
@@ -20,18 +15,14 @@ from __future__ import annotations
 
 from agent.spans.decode import otlpstructs as structs
 from agent.spans.decode.direct import json_int, json_uint, pop_service
+from agent.spans.decode.lookups import Remembered, StructPairs
 from agent.spans.encode.direct import event_bytes, status_and_flags
 from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES
 from agent.spans.encode.resources import make_key
-from agent.spans.encode.wire import pair_field
 from agent.spans.model import Attributes
 from agent.spans.types import DirectItem, DirectWriter, ResourceKey
 
-_KEYS_LIMIT = 256
 _KEY_MAX_BYTES = 8192  # a resource and scope longer than this are decoded every time
-_PAIRS_LIMIT = 8192
-_PAIR_MAX_CHARS = 128
-_VALUES_PER_KEY = 256
 
 
 def otlp_line(
@@ -78,7 +69,7 @@ def _resource_spans(
     return True
 
 
-_keys: dict[tuple[str | None, bytes, bytes], ResourceKey] = {}
+_keys = Remembered[tuple[str | None, bytes, bytes], ResourceKey](256)
 
 
 def _key(lookup: tuple[str | None, bytes, bytes]) -> ResourceKey | None:
@@ -95,9 +86,7 @@ def _key(lookup: tuple[str | None, bytes, bytes]) -> ResourceKey | None:
     name, version = ("", "") if scope is None else (scope.name or "", scope.version or "")
     key = make_key(pop_service(attributes, default_service), attributes, name, version)
     if len(resource) + len(scope_json) <= _KEY_MAX_BYTES:
-        if len(_keys) >= _KEYS_LIMIT:
-            _keys.clear()
-        _keys[lookup] = key
+        _keys.remember(lookup, key)
     return key
 
 
@@ -146,63 +135,6 @@ def _span(
     )
 
 
-class _Pairs:
-    """The encoded KeyValue fields of one tag (span or event attributes), by KeyValue Struct:
-    (key, field) per KeyValue seen, bounded as the module says."""
-
-    __slots__ = ("_fields", "_per_key", "_tag")
-
-    def __init__(self, tag: bytes) -> None:
-        self._tag = tag
-        self._fields: dict[structs.KeyValue, tuple[str, bytes]] = {}
-        self._per_key: dict[str, int] = {}
-
-    def fields(self, items: list[structs.KeyValue] | None) -> bytes | None:
-        """What the tag's pair encoder writes for `struct_attributes(items)`: the fields
-        joined, a key that comes twice in its first place with its last value (as in the
-        dict); None if one is not a scalar attribute."""
-        if not items:
-            return b""
-        known = self._fields
-        try:
-            if len(items) == 1:
-                pair = known.get(items[0]) or self._encode(items[0])
-                return None if pair is None else pair[1]
-            pairs: dict[str, bytes] = {}
-            for item in items:
-                pair = known.get(item) or self._encode(item)
-                if pair is None:
-                    return None
-                pairs[pair[0]] = pair[1]
-        except TypeError:  # an array or map value cannot be hashed, nor is it a scalar
-            return None
-        return b"".join(pairs.values())
-
-    def _encode(self, item: structs.KeyValue) -> tuple[str, bytes] | None:
-        """(key, field) of a KeyValue not seen (or no longer kept), remembered unless it is
-        a double (0.0 == -0.0, NaN != NaN), a long string, or its key has had its share."""
-        attributes = struct_attributes([item])
-        if attributes is None:
-            return None
-        key = item.key
-        value = attributes[key]
-        pair = (key, pair_field(self._tag, key, value))
-        if type(value) is float or (type(value) is str and len(value) > _PAIR_MAX_CHARS):
-            return pair
-        seen = self._per_key.get(key, 0)
-        if seen < _VALUES_PER_KEY:
-            if len(self._fields) >= _PAIRS_LIMIT:
-                self._fields.clear()
-                self._per_key.clear()
-                seen = 0
-            self._fields[item] = pair
-            self._per_key[key] = seen + 1
-        return pair
-
-
-_span_pairs, _event_pairs = _Pairs(ATTRIBUTES), _Pairs(EVENT_ATTRIBUTES)
-
-
 def struct_attributes(items: list[structs.KeyValue] | None) -> Attributes | None:
     """KeyValue Structs as a dict of scalars; None if a value is not exactly one scalar."""
     out: Attributes = {}
@@ -236,3 +168,10 @@ def struct_attributes(items: list[structs.KeyValue] | None) -> Attributes | None
         else:
             return None  # an empty AnyValue: the general path's to decode
     return out
+
+
+# Each field of AnyValue has one type (intValue: an int or a str, never equal), so equal
+# Structs mean equal values, but for doubles: 0.0 == -0.0, and NaN equals nothing.
+_KEPT = (str, int, bool)
+_span_pairs = StructPairs(ATTRIBUTES, struct_attributes, _KEPT)
+_event_pairs = StructPairs(EVENT_ATTRIBUTES, struct_attributes, _KEPT)

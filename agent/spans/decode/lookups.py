@@ -1,0 +1,106 @@
+"""Bounded lookups for the Struct direct paths (`direct_otlpstructs`, `direct_sdkstructs`):
+what a service repeats line after line — its resource and scope, most attribute values — is
+worked out once and looked up after.
+
+    keys = Remembered[tuple[str | None, bytes], ResourceKey](256)
+    key = keys.get(lookup) or keys.remember(lookup, key_of(lookup))   # bounded: cleared when full
+    pairs = StructPairs(ATTRIBUTES, scalars, (str, int))
+    encoded = pairs.fields(span.Attributes)          # the attributes' fields, or None
+
+A lookup is only ever by something whose equality means the same answer: the JSON bytes of a
+part (`msgspec.Raw`; equal bytes are the same JSON) or a frozen attribute Struct whose value
+is of a type where equal means identical (not 0.0 == -0.0, not 1 == 1.0 == True).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from agent.spans.encode.wire import pair_field
+from agent.spans.model import Attributes
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+S = TypeVar("S", bound=Hashable)
+
+
+class Remembered(dict[K, V]):
+    """A dict of at most `limit` entries: `remember` empties it when full (the entries are
+    only worked-out answers, so a cleared one is worked out again)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def remember(self, key: K, value: V) -> V:
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = value
+        return value
+
+
+class StructPairs(Generic[S]):
+    """The encoded KeyValue fields of one tag by attribute Struct (frozen, so hashable):
+    (key, field) for each Struct seen whose value is of one of `kept_types`, a string of at
+    most `MAX_CHARS`, and whose key has had fewer than `VALUES_PER_KEY` values kept — so a
+    key whose values never repeat (user IDs, URLs) cannot evict the values that do.
+    `scalars` reads a list of the Structs as the direct path does (None: not all scalars)."""
+
+    LIMIT = 8192
+    MAX_CHARS = 128
+    VALUES_PER_KEY = 256
+
+    __slots__ = ("_fields", "_kept_types", "_per_key", "_scalars", "_tag")
+
+    def __init__(
+        self,
+        tag: bytes,
+        scalars: Callable[[list[S]], Attributes | None],
+        kept_types: tuple[type, ...],
+    ) -> None:
+        self._tag, self._scalars, self._kept_types = tag, scalars, kept_types
+        self._fields: dict[S, tuple[str, bytes]] = {}
+        self._per_key: dict[str, int] = {}
+
+    def fields(self, items: list[S] | None) -> bytes | None:
+        """What the tag's pair encoder writes for `scalars(items)`: the fields joined, a key
+        that comes twice in its first place with its last value (as in the dict); None if
+        one is not a scalar attribute."""
+        if not items:
+            return b""
+        known = self._fields
+        try:
+            if len(items) == 1:
+                pair = known.get(items[0]) or self._encode(items[0])
+                return None if pair is None else pair[1]
+            pairs: dict[str, bytes] = {}
+            for item in items:
+                pair = known.get(item) or self._encode(item)
+                if pair is None:
+                    return None
+                pairs[pair[0]] = pair[1]
+        except TypeError:  # a list or map inside cannot be hashed, nor is it a scalar
+            return None
+        return b"".join(pairs.values())
+
+    def _encode(self, item: S) -> tuple[str, bytes] | None:
+        """(key, field) of a Struct not seen (or no longer kept), kept if it may be."""
+        attributes = self._scalars([item])
+        if not attributes:
+            return None
+        ((key, value),) = attributes.items()
+        pair = (key, pair_field(self._tag, key, value))
+        if type(value) not in self._kept_types or (
+            type(value) is str and len(value) > self.MAX_CHARS
+        ):
+            return pair
+        seen = self._per_key.get(key, 0)
+        if seen < self.VALUES_PER_KEY:
+            if len(self._fields) >= self.LIMIT:
+                self._fields.clear()
+                self._per_key.clear()
+                seen = 0
+            self._fields[item] = pair
+            self._per_key[key] = seen + 1
+        return pair
