@@ -5,8 +5,10 @@ dict (`go_line` as `go_span`, `python_line` as `python_span`) and handed to the 
 Each answers True when it wrote the span — exactly what the dict walk writes for the line's
 object — and False, with nothing appended, for any line the dict walk is to see instead
 (it declines it or reads it): a decode that fails, a key whose presence the dict walk tests
-(routing, the older scope name), anything unusual. tests/unit/spans/decode/
-test_direct_structs.py holds each to its dict walk on generated and changed objects.
+(routing, the older scope name), anything unusual. A span's resource (and Go's scope) is
+left as its JSON bytes, and its resource key looked up by them (`lookups.Remembered`): a
+service writes the same ones in every line. tests/unit/spans/decode/test_direct_structs.py
+and test_direct_sdkstructs.py hold each to its dict walk on generated and changed objects.
 """
 
 from __future__ import annotations
@@ -22,19 +24,26 @@ from agent.spans.decode.direct_sdk import (
     py_hex,
     sdk_time,
 )
+from agent.spans.decode.lookups import Remembered
 from agent.spans.encode.resources import make_key
 from agent.spans.model import Attributes
-from agent.spans.types import DirectEvent, DirectItem, DirectWriter
+from agent.spans.types import DirectEvent, DirectItem, DirectWriter, ResourceKey
 
 GO_KEY = b'"SpanContext"'  # in every stdouttrace line: lines without it are not tried as one
+_KEY_MAX_BYTES = 8192  # a resource and scope longer than this are decoded every time
 
 
 def sdk_line(
     line: bytes, default_service: str | None, direct: DirectWriter, out: list[DirectItem]
 ) -> bool:
     """A one-line SDK object of either language: `go_line` for a line that names a
-    SpanContext, `python_line` for the others."""
-    if GO_KEY in line:
+    SpanContext, `python_line` for the others. The first key, as each SDK writes it, picks
+    without a search of the line (each declines the other's objects: any line sent to the
+    wrong one takes the dict walk, which tells them apart by their keys)."""
+    head = line[:8]
+    if head == b'{"name":':
+        return python_line(line, default_service, direct, out)
+    if head == b'{"Name":' or GO_KEY in line:
         return go_line(line, default_service, direct, out)
     return python_line(line, default_service, direct, out)
 
@@ -52,30 +61,31 @@ def go_line(
         span = structs.decode_go_span(line)
     except structs.DecodeError:
         return False
-    context, parent, scope = span.SpanContext, span.Parent, span.InstrumentationScope
+    context, parent = span.SpanContext, span.Parent
     if context is None or context.TraceState or span.Links or type(span.SpanKind) is not int:
         return False
     if not _struct_plain(span):
         return False
-    resource, attributes = (
-        _go_struct_attributes(span.Resource),
-        _go_struct_attributes(span.Attributes),
+    lookup = (
+        default_service,
+        bytes(span.Resource),
+        bytes(span.InstrumentationScope),
+        bytes(span.InstrumentationLibrary),
     )
+    key = _go_keys.get(lookup) or _go_key(lookup)
+    attributes = _go_struct_attributes(span.Attributes)
     events = _go_struct_events(span.Events)
-    if resource is None or attributes is None or events is None:
+    if key is None or attributes is None or events is None:
         return False
     status = span.Status
     code, message = (None, "") if status is None else (status.Code, status.Description or "")
     status_code = GO_STATUS.get(code)
     if status_code is None:
         return False
-    if scope is None or scope.is_empty():  # `get("InstrumentationScope") or ...`
-        scope = span.InstrumentationLibrary
-    name, version = ("", "") if scope is None else (scope.Name or "", scope.Version or "")
     parent_hex = None if parent is None else parent.SpanID
     return direct.span(
         out,
-        make_key(pop_service(resource, default_service), resource, name, version),
+        key,
         trace_hex=context.TraceID,
         span_hex=context.SpanID,
         parent_hex=parent_hex,
@@ -91,6 +101,30 @@ def go_line(
             context.TraceFlags, parent_hex, parent is not None and parent.Remote is True
         ),
     )
+
+
+_go_keys = Remembered[tuple[str | None, bytes, bytes, bytes], ResourceKey](256)
+
+
+def _go_key(lookup: tuple[str | None, bytes, bytes, bytes]) -> ResourceKey | None:
+    """The resource key of (default service, Resource, InstrumentationScope and
+    InstrumentationLibrary JSON), remembered; None if they are not what `go_span` takes.
+    The older scope name is read only when the other is empty, as `go_span` reads it."""
+    default_service, resource_json, scope_json, library_json = lookup
+    try:
+        resource = _go_struct_attributes(structs.decode_go_attributes(resource_json))
+        scope = structs.decode_go_scope(scope_json)
+        if scope is None or scope.is_empty():  # `get("InstrumentationScope") or ...`
+            scope = structs.decode_go_scope(library_json)
+    except structs.DecodeError:
+        return None
+    if resource is None:
+        return None
+    name, version = ("", "") if scope is None else (scope.Name or "", scope.Version or "")
+    key = make_key(pop_service(resource, default_service), resource, name, version)
+    if len(resource_json) + len(scope_json) + len(library_json) <= _KEY_MAX_BYTES:
+        _go_keys.remember(lookup, key)
+    return key
 
 
 def _struct_plain(span: structs.GoSpan | structs.PySpan) -> bool:
@@ -164,13 +198,13 @@ def python_line(
         return False
     if kind is None or status_code is None:
         return False
-    resource = span.resource
-    attributes: Attributes = {}
-    if resource is not None and resource.attributes is not None:
-        attributes = resource.attributes  # type: ignore[assignment]  # scalars: AttrValues
+    lookup = (default_service, bytes(span.resource))
+    key = _python_keys.get(lookup) or _python_key(lookup)
+    if key is None:
+        return False
     return direct.span(
         out,
-        make_key(pop_service(attributes, default_service), attributes, "", ""),
+        key,
         trace_hex=trace_hex,
         span_hex=span_hex,
         parent_hex=parent_hex,
@@ -186,3 +220,23 @@ def python_line(
         status_code=status_code,
         status_message=message or "",
     )
+
+
+_python_keys = Remembered[tuple[str | None, bytes], ResourceKey](256)
+
+
+def _python_key(lookup: tuple[str | None, bytes]) -> ResourceKey | None:
+    """The resource key of (default service, resource JSON), remembered; None if the
+    resource is not what `python_span` takes."""
+    default_service, resource_json = lookup
+    try:
+        resource = structs.decode_python_resource(resource_json)
+    except structs.DecodeError:
+        return None
+    attributes: Attributes = {}
+    if resource is not None and resource.attributes is not None:
+        attributes = resource.attributes  # type: ignore[assignment]  # scalars: AttrValues
+    key = make_key(pop_service(attributes, default_service), attributes, "", "")
+    if len(resource_json) <= _KEY_MAX_BYTES:
+        _python_keys.remember(lookup, key)
+    return key

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from agent.spans.encode.wire import pair_field
+from agent.spans.encode.wire import scalar_pair_encoder
 from agent.spans.model import Attributes
 
 K = TypeVar("K", bound=Hashable)
@@ -51,7 +51,7 @@ class StructPairs(Generic[S]):
     MAX_CHARS = 128
     VALUES_PER_KEY = 256
 
-    __slots__ = ("_fields", "_kept_types", "_per_key", "_scalars", "_tag")
+    __slots__ = ("_encode_pairs", "_fields", "_kept_types", "_per_key", "_scalars")
 
     def __init__(
         self,
@@ -59,7 +59,8 @@ class StructPairs(Generic[S]):
         scalars: Callable[[list[S]], Attributes | None],
         kept_types: tuple[type, ...],
     ) -> None:
-        self._tag, self._scalars, self._kept_types = tag, scalars, kept_types
+        self._scalars, self._kept_types = scalars, kept_types
+        self._encode_pairs = scalar_pair_encoder(tag)  # its own cache: by exact (key, value)
         self._fields: dict[S, tuple[str, bytes]] = {}
         self._per_key: dict[str, int] = {}
 
@@ -87,10 +88,11 @@ class StructPairs(Generic[S]):
     def _encode(self, item: S) -> tuple[str, bytes] | None:
         """(key, field) of a Struct not seen (or no longer kept), kept if it may be."""
         attributes = self._scalars([item])
-        if not attributes:
+        field = None if attributes is None else self._encode_pairs(attributes)
+        if attributes is None or field is None:
             return None
         ((key, value),) = attributes.items()
-        pair = (key, pair_field(self._tag, key, value))
+        pair = (key, field)
         if type(value) not in self._kept_types or (
             type(value) is str and len(value) > self.MAX_CHARS
         ):
