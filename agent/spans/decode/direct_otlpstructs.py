@@ -19,7 +19,7 @@ from agent.spans.decode.lookups import Remembered, StructPairs
 from agent.spans.encode.direct import event_bytes, status_and_flags
 from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES
 from agent.spans.encode.resources import make_key
-from agent.spans.model import Attributes
+from agent.spans.model import Attributes, AttrValue
 from agent.spans.types import DirectItem, DirectWriter, ResourceKey
 
 _KEY_MAX_BYTES = 8192  # a resource and scope longer than this are decoded every time
@@ -139,39 +139,41 @@ def struct_attributes(items: list[structs.KeyValue] | None) -> Attributes | None
     """KeyValue Structs as a dict of scalars; None if a value is not exactly one scalar."""
     out: Attributes = {}
     for item in items or ():
-        value = item.value
-        if value.arrayValue is not None or value.kvlistValue is not None:
+        pair = key_and_value(item)
+        if pair is None:
             return None
-        if value.bytesValue is not None:
-            return None
-        text, number, flag, double = (
-            value.stringValue,
-            value.intValue,
-            value.boolValue,
-            value.doubleValue,
-        )
-        if text is not None:
-            if number is not None or flag is not None or double is not None:
-                return None
-            out[item.key] = text
-        elif number is not None:
-            number = json_int(number)
-            if number is None or flag is not None or double is not None:
-                return None
-            out[item.key] = number
-        elif flag is not None:
-            if double is not None:
-                return None
-            out[item.key] = flag
-        elif double is not None:
-            out[item.key] = double
-        else:
-            return None  # an empty AnyValue: the general path's to decode
+        out[pair[0]] = pair[1]
     return out
 
 
-# Each field of AnyValue has one type (intValue: an int or a str, never equal), so equal
-# Structs mean equal values, but for doubles: 0.0 == -0.0, and NaN equals nothing.
-_KEPT = (str, int, bool)
-_span_pairs = StructPairs(ATTRIBUTES, struct_attributes, _KEPT)
-_event_pairs = StructPairs(EVENT_ATTRIBUTES, struct_attributes, _KEPT)
+def key_and_value(item: structs.KeyValue) -> tuple[str, AttrValue] | None:
+    """(key, value) of a KeyValue Struct holding exactly one scalar; None otherwise."""
+    value = item.value
+    text, number, flag, double = (
+        value.stringValue,
+        value.intValue,
+        value.boolValue,
+        value.doubleValue,
+    )
+    if value.arrayValue is not None or value.kvlistValue is not None:
+        return None
+    if value.bytesValue is not None:
+        return None
+    if text is not None:
+        if number is not None or flag is not None or double is not None:
+            return None
+        return item.key, text
+    if number is not None:
+        number = json_int(number)
+        if number is None or flag is not None or double is not None:
+            return None
+        return item.key, number
+    if flag is not None:
+        return None if double is not None else (item.key, flag)
+    if double is not None:
+        return item.key, double
+    return None  # an empty AnyValue: the general path's to decode
+
+
+_span_pairs = StructPairs(ATTRIBUTES, key_and_value)
+_event_pairs = StructPairs(EVENT_ATTRIBUTES, key_and_value)

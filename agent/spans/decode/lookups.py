@@ -4,7 +4,7 @@ worked out once and looked up after.
 
     keys = Remembered[tuple[str | None, bytes], ResourceKey](256)
     key = keys.get(lookup) or keys.remember(lookup, key_of(lookup))   # bounded: cleared when full
-    pairs = StructPairs(ATTRIBUTES, scalars, (str, int))
+    pairs = StructPairs(ATTRIBUTES, key_and_value)   # key_and_value(Struct) -> (key, value)
     encoded = pairs.fields(span.Attributes)          # the attributes' fields, or None
 
 A lookup is only ever by something whose equality means the same answer: the JSON bytes of a
@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from agent.spans.encode.wire import scalar_pair_encoder
-from agent.spans.model import Attributes
+from agent.spans.encode.wire import pair_field
+from agent.spans.model import AttrValue
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -42,32 +42,29 @@ class Remembered(dict[K, V]):
 
 class StructPairs(Generic[S]):
     """The encoded KeyValue fields of one tag by attribute Struct (frozen, so hashable):
-    (key, field) for each Struct seen whose value is of one of `kept_types`, a string of at
-    most `MAX_CHARS`, and whose key has had fewer than `VALUES_PER_KEY` values kept — so a
-    key whose values never repeat (user IDs, URLs) cannot evict the values that do.
-    `scalars` reads a list of the Structs as the direct path does (None: not all scalars)."""
+    (key, field) for each Struct seen whose value is a string of at most `MAX_CHARS`, an
+    int or a bool, and whose key has had fewer than `VALUES_PER_KEY` values kept — so a key
+    whose values never repeat (user IDs, URLs) cannot evict the values that do. `pair`
+    reads one Struct as the direct path does: (key, value), None if not one scalar. For
+    Structs each of whose fields has one type (an int field never holds a float or a bool):
+    then equal Structs holding such a value hold the identical one. Doubles are never kept
+    (0.0 == -0.0, and NaN equals nothing)."""
 
     LIMIT = 8192
     MAX_CHARS = 128
     VALUES_PER_KEY = 256
 
-    __slots__ = ("_encode_pairs", "_fields", "_kept_types", "_per_key", "_scalars")
+    __slots__ = ("_fields", "_pair", "_per_key", "_tag")
 
-    def __init__(
-        self,
-        tag: bytes,
-        scalars: Callable[[list[S]], Attributes | None],
-        kept_types: tuple[type, ...],
-    ) -> None:
-        self._scalars, self._kept_types = scalars, kept_types
-        self._encode_pairs = scalar_pair_encoder(tag)  # its own cache: by exact (key, value)
+    def __init__(self, tag: bytes, pair: Callable[[S], tuple[str, AttrValue] | None]) -> None:
+        self._tag, self._pair = tag, pair
         self._fields: dict[S, tuple[str, bytes]] = {}
         self._per_key: dict[str, int] = {}
 
     def fields(self, items: list[S] | None) -> bytes | None:
-        """What the tag's pair encoder writes for `scalars(items)`: the fields joined, a key
-        that comes twice in its first place with its last value (as in the dict); None if
-        one is not a scalar attribute."""
+        """What the tag's pair encoder writes for the attributes `pair` reads: the fields
+        joined, a key that comes twice in its first place with its last value (as in a
+        dict); None if one is not a scalar attribute."""
         if not items:
             return b""
         known = self._fields
@@ -87,22 +84,20 @@ class StructPairs(Generic[S]):
 
     def _encode(self, item: S) -> tuple[str, bytes] | None:
         """(key, field) of a Struct not seen (or no longer kept), kept if it may be."""
-        attributes = self._scalars([item])
-        field = None if attributes is None else self._encode_pairs(attributes)
-        if attributes is None or field is None:
+        pair = self._pair(item)
+        if pair is None:
             return None
-        ((key, value),) = attributes.items()
-        pair = (key, field)
-        if type(value) not in self._kept_types or (
-            type(value) is str and len(value) > self.MAX_CHARS
-        ):
-            return pair
+        key, value = pair
+        encoded = (key, pair_field(self._tag, key, value))
+        kind = type(value)
+        if kind is float or (kind is str and len(value) > self.MAX_CHARS):  # type: ignore[arg-type]
+            return encoded
         seen = self._per_key.get(key, 0)
         if seen < self.VALUES_PER_KEY:
             if len(self._fields) >= self.LIMIT:
                 self._fields.clear()
                 self._per_key.clear()
                 seen = 0
-            self._fields[item] = pair
+            self._fields[item] = encoded
             self._per_key[key] = seen + 1
-        return pair
+        return encoded
