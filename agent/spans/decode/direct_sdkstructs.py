@@ -24,10 +24,12 @@ from agent.spans.decode.direct_sdk import (
     py_hex,
     sdk_time,
 )
-from agent.spans.decode.lookups import Remembered
+from agent.spans.decode.lookups import Remembered, StructPairs
+from agent.spans.encode.direct import event_bytes, status_and_flags
+from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES
 from agent.spans.encode.resources import make_key
-from agent.spans.model import Attributes
-from agent.spans.types import DirectEvent, DirectItem, DirectWriter, ResourceKey
+from agent.spans.model import Attributes, AttrValue
+from agent.spans.types import DirectItem, DirectWriter, ResourceKey
 
 GO_KEY = b'"SpanContext"'  # in every stdouttrace line: lines without it are not tried as one
 _KEY_MAX_BYTES = 8192  # a resource and scope longer than this are decoded every time
@@ -73,17 +75,28 @@ def go_line(
         bytes(span.InstrumentationLibrary),
     )
     key = _go_keys.get(lookup) or _go_key(lookup)
-    attributes = _go_struct_attributes(span.Attributes)
-    events = _go_struct_events(span.Events)
-    if key is None or attributes is None or events is None:
+    tail = _go_span_pairs.fields(span.Attributes)
+    if key is None or tail is None:
         return False
+    for event in span.Events or ():
+        pairs = _go_event_pairs.fields(event.Attributes)
+        encoded = None if pairs is None else event_bytes(sdk_time(event.Time), event.Name, pairs)
+        if encoded is None:
+            return False
+        tail += encoded
     status = span.Status
     code, message = (None, "") if status is None else (status.Code, status.Description or "")
     status_code = GO_STATUS.get(code)
     if status_code is None:
         return False
     parent_hex = None if parent is None else parent.SpanID
-    return direct.span(
+    remote = parent is not None and parent.Remote is True
+    end = status_and_flags(
+        status_code, message, go_span_flags(context.TraceFlags, parent_hex, remote)
+    )
+    if end is None:
+        return False
+    return direct.encoded_span(
         out,
         key,
         trace_hex=context.TraceID,
@@ -93,13 +106,7 @@ def go_line(
         kind=span.SpanKind,
         start_ns=sdk_time(span.StartTime),
         end_ns=sdk_time(span.EndTime),
-        attributes=attributes,
-        events=events,
-        status_code=status_code,
-        status_message=message,
-        flags=go_span_flags(
-            context.TraceFlags, parent_hex, parent is not None and parent.Remote is True
-        ),
+        tail=tail + end,
     )
 
 
@@ -117,8 +124,6 @@ def _go_key(lookup: tuple[str | None, bytes, bytes, bytes]) -> ResourceKey | Non
         if scope is None or scope.is_empty():  # `get("InstrumentationScope") or ...`
             scope = structs.decode_go_scope(library_json)
     except structs.DecodeError:
-        return None
-    if resource is None:
         return None
     name, version = ("", "") if scope is None else (scope.Name or "", scope.Version or "")
     key = make_key(pop_service(resource, default_service), resource, name, version)
@@ -141,33 +146,17 @@ def _struct_plain(span: structs.GoSpan | structs.PySpan) -> bool:
     )
 
 
-def _go_struct_events(events: list[structs.GoEvent] | None) -> list[DirectEvent] | None:
-    out: list[DirectEvent] = []
-    for event in events or ():
-        attributes = _go_struct_attributes(event.Attributes)
-        if attributes is None:
-            return None
-        out.append((sdk_time(event.Time), event.Name, attributes))  # type: ignore[arg-type]
-    return out
+def _go_struct_attributes(items: list[structs.GoKeyValue] | None) -> Attributes:
+    """`go_attributes` of KeyValue Structs (each a scalar of its Type, or no Struct)."""
+    return {item.Key: item.Value.Value for item in items or ()}
 
 
-def _go_struct_attributes(items: list[structs.GoKeyValue] | None) -> Attributes | None:
-    """`go_attributes` of KeyValue Structs."""
-    out: Attributes = {}
-    for item in items or ():
-        typed = item.Value
-        kind, payload = typed.Type, typed.Value
-        if (
-            (kind == "STRING" and type(payload) is str)
-            or (kind == "INT64" and type(payload) is int)
-            or (kind == "BOOL" and type(payload) is bool)
-        ):
-            out[item.Key] = payload
-        elif kind == "FLOAT64" and (type(payload) is float or type(payload) is int):
-            out[item.Key] = float(payload)
-        else:
-            return None
-    return out
+def _key_and_value(item: structs.GoKeyValue) -> tuple[str, AttrValue]:
+    return item.Key, item.Value.Value
+
+
+_go_span_pairs = StructPairs(ATTRIBUTES, _key_and_value)
+_go_event_pairs = StructPairs(EVENT_ATTRIBUTES, _key_and_value)
 
 
 # --- Python's ConsoleSpanExporter --------------------------------------------------------------

@@ -26,14 +26,29 @@ Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 NULL = msgspec.Raw(b"null")  # what a Raw field holds when its key is absent, as when null
 
 
-class GoValue(msgspec.Struct, gc=False):
-    Type: str | None = None
-    Value: str | Int64 | float | bool | None = None
+# A Go attribute value: one Struct per scalar Type, told apart by the Type key (any other
+# Type, or a Value of another JSON type, fails the decode: the dict walk then declines it).
+# Each Value field has one type, so equal values are identical ones (an INT64 1 never equals
+# a BOOL true): the direct path looks attributes up by their (frozen, hashable) Struct.
+class GoString(msgspec.Struct, tag_field="Type", tag="STRING", frozen=True, gc=False):
+    Value: str
 
 
-class GoKeyValue(msgspec.Struct, gc=False):
+class GoInt(msgspec.Struct, tag_field="Type", tag="INT64", frozen=True, gc=False):
+    Value: Int64
+
+
+class GoBool(msgspec.Struct, tag_field="Type", tag="BOOL", frozen=True, gc=False):
+    Value: bool
+
+
+class GoFloat(msgspec.Struct, tag_field="Type", tag="FLOAT64", frozen=True, gc=False):
+    Value: float  # a JSON integer too, as a float: what `go_attributes` makes of it
+
+
+class GoKeyValue(msgspec.Struct, frozen=True, gc=False):
     Key: str
-    Value: GoValue
+    Value: GoString | GoInt | GoBool | GoFloat
 
 
 class GoContext(msgspec.Struct, gc=False):

@@ -1,11 +1,12 @@
-"""The SDK Struct paths' resource keys, looked up by the JSON bytes of a span's resource and
-scope (`direct_sdkstructs`), never change an answer; nor does picking Go or Python by a
-line's first key.
+"""The SDK Struct paths' lookups (`direct_sdkstructs`) never change an answer: resource keys
+by the JSON bytes of a span's resource and scope, Go attribute fields by their Struct (a
+value of each Type its own Struct, so an INT64 1 never equals a BOOL true or a 1.0); nor does
+picking Go or Python by a line's first key.
 
-Spans drawn from small pools of resources, scopes and older-name scopes (good, odd and bad
-ones) so that the lookups hit, miss, and hit on bytes seen in an earlier line or example:
-every line the Struct path writes must be what the dict walk writes, and every read what the
-general path reads.
+Spans drawn from small pools of attributes, resources, scopes and older-name scopes (good,
+odd and bad ones) so that the lookups hit, miss, and hit on what an earlier line or example
+left: every line the Struct path writes must be what the dict walk writes, and every read
+what the general path reads.
 """
 
 from __future__ import annotations
@@ -51,6 +52,19 @@ GO_RESOURCES = mostly(
             "r",
         ]
     ),
+)
+GOOD_GO_VALUES: list[tuple[Any, Any]] = [
+    ("STRING", "x"), ("STRING", ""), ("INT64", 1), ("INT64", 0), ("BOOL", True), ("BOOL", False),
+    ("FLOAT64", 1.0), ("FLOAT64", 1), ("FLOAT64", 0.0), ("FLOAT64", -0.0),
+]  # fmt: skip
+ODD_GO_VALUES: list[tuple[Any, Any]] = [
+    ("INT64", 1.0), ("INT64", True), ("BOOL", 1), ("FLOAT64", True), ("STRING", 1),
+    ("STRING", None), ("INT64", "1"), ("STRINGSLICE", ["x"]), (None, "x"), ("int64", 1),
+]  # fmt: skip
+GO_VALUES = mostly(st.sampled_from(GOOD_GO_VALUES), st.sampled_from(ODD_GO_VALUES))
+GO_ATTRIBUTES = st.lists(
+    st.builds(lambda key, typed: _go(key, *typed), st.sampled_from(["a", "b"]), GO_VALUES),
+    max_size=3,
 )
 GO_SCOPES = st.sampled_from(
     [
@@ -100,6 +114,8 @@ def _set(obj: dict[str, Any], key: str, value: Any) -> None:
 @st.composite
 def go_lines(draw: st.DrawFn) -> bytes:
     stub = go_template()
+    stub["Attributes"] = draw(GO_ATTRIBUTES)
+    stub["Events"][0]["Attributes"] = draw(GO_ATTRIBUTES)
     _set(stub, "Resource", draw(GO_RESOURCES | st.just(_ABSENT)))
     _set(stub, "InstrumentationScope", draw(GO_SCOPES | st.just(_ABSENT)))
     _set(stub, "InstrumentationLibrary", draw(GO_SCOPES | st.just(_ABSENT)))
