@@ -8,7 +8,8 @@ and scope are left as their JSON bytes (`msgspec.Raw`) and the resource key of t
 looked up by those bytes; each attribute's encoded field is looked up by its KeyValue Struct.
 
 False, with nothing appended, for any line this path does not take; the caller gives it to
-the general path. tests/unit/spans/decode/test_direct_structs.py holds it to the dict walk.
+the general path. tests/unit/spans/decode/test_direct_structs.py and
+test_direct_otlpstructs.py hold it to the dict walk and the general path.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ what a service repeats line after line — its resource and scope, most attribut
 worked out once and looked up after.
 
     keys = Remembered[tuple[str | None, bytes], ResourceKey](256)
-    key = keys.get(lookup) or keys.remember(lookup, key_of(lookup))   # bounded: cleared when full
+    key = keys.get(lookup)               # None: work it out, then keys.remember(lookup, key)
     pairs = StructPairs(ATTRIBUTES, key_and_value)   # key_and_value(Struct) -> (key, value)
     encoded = pairs.fields(span.Attributes)          # the attributes' fields, or None
 
@@ -33,11 +33,10 @@ class Remembered(dict[K, V]):
         super().__init__()
         self.limit = limit
 
-    def remember(self, key: K, value: V) -> V:
+    def remember(self, key: K, value: V) -> None:
         if len(self) >= self.limit:
             self.clear()
         self[key] = value
-        return value
 
 
 class StructPairs(Generic[S]):
