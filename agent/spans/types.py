@@ -60,6 +60,21 @@ class DirectWriter(Protocol):
         flags: int | None = None,
     ) -> bool: ...
 
+    def encoded_span(
+        self,
+        out: list[DirectItem],
+        key: ResourceKey,
+        *,
+        trace_hex: object,
+        span_hex: object,
+        parent_hex: object,
+        name: object,
+        kind: int,
+        start_ns: object,
+        end_ns: object,
+        tail: bytes,
+    ) -> bool: ...
+
     def span_json(
         self, out: list[DirectItem], record: dict[str, Any], default_service: str | None
     ) -> bool: ...

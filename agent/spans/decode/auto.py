@@ -43,7 +43,8 @@ from agent.spans.decode.common import (
     line_too_long,
     load_object,
 )
-from agent.spans.decode.direct import otlp_line, otlp_request
+from agent.spans.decode.direct import otlp_request
+from agent.spans.decode.direct_otlpstructs import otlp_line
 from agent.spans.decode.direct_sdk import go_span, python_span
 from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.decode.jobfirst import MARKER, MARKER_TAIL, JobFirstDecoder, has_marker

@@ -1,7 +1,8 @@
-"""The direct path of `otlp-json` (camelCase keys, attributes as key/value lists), and what
-the direct paths of the formats share (`direct_sdk` has otel-sdk's). Each pulls a parsed
-record's fields out and hands them to `DirectWriter.span` (agent.spans.encode.direct), which
-checks and writes them.
+"""The direct path of `otlp-json` records parsed into dicts (camelCase keys, attributes as
+key/value lists; `direct_otlpstructs` reads a line's bytes through Structs), and what the
+direct paths of the formats share (`direct_sdk` has otel-sdk's). Each pulls a parsed record's
+fields out and hands them to `DirectWriter.span` (agent.spans.encode.direct), which checks
+and writes them.
 
 The rule: take only what the general decoder (`otlpjson`, `otelsdk`) would read the same way
 and the writer can write — known keys in their usual spelling, scalar attribute values, no
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.spans.decode import otlpstructs as structs
 from agent.spans.encode.resources import SERVICE_NAME, make_key
 from agent.spans.model import Attributes
 from agent.spans.types import DirectEvent, DirectItem, DirectWriter, ResourceKey
@@ -139,8 +139,8 @@ def _otlp_span(span: object, key: ResourceKey, direct: DirectWriter, out: list[D
         parent_hex=get("parentSpanId"),
         name=get("name"),
         kind=kind,
-        start_ns=_int(get("startTimeUnixNano")),
-        end_ns=_int(get("endTimeUnixNano")),
+        start_ns=json_uint(get("startTimeUnixNano")),
+        end_ns=json_uint(get("endTimeUnixNano")),
         attributes=attributes,
         events=events,
         status_code=status[0],
@@ -149,8 +149,8 @@ def _otlp_span(span: object, key: ResourceKey, direct: DirectWriter, out: list[D
     )
 
 
-def _int(value: object) -> int | None:
-    """An int64 as proto3 JSON writes it (a decimal string) or as a number."""
+def json_uint(value: object) -> int | None:
+    """A non-negative int64 as proto3 JSON writes it (a decimal string) or as a number."""
     if type(value) is str:
         return int(value) if value.isascii() and value.isdigit() else None
     return value if type(value) is int else None
@@ -168,7 +168,7 @@ def _otlp_events(events: object) -> list[DirectEvent] | None:
         attributes = otlp_attributes(event.get("attributes"))
         if attributes is None:
             return None
-        out.append((_int(event.get("timeUnixNano")), event.get("name"), attributes))  # type: ignore[arg-type]
+        out.append((json_uint(event.get("timeUnixNano")), event.get("name"), attributes))  # type: ignore[arg-type]
     return out
 
 
@@ -214,7 +214,7 @@ def otlp_attributes(items: object) -> Attributes | None:
         if kind == "stringValue" and type(payload) is str:
             out[key] = payload
         elif kind == "intValue":
-            number = _signed(payload)
+            number = json_int(payload)
             if number is None:
                 return None
             out[key] = number
@@ -227,7 +227,8 @@ def otlp_attributes(items: object) -> Attributes | None:
     return out
 
 
-def _signed(value: object) -> int | None:
+def json_int(value: object) -> int | None:
+    """An int64 as proto3 JSON writes it (a decimal string, maybe signed) or as a number."""
     if type(value) is int:
         return value
     if type(value) is str and value.isascii():
@@ -240,120 +241,3 @@ def _signed(value: object) -> int | None:
 def pop_service(attributes: Attributes, default_service: str | None) -> str | None:
     named = attributes.pop(SERVICE_NAME, None)
     return named if type(named) is str and named else default_service
-
-
-# --- OTLP/JSON through msgspec Structs ---------------------------------------------------------
-
-
-def otlp_line(
-    line: bytes, default_service: str | None, direct: DirectWriter, out: list[DirectItem]
-) -> bool:
-    """`otlp_request` of a line's bytes, decoded straight into Structs (`otlpstructs`):
-    the same answer, with the walking done by msgspec in C."""
-    try:
-        if line[:16] == b'{"resourceSpans"':
-            records = structs.decode_request(line).resourceSpans
-        else:
-            bare = structs.decode_resource_spans(line)
-            records = None if bare.scopeSpans is None else [bare]
-    except structs.DecodeError:
-        return False
-    if records is None:
-        return False
-    mark, sampled_out = len(out), direct.sampled_out
-    for record in records:
-        if not _struct_resource_spans(record, default_service, direct, out):
-            del out[mark:]
-            direct.sampled_out = sampled_out  # the general path samples them again
-            return False
-    return True
-
-
-def _struct_resource_spans(
-    record: structs.ResourceSpans,
-    default_service: str | None,
-    direct: DirectWriter,
-    out: list[DirectItem],
-) -> bool:
-    resource = record.resource
-    attributes = {} if resource is None else struct_attributes(resource.attributes)
-    if attributes is None:
-        return False
-    service = pop_service(attributes, default_service)
-    for scope_spans in record.scopeSpans or ():
-        scope = scope_spans.scope
-        name, version = ("", "") if scope is None else (scope.name or "", scope.version or "")
-        key = make_key(service, attributes, name, version)
-        for span in scope_spans.spans or ():
-            if not _struct_span(span, key, direct, out):
-                return False
-    return True
-
-
-def _struct_span(
-    span: structs.Span, key: ResourceKey, direct: DirectWriter, out: list[DirectItem]
-) -> bool:
-    if span.links or span.traceState or span.kind is None:
-        return False
-    attributes = struct_attributes(span.attributes)
-    if attributes is None:
-        return False
-    events: list[DirectEvent] = []
-    for event in span.events or ():
-        event_attributes = struct_attributes(event.attributes)
-        if event_attributes is None:
-            return False
-        events.append((_int(event.timeUnixNano), event.name, event_attributes))  # type: ignore[arg-type]
-    status = span.status
-    code, message = (0, "") if status is None else (status.code or 0, status.message or "")
-    return direct.span(
-        out,
-        key,
-        trace_hex=span.traceId,
-        span_hex=span.spanId,
-        parent_hex=span.parentSpanId,
-        name=span.name,
-        kind=span.kind,
-        start_ns=_int(span.startTimeUnixNano),
-        end_ns=_int(span.endTimeUnixNano),
-        attributes=attributes,
-        events=events,
-        status_code=code,
-        status_message=message,
-        flags=span.flags,
-    )
-
-
-def struct_attributes(items: list[structs.KeyValue] | None) -> Attributes | None:
-    """KeyValue Structs as a dict of scalars; None if a value is not exactly one scalar."""
-    out: Attributes = {}
-    for item in items or ():
-        value = item.value
-        if value.arrayValue is not None or value.kvlistValue is not None:
-            return None
-        if value.bytesValue is not None:
-            return None
-        text, number, flag, double = (
-            value.stringValue,
-            value.intValue,
-            value.boolValue,
-            value.doubleValue,
-        )
-        if text is not None:
-            if number is not None or flag is not None or double is not None:
-                return None
-            out[item.key] = text
-        elif number is not None:
-            number = _signed(number)
-            if number is None or flag is not None or double is not None:
-                return None
-            out[item.key] = number
-        elif flag is not None:
-            if double is not None:
-                return None
-            out[item.key] = flag
-        elif double is not None:
-            out[item.key] = double
-        else:
-            return None  # an empty AnyValue: the general path's to decode
-    return out

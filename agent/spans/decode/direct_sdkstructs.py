@@ -5,8 +5,10 @@ dict (`go_line` as `go_span`, `python_line` as `python_span`) and handed to the 
 Each answers True when it wrote the span — exactly what the dict walk writes for the line's
 object — and False, with nothing appended, for any line the dict walk is to see instead
 (it declines it or reads it): a decode that fails, a key whose presence the dict walk tests
-(routing, the older scope name), anything unusual. tests/unit/spans/decode/
-test_direct_structs.py holds each to its dict walk on generated and changed objects.
+(routing, the older scope name), anything unusual. A span's resource (and Go's scope) is
+left as its JSON bytes, and its resource key looked up by them (`lookups.Remembered`): a
+service writes the same ones in every line. tests/unit/spans/decode/test_direct_structs.py
+and test_direct_sdkstructs.py hold each to its dict walk on generated and changed objects.
 """
 
 from __future__ import annotations
@@ -22,19 +24,28 @@ from agent.spans.decode.direct_sdk import (
     py_hex,
     sdk_time,
 )
+from agent.spans.decode.lookups import Remembered, StructPairs
+from agent.spans.encode.direct import event_bytes, status_and_flags
+from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES
 from agent.spans.encode.resources import make_key
-from agent.spans.model import Attributes
-from agent.spans.types import DirectEvent, DirectItem, DirectWriter
+from agent.spans.model import Attributes, AttrValue
+from agent.spans.types import DirectItem, DirectWriter, ResourceKey
 
 GO_KEY = b'"SpanContext"'  # in every stdouttrace line: lines without it are not tried as one
+_KEY_MAX_BYTES = 8192  # a resource and scope longer than this are decoded every time
 
 
 def sdk_line(
     line: bytes, default_service: str | None, direct: DirectWriter, out: list[DirectItem]
 ) -> bool:
     """A one-line SDK object of either language: `go_line` for a line that names a
-    SpanContext, `python_line` for the others."""
-    if GO_KEY in line:
+    SpanContext, `python_line` for the others. The first key, as each SDK writes it, picks
+    without a search of the line (each declines the other's objects: any line sent to the
+    wrong one takes the dict walk, which tells them apart by their keys)."""
+    head = line[:8]
+    if head == b'{"name":':
+        return python_line(line, default_service, direct, out)
+    if head == b'{"Name":' or GO_KEY in line:
         return go_line(line, default_service, direct, out)
     return python_line(line, default_service, direct, out)
 
@@ -52,30 +63,42 @@ def go_line(
         span = structs.decode_go_span(line)
     except structs.DecodeError:
         return False
-    context, parent, scope = span.SpanContext, span.Parent, span.InstrumentationScope
+    context, parent = span.SpanContext, span.Parent
     if context is None or context.TraceState or span.Links or type(span.SpanKind) is not int:
         return False
     if not _struct_plain(span):
         return False
-    resource, attributes = (
-        _go_struct_attributes(span.Resource),
-        _go_struct_attributes(span.Attributes),
+    lookup = (
+        default_service,
+        bytes(span.Resource),
+        bytes(span.InstrumentationScope),
+        bytes(span.InstrumentationLibrary),
     )
-    events = _go_struct_events(span.Events)
-    if resource is None or attributes is None or events is None:
+    key = _go_keys.get(lookup) or _go_key(lookup)
+    tail = _go_span_pairs.fields(span.Attributes)
+    if key is None or tail is None:
         return False
+    for event in span.Events or ():
+        pairs = _go_event_pairs.fields(event.Attributes)
+        encoded = None if pairs is None else event_bytes(sdk_time(event.Time), event.Name, pairs)
+        if encoded is None:
+            return False
+        tail += encoded
     status = span.Status
     code, message = (None, "") if status is None else (status.Code, status.Description or "")
     status_code = GO_STATUS.get(code)
     if status_code is None:
         return False
-    if scope is None or scope.is_empty():  # `get("InstrumentationScope") or ...`
-        scope = span.InstrumentationLibrary
-    name, version = ("", "") if scope is None else (scope.Name or "", scope.Version or "")
     parent_hex = None if parent is None else parent.SpanID
-    return direct.span(
+    remote = parent is not None and parent.Remote is True
+    end = status_and_flags(
+        status_code, message, go_span_flags(context.TraceFlags, parent_hex, remote)
+    )
+    if end is None:
+        return False
+    return direct.encoded_span(
         out,
-        make_key(pop_service(resource, default_service), resource, name, version),
+        key,
         trace_hex=context.TraceID,
         span_hex=context.SpanID,
         parent_hex=parent_hex,
@@ -83,14 +106,30 @@ def go_line(
         kind=span.SpanKind,
         start_ns=sdk_time(span.StartTime),
         end_ns=sdk_time(span.EndTime),
-        attributes=attributes,
-        events=events,
-        status_code=status_code,
-        status_message=message,
-        flags=go_span_flags(
-            context.TraceFlags, parent_hex, parent is not None and parent.Remote is True
-        ),
+        tail=tail + end,
     )
+
+
+_go_keys = Remembered[tuple[str | None, bytes, bytes, bytes], ResourceKey](256)
+
+
+def _go_key(lookup: tuple[str | None, bytes, bytes, bytes]) -> ResourceKey | None:
+    """The resource key of (default service, Resource, InstrumentationScope and
+    InstrumentationLibrary JSON), remembered; None if they are not what `go_span` takes.
+    The older scope name is read only when the other is empty, as `go_span` reads it."""
+    default_service, resource_json, scope_json, library_json = lookup
+    try:
+        resource = _go_struct_attributes(structs.decode_go_attributes(resource_json))
+        scope = structs.decode_go_scope(scope_json)
+        if scope is None or scope.is_empty():  # `get("InstrumentationScope") or ...`
+            scope = structs.decode_go_scope(library_json)
+    except structs.DecodeError:
+        return None
+    name, version = ("", "") if scope is None else (scope.Name or "", scope.Version or "")
+    key = make_key(pop_service(resource, default_service), resource, name, version)
+    if len(resource_json) + len(scope_json) + len(library_json) <= _KEY_MAX_BYTES:
+        _go_keys.remember(lookup, key)
+    return key
 
 
 def _struct_plain(span: structs.GoSpan | structs.PySpan) -> bool:
@@ -107,33 +146,17 @@ def _struct_plain(span: structs.GoSpan | structs.PySpan) -> bool:
     )
 
 
-def _go_struct_events(events: list[structs.GoEvent] | None) -> list[DirectEvent] | None:
-    out: list[DirectEvent] = []
-    for event in events or ():
-        attributes = _go_struct_attributes(event.Attributes)
-        if attributes is None:
-            return None
-        out.append((sdk_time(event.Time), event.Name, attributes))  # type: ignore[arg-type]
-    return out
+def _go_struct_attributes(items: list[structs.GoKeyValue] | None) -> Attributes:
+    """`go_attributes` of KeyValue Structs (each a scalar of its Type, or no Struct)."""
+    return {item.Key: item.Value.Value for item in items or ()}
 
 
-def _go_struct_attributes(items: list[structs.GoKeyValue] | None) -> Attributes | None:
-    """`go_attributes` of KeyValue Structs."""
-    out: Attributes = {}
-    for item in items or ():
-        typed = item.Value
-        kind, payload = typed.Type, typed.Value
-        if (
-            (kind == "STRING" and type(payload) is str)
-            or (kind == "INT64" and type(payload) is int)
-            or (kind == "BOOL" and type(payload) is bool)
-        ):
-            out[item.Key] = payload
-        elif kind == "FLOAT64" and (type(payload) is float or type(payload) is int):
-            out[item.Key] = float(payload)
-        else:
-            return None
-    return out
+def _key_and_value(item: structs.GoKeyValue) -> tuple[str, AttrValue]:
+    return item.Key, item.Value.Value
+
+
+_go_span_pairs = StructPairs(ATTRIBUTES, _key_and_value)
+_go_event_pairs = StructPairs(EVENT_ATTRIBUTES, _key_and_value)
 
 
 # --- Python's ConsoleSpanExporter --------------------------------------------------------------
@@ -164,13 +187,13 @@ def python_line(
         return False
     if kind is None or status_code is None:
         return False
-    resource = span.resource
-    attributes: Attributes = {}
-    if resource is not None and resource.attributes is not None:
-        attributes = resource.attributes  # type: ignore[assignment]  # scalars: AttrValues
+    lookup = (default_service, bytes(span.resource))
+    key = _python_keys.get(lookup) or _python_key(lookup)
+    if key is None:
+        return False
     return direct.span(
         out,
-        make_key(pop_service(attributes, default_service), attributes, "", ""),
+        key,
         trace_hex=trace_hex,
         span_hex=span_hex,
         parent_hex=parent_hex,
@@ -186,3 +209,23 @@ def python_line(
         status_code=status_code,
         status_message=message or "",
     )
+
+
+_python_keys = Remembered[tuple[str | None, bytes], ResourceKey](256)
+
+
+def _python_key(lookup: tuple[str | None, bytes]) -> ResourceKey | None:
+    """The resource key of (default service, resource JSON), remembered; None if the
+    resource is not what `python_span` takes."""
+    default_service, resource_json = lookup
+    try:
+        resource = structs.decode_python_resource(resource_json)
+    except structs.DecodeError:
+        return None
+    attributes: Attributes = {}
+    if resource is not None and resource.attributes is not None:
+        attributes = resource.attributes  # type: ignore[assignment]  # scalars: AttrValues
+    key = make_key(pop_service(attributes, default_service), attributes, "", "")
+    if len(resource_json) <= _KEY_MAX_BYTES:
+        _python_keys.remember(lookup, key)
+    return key

@@ -29,7 +29,8 @@ from agent.spans.decode.common import (
     parse_status_code,
     pop_service_name,
 )
-from agent.spans.decode.direct import otlp_line, otlp_request
+from agent.spans.decode.direct import otlp_request
+from agent.spans.decode.direct_otlpstructs import otlp_line
 from agent.spans.decode.lines import JsonLineDecoder
 from agent.spans.model import (
     KIND_UNSPECIFIED,

@@ -8,7 +8,11 @@ counters the span model has no place for). Every field has the type the dict wal
 a value of another type fails the decode and the line takes the dict walk, which declines
 it or reads it. Integers are bounded to int64: orjson reads one below -2**63 as a float,
 which the dict walk refuses, and a Struct must not accept what the dict walk refuses. Keys
-whose mere presence changes the dict walk's answer are read as UNSET when absent.
+whose mere presence changes the dict walk's answer are read as UNSET when absent. A span's
+resource and scope are left as their JSON bytes (`msgspec.Raw`), decoded (`decode_go_scope`,
+`decode_go_attributes`, `decode_python_resource`) only when the direct path has not seen
+those bytes before. No Struct takes part in a reference cycle, so none is tracked by the
+garbage collector (`gc=False`).
 """
 
 from __future__ import annotations
@@ -19,19 +23,35 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+NULL = msgspec.Raw(b"null")  # what a Raw field holds when its key is absent, as when null
 
 
-class GoValue(msgspec.Struct):
-    Type: str | None = None
-    Value: str | Int64 | float | bool | None = None
+# A Go attribute value: one Struct per scalar Type, told apart by the Type key (any other
+# Type, or a Value of another JSON type, fails the decode: the dict walk then declines it).
+# Each Value field has one type, so equal values are identical ones (an INT64 1 never equals
+# a BOOL true): the direct path looks attributes up by their (frozen, hashable) Struct.
+class GoString(msgspec.Struct, tag_field="Type", tag="STRING", frozen=True, gc=False):
+    Value: str
 
 
-class GoKeyValue(msgspec.Struct):
+class GoInt(msgspec.Struct, tag_field="Type", tag="INT64", frozen=True, gc=False):
+    Value: Int64
+
+
+class GoBool(msgspec.Struct, tag_field="Type", tag="BOOL", frozen=True, gc=False):
+    Value: bool
+
+
+class GoFloat(msgspec.Struct, tag_field="Type", tag="FLOAT64", frozen=True, gc=False):
+    Value: float  # a JSON integer too, as a float: what `go_attributes` makes of it
+
+
+class GoKeyValue(msgspec.Struct, frozen=True, gc=False):
     Key: str
-    Value: GoValue
+    Value: GoString | GoInt | GoBool | GoFloat
 
 
-class GoContext(msgspec.Struct):
+class GoContext(msgspec.Struct, gc=False):
     TraceID: str | None = None
     SpanID: str | None = None
     TraceFlags: Any = "00"
@@ -39,12 +59,12 @@ class GoContext(msgspec.Struct):
     Remote: Any = None
 
 
-class GoStatus(msgspec.Struct):
+class GoStatus(msgspec.Struct, gc=False):
     Code: str | None = None
     Description: str | None = None
 
 
-class GoScope(msgspec.Struct, forbid_unknown_fields=True):
+class GoScope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """Every key known, absent ones UNSET: `go_span` takes InstrumentationLibrary when this
     object is empty, which only a Struct that knows all its keys can tell."""
 
@@ -62,13 +82,13 @@ class GoScope(msgspec.Struct, forbid_unknown_fields=True):
         )
 
 
-class GoEvent(msgspec.Struct):
+class GoEvent(msgspec.Struct, gc=False):
     Name: str | None = None
     Time: str | None = None
     Attributes: list[GoKeyValue] | None = None
 
 
-class GoSpan(msgspec.Struct):
+class GoSpan(msgspec.Struct, gc=False):
     Name: str | None = None
     SpanContext: GoContext | None = None
     Parent: GoContext | None = None
@@ -79,9 +99,10 @@ class GoSpan(msgspec.Struct):
     Events: list[GoEvent] | None = None
     Links: list[Any] | None = None
     Status: GoStatus | None = None
-    Resource: list[GoKeyValue] | None = None
-    InstrumentationScope: GoScope | None = None
-    InstrumentationLibrary: GoScope | None = None  # the older name, taken when the other is empty
+    # The next three as their JSON bytes: the direct path looks their key up by them.
+    Resource: msgspec.Raw = NULL  # list[GoKeyValue] | None
+    InstrumentationScope: msgspec.Raw = NULL  # GoScope | None
+    InstrumentationLibrary: msgspec.Raw = NULL  # the older name, taken when the other is empty
     # Keys that make `auto` route the line as OTLP/JSON: present, the line takes the dict path.
     resourceSpans: Any = UNSET
     resource_spans: Any = UNSET
@@ -92,13 +113,13 @@ class GoSpan(msgspec.Struct):
     msg: Any = UNSET
 
 
-class PyContext(msgspec.Struct):
+class PyContext(msgspec.Struct, gc=False):
     trace_id: str | None = None
     span_id: str | None = None
     trace_state: str | None = None
 
 
-class PyStatus(msgspec.Struct):
+class PyStatus(msgspec.Struct, gc=False):
     status_code: str | None = None
     description: str | None = None
 
@@ -106,17 +127,17 @@ class PyStatus(msgspec.Struct):
 PyValue = str | Int64 | float | bool | None
 
 
-class PyEvent(msgspec.Struct):
+class PyEvent(msgspec.Struct, gc=False):
     name: str | None = None
     timestamp: str | None = None
     attributes: dict[str, PyValue] | None = None
 
 
-class PyResource(msgspec.Struct):
+class PyResource(msgspec.Struct, gc=False):
     attributes: dict[str, PyValue] | None = None
 
 
-class PySpan(msgspec.Struct):
+class PySpan(msgspec.Struct, gc=False):
     name: str | UnsetType | None = UNSET
     context: PyContext | UnsetType | None = UNSET
     kind: str | None = "SpanKind.INTERNAL"
@@ -127,7 +148,7 @@ class PySpan(msgspec.Struct):
     attributes: dict[str, PyValue] | None = None
     events: list[PyEvent] | None = None
     links: list[Any] | None = None
-    resource: PyResource | None = None
+    resource: msgspec.Raw = NULL  # PyResource | None, its JSON bytes: the key is looked up
     # Present: Go's object (the named format) or another route (`auto`): the dict walk's.
     SpanContext: Any = UNSET
     resourceSpans: Any = UNSET
@@ -139,6 +160,19 @@ class PySpan(msgspec.Struct):
 
 
 decode_go_span = msgspec.json.Decoder(GoSpan).decode
+decode_go_attributes = msgspec.json.Decoder(list[GoKeyValue] | None).decode
+decode_go_scope = msgspec.json.Decoder(GoScope | None).decode
 decode_python_span = msgspec.json.Decoder(PySpan).decode
+decode_python_resource = msgspec.json.Decoder(PyResource | None).decode
 DecodeError = msgspec.DecodeError
-__all__ = ["UNSET", "DecodeError", "GoSpan", "PySpan", "decode_go_span", "decode_python_span"]
+__all__ = [
+    "UNSET",
+    "DecodeError",
+    "GoSpan",
+    "PySpan",
+    "decode_go_attributes",
+    "decode_go_scope",
+    "decode_go_span",
+    "decode_python_resource",
+    "decode_python_span",
+]

@@ -127,12 +127,30 @@ class DirectWriter:
             if encoded is None:
                 return False
             tail += encoded
-        if status_code or status_message:
-            if not 0 <= status_code <= 2:
-                return False
-            tail += status_field(status_code, status_message)
-        if flags is not None:
-            tail += _FLAGS + pack_fixed32(flags & 0xFFFFFFFF)
+        end = status_and_flags(status_code, status_message, flags)
+        if end is None:
+            return False
+        return self._finish(out, key, body, tail + end)
+
+    def encoded_span(
+        self,
+        out: list[DirectItem],
+        key: ResourceKey,
+        *,
+        trace_hex: object,
+        span_hex: object,
+        parent_hex: object,
+        name: object,
+        kind: int,
+        start_ns: object,
+        end_ns: object,
+        tail: bytes,
+    ) -> bool:
+        """`span` of a decoder that wrote the rest itself: `tail` is the span's attribute,
+        event (`event_bytes`), status and flags fields (`status_and_flags`), in that order."""
+        body = _head(trace_hex, span_hex, parent_hex, name, kind, start=start_ns, end=end_ns)
+        if body is None:
+            return False
         return self._finish(out, key, body, tail)
 
     def span_of_ids(
@@ -301,10 +319,6 @@ def event_fields(events: Sequence[DirectEvent]) -> bytes | None:
     declines."""
     encoded = b""
     for time_ns, name, attributes in events:
-        if type(time_ns) is not int or type(name) is not str:
-            return None
-        if not MIN_TIME_NS <= time_ns <= MAX_TIME_NS:
-            return None
         if attributes:
             if type(attributes) is not dict:
                 return None
@@ -313,13 +327,38 @@ def event_fields(events: Sequence[DirectEvent]) -> bytes | None:
                 return None
         else:
             pairs = b""  # as the general path: a falsy value means no attributes
-        body = _pack_event_time(_EVENT_TIME_TAG, time_ns) + EVENT_NAMES[name] + pairs
-        size = len(body)
-        if size < VARINT_TABLE_SIZE:  # event_field(...), inlined
-            encoded += _EVENT + VARINT_TABLE[size] + body
-        else:
-            encoded += event_field(time_ns, name, pairs)
+        event = event_bytes(time_ns, name, pairs)
+        if event is None:
+            return None
+        encoded += event
     return encoded
+
+
+def event_bytes(time_ns: object, name: object, pairs: bytes) -> bytes | None:
+    """One `Span.events` field (`pairs`: its attributes, encoded with the EVENT_ATTRIBUTES
+    tag), or None for a time or name the general path reads otherwise."""
+    if type(time_ns) is not int or type(name) is not str:
+        return None
+    if not MIN_TIME_NS <= time_ns <= MAX_TIME_NS:
+        return None
+    body = _pack_event_time(_EVENT_TIME_TAG, time_ns) + EVENT_NAMES[name] + pairs
+    size = len(body)
+    if size < VARINT_TABLE_SIZE:  # event_field(...), inlined
+        return _EVENT + VARINT_TABLE[size] + body
+    return event_field(time_ns, name, pairs)
+
+
+def status_and_flags(status_code: int, status_message: str, flags: int | None) -> bytes | None:
+    """The status field (none for an unset status) and the flags field (none for None), or
+    None for a status code OTLP does not have."""
+    tail = b""
+    if status_code or status_message:
+        if not 0 <= status_code <= 2:
+            return None
+        tail = status_field(status_code, status_message)
+    if flags is not None:
+        tail += _FLAGS + pack_fixed32(flags & 0xFFFFFFFF)
+    return tail
 
 
 def _span_json_status(status: object) -> bytes | None:

@@ -173,6 +173,12 @@ def _framed_pair(key: str, value: AttrValue) -> bytes:
     return _framed_with_prefix(_key_prefix(key), value)
 
 
+def pair_field(tag: bytes, key: str, value: AttrValue) -> bytes:
+    """One attribute as a `KeyValue` field with the given tag: what `key_values` and the
+    pair encoders write for it, whether they take it from a cache or not."""
+    return tag + _framed_pair(key, value)
+
+
 def _framed_with_prefix(prefix: bytes, value: AttrValue) -> bytes:
     if type(value) is str:
         data = value.encode()
@@ -192,7 +198,7 @@ def _cache_pair(
     """Encode a str/int attribute with its tag and remember it, unless its key is
     high-cardinality (then it is marked as such)."""
     key, value = item
-    framed = tag + _framed_pair(key, value)
+    framed = pair_field(tag, key, value)
     if type(value) is str and len(value) > _PAIR_MAX_CHARS:
         return framed
     seen = _values_cached_per_key.get(key, 0)
@@ -242,7 +248,7 @@ def scalar_pair_encoder(tag: bytes) -> PairEncoder:
             elif kind is list or kind is dict:
                 return None
             else:
-                framed = tag + _framed_pair(item[0], item[1])
+                framed = pair_field(tag, item[0], item[1])
             append(framed)
         return b"".join(parts)
 
@@ -265,5 +271,5 @@ def key_values(tag: bytes, attributes: Mapping[str, AttrValue]) -> bytes:
     """Repeated `KeyValue` fields with the given tag, concatenated."""
     encoded = scalar_key_values(tag, attributes)
     if encoded is None:
-        encoded = b"".join([tag + _framed_pair(k, v) for k, v in attributes.items()])
+        encoded = b"".join([pair_field(tag, k, v) for k, v in attributes.items()])
     return encoded

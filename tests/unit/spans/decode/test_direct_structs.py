@@ -15,7 +15,7 @@ import orjson
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agent.spans.decode.direct import otlp_line
+from agent.spans.decode.direct_otlpstructs import otlp_line
 from agent.spans.decode.direct_sdk import go_span, python_span
 from agent.spans.decode.direct_sdkstructs import go_line, python_line
 from agent.spans.encode.direct import DirectWriter

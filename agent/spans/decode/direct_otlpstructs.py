@@ -1,0 +1,180 @@
+"""The direct path of `otlp-json` lines through msgspec Structs (`otlpstructs`): a line's bytes
+decoded straight into typed objects, walked as `direct.otlp_request` walks the parsed dict
+(the same answer, with the walking done by msgspec in C), the span written by
+`DirectWriter.encoded_span`.
+
+What a service repeats in every line is not worked out again (`lookups`): a line's resource
+and scope are left as their JSON bytes (`msgspec.Raw`) and the resource key of the pair is
+looked up by those bytes; each attribute's encoded field is looked up by its KeyValue Struct.
+
+False, with nothing appended, for any line this path does not take; the caller gives it to
+the general path. tests/unit/spans/decode/test_direct_structs.py and
+test_direct_otlpstructs.py hold it to the dict walk and the general path.
+"""
+
+from __future__ import annotations
+
+from agent.spans.decode import otlpstructs as structs
+from agent.spans.decode.direct import json_int, json_uint, pop_service
+from agent.spans.decode.lookups import Remembered, StructPairs
+from agent.spans.encode.direct import event_bytes, status_and_flags
+from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES
+from agent.spans.encode.resources import make_key
+from agent.spans.model import Attributes, AttrValue
+from agent.spans.types import DirectItem, DirectWriter, ResourceKey
+
+_KEY_MAX_BYTES = 8192  # a resource and scope longer than this are decoded every time
+
+
+def otlp_line(
+    line: bytes, default_service: str | None, direct: DirectWriter, out: list[DirectItem]
+) -> bool:
+    """An ExportTraceServiceRequest or a bare ResourceSpans: every span, or none of them."""
+    try:
+        if line[:16] == b'{"resourceSpans"':
+            records = structs.decode_request(line).resourceSpans
+        else:
+            bare = structs.decode_resource_spans(line)
+            records = None if bare.scopeSpans is None else [bare]
+    except structs.DecodeError:
+        return False
+    if records is None:
+        return False
+    mark, sampled_out = len(out), direct.sampled_out
+    for record in records:
+        if not _resource_spans(record, default_service, direct, out):
+            del out[mark:]
+            direct.sampled_out = sampled_out  # the general path samples them again
+            return False
+    return True
+
+
+def _resource_spans(
+    record: structs.ResourceSpans,
+    default_service: str | None,
+    direct: DirectWriter,
+    out: list[DirectItem],
+) -> bool:
+    resource = bytes(record.resource)
+    scope_spans_list = record.scopeSpans
+    if not scope_spans_list:  # no key to look up, but a bad resource still fails the line
+        return _resource_attributes(resource) is not None
+    for scope_spans in scope_spans_list:
+        lookup = (default_service, resource, bytes(scope_spans.scope))
+        key = _keys.get(lookup) or _key(lookup)
+        if key is None:
+            return False
+        for span in scope_spans.spans or ():
+            if not _span(span, key, direct, out):
+                return False
+    return True
+
+
+_keys = Remembered[tuple[str | None, bytes, bytes], ResourceKey](256)
+
+
+def _key(lookup: tuple[str | None, bytes, bytes]) -> ResourceKey | None:
+    """The resource key of (default service, resource JSON, scope JSON), remembered; None
+    if either does not decode to what the direct path takes."""
+    default_service, resource, scope_json = lookup
+    attributes = _resource_attributes(resource)
+    if attributes is None:
+        return None
+    try:
+        scope = structs.decode_scope(scope_json)
+    except structs.DecodeError:
+        return None
+    name, version = ("", "") if scope is None else (scope.name or "", scope.version or "")
+    key = make_key(pop_service(attributes, default_service), attributes, name, version)
+    if len(resource) + len(scope_json) <= _KEY_MAX_BYTES:
+        _keys.remember(lookup, key)
+    return key
+
+
+def _resource_attributes(resource: bytes) -> Attributes | None:
+    try:
+        decoded = structs.decode_resource(resource)
+    except structs.DecodeError:
+        return None
+    return {} if decoded is None else struct_attributes(decoded.attributes)
+
+
+def _span(
+    span: structs.Span, key: ResourceKey, direct: DirectWriter, out: list[DirectItem]
+) -> bool:
+    if span.links or span.traceState or span.kind is None:
+        return False
+    tail = _span_pairs.fields(span.attributes)
+    if tail is None:
+        return False
+    for event in span.events or ():
+        pairs = _event_pairs.fields(event.attributes)
+        if pairs is None:
+            return False
+        encoded = event_bytes(json_uint(event.timeUnixNano), event.name, pairs)
+        if encoded is None:
+            return False
+        tail += encoded
+    status = span.status
+    if status is None:
+        end = status_and_flags(0, "", span.flags)
+    else:
+        end = status_and_flags(status.code or 0, status.message or "", span.flags)
+    if end is None:
+        return False
+    return direct.encoded_span(
+        out,
+        key,
+        trace_hex=span.traceId,
+        span_hex=span.spanId,
+        parent_hex=span.parentSpanId,
+        name=span.name,
+        kind=span.kind,
+        start_ns=json_uint(span.startTimeUnixNano),
+        end_ns=json_uint(span.endTimeUnixNano),
+        tail=tail + end,
+    )
+
+
+def struct_attributes(items: list[structs.KeyValue] | None) -> Attributes | None:
+    """KeyValue Structs as a dict of scalars; None if a value is not exactly one scalar."""
+    out: Attributes = {}
+    for item in items or ():
+        pair = key_and_value(item)
+        if pair is None:
+            return None
+        out[pair[0]] = pair[1]
+    return out
+
+
+def key_and_value(item: structs.KeyValue) -> tuple[str, AttrValue] | None:
+    """(key, value) of a KeyValue Struct holding exactly one scalar; None otherwise."""
+    value = item.value
+    text, number, flag, double = (
+        value.stringValue,
+        value.intValue,
+        value.boolValue,
+        value.doubleValue,
+    )
+    if value.arrayValue is not None or value.kvlistValue is not None:
+        return None
+    if value.bytesValue is not None:
+        return None
+    if text is not None:
+        if number is not None or flag is not None or double is not None:
+            return None
+        return item.key, text
+    if number is not None:
+        number = json_int(number)
+        if number is None or flag is not None or double is not None:
+            return None
+        return item.key, number
+    if flag is not None:
+        return None if double is not None else (item.key, flag)
+    if double is not None:
+        return item.key, double
+    return None  # an empty AnyValue: the general path's to decode
+
+
+_span_pairs = StructPairs(ATTRIBUTES, key_and_value)
+_event_pairs = StructPairs(EVENT_ATTRIBUTES, key_and_value)

@@ -1,0 +1,102 @@
+"""Bounded lookups for the Struct direct paths (`direct_otlpstructs`, `direct_sdkstructs`):
+what a service repeats line after line — its resource and scope, most attribute values — is
+worked out once and looked up after.
+
+    keys = Remembered[tuple[str | None, bytes], ResourceKey](256)
+    key = keys.get(lookup)               # None: work it out, then keys.remember(lookup, key)
+    pairs = StructPairs(ATTRIBUTES, key_and_value)   # key_and_value(Struct) -> (key, value)
+    encoded = pairs.fields(span.Attributes)          # the attributes' fields, or None
+
+A lookup is only ever by something whose equality means the same answer: the JSON bytes of a
+part (`msgspec.Raw`; equal bytes are the same JSON) or a frozen attribute Struct whose value
+is of a type where equal means identical (not 0.0 == -0.0, not 1 == 1.0 == True).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from agent.spans.encode.wire import pair_field
+from agent.spans.model import AttrValue
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+S = TypeVar("S", bound=Hashable)
+
+
+class Remembered(dict[K, V]):
+    """A dict of at most `limit` entries: `remember` empties it when full (the entries are
+    only worked-out answers, so a cleared one is worked out again)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def remember(self, key: K, value: V) -> None:
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = value
+
+
+class StructPairs(Generic[S]):
+    """The encoded KeyValue fields of one tag by attribute Struct (frozen, so hashable):
+    (key, field) for each Struct seen whose value is a string of at most `MAX_CHARS`, an
+    int or a bool, and whose key has had fewer than `VALUES_PER_KEY` values kept — so a key
+    whose values never repeat (user IDs, URLs) cannot evict the values that do. `pair`
+    reads one Struct as the direct path does: (key, value), None if not one scalar. For
+    Structs each of whose fields has one type (an int field never holds a float or a bool):
+    then equal Structs holding such a value hold the identical one. Doubles are never kept
+    (0.0 == -0.0, and NaN equals nothing)."""
+
+    LIMIT = 8192
+    MAX_CHARS = 128
+    VALUES_PER_KEY = 256
+
+    __slots__ = ("_fields", "_pair", "_per_key", "_tag")
+
+    def __init__(self, tag: bytes, pair: Callable[[S], tuple[str, AttrValue] | None]) -> None:
+        self._tag, self._pair = tag, pair
+        self._fields: dict[S, tuple[str, bytes]] = {}
+        self._per_key: dict[str, int] = {}
+
+    def fields(self, items: list[S] | None) -> bytes | None:
+        """What the tag's pair encoder writes for the attributes `pair` reads: the fields
+        joined, a key that comes twice in its first place with its last value (as in a
+        dict); None if one is not a scalar attribute."""
+        if not items:
+            return b""
+        known = self._fields
+        try:
+            if len(items) == 1:
+                pair = known.get(items[0]) or self._encode(items[0])
+                return None if pair is None else pair[1]
+            pairs: dict[str, bytes] = {}
+            for item in items:
+                pair = known.get(item) or self._encode(item)
+                if pair is None:
+                    return None
+                pairs[pair[0]] = pair[1]
+        except TypeError:  # a list or map inside cannot be hashed, nor is it a scalar
+            return None
+        return b"".join(pairs.values())
+
+    def _encode(self, item: S) -> tuple[str, bytes] | None:
+        """(key, field) of a Struct not seen (or no longer kept), kept if it may be."""
+        pair = self._pair(item)
+        if pair is None:
+            return None
+        key, value = pair
+        encoded = (key, pair_field(self._tag, key, value))
+        kind = type(value)
+        if kind is float or (kind is str and len(value) > self.MAX_CHARS):  # type: ignore[arg-type]
+            return encoded
+        seen = self._per_key.get(key, 0)
+        if seen < self.VALUES_PER_KEY:
+            if len(self._fields) >= self.LIMIT:
+                self._fields.clear()
+                self._per_key.clear()
+                seen = 0
+            self._fields[item] = encoded
+            self._per_key[key] = seen + 1
+        return encoded
