@@ -14,11 +14,14 @@ older names) is never read differently here.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from agent.spans.encode.resources import SERVICE_NAME, make_key
 from agent.spans.model import Attributes
 from agent.spans.types import DirectEvent, DirectItem, DirectWriter, ResourceKey
+
+T = TypeVar("T")
 
 # --- OTLP/JSON ---------------------------------------------------------------------------------
 
@@ -63,9 +66,21 @@ def otlp_request(
         records = [obj]
     else:
         return False
+    return write_all(records, _otlp_resource_spans, default_service, direct, out)
+
+
+def write_all(
+    records: Iterable[T],
+    write: Callable[[T, str | None, DirectWriter, list[DirectItem]], bool],
+    default_service: str | None,
+    direct: DirectWriter,
+    out: list[DirectItem],
+) -> bool:
+    """Each of a line's records through `write`, all or none: when one declines, what the
+    others appended (and sampled out) is taken back, so the general path reads the line whole."""
     mark, sampled_out = len(out), direct.sampled_out
     for record in records:
-        if not _otlp_resource_spans(record, default_service, direct, out):
+        if not write(record, default_service, direct, out):
             del out[mark:]
             direct.sampled_out = sampled_out  # the general path samples them again
             return False

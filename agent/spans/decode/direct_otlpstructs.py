@@ -15,7 +15,7 @@ test_direct_otlpstructs.py hold it to the dict walk and the general path.
 from __future__ import annotations
 
 from agent.spans.decode import otlpstructs as structs
-from agent.spans.decode.direct import json_int, json_uint, pop_service
+from agent.spans.decode.direct import json_int, json_uint, pop_service, write_all
 from agent.spans.decode.lookups import Remembered, StructPairs
 from agent.spans.encode.direct import event_bytes, status_and_flags
 from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES
@@ -40,13 +40,7 @@ def otlp_line(
         return False
     if records is None:
         return False
-    mark, sampled_out = len(out), direct.sampled_out
-    for record in records:
-        if not _resource_spans(record, default_service, direct, out):
-            del out[mark:]
-            direct.sampled_out = sampled_out  # the general path samples them again
-            return False
-    return True
+    return write_all(records, _resource_spans, default_service, direct, out)
 
 
 def _resource_spans(
