@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from agent.core.diskqueue.queue import DiskQueue, Item
@@ -72,7 +74,7 @@ class StreamSender:
         self._on_finished = on_finished
         self._backoff = Backoff(policy)
         self._limits = limits
-        self._retry: deque[Record] = deque()  # unfinished, oldest first; only `complete` adds
+        self._retry: deque[Record] = deque()  # unfinished, in queue order; only `complete` adds
         self._held: deque[Record] = deque()  # taken from the queue, not sent yet
         self._in_flight: deque[SentBatch] = deque()
         self._changed = asyncio.Event()
@@ -329,7 +331,10 @@ class StreamSender:
         self.written += outcome.written
         self._written_total.inc(outcome.written)
         if outcome.unfinished:
-            self._retry.extend(outcome.unfinished)
+            # In queue order: a batch taken from the head of `_retry` that fails again goes
+            # back ahead of the retries not sent yet (they are newer), a newer batch behind.
+            merged = heapq.merge(self._retry, outcome.unfinished, key=attrgetter("seq"))
+            self._retry = deque(merged)
             resend = sum(len(record.pending_entries()) for record in outcome.unfinished)
             reason = "connection" if outcome.connection_failed else error_code(outcome.retry_reason)
             self.retried += resend

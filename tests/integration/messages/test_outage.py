@@ -134,12 +134,15 @@ async def test_redis_killed_under_load_writes_each_acked_message_once(
         assert stream_message_ids(client, publisher.stream) == publisher.acked
 
 
+# One message a batch: the retries outnumber one batch, so a retried batch that fails again
+# must go back ahead of the retries not yet sent (they are newer), not behind them.
+@pytest.mark.parametrize("overrides", [(), ("messages.batch.max_messages=1",)], ids=["", "tiny"])
 async def test_busy_script_replies_are_retried_in_order(
-    tmp_path: Path, redis_server_factory: RedisServerFactory
+    tmp_path: Path, redis_server_factory: RedisServerFactory, overrides: tuple[str, ...]
 ) -> None:
     server = redis_server_factory("--busy-reply-threshold", "100")
     async with pipelines(tmp_path, server.url) as start, aiohttp.ClientSession() as http:
-        pipeline = await start()
+        pipeline = await start(*overrides)
         async with publishing(pipeline, http, "busy") as [publisher]:
             await more_acked([publisher], 50)
             blocker = threading.Thread(

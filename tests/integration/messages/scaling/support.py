@@ -93,4 +93,15 @@ def check_per_key_order(
             if key is not None or keyless_ordered:
                 positions = {message_id: index for index, message_id in enumerate(got)}
                 order = [positions[message_id] for message_id in acked]
-                assert order == sorted(order), f"order of key {key!r} not kept"
+                assert order == sorted(order), f"order of key {key!r} not kept: " + _first_swap(
+                    acked, order
+                )
+
+
+def _first_swap(acked: list[str], order: list[int]) -> str:
+    """The first acked id stored after the id acked next, with both stream positions."""
+    at = next(i for i in range(len(order) - 1) if order[i] > order[i + 1])
+    return (
+        f"acked #{at} {acked[at]} is stored at {order[at]}, "
+        f"after #{at + 1} {acked[at + 1]} at {order[at + 1]} (of {len(order)} acked)"
+    )
