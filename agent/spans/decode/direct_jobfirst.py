@@ -23,6 +23,7 @@ from agent.spans.decode.jobfirst_mapping import (
     w3c_span_id,
     w3c_trace_id,
 )
+from agent.spans.decode.lookups import Remembered
 from agent.spans.encode.direct import event_fields
 from agent.spans.encode.protobuf import ATTRIBUTES, status_field
 from agent.spans.encode.wire import scalar_pair_encoder, string_pair_encoder
@@ -38,7 +39,7 @@ _trace_id_field = string_pair_encoder(ATTRIBUTES, TRACE_ID_KEY)
 _span_id_field = string_pair_encoder(ATTRIBUTES, SPAN_ID_KEY)
 # Line fields that would change the order `span_attributes` writes in: the dict's.
 _PLACED = frozenset((TRACE_ID_KEY, SPAN_ID_KEY, "http.method", "http.route"))
-_NAME_FIELDS: dict[str, tuple[int, bytes]] = {}  # span name -> its kind and http.* fields
+_NAME_FIELDS = Remembered[str, tuple[int, bytes]](_CACHE_LIMIT)  # name -> kind, http.* fields
 
 
 class TraceIds:
@@ -124,7 +125,5 @@ def _name_fields(name: str) -> tuple[int, bytes]:
         else:
             fields = _encode_attributes({"http.method": http[0], "http.route": http[1]})
             found = (KIND_SERVER, fields or b"")
-        if len(_NAME_FIELDS) >= _CACHE_LIMIT:
-            _NAME_FIELDS.clear()
-        _NAME_FIELDS[name] = found
+        _NAME_FIELDS.remember(name, found)
     return found

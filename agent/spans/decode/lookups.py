@@ -17,7 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from agent.spans.encode.wire import pair_field
+from agent.spans.encode.wire import (
+    PAIR_CACHE_LIMIT,
+    PAIR_MAX_CHARS,
+    VALUES_PER_KEY_LIMIT,
+    pair_field,
+)
 from agent.spans.model import AttrValue
 
 K = TypeVar("K", bound=Hashable)
@@ -49,9 +54,10 @@ class StructPairs(Generic[S]):
     then equal Structs holding such a value hold the identical one. Doubles are never kept
     (0.0 == -0.0, and NaN equals nothing)."""
 
-    LIMIT = 8192
-    MAX_CHARS = 128
-    VALUES_PER_KEY = 256
+    # The pair encoders' admission rule (`agent.spans.encode.wire`), for Structs.
+    LIMIT = PAIR_CACHE_LIMIT
+    MAX_CHARS = PAIR_MAX_CHARS
+    VALUES_PER_KEY = VALUES_PER_KEY_LIMIT
 
     __slots__ = ("_fields", "_pair", "_per_key", "_tag")
 

@@ -50,13 +50,22 @@ def object_at(
 ) -> Found | None:
     """The object whose first line is `at` (a line that is just `{`) and the index after
     it, or None when the framer is to read it (module docstring)."""
-    last = _closing(lines, at + 1)
+    return _closed(lines, at, at + 1, max_line_bytes, max_object_bytes)
+
+
+def _closed(
+    lines: Sequence[bytes], start: int, first: int, max_line_bytes: int, room: int
+) -> Found | None:
+    """The lines from `start` to the first line from `first` that is just `}`, joined, and
+    the index after it; None when there is no such line, the text is `room` bytes or more,
+    a line in it begins with `{` (after the first) or is over `max_line_bytes`."""
+    last = _closing(lines, first)
     if last < 0:
         return None  # not closed in this batch (or not by a line that is just `}`)
-    text = b"\n".join(lines[at : last + 1])
-    if len(text) >= max_object_bytes or _CUT.search(text) is not None:
+    text = b"\n".join(lines[start : last + 1])
+    if len(text) >= room or _CUT.search(text) is not None:
         return None
-    if len(text) > max_line_bytes and max(map(len, lines[at : last + 1])) > max_line_bytes:
+    if len(text) > max_line_bytes and max(map(len, lines[start : last + 1])) > max_line_bytes:
         return None
     return text, last + 1
 
@@ -108,19 +117,13 @@ def continued_direct(
     next line to read (0: the framer reads on, line by line)."""
     framer = decoder.framer
     held = framer.open_object()
-    last = _closing(lines, 0) if held is not None else -1
-    if held is None or last < 0 or lines[0][:1] == b"{":
+    if held is None or lines[0][:1] == b"{":
         return 0
-    rest = b"\n".join(lines[: last + 1])
-    if held[1] + len(rest) >= framer.max_object_bytes or _CUT.search(rest) is not None:
-        return 0
-    limit = decoder.max_line_bytes
-    if len(rest) > limit and max(map(len, lines[: last + 1])) > limit:
-        return 0
-    if not _object_direct(decoder, held[0] + b"\n" + rest, direct, into, out):
+    found = _closed(lines, 0, 0, decoder.max_line_bytes, framer.max_object_bytes - held[1])
+    if found is None or not _object_direct(decoder, held[0] + b"\n" + found[0], direct, into, out):
         return 0
     framer.drop()
-    return last + 1
+    return found[1]
 
 
 def _object_direct(

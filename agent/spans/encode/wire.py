@@ -133,13 +133,13 @@ def _array_item(value: AttrValue) -> bytes:
 # dict keys. A key that keeps bringing new values (user IDs, URLs) stops being cached, so it
 # cannot churn the cache and evict the values that do repeat; its values are then encoded
 # from its cached key prefix with no cache bookkeeping, the cheapest miss. Each tag's cache
-# holds at most _PAIR_CACHE_LIMIT pairs (there are four tags).
+# holds at most PAIR_CACHE_LIMIT pairs (there are four tags).
 _pair_caches: dict[bytes, dict[tuple[str, AttrValue], bytes]] = {}
 _values_cached_per_key: dict[str, int] = {}
 _uncached_keys: dict[str, bytes] = {}  # key -> its `_key_prefix`
-_PAIR_CACHE_LIMIT = 8192
-_PAIR_MAX_CHARS = 64
-_VALUES_PER_KEY_LIMIT = 256
+PAIR_CACHE_LIMIT = 8192
+PAIR_MAX_CHARS = 64
+VALUES_PER_KEY_LIMIT = 256
 _key_prefixes: dict[str, bytes] = {}
 # For a string of n < 126 UTF-8 bytes: KeyValue.value length, AnyValue.string_value tag
 # and string length, each one byte.
@@ -160,7 +160,7 @@ def string_pair_encoder(tag: bytes, key: str) -> Callable[[str], bytes]:
     """The `KeyValue` field (with the given tag) of one key with a string value, as the
     encoders write it, uncached: for a value that never repeats (an ID), which a cache would
     only churn. The key is encoded once."""
-    prefix = string_field(_KV_KEY, key) + _KV_VALUE  # `_key_prefix(key)`, kept here
+    prefix = _key_prefix(key)  # the bytes, kept here: the prefix cache may be cleared
 
     def encode(value: str) -> bytes:
         return tag + _framed_with_prefix(prefix, value)
@@ -199,15 +199,15 @@ def _cache_pair(
     high-cardinality (then it is marked as such)."""
     key, value = item
     framed = pair_field(tag, key, value)
-    if type(value) is str and len(value) > _PAIR_MAX_CHARS:
+    if type(value) is str and len(value) > PAIR_MAX_CHARS:
         return framed
     seen = _values_cached_per_key.get(key, 0)
-    if seen >= _VALUES_PER_KEY_LIMIT:
+    if seen >= VALUES_PER_KEY_LIMIT:
         if len(_uncached_keys) >= _KEY_CACHE_LIMIT:
             _uncached_keys.clear()
         _uncached_keys[key] = _key_prefix(key)
         return framed
-    if len(cache) >= _PAIR_CACHE_LIMIT:
+    if len(cache) >= PAIR_CACHE_LIMIT:
         cache.clear()  # unbounded value sets must not grow memory
         _values_cached_per_key.clear()
         seen = 0
