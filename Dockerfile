@@ -6,8 +6,8 @@
 #
 # Stage "build" turns the source into a wheel and installs it with its dependencies into a
 # venv, every dependency at the exact version in constraints.txt (written by scripts/lock, the
-# versions scripts/test ran with); the runtime stage copies only that venv (no compiler, no pip
-# cache, no sources).
+# versions scripts/test ran with), and compiles the hot modules into that venv; the runtime
+# stage copies only that venv (no compiler, no pip cache, no sources).
 # tests/deploy/test_image.py builds the same wheel with the same command, installs it into a
 # fresh venv and runs this file's ENTRYPOINT/CMD and HEALTHCHECK commands from it, as the
 # uid below, as PID 1 of its own PID namespace.
@@ -23,10 +23,24 @@ WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY agent ./agent
 
+# The compiler for the compiled hot modules (agent/native), in this stage only.
+RUN command -v gcc >/dev/null \
+    || { apt-get update \
+         && apt-get install -y --no-install-recommends gcc=4:12.2.* libc6-dev=2.36-* \
+         && rm -rf /var/lib/apt/lists/*; }
+
 RUN python -m pip wheel --no-deps --wheel-dir /dist . \
     && python -m venv /opt/sidecar-agent \
     && /opt/sidecar-agent/bin/python -m pip install -c constraints.txt /dist/sidecar_agent-*.whl \
     && /opt/sidecar-agent/bin/python -m pip uninstall --yes pip
+
+# mypyc (from mypy, at the version scripts/test ran) compiles the hot modules of the same
+# wheel in a throwaway venv into the runtime venv's sidecar-agent-native directory; the agent
+# loads them because their sources' hashes match the installed package's.
+RUN python -m venv /src/native-venv \
+    && /src/native-venv/bin/python -m pip install -c constraints.txt /dist/sidecar_agent-*.whl mypy \
+    && /src/native-venv/bin/python -m agent.native.build --dir /opt/sidecar-agent/sidecar-agent-native \
+    && rm -rf /src/native-venv
 
 
 FROM python:3.11.13-slim-bookworm

@@ -16,7 +16,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
+from agent import __version__, native
 from agent.config.secrets import Redactor
 from agent.config.tree import Config
 from agent.core.admin import AdminServer
@@ -59,7 +59,12 @@ class Agent:
 
     async def start(self) -> None:
         self._lock_data_dir()
-        self.metrics.gauge("build_info", "Agent version.", ("version",)).labels(__version__).set(1)
+        build = self.metrics.gauge(
+            "build_info",
+            "Agent version; native: how many compiled hot modules are loaded (0: pure Python).",
+            ("version", "native"),
+        )
+        build.labels(__version__, str(len(native.STATUS.modules))).set(1)
         if self.admin is not None:
             await self.admin.start()
         self.pipelines = build_pipelines(self.config, self.metrics, self.data_dir)
@@ -72,6 +77,7 @@ class Agent:
                 "pipelines": [p.name for p in self.pipelines],
                 "admin": self.config.admin.listen if self.admin else None,
                 "event_loop": loop_name(asyncio.get_running_loop()),
+                "native": native.STATUS.describe(),
             },
         )
 

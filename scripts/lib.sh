@@ -66,6 +66,20 @@ ensure_venv() {
     fi
 }
 
+# The compiled hot modules (agent/native): mypyc (from the dev install) compiles them into the
+# venv when the sources changed since the last build; a second run finds them up to date.
+# Prints "require" when a build for these sources is in place, "auto" when it failed (then
+# the agent runs pure Python, which behaves the same, only slower).
+ensure_native() {
+    local venv=.venv
+    if "$venv/bin/python" -m agent.native.build >&2; then
+        echo require
+    else
+        log "WARNING: the native build failed (a C compiler and Python's headers are needed); running pure Python"
+        echo auto
+    fi
+}
+
 # redis-sentinel is a separate Debian package; the Sentinel integration tests need it.
 ensure_redis_server() {
     local missing=()

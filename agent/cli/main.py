@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from agent import __version__
+from agent import __version__, native
 from agent.config.load import ConfigError, load_config
 from agent.config.render import render_effective
 from agent.config.secrets import Redactor
@@ -111,7 +111,7 @@ def _print_config_errors(error: ConfigError) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "version":
-        sys.stdout.write(f"sidecar-agent {__version__}\n")
+        sys.stdout.write(f"sidecar-agent {__version__}\n{native.STATUS.describe()}\n")
         return EXIT_OK
     try:
         config = _load(args)

@@ -102,6 +102,12 @@ def render_markdown() -> str:
         "`SIDECAR_MESSAGES_SUBSCRIPTIONS_<n>_<FIELD>` or",
         "`--set messages.subscriptions.<n>.<field>=…` (n = the current length appends an entry).",
         "",
+        "Two variables are not config keys; they are read at import, before any config:",
+        "`SIDECAR_AGENT_NATIVE` (`auto`, the default: run the compiled hot modules when a build",
+        "of these exact sources is present; `off`: pure Python; `require`: a missing or stale",
+        "build is an error) and `SIDECAR_AGENT_NATIVE_DIR` (the build's directory; default",
+        "`<sys.prefix>/sidecar-agent-native`).",
+        "",
         "| key | env var | default | accepted | meaning |",
         "| --- | --- | --- | --- | --- |",
     ]

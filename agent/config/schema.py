@@ -18,7 +18,9 @@ from agent.config.tree import Config
 
 ENV_PREFIX = "SIDECAR_"
 # SIDECAR_* variables that are not config keys but are still ours.
-RESERVED_ENV = frozenset({"SIDECAR_CONFIG"})
+# Read outside the config tree: the config file's path, and (before any config exists, at
+# import) the compiled hot modules' switch and directory (agent/native).
+RESERVED_ENV = frozenset({"SIDECAR_CONFIG", "SIDECAR_AGENT_NATIVE", "SIDECAR_AGENT_NATIVE_DIR"})
 
 
 @dataclass(frozen=True, slots=True)

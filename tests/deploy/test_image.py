@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from agent import __version__
+from agent.native.build import MODULES
 from tests.deploy import dockerfile
 from tests.deploy.dockerfile import REPO_ROOT
 from tests.harness import ManagedProcess, RedisServer, eventually_sync, free_port
@@ -172,7 +173,12 @@ def test_wheel_installs_with_the_console_script(image: ImageLikeInstall) -> None
     cwd = image.host_path("/var/lib/sidecar-agent")
     version = run(image.as_image_user(["sidecar-agent", "version"]), env, cwd)
     assert version.returncode == 0, version.stderr
-    assert version.stdout.strip() == f"sidecar-agent {__version__}"
+    # The build stage compiled the hot modules into the venv, and the agent loads them.
+    native = image.host_path("/opt/sidecar-agent/sidecar-agent-native")
+    assert version.stdout.splitlines() == [
+        f"sidecar-agent {__version__}",
+        f"{len(MODULES)} compiled modules from {native}",
+    ]
     # The installed package is the wheel's copy, not this checkout.
     where = run([f"{venv_bin}/python", "-c", "import agent; print(agent.__file__)"], env, cwd)
     assert where.stdout.startswith(image.host_path("/opt/sidecar-agent")), where

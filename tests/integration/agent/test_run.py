@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from agent import native
 from tests.harness.agent_process import AgentProcess
 from tests.harness.eventually import eventually_sync
 
@@ -25,6 +26,8 @@ def test_run_serves_admin_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
     status, body = agent.get("/metrics")
     assert status == 200
     assert b"sidecar_build_info{" in body
+    # The agent process runs the compiled modules whenever this test process does.
+    assert f'native="{len(native.STATUS.modules)}"'.encode() in body
     assert b"process_resident_memory_bytes" in body
     ready, readiness = agent.get("/readyz")
     assert ready == 200 and orjson.loads(readiness)["ready"] is True

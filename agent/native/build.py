@@ -1,0 +1,144 @@
+"""Build the compiled modules: `python -m agent.native.build [--dir D] [--force]`.
+
+Compiles `MODULES` with mypyc (part of mypy; needs a C compiler and the Python headers) from a
+copy of the installed `agent` package, so a checkout never holds extension files that would
+shadow its sources, and writes them with a manifest of the compiled sources' SHA-256 into the
+build directory (see `agent.native`). A build that is already there for the same sources,
+interpreter and module list is kept. The new build replaces the old one only once complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.machinery
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.native import (
+    MANIFEST,
+    MANIFEST_FORMAT,
+    SOURCE_ROOT,
+    BuildMismatch,
+    default_directory,
+    matching_build,
+    source_digest,
+)
+
+# The modules that run per record or per request, relative to the directory holding `agent/`.
+# Modules that define msgspec Structs stay pure (mypyc cannot compile a Struct subclass).
+MODULES: tuple[str, ...] = (
+    "agent/spans/model.py",
+    "agent/spans/encode/protobuf.py",
+    "agent/spans/encode/protojson.py",
+)
+
+
+def module_name(source: str) -> str:
+    return source.removesuffix(".py").replace("/", ".")
+
+
+def up_to_date(directory: Path, modules: Sequence[str]) -> bool:
+    try:
+        built, _ = matching_build(directory)
+    except BuildMismatch:
+        return False
+    return built == tuple(sorted(module_name(source) for source in modules))
+
+
+def _copy_sources(into: Path) -> None:
+    shutil.copytree(
+        SOURCE_ROOT / "agent",
+        into / "agent",
+        ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd", "*.pyc"),
+    )
+
+
+def _compile(work: Path, modules: Sequence[str]) -> str:
+    """Run mypyc in `work` (it leaves the extension files beside the copied sources)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mypyc", *modules],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    log = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise RuntimeError(f"mypyc failed (exit {done.returncode}):\n{log[-4000:]}")
+    return log
+
+
+def _collect(work: Path, modules: Sequence[str], into: Path) -> dict[str, Any]:
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    entries: dict[str, dict[str, str]] = {}
+    for source in modules:
+        relative = source.removesuffix(".py") + suffix
+        (into / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(work / relative, into / relative)
+        entries[module_name(source)] = {
+            "source": source,
+            "sha256": source_digest(work / source),
+            "file": relative,
+        }
+    # The library the modules' shims load: `<hash>__mypyc` at the top for several modules,
+    # `<module>__mypyc` beside a single one.
+    shared: dict[str, str] = {}
+    for path in work.rglob(f"*__mypyc{suffix}"):
+        relative = path.relative_to(work).as_posix()
+        shared[module_name(relative.removesuffix(suffix) + ".py")] = relative
+        (into / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, into / relative)
+    return {
+        "format": MANIFEST_FORMAT,
+        "suffix": suffix,
+        "python": sys.version.split()[0],
+        "built_at": int(time.time()),
+        "modules": entries,
+        "shared": shared,
+    }
+
+
+def build(directory: Path, modules: Sequence[str] = MODULES, *, force: bool = False) -> str:
+    """Build into `directory` unless a build of these sources is there; say what was done."""
+    if not force and up_to_date(directory, modules):
+        return f"up to date: {len(modules)} compiled modules in {directory}"
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sidecar-native-") as scratch:
+        work = Path(scratch) / "src"
+        _copy_sources(work)
+        _compile(work, modules)
+        staged = Path(tempfile.mkdtemp(prefix=".native-", dir=directory.parent))
+        staged.chmod(0o755)  # mkdtemp's 0700 would keep it from the agent's own uid
+        manifest = _collect(work, modules, staged)
+        (staged / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    if directory.exists():
+        retired = directory.with_name(f".{directory.name}-old-{time.time_ns()}")
+        directory.rename(retired)
+        shutil.rmtree(retired, ignore_errors=True)
+    staged.rename(directory)
+    return f"built {len(modules)} compiled modules into {directory}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agent.native.build", description=__doc__)
+    parser.add_argument("--dir", type=Path, default=None, help="build directory")
+    parser.add_argument("--force", action="store_true", help="build even if up to date")
+    args = parser.parse_args(argv)
+    try:
+        said = build(args.dir or default_directory(), force=args.force)
+    except (RuntimeError, OSError) as error:
+        sys.stderr.write(f"native build failed: {error}\n")
+        return 1
+    sys.stdout.write(said + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

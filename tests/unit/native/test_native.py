@@ -1,0 +1,139 @@
+"""The compiled-module loader (agent.native) and builder (agent.native.build)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import agent
+from agent import native
+from agent.native import build as native_build
+
+SOURCE = "agent/core/units.py"
+
+
+def _manifest(directory: Path, **changes: object) -> None:
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    manifest: dict[str, object] = {
+        "format": native.MANIFEST_FORMAT,
+        "suffix": suffix,
+        "modules": {
+            "agent.core.units": {
+                "source": SOURCE,
+                "sha256": native.source_digest(native.SOURCE_ROOT / SOURCE),
+                "file": f"agent/core/units{suffix}",
+            }
+        },
+        "shared": {},
+    }
+    manifest.update(changes)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / native.MANIFEST).write_text(json.dumps(manifest))
+
+
+def _refused(directory: Path) -> str:
+    status = native.install(directory, mode="auto")
+    assert not status.loaded
+    return status.reason
+
+
+def test_without_a_build_the_agent_runs_pure_python(tmp_path: Path) -> None:
+    status = native.install(tmp_path / "none", mode="auto")
+    assert not status.loaded
+    assert "no build" in status.reason
+    assert status.describe().startswith("pure Python (no build in")
+
+
+def test_require_refuses_to_fall_back(tmp_path: Path) -> None:
+    with pytest.raises(ImportError, match="SIDECAR_AGENT_NATIVE=require: no build in"):
+        native.install(tmp_path / "none", mode="require")
+
+
+def test_off_never_reads_the_directory(tmp_path: Path) -> None:
+    _manifest(tmp_path)
+    status = native.install(tmp_path, mode="off")
+    assert (status.mode, status.loaded) == ("off", False)
+    assert native.install(tmp_path, mode="0").mode == "off"
+
+
+def test_a_build_of_other_sources_is_not_used(tmp_path: Path) -> None:
+    _manifest(
+        tmp_path,
+        modules={"agent.core.units": {"source": SOURCE, "sha256": "0" * 64, "file": "x.so"}},
+    )
+    assert _refused(tmp_path) == f"{SOURCE} changed since the build"
+
+
+def test_a_build_for_another_interpreter_is_not_used(tmp_path: Path) -> None:
+    _manifest(tmp_path, suffix=".cpython-39-x86_64-linux-gnu.so")
+    assert "built for .cpython-39" in _refused(tmp_path)
+
+
+def test_a_build_missing_a_file_is_not_used(tmp_path: Path) -> None:
+    _manifest(tmp_path)
+    assert _refused(tmp_path).endswith("is missing")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "{",
+        "[]",
+        '{"format": 99}',
+        json.dumps({"format": 1, "suffix": importlib.machinery.EXTENSION_SUFFIXES[0]}),
+        json.dumps(
+            {"format": 1, "suffix": importlib.machinery.EXTENSION_SUFFIXES[0], "modules": 3}
+        ),
+    ],
+)
+def test_an_unreadable_manifest_is_not_used(tmp_path: Path, text: str) -> None:
+    (tmp_path / native.MANIFEST).write_text(text)
+    reason = _refused(tmp_path)
+    assert "manifest" in reason or "unreadable" in reason
+
+
+def test_a_real_build_loads_in_place_of_the_source_and_is_kept_while_current(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "native"
+    said = native_build.build(directory, (SOURCE,))
+    assert said == f"built 1 compiled modules into {directory}"
+    assert native_build.build(directory, (SOURCE,)).startswith("up to date")
+    # Another module list is another build.
+    assert not native_build.up_to_date(directory, (SOURCE, "agent/core/budget.py"))
+    probe = (
+        "import agent, agent.core.units as u; "
+        "print(agent.native.STATUS.modules, agent.native.compiled(u), u.parse_size('2KiB'))"
+    )
+    env = {**os.environ, "SIDECAR_AGENT_NATIVE_DIR": str(directory)}
+    env["SIDECAR_AGENT_NATIVE"] = "require"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["('agent.core.units',)", "True", "2048"]
+
+
+def test_the_suite_runs_the_modules_it_says_it_runs() -> None:
+    """Under `SIDECAR_AGENT_NATIVE=require` (scripts/test) every listed module is the compiled
+    one; under `off`, none is."""
+    status = agent.native.STATUS
+    names = [native_build.module_name(source) for source in native_build.MODULES]
+    kinds = {native.compiled(importlib.import_module(name)) for name in names}
+    assert kinds == {status.loaded}
+    if os.environ.get("SIDECAR_AGENT_NATIVE") == "require":
+        assert status.modules == tuple(sorted(names))
+
+
+def test_its_variables_are_not_taken_for_unknown_config_keys() -> None:
+    from agent.config.load import load_config
+
+    env = {"SIDECAR_AGENT_NATIVE": "off", "SIDECAR_AGENT_NATIVE_DIR": "/x"}
+    assert load_config(environ=env) == load_config(environ={})
