@@ -26,6 +26,7 @@ from typing import Any
 from publish_load import client
 from publish_rig import ROOT, Agent, cpu_seconds, each, median, p50_p99, ratios, row
 
+from agent import native
 from tests.harness import RedisServer, eventually_sync, free_port
 from tests.harness.ports import LOOPBACK
 
@@ -113,6 +114,7 @@ def main() -> None:
     print(f"setup: {os.cpu_count()} CPUs shared by redis-server, daprd, the agent and one")
     print("load-client process; single publishes on the Dapr route, the same body for both;")
     print(f"{args.rounds} interleaved rounds of {args.seconds:g}s, medians (rounds in brackets)")
+    print(f"agent code: {native.STATUS.describe()}")
     with (
         tempfile.TemporaryDirectory(prefix="bench-dapr-", dir=ROOT) as tmp,
         RedisServer(Path(tmp) / "redis") as server,

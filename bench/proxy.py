@@ -46,6 +46,7 @@ from publish_rig import (
     wait_for_length,
 )
 
+from agent import native
 from tests.harness import RedisServer
 
 BATCH = 1000
@@ -76,6 +77,7 @@ def main() -> None:
     print("server and one load-client process; agent disk queue on the repo's filesystem;")
     print(f"{args.rounds} interleaved rounds of {args.seconds:g}s per measurement, medians")
     print("shown (each round's values in brackets)")
+    print(f"agent code: {native.STATUS.describe()}")
     with tempfile.TemporaryDirectory(prefix="bench-proxy-", dir=ROOT) as tmp:
         run(Path(tmp), parts, args.seconds, args.rounds)
 

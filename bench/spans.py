@@ -36,6 +36,7 @@ from naive_otlp import naive_request
 from sample_spans import FORMATS, agent_format, lines_for, span_json_lines
 from sink import Sink
 
+from agent import native
 from agent.config.load import load_config
 from agent.core.metrics import Metrics
 from agent.spans.export.exporter import GZIP_LEVEL
@@ -188,6 +189,7 @@ def report(args: argparse.Namespace, files: dict[str, Path], rows: dict[str, Row
         f"{args.spans:,} spans per run, {args.repeat} interleaved rounds, medians; gzip level "
         f"{GZIP_LEVEL}, batches of {BATCH_SPANS} spans, {IN_FLIGHT} requests in flight"
     )
+    print(f"agent code: {native.STATUS.describe()}")
     header = f"{'input / format':34} {'B/span':>7} {'spans/CPU-s':>12} {'vs naive':>9}"
     print(header + f" {'vs explicit':>11} {'vs 100k':>8} {'vs Collector':>13}")
     collector = rows.get("collector")
