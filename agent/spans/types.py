@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, Protocol
 
-from agent.spans.model import Attributes, DecodeResult, Span
+from agent.spans.model import DecodeResult, Span
 
 ResourceKey = tuple[str | None, tuple[tuple[str, Hashable], ...], str, str]
 """(service name or None, the record's other resource attributes frozen and sorted, scope
@@ -30,8 +30,9 @@ EncodedSpan = tuple[ResourceKey, bytes]
 """A span ready for the batcher: its resource key and its bytes as the encoding holds them."""
 
 DirectItem = EncodedSpan | Span
-DirectEvent = tuple[int, str, Attributes | None]
-"""(time in Unix nanoseconds, name, attributes) of one event, for `DirectWriter.span`."""
+DirectEvent = tuple[object, object, object]
+"""(time in Unix nanoseconds, name, attributes) of one event, for `DirectWriter.span`: as the
+decoder found them, unchecked (`span` declines what it does not take)."""
 
 
 class DirectWriter(Protocol):

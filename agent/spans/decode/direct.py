@@ -183,7 +183,7 @@ def _otlp_events(events: object) -> list[DirectEvent] | None:
         attributes = otlp_attributes(event.get("attributes"))
         if attributes is None:
             return None
-        out.append((json_uint(event.get("timeUnixNano")), event.get("name"), attributes))  # type: ignore[arg-type]
+        out.append((json_uint(event.get("timeUnixNano")), event.get("name"), attributes))
     return out
 
 

@@ -95,7 +95,7 @@ def _py_events(events: object) -> list[DirectEvent] | None:
         attributes = event.get("attributes")
         if attributes is not None and type(attributes) is not dict:
             return None
-        out.append((sdk_time(event.get("timestamp")), event.get("name"), attributes))  # type: ignore[arg-type]
+        out.append((sdk_time(event.get("timestamp")), event.get("name"), attributes))
     return out
 
 
@@ -193,7 +193,7 @@ def _go_events(events: object) -> tuple[list[DirectEvent]] | None:
         attributes = go_attributes(event.get("Attributes"))
         if attributes is None:
             return None
-        out.append((sdk_time(event.get("Time")), event.get("Name"), attributes))  # type: ignore[arg-type]
+        out.append((sdk_time(event.get("Time")), event.get("Name"), attributes))
     return (out,)
 
 

@@ -203,8 +203,7 @@ def python_line(
         end_ns=sdk_time(span.end_time),
         attributes=span.attributes,
         events=[
-            (sdk_time(event.timestamp), event.name, event.attributes)  # type: ignore[misc]
-            for event in span.events or ()
+            (sdk_time(event.timestamp), event.name, event.attributes) for event in span.events or ()
         ],
         status_code=status_code,
         status_message=message or "",

@@ -16,10 +16,18 @@ wins because it is the more specific statement about where the span came from.
 
 from __future__ import annotations
 
+import math
+import struct
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-from agent.spans.encode.wire import field_bytes, key_values, string_field, varint_size
+from agent.spans.encode.wire import (
+    field_bytes,
+    key_values,
+    pack_double,
+    string_field,
+    varint_size,
+)
 from agent.spans.model import Attributes, AttrValue, Span
 from agent.spans.types import ResourceKey
 
@@ -34,13 +42,23 @@ _SCOPE_NAME = b"\x0a"
 _SCOPE_VERSION = b"\x12"
 
 
+_FLOAT_BITS = "float bits"  # not a type's name
+_unpack_double = struct.Struct("<d").unpack
+
+
 def _freeze(value: AttrValue) -> Hashable:
-    """A hashable, type-exact stand-in for an attribute value (True != 1 here)."""
+    """A hashable stand-in for an attribute value, equal to another exactly when OTLP writes
+    both the same: type-exact (True != 1 here), and a float that is NaN or zero by its bits
+    (NaN equals nothing, not even itself, so keys holding floats equal as NaN would equal
+    only when they hold one float object, which compiled code, boxing floats afresh, never
+    keeps; and -0.0 == 0.0 are written differently)."""
     kind = type(value)
     if kind is list:
         return ("list", tuple(_freeze(item) for item in value))  # type: ignore[union-attr]
     if kind is dict:
         return ("dict", tuple((k, _freeze(v)) for k, v in value.items()))  # type: ignore[union-attr]
+    if kind is float and (not value or math.isnan(value)):  # type: ignore[arg-type]
+        return (_FLOAT_BITS, pack_double(value))
     return (kind.__name__, value)
 
 
@@ -50,6 +68,8 @@ def _thaw(frozen: Any) -> AttrValue:
         return [_thaw(item) for item in payload]
     if kind == "dict":
         return {k: _thaw(v) for k, v in payload}
+    if kind == _FLOAT_BITS:
+        return _unpack_double(payload)[0]  # type: ignore[no-any-return]
     return payload  # type: ignore[no-any-return]
 
 
@@ -80,10 +100,11 @@ def make_key(
 ) -> ResourceKey:
     """The key of spans with these resource attributes (`service.name` taken out) and scope.
 
-    A resource whose values are all strings (nearly every one) gets the same key object each
-    time it comes spelled the same way: no sorting per span, and the batcher's and outbound's
-    per-key lookups find it by identity. Only such keys are kept (a str equals no other type,
-    so a hit is exact); the cache is bounded and a miss only costs building the key."""
+    A resource whose values are all strings (nearly every one) gets the same key each time it
+    comes spelled the same way: no sorting per span, and (in pure Python, where the key is
+    the same object) the batcher's and outbound's per-key lookups find it by identity. Only
+    such keys are kept (a str equals no other type, so a hit is exact); the cache is bounded
+    and a miss only costs building the key."""
     if not resource:
         return (service, (), scope_name, scope_version)
     shared_dict = _SHARED.get(id(resource))

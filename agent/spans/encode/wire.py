@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
+from typing import Final
 
 from agent.spans.model import AttrValue
 from agent.spans.validate import INT64_MAX, INT64_MIN
 
-VARINT_TABLE_SIZE = 1 << 14
-_KEY_CACHE_LIMIT = 4096
+VARINT_TABLE_SIZE: Final = 1 << 14
+_KEY_CACHE_LIMIT: Final = 4096
 
 pack_double = struct.Struct("<d").pack
 pack_fixed64 = struct.Struct("<Q").pack
@@ -62,13 +63,16 @@ def string_field(tag: bytes, text: str) -> bytes:
     return field_bytes(tag, text.encode())
 
 
+# A `StringFields` keeps at most this many texts, each of at most this many characters
+# (module constants: a compiled dict subclass does not find class constants through self).
+STRING_FIELDS_LIMIT: Final = 4096
+STRING_FIELD_MAX_CHARS: Final = 128
+
+
 class StringFields(dict[str, bytes]):
     """Encoded string fields of one tag by text (`fields[text]`), for span and event names
     and status messages, which repeat far more than they vary: a hit is a plain dict lookup.
-    Bounded; long texts are encoded every time."""
-
-    LIMIT = 4096
-    MAX_CHARS = 128
+    Bounded (`STRING_FIELDS_LIMIT`); long texts are encoded every time."""
 
     def __init__(self, tag: bytes) -> None:
         super().__init__()
@@ -76,8 +80,8 @@ class StringFields(dict[str, bytes]):
 
     def __missing__(self, text: str) -> bytes:
         encoded = string_field(self.tag, text)
-        if len(text) <= self.MAX_CHARS:
-            if len(self) >= self.LIMIT:
+        if len(text) <= STRING_FIELD_MAX_CHARS:
+            if len(self) >= STRING_FIELDS_LIMIT:
                 self.clear()
             self[text] = encoded
         return encoded
@@ -137,9 +141,9 @@ def _array_item(value: AttrValue) -> bytes:
 _pair_caches: dict[bytes, dict[tuple[str, AttrValue], bytes]] = {}
 _values_cached_per_key: dict[str, int] = {}
 _uncached_keys: dict[str, bytes] = {}  # key -> its `_key_prefix`
-PAIR_CACHE_LIMIT = 8192
-PAIR_MAX_CHARS = 64
-VALUES_PER_KEY_LIMIT = 256
+PAIR_CACHE_LIMIT: Final = 8192
+PAIR_MAX_CHARS: Final = 64
+VALUES_PER_KEY_LIMIT: Final = 256
 _key_prefixes: dict[str, bytes] = {}
 # For a string of n < 126 UTF-8 bytes: KeyValue.value length, AnyValue.string_value tag
 # and string length, each one byte.
