@@ -18,13 +18,23 @@ that.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from agent.spans.model import DecodeResult, Span
 
-ResourceKey = tuple[str | None, tuple[tuple[str, Hashable], ...], str, str]
-"""(service name or None, the record's other resource attributes frozen and sorted, scope
-name, scope version): spans with equal keys share one ResourceSpans/ScopeSpans in a request."""
+
+class ResourceKey(NamedTuple):
+    """Spans with equal keys share one ResourceSpans/ScopeSpans in a request. A named tuple,
+    not a bare one: compiled (mypyc) code keeps a bare tuple unboxed and boxes it afresh
+    wherever it is stored, and a key made once must stay one object, as the stages compare
+    keys by identity first (spans come in runs of one resource)."""
+
+    service: str | None
+    attributes: tuple[tuple[str, Hashable], ...]
+    """The record's other resource attributes, frozen and sorted."""
+    scope_name: str
+    scope_version: str
+
 
 EncodedSpan = tuple[ResourceKey, bytes]
 """A span ready for the batcher: its resource key and its bytes as the encoding holds them."""

@@ -330,9 +330,9 @@ class ContainerLogDecoder:
         if service is None and "service.name" not in own:
             service = self._fallback_service
         if not extra:
-            return service, frozen, scope_name, scope_version
+            return ResourceKey(service, frozen, scope_name, scope_version)
         merged = make_key(service, extra, scope_name, scope_version)
-        return service, tuple(sorted(frozen + merged[1])), scope_name, scope_version
+        return ResourceKey(service, tuple(sorted(frozen + merged[1])), scope_name, scope_version)
 
 
 def unwrapping(inner: Decoder, path: str, config: Config) -> Decoder:

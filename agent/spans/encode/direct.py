@@ -199,7 +199,7 @@ class DirectWriter:
         if key is None:
             if len(self._keys) >= _RESOURCE_KEY_CACHE_LIMIT:
                 self._keys.clear()  # unbounded service names must not grow memory
-            key = self._keys[service] = (service, (), "", "")
+            key = self._keys[service] = ResourceKey(service, (), "", "")
         return key
 
 

@@ -100,16 +100,18 @@ def make_key(
 ) -> ResourceKey:
     """The key of spans with these resource attributes (`service.name` taken out) and scope.
 
-    A resource whose values are all strings (nearly every one) gets the same key each time it
-    comes spelled the same way: no sorting per span, and (in pure Python, where the key is
-    the same object) the batcher's and outbound's per-key lookups find it by identity. Only
-    such keys are kept (a str equals no other type, so a hit is exact); the cache is bounded
-    and a miss only costs building the key."""
+    A resource whose values are all strings (nearly every one, and every empty one) gets the
+    same key object each time it comes spelled the same way: no sorting per span, and the
+    batcher's and outbound's per-key lookups find it by identity. Only such keys are kept (a
+    str equals no other type, so a hit is exact); the cache is bounded and a miss only costs
+    building the key."""
     if not resource:
-        return (service, (), scope_name, scope_version)
+        empty = (service, (), scope_name, scope_version)
+        shared = _SHARED_KEYS.get(empty)
+        return shared or _share_key(empty, ResourceKey(service, (), scope_name, scope_version))
     shared_dict = _SHARED.get(id(resource))
     if shared_dict is not None and shared_dict[0] is resource:  # see share_resource
-        return (service, shared_dict[1], scope_name, scope_version)
+        return ResourceKey(service, shared_dict[1], scope_name, scope_version)
     try:
         lookup = (service, tuple(resource.items()), scope_name, scope_version)
         shared = _SHARED_KEYS.get(lookup)
@@ -118,11 +120,16 @@ def make_key(
     if shared is not None:
         return shared
     frozen = tuple(sorted((k, _freeze(v)) for k, v in resource.items()))
-    key = (service, frozen, scope_name, scope_version)
+    key = ResourceKey(service, frozen, scope_name, scope_version)
     if lookup is not None and all(type(v) is str for v in resource.values()):
-        if len(_SHARED_KEYS) >= _SHARED_KEYS_LIMIT:
-            _SHARED_KEYS.clear()
-        _SHARED_KEYS[lookup] = key
+        return _share_key(lookup, key)
+    return key
+
+
+def _share_key(lookup: tuple[object, ...], key: ResourceKey) -> ResourceKey:
+    if len(_SHARED_KEYS) >= _SHARED_KEYS_LIMIT:
+        _SHARED_KEYS.clear()
+    _SHARED_KEYS[lookup] = key
     return key
 
 
