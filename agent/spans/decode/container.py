@@ -31,7 +31,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 import orjson
 
@@ -44,12 +44,12 @@ if TYPE_CHECKING:
     from agent.config.tree import Config
 
 Runtime = Literal["cri", "docker", "auto"]
-RUNTIMES: tuple[str, ...] = ("none", "cri", "docker", "auto")
-RAW_KEPT = 1024
-DEFAULT_PARTIAL_TIMEOUT_NS = 300 * 10**9  # spans.orphan_timeout's default
+RUNTIMES: Final[tuple[str, ...]] = ("none", "cri", "docker", "auto")
+RAW_KEPT: Final = 1024
+DEFAULT_PARTIAL_TIMEOUT_NS: Final = 300 * 10**9  # spans.orphan_timeout's default
 # <time> <stream> <tag> <text>: the tag is P or F (newer kubelets may add more, ':'-separated).
-_CRI_STREAMS = frozenset((b"stdout", b"stderr"))
-_CRI_TAGS = frozenset((b"P", b"F"))  # newer kubelets may append ':'-separated flags
+_CRI_STREAMS: Final = frozenset((b"stdout", b"stderr"))
+_CRI_TAGS: Final = frozenset((b"P", b"F"))  # newer kubelets may append ':'-separated flags
 
 
 class _Held(NamedTuple):

@@ -6,7 +6,7 @@ the writer can write; False, with nothing appended, for anything else.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from agent.spans.decode.common import utc_rfc3339
 from agent.spans.decode.direct import optional_object, optional_text, pop_service
@@ -16,15 +16,15 @@ from agent.spans.types import DirectEvent, DirectItem, DirectWriter
 
 # --- otel-sdk: Python's ConsoleSpanExporter ----------------------------------------------------
 
-PY_KINDS = {
+PY_KINDS: Final = {
     "SpanKind.INTERNAL": 1,
     "SpanKind.SERVER": 2,
     "SpanKind.CLIENT": 3,
     "SpanKind.PRODUCER": 4,
     "SpanKind.CONSUMER": 5,
 }
-PY_STATUS = {None: 0, "UNSET": 0, "OK": 1, "ERROR": 2}
-PY_EMPTY_TRACE_STATES = (None, "", "[]")
+PY_STATUS: Final = {None: 0, "UNSET": 0, "OK": 1, "ERROR": 2}
+PY_EMPTY_TRACE_STATES: Final = (None, "", "[]")
 
 
 def python_span(
@@ -113,8 +113,8 @@ def _scalars(attributes: object) -> Attributes | None:
 
 # --- otel-sdk: Go's stdouttrace ----------------------------------------------------------------
 
-GO_STATUS = {None: 0, "Unset": 0, "Ok": 1, "Error": 2}
-GO_ZERO_SPAN_ID = "0" * 16
+GO_STATUS: Final = {None: 0, "Unset": 0, "Ok": 1, "Error": 2}
+GO_ZERO_SPAN_ID: Final = "0" * 16
 
 
 def go_span(

@@ -27,7 +27,7 @@ import binascii
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -70,8 +70,8 @@ from agent.spans.validate import (
     parse_trace_id,
 )
 
-DEFAULT_MAX_OBJECT_BYTES = 1 << 20
-_PY_TRACE_STATE_ENTRY = re.compile(r"\{key=([^,{}]*), value=([^{}]*)\}")
+DEFAULT_MAX_OBJECT_BYTES: Final = 1 << 20
+_PY_TRACE_STATE_ENTRY: Final = re.compile(r"\{key=([^,{}]*), value=([^{}]*)\}")
 
 
 # --- Python ConsoleSpanExporter ----------------------------------------------------
@@ -413,7 +413,7 @@ class OtelSdkDecoder(LineFeeder):
         return self.framer.pending
 
 
-_FRAME_DETAIL = {
+_FRAME_DETAIL: Final = {
     "not_json": "a line outside any JSON object that does not start one",
     "truncated_object": "an object was cut off: a new one started before it closed",
     "object_too_large": "a multi-line object grew past the size limit; the rest was skipped",

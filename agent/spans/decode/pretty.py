@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import orjson
 
@@ -38,11 +38,11 @@ if TYPE_CHECKING:
     from agent.spans.decode.otelsdk import OtelSdkDecoder
 
 Found = tuple[bytes, int]  # the object's text, the index of the line after it
-MAX_OBJECT_LINES = 512  # how far to look for the closing line; a longer object: the framer's
-_PRETTY_START_MAX = 8
+MAX_OBJECT_LINES: Final = 512  # how far to look for the closing line; a longer object: the framer's
+_PRETTY_START_MAX: Final = 8
 # A line beginning with `{`, where the framer cuts an object. A regular expression finds it in
 # a ~1 KB object in 0.46 µs where `b"\n{" in text` takes 1.2 (CPython's two-byte search).
-_CUT = re.compile(rb"\n\{")
+_CUT: Final = re.compile(rb"\n\{")
 
 
 def object_at(

@@ -53,21 +53,21 @@ from agent.spans.validate import MAX_DURATION_NS, MAX_TIME_NS, MIN_TIME_NS
 
 # The first fields of encode_span's output, in its order: trace_id and span_id (tag, length,
 # bytes each), then, after parent and name, kind and the two fixed64 times.
-_pack_ids = struct.Struct("<BB16sBB8s").pack
+_pack_ids: Final = struct.Struct("<BB16sBB8s").pack
 _TRACE_ID_AT: Final = 2  # where _pack_ids puts the trace ID (16 bytes)
-_pack_kind_times = struct.Struct("<BBBQBQ").pack
-_ID_TAGS = (0x0A, 0x10, 0x12, 0x08)
+_pack_kind_times: Final = struct.Struct("<BBBQBQ").pack
+_ID_TAGS: Final = (0x0A, 0x10, 0x12, 0x08)
 _KIND_TAG, _START_TAG, _END_TAG = 0x30, 0x39, 0x41
-_pack_event_time = struct.Struct("<BQ").pack
-_EVENT_TIME_TAG = 0x09  # Span.Event.time_unix_nano, fixed64
-_EVENT = b"\x5a"  # Span.events
-_SPANS = b"\x12"  # ScopeSpans.spans
-_FLAGS = b"\x85\x01"  # Span.flags, fixed32
-_fromhex = bytes.fromhex
+_pack_event_time: Final = struct.Struct("<BQ").pack
+_EVENT_TIME_TAG: Final = 0x09  # Span.Event.time_unix_nano, fixed64
+_EVENT: Final = b"\x5a"  # Span.events
+_SPANS: Final = b"\x12"  # ScopeSpans.spans
+_FLAGS: Final = b"\x85\x01"  # Span.flags, fixed32
+_fromhex: Final = bytes.fromhex
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
-_RESOURCE_KEY_CACHE_LIMIT = 1024
-_span_attributes = scalar_pair_encoder(ATTRIBUTES)
-_event_attributes = scalar_pair_encoder(EVENT_ATTRIBUTES)
+_RESOURCE_KEY_CACHE_LIMIT: Final = 1024
+_span_attributes: Final = scalar_pair_encoder(ATTRIBUTES)
+_event_attributes: Final = scalar_pair_encoder(EVENT_ATTRIBUTES)
 
 
 class DirectWriter:

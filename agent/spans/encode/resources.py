@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Hashable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from agent.spans.encode.wire import (
     field_bytes,
@@ -31,19 +31,19 @@ from agent.spans.encode.wire import (
 from agent.spans.model import Attributes, AttrValue, Span
 from agent.spans.types import ResourceKey
 
-DEFAULT_SERVICE_NAME = "unknown_service"
-SERVICE_NAME = "service.name"
+DEFAULT_SERVICE_NAME: Final = "unknown_service"
+SERVICE_NAME: Final = "service.name"
 
 # Resource / InstrumentationScope field tags (ResourceSpans.resource = 1, ScopeSpans.scope = 1).
-_RESOURCE = b"\x0a"
-_SCOPE = b"\x0a"
-_RESOURCE_ATTRIBUTES = b"\x0a"
-_SCOPE_NAME = b"\x0a"
-_SCOPE_VERSION = b"\x12"
+_RESOURCE: Final = b"\x0a"
+_SCOPE: Final = b"\x0a"
+_RESOURCE_ATTRIBUTES: Final = b"\x0a"
+_SCOPE_NAME: Final = b"\x0a"
+_SCOPE_VERSION: Final = b"\x12"
 
 
-_FLOAT_BITS = "float bits"  # not a type's name
-_unpack_double = struct.Struct("<d").unpack
+_FLOAT_BITS: Final = "float bits"  # not a type's name
+_unpack_double: Final = struct.Struct("<d").unpack
 
 
 def _freeze(value: AttrValue) -> Hashable:
@@ -73,8 +73,8 @@ def _thaw(frozen: Any) -> AttrValue:
     return payload  # type: ignore[no-any-return]
 
 
-_SHARED: dict[int, tuple[Attributes, tuple[tuple[str, Hashable], ...]]] = {}
-_SHARED_LIMIT = 4096
+_SHARED: Final[dict[int, tuple[Attributes, tuple[tuple[str, Hashable], ...]]]] = {}
+_SHARED_LIMIT: Final = 4096
 
 
 def share_resource(resource: Attributes) -> Attributes:
@@ -133,8 +133,8 @@ def _share_key(lookup: tuple[object, ...], key: ResourceKey) -> ResourceKey:
     return key
 
 
-_SHARED_KEYS: dict[tuple[object, ...], ResourceKey] = {}
-_SHARED_KEYS_LIMIT = 1024
+_SHARED_KEYS: Final[dict[tuple[object, ...], ResourceKey]] = {}
+_SHARED_KEYS_LIMIT: Final = 1024
 
 
 class Resources:

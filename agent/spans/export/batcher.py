@@ -16,7 +16,7 @@ sender's settlement of a request can be passed back to the file trackers in one 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 from agent.spans.encode.protobuf import (
     build_request_framed,
@@ -31,9 +31,9 @@ from agent.spans.types import ResourceKey
 
 M = TypeVar("M", bound=Hashable)
 # Two length varints per group can grow from 1 to 5 bytes as a group fills: 8 covers both.
-_GROUP_FRAMING_SLACK = 8
-_JSON_EMPTY_REQUEST = len(b'{"resourceSpans":[]}')
-_GROUP_COST_CACHE_LIMIT = 1024
+_GROUP_FRAMING_SLACK: Final = 8
+_JSON_EMPTY_REQUEST: Final = len(b'{"resourceSpans":[]}')
+_GROUP_COST_CACHE_LIMIT: Final = 1024
 
 
 class Encoding(Protocol):
