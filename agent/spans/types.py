@@ -18,9 +18,14 @@ that.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from agent.spans.model import DecodeResult, Span
+
+if TYPE_CHECKING:
+    # The writer itself, not a protocol of it: compiled (mypyc) decoders call its methods
+    # natively then, not through Python calls with keyword arguments.
+    from agent.spans.encode.direct import DirectWriter
 
 
 class ResourceKey(NamedTuple):
@@ -43,68 +48,6 @@ DirectItem = EncodedSpan | Span
 DirectEvent = tuple[object, object, object]
 """(time in Unix nanoseconds, name, attributes) of one event, for `DirectWriter.span`: as the
 decoder found them, unchecked (`span` declines what it does not take)."""
-
-
-class DirectWriter(Protocol):
-    """Writes plain spans straight to OTLP/protobuf bytes, or declines (returns False) so the
-    caller takes the general path, which has the answer for anything unusual. A span the
-    sampler drops counts in `sampled_out` and returns True with nothing appended."""
-
-    sampled_out: int
-
-    def span(
-        self,
-        out: list[DirectItem],
-        key: ResourceKey,
-        *,
-        trace_hex: object,
-        span_hex: object,
-        parent_hex: object,
-        name: object,
-        kind: int,
-        start_ns: object,
-        end_ns: object,
-        attributes: object,
-        events: Sequence[DirectEvent],
-        status_code: int,
-        status_message: str,
-        flags: int | None = None,
-    ) -> bool: ...
-
-    def encoded_span(
-        self,
-        out: list[DirectItem],
-        key: ResourceKey,
-        *,
-        trace_hex: object,
-        span_hex: object,
-        parent_hex: object,
-        name: object,
-        kind: int,
-        start_ns: object,
-        end_ns: object,
-        tail: bytes,
-    ) -> bool: ...
-
-    def span_json(
-        self, out: list[DirectItem], record: dict[str, Any], default_service: str | None
-    ) -> bool: ...
-
-    def span_of_ids(
-        self,
-        out: list[DirectItem],
-        key: ResourceKey,
-        *,
-        trace_id: bytes,
-        span_id: bytes,
-        name: str,
-        kind: int,
-        start_ns: int,
-        end_ns: int,
-        tail: bytes,
-    ) -> bool: ...
-
-    def key_for(self, service: str | None) -> ResourceKey: ...
 
 
 class Decoder(Protocol):

@@ -32,7 +32,7 @@ after a restart the file's next span record decides again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from orjson import JSONDecodeError, loads
 
@@ -53,7 +53,10 @@ from agent.spans.decode.otlpjson import OtlpJsonDecoder
 from agent.spans.decode.pretty import continued_direct, is_pretty_start, pretty_direct
 from agent.spans.decode.spanjson import span_from_obj
 from agent.spans.model import DecodeResult
-from agent.spans.types import DirectItem, DirectWriter
+from agent.spans.types import DirectItem
+
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
 _OTLP_REQUEST: Final = b'{"resourceSpans"'
 _OTLP_KEYS: Final = frozenset(("resourceSpans", "resource_spans", "scopeSpans", "scope_spans"))

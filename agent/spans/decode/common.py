@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -28,8 +28,11 @@ from agent.spans.model import (
     DeadLetter,
     DecodeResult,
 )
-from agent.spans.types import DirectItem, DirectWriter
+from agent.spans.types import DirectItem
 from agent.spans.validate import BadRecord
+
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
 DEFAULT_MAX_LINE_BYTES: Final = 1 << 20
 _BOM: Final = b"\xef\xbb\xbf"

@@ -38,10 +38,11 @@ import orjson
 from agent.spans.decode.podpath import container_name, pod_attributes
 from agent.spans.encode.resources import make_key, share_resource
 from agent.spans.model import AttrValue, DeadLetter, DecodeResult, Span
-from agent.spans.types import Decoder, DirectItem, DirectWriter, ResourceKey
+from agent.spans.types import Decoder, DirectItem, ResourceKey
 
 if TYPE_CHECKING:
     from agent.config.tree import Config
+    from agent.spans.encode.direct import DirectWriter
 
 Runtime = Literal["cri", "docker", "auto"]
 RUNTIMES: Final[tuple[str, ...]] = ("none", "cri", "docker", "auto")

@@ -15,11 +15,14 @@ older names) is never read differently here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from agent.spans.encode.resources import SERVICE_NAME, make_key
 from agent.spans.model import Attributes
-from agent.spans.types import DirectEvent, DirectItem, DirectWriter, ResourceKey
+from agent.spans.types import DirectEvent, DirectItem, ResourceKey
+
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
 T = TypeVar("T")
 

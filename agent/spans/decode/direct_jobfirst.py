@@ -14,7 +14,7 @@ would take one of those four places takes the dict instead.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from agent.spans.decode.assemble import JobFirstAssembler
 from agent.spans.decode.jobfirst_mapping import (
@@ -30,7 +30,10 @@ from agent.spans.encode.direct import event_fields
 from agent.spans.encode.protobuf import ATTRIBUTES, status_field
 from agent.spans.encode.wire import scalar_pair_encoder, string_pair_encoder
 from agent.spans.model import KIND_INTERNAL, KIND_SERVER, STATUS_ERROR, Attributes
-from agent.spans.types import DirectEvent, DirectItem, DirectWriter
+from agent.spans.types import DirectEvent, DirectItem
+
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
 # An end line's fields, as `JobFirstLine` holds them: trace, span, name, time, duration, status,
 # status description, service, attributes.

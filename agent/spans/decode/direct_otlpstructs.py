@@ -14,7 +14,7 @@ test_direct_otlpstructs.py hold it to the dict walk and the general path.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from agent.spans.decode import otlpstructs as structs
 from agent.spans.decode.direct import json_int, json_uint, pop_service, write_all
@@ -23,7 +23,10 @@ from agent.spans.encode.direct import event_bytes, status_and_flags
 from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES
 from agent.spans.encode.resources import make_key
 from agent.spans.model import Attributes, AttrValue
-from agent.spans.types import DirectItem, DirectWriter, ResourceKey
+from agent.spans.types import DirectItem, ResourceKey
+
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
 _KEY_MAX_BYTES: Final = 8192  # a resource and scope longer than this are decoded every time
 

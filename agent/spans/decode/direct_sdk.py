@@ -6,13 +6,16 @@ the writer can write; False, with nothing appended, for anything else.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from agent.spans.decode.common import utc_rfc3339
 from agent.spans.decode.direct import optional_object, optional_text, pop_service
 from agent.spans.encode.resources import make_key
 from agent.spans.model import Attributes
-from agent.spans.types import DirectEvent, DirectItem, DirectWriter
+from agent.spans.types import DirectEvent, DirectItem
+
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
 # --- otel-sdk: Python's ConsoleSpanExporter ----------------------------------------------------
 

@@ -13,7 +13,7 @@ and test_direct_sdkstructs.py hold each to its dict walk on generated and change
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from agent.spans.decode import sdkstructs as structs
 from agent.spans.decode.direct import pop_service
@@ -31,7 +31,10 @@ from agent.spans.encode.direct import event_bytes, status_and_flags
 from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES
 from agent.spans.encode.resources import make_key
 from agent.spans.model import Attributes, AttrValue
-from agent.spans.types import DirectItem, DirectWriter, ResourceKey
+from agent.spans.types import DirectItem, ResourceKey
+
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
 GO_KEY: Final = b'"SpanContext"'  # in every stdouttrace line: lines without it are not tried as one
 _KEY_MAX_BYTES: Final = 8192  # a resource and scope longer than this are decoded every time

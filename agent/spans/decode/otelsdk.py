@@ -27,7 +27,7 @@ import binascii
 import json
 import re
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -59,7 +59,7 @@ from agent.spans.model import (
     SpanEvent,
     SpanLink,
 )
-from agent.spans.types import DirectItem, DirectWriter
+from agent.spans.types import DirectItem
 from agent.spans.validate import (
     BadRecord,
     attr_map,
@@ -69,6 +69,9 @@ from agent.spans.validate import (
     parse_span_id,
     parse_trace_id,
 )
+
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
 DEFAULT_MAX_OBJECT_BYTES: Final = 1 << 20
 _PY_TRACE_STATE_ENTRY: Final = re.compile(r"\{key=([^,{}]*), value=([^{}]*)\}")

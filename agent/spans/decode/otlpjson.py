@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -43,7 +43,7 @@ from agent.spans.model import (
     SpanEvent,
     SpanLink,
 )
-from agent.spans.types import DirectItem, DirectWriter
+from agent.spans.types import DirectItem
 from agent.spans.validate import (
     MAX_ATTR_DEPTH,
     BadRecord,
@@ -52,6 +52,9 @@ from agent.spans.validate import (
     parse_span_id,
     parse_trace_id,
 )
+
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
 _RECORD_KEYS: Final = ("resourceSpans", "resource_spans")
 _SCOPE_SPANS_KEYS: Final = (

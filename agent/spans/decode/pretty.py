@@ -32,10 +32,11 @@ import orjson
 from agent.spans.decode.direct_sdk import go_span, python_span
 from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.model import DecodeResult
-from agent.spans.types import DirectItem, DirectWriter
+from agent.spans.types import DirectItem
 
 if TYPE_CHECKING:
     from agent.spans.decode.otelsdk import OtelSdkDecoder
+    from agent.spans.encode.direct import DirectWriter
 
 Found = tuple[bytes, int]  # the object's text, the index of the line after it
 MAX_OBJECT_LINES: Final = 512  # how far to look for the closing line; a longer object: the framer's

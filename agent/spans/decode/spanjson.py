@@ -15,7 +15,7 @@ and an end (`end_time_unix_nano`, `end`, `duration_ns`, `duration_us` or
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from orjson import loads
 
@@ -36,7 +36,7 @@ from agent.spans.model import (
     SpanEvent,
     SpanLink,
 )
-from agent.spans.types import DirectItem, DirectWriter
+from agent.spans.types import DirectItem
 from agent.spans.validate import (
     BadRecord,
     attr_map,
@@ -46,6 +46,9 @@ from agent.spans.validate import (
     parse_span_id,
     parse_trace_id,
 )
+
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
 # The usual spellings, looked up without parse_kind / parse_status_code (which take the rest).
 KIND_CODES: Final = {"server": 2, "client": 3, "internal": 1, "producer": 4, "consumer": 5}

@@ -11,8 +11,9 @@ import pytest
 
 from agent.spans.delivery.book import RETIRED_TTL_NS, DeliveryBook, decode_lines
 from agent.spans.delivery.checkpoint import CheckpointStore, FileCheckpoint
+from agent.spans.encode.direct import DirectWriter
 from agent.spans.model import DecodeResult
-from agent.spans.types import DirectItem, DirectWriter
+from agent.spans.types import DirectItem
 
 
 class StatefulDecoder:
