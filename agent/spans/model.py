@@ -24,26 +24,27 @@ Invariants a decoded `Span` keeps (the encoders rely on them):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 AttrValue = str | bool | int | float | bytes | list["AttrValue"] | dict[str, "AttrValue"] | None
 Attributes = dict[str, AttrValue]
 
 # OTLP SpanKind values (opentelemetry.proto.trace.v1.Span.SpanKind).
-KIND_UNSPECIFIED = 0
-KIND_INTERNAL = 1
-KIND_SERVER = 2
-KIND_CLIENT = 3
-KIND_PRODUCER = 4
-KIND_CONSUMER = 5
+KIND_UNSPECIFIED: Final = 0
+KIND_INTERNAL: Final = 1
+KIND_SERVER: Final = 2
+KIND_CLIENT: Final = 3
+KIND_PRODUCER: Final = 4
+KIND_CONSUMER: Final = 5
 
 # OTLP Status.StatusCode values.
-STATUS_UNSET = 0
-STATUS_OK = 1
-STATUS_ERROR = 2
+STATUS_UNSET: Final = 0
+STATUS_OK: Final = 1
+STATUS_ERROR: Final = 2
 
 # The attribute a decoder sets on spans it had to close itself (JobFirst spans whose
 # end line never came, or that were pushed out by the open-span cap).
-INCOMPLETE_ATTRIBUTE = "sidecar.incomplete"
+INCOMPLETE_ATTRIBUTE: Final = "sidecar.incomplete"
 
 
 @dataclass(slots=True)

@@ -18,82 +18,36 @@ that.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from agent.spans.model import Attributes, DecodeResult, Span
+from agent.spans.model import DecodeResult, Span
 
-ResourceKey = tuple[str | None, tuple[tuple[str, Hashable], ...], str, str]
-"""(service name or None, the record's other resource attributes frozen and sorted, scope
-name, scope version): spans with equal keys share one ResourceSpans/ScopeSpans in a request."""
+if TYPE_CHECKING:
+    # The writer itself, not a protocol of it: compiled (mypyc) decoders call its methods
+    # natively then, not through Python calls with keyword arguments.
+    from agent.spans.encode.direct import DirectWriter
+
+
+class ResourceKey(NamedTuple):
+    """Spans with equal keys share one ResourceSpans/ScopeSpans in a request. A named tuple,
+    not a bare one: compiled (mypyc) code keeps a bare tuple unboxed and boxes it afresh
+    wherever it is stored, and a key made once must stay one object, as the stages compare
+    keys by identity first (spans come in runs of one resource)."""
+
+    service: str | None
+    attributes: tuple[tuple[str, Hashable], ...]
+    """The record's other resource attributes, frozen and sorted."""
+    scope_name: str
+    scope_version: str
+
 
 EncodedSpan = tuple[ResourceKey, bytes]
 """A span ready for the batcher: its resource key and its bytes as the encoding holds them."""
 
 DirectItem = EncodedSpan | Span
-DirectEvent = tuple[int, str, Attributes | None]
-"""(time in Unix nanoseconds, name, attributes) of one event, for `DirectWriter.span`."""
-
-
-class DirectWriter(Protocol):
-    """Writes plain spans straight to OTLP/protobuf bytes, or declines (returns False) so the
-    caller takes the general path, which has the answer for anything unusual. A span the
-    sampler drops counts in `sampled_out` and returns True with nothing appended."""
-
-    sampled_out: int
-
-    def span(
-        self,
-        out: list[DirectItem],
-        key: ResourceKey,
-        *,
-        trace_hex: object,
-        span_hex: object,
-        parent_hex: object,
-        name: object,
-        kind: int,
-        start_ns: object,
-        end_ns: object,
-        attributes: object,
-        events: Sequence[DirectEvent],
-        status_code: int,
-        status_message: str,
-        flags: int | None = None,
-    ) -> bool: ...
-
-    def encoded_span(
-        self,
-        out: list[DirectItem],
-        key: ResourceKey,
-        *,
-        trace_hex: object,
-        span_hex: object,
-        parent_hex: object,
-        name: object,
-        kind: int,
-        start_ns: object,
-        end_ns: object,
-        tail: bytes,
-    ) -> bool: ...
-
-    def span_json(
-        self, out: list[DirectItem], record: dict[str, Any], default_service: str | None
-    ) -> bool: ...
-
-    def span_of_ids(
-        self,
-        out: list[DirectItem],
-        key: ResourceKey,
-        *,
-        trace_id: bytes,
-        span_id: bytes,
-        name: str,
-        kind: int,
-        start_ns: int,
-        end_ns: int,
-        tail: bytes,
-    ) -> bool: ...
-
-    def key_for(self, service: str | None) -> ResourceKey: ...
+DirectEvent = tuple[object, object, object]
+"""(time in Unix nanoseconds, name, attributes) of one event, for `DirectWriter.span`: as the
+decoder found them, unchecked (`span` declines what it does not take)."""
 
 
 class Decoder(Protocol):

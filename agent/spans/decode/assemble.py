@@ -47,6 +47,7 @@ from agent.spans.decode.jobfirst_open import (
     OpenEvent,
     OpenSpan,
     Waiting,
+    checked,
     event_from_state,
     event_state,
     open_from_state,
@@ -358,8 +359,8 @@ class JobFirstAssembler:
                 self._open[(opened.trace, opened.span)] = opened
                 self._by_name.setdefault((opened.trace, opened.name), []).append(opened.span)
             for trace, name, last_seen, events in state["waiting"]:
-                self._waiting[(trace, name)] = Waiting(
-                    last_seen, [event_from_state(e) for e in events]
+                self._waiting[(checked(str, trace), checked(str, name))] = Waiting(
+                    checked(int, last_seen), [event_from_state(e) for e in checked(list, events)]
                 )
                 self._waiting_count += len(events)
         except (KeyError, TypeError, ValueError) as exc:

@@ -32,7 +32,7 @@ after a restart the file's next span record decides again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from orjson import JSONDecodeError, loads
 
@@ -53,12 +53,18 @@ from agent.spans.decode.otlpjson import OtlpJsonDecoder
 from agent.spans.decode.pretty import continued_direct, is_pretty_start, pretty_direct
 from agent.spans.decode.spanjson import span_from_obj
 from agent.spans.model import DecodeResult
-from agent.spans.types import DirectItem, DirectWriter
+from agent.spans.types import DirectItem
 
-_OTLP_REQUEST = b'{"resourceSpans"'
-_OTLP_KEYS = frozenset(("resourceSpans", "resource_spans", "scopeSpans", "scope_spans"))
-_NOT_SPAN_JSON = _OTLP_KEYS | {"SpanContext", "context"}  # what routes a record elsewhere
-_NOT_FITTING_SPAN_JSON = _NOT_SPAN_JSON | {"message", "msg"}  # ... or makes it a JobFirst line
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
+
+_OTLP_REQUEST: Final = b'{"resourceSpans"'
+_OTLP_KEYS: Final = frozenset(("resourceSpans", "resource_spans", "scopeSpans", "scope_spans"))
+_NOT_SPAN_JSON: Final = _OTLP_KEYS | {"SpanContext", "context"}  # what routes a record elsewhere
+_NOT_FITTING_SPAN_JSON: Final = _NOT_SPAN_JSON | {
+    "message",
+    "msg",
+}  # ... or makes it a JobFirst line
 
 
 class AutoDecoder(LineFeeder):
@@ -327,10 +333,10 @@ def _otel_sdk(
     return python_span(obj, default_service, direct, out)
 
 
-_DIRECT = {"span-json": _span_json, "otlp-json": otlp_request, "otel-sdk": _otel_sdk}
+_DIRECT: Final = {"span-json": _span_json, "otlp-json": otlp_request, "otel-sdk": _otel_sdk}
 # Straight from a line's bytes; True only for a line that fits the format (Structs forbid, or
 # look for, the keys that route it elsewhere or make it a JobFirst line).
-_TYPED = {"otlp-json": otlp_line, "otel-sdk": sdk_line}
+_TYPED: Final = {"otlp-json": otlp_line, "otel-sdk": sdk_line}
 
 
 def _is_span_json(obj: dict[str, Any]) -> bool:
@@ -352,7 +358,7 @@ def _is_otel_sdk(obj: dict[str, Any]) -> bool:
     return _route(obj) == "otel-sdk"
 
 
-_FITS = {"span-json": _is_span_json, "otlp-json": _is_otlp_json, "otel-sdk": _is_otel_sdk}
+_FITS: Final = {"span-json": _is_span_json, "otlp-json": _is_otlp_json, "otel-sdk": _is_otel_sdk}
 
 
 def _fits(obj: dict[str, Any], decided: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -28,13 +28,16 @@ from agent.spans.model import (
     DeadLetter,
     DecodeResult,
 )
-from agent.spans.types import DirectItem, DirectWriter
+from agent.spans.types import DirectItem
 from agent.spans.validate import BadRecord
 
-DEFAULT_MAX_LINE_BYTES = 1 << 20
-_BOM = b"\xef\xbb\xbf"
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
-_KIND_NAMES = {
+DEFAULT_MAX_LINE_BYTES: Final = 1 << 20
+_BOM: Final = b"\xef\xbb\xbf"
+
+_KIND_NAMES: Final = {
     "unspecified": KIND_UNSPECIFIED,
     "internal": KIND_INTERNAL,
     "server": KIND_SERVER,
@@ -42,7 +45,7 @@ _KIND_NAMES = {
     "producer": KIND_PRODUCER,
     "consumer": KIND_CONSUMER,
 }
-_STATUS_NAMES = {"unset": STATUS_UNSET, "ok": STATUS_OK, "error": STATUS_ERROR}
+_STATUS_NAMES: Final = {"unset": STATUS_UNSET, "ok": STATUS_OK, "error": STATUS_ERROR}
 
 
 def load_object(line: bytes) -> dict[str, Any]:
@@ -201,18 +204,18 @@ def parse_status_code(value: object) -> int:
     raise BadRecord("bad_status", f"status code {value!r:.80} is not unset, ok or error")
 
 
-_RFC3339 = re.compile(
+_RFC3339: Final = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9})\d*)?"
     r"(?:([Zz])|([+-])(\d\d):?(\d\d))",
     re.ASCII,
 )
-_EPOCH_ORDINAL = datetime(1970, 1, 1, tzinfo=UTC).toordinal()
+_EPOCH_ORDINAL: Final = datetime(1970, 1, 1, tzinfo=UTC).toordinal()
 
 
-_MINUTES: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM" + zone -> its Unix seconds
-_MINUTES_LIMIT = 4096
-_SECONDS: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" of a UTC time -> its Unix nanoseconds
-_SECONDS_LIMIT = 4096
+_MINUTES: Final[dict[str, int]] = {}  # "YYYY-MM-DDTHH:MM" + zone -> its Unix seconds
+_MINUTES_LIMIT: Final = 4096
+_SECONDS: Final[dict[str, int]] = {}  # "YYYY-MM-DDTHH:MM:SS" of a UTC time -> its Unix nanoseconds
+_SECONDS_LIMIT: Final = 4096
 
 
 def utc_rfc3339(text: str) -> int | None:

@@ -31,25 +31,26 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 import orjson
 
 from agent.spans.decode.podpath import container_name, pod_attributes
 from agent.spans.encode.resources import make_key, share_resource
 from agent.spans.model import AttrValue, DeadLetter, DecodeResult, Span
-from agent.spans.types import Decoder, DirectItem, DirectWriter, ResourceKey
+from agent.spans.types import Decoder, DirectItem, ResourceKey
 
 if TYPE_CHECKING:
     from agent.config.tree import Config
+    from agent.spans.encode.direct import DirectWriter
 
 Runtime = Literal["cri", "docker", "auto"]
-RUNTIMES: tuple[str, ...] = ("none", "cri", "docker", "auto")
-RAW_KEPT = 1024
-DEFAULT_PARTIAL_TIMEOUT_NS = 300 * 10**9  # spans.orphan_timeout's default
+RUNTIMES: Final[tuple[str, ...]] = ("none", "cri", "docker", "auto")
+RAW_KEPT: Final = 1024
+DEFAULT_PARTIAL_TIMEOUT_NS: Final = 300 * 10**9  # spans.orphan_timeout's default
 # <time> <stream> <tag> <text>: the tag is P or F (newer kubelets may add more, ':'-separated).
-_CRI_STREAMS = frozenset((b"stdout", b"stderr"))
-_CRI_TAGS = frozenset((b"P", b"F"))  # newer kubelets may append ':'-separated flags
+_CRI_STREAMS: Final = frozenset((b"stdout", b"stderr"))
+_CRI_TAGS: Final = frozenset((b"P", b"F"))  # newer kubelets may append ':'-separated flags
 
 
 class _Held(NamedTuple):
@@ -330,9 +331,9 @@ class ContainerLogDecoder:
         if service is None and "service.name" not in own:
             service = self._fallback_service
         if not extra:
-            return service, frozen, scope_name, scope_version
+            return ResourceKey(service, frozen, scope_name, scope_version)
         merged = make_key(service, extra, scope_name, scope_version)
-        return service, tuple(sorted(frozen + merged[1])), scope_name, scope_version
+        return ResourceKey(service, tuple(sorted(frozen + merged[1])), scope_name, scope_version)
 
 
 def unwrapping(inner: Decoder, path: str, config: Config) -> Decoder:

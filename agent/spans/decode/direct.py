@@ -15,22 +15,25 @@ older names) is never read differently here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from agent.spans.encode.resources import SERVICE_NAME, make_key
 from agent.spans.model import Attributes
-from agent.spans.types import DirectEvent, DirectItem, DirectWriter, ResourceKey
+from agent.spans.types import DirectEvent, DirectItem, ResourceKey
+
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
 T = TypeVar("T")
 
 # --- OTLP/JSON ---------------------------------------------------------------------------------
 
-_OTLP_REQUEST_KEYS = frozenset(("resourceSpans",))
-_OTLP_RESOURCE_SPANS_KEYS = frozenset(("resource", "scopeSpans", "schemaUrl"))
-_OTLP_RESOURCE_KEYS = frozenset(("attributes", "droppedAttributesCount"))
-_OTLP_SCOPE_SPANS_KEYS = frozenset(("scope", "spans", "schemaUrl"))
-_OTLP_SCOPE_KEYS = frozenset(("name", "version", "attributes", "droppedAttributesCount"))
-_OTLP_SPAN_KEYS = frozenset(
+_OTLP_REQUEST_KEYS: Final = frozenset(("resourceSpans",))
+_OTLP_RESOURCE_SPANS_KEYS: Final = frozenset(("resource", "scopeSpans", "schemaUrl"))
+_OTLP_RESOURCE_KEYS: Final = frozenset(("attributes", "droppedAttributesCount"))
+_OTLP_SCOPE_SPANS_KEYS: Final = frozenset(("scope", "spans", "schemaUrl"))
+_OTLP_SCOPE_KEYS: Final = frozenset(("name", "version", "attributes", "droppedAttributesCount"))
+_OTLP_SPAN_KEYS: Final = frozenset(
     (
         "traceId",
         "spanId",
@@ -50,8 +53,10 @@ _OTLP_SPAN_KEYS = frozenset(
         "droppedLinksCount",
     )
 )
-_OTLP_EVENT_KEYS = frozenset(("timeUnixNano", "name", "attributes", "droppedAttributesCount"))
-_OTLP_STATUS_KEYS = frozenset(("code", "message"))
+_OTLP_EVENT_KEYS: Final = frozenset(
+    ("timeUnixNano", "name", "attributes", "droppedAttributesCount")
+)
+_OTLP_STATUS_KEYS: Final = frozenset(("code", "message"))
 
 
 def otlp_request(
@@ -183,7 +188,7 @@ def _otlp_events(events: object) -> list[DirectEvent] | None:
         attributes = otlp_attributes(event.get("attributes"))
         if attributes is None:
             return None
-        out.append((json_uint(event.get("timeUnixNano")), event.get("name"), attributes))  # type: ignore[arg-type]
+        out.append((json_uint(event.get("timeUnixNano")), event.get("name"), attributes))
     return out
 
 

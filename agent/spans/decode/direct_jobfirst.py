@@ -14,6 +14,8 @@ would take one of those four places takes the dict instead.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Final
+
 from agent.spans.decode.assemble import JobFirstAssembler
 from agent.spans.decode.jobfirst_mapping import (
     SPAN_ID_KEY,
@@ -28,18 +30,23 @@ from agent.spans.encode.direct import event_fields
 from agent.spans.encode.protobuf import ATTRIBUTES, status_field
 from agent.spans.encode.wire import scalar_pair_encoder, string_pair_encoder
 from agent.spans.model import KIND_INTERNAL, KIND_SERVER, STATUS_ERROR, Attributes
-from agent.spans.types import DirectEvent, DirectItem, DirectWriter
+from agent.spans.types import DirectEvent, DirectItem
+
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
 # An end line's fields, as `JobFirstLine` holds them: trace, span, name, time, duration, status,
 # status description, service, attributes.
 EndFields = tuple[str, str, str, int, int | None, int, str, str | None, Attributes]
-_CACHE_LIMIT = 4096
-_encode_attributes = scalar_pair_encoder(ATTRIBUTES)
-_trace_id_field = string_pair_encoder(ATTRIBUTES, TRACE_ID_KEY)
-_span_id_field = string_pair_encoder(ATTRIBUTES, SPAN_ID_KEY)
+_CACHE_LIMIT: Final = 4096
+_encode_attributes: Final = scalar_pair_encoder(ATTRIBUTES)
+_trace_id_field: Final = string_pair_encoder(ATTRIBUTES, TRACE_ID_KEY)
+_span_id_field: Final = string_pair_encoder(ATTRIBUTES, SPAN_ID_KEY)
 # Line fields that would change the order `span_attributes` writes in: the dict's.
-_PLACED = frozenset((TRACE_ID_KEY, SPAN_ID_KEY, "http.method", "http.route"))
-_NAME_FIELDS = Remembered[str, tuple[int, bytes]](_CACHE_LIMIT)  # name -> kind, http.* fields
+_PLACED: Final = frozenset((TRACE_ID_KEY, SPAN_ID_KEY, "http.method", "http.route"))
+_NAME_FIELDS: Final = Remembered[str, tuple[int, bytes]](
+    _CACHE_LIMIT
+)  # name -> kind, http.* fields
 
 
 class TraceIds:

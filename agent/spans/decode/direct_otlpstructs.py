@@ -14,6 +14,8 @@ test_direct_otlpstructs.py hold it to the dict walk and the general path.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Final
+
 from agent.spans.decode import otlpstructs as structs
 from agent.spans.decode.direct import json_int, json_uint, pop_service, write_all
 from agent.spans.decode.lookups import Remembered, StructPairs
@@ -21,9 +23,12 @@ from agent.spans.encode.direct import event_bytes, status_and_flags
 from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES
 from agent.spans.encode.resources import make_key
 from agent.spans.model import Attributes, AttrValue
-from agent.spans.types import DirectItem, DirectWriter, ResourceKey
+from agent.spans.types import DirectItem, ResourceKey
 
-_KEY_MAX_BYTES = 8192  # a resource and scope longer than this are decoded every time
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
+
+_KEY_MAX_BYTES: Final = 8192  # a resource and scope longer than this are decoded every time
 
 
 def otlp_line(
@@ -64,7 +69,7 @@ def _resource_spans(
     return True
 
 
-_keys = Remembered[tuple[str | None, bytes, bytes], ResourceKey](256)
+_keys: Final = Remembered[tuple[str | None, bytes, bytes], ResourceKey](256)
 
 
 def _key(lookup: tuple[str | None, bytes, bytes]) -> ResourceKey | None:
@@ -170,5 +175,5 @@ def key_and_value(item: structs.KeyValue) -> tuple[str, AttrValue] | None:
     return None  # an empty AnyValue: the general path's to decode
 
 
-_span_pairs = StructPairs(ATTRIBUTES, key_and_value)
-_event_pairs = StructPairs(EVENT_ATTRIBUTES, key_and_value)
+_span_pairs: Final = StructPairs(ATTRIBUTES, key_and_value)
+_event_pairs: Final = StructPairs(EVENT_ATTRIBUTES, key_and_value)

@@ -6,25 +6,28 @@ the writer can write; False, with nothing appended, for anything else.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from agent.spans.decode.common import utc_rfc3339
 from agent.spans.decode.direct import optional_object, optional_text, pop_service
 from agent.spans.encode.resources import make_key
 from agent.spans.model import Attributes
-from agent.spans.types import DirectEvent, DirectItem, DirectWriter
+from agent.spans.types import DirectEvent, DirectItem
+
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
 # --- otel-sdk: Python's ConsoleSpanExporter ----------------------------------------------------
 
-PY_KINDS = {
+PY_KINDS: Final = {
     "SpanKind.INTERNAL": 1,
     "SpanKind.SERVER": 2,
     "SpanKind.CLIENT": 3,
     "SpanKind.PRODUCER": 4,
     "SpanKind.CONSUMER": 5,
 }
-PY_STATUS = {None: 0, "UNSET": 0, "OK": 1, "ERROR": 2}
-PY_EMPTY_TRACE_STATES = (None, "", "[]")
+PY_STATUS: Final = {None: 0, "UNSET": 0, "OK": 1, "ERROR": 2}
+PY_EMPTY_TRACE_STATES: Final = (None, "", "[]")
 
 
 def python_span(
@@ -95,7 +98,7 @@ def _py_events(events: object) -> list[DirectEvent] | None:
         attributes = event.get("attributes")
         if attributes is not None and type(attributes) is not dict:
             return None
-        out.append((sdk_time(event.get("timestamp")), event.get("name"), attributes))  # type: ignore[arg-type]
+        out.append((sdk_time(event.get("timestamp")), event.get("name"), attributes))
     return out
 
 
@@ -113,8 +116,8 @@ def _scalars(attributes: object) -> Attributes | None:
 
 # --- otel-sdk: Go's stdouttrace ----------------------------------------------------------------
 
-GO_STATUS = {None: 0, "Unset": 0, "Ok": 1, "Error": 2}
-GO_ZERO_SPAN_ID = "0" * 16
+GO_STATUS: Final = {None: 0, "Unset": 0, "Ok": 1, "Error": 2}
+GO_ZERO_SPAN_ID: Final = "0" * 16
 
 
 def go_span(
@@ -193,7 +196,7 @@ def _go_events(events: object) -> tuple[list[DirectEvent]] | None:
         attributes = go_attributes(event.get("Attributes"))
         if attributes is None:
             return None
-        out.append((sdk_time(event.get("Time")), event.get("Name"), attributes))  # type: ignore[arg-type]
+        out.append((sdk_time(event.get("Time")), event.get("Name"), attributes))
     return (out,)
 
 

@@ -13,6 +13,8 @@ and test_direct_sdkstructs.py hold each to its dict walk on generated and change
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Final
+
 from agent.spans.decode import sdkstructs as structs
 from agent.spans.decode.direct import pop_service
 from agent.spans.decode.direct_sdk import (
@@ -29,10 +31,13 @@ from agent.spans.encode.direct import event_bytes, status_and_flags
 from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES
 from agent.spans.encode.resources import make_key
 from agent.spans.model import Attributes, AttrValue
-from agent.spans.types import DirectItem, DirectWriter, ResourceKey
+from agent.spans.types import DirectItem, ResourceKey
 
-GO_KEY = b'"SpanContext"'  # in every stdouttrace line: lines without it are not tried as one
-_KEY_MAX_BYTES = 8192  # a resource and scope longer than this are decoded every time
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
+
+GO_KEY: Final = b'"SpanContext"'  # in every stdouttrace line: lines without it are not tried as one
+_KEY_MAX_BYTES: Final = 8192  # a resource and scope longer than this are decoded every time
 
 
 def sdk_line(
@@ -110,7 +115,7 @@ def go_line(
     )
 
 
-_go_keys = Remembered[tuple[str | None, bytes, bytes, bytes], ResourceKey](256)
+_go_keys: Final = Remembered[tuple[str | None, bytes, bytes, bytes], ResourceKey](256)
 
 
 def _go_key(lookup: tuple[str | None, bytes, bytes, bytes]) -> ResourceKey | None:
@@ -155,8 +160,8 @@ def _key_and_value(item: structs.GoKeyValue) -> tuple[str, AttrValue]:
     return item.Key, item.Value.Value
 
 
-_go_span_pairs = StructPairs(ATTRIBUTES, _key_and_value)
-_go_event_pairs = StructPairs(EVENT_ATTRIBUTES, _key_and_value)
+_go_span_pairs: Final = StructPairs(ATTRIBUTES, _key_and_value)
+_go_event_pairs: Final = StructPairs(EVENT_ATTRIBUTES, _key_and_value)
 
 
 # --- Python's ConsoleSpanExporter --------------------------------------------------------------
@@ -203,15 +208,14 @@ def python_line(
         end_ns=sdk_time(span.end_time),
         attributes=span.attributes,
         events=[
-            (sdk_time(event.timestamp), event.name, event.attributes)  # type: ignore[misc]
-            for event in span.events or ()
+            (sdk_time(event.timestamp), event.name, event.attributes) for event in span.events or ()
         ],
         status_code=status_code,
         status_message=message or "",
     )
 
 
-_python_keys = Remembered[tuple[str | None, bytes], ResourceKey](256)
+_python_keys: Final = Remembered[tuple[str | None, bytes], ResourceKey](256)
 
 
 def _python_key(lookup: tuple[str | None, bytes]) -> ResourceKey | None:

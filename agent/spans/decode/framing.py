@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any
+from typing import Any, Final
 
 Frame = tuple[str, bytes]
 
-_SIGNIFICANT = re.compile(rb'[{}"\\]')
+_SIGNIFICANT: Final = re.compile(rb'[{}"\\]')
 
 
 class ObjectFramer:

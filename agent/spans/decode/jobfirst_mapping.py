@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import re
 from hashlib import blake2b
+from typing import Final
 
 from agent.spans.model import KIND_INTERNAL, KIND_SERVER, Attributes
 from agent.spans.validate import MAX_TIME_NS, MIN_TIME_NS
 
 TRACE_ID_KEY, SPAN_ID_KEY = "jobfirst.trace_id", "jobfirst.span_id"
-_DAY_NS = 86_400 * 1_000_000_000
-_HTTP_NAME = re.compile(r"(GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH) (/\S*)")
-_TRACE_HASHER = blake2b(digest_size=16, person=b"jobfirst.trace")
-_SPAN_HASHER = blake2b(digest_size=8, person=b"jobfirst.span")
+_DAY_NS: Final = 86_400 * 1_000_000_000
+_HTTP_NAME: Final = re.compile(r"(GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH) (/\S*)")
+_TRACE_HASHER: Final = blake2b(digest_size=16, person=b"jobfirst.trace")
+_SPAN_HASHER: Final = blake2b(digest_size=8, person=b"jobfirst.span")
 
 
 def w3c_trace_id(trace: str) -> bytes:
@@ -69,8 +70,10 @@ def span_attributes(
     return attributes, KIND_SERVER
 
 
-_HTTP_PARTS: dict[str, tuple[str, str] | None] = {}  # span name -> (method, route), looked up
-_HTTP_PARTS_LIMIT = 4096
+_HTTP_PARTS: Final[
+    dict[str, tuple[str, str] | None]
+] = {}  # span name -> (method, route), looked up
+_HTTP_PARTS_LIMIT: Final = 4096
 
 
 def http_parts(name: str) -> tuple[str, str] | None:

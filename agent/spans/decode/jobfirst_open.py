@@ -4,7 +4,7 @@ the events of each, events waiting for a span, and their rows in a checkpoint sn
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.spans.model import Attributes
 
@@ -44,7 +44,17 @@ class Waiting:
 
 
 # Snapshot rows hold the raw lines as text, as version 1 always has (lines read as JSON are
-# UTF-8); `_raw_line` turns them back into bytes.
+# UTF-8); `_raw_line` turns them back into bytes. Reading a row checks the type of each
+# field, so a checkpoint that is not a snapshot is refused, not kept to fail later.
+
+T = TypeVar("T")
+
+
+def checked(kind: type[T], value: object) -> T:
+    """`value` if it is exactly a `kind` (no bool for an int); TypeError if not."""
+    if type(value) is not kind:
+        raise TypeError(f"{kind.__name__} expected, got {type(value).__name__}")
+    return value
 
 
 def event_state(event: OpenEvent) -> list[Any]:
@@ -53,13 +63,13 @@ def event_state(event: OpenEvent) -> list[Any]:
 
 def event_from_state(row: list[Any]) -> OpenEvent:
     name, time_ns, attributes, raw = row
-    return OpenEvent(name, time_ns, attributes, _raw_line(raw))
+    return OpenEvent(
+        checked(str, name), checked(int, time_ns), checked(dict, attributes), _raw_line(raw)
+    )
 
 
 def _raw_line(text: object) -> bytes:
-    if type(text) is not str:
-        raise TypeError(f"a raw line must be text, got {type(text).__name__}")
-    return text.encode()
+    return checked(str, text).encode()
 
 
 def open_state(opened: OpenSpan) -> list[Any]:
@@ -80,7 +90,16 @@ def open_state(opened: OpenSpan) -> list[Any]:
 
 def open_from_state(row: list[Any]) -> OpenSpan:
     """The inverse of `open_state`; TypeError or ValueError for a row that is not one."""
-    opened = OpenSpan(*row)  # its raw line still text and its events still lists, as in the row
-    opened.raw = _raw_line(opened.raw)
-    opened.events = [event_from_state(e) for e in row[-1]]
-    return opened
+    trace, span, name, start_ns, last_line_ns, last_seen_ns, service, attributes, raw, events = row
+    return OpenSpan(
+        checked(str, trace),
+        checked(str, span),
+        checked(str, name),
+        checked(int, start_ns),
+        checked(int, last_line_ns),
+        checked(int, last_seen_ns),
+        None if service is None else checked(str, service),
+        checked(dict, attributes),
+        _raw_line(raw),
+        [event_from_state(e) for e in checked(list, events)],
+    )

@@ -8,16 +8,16 @@ timestamps, RFC 3339 whole seconds, are looked up once per second.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 from agent.spans.decode.assemble import END, EVENT, START, JobFirstLine
 from agent.spans.decode.common import opt_str, parse_rfc3339
 from agent.spans.model import Attributes
 from agent.spans.validate import BadRecord, attr_value
 
-KINDS = {"Span started": START, "Span event added": EVENT, "Span ended": END}
+KINDS: Final = {"Span started": START, "Span event added": EVENT, "Span ended": END}
 # Keys the decoder consumes; every other key on a line becomes an attribute.
-CONSUMED = frozenset(
+CONSUMED: Final = frozenset(
     (
         "message",
         "msg",
@@ -35,14 +35,14 @@ CONSUMED = frozenset(
     )
 )
 
-_GO_DURATION = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|µs|μs|ms|s|m|h)", re.ASCII)
-_GO_DURATION_WHOLE = re.compile(
+_GO_DURATION: Final = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|µs|μs|ms|s|m|h)", re.ASCII)
+_GO_DURATION_WHOLE: Final = re.compile(
     r"[-+]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+"
 )
-_GO_DURATION_SIMPLE = re.compile(r"([0-9]+)(?:\.([0-9]+))?(ns|us|µs|μs|ms|s|m|h)")
-_TIMES: dict[str, int] = {}  # a line's timestamp -> Unix nanoseconds
-_TIMES_LIMIT = 4096
-_UNIT_NS = {
+_GO_DURATION_SIMPLE: Final = re.compile(r"([0-9]+)(?:\.([0-9]+))?(ns|us|µs|μs|ms|s|m|h)")
+_TIMES: Final[dict[str, int]] = {}  # a line's timestamp -> Unix nanoseconds
+_TIMES_LIMIT: Final = 4096
+_UNIT_NS: Final = {
     "ns": 1,
     "us": 1_000,
     "µs": 1_000,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from operator import attrgetter
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -31,13 +31,13 @@ from msgspec import UNSET, UnsetType
 from agent.spans.decode.jobfirst_parse import CONSUMED
 from agent.spans.model import Attributes
 
-MAX_EXTRAS = 16
-LEARN_LIMIT = 64
-_KNOWN_LIMIT = 256
-_PLAIN_KEY = re.compile(r'[^"\\\x00-\x1f]+')  # a key JSON writes as it is
+MAX_EXTRAS: Final = 16
+LEARN_LIMIT: Final = 64
+_KNOWN_LIMIT: Final = 256
+_PLAIN_KEY: Final = re.compile(r'[^"\\\x00-\x1f]+')  # a key JSON writes as it is
 _INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 # The consumed keys, typed as parse_line reads them.
-_FIELDS: list[tuple[str, Any, Any]] = [
+_FIELDS: Final[list[tuple[str, Any, Any]]] = [
     (key, (_INT64 if key == "status" else str) | UnsetType, UNSET) for key in sorted(CONSUMED)
 ]
 

@@ -11,7 +11,7 @@ general path for that line.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orjson import JSONDecodeError, loads
 
@@ -23,7 +23,10 @@ from agent.spans.decode.common import (
     load_object,
 )
 from agent.spans.model import DecodeResult
-from agent.spans.types import DirectItem, DirectWriter
+from agent.spans.types import DirectItem
+
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
 
 
 class JsonLineDecoder(LineFeeder):

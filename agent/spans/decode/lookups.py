@@ -46,18 +46,13 @@ class Remembered(dict[K, V]):
 
 class StructPairs(Generic[S]):
     """The encoded KeyValue fields of one tag by attribute Struct (frozen, so hashable):
-    (key, field) for each Struct seen whose value is a string of at most `MAX_CHARS`, an
-    int or a bool, and whose key has had fewer than `VALUES_PER_KEY` values kept — so a key
+    (key, field) for each Struct seen whose value is a string of at most `PAIR_MAX_CHARS`, an
+    int or a bool, and whose key has had fewer than `VALUES_PER_KEY_LIMIT` values kept — so a key
     whose values never repeat (user IDs, URLs) cannot evict the values that do. `pair`
     reads one Struct as the direct path does: (key, value), None if not one scalar. For
     Structs each of whose fields has one type (an int field never holds a float or a bool):
     then equal Structs holding such a value hold the identical one. Doubles are never kept
     (0.0 == -0.0, and NaN equals nothing)."""
-
-    # The pair encoders' admission rule (`agent.spans.encode.wire`), for Structs.
-    LIMIT = PAIR_CACHE_LIMIT
-    MAX_CHARS = PAIR_MAX_CHARS
-    VALUES_PER_KEY = VALUES_PER_KEY_LIMIT
 
     __slots__ = ("_fields", "_pair", "_per_key", "_tag")
 
@@ -88,18 +83,19 @@ class StructPairs(Generic[S]):
         return b"".join(pairs.values())
 
     def _encode(self, item: S) -> tuple[str, bytes] | None:
-        """(key, field) of a Struct not seen (or no longer kept), kept if it may be."""
+        """(key, field) of a Struct not seen (or no longer kept), kept if it may be by the
+        pair encoders' admission rule (`agent.spans.encode.wire`)."""
         pair = self._pair(item)
         if pair is None:
             return None
         key, value = pair
         encoded = (key, pair_field(self._tag, key, value))
         kind = type(value)
-        if kind is float or (kind is str and len(value) > self.MAX_CHARS):  # type: ignore[arg-type]
+        if kind is float or (kind is str and len(value) > PAIR_MAX_CHARS):  # type: ignore[arg-type]
             return encoded
         seen = self._per_key.get(key, 0)
-        if seen < self.VALUES_PER_KEY:
-            if len(self._fields) >= self.LIMIT:
+        if seen < VALUES_PER_KEY_LIMIT:
+            if len(self._fields) >= PAIR_CACHE_LIMIT:
                 self._fields.clear()
                 self._per_key.clear()
                 seen = 0

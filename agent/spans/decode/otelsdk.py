@@ -27,7 +27,7 @@ import binascii
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -59,7 +59,7 @@ from agent.spans.model import (
     SpanEvent,
     SpanLink,
 )
-from agent.spans.types import DirectItem, DirectWriter
+from agent.spans.types import DirectItem
 from agent.spans.validate import (
     BadRecord,
     attr_map,
@@ -70,8 +70,11 @@ from agent.spans.validate import (
     parse_trace_id,
 )
 
-DEFAULT_MAX_OBJECT_BYTES = 1 << 20
-_PY_TRACE_STATE_ENTRY = re.compile(r"\{key=([^,{}]*), value=([^{}]*)\}")
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
+
+DEFAULT_MAX_OBJECT_BYTES: Final = 1 << 20
+_PY_TRACE_STATE_ENTRY: Final = re.compile(r"\{key=([^,{}]*), value=([^{}]*)\}")
 
 
 # --- Python ConsoleSpanExporter ----------------------------------------------------
@@ -413,7 +416,7 @@ class OtelSdkDecoder(LineFeeder):
         return self.framer.pending
 
 
-_FRAME_DETAIL = {
+_FRAME_DETAIL: Final = {
     "not_json": "a line outside any JSON object that does not start one",
     "truncated_object": "an object was cut off: a new one started before it closed",
     "object_too_large": "a multi-line object grew past the size limit; the rest was skipped",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -43,7 +43,7 @@ from agent.spans.model import (
     SpanEvent,
     SpanLink,
 )
-from agent.spans.types import DirectItem, DirectWriter
+from agent.spans.types import DirectItem
 from agent.spans.validate import (
     MAX_ATTR_DEPTH,
     BadRecord,
@@ -53,14 +53,17 @@ from agent.spans.validate import (
     parse_trace_id,
 )
 
-_RECORD_KEYS = ("resourceSpans", "resource_spans")
-_SCOPE_SPANS_KEYS = (
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
+
+_RECORD_KEYS: Final = ("resourceSpans", "resource_spans")
+_SCOPE_SPANS_KEYS: Final = (
     "scopeSpans",
     "scope_spans",
     "instrumentationLibrarySpans",
     "instrumentation_library_spans",
 )
-_SCOPE_KEYS = ("scope", "instrumentationLibrary", "instrumentation_library")
+_SCOPE_KEYS: Final = ("scope", "instrumentationLibrary", "instrumentation_library")
 
 
 def field(obj: dict[str, Any], camel: str, snake: str) -> Any:
@@ -101,7 +104,7 @@ def _bool(value: Any) -> bool:
     raise BadRecord("bad_attribute", f"boolValue must be true or false, got {value!r:.40}")
 
 
-_NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+_NON_FINITE: Final = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 
 def _double(value: Any) -> float:

@@ -13,18 +13,19 @@ underscore-separated directory names unambiguous.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from agent.spans.model import AttrValue
 
-_POD_DIR = re.compile(
+_POD_DIR: Final = re.compile(
     r"(?:^|/)(?P<namespace>[a-z0-9][a-z0-9-]*)_(?P<pod>[a-z0-9][a-z0-9.-]*)_(?P<uid>[0-9a-fA-F-]+)"
     r"/(?P<container>[a-z0-9][a-z0-9-]*)/(?P<restart>\d+)\.log(?:\.[^/]*)?$"
 )
-_CONTAINERS_LINK = re.compile(
+_CONTAINERS_LINK: Final = re.compile(
     r"(?:^|/)(?P<pod>[a-z0-9][a-z0-9.-]*)_(?P<namespace>[a-z0-9][a-z0-9-]*)_"
     r"(?P<container>[a-z0-9][a-z0-9-]*)-(?P<id>[0-9a-f]{64})\.log(?:\.[^/]*)?$"
 )
-_DOCKER = re.compile(r"(?:^|/)(?P<id>[0-9a-f]{64})/(?P=id)-json\.log(?:\.[^/]*)?$")
+_DOCKER: Final = re.compile(r"(?:^|/)(?P<id>[0-9a-f]{64})/(?P=id)-json\.log(?:\.[^/]*)?$")
 
 
 def pod_attributes(path: str) -> dict[str, AttrValue]:

@@ -22,7 +22,7 @@ of one unfinished multi-line object (`object_too_large` beyond).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from agent.spans.decode.assemble import OpenSpanExchange
 from agent.spans.decode.auto import AutoDecoder
@@ -34,7 +34,7 @@ from agent.spans.decode.spanjson import SpanJsonDecoder
 from agent.spans.types import Decoder
 
 FormatName = Literal["jobfirst", "span-json", "otlp-json", "otel-sdk", "auto"]
-FORMATS: tuple[FormatName, ...] = ("auto", "jobfirst", "span-json", "otlp-json", "otel-sdk")
+FORMATS: Final[tuple[FormatName, ...]] = ("auto", "jobfirst", "span-json", "otlp-json", "otel-sdk")
 
 
 __all__ = ["FORMATS", "Decoder", "FormatName", "make_decoder"]

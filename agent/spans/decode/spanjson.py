@@ -15,7 +15,7 @@ and an end (`end_time_unix_nano`, `end`, `duration_ns`, `duration_us` or
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from orjson import loads
 
@@ -36,7 +36,7 @@ from agent.spans.model import (
     SpanEvent,
     SpanLink,
 )
-from agent.spans.types import DirectItem, DirectWriter
+from agent.spans.types import DirectItem
 from agent.spans.validate import (
     BadRecord,
     attr_map,
@@ -47,9 +47,12 @@ from agent.spans.validate import (
     parse_trace_id,
 )
 
+if TYPE_CHECKING:
+    from agent.spans.encode.direct import DirectWriter
+
 # The usual spellings, looked up without parse_kind / parse_status_code (which take the rest).
-KIND_CODES = {"server": 2, "client": 3, "internal": 1, "producer": 4, "consumer": 5}
-_DURATION_UNITS = (("duration_ns", 1), ("duration_us", 1_000), ("duration_ms", 1_000_000))
+KIND_CODES: Final = {"server": 2, "client": 3, "internal": 1, "producer": 4, "consumer": 5}
+_DURATION_UNITS: Final = (("duration_ns", 1), ("duration_us", 1_000), ("duration_ms", 1_000_000))
 
 
 def _time(obj: dict[str, Any], nanos_key: str, text_key: str) -> int | None:
@@ -91,7 +94,7 @@ def _end(obj: dict[str, Any], start: int) -> int:
     raise BadRecord("missing_field", "end_time_unix_nano, end or duration_ns/_us/_ms is missing")
 
 
-STATUS_CODES = {"ok": 1, "error": 2, "unset": 0, "OK": 1, "ERROR": 2, "UNSET": 0}
+STATUS_CODES: Final = {"ok": 1, "error": 2, "unset": 0, "OK": 1, "ERROR": 2, "UNSET": 0}
 
 
 def _status(value: Any) -> tuple[int, str]:
@@ -185,10 +188,10 @@ def _kind(value: Any) -> int:
     return parse_kind(value)
 
 
-_fromhex = bytes.fromhex
+_fromhex: Final = bytes.fromhex
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
 # The rarely used fields `_extras` reads.
-EXTRA_KEYS = frozenset(("resource", "links", "scope", "trace_state", "flags"))
+EXTRA_KEYS: Final = frozenset(("resource", "links", "scope", "trace_state", "flags"))
 
 
 def span_from_obj(obj: dict[str, Any], default_service: str | None) -> Span:

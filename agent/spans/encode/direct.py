@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from agent.spans.decode.spanjson import EXTRA_KEYS, KIND_CODES, STATUS_CODES
 from agent.spans.encode.protobuf import (
@@ -53,21 +53,21 @@ from agent.spans.validate import MAX_DURATION_NS, MAX_TIME_NS, MIN_TIME_NS
 
 # The first fields of encode_span's output, in its order: trace_id and span_id (tag, length,
 # bytes each), then, after parent and name, kind and the two fixed64 times.
-_pack_ids = struct.Struct("<BB16sBB8s").pack
-_TRACE_ID_AT = slice(2, 18)  # where _pack_ids puts the trace ID
-_pack_kind_times = struct.Struct("<BBBQBQ").pack
-_ID_TAGS = (0x0A, 0x10, 0x12, 0x08)
+_pack_ids: Final = struct.Struct("<BB16sBB8s").pack
+_TRACE_ID_AT: Final = 2  # where _pack_ids puts the trace ID (16 bytes)
+_pack_kind_times: Final = struct.Struct("<BBBQBQ").pack
+_ID_TAGS: Final = (0x0A, 0x10, 0x12, 0x08)
 _KIND_TAG, _START_TAG, _END_TAG = 0x30, 0x39, 0x41
-_pack_event_time = struct.Struct("<BQ").pack
-_EVENT_TIME_TAG = 0x09  # Span.Event.time_unix_nano, fixed64
-_EVENT = b"\x5a"  # Span.events
-_SPANS = b"\x12"  # ScopeSpans.spans
-_FLAGS = b"\x85\x01"  # Span.flags, fixed32
-_fromhex = bytes.fromhex
+_pack_event_time: Final = struct.Struct("<BQ").pack
+_EVENT_TIME_TAG: Final = 0x09  # Span.Event.time_unix_nano, fixed64
+_EVENT: Final = b"\x5a"  # Span.events
+_SPANS: Final = b"\x12"  # ScopeSpans.spans
+_FLAGS: Final = b"\x85\x01"  # Span.flags, fixed32
+_fromhex: Final = bytes.fromhex
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
-_RESOURCE_KEY_CACHE_LIMIT = 1024
-_span_attributes = scalar_pair_encoder(ATTRIBUTES)
-_event_attributes = scalar_pair_encoder(EVENT_ATTRIBUTES)
+_RESOURCE_KEY_CACHE_LIMIT: Final = 1024
+_span_attributes: Final = scalar_pair_encoder(ATTRIBUTES)
+_event_attributes: Final = scalar_pair_encoder(EVENT_ATTRIBUTES)
 
 
 class DirectWriter:
@@ -180,7 +180,9 @@ class DirectWriter:
         return self._finish(out, key, ids + SPAN_NAMES[name] + rest, tail)
 
     def _finish(self, out: list[DirectItem], key: ResourceKey, body: bytes, tail: bytes) -> bool:
-        if self._keep_trace is not None and not self._keep_trace(body[_TRACE_ID_AT]):
+        if self._keep_trace is not None and not self._keep_trace(
+            body[_TRACE_ID_AT : _TRACE_ID_AT + 16]
+        ):
             self.sampled_out += 1
             return True
         body += tail
@@ -197,7 +199,7 @@ class DirectWriter:
         if key is None:
             if len(self._keys) >= _RESOURCE_KEY_CACHE_LIMIT:
                 self._keys.clear()  # unbounded service names must not grow memory
-            key = self._keys[service] = (service, (), "", "")
+            key = self._keys[service] = ResourceKey(service, (), "", "")
         return key
 
 
@@ -310,7 +312,7 @@ def _span_json_events(events: list[Any]) -> bytes | None:
     for event in events:
         if type(event) is not dict:
             return None
-        as_tuples.append((event.get("time_unix_nano"), event.get("name"), event.get("attributes")))  # type: ignore[arg-type]
+        as_tuples.append((event.get("time_unix_nano"), event.get("name"), event.get("attributes")))
     return event_fields(as_tuples)
 
 

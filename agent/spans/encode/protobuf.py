@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 from agent.spans.encode.resources import Resources
 from agent.spans.encode.wire import (
@@ -38,42 +39,42 @@ from agent.spans.encode.wire import (
 from agent.spans.model import Span, SpanLink
 from agent.spans.types import ResourceKey
 
-_pack_times = struct.Struct("<BQBQ").pack
-_pack_event_time = struct.Struct("<BQ").pack
+_pack_times: Final = struct.Struct("<BQBQ").pack
+_pack_event_time: Final = struct.Struct("<BQ").pack
 
 # Span field tags (opentelemetry/proto/trace/v1/trace.proto).
-_TRACE_ID = b"\x0a\x10"
-_SPAN_ID = b"\x12\x08"
-_TRACE_STATE = b"\x1a"
-PARENT_SPAN_ID = b"\x22\x08"
-SPAN_NAME = b"\x2a"
-_KIND = (b"", b"\x30\x01", b"\x30\x02", b"\x30\x03", b"\x30\x04", b"\x30\x05")
-ATTRIBUTES = b"\x4a"
-_EVENT = b"\x5a"
-_LINK = b"\x6a"
-_STATUS = b"\x7a"
-_FLAGS = b"\x85\x01"
+_TRACE_ID: Final = b"\x0a\x10"
+_SPAN_ID: Final = b"\x12\x08"
+_TRACE_STATE: Final = b"\x1a"
+PARENT_SPAN_ID: Final = b"\x22\x08"
+SPAN_NAME: Final = b"\x2a"
+_KIND: Final = (b"", b"\x30\x01", b"\x30\x02", b"\x30\x03", b"\x30\x04", b"\x30\x05")
+ATTRIBUTES: Final = b"\x4a"
+_EVENT: Final = b"\x5a"
+_LINK: Final = b"\x6a"
+_STATUS: Final = b"\x7a"
+_FLAGS: Final = b"\x85\x01"
 _TAG_START, _TAG_END = 0x39, 0x41
 # Span.Event: time 1 (fixed64), name 2, attributes 3.
-_EVENT_TIME = 0x09
-_EVENT_NAME = b"\x12"
-EVENT_ATTRIBUTES = b"\x1a"
+_EVENT_TIME: Final = 0x09
+_EVENT_NAME: Final = b"\x12"
+EVENT_ATTRIBUTES: Final = b"\x1a"
 # Span.Link: trace_id 1, span_id 2, trace_state 3, attributes 4, flags 6 (fixed32).
-_LINK_TRACE_STATE = b"\x1a"
-_LINK_ATTRIBUTES = b"\x22"
-_LINK_FLAGS = b"\x35"
+_LINK_TRACE_STATE: Final = b"\x1a"
+_LINK_ATTRIBUTES: Final = b"\x22"
+_LINK_FLAGS: Final = b"\x35"
 # Status: message 2, code 3.
-_STATUS_MESSAGE = b"\x12"
-_STATUS_CODE = (b"", b"\x18\x01", b"\x18\x02")
-_STATUS_ONLY_CODE = (b"\x7a\x00", b"\x7a\x02\x18\x01", b"\x7a\x02\x18\x02")
+_STATUS_MESSAGE: Final = b"\x12"
+_STATUS_CODE: Final = (b"", b"\x18\x01", b"\x18\x02")
+_STATUS_ONLY_CODE: Final = (b"\x7a\x00", b"\x7a\x02\x18\x01", b"\x7a\x02\x18\x02")
 # Request / ResourceSpans / ScopeSpans / Resource / InstrumentationScope.
-_RESOURCE_SPANS = b"\x0a"
-_SCOPE_SPANS = b"\x12"
-_SPANS = b"\x12"
+_RESOURCE_SPANS: Final = b"\x0a"
+_SCOPE_SPANS: Final = b"\x12"
+_SPANS: Final = b"\x12"
 
-SPAN_NAMES = StringFields(SPAN_NAME)
-EVENT_NAMES = StringFields(_EVENT_NAME)
-_STATUS_MESSAGES = StringFields(_STATUS_MESSAGE)
+SPAN_NAMES: Final = StringFields(SPAN_NAME)
+EVENT_NAMES: Final = StringFields(_EVENT_NAME)
+_STATUS_MESSAGES: Final = StringFields(_STATUS_MESSAGE)
 
 
 def encode_span(span: Span) -> bytes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -116,7 +116,7 @@ def _headers_json(key: ResourceKey, resources: Resources) -> bytes:
     return b'{"resource":' + resource + b',"scopeSpans":[{"scope":' + orjson.dumps(scope)
 
 
-_GROUP_TAIL = b',"spans":[]}]}'
+_GROUP_TAIL: Final = b',"spans":[]}]}'
 
 
 def build_request_json(

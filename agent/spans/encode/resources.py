@@ -16,31 +16,49 @@ wins because it is the more specific statement about where the span came from.
 
 from __future__ import annotations
 
+import math
+import struct
 from collections.abc import Hashable, Mapping
-from typing import Any
+from typing import Any, Final
 
-from agent.spans.encode.wire import field_bytes, key_values, string_field, varint_size
+from agent.spans.encode.wire import (
+    field_bytes,
+    key_values,
+    pack_double,
+    string_field,
+    varint_size,
+)
 from agent.spans.model import Attributes, AttrValue, Span
 from agent.spans.types import ResourceKey
 
-DEFAULT_SERVICE_NAME = "unknown_service"
-SERVICE_NAME = "service.name"
+DEFAULT_SERVICE_NAME: Final = "unknown_service"
+SERVICE_NAME: Final = "service.name"
 
 # Resource / InstrumentationScope field tags (ResourceSpans.resource = 1, ScopeSpans.scope = 1).
-_RESOURCE = b"\x0a"
-_SCOPE = b"\x0a"
-_RESOURCE_ATTRIBUTES = b"\x0a"
-_SCOPE_NAME = b"\x0a"
-_SCOPE_VERSION = b"\x12"
+_RESOURCE: Final = b"\x0a"
+_SCOPE: Final = b"\x0a"
+_RESOURCE_ATTRIBUTES: Final = b"\x0a"
+_SCOPE_NAME: Final = b"\x0a"
+_SCOPE_VERSION: Final = b"\x12"
+
+
+_FLOAT_BITS: Final = "float bits"  # not a type's name
+_unpack_double: Final = struct.Struct("<d").unpack
 
 
 def _freeze(value: AttrValue) -> Hashable:
-    """A hashable, type-exact stand-in for an attribute value (True != 1 here)."""
+    """A hashable stand-in for an attribute value, equal to another exactly when OTLP writes
+    both the same: type-exact (True != 1 here), and a float that is NaN or zero by its bits
+    (NaN equals nothing, not even itself, so keys holding floats equal as NaN would equal
+    only when they hold one float object, which compiled code, boxing floats afresh, never
+    keeps; and -0.0 == 0.0 are written differently)."""
     kind = type(value)
     if kind is list:
         return ("list", tuple(_freeze(item) for item in value))  # type: ignore[union-attr]
     if kind is dict:
         return ("dict", tuple((k, _freeze(v)) for k, v in value.items()))  # type: ignore[union-attr]
+    if kind is float and (not value or math.isnan(value)):  # type: ignore[arg-type]
+        return (_FLOAT_BITS, pack_double(value))
     return (kind.__name__, value)
 
 
@@ -50,11 +68,13 @@ def _thaw(frozen: Any) -> AttrValue:
         return [_thaw(item) for item in payload]
     if kind == "dict":
         return {k: _thaw(v) for k, v in payload}
+    if kind == _FLOAT_BITS:
+        return _unpack_double(payload)[0]  # type: ignore[no-any-return]
     return payload  # type: ignore[no-any-return]
 
 
-_SHARED: dict[int, tuple[Attributes, tuple[tuple[str, Hashable], ...]]] = {}
-_SHARED_LIMIT = 4096
+_SHARED: Final[dict[int, tuple[Attributes, tuple[tuple[str, Hashable], ...]]]] = {}
+_SHARED_LIMIT: Final = 4096
 
 
 def share_resource(resource: Attributes) -> Attributes:
@@ -80,15 +100,18 @@ def make_key(
 ) -> ResourceKey:
     """The key of spans with these resource attributes (`service.name` taken out) and scope.
 
-    A resource whose values are all strings (nearly every one) gets the same key object each
-    time it comes spelled the same way: no sorting per span, and the batcher's and outbound's
-    per-key lookups find it by identity. Only such keys are kept (a str equals no other type,
-    so a hit is exact); the cache is bounded and a miss only costs building the key."""
+    A resource whose values are all strings (nearly every one, and every empty one) gets the
+    same key object each time it comes spelled the same way: no sorting per span, and the
+    batcher's and outbound's per-key lookups find it by identity. Only such keys are kept (a
+    str equals no other type, so a hit is exact); the cache is bounded and a miss only costs
+    building the key."""
     if not resource:
-        return (service, (), scope_name, scope_version)
+        empty = (service, (), scope_name, scope_version)
+        shared = _SHARED_KEYS.get(empty)
+        return shared or _share_key(empty, ResourceKey(service, (), scope_name, scope_version))
     shared_dict = _SHARED.get(id(resource))
     if shared_dict is not None and shared_dict[0] is resource:  # see share_resource
-        return (service, shared_dict[1], scope_name, scope_version)
+        return ResourceKey(service, shared_dict[1], scope_name, scope_version)
     try:
         lookup = (service, tuple(resource.items()), scope_name, scope_version)
         shared = _SHARED_KEYS.get(lookup)
@@ -97,16 +120,21 @@ def make_key(
     if shared is not None:
         return shared
     frozen = tuple(sorted((k, _freeze(v)) for k, v in resource.items()))
-    key = (service, frozen, scope_name, scope_version)
+    key = ResourceKey(service, frozen, scope_name, scope_version)
     if lookup is not None and all(type(v) is str for v in resource.values()):
-        if len(_SHARED_KEYS) >= _SHARED_KEYS_LIMIT:
-            _SHARED_KEYS.clear()
-        _SHARED_KEYS[lookup] = key
+        return _share_key(lookup, key)
     return key
 
 
-_SHARED_KEYS: dict[tuple[object, ...], ResourceKey] = {}
-_SHARED_KEYS_LIMIT = 1024
+def _share_key(lookup: tuple[object, ...], key: ResourceKey) -> ResourceKey:
+    if len(_SHARED_KEYS) >= _SHARED_KEYS_LIMIT:
+        _SHARED_KEYS.clear()
+    _SHARED_KEYS[lookup] = key
+    return key
+
+
+_SHARED_KEYS: Final[dict[tuple[object, ...], ResourceKey]] = {}
+_SHARED_KEYS_LIMIT: Final = 1024
 
 
 class Resources:

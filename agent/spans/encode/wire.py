@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
+from typing import Final
 
 from agent.spans.model import AttrValue
 from agent.spans.validate import INT64_MAX, INT64_MIN
 
-VARINT_TABLE_SIZE = 1 << 14
-_KEY_CACHE_LIMIT = 4096
+VARINT_TABLE_SIZE: Final = 1 << 14
+_KEY_CACHE_LIMIT: Final = 4096
 
-pack_double = struct.Struct("<d").pack
-pack_fixed64 = struct.Struct("<Q").pack
-pack_fixed32 = struct.Struct("<I").pack
+pack_double: Final = struct.Struct("<d").pack
+pack_fixed64: Final = struct.Struct("<Q").pack
+pack_fixed32: Final = struct.Struct("<I").pack
 
 
 def _varint_slow(value: int) -> bytes:
@@ -32,7 +33,7 @@ def _varint_slow(value: int) -> bytes:
 
 
 # varint(n) for 0 <= n < VARINT_TABLE_SIZE: lengths of nearly every field, looked up.
-VARINT_TABLE = [_varint_slow(n) for n in range(VARINT_TABLE_SIZE)]
+VARINT_TABLE: Final = [_varint_slow(n) for n in range(VARINT_TABLE_SIZE)]
 
 
 def varint(value: int) -> bytes:
@@ -62,13 +63,16 @@ def string_field(tag: bytes, text: str) -> bytes:
     return field_bytes(tag, text.encode())
 
 
+# A `StringFields` keeps at most this many texts, each of at most this many characters
+# (module constants: a compiled dict subclass does not find class constants through self).
+STRING_FIELDS_LIMIT: Final = 4096
+STRING_FIELD_MAX_CHARS: Final = 128
+
+
 class StringFields(dict[str, bytes]):
     """Encoded string fields of one tag by text (`fields[text]`), for span and event names
     and status messages, which repeat far more than they vary: a hit is a plain dict lookup.
-    Bounded; long texts are encoded every time."""
-
-    LIMIT = 4096
-    MAX_CHARS = 128
+    Bounded (`STRING_FIELDS_LIMIT`); long texts are encoded every time."""
 
     def __init__(self, tag: bytes) -> None:
         super().__init__()
@@ -76,26 +80,26 @@ class StringFields(dict[str, bytes]):
 
     def __missing__(self, text: str) -> bytes:
         encoded = string_field(self.tag, text)
-        if len(text) <= self.MAX_CHARS:
-            if len(self) >= self.LIMIT:
+        if len(text) <= STRING_FIELD_MAX_CHARS:
+            if len(self) >= STRING_FIELDS_LIMIT:
                 self.clear()
             self[text] = encoded
         return encoded
 
 
 # AnyValue field tags.
-_STRING = b"\x0a"
-_BOOL_TRUE = b"\x10\x01"
-_BOOL_FALSE = b"\x10\x00"
-_INT = b"\x18"
-_DOUBLE = b"\x21"
-_ARRAY = b"\x2a"
-_KVLIST = b"\x32"
-_BYTES = b"\x3a"
+_STRING: Final = b"\x0a"
+_BOOL_TRUE: Final = b"\x10\x01"
+_BOOL_FALSE: Final = b"\x10\x00"
+_INT: Final = b"\x18"
+_DOUBLE: Final = b"\x21"
+_ARRAY: Final = b"\x2a"
+_KVLIST: Final = b"\x32"
+_BYTES: Final = b"\x3a"
 # KeyValue: key = 1, value = 2; ArrayValue.values = 1; KeyValueList.values = 1.
-_KV_KEY = b"\x0a"
-_KV_VALUE = b"\x12"
-_VALUES = b"\x0a"
+_KV_KEY: Final = b"\x0a"
+_KV_VALUE: Final = b"\x12"
+_VALUES: Final = b"\x0a"
 
 
 def any_value(value: AttrValue) -> bytes:
@@ -134,16 +138,16 @@ def _array_item(value: AttrValue) -> bytes:
 # cannot churn the cache and evict the values that do repeat; its values are then encoded
 # from its cached key prefix with no cache bookkeeping, the cheapest miss. Each tag's cache
 # holds at most PAIR_CACHE_LIMIT pairs (there are four tags).
-_pair_caches: dict[bytes, dict[tuple[str, AttrValue], bytes]] = {}
-_values_cached_per_key: dict[str, int] = {}
-_uncached_keys: dict[str, bytes] = {}  # key -> its `_key_prefix`
-PAIR_CACHE_LIMIT = 8192
-PAIR_MAX_CHARS = 64
-VALUES_PER_KEY_LIMIT = 256
-_key_prefixes: dict[str, bytes] = {}
+_pair_caches: Final[dict[bytes, dict[tuple[str, AttrValue], bytes]]] = {}
+_values_cached_per_key: Final[dict[str, int]] = {}
+_uncached_keys: Final[dict[str, bytes]] = {}  # key -> its `_key_prefix`
+PAIR_CACHE_LIMIT: Final = 8192
+PAIR_MAX_CHARS: Final = 64
+VALUES_PER_KEY_LIMIT: Final = 256
+_key_prefixes: Final[dict[str, bytes]] = {}
 # For a string of n < 126 UTF-8 bytes: KeyValue.value length, AnyValue.string_value tag
 # and string length, each one byte.
-_SHORT_STRING_HEAD = [VARINT_TABLE[n + 2] + _STRING + VARINT_TABLE[n] for n in range(126)]
+_SHORT_STRING_HEAD: Final = [VARINT_TABLE[n + 2] + _STRING + VARINT_TABLE[n] for n in range(126)]
 
 
 def _key_prefix(key: str) -> bytes:
@@ -255,7 +259,7 @@ def scalar_pair_encoder(tag: bytes) -> PairEncoder:
     return encode
 
 
-_scalar_encoders: dict[bytes, PairEncoder] = {}  # one per tag: a handful
+_scalar_encoders: Final[dict[bytes, PairEncoder]] = {}  # one per tag: a handful
 
 
 def scalar_key_values(tag: bytes, attributes: Mapping[str, AttrValue]) -> bytes | None:

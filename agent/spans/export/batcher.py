@@ -16,8 +16,7 @@ sender's settlement of a request can be passed back to the file trackers in one 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 from agent.spans.encode.protobuf import (
     build_request_framed,
@@ -32,9 +31,9 @@ from agent.spans.types import ResourceKey
 
 M = TypeVar("M", bound=Hashable)
 # Two length varints per group can grow from 1 to 5 bytes as a group fills: 8 covers both.
-_GROUP_FRAMING_SLACK = 8
-_JSON_EMPTY_REQUEST = len(b'{"resourceSpans":[]}')
-_GROUP_COST_CACHE_LIMIT = 1024
+_GROUP_FRAMING_SLACK: Final = 8
+_JSON_EMPTY_REQUEST: Final = len(b'{"resourceSpans":[]}')
+_GROUP_COST_CACHE_LIMIT: Final = 1024
 
 
 class Encoding(Protocol):
@@ -124,13 +123,16 @@ def encoding_for(protocol: str, resources: Resources) -> Encoding:
     return JsonEncoding(resources) if protocol == "http/json" else ProtobufEncoding(resources)
 
 
-@dataclass(slots=True)
 class SpanBatch(Generic[M]):
-    groups: dict[ResourceKey, list[bytes]] = field(default_factory=dict)
-    span_count: int = 0
-    size: int = 0  # upper bound of the request's bytes
-    opened_at: float = 0.0
-    marks: dict[M, int] = field(default_factory=dict)
+    """A request being filled: its spans by resource, and the marks they settle against.
+    (Not a dataclass: mypyc cannot compile a generic one.)"""
+
+    def __init__(self, size: int, opened_at: float) -> None:
+        self.groups: dict[ResourceKey, list[bytes]] = {}
+        self.span_count = 0
+        self.size = size  # upper bound of the request's bytes
+        self.opened_at = opened_at
+        self.marks: dict[M, int] = {}
 
     def __len__(self) -> int:
         return self.span_count

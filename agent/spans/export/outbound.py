@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 from agent.config.tree import Config, ExportConfig, SpansConfig
 from agent.core.deadletter import DeadLetterFile, raw_field
@@ -47,8 +47,8 @@ M = TypeVar("M", bound=Hashable)
 Token = dict[Any, int]
 SpanFilter = Callable[[Span], bool]
 
-log = logging.getLogger("agent.spans")
-SPAN_LIMIT_CACHE = 1024
+log: Final = logging.getLogger("agent.spans")
+SPAN_LIMIT_CACHE: Final = 1024
 
 
 def sampler_for(spans: SpansConfig) -> SpanFilter | None:

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from agent.spans.decode import direct_otlpstructs
 from agent.spans.decode.direct import otlp_request
 from agent.spans.decode.direct_otlpstructs import otlp_line
-from agent.spans.decode.lookups import StructPairs
 from agent.spans.encode.direct import DirectWriter
+from agent.spans.encode.wire import PAIR_CACHE_LIMIT, VALUES_PER_KEY_LIMIT
 from agent.spans.types import DirectItem
 from tests.unit.spans.decode.test_direct import direct_read, same_reads
 from tests.unit.spans.samples.otlpjson import SPAN, TRACE
@@ -251,8 +251,8 @@ def test_the_caches_stay_bounded_and_right() -> None:
     ]
     assert _written(lines) == len(lines)
     assert len(direct_otlpstructs._keys) <= direct_otlpstructs._keys.limit
-    assert len(pairs._fields) <= StructPairs.LIMIT
-    assert pairs._per_key["user.id"] <= StructPairs.VALUES_PER_KEY
+    assert len(pairs._fields) <= PAIR_CACHE_LIMIT
+    assert pairs._per_key["user.id"] <= VALUES_PER_KEY_LIMIT
     long_value = {"key": "sql", "value": {"stringValue": "x" * 1000}}
     assert _written([_line([long_value])] * 2) == 2
     assert "sql" not in pairs._per_key

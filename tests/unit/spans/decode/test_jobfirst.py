@@ -317,3 +317,43 @@ def test_empty_state_and_bad_state() -> None:
         dec.restore({"v": 99})
     with pytest.raises(ValueError, match="bad jobfirst"):
         dec.restore({"v": 1, "open": [["too", "short"]], "waiting": []})
+
+
+def _snapshot_with_waiting() -> dict[str, Any]:
+    dec = decoder()
+    feed_all(dec, [started(name="A", span="span_1"), event("a1", name="A")], now_ns=SECOND)
+    feed_all(dec, [event("w", name="Z", trace="trace_z")], now_ns=SECOND)
+    state: dict[str, Any] = json.loads(json.dumps(dec.snapshot()))
+    return state
+
+
+@pytest.mark.parametrize(
+    ("part", "index", "bad"),
+    [
+        ("open", 0, 7),  # trace id not text
+        ("open", 3, "1"),  # start time not an int
+        ("open", 3, True),
+        ("open", 6, 5),  # service neither text nor null
+        ("open", 7, []),  # attributes not a map
+        ("open", 8, None),  # raw line not text
+        ("open", 9, {}),  # events not a list
+        ("waiting", 2, 1.5),  # last seen not an int
+        ("waiting", 3, "x"),
+    ],
+)
+def test_a_state_field_of_the_wrong_type_is_refused(part: str, index: int, bad: Any) -> None:
+    state = _snapshot_with_waiting()
+    state[part][0][index] = bad
+    dec = decoder()
+    with pytest.raises(ValueError, match="bad jobfirst"):
+        dec.restore(state)
+    dec.restore(_snapshot_with_waiting())
+    assert dec.snapshot() == _snapshot_with_waiting()
+
+
+@pytest.mark.parametrize(("index", "bad"), [(0, 1), (1, "t"), (2, []), (3, b"raw")])
+def test_an_event_field_of_the_wrong_type_is_refused(index: int, bad: Any) -> None:
+    state = _snapshot_with_waiting()
+    state["open"][0][9][0][index] = bad
+    with pytest.raises(ValueError, match="bad jobfirst"):
+        decoder().restore(state)
