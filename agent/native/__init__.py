@@ -4,10 +4,11 @@ pure-Python modules when a build for exactly these sources is present.
 
 A build is one directory (by default `<sys.prefix>/sidecar-agent-native`, that is, inside the
 venv or the image's install prefix; `SIDECAR_AGENT_NATIVE_DIR` names another) holding the
-extension files and `manifest.json`, which lists every compiled module with the SHA-256 of the
-source it was compiled from. The modules of one build call each other directly in C, so a build
-is used whole or not at all: if any listed source differs from the one compiled (an edited
-checkout, a different install), the agent runs pure Python and `STATUS.reason` says why.
+extension files and `manifest.json`, which lists the compiled modules and the SHA-256 of every
+source of the package at build time (compiled code also holds what it took from the modules it
+imports). The modules of one build call each other directly in C, so a build is used whole or
+not at all: if any source differs from the one built with (an edited checkout, a different
+install), the agent runs pure Python and `STATUS.reason` says why.
 
 `SIDECAR_AGENT_NATIVE` chooses: `auto` (the default) loads a matching build and otherwise runs
 pure Python; `off` (or `0`) never loads one; `require` raises `ImportError` instead of falling
@@ -94,21 +95,27 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
+def package_sources(root: Path) -> list[str]:
+    """Every Python source of the `agent` package, relative to `root`, sorted."""
+    return sorted(path.relative_to(root).as_posix() for path in (root / "agent").rglob("*.py"))
+
+
 def build_files(directory: Path, manifest: Mapping[str, Any], root: Path) -> dict[str, Path]:
     """Module name → extension file, once every check passes: the interpreter's extension
-    suffix, every source unchanged, every file present."""
+    suffix, every source of the package unchanged (compiled code also holds what it took from
+    the modules it imports, such as their constants), every file present."""
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     if manifest.get("suffix") != suffix:
         raise BuildMismatch(f"built for {manifest.get('suffix')}, this interpreter loads {suffix}")
-    files: dict[str, Path] = {}
-    for name, entry in manifest["modules"].items():
-        try:
-            digest = source_digest(root / entry["source"])
-        except OSError:
-            raise BuildMismatch(f"{entry['source']} is missing") from None
-        if digest != entry["sha256"]:
-            raise BuildMismatch(f"{entry['source']} changed since the build")
-        files[name] = directory / entry["file"]
+    built: Mapping[str, str] = manifest["sources"]
+    present = package_sources(root)
+    if sorted(built) != present:
+        changed = sorted(set(built).symmetric_difference(present))
+        raise BuildMismatch(f"{changed[0]} was added or removed since the build")
+    for source, digest in built.items():
+        if source_digest(root / source) != digest:
+            raise BuildMismatch(f"{source} changed since the build")
+    files = {name: directory / entry["file"] for name, entry in manifest["modules"].items()}
     for name, file in manifest["shared"].items():
         files[name] = directory / file
     missing = [str(file) for file in files.values() if not file.is_file()]

@@ -28,15 +28,45 @@ from agent.native import (
     BuildMismatch,
     default_directory,
     matching_build,
+    package_sources,
     source_digest,
 )
 
 # The modules that run per record or per request, relative to the directory holding `agent/`.
-# Modules that define msgspec Structs stay pure (mypyc cannot compile a Struct subclass).
+# Pure on purpose: decode/otlpstructs.py and decode/sdkstructs.py (compiled, msgspec no longer
+# sees their classes as Structs, so every line would leave the fast path), decode/assemble.py
+# (its assemblers are weakly referenced, which a compiled class cannot be).
 MODULES: tuple[str, ...] = (
-    "agent/spans/model.py",
+    "agent/spans/decode/auto.py",
+    "agent/spans/decode/common.py",
+    "agent/spans/decode/container.py",
+    "agent/spans/decode/direct.py",
+    "agent/spans/decode/direct_jobfirst.py",
+    "agent/spans/decode/direct_otlpstructs.py",
+    "agent/spans/decode/direct_sdk.py",
+    "agent/spans/decode/direct_sdkstructs.py",
+    "agent/spans/decode/framing.py",
+    "agent/spans/decode/jobfirst.py",
+    "agent/spans/decode/jobfirst_mapping.py",
+    "agent/spans/decode/jobfirst_open.py",
+    "agent/spans/decode/jobfirst_parse.py",
+    "agent/spans/decode/jobfirst_typed.py",
+    "agent/spans/decode/lines.py",
+    "agent/spans/decode/lookups.py",
+    "agent/spans/decode/otelsdk.py",
+    "agent/spans/decode/otlpjson.py",
+    "agent/spans/decode/podpath.py",
+    "agent/spans/decode/pretty.py",
+    "agent/spans/decode/registry.py",
+    "agent/spans/decode/spanjson.py",
+    "agent/spans/encode/direct.py",
     "agent/spans/encode/protobuf.py",
     "agent/spans/encode/protojson.py",
+    "agent/spans/encode/resources.py",
+    "agent/spans/encode/wire.py",
+    "agent/spans/model.py",
+    "agent/spans/export/outbound.py",
+    "agent/spans/export/batcher.py",
 )
 
 
@@ -82,11 +112,7 @@ def _collect(work: Path, modules: Sequence[str], into: Path) -> dict[str, Any]:
         relative = source.removesuffix(".py") + suffix
         (into / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(work / relative, into / relative)
-        entries[module_name(source)] = {
-            "source": source,
-            "sha256": source_digest(work / source),
-            "file": relative,
-        }
+        entries[module_name(source)] = {"source": source, "file": relative}
     # The library the modules' shims load: `<hash>__mypyc` at the top for several modules,
     # `<module>__mypyc` beside a single one.
     shared: dict[str, str] = {}
@@ -101,6 +127,7 @@ def _collect(work: Path, modules: Sequence[str], into: Path) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "built_at": int(time.time()),
         "modules": entries,
+        "sources": {source: source_digest(work / source) for source in package_sources(work)},
         "shared": shared,
     }
 

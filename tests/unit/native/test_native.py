@@ -24,12 +24,10 @@ def _manifest(directory: Path, **changes: object) -> None:
     manifest: dict[str, object] = {
         "format": native.MANIFEST_FORMAT,
         "suffix": suffix,
-        "modules": {
-            "agent.core.units": {
-                "source": SOURCE,
-                "sha256": native.source_digest(native.SOURCE_ROOT / SOURCE),
-                "file": f"agent/core/units{suffix}",
-            }
+        "modules": {"agent.core.units": {"source": SOURCE, "file": f"agent/core/units{suffix}"}},
+        "sources": {
+            source: native.source_digest(native.SOURCE_ROOT / source)
+            for source in native.package_sources(native.SOURCE_ROOT)
         },
         "shared": {},
     }
@@ -64,11 +62,17 @@ def test_off_never_reads_the_directory(tmp_path: Path) -> None:
 
 
 def test_a_build_of_other_sources_is_not_used(tmp_path: Path) -> None:
-    _manifest(
-        tmp_path,
-        modules={"agent.core.units": {"source": SOURCE, "sha256": "0" * 64, "file": "x.so"}},
-    )
-    assert _refused(tmp_path) == f"{SOURCE} changed since the build"
+    """Any source of the package counts, not only the compiled ones: compiled code holds
+    what it took from the modules it imports."""
+    sources = native.package_sources(native.SOURCE_ROOT)
+    digests = {source: native.source_digest(native.SOURCE_ROOT / source) for source in sources}
+    _manifest(tmp_path, sources={**digests, "agent/config/tree.py": "0" * 64})
+    assert _refused(tmp_path) == "agent/config/tree.py changed since the build"
+    _manifest(tmp_path, sources={**digests, "agent/gone.py": "0" * 64})
+    assert _refused(tmp_path) == "agent/gone.py was added or removed since the build"
+    del digests["agent/app.py"]
+    _manifest(tmp_path, sources=digests)
+    assert _refused(tmp_path) == "agent/app.py was added or removed since the build"
 
 
 def test_a_build_for_another_interpreter_is_not_used(tmp_path: Path) -> None:
