@@ -187,7 +187,9 @@ class TopicLayout:
         _, data, headers, metadata = envelope
         dumps, option, fallback = orjson.dumps, orjson.OPT_NON_STR_KEYS, encode_extra
         try:
-            body = data if type(data) is Raw else dumps(data, default=fallback, option=option)
+            body: bytes | Raw = (
+                data if type(data) is Raw else dumps(data, default=fallback, option=option)
+            )
             if headers or metadata is not None:
                 rest = b',"headers":%s,"metadata":%s' % (
                     dumps(headers or None),
