@@ -157,7 +157,9 @@ def _data_only_msgpack_envelopes(body: bytes) -> list[Envelope] | None:
     them, typed by msgspec into the values the general path makes; None for anything else."""
     try:
         value = DATA_ONLY_MSGPACK.decode(body)
-    except (msgspec.MsgspecError, RecursionError):
+    except (msgspec.MsgspecError, RecursionError, ValueError):
+        # ValueError: msgpack.ExtType refused a negative extension code (the general path
+        # refuses it too, naming the byte).
         return None
     if isinstance(value, DataOnlyValue):
         return [(None, value.data, None, None)]
