@@ -187,9 +187,12 @@ class TopicLayout:
         _, data, headers, metadata = envelope
         dumps, option, fallback = orjson.dumps, orjson.OPT_NON_STR_KEYS, encode_extra
         try:
-            # Raw or bytes. Any: msgspec's stubs call Raw a bytes subclass, which it is not
-            # (compiled with mypyc, a `bytes` annotation refuses it).
-            body: Any = data if type(data) is Raw else dumps(data, default=fallback, option=option)
+            # Raw or bytes, so Any and no conditional expression: msgspec's stubs call Raw a
+            # bytes subclass, which it is not, and compiled with mypyc a value typed bytes
+            # (as `raw if ... else dumped` is) refuses it.
+            body: Any = data
+            if type(data) is not Raw:
+                body = dumps(data, default=fallback, option=option)
             if headers or metadata is not None:
                 rest = b',"headers":%s,"metadata":%s' % (
                     dumps(headers or None),
