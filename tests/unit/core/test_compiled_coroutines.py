@@ -27,12 +27,10 @@ COMPILED = (
     "agent/messages/topics.py",
     "agent/messages/dedupe.py",
     "agent/messages/redis/slots.py",
-    "agent/messages/redis/replay.py",
     "agent/core/diskqueue/writer.py",
     "agent/core/diskqueue/frames.py",
     "agent/core/diskqueue/segment.py",
     "agent/core/diskqueue/queue.py",
-    "agent/core/metrics.py",
 )
 
 
