@@ -24,6 +24,7 @@ import msgpack
 import msgspec
 import orjson
 
+from agent.messages.bodystructs import DATA_ONLY, DATA_ONLY_MSGPACK, DataOnly, DataOnlyValue
 from agent.messages.message import is_valid_message_id
 
 Envelope = tuple[str | None, Any, dict[str, str] | None, dict[str, Any] | None]
@@ -51,32 +52,6 @@ _DEEP_ENOUGH = 2 * (MAX_ENCODABLE_DEPTH + 1)
 _NON_FINITE_LOOKS = 64
 
 
-class _DataOnly(msgspec.Struct, forbid_unknown_fields=True):
-    data: msgspec.Raw
-
-
-_DATA_ONLY = msgspec.json.Decoder(_DataOnly | list[_DataOnly])
-
-
-class _DataOnlyValue(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    data: Any  # gc=False: thousands a request, dropped at once, never part of a cycle
-
-
-# What msgspec makes of msgpack as `Any` is what msgpack.Unpacker(raw=False,
-# strict_map_key=False, timestamp=3) makes (bin → bytes, the timestamp extension → an aware
-# datetime, non-string map keys kept), so the layouts write the same bytes from either. One
-# difference: an array used as a map key becomes a tuple here where the general path refuses
-# the body; no layout can write a tuple key either, so the request is still a 400 (naming the
-# entry instead of the byte).
-def _extension(code: int, data: memoryview) -> msgpack.ExtType:
-    """An extension type other than the timestamp, as the general path makes it (which no
-    layout can write: the entry's error then reads the same on both paths)."""
-    return msgpack.ExtType(code, bytes(data))
-
-
-_DATA_ONLY_MSGPACK = msgspec.msgpack.Decoder(
-    _DataOnlyValue | list[_DataOnlyValue], ext_hook=_extension
-)
 # Digits become "0", exponent letters "\x01" and signs go: a number that might not fit a double
 # then shows up as a short run (see _may_overflow_double).
 _NUMBER_SHAPES = bytes.maketrans(b"0123456789eE", b"0000000000\x01\x01")
@@ -181,10 +156,12 @@ def _data_only_msgpack_envelopes(body: bytes) -> list[Envelope] | None:
     """The msgpack twin of `_data_only_envelopes`: `{"data": ...}` or a non-empty array of
     them, typed by msgspec into the values the general path makes; None for anything else."""
     try:
-        value = _DATA_ONLY_MSGPACK.decode(body)
-    except (msgspec.MsgspecError, RecursionError):
+        value = DATA_ONLY_MSGPACK.decode(body)
+    except (msgspec.MsgspecError, RecursionError, ValueError):
+        # ValueError: msgpack.ExtType refused a negative extension code (the general path
+        # refuses it too, naming the byte).
         return None
-    if isinstance(value, _DataOnlyValue):
+    if isinstance(value, DataOnlyValue):
         return [(None, value.data, None, None)]
     if not value or len(value) > MAX_BATCH_ENTRIES:
         return None
@@ -202,10 +179,10 @@ def _data_only_envelopes(body: bytes) -> list[Envelope] | None:
     if _may_overflow_double(body):
         return None
     try:
-        value = _DATA_ONLY.decode(body)
+        value = DATA_ONLY.decode(body)
     except (msgspec.MsgspecError, RecursionError):
         return None
-    if isinstance(value, _DataOnly):
+    if isinstance(value, DataOnly):
         return [(None, _encodable(value.data), None, None)]
     if not value or len(value) > MAX_BATCH_ENTRIES:
         return None

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import cast
+from typing import ClassVar, cast
 
 from aiohttp import __version__ as aiohttp_version
 
@@ -331,8 +331,8 @@ class FastConnection(asyncio.Protocol):
 class _DateLine:
     """The Date header line, made once a second."""
 
-    second = 0
-    line = b""
+    second: ClassVar[int] = 0
+    line: ClassVar[bytes] = b""
 
     @classmethod
     def now(cls) -> bytes:

@@ -17,10 +17,10 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from agent.config.tree import AckMode, MessagesConfig
 from agent.core.diskqueue.queue import (
-    DiskQueue,
     DiskQueueError,
     QueueClosedError,
     QueueFullError,
@@ -34,6 +34,16 @@ from agent.messages.record import Record
 
 ACK_MODES: tuple[AckMode, ...] = ("disk", "redis", "memory")
 LAYOUT_CACHE_SIZE = 4096
+
+
+class RecordQueue(Protocol):
+    """What the intake needs of its queue (agent.core.diskqueue.queue.DiskQueue). A protocol,
+    not the class, so that tests can hand it a queue that holds a put back: compiled with
+    mypyc, an argument annotated with a class must be an instance of it."""
+
+    async def put(self, record: bytes, *, durable: bool = True, decoded: object = None) -> int: ...
+
+    async def sync(self) -> None: ...
 
 
 class PublishRefused(Exception):
@@ -71,7 +81,7 @@ class Intake:
     def __init__(
         self,
         config: MessagesConfig,
-        queue: DiskQueue,
+        queue: RecordQueue,
         *,
         retry_after: float,
         ids: MessageIds | None = None,

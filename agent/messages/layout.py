@@ -187,7 +187,12 @@ class TopicLayout:
         _, data, headers, metadata = envelope
         dumps, option, fallback = orjson.dumps, orjson.OPT_NON_STR_KEYS, encode_extra
         try:
-            body = data if type(data) is Raw else dumps(data, default=fallback, option=option)
+            # Raw or bytes, so Any and no conditional expression: msgspec's stubs call Raw a
+            # bytes subclass, which it is not, and compiled with mypyc a value typed bytes
+            # (as `raw if ... else dumped` is) refuses it.
+            body: Any = data
+            if type(data) is not Raw:
+                body = dumps(data, default=fallback, option=option)
             if headers or metadata is not None:
                 rest = b',"headers":%s,"metadata":%s' % (
                     dumps(headers or None),
@@ -198,7 +203,7 @@ class TopicLayout:
                 rest = parts.no_maps
         except (orjson.JSONEncodeError, TypeError) as error:
             raise entry_error(index, f"data cannot be written as JSON: {_why(error)}") from None
-        document = b'{"id":' + dumps(message_id) + self._topic_part + body + rest
+        document: bytes = b'{"id":' + dumps(message_id) + self._topic_part + body + rest
         if escape:
             document = go_escape(document)
         size = b"$%d\r\n" % len(document)

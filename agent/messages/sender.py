@@ -169,6 +169,8 @@ class StreamSender:
         except (OSError, TimeoutError, ReplyError) as error:
             self._reconnects.labels("failed").inc()
             self._note_failure(f"redis unreachable: {type(error).__name__}: {error}".rstrip(": "))
+            server = None
+        if server is None:  # waited outside the handler (docs/architecture.md: mypyc)
             await asyncio.sleep(self._backoff.step())
             return False
         self._reconnects.labels("ok").inc()
@@ -223,11 +225,10 @@ class StreamSender:
                 record.seq, record.enqueued_ns = item.seq, item.enqueued_ns
                 records.append(record)
                 continue
-            try:
-                record = Record.decode(item.data, item.seq, item.enqueued_ns)
-            except BadRecordError as error:
-                log.error("unreadable queue record %d: %s", item.seq, error)
-                await self._dead_letters.unreadable([item], str(error))
+            record = _read(item)
+            if isinstance(record, str):
+                log.error("unreadable queue record %d: %s", item.seq, record)
+                await self._dead_letters.unreadable([item], record)
                 self._queue.ack(item.seq)
                 continue
             if item.enqueued_ns < self._started_ns and record.stream not in self._clean_streams:
@@ -377,3 +378,11 @@ class StreamSender:
                 return False
             await asyncio.sleep(0.02)
         return True
+
+
+def _read(item: Item) -> Record | str:
+    """The record a queue item holds, or why it cannot be read."""
+    try:
+        return Record.decode(item.data, item.seq, item.enqueued_ns)
+    except BadRecordError as error:
+        return str(error)

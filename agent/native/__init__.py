@@ -96,8 +96,10 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 
 def package_sources(root: Path) -> list[str]:
-    """Every Python source of the `agent` package, relative to `root`, sorted."""
-    return sorted(path.relative_to(root).as_posix() for path in (root / "agent").rglob("*.py"))
+    """Every Python source of the `agent` package but this loader and builder (nothing
+    compiled depends on them), relative to `root`, sorted."""
+    sources = (path.relative_to(root).as_posix() for path in (root / "agent").rglob("*.py"))
+    return sorted(source for source in sources if not source.startswith("agent/native/"))
 
 
 def build_files(directory: Path, manifest: Mapping[str, Any], root: Path) -> dict[str, Path]:

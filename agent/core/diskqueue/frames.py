@@ -20,12 +20,16 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import Final
 
 SYNC_MARKER = b"\xb5SQF"
 _V1_PREFIX = struct.Struct("<Iq")  # what the v1 CRC covers before the payload
 _V1_HEAD = struct.Struct("<IqI")
 _V2_HEAD = struct.Struct("<4sIQqI")
-_V2_COVERED = slice(4, 24)  # length, seq, enqueue time
+# What the v2 CRC covers of the head: length, seq, enqueue time. Bounds, not a slice object:
+# compiled with mypyc, indexing with a slice object is taken for an integer index.
+_COVERED_FROM: Final = 4
+_COVERED_TO: Final = 24
 _CRC = struct.Struct("<I")
 V1_OVERHEAD = _V1_HEAD.size
 V2_OVERHEAD = _V2_HEAD.size
@@ -61,7 +65,7 @@ class Parsed:
 
 def encode_frame_head(payload: bytes, seq: int, enqueued_ns: int) -> bytes:
     head = _V2_HEAD.pack(SYNC_MARKER, len(payload), seq, enqueued_ns, 0)
-    crc = zlib.crc32(payload, zlib.crc32(head[_V2_COVERED]))
+    crc = zlib.crc32(payload, zlib.crc32(head[_COVERED_FROM:_COVERED_TO]))
     return head[:-4] + _CRC.pack(crc)
 
 
@@ -110,7 +114,10 @@ def _parse_v2(buf: bytes, next_seq: int, collect: bool) -> Parsed:
         if end > size:
             return Parsed(frames, count, pos, end - pos, None)
         head = view[pos : pos + V2_OVERHEAD]
-        if zlib.crc32(view[pos + V2_OVERHEAD : end], zlib.crc32(head[_V2_COVERED])) != crc:
+        if (
+            zlib.crc32(view[pos + V2_OVERHEAD : end], zlib.crc32(head[_COVERED_FROM:_COVERED_TO]))
+            != crc
+        ):
             return Parsed(frames, count, pos, None, f"crc mismatch in frame at +{pos}")
         if seq < next_seq:
             return Parsed(frames, count, pos, None, f"seq {seq} out of order at +{pos}")

@@ -182,14 +182,19 @@ class DiskQueue:
         self._state = "closing"
         self._wake_everyone()
         writer = self._opened()[0]
+        interrupted: BaseException | None = None
         try:
             await writer.stop(abort=False)
             if self._persister is not None:
                 await self._persister.stop()
         except Exception:
             log.exception("disk queue %s: error while closing", self._directory)
-        finally:
-            await self._release()
+        except BaseException as error:  # cancelled: release all the same, then re-raise
+            interrupted = error
+        # Released outside the handlers (docs/architecture.md: mypyc).
+        await self._release()
+        if interrupted is not None:
+            raise interrupted
 
     async def abort(self) -> None:
         """Stop at once, like a crash: no flush, no frontier persist; releases the directory.

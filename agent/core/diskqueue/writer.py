@@ -98,7 +98,7 @@ class QueueWriter:
         self._unsynced_since: float | None = None
         # The event loop's own.
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._worker: threading.Thread | None = None
         self._exited: asyncio.Future[None] | None = None
         self.pending_bytes = 0
         self.durable_next_seq = table.next_seq  # every seq below this is synced
@@ -113,21 +113,21 @@ class QueueWriter:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._exited = self._loop.create_future()
-        self._thread = threading.Thread(
+        self._worker = threading.Thread(
             target=self._run, name=f"diskqueue-writer-{self._directory.name}", daemon=True
         )
-        self._thread.start()
+        self._worker.start()
 
     async def stop(self, *, abort: bool) -> None:
         """Flush and sync everything (``abort``: drop it, as a crash would) and end the thread."""
-        if self._thread is None or self._exited is None:
+        if self._worker is None or self._exited is None:
             return
         with self._wake:
             if self._stop != "abort":
                 self._stop = "abort" if abort else "close"
             self._wake.notify()
         await asyncio.shield(self._exited)
-        self._thread.join()
+        self._worker.join()
         self.fail_waiters(self.failure or QueueClosedError("disk queue aborted"))
 
     # -- the event loop's side ---------------------------------------------------------------

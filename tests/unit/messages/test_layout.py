@@ -182,6 +182,30 @@ def test_raw_json_data_makes_the_same_message_as_the_parsed_value(data: object) 
         assert fields_of(blob)[1][b"data"] == reference
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [("given", None, None), (None, {"traceparent": "00-1-2-01"}, None), (None, None, {"k": 1})],
+)
+def test_raw_json_data_beside_an_id_headers_or_metadata_is_the_parsed_values_message(
+    extra: tuple[str | None, dict[str, str] | None, dict[str, object] | None],
+) -> None:
+    # Raw data leaves the plain road when the entry is not data only (a given id, the
+    # tracer's traceparent header, metadata): the message is still the reference one.
+    message_id, headers, metadata = extra
+    (envelope,) = decode_envelopes(b'{"data":{"n":[1,2]}}', "application/json")
+    given = (message_id, envelope[1], headers, metadata)
+    blob = TopicLayout("t.1", TopicConfig()).encode([given], [message_id or "msg_1_x"], AT).blob
+    reference = message_json(
+        message_id or "msg_1_x",
+        "t.1",
+        {"n": [1, 2]},
+        headers=headers,
+        metadata=metadata,
+        timestamp=AT.rfc3339,
+    )
+    assert fields_of(blob)[1][b"data"] == reference
+
+
 def test_raw_json_data_keeps_the_clients_spelling() -> None:
     (envelope,) = decode_envelopes(b'{"data": {"b": 1,  "a": 1e5}}', "application/json")
     blob = TopicLayout("t", TopicConfig()).encode([envelope], ["i"], AT).blob

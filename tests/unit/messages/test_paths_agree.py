@@ -345,6 +345,17 @@ def test_an_array_as_a_map_key_is_refused_on_both_msgpack_paths() -> None:
         assert fast.value.status == 400 and fast.value.index == 0
 
 
+@pytest.mark.parametrize("code", [-128, -16, -2])
+def test_a_negative_extension_code_is_the_general_paths_400(code: int) -> None:
+    # msgpack.ExtType refuses a code below 0 (the timestamp's -1 aside) with a ValueError; on
+    # the typed path that must not escape as a crash (it did, as a 500).
+    body = b"\x81\xa4data\xd5" + code.to_bytes(1, "big", signed=True) + b"ab"
+    with pytest.raises(BodyError) as caught:
+        decode_envelopes(body, MSGPACK)
+    assert caught.value.status == 400
+    assert "code must be 0~127" in caught.value.message
+
+
 header_names = st.sampled_from(["content-type", "traceparent", "x-tenant", "data", "é<>"])
 headers = st.none() | st.dictionaries(header_names, text, max_size=3)
 metadata = st.none() | st.dictionaries(text, json_values, max_size=2)
