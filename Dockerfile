@@ -39,7 +39,8 @@ RUN python -m pip wheel --no-deps --wheel-dir /dist . \
 # loads them because their sources' hashes match the installed package's.
 RUN python -m venv /src/native-venv \
     && /src/native-venv/bin/python -m pip install -c constraints.txt /dist/sidecar_agent-*.whl mypy \
-    && /src/native-venv/bin/python -m agent.native.build --dir /opt/sidecar-agent/sidecar-agent-native \
+    && SIDECAR_AGENT_NATIVE=off /src/native-venv/bin/python -m agent.native.build \
+       --dir /opt/sidecar-agent/sidecar-agent-native \
     && rm -rf /src/native-venv
 
 

@@ -72,7 +72,7 @@ ensure_venv() {
 # the agent runs pure Python, which behaves the same, only slower).
 ensure_native() {
     local venv=.venv
-    if "$venv/bin/python" -m agent.native.build >&2; then
+    if SIDECAR_AGENT_NATIVE=off "$venv/bin/python" -m agent.native.build >&2; then
         echo require
     else
         log "WARNING: the native build failed (a C compiler and Python's headers are needed); running pure Python"

@@ -5,6 +5,8 @@ copy of the installed `agent` package, so a checkout never holds extension files
 shadow its sources, and writes them with a manifest of the compiled sources' SHA-256 into the
 build directory (see `agent.native`). A build that is already there for the same sources,
 interpreter and module list is kept. The new build replaces the old one only once complete.
+Run it with `SIDECAR_AGENT_NATIVE` unset or `off`: it imports the agent, which under `require`
+refuses to start without the build it is about to make.
 """
 
 from __future__ import annotations

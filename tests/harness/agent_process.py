@@ -27,11 +27,16 @@ from tests.harness.process import ManagedProcess
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+_NATIVE_ENV = ("SIDECAR_AGENT_NATIVE", "SIDECAR_AGENT_NATIVE_DIR")
+
+
 def clean_environment(settings: Mapping[str, str]) -> dict[str, str]:
+    """This environment without what configures the agent; the compiled-modules switch
+    (SIDECAR_AGENT_NATIVE, not a config key) is kept, so the agent runs as this process does."""
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("SIDECAR_", "OTEL_")) and key != "REDIS_URL"
+        if key in _NATIVE_ENV or (not key.startswith(("SIDECAR_", "OTEL_")) and key != "REDIS_URL")
     }
     env["PYTHONUNBUFFERED"] = "1"
     env.update(settings)
