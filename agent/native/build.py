@@ -109,7 +109,7 @@ def _copy_sources(into: Path) -> None:
     )
 
 
-def _compile(work: Path, modules: Sequence[str]) -> str:
+def _compile(work: Path, modules: Sequence[str]) -> None:
     """Run mypyc in `work` (it leaves the extension files beside the copied sources). The
     dependencies without type information (msgpack, hiredis, ...) are typed `Any`, as the
     project's own mypy configuration has them."""
@@ -120,10 +120,9 @@ def _compile(work: Path, modules: Sequence[str]) -> str:
         text=True,
         check=False,
     )
-    log = done.stdout + done.stderr
     if done.returncode != 0:
+        log = done.stdout + done.stderr
         raise RuntimeError(f"mypyc failed (exit {done.returncode}):\n{log[-4000:]}")
-    return log
 
 
 def _collect(work: Path, modules: Sequence[str], into: Path) -> dict[str, Any]:
@@ -163,9 +162,13 @@ def build(directory: Path, modules: Sequence[str] = MODULES, *, force: bool = Fa
         _copy_sources(work)
         _compile(work, modules)
         staged = Path(tempfile.mkdtemp(prefix=".native-", dir=directory.parent))
-        staged.chmod(0o755)  # mkdtemp's 0700 would keep it from the agent's own uid
-        manifest = _collect(work, modules, staged)
-        (staged / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        try:
+            staged.chmod(0o755)  # mkdtemp's 0700 would keep it from the agent's own uid
+            manifest = _collect(work, modules, staged)
+            (staged / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
     if directory.exists():
         retired = directory.with_name(f".{directory.name}-old-{time.time_ns()}")
         directory.rename(retired)
