@@ -36,6 +36,7 @@ MANIFEST_FORMAT = 1
 # The directory that holds `agent/`: manifest paths are relative to it.
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 _OFF = frozenset({"0", "off", "false", "no"})
+_MODES = _OFF | {"auto", "require"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +45,19 @@ class NativeStatus:
     directory: str
     modules: tuple[str, ...]
     reason: str
+    warning: str = ""
 
     @property
     def loaded(self) -> bool:
         return bool(self.modules)
 
     def describe(self) -> str:
-        if self.loaded:
-            return f"{len(self.modules)} compiled modules from {self.directory}"
-        return f"pure Python ({self.reason})"
+        said = (
+            f"{len(self.modules)} compiled modules from {self.directory}"
+            if self.loaded
+            else f"pure Python ({self.reason})"
+        )
+        return f"{said}; {self.warning}" if self.warning else said
 
 
 def default_directory() -> Path:
@@ -115,7 +120,11 @@ def build_files(directory: Path, manifest: Mapping[str, Any], root: Path) -> dic
         changed = sorted(set(built).symmetric_difference(present))
         raise BuildMismatch(f"{changed[0]} was added or removed since the build")
     for source, digest in built.items():
-        if source_digest(root / source) != digest:
+        try:
+            unchanged = source_digest(root / source) == digest
+        except OSError as error:
+            raise BuildMismatch(f"{source} is unreadable: {error}") from None
+        if not unchanged:
             raise BuildMismatch(f"{source} changed since the build")
     files = {name: directory / entry["file"] for name, entry in manifest["modules"].items()}
     for name, file in manifest["shared"].items():
@@ -141,6 +150,11 @@ def install(directory: Path | None = None, mode: str | None = None) -> NativeSta
     `agent/__init__.py`, before any of them is imported."""
     chosen = (mode or os.environ.get("SIDECAR_AGENT_NATIVE") or "auto").strip().lower()
     where = directory or default_directory()
+    warning = ""
+    if chosen not in _MODES:
+        # Before any logging or config exists: said wherever the status is shown.
+        warning = f"SIDECAR_AGENT_NATIVE={chosen!r} is not auto, off or require: taken as auto"
+        chosen = "auto"
     if chosen in _OFF:
         return NativeStatus("off", str(where), (), "SIDECAR_AGENT_NATIVE is off")
     try:
@@ -148,9 +162,9 @@ def install(directory: Path | None = None, mode: str | None = None) -> NativeSta
     except BuildMismatch as error:
         if chosen == "require":
             raise ImportError(f"SIDECAR_AGENT_NATIVE=require: {error}") from None
-        return NativeStatus(chosen, str(where), (), str(error))
+        return NativeStatus(chosen, str(where), (), str(error), warning)
     sys.meta_path.insert(0, _NativeFinder(files))
-    return NativeStatus(chosen, str(where), modules, "")
+    return NativeStatus(chosen, str(where), modules, "", warning)
 
 
 def compiled(module: ModuleType) -> bool:

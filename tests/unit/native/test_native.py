@@ -6,6 +6,7 @@ import importlib
 import importlib.machinery
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,28 @@ def test_without_a_build_the_agent_runs_pure_python(tmp_path: Path) -> None:
 def test_require_refuses_to_fall_back(tmp_path: Path) -> None:
     with pytest.raises(ImportError, match="SIDECAR_AGENT_NATIVE=require: no build in"):
         native.install(tmp_path / "none", mode="require")
+
+
+def test_an_unknown_mode_is_taken_as_auto_and_said(tmp_path: Path) -> None:
+    status = native.install(tmp_path / "none", mode="requir")
+    assert (status.mode, status.loaded) == ("auto", False)
+    assert status.describe() == (
+        f"pure Python (no build in {tmp_path / 'none'}); "
+        "SIDECAR_AGENT_NATIVE='requir' is not auto, off or require: taken as auto"
+    )
+
+
+def test_an_unreadable_source_keeps_the_build_out(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(native.SOURCE_ROOT / "agent" / "core", root / "agent" / "core")
+    sources = native.package_sources(root)
+    digests = {source: native.source_digest(root / source) for source in sources}
+    _manifest(tmp_path / "build", sources=digests)
+    (root / SOURCE).unlink()
+    (root / SOURCE).mkdir()  # listed, but reading it fails
+    manifest = native.read_manifest(tmp_path / "build")
+    with pytest.raises(native.BuildMismatch, match=f"{SOURCE} is unreadable"):
+        native.build_files(tmp_path / "build", manifest, root)
 
 
 def test_off_never_reads_the_directory(tmp_path: Path) -> None:
