@@ -134,10 +134,13 @@ def _collect(work: Path, modules: Sequence[str], into: Path) -> dict[str, Any]:
         shutil.copy2(work / relative, into / relative)
         entries[module_name(source)] = {"source": source, "file": relative}
     # The library the modules' shims load: `<hash>__mypyc` at the top for several modules,
-    # `<module>__mypyc` beside a single one.
+    # `<module>__mypyc` beside a single one. setuptools leaves a second copy of it under
+    # `build/`, which no shim loads.
     shared: dict[str, str] = {}
     for path in work.rglob(f"*__mypyc{suffix}"):
         relative = path.relative_to(work).as_posix()
+        if relative.startswith("build/"):
+            continue
         shared[module_name(relative.removesuffix(suffix) + ".py")] = relative
         (into / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, into / relative)

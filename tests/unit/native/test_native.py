@@ -131,11 +131,19 @@ def test_a_real_build_loads_in_place_of_the_source_and_is_kept_while_current(
     tmp_path: Path,
 ) -> None:
     directory = tmp_path / "native"
-    said = native_build.build(directory, (SOURCE,))
-    assert said == f"built 1 compiled modules into {directory}"
-    assert native_build.build(directory, (SOURCE,)).startswith("up to date")
+    modules = (SOURCE, "agent/core/budget.py")
+    said = native_build.build(directory, modules)
+    assert said == f"built 2 compiled modules into {directory}"
+    assert native_build.build(directory, modules).startswith("up to date")
     # Another module list is another build.
-    assert not native_build.up_to_date(directory, (SOURCE, "agent/core/budget.py"))
+    assert not native_build.up_to_date(directory, (SOURCE,))
+    # The build holds the manifest, one shim a module and the one library they load.
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    files = sorted(path.relative_to(directory).as_posix() for path in directory.rglob("*.*"))
+    shared = [file for file in files if file.endswith(f"__mypyc{suffix}")]
+    assert len(shared) == 1 and "/" not in shared[0]
+    expected = [native.MANIFEST, f"agent/core/budget{suffix}", f"agent/core/units{suffix}"]
+    assert sorted(set(files) - set(shared)) == sorted(expected)
     probe = (
         "import agent, agent.core.units as u; "
         "print(agent.native.STATUS.modules, agent.native.compiled(u), u.parse_size('2KiB'))"
@@ -145,7 +153,12 @@ def test_a_real_build_loads_in_place_of_the_source_and_is_kept_while_current(
     done = subprocess.run(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
-    assert done.stdout.split() == ["('agent.core.units',)", "True", "2048"]
+    assert done.stdout.split() == [
+        "('agent.core.budget',",
+        "'agent.core.units')",
+        "True",
+        "2048",
+    ]
 
 
 def test_the_suite_runs_the_modules_it_says_it_runs() -> None:
