@@ -185,6 +185,39 @@ def test_the_framers_faults_stay_its_own() -> None:
     assert [d.reason for d in dead] == ["object_too_large", "object_too_large"]
 
 
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), LIMITS)
+def test_a_hinted_object_is_the_searched_one(data: st.DataObject, limits: tuple[int, int]) -> None:
+    """Whatever the hint (right, short, long, past the batch), `object_at` answers what its
+    search answers, from any line."""
+    lines = [
+        line for piece in data.draw(st.lists(pieces(), min_size=1, max_size=4)) for line in piece
+    ]
+    starts = [index for index, line in enumerate(lines) if line == b"{"]
+    anywhere = st.integers(0, len(lines) - 1)
+    at = data.draw(st.sampled_from(starts) | anywhere if starts else anywhere)
+    searched = object_at(lines, at, *limits)
+    right = 0 if searched is None else searched[1] - at
+    near = st.integers(max(right - 3, 0), right + 3)
+    hint = data.draw(
+        st.just(right) | near | st.integers(0, len(lines) + 2) | st.just(MAX_OBJECT_LINES + 1)
+    )
+    event(f"searched {searched is not None}, hint right {hint == right}")
+    assert object_at(lines, at, *limits, hint=hint) == searched
+
+
+def test_a_hint_is_checked_before_it_is_taken() -> None:
+    """A hint that lands on a `}` line past the object's own end, or past a line where the
+    framer cuts it, gives the searched answer."""
+    first, second = pretty(python_span()), pretty({"name": "short"})
+    limits = (1 << 20, 1 << 20)
+    lines = [*second, *first]
+    assert object_at(lines, 0, *limits, hint=len(lines)) == (b"\n".join(second), len(second))
+    cut = [b"{", b'  "a": 1', b"{", b"}", b"}"]
+    assert object_at(cut, 0, *limits, hint=5) is None
+    assert object_at(cut, 0, *limits, hint=4) is None
+
+
 def test_object_at_declines_what_it_cannot_prove() -> None:
     lines = pretty(python_span())
     limits = (1 << 20, 1 << 20)
