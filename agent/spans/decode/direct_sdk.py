@@ -118,6 +118,8 @@ def _scalars(attributes: object) -> Attributes | None:
 
 GO_STATUS: Final = {None: 0, "Unset": 0, "Ok": 1, "Error": 2}
 GO_ZERO_SPAN_ID: Final = "0" * 16
+# `_parsed_flags` of the texts Go writes (two lower-case hex digits), looked up per span.
+TRACE_FLAGS: Final = {f"{flags:02x}": flags for flags in range(256)}
 
 
 def go_span(
@@ -173,14 +175,24 @@ def _go_flags(context: dict[str, Any], parent: dict[str, Any], parent_hex: objec
 def go_span_flags(trace_flags_hex: object, parent_hex: object, remote: bool) -> int:
     """`_go_flags` from its parts: the context's TraceFlags (hex text), the parent's span ID
     and whether the parent context says Remote (the dict walk and the Structs share it)."""
-    try:
-        flags = int(trace_flags_hex, 16) & 0xFF if type(trace_flags_hex) is str else 0
-    except ValueError:
+    if type(trace_flags_hex) is not str:
         flags = 0
+    else:
+        known = TRACE_FLAGS.get(trace_flags_hex)
+        flags = _parsed_flags(trace_flags_hex) if known is None else known
     has_parent = type(parent_hex) is str and parent_hex not in (GO_ZERO_SPAN_ID, "")
     if not has_parent:
         return flags
     return flags | 0x100 | (0x200 if remote else 0)
+
+
+def _parsed_flags(trace_flags_hex: str) -> int:
+    """What the general decoder makes of a TraceFlags text: hex (any that `int` reads), low
+    eight bits, 0 when not hex."""
+    try:
+        return int(trace_flags_hex, 16) & 0xFF
+    except ValueError:
+        return 0
 
 
 def _go_events(events: object) -> tuple[list[DirectEvent]] | None:

@@ -6,14 +6,17 @@ Each answers True when it wrote the span — exactly what the dict walk writes f
 object — and False, with nothing appended, for any line the dict walk is to see instead
 (it declines it or reads it): a decode that fails, a key whose presence the dict walk tests
 (routing, the older scope name), anything unusual. A span's resource (and Go's scope) is
-left as its JSON bytes, and its resource key looked up by them (`lookups.Remembered`): a
-service writes the same ones in every line. tests/unit/spans/decode/test_direct_structs.py
-and test_direct_sdkstructs.py hold each to its dict walk on generated and changed objects.
+left as its JSON bytes, and its resource key looked up by them (`lookups.Remembered`, and
+first `lookups.Latest`, the last line's): a service writes the same ones in every line.
+tests/unit/spans/decode/test_direct_structs.py and test_direct_sdkstructs.py hold each to its
+dict walk on generated and changed objects.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
+
+from msgspec import Raw
 
 from agent.spans.decode import sdkstructs as structs
 from agent.spans.decode.direct import pop_service
@@ -26,8 +29,8 @@ from agent.spans.decode.direct_sdk import (
     py_hex,
     sdk_time,
 )
-from agent.spans.decode.lookups import Remembered, StructPairs
-from agent.spans.encode.direct import event_bytes, status_and_flags
+from agent.spans.decode.lookups import Latest, Remembered, StructPairs
+from agent.spans.encode.direct import event_bytes, event_of, scalar_attributes, status_and_flags
 from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES
 from agent.spans.encode.resources import make_key
 from agent.spans.model import Attributes, AttrValue
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from agent.spans.encode.direct import DirectWriter
 
 GO_KEY: Final = b'"SpanContext"'  # in every stdouttrace line: lines without it are not tried as one
+_FIRST_KEY_WITHIN: Final = 40  # how far into an object its first key is looked for
 _KEY_MAX_BYTES: Final = 8192  # a resource and scope longer than this are decoded every time
 
 
@@ -46,11 +50,12 @@ def sdk_line(
     """A one-line SDK object of either language: `go_line` for a line that names a
     SpanContext, `python_line` for the others. The first key, as each SDK writes it, picks
     without a search of the line (each declines the other's objects: any line sent to the
-    wrong one takes the dict walk, which tells them apart by their keys)."""
-    head = line[:8]
-    if head == b'{"name":':
+    wrong one takes the dict walk, which tells them apart by their keys). Pretty-printed
+    objects alike: the first key is the one after the whitespace that follows `{`."""
+    first = line[1:_FIRST_KEY_WITHIN].lstrip()[:7]
+    if first == b'"name":':
         return python_line(line, default_service, direct, out)
-    if head == b'{"Name":' or GO_KEY in line:
+    if first == b'"Name":' or GO_KEY in line:
         return go_line(line, default_service, direct, out)
     return python_line(line, default_service, direct, out)
 
@@ -73,13 +78,13 @@ def go_line(
         return False
     if not _struct_plain(span):
         return False
-    lookup = (
-        default_service,
-        bytes(span.Resource),
-        bytes(span.InstrumentationScope),
-        bytes(span.InstrumentationLibrary),
-    )
-    key = _go_keys.get(lookup) or _go_key(lookup)
+    parts = (default_service, span.Resource, span.InstrumentationScope, span.InstrumentationLibrary)
+    key = _go_latest.get(parts)
+    if key is None:
+        lookup = (default_service, bytes(parts[1]), bytes(parts[2]), bytes(parts[3]))
+        key = _go_keys.get(lookup) or _go_key(lookup)
+        if key is not None:
+            _go_latest.remember(parts, key)
     tail = _go_span_pairs.fields(span.Attributes)
     if key is None or tail is None:
         return False
@@ -116,6 +121,7 @@ def go_line(
 
 
 _go_keys: Final = Remembered[tuple[str | None, bytes, bytes, bytes], ResourceKey](256)
+_go_latest: Final = Latest[tuple[str | None, Raw, Raw, Raw], ResourceKey]()
 
 
 def _go_key(lookup: tuple[str | None, bytes, bytes, bytes]) -> ResourceKey | None:
@@ -192,11 +198,19 @@ def python_line(
         return False
     if kind is None or status_code is None:
         return False
-    lookup = (default_service, bytes(span.resource))
-    key = _python_keys.get(lookup) or _python_key(lookup)
-    if key is None:
+    key = _python_resource_key(default_service, span.resource)
+    tail = scalar_attributes(span.attributes)
+    if key is None or tail is None:
         return False
-    return direct.span(
+    for event in span.events or ():  # what `DirectWriter.span` writes of the event tuples
+        encoded = event_of(sdk_time(event.timestamp), event.name, event.attributes)
+        if encoded is None:
+            return False
+        tail += encoded
+    end = status_and_flags(status_code, message or "", None)
+    if end is None:
+        return False
+    return direct.encoded_span(
         out,
         key,
         trace_hex=trace_hex,
@@ -206,16 +220,25 @@ def python_line(
         kind=kind,
         start_ns=sdk_time(span.start_time),
         end_ns=sdk_time(span.end_time),
-        attributes=span.attributes,
-        events=[
-            (sdk_time(event.timestamp), event.name, event.attributes) for event in span.events or ()
-        ],
-        status_code=status_code,
-        status_message=message or "",
+        tail=tail + end,
     )
 
 
 _python_keys: Final = Remembered[tuple[str | None, bytes], ResourceKey](256)
+_python_latest: Final = Latest[tuple[str | None, Raw], ResourceKey]()
+
+
+def _python_resource_key(default_service: str | None, resource: Raw) -> ResourceKey | None:
+    """The resource key of a span's resource JSON: the last line's when it is the same,
+    else remembered (`_python_key`)."""
+    parts = (default_service, resource)
+    key = _python_latest.get(parts)
+    if key is None:
+        lookup = (default_service, bytes(resource))
+        key = _python_keys.get(lookup) or _python_key(lookup)
+        if key is not None:
+            _python_latest.remember(parts, key)
+    return key
 
 
 def _python_key(lookup: tuple[str | None, bytes]) -> ResourceKey | None:

@@ -4,12 +4,16 @@ worked out once and looked up after.
 
     keys = Remembered[tuple[str | None, bytes], ResourceKey](256)
     key = keys.get(lookup)               # None: work it out, then keys.remember(lookup, key)
+    latest = Latest[tuple[str | None, msgspec.Raw], ResourceKey]()
+    key = latest.get((service, span.resource))   # the last line's, before copying and hashing
     pairs = StructPairs(ATTRIBUTES, key_and_value)   # key_and_value(Struct) -> (key, value)
     encoded = pairs.fields(span.Attributes)          # the attributes' fields, or None
 
 A lookup is only ever by something whose equality means the same answer: the JSON bytes of a
 part (`msgspec.Raw`; equal bytes are the same JSON) or a frozen attribute Struct whose value
-is of a type where equal means identical (not 0.0 == -0.0, not 1 == 1.0 == True).
+is of a type where equal means identical (not 0.0 == -0.0, not 1 == 1.0 == True). `Latest`
+compares with the last lookup only, by equality alone: so also `msgspec.Raw` parts, which are
+equal when their bytes are and cannot be hashed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from agent.spans.model import AttrValue
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 S = TypeVar("S", bound=Hashable)
+L = TypeVar("L")
 
 
 class Remembered(dict[K, V]):
@@ -42,6 +47,25 @@ class Remembered(dict[K, V]):
         if len(self) >= self.limit:
             self.clear()
         self[key] = value
+
+
+class Latest(Generic[L, V]):
+    """The last answer remembered and what it answers: a service writes the same resource in
+    line after line, and comparing a line's part with the last one's costs less than copying
+    it out to hash it. Holds one lookup (and so the line its `msgspec.Raw` parts are views
+    of) at a time."""
+
+    __slots__ = ("_answer", "_lookup")
+
+    def __init__(self) -> None:
+        self._lookup: L | None = None
+        self._answer: V | None = None
+
+    def get(self, lookup: L) -> V | None:
+        return self._answer if lookup == self._lookup else None
+
+    def remember(self, lookup: L, answer: V) -> None:
+        self._lookup, self._answer = lookup, answer
 
 
 class StructPairs(Generic[S]):

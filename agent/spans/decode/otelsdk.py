@@ -301,6 +301,7 @@ class OtelSdkDecoder(LineFeeder):
         self.default_service = default_service
         self.max_line_bytes = max_line_bytes
         self.framer = ObjectFramer(max_object_bytes)
+        self.object_lines = 0  # the last pretty-printed object's lines: `object_at`'s hint
 
     def feed_direct(
         self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult

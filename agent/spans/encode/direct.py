@@ -119,7 +119,7 @@ class DirectWriter:
         body = _head(trace_hex, span_hex, parent_hex, name, kind, start=start_ns, end=end_ns)
         if body is None:
             return False
-        tail = _scalar_attributes(attributes)
+        tail = scalar_attributes(attributes)
         if tail is None:
             return False
         if events:
@@ -277,7 +277,7 @@ def _parent_field(parent: object) -> bytes | None:
     return b"" if parent_id == _ZERO_SPAN else PARENT_SPAN_ID + parent_id
 
 
-def _scalar_attributes(attributes: object) -> bytes | None:
+def scalar_attributes(attributes: object) -> bytes | None:
     """Span attributes as their fields; None for anything but a dict of scalars (or None)."""
     if attributes:
         return _span_attributes(attributes) if type(attributes) is dict else None
@@ -289,7 +289,7 @@ def _scalar_attributes(attributes: object) -> bytes | None:
 def _span_json_tail(obj: dict[str, Any]) -> bytes | None:
     """The attributes, events and status fields of a span-json record, or None."""
     get = obj.get
-    tail = _scalar_attributes(get("attributes"))
+    tail = scalar_attributes(get("attributes"))
     if tail is None:
         return None
     events = get("events")
@@ -321,19 +321,26 @@ def event_fields(events: Sequence[DirectEvent]) -> bytes | None:
     declines."""
     encoded = b""
     for time_ns, name, attributes in events:
-        if attributes:
-            if type(attributes) is not dict:
-                return None
-            pairs = _event_attributes(attributes)
-            if pairs is None:
-                return None
-        else:
-            pairs = b""  # as the general path: a falsy value means no attributes
-        event = event_bytes(time_ns, name, pairs)
+        event = event_of(time_ns, name, attributes)
         if event is None:
             return None
         encoded += event
     return encoded
+
+
+def event_of(time_ns: object, name: object, attributes: object) -> bytes | None:
+    """One `Span.events` field of an event's time, name and attributes (a dict of scalars,
+    or a falsy value for none), or None for one `span` declines: what `event_fields` writes
+    for the tuple, for a decoder that has the three at hand."""
+    if attributes:
+        if type(attributes) is not dict:
+            return None
+        pairs = _event_attributes(attributes)
+        if pairs is None:
+            return None
+    else:
+        pairs = b""  # as the general path: a falsy value means no attributes
+    return event_bytes(time_ns, name, pairs)
 
 
 def event_bytes(time_ns: object, name: object, pairs: bytes) -> bytes | None:

@@ -17,6 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.spans.decode.direct_sdk import GO_ZERO_SPAN_ID, TRACE_FLAGS, go_span_flags
 from agent.spans.decode.direct_sdkstructs import go_line, python_line, sdk_line
 from agent.spans.encode.direct import DirectWriter
 from agent.spans.types import DirectItem
@@ -212,3 +213,62 @@ def test_the_first_key_picks_the_language_but_never_the_answer() -> None:
         assert into.fallbacks == 0
         assert len(encoded) == 1
         same_reads("otel-sdk", [line])
+
+
+FIRST_KEYS = st.sampled_from(["name", "Name", "context", "SpanContext", "kind", "zz"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.booleans(),
+    FIRST_KEYS,
+    st.sampled_from([None, 0, 1, 4, "\t", " \t"]),
+    st.sampled_from(["", "\r"]),
+)
+def test_the_first_key_after_any_whitespace_routes_as_a_search_would(
+    go: bool, first: str, indent: int | str | None, line_end: str
+) -> None:
+    """Compact, spaced or pretty-printed (with any indent, CRLF too), with any key first:
+    what `sdk_line` writes is what the Struct path of the text's language (`go_line` for a
+    text that names a SpanContext, else `python_line`: the route by search) writes; the
+    right language's first key is always taken; and the text reads as the general path
+    reads it, whichever way it went."""
+    obj = go_template() if go else python_template()
+    obj = {first: obj.pop(first, "x"), **obj}
+    text = json.dumps(obj, indent=indent).replace("\n", line_end + "\n").encode()
+    routed: list[DirectItem] = []
+    written = sdk_line(text, None, DirectWriter(None), routed)
+    searched: list[DirectItem] = []
+    by_search = (go_line if b'"SpanContext"' in text else python_line)(
+        text, None, DirectWriter(None), searched
+    )
+    if written:
+        assert by_search and routed == searched
+    else:
+        assert routed == []
+    if first in ("name", "Name") and (first == "Name") == go:
+        assert written  # the right language first: taken, with no search
+    same_reads("otel-sdk", text.split(b"\n"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(sorted(TRACE_FLAGS)) | st.text("0123456789abcdefABCDEF x_+-", max_size=4),
+    st.sampled_from([None, "", GO_ZERO_SPAN_ID, "b7ad6b7169203331", 5]),
+    st.booleans(),
+)
+def test_trace_flags_looked_up_are_the_parsed_ones(
+    flags: str, parent_hex: object, remote: bool
+) -> None:
+    """The table holds what `int(text, 16) & 0xFF` makes of Go's two hex digits; any other
+    text is parsed as before. And a Go span's flags read as the general path reads them."""
+    try:
+        parsed = int(flags, 16) & 0xFF
+    except ValueError:
+        parsed = 0
+    has_parent = type(parent_hex) is str and parent_hex not in ("", GO_ZERO_SPAN_ID)
+    expected = parsed | ((0x100 | (0x200 if remote else 0)) if has_parent else 0)
+    assert go_span_flags(flags, parent_hex, remote) == expected
+    stub = go_template()
+    stub["SpanContext"]["TraceFlags"] = flags
+    same_reads("otel-sdk", [json.dumps(stub).encode()])

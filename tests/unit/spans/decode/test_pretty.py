@@ -89,14 +89,25 @@ def _with_odd_value(draw: st.DrawFn, tree: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
+PIECES = (
+    "python",
+    "python",
+    "go",
+    "compact",
+    "blank",
+    "text",
+    "stray",
+    "cut",
+    "nan",
+    "flat",
+    "crlf",
+)
+
+
 @st.composite
 def pieces(draw: st.DrawFn) -> list[bytes]:
     """The lines of one thing an SDK's output file may hold."""
-    kind = draw(
-        st.sampled_from(
-            ["python", "python", "go", "compact", "blank", "text", "cut", "nan", "flat", "crlf"]
-        )
-    )
+    kind = draw(st.sampled_from(PIECES))
     tree = _with_odd_value(draw, python_span() if kind != "go" else go_span())
     if kind == "go":
         return pretty(tree, "\t")
@@ -106,6 +117,8 @@ def pieces(draw: st.DrawFn) -> list[bytes]:
         return [b"", b"   "]
     if kind == "text":
         return [b"INFO starting", b"}", b"{ not json"]
+    if kind == "stray":  # a line just `}` with no object open
+        return [b"INFO done", b"}"]
     lines = pretty(tree)
     if kind == "cut":  # a writer that died mid-object
         return lines[: draw(st.integers(min_value=1, max_value=len(lines) - 1))]
@@ -183,6 +196,61 @@ def test_the_framers_faults_stay_its_own() -> None:
     assert [d.reason for d in dead] == ["truncated_object"]
     _, dead, _ = same_reads("otel-sdk", [[*lines, *lines]], limits=(1 << 20, 300))
     assert [d.reason for d in dead] == ["object_too_large", "object_too_large"]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), LIMITS)
+def test_a_hinted_object_is_the_searched_one(data: st.DataObject, limits: tuple[int, int]) -> None:
+    """Whatever the hint (right, short, long, past the batch), `object_at` answers what its
+    search answers, from any line; and that is the plain reading of the lines."""
+    lines = [
+        line for piece in data.draw(st.lists(pieces(), min_size=1, max_size=4)) for line in piece
+    ]
+    starts = [index for index, line in enumerate(lines) if line == b"{"]
+    anywhere = st.integers(0, len(lines) - 1)
+    at = data.draw(st.sampled_from(starts) | anywhere if starts else anywhere)
+    searched = object_at(lines, at, *limits)
+    right = 0 if searched is None else searched[1] - at
+    near = st.integers(max(right - 3, 0), right + 3)
+    hint = data.draw(
+        st.just(right) | near | st.integers(0, len(lines) + 2) | st.just(MAX_OBJECT_LINES + 1)
+    )
+    event(f"searched {searched is not None}, hint right {hint == right}")
+    assert searched == plainly_found(lines, at, limits)
+    assert object_at(lines, at, *limits, hint=hint) == searched
+
+
+def plainly_found(lines: list[bytes], at: int, limits: tuple[int, int]) -> Any:
+    """What `object_at` answers, written the plain way: the lines from `at` to the first line
+    after it (within MAX_OBJECT_LINES) that is just `}`, joined, and the index after them;
+    None when there is none, a line after the first begins with `{`, the text reaches the
+    object limit or a line is over the line limit."""
+    max_line, max_object = limits
+    ends = range(at + 1, min(len(lines), at + 1 + MAX_OBJECT_LINES))
+    last = next((index for index in ends if lines[index] == b"}"), None)
+    if last is None:
+        return None
+    inside = lines[at : last + 1]
+    text = b"\n".join(inside)
+    if any(line.startswith(b"{") for line in inside[1:]):
+        return None
+    if len(text) >= max_object or max(map(len, inside)) > max_line:
+        return None
+    return text, last + 1
+
+
+def test_a_hint_is_checked_before_it_is_taken() -> None:
+    """A hint that lands on a `}` line past the object's own end, or past a line where the
+    framer cuts it, gives the searched answer."""
+    first, second = pretty(python_span()), pretty({"name": "short"})
+    limits = (1 << 20, 1 << 20)
+    lines = [*second, *first]
+    assert object_at(lines, 0, *limits, hint=len(lines)) == (b"\n".join(second), len(second))
+    stray = [*second, b"INFO served", b"}"]  # a hint past a line that is just `}`
+    assert object_at(stray, 0, *limits, hint=len(stray)) == (b"\n".join(second), len(second))
+    cut = [b"{", b'  "a": 1', b"{", b"}", b"}"]
+    assert object_at(cut, 0, *limits, hint=5) is None
+    assert object_at(cut, 0, *limits, hint=4) is None
 
 
 def test_object_at_declines_what_it_cannot_prove() -> None:
