@@ -57,6 +57,8 @@ _SECOND_NS: Final = 1_000_000_000
 # sign), `μs` (Greek mu), `ms`.
 _UNDER_A_SECOND: Final = {"n": 1, "u": 1_000, "µ": 1_000, "μ": 1_000, "m": 1_000_000}
 _MINUTES_HOURS: Final = {"m": 60_000_000_000, "h": 3_600_000_000_000}
+_MAX_DIGITS: Final = 18  # a number read in one `int`: more digits take the general parse
+_POWERS_OF_TEN: Final[list[int]] = [10**places for places in range(_MAX_DIGITS + 1)]
 
 
 def parse_go_duration(text: str) -> int:
@@ -130,15 +132,16 @@ def parse_duration(text: str) -> int:
         if scale is None:
             return parse_go_duration(text)
         digits = text[:-1]
-    whole, dot, frac = digits.partition(".")
-    if not (whole.isdigit() and whole.isascii()):
-        return parse_go_duration(text)
-    nanos: int = int(whole) * scale
-    if dot:
-        if not (frac.isdigit() and frac.isascii()):
+    point = digits.find(".")
+    if point < 0:
+        number, places = digits, 0
+    else:  # the digits on both sides as one number, scaled down by the places after the dot
+        number, places = digits[:point] + digits[point + 1 :], len(digits) - point - 1
+        if point == 0 or places == 0:
             return parse_go_duration(text)
-        nanos += int(frac) * scale // 10 ** len(frac)
-    return nanos
+    if not (0 < len(number) <= _MAX_DIGITS and number.isdigit() and number.isascii()):
+        return parse_go_duration(text)
+    return int(number) * scale // _POWERS_OF_TEN[places]
 
 
 def _id_text(obj: dict[str, Any], key: str) -> str:

@@ -98,11 +98,12 @@ class TypedLines:
         known = self._known.get(extras)
         if known is not None:
             return known.copy()  # a dict of its own: the assembler adds to a start line's
-        attributes = {
-            key: value
-            for key, value in zip(self.extras, extras, strict=True)
-            if value is not MISSING
-        }
+        names = self.extras
+        attributes: Attributes = {}
+        for at in range(len(names)):  # indexed: a C loop when compiled, where zip is not
+            value = extras[at]
+            if value is not MISSING:
+                attributes[names[at]] = value
         if len(attributes) < 2:
             if len(self._known) >= _KNOWN_LIMIT:
                 self._known.clear()
