@@ -1,7 +1,8 @@
 """JobFirst span assembly: joins "Span started" / "event added" / "ended" lines into spans.
 
 Pure state, no I/O; `agent.spans.decode.jobfirst` parses the lines and feeds
-`JobFirstLine`s to `JobFirstAssembler.add`.
+`JobFirstLine`s to `JobFirstAssembler.add` (its direct path calls the assembler's compiled
+open-span table, `agent.spans.decode.jobfirst_open.OpenSpans`, itself).
 
 - IDs: JobFirst's `trace_<nanos>` / `span_<nanos>` map to W3C IDs through blake2b of
   the original strings (16 / 8 bytes, never all zero), so a replay maps to the same

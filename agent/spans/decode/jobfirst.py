@@ -64,17 +64,18 @@ from agent.spans.validate import BadRecord
 if TYPE_CHECKING:
     from agent.spans.encode.direct import DirectWriter
 
-MARKERS: Final = (b'"message":"Span ', b'"msg":"Span ')
-# Either marker in one regex scan: faster than two `in` tests on the lines that have neither.
+MESSAGE_MARKER: Final = b'"message":"Span '  # JobFirst's logrus key
+MSG_MARKER: Final = b'"msg":"Span '  # logrus' default key
+MARKERS: Final = (MESSAGE_MARKER, MSG_MARKER)
+# Either marker in one regex scan (the general path's test).
 MARKER: Final = re.compile(b"|".join(re.escape(marker) for marker in MARKERS))
-# What both markers end with: a substring test (memchr-fast) rules most other lines out first.
-MARKER_TAIL: Final = b'":"Span '
 
 
 def has_marker(line: bytes) -> bool:
-    """`MARKER.search(line)` for a line known to hold `MARKER_TAIL`: two substring tests are
-    faster than the regex once most lines have the tail."""
-    return MARKERS[0] in line or MARKERS[1] in line
+    """`MARKER.search(line) is not None` in two substring tests, the direct paths' test: a
+    span line with JobFirst's key is found in about half the regex's time, a line with
+    neither marker takes about twice it (docs/benchmarks.md)."""
+    return MESSAGE_MARKER in line or MSG_MARKER in line
 
 
 class JobFirstDecoder(LineFeeder):
@@ -123,12 +124,8 @@ class JobFirstDecoder(LineFeeder):
         self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
     ) -> list[DirectItem]:
         out: list[DirectItem] = []
-        # Two substring tests, not `MARKER`'s one scan: in a JobFirst file most lines are
-        # span lines with the first marker, found in about half the regex's time (a line with
-        # neither takes about twice its time; docs/benchmarks.md).
-        marker, other = MARKERS
-        for line in lines:
-            if marker in line or other in line:
+        for line in lines:  # in a JobFirst file most lines are span lines
+            if has_marker(line):
                 self.decode_direct(line, now_ns, direct, into, out)
             else:
                 into.skipped += 1
