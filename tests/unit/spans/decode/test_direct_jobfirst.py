@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from agent.spans.decode import jobfirst_typed
 from agent.spans.decode.assemble import OpenSpanExchange
 from agent.spans.decode.common import load_object
-from agent.spans.decode.jobfirst import JobFirstDecoder
+from agent.spans.decode.jobfirst import MARKER, MARKERS, JobFirstDecoder, has_marker
 from agent.spans.decode.jobfirst_parse import (
     CONSUMED,
     parse_duration,
@@ -129,6 +129,18 @@ def test_an_end_line_without_its_start_takes_the_general_path() -> None:
 )  # fmt: skip
 def test_the_one_unit_duration_parse_is_the_go_parse(text: str) -> None:
     assert parse_duration(text) == parse_go_duration(text)
+
+
+_MARKER_PARTS = st.sampled_from(
+    [*MARKERS, b'"message":"Span', b'"msg":"Spa', b'"message": "Span ', b"Span ", b'{"', b"\x00"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.binary(max_size=6) | _MARKER_PARTS, max_size=6))
+def test_the_marker_searches_are_the_regex(parts: list[bytes]) -> None:
+    line = b"".join(parts)
+    assert has_marker(line) == (MARKER.search(line) is not None)
 
 
 _UNITS = ["ns", "us", "µs", "μs", "ms", "s", "m", "h"]
