@@ -50,7 +50,6 @@ TRACE_ID: Final = 12
 FIRST_EXTRA: Final = 13
 MAX_EXTRAS: Final = 16
 LEARN_LIMIT: Final = 64
-_KNOWN_LIMIT: Final = 256
 _PLAIN_KEY: Final = re.compile(r'[^"\\\x00-\x1f]+')  # a key JSON writes as it is
 _INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 # The consumed keys, typed as parse_line reads them.
@@ -81,7 +80,6 @@ class TypedLines:
         self._needles: dict[str, bytes] = {}
         self._decode = msgspec.json.Decoder(record_type([])).decode
         self._tries = 0
-        self._known: dict[tuple[Any, ...], Attributes] = {}
 
     def read(self, line: bytes) -> tuple[Any, ...]:
         """The line's fields in the Struct's order (`MESSAGE`, ..., then the learned keys from
@@ -91,23 +89,16 @@ class TypedLines:
         return values
 
     def attributes(self, values: tuple[Any, ...], line: bytes) -> Attributes | None:
-        """The attributes of a line's `read` in the line's order, as `parse_line` reads them;
-        None to read the line the general way. A line with one attribute or none is looked up
-        by its values (a start or event line of a service repeats them: `{"level": "info"}`)."""
-        extras = values[FIRST_EXTRA:]
-        known = self._known.get(extras)
-        if known is not None:
-            return known.copy()  # a dict of its own: the assembler adds to a start line's
+        """The attributes of a line's `read` in the line's order, as `parse_line` reads them
+        (a dict of its own: the assembler adds an end line's to its start line's); None to
+        read the line the general way."""
         names = self.extras
         attributes: Attributes = {}
         for at in range(len(names)):  # indexed: a C loop when compiled, where zip is not
-            value = extras[at]
+            value = values[FIRST_EXTRA + at]
             if value is not MISSING:
                 attributes[names[at]] = value
         if len(attributes) < 2:
-            if len(self._known) >= _KNOWN_LIMIT:
-                self._known.clear()
-            self._known[extras] = attributes.copy()
             return attributes
         needles, last = self._needles, -1
         for key in attributes:  # each first `"key":` after the one before: the line's order
@@ -140,5 +131,4 @@ class TypedLines:
             return
         self.extras += new
         self._needles = {key: b'"' + key.encode() + b'":' for key in self.extras}
-        self._known.clear()
         self._decode = msgspec.json.Decoder(record_type(self.extras)).decode

@@ -453,15 +453,15 @@ def test_rotation_and_checkpoints_read_typed_lines_as_the_general_path(fmt: str)
     assert seen[0][2] and seen[0][4] == []
 
 
-def test_looked_up_attributes_are_a_dict_of_their_own_each_time() -> None:
+def test_attributes_are_a_dict_of_their_own_each_time() -> None:
     """The assembler adds an end line's fields to its start line's dict (the general path's
-    `_end`): a start line's looked-up attributes must not be shared with the next one's."""
+    `_end`): a start line's attributes must not be shared with the next one's."""
     reader = _taught(started(user_id="u")).typed
     first = reader.attributes(reader.read(started()), started())
     assert first == {"level": "info"}
     assert first is not None
     first["user_id"] = "changed"
     assert reader.attributes(reader.read(started()), started()) == {"level": "info"}
-    reader.learn(orjson.loads(started(attempt=1)))  # new keys: the lookups start over
+    reader.learn(orjson.loads(started(attempt=1)))  # new keys, a new Struct
     again = reader.attributes(reader.read(started(attempt=2)), started(attempt=2))
     assert list((again or {}).items()) == [("attempt", 2), ("level", "info")]  # the line's order
