@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Any, Final
 
 from agent.spans.model import Attributes, AttrValue, Span
 
-MIN_TIME_NS = 1
-MAX_TIME_NS = 2**63 - 1
-MAX_DURATION_NS = 7 * 24 * 3600 * 1_000_000_000
-MAX_ATTR_DEPTH = 32
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
+# Final: the compiled modules that check times take them as constants.
+MIN_TIME_NS: Final = 1
+MAX_TIME_NS: Final = 2**63 - 1
+MAX_DURATION_NS: Final = 7 * 24 * 3600 * 1_000_000_000
+MAX_ATTR_DEPTH: Final = 32
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
 
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)

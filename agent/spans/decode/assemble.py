@@ -1,7 +1,8 @@
 """JobFirst span assembly: joins "Span started" / "event added" / "ended" lines into spans.
 
 Pure state, no I/O; `agent.spans.decode.jobfirst` parses the lines and feeds
-`JobFirstLine`s to `JobFirstAssembler.add`.
+`JobFirstLine`s to `JobFirstAssembler.add` (its direct path calls the assembler's compiled
+open-span table, `agent.spans.decode.jobfirst_open.OpenSpans`, itself).
 
 - IDs: JobFirst's `trace_<nanos>` / `span_<nanos>` map to W3C IDs through blake2b of
   the original strings (16 / 8 bytes, never all zero), so a replay maps to the same
@@ -43,16 +44,7 @@ from agent.spans.decode.jobfirst_mapping import (
     w3c_span_id,
     w3c_trace_id,
 )
-from agent.spans.decode.jobfirst_open import (
-    OpenEvent,
-    OpenSpan,
-    Waiting,
-    checked,
-    event_from_state,
-    event_state,
-    open_from_state,
-    open_state,
-)
+from agent.spans.decode.jobfirst_open import EVENT, START, OpenSpan, OpenSpans
 from agent.spans.model import (
     INCOMPLETE_ATTRIBUTE,
     STATUS_ERROR,
@@ -65,8 +57,6 @@ from agent.spans.model import (
 )
 from agent.spans.validate import check_span
 
-START, EVENT, END = "start", "event", "end"
-MAX_EVENTS_PER_SPAN = 1000
 SNAPSHOT_VERSION = 1
 
 
@@ -113,6 +103,10 @@ class OpenSpanExchange:
 
 
 class JobFirstAssembler:
+    """One file's assembly: the open-span table (`OpenSpans`, compiled, where the per-line
+    work runs) and what is rarer, done here: an end line's span built the general way (its
+    start read in another file, or never), incomplete spans, expiry, checkpoints."""
+
     def __init__(
         self,
         *,
@@ -124,124 +118,43 @@ class JobFirstAssembler:
     ) -> None:
         self.default_service = default_service
         self.orphan_timeout_ns = orphan_timeout_ns
-        self.max_open_spans = max_open_spans
-        self.max_waiting_events = max_waiting_events
-        self._open: dict[tuple[str, str], OpenSpan] = {}
-        # (trace, span name) -> span IDs open under that name, oldest first.
-        self._by_name: dict[tuple[str, str], list[str]] = {}
-        self._waiting: dict[tuple[str, str], Waiting] = {}
-        self._waiting_count = 0
+        self.table = OpenSpans(max_open_spans, max_waiting_events)
         self._exchange = exchange
         if exchange is not None:
             exchange.join(self)
 
     @property
     def pending(self) -> int:
-        return len(self._open) + self._waiting_count
+        return self.table.pending
 
     def add(self, line: JobFirstLine, raw: bytes, now_ns: int, into: DecodeResult) -> None:
         """Apply one line; raises BadRecord if it ends a span that is not valid."""
         if line.kind == START:
-            self.start(
+            evicted = self.table.start(
                 line.trace, line.span, line.name, time_ns=line.time_ns, service=line.service,
-                attributes=line.attributes, raw=raw, now_ns=now_ns, into=into,
+                attributes=line.attributes, raw=raw, now_ns=now_ns,
             )  # fmt: skip
+            if evicted is not None:
+                self.close_evicted(evicted, into)
         elif line.kind == EVENT:
-            self.event(
+            self.table.event(
                 line.trace, line.name, line.event_name, time_ns=line.time_ns,
                 attributes=line.attributes, raw=raw, now_ns=now_ns, into=into,
             )  # fmt: skip
         else:
             into.spans.append(self._end(line))
 
-    def start(
-        self,
-        trace: str,
-        span: str,
-        name: str,
-        *,
-        time_ns: int,
-        service: str | None,
-        attributes: Attributes,  # a fresh dict per line: kept, not copied
-        raw: bytes,
-        now_ns: int,
-        into: DecodeResult,
-    ) -> None:
-        """A start line's fields (`add`, or the direct path without a `JobFirstLine`)."""
-        key = (trace, span)
-        if key in self._open:  # a repeated start line: the newer one wins
-            self._forget(self._open.pop(key))
-        self._open[key] = OpenSpan(
-            trace,
-            span,
-            name,
-            start_time(span, trace, time_ns),
-            time_ns,
-            now_ns,
-            service,
-            attributes,
-            raw,
-            self._take_waiting(trace, name) if self._waiting else [],
-        )
-        spans = self._by_name.get((trace, name))
-        if spans is None:
-            self._by_name[(trace, name)] = [span]
-        else:
-            spans.append(span)
-        if len(self._open) > self.max_open_spans:
-            oldest = next(iter(self._open.values()))
-            self._close_incomplete(oldest, "evicted", into)
-            into.evicted += 1
-
-    def event(
-        self,
-        trace: str,
-        name: str,
-        event_name: str,
-        *,
-        time_ns: int,
-        attributes: Attributes,
-        raw: bytes,
-        now_ns: int,
-        into: DecodeResult,
-    ) -> None:
-        """An event line's fields (`add`, or the direct path without a `JobFirstLine`)."""
-        spans = self._by_name.get((trace, name))
-        if spans:
-            opened = self._open[(trace, spans[-1])]
-            if len(opened.events) >= MAX_EVENTS_PER_SPAN:
-                detail = f"span already has {MAX_EVENTS_PER_SPAN} events"
-                into.dead.append(DeadLetter("too_many_events", detail, raw))
-                return
-            opened.events.append(OpenEvent(event_name, time_ns, attributes, raw))
-            opened.last_line_ns = max(opened.last_line_ns, time_ns)
-            opened.last_seen_ns = now_ns
-            return
-        if self._waiting_count >= self.max_waiting_events:
-            detail = f"{self._waiting_count} events already wait for spans never started"
-            into.dead.append(DeadLetter("orphan_event", detail, raw))
-            return
-        waiting = self._waiting.setdefault((trace, name), Waiting(now_ns))
-        waiting.last_seen_ns = now_ns
-        waiting.events.append(OpenEvent(event_name, time_ns, attributes, raw))
-        self._waiting_count += 1
+    def close_evicted(self, opened: OpenSpan, into: DecodeResult) -> None:
+        """The oldest open span, which `OpenSpans.start` took out to stay within its bound."""
+        self._close_incomplete(opened, "evicted", into)
+        into.evicted += 1
 
     def take_open(self, trace: str, span: str) -> OpenSpan | None:
         """Remove and return an open span, for another assembler that read its end line."""
-        opened = self._open.pop((trace, span), None)
-        if opened is not None:
-            self._forget(opened)
-        return opened
-
-    def _take_waiting(self, trace: str, name: str) -> list[OpenEvent]:
-        waiting = self._waiting.pop((trace, name), None)
-        if waiting is None:
-            return []
-        self._waiting_count -= len(waiting.events)
-        return waiting.events
+        return self.table.take(trace, span)
 
     def _end(self, line: JobFirstLine) -> Span:
-        opened = self.take_open(line.trace, line.span)
+        opened = self.table.take(line.trace, line.span)
         if opened is None and self._exchange is not None:
             opened = self._exchange.take(self, line.trace, line.span)
         if opened is not None:
@@ -251,41 +164,19 @@ class JobFirstAssembler:
             around = line.time_ns - (line.duration_ns or 0)
             start = start_time(line.span, line.trace, around)
             opened = OpenSpan(
-                line.trace,
-                line.span,
-                line.name,
-                start,
-                line.time_ns,
-                0,
-                line.service,
-                line.attributes,
-                b"",
-            )
+                line.trace, line.span, line.name, start_ns=start, last_line_ns=line.time_ns,
+                last_seen_ns=0, service=line.service, attributes=line.attributes, raw=b"",
+                events=[],
+            )  # fmt: skip
         # Events wait here only while no span of their name is open here: those of a span
         # started in another file, or never started at all.
-        opened.events.extend(self._take_waiting(line.trace, line.name))
+        opened.events.extend(self.table.take_waiting(line.trace, line.name))
         start = opened.start_ns
         end = max(start, line.time_ns) if line.duration_ns is None else start + line.duration_ns
         span = self._span(opened, end)
         if line.status:
             span.status_code, span.status_message = STATUS_ERROR, line.status_desc
         return check_span(span)
-
-    def _forget(self, opened: OpenSpan) -> None:
-        key = (opened.trace, opened.name)
-        spans = self._by_name.get(key)
-        if spans is not None:
-            spans.remove(opened.span)
-            if not spans:
-                del self._by_name[key]
-
-    def open_to_end(self, trace: str, span: str, name: str) -> OpenSpan | None:
-        """The open span an end line closes, when this assembler alone holds all of it (no
-        events of its name waiting): what the direct path writes without `_end`'s rarer
-        cases. Nothing changes until `take_open`."""
-        if self._waiting and (trace, name) in self._waiting:
-            return None
-        return self._open.get((trace, span))
 
     def _span(self, opened: OpenSpan, end: int) -> Span:
         trace, start = opened.trace, opened.start_ns
@@ -307,8 +198,7 @@ class JobFirstAssembler:
         )
 
     def _close_incomplete(self, opened: OpenSpan, reason: str, into: DecodeResult) -> None:
-        del self._open[(opened.trace, opened.span)]
-        self._forget(opened)
+        """An open span, taken out of the table, exported as incomplete (or dead-lettered)."""
         span = self._span(opened, max(opened.start_ns, opened.last_line_ns))
         span.attributes[INCOMPLETE_ATTRIBUTE] = True
         span.attributes["sidecar.incomplete_reason"] = reason
@@ -323,45 +213,28 @@ class JobFirstAssembler:
 
     def expire(self, now_ns: int, into: DecodeResult) -> None:
         cutoff = now_ns - self.orphan_timeout_ns
-        for opened in [o for o in self._open.values() if o.last_seen_ns <= cutoff]:
+        for opened in self.table.seen_before(cutoff):
+            self.table.take(opened.trace, opened.span)
             self._close_incomplete(opened, "timeout", into)
-        for key, waiting in list(self._waiting.items()):
-            if waiting.last_seen_ns <= cutoff:
-                del self._waiting[key]
-                self._waiting_count -= len(waiting.events)
-                detail = f"no span {key[1]!r} of trace {key[0]!r} was seen before the timeout"
-                into.dead.extend(DeadLetter("orphan_event", detail, e.raw) for e in waiting.events)
+        for (trace, name), waiting in self.table.take_waiting_before(cutoff):
+            detail = f"no span {name!r} of trace {trace!r} was seen before the timeout"
+            into.dead.extend(DeadLetter("orphan_event", detail, e.raw) for e in waiting.events)
 
     # --- checkpoint state ------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
         if not self.pending:
             return {}
-        return {
-            "v": SNAPSHOT_VERSION,
-            "open": [open_state(o) for o in self._open.values()],
-            "waiting": [
-                [trace, name, w.last_seen_ns, [event_state(e) for e in w.events]]
-                for (trace, name), w in self._waiting.items()
-            ],
-        }
+        return {"v": SNAPSHOT_VERSION, **self.table.state()}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Replace the state with a `snapshot()`; ValueError if it is not one."""
-        self._open, self._by_name, self._waiting, self._waiting_count = {}, {}, {}, 0
+        self.table.clear()
         if not state:
             return
         if state.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"unknown jobfirst decoder state version {state.get('v')!r}")
         try:
-            for row in state["open"]:
-                opened = open_from_state(row)
-                self._open[(opened.trace, opened.span)] = opened
-                self._by_name.setdefault((opened.trace, opened.name), []).append(opened.span)
-            for trace, name, last_seen, events in state["waiting"]:
-                self._waiting[(checked(str, trace), checked(str, name))] = Waiting(
-                    checked(int, last_seen), [event_from_state(e) for e in checked(list, events)]
-                )
-                self._waiting_count += len(events)
+            self.table.load(state)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"bad jobfirst decoder state: {exc}") from exc

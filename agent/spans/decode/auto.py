@@ -47,7 +47,7 @@ from agent.spans.decode.direct import otlp_request
 from agent.spans.decode.direct_otlpstructs import otlp_line
 from agent.spans.decode.direct_sdk import go_span, python_span
 from agent.spans.decode.direct_sdkstructs import sdk_line
-from agent.spans.decode.jobfirst import MARKER, MARKER_TAIL, JobFirstDecoder, has_marker
+from agent.spans.decode.jobfirst import MARKER, JobFirstDecoder, has_marker
 from agent.spans.decode.otelsdk import OtelSdkDecoder, load_sdk_object, span_from_sdk_obj
 from agent.spans.decode.otlpjson import OtlpJsonDecoder
 from agent.spans.decode.pretty import continued_direct, is_pretty_start, pretty_direct
@@ -259,7 +259,7 @@ class AutoDecoder(LineFeeder):
                 return index
             line = lines[index]
             if not sdk_pending:
-                if MARKER_TAIL in line and has_marker(line):
+                if has_marker(line):
                     self.jobfirst.decode_direct(line, now_ns, direct, into, out)
                     continue
                 route = self._route_one(line, now_ns, direct=direct, into=into, out=out)
@@ -286,7 +286,7 @@ class AutoDecoder(LineFeeder):
         """The route of a one-line span record, written (straight, or through the general
         path when the direct one declines); None for any other line, which is not taken."""
         limit, service = self.max_line_bytes, self.default_service
-        if line[:1] != b"{" or b"race" not in line or len(line) > limit:
+        if line[:1] != b"{" or line.find(b"race") < 0 or len(line) > limit:  # has_marker's find
             return None
         if line.startswith(_OTLP_REQUEST) and otlp_line(line, service, direct, out):
             return "otlp-json"

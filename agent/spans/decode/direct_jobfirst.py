@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from agent.spans.decode.assemble import JobFirstAssembler
 from agent.spans.decode.jobfirst_mapping import (
     SPAN_ID_KEY,
     TRACE_ID_KEY,
@@ -25,6 +24,7 @@ from agent.spans.decode.jobfirst_mapping import (
     w3c_span_id,
     w3c_trace_id,
 )
+from agent.spans.decode.jobfirst_open import OpenSpans
 from agent.spans.decode.lookups import Remembered
 from agent.spans.encode.direct import event_fields
 from agent.spans.encode.protobuf import ATTRIBUTES, status_field
@@ -66,16 +66,18 @@ class TraceIds:
 
 
 def end_direct(
-    assembler: JobFirstAssembler,
+    table: OpenSpans,
     traces: TraceIds,
     direct: DirectWriter,
     out: list[DirectItem],
     end_line: EndFields,
+    *,
+    default_service: str | None,
 ) -> bool:
     """The span an end line finishes, written to `out`; False (nothing changed) to take the
     general path."""
     trace, span, name, time_ns, duration_ns, status, status_desc, service, attributes = end_line
-    opened = assembler.open_to_end(trace, span, name)
+    opened = table.to_end(trace, span, name)
     if opened is None or type(opened.name) is not str or not opened.name:
         return False  # (a name that is not a string comes from a doctored checkpoint only)
     name, start = opened.name, opened.start_ns  # the start line's name names the span
@@ -107,7 +109,7 @@ def end_direct(
         tail += status_field(STATUS_ERROR, status_desc)
     written = direct.span_of_ids(
         out,
-        direct.key_for(service or opened.service or assembler.default_service),
+        direct.key_for(service or opened.service or default_service),
         trace_id=traces.get(trace),
         span_id=w3c_span_id(trace, span),
         name=name,
@@ -117,7 +119,7 @@ def end_direct(
         tail=tail,
     )
     if written:
-        assembler.take_open(trace, span)
+        table.take(trace, span)
     return written
 
 

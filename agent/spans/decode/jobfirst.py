@@ -28,16 +28,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-from msgspec import UNSET
 
-from agent.spans.decode.assemble import (
-    END,
-    EVENT,
-    START,
-    JobFirstAssembler,
-    JobFirstLine,
-    OpenSpanExchange,
-)
+from agent.spans.decode.assemble import JobFirstAssembler, JobFirstLine, OpenSpanExchange
 from agent.spans.decode.common import (
     DEFAULT_MAX_LINE_BYTES,
     LineFeeder,
@@ -46,8 +38,25 @@ from agent.spans.decode.common import (
     load_object,
 )
 from agent.spans.decode.direct_jobfirst import EndFields, TraceIds, end_direct
+from agent.spans.decode.jobfirst_open import END, EVENT, START
 from agent.spans.decode.jobfirst_parse import KINDS, line_time, parse_duration, parse_line
-from agent.spans.decode.jobfirst_typed import TypedLines
+from agent.spans.decode.jobfirst_typed import (
+    DURATION,
+    EVENT_NAME,
+    MESSAGE,
+    MISSING,
+    MSG,
+    SERVICE,
+    SERVICE_NAME,
+    SPAN_ID,
+    SPAN_NAME,
+    STATUS,
+    STATUS_DESC,
+    TIME,
+    TIMESTAMP,
+    TRACE_ID,
+    TypedLines,
+)
 from agent.spans.model import DecodeResult
 from agent.spans.types import DirectItem
 from agent.spans.validate import BadRecord
@@ -55,17 +64,20 @@ from agent.spans.validate import BadRecord
 if TYPE_CHECKING:
     from agent.spans.encode.direct import DirectWriter
 
-MARKERS: Final = (b'"message":"Span ', b'"msg":"Span ')
-# Either marker in one regex scan: faster than two `in` tests on the lines that have neither.
+MESSAGE_MARKER: Final = b'"message":"Span '  # JobFirst's logrus key
+MSG_MARKER: Final = b'"msg":"Span '  # logrus' default key
+MARKERS: Final = (MESSAGE_MARKER, MSG_MARKER)
+# Either marker in one regex scan (the general path's test).
 MARKER: Final = re.compile(b"|".join(re.escape(marker) for marker in MARKERS))
-# What both markers end with: a substring test (memchr-fast) rules most other lines out first.
-MARKER_TAIL: Final = b'":"Span '
 
 
 def has_marker(line: bytes) -> bool:
-    """`MARKER.search(line)` for a line known to hold `MARKER_TAIL`: two substring tests are
-    faster than the regex once most lines have the tail."""
-    return MARKERS[0] in line or MARKERS[1] in line
+    """`MARKER.search(line) is not None` in two substring searches, the direct paths' test:
+    a span line is found in a third (JobFirst's key) to two thirds (logrus' default) of the
+    regex's time; a line with neither marker takes longer (docs/benchmarks.md). `find`, not
+    `in`: CPython's `bytes.__contains__` first tries its argument as an integer, and formats
+    the TypeError it then drops, on every call."""
+    return line.find(MESSAGE_MARKER) >= 0 or line.find(MSG_MARKER) >= 0
 
 
 class JobFirstDecoder(LineFeeder):
@@ -89,6 +101,8 @@ class JobFirstDecoder(LineFeeder):
             max_open_spans=max_open_spans,
             exchange=exchange,
         )
+        self.table = self.assembler.table  # the per-line work: compiled, called directly
+        self.default_service = default_service
         self.traces = TraceIds()
         self.typed = TypedLines()
 
@@ -112,12 +126,11 @@ class JobFirstDecoder(LineFeeder):
         self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
     ) -> list[DirectItem]:
         out: list[DirectItem] = []
-        search = MARKER.search  # one scan: in a JobFirst file most lines hold a marker
-        for line in lines:
-            if search(line) is None:
-                into.skipped += 1
-            else:
+        for line in lines:  # in a JobFirst file most lines are span lines
+            if has_marker(line):
                 self.decode_direct(line, now_ns, direct, into, out)
+            else:
+                into.skipped += 1
         return out
 
     def decode_direct(
@@ -155,45 +168,54 @@ class JobFirstDecoder(LineFeeder):
         fault, which the general path names."""
         typed = self.typed
         try:
-            record = typed.decode(line)
+            values = typed.read(line)
         except msgspec.DecodeError:  # ValidationError included
             return False
-        message = record.message
-        kind = KINDS.get(record.msg if message is UNSET else message)
-        trace, name = record.trace_id, record.span_name
-        span = "" if kind == EVENT else record.span_id  # UNSET is falsy
+        message = values[MESSAGE]
+        kind = KINDS.get(values[MSG] if message is MISSING else message)
+        trace, name = values[TRACE_ID], values[SPAN_NAME]
+        span = "" if kind == EVENT else values[SPAN_ID]  # MISSING is falsy
         if kind is None or not trace or not name or not (span or kind == EVENT):
             return False
-        stamp = record.timestamp
-        if stamp is UNSET:
-            stamp = record.time
-        attributes = typed.attributes(record, line)
-        if stamp is UNSET or attributes is None:
+        stamp = values[TIMESTAMP]
+        if stamp is MISSING:
+            stamp = values[TIME]
+        attributes = typed.attributes(values, line)
+        if stamp is MISSING or attributes is None:
             return False
-        service = record.service if record.service is not UNSET else record.service_name
         try:
             time_ns = line_time(stamp)
-            duration = (
-                None if kind != END or record.duration is UNSET else parse_duration(record.duration)
-            )
         except BadRecord:
             return False
+        service = values[SERVICE]
+        if service is MISSING:
+            service = values[SERVICE_NAME]
         if kind == START:
-            self.assembler.start(
+            evicted = self.table.start(
                 trace, span, name, time_ns=time_ns, service=service or None,
-                attributes=attributes, raw=line, now_ns=now_ns, into=into,
+                attributes=attributes, raw=line, now_ns=now_ns,
             )  # fmt: skip
+            if evicted is not None:
+                self.assembler.close_evicted(evicted, into)
         elif kind == EVENT:
-            if not record.event_name:
+            event_name = values[EVENT_NAME]
+            if not event_name:
                 return False
-            self.assembler.event(
-                trace, name, record.event_name, time_ns=time_ns, attributes=attributes,
+            self.table.event(
+                trace, name, event_name, time_ns=time_ns, attributes=attributes,
                 raw=line, now_ns=now_ns, into=into,
             )  # fmt: skip
         else:
-            status = 0 if record.status is UNSET else record.status
-            desc = "" if record.status_desc is UNSET else record.status_desc
-            end = (trace, span, name, time_ns, duration, status, desc, service or None, attributes)
+            duration = values[DURATION]
+            try:
+                duration_ns = None if duration is MISSING else parse_duration(duration)
+            except BadRecord:
+                return False
+            status, desc = values[STATUS], values[STATUS_DESC]
+            end = (
+                trace, span, name, time_ns, duration_ns, 0 if status is MISSING else status,
+                "" if desc is MISSING else desc, service or None, attributes,
+            )  # fmt: skip
             self._end_line(end, line, now_ns=now_ns, direct=direct, into=into, out=out)
         return True
 
@@ -208,7 +230,10 @@ class JobFirstDecoder(LineFeeder):
         out: list[DirectItem],
     ) -> None:
         """An end line's span: written by `end_direct`, else by the assembler (a fallback)."""
-        if not end_direct(self.assembler, self.traces, direct, out, end):
+        written = end_direct(
+            self.table, self.traces, direct, out, end, default_service=self.default_service
+        )
+        if not written:
             into.fallbacks += 1
             trace, span, name, time_ns, duration, status, desc, service, attributes = end
             parsed = JobFirstLine(

@@ -17,13 +17,15 @@ _DAY_NS: Final = 86_400 * 1_000_000_000
 _HTTP_NAME: Final = re.compile(r"(GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH) (/\S*)")
 _TRACE_HASHER: Final = blake2b(digest_size=16, person=b"jobfirst.trace")
 _SPAN_HASHER: Final = blake2b(digest_size=8, person=b"jobfirst.span")
+_ZERO_TRACE_ID: Final = bytes(16)
+_ZERO_SPAN_ID: Final = bytes(8)
 
 
 def w3c_trace_id(trace: str) -> bytes:
     hasher = _TRACE_HASHER.copy()
     hasher.update(trace.encode())
     digest = hasher.digest()
-    return digest if any(digest) else digest[:-1] + b"\x01"
+    return digest if digest != _ZERO_TRACE_ID else digest[:-1] + b"\x01"
 
 
 def w3c_span_id(trace: str, span: str) -> bytes:
@@ -31,7 +33,7 @@ def w3c_span_id(trace: str, span: str) -> bytes:
     hasher = _SPAN_HASHER.copy()
     hasher.update(f"{trace}\x00{span}".encode())
     digest = hasher.digest()
-    return digest if any(digest) else digest[:-1] + b"\x01"
+    return digest if digest != _ZERO_SPAN_ID else digest[:-1] + b"\x01"
 
 
 def _id_nanos(text: str, prefix: str) -> int | None:

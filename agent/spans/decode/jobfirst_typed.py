@@ -22,7 +22,6 @@ tests/unit/spans/decode/test_direct_jobfirst.py holds the two paths to the same 
 from __future__ import annotations
 
 import re
-from operator import attrgetter
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -31,9 +30,26 @@ from msgspec import UNSET, UnsetType
 from agent.spans.decode.jobfirst_parse import CONSUMED
 from agent.spans.model import Attributes
 
+# A field the line does not have (msgspec's UNSET), bound once: a constant in compiled code.
+MISSING: Final = UNSET
+# Where `TypedLines.read` puts each consumed key: the Struct's fields are the consumed keys,
+# sorted, then the learned ones (test_direct_jobfirst.py pins these to the Struct).
+DURATION: Final = 0
+EVENT_NAME: Final = 1
+MESSAGE: Final = 2
+MSG: Final = 3
+SERVICE: Final = 4
+SERVICE_NAME: Final = 5
+SPAN_ID: Final = 6
+SPAN_NAME: Final = 7
+STATUS: Final = 8
+STATUS_DESC: Final = 9
+TIME: Final = 10
+TIMESTAMP: Final = 11
+TRACE_ID: Final = 12
+FIRST_EXTRA: Final = 13
 MAX_EXTRAS: Final = 16
 LEARN_LIMIT: Final = 64
-_KNOWN_LIMIT: Final = 256
 _PLAIN_KEY: Final = re.compile(r'[^"\\\x00-\x1f]+')  # a key JSON writes as it is
 _INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 # The consumed keys, typed as parse_line reads them.
@@ -42,13 +58,18 @@ _FIELDS: Final[list[tuple[str, Any, Any]]] = [
 ]
 
 
-def _record_type(extras: list[str]) -> Any:
-    """A Struct of the consumed keys and `extras` (as fields x0, x1, ...), all optional."""
+_astuple: Final = msgspec.structs.astuple
+
+
+def record_type(extras: list[str]) -> Any:
+    """A Struct of the consumed keys and `extras` (as fields x0, x1, ...), all optional. Its
+    fields are strings and integers only, so its instances stay out of the garbage
+    collector's lists (`gc=False`)."""
     fields = _FIELDS + [
         (f"x{at}", str | _INT64 | UnsetType, msgspec.field(default=UNSET, name=key))
         for at, key in enumerate(extras)
     ]
-    return msgspec.defstruct("JobFirstRecord", fields, forbid_unknown_fields=True)
+    return msgspec.defstruct("JobFirstRecord", fields, forbid_unknown_fields=True, gc=False)
 
 
 class TypedLines:
@@ -57,28 +78,27 @@ class TypedLines:
     def __init__(self) -> None:
         self.extras: list[str] = []  # the attribute keys learned, in the order learned
         self._needles: dict[str, bytes] = {}
-        self._values: Any = attrgetter("message", "message")  # no attributes: zip stops
-        self.decode = msgspec.json.Decoder(_record_type([])).decode  # msgspec.DecodeError
+        self._decode = msgspec.json.Decoder(record_type([])).decode
         self._tries = 0
-        self._known: dict[tuple[Any, ...], Attributes] = {}
 
-    def attributes(self, record: Any, line: bytes) -> Attributes | None:
-        """The record's attributes in the line's order, as `parse_line` reads them; None to
-        read the line the general way. A line with one attribute or none is looked up by its
-        values (a start or event line of a service repeats them: `{"level": "info"}`)."""
-        values = self._values(record)
-        known = self._known.get(values)
-        if known is not None:
-            return known.copy()  # a dict of its own: the assembler adds to a start line's
-        attributes = {
-            key: value
-            for key, value in zip(self.extras, values, strict=False)
-            if value is not UNSET
-        }
+    def read(self, line: bytes) -> tuple[Any, ...]:
+        """The line's fields in the Struct's order (`MESSAGE`, ..., then the learned keys from
+        `FIRST_EXTRA`), `MISSING` where it has none; msgspec.DecodeError for a line the Struct
+        does not fit. One tuple, indexed, instead of an attribute lookup per field."""
+        values: tuple[Any, ...] = _astuple(self._decode(line))
+        return values
+
+    def attributes(self, values: tuple[Any, ...], line: bytes) -> Attributes | None:
+        """The attributes of a line's `read` in the line's order, as `parse_line` reads them
+        (a dict of its own: the assembler adds an end line's to its start line's); None to
+        read the line the general way."""
+        names = self.extras
+        attributes: Attributes = {}
+        for at in range(len(names)):  # indexed: a C loop when compiled, where zip is not
+            value = values[FIRST_EXTRA + at]
+            if value is not MISSING:
+                attributes[names[at]] = value
         if len(attributes) < 2:
-            if len(self._known) >= _KNOWN_LIMIT:
-                self._known.clear()
-            self._known[values] = attributes.copy()
             return attributes
         needles, last = self._needles, -1
         for key in attributes:  # each first `"key":` after the one before: the line's order
@@ -111,7 +131,4 @@ class TypedLines:
             return
         self.extras += new
         self._needles = {key: b'"' + key.encode() + b'":' for key in self.extras}
-        # Two names at least, so the getter answers a tuple (zip stops at the last extra).
-        self._values = attrgetter(*(f"x{at}" for at in range(len(self.extras))), "x0")
-        self._known.clear()
-        self.decode = msgspec.json.Decoder(_record_type(self.extras)).decode
+        self._decode = msgspec.json.Decoder(record_type(self.extras)).decode

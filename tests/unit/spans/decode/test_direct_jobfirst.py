@@ -13,16 +13,23 @@ import json
 from functools import partial
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from agent.spans.decode import jobfirst_typed
 from agent.spans.decode.assemble import OpenSpanExchange
 from agent.spans.decode.common import load_object
-from agent.spans.decode.jobfirst import JobFirstDecoder
-from agent.spans.decode.jobfirst_parse import parse_duration, parse_go_duration, parse_line
-from agent.spans.decode.jobfirst_typed import LEARN_LIMIT, MAX_EXTRAS, TypedLines
+from agent.spans.decode.jobfirst import MARKER, MARKERS, JobFirstDecoder, has_marker
+from agent.spans.decode.jobfirst_parse import (
+    CONSUMED,
+    parse_duration,
+    parse_go_duration,
+    parse_line,
+)
+from agent.spans.decode.jobfirst_typed import LEARN_LIMIT, MAX_EXTRAS, MISSING, TypedLines
 from agent.spans.decode.registry import make_decoder
 from agent.spans.encode.direct import DirectWriter
 from agent.spans.encode.protobuf import encode_span, span_field
@@ -122,6 +129,77 @@ def test_an_end_line_without_its_start_takes_the_general_path() -> None:
 )  # fmt: skip
 def test_the_one_unit_duration_parse_is_the_go_parse(text: str) -> None:
     assert parse_duration(text) == parse_go_duration(text)
+
+
+_MARKER_PARTS = st.sampled_from(
+    [*MARKERS, b'"message":"Span', b'"msg":"Spa', b'"message": "Span ', b"Span ", b'{"', b"\x00"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.binary(max_size=6) | _MARKER_PARTS, max_size=6))
+def test_the_marker_searches_are_the_regex(parts: list[bytes]) -> None:
+    line = b"".join(parts)
+    assert has_marker(line) == (MARKER.search(line) is not None)
+
+
+_UNITS = ["ns", "us", "µs", "μs", "ms", "s", "m", "h"]
+_NUMBERS = st.from_regex(r"[0-9]{0,4}(\.[0-9]{0,12})?", fullmatch=True)
+_ODD_PARTS = st.sampled_from(["", "-", "+", ".", " ", "..", "٣", "²", "e", "sm", "µ", "s"])
+
+
+@st.composite
+def durations(draw: st.DrawFn) -> str:
+    """Go durations of one unit or several, signs, and near misses of every part."""
+    parts = [draw(st.sampled_from(["", "", "-", "+"]))]
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        parts += [draw(_NUMBERS), draw(st.sampled_from(_UNITS))]
+    for _ in range(draw(st.integers(min_value=0, max_value=1))):
+        parts.insert(draw(st.integers(0, len(parts))), draw(_ODD_PARTS))
+    return "".join(parts)
+
+
+def go_duration_string(nanos: int) -> str:
+    """What Go's `time.Duration.String()` writes for a non-negative duration."""
+    if nanos < 1_000:
+        return f"{nanos}ns"
+    if nanos < 1_000_000_000:
+        unit, scale = ("µs", 1_000) if nanos < 1_000_000 else ("ms", 1_000_000)
+        return _decimal(nanos, scale) + unit
+    hours, rest = divmod(nanos, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    seconds = _decimal(rest, 1_000_000_000) + "s"
+    if hours:
+        return f"{hours}h{minutes}m{seconds}"
+    return f"{minutes}m{seconds}" if minutes else seconds
+
+
+def _decimal(nanos: int, scale: int) -> str:
+    whole, frac = divmod(nanos, scale)
+    digits = str(frac).rjust(len(str(scale)) - 1, "0").rstrip("0")
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
+def _parsed(parse: Any, text: str) -> Any:
+    try:
+        return parse(text)
+    except (BadRecord, ValueError) as exc:
+        return type(exc)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(durations() | st.text(max_size=8))
+def test_the_regex_free_duration_parse_is_the_go_parse(text: str) -> None:
+    fast = _parsed(parse_duration, text)
+    assert fast == _parsed(parse_go_duration, text)
+    event(f"parsed: {not isinstance(fast, type)}")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.integers(min_value=0, max_value=2**63 - 1))
+def test_what_go_writes_is_read_back_exactly(nanos: int) -> None:
+    text = go_duration_string(nanos)
+    assert parse_duration(text) == parse_go_duration(text) == nanos
 
 
 _JSON_SCALARS = (
@@ -309,8 +387,24 @@ def test_a_fault_on_a_learned_line_is_named_by_the_general_path(line: bytes) -> 
 def test_attributes_keep_the_order_of_their_line() -> None:
     reader = _taught(started(a="1", b=2)).typed
     line = started().replace(b'"level":"info"', b'"b":3,"level":"info","a":"x"')
-    assert list(reader.attributes(reader.decode(line), line) or {}) == ["b", "level", "a"]
+    assert list(reader.attributes(reader.read(line), line) or {}) == ["b", "level", "a"]
     same_reads("jobfirst", [started(a="1", b=2), line, ended(span="span_1732777445000000001")])
+
+
+def test_the_field_indexes_are_the_structs() -> None:
+    """`TypedLines.read` is indexed by constants: each names its key's place in the Struct,
+    with or without learned keys, and the learned keys follow from `FIRST_EXTRA`."""
+    for extras in ([], ["user_id", "attempt"]):
+        names = [f.encode_name for f in msgspec.structs.fields(jobfirst_typed.record_type(extras))]
+        for key in CONSUMED:
+            assert names[getattr(jobfirst_typed, key.upper())] == key
+        assert names[jobfirst_typed.FIRST_EXTRA :] == extras
+    reader = _taught(started(user_id="u")).typed
+    values = reader.read(ended(user_id="u-2", service="svc"))
+    assert values[jobfirst_typed.SERVICE] == "svc"
+    assert values[jobfirst_typed.DURATION] == "1.5ms"
+    assert values[jobfirst_typed.SERVICE_NAME] is MISSING
+    assert values[jobfirst_typed.FIRST_EXTRA :] == ("info", "u-2")
 
 
 def test_learning_is_bounded() -> None:
@@ -359,15 +453,15 @@ def test_rotation_and_checkpoints_read_typed_lines_as_the_general_path(fmt: str)
     assert seen[0][2] and seen[0][4] == []
 
 
-def test_looked_up_attributes_are_a_dict_of_their_own_each_time() -> None:
+def test_attributes_are_a_dict_of_their_own_each_time() -> None:
     """The assembler adds an end line's fields to its start line's dict (the general path's
-    `_end`): a start line's looked-up attributes must not be shared with the next one's."""
+    `_end`): a start line's attributes must not be shared with the next one's."""
     reader = _taught(started(user_id="u")).typed
-    first = reader.attributes(reader.decode(started()), started())
+    first = reader.attributes(reader.read(started()), started())
     assert first == {"level": "info"}
     assert first is not None
     first["user_id"] = "changed"
-    assert reader.attributes(reader.decode(started()), started()) == {"level": "info"}
-    reader.learn(orjson.loads(started(attempt=1)))  # new keys: the lookups start over
-    again = reader.attributes(reader.decode(started(attempt=2)), started(attempt=2))
+    assert reader.attributes(reader.read(started()), started()) == {"level": "info"}
+    reader.learn(orjson.loads(started(attempt=1)))  # new keys, a new Struct
+    again = reader.attributes(reader.read(started(attempt=2)), started(attempt=2))
     assert list((again or {}).items()) == [("attempt", 2), ("level", "info")]  # the line's order
