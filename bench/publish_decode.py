@@ -5,7 +5,9 @@ The accept-side work that differs between JSON and msgpack bodies of the same 1,
 scan of the body, and the jobfirst layout's `encode`. Beside them, the parts of the msgpack
 path and what bounds it from below: msgspec decoding the body with every `data` as a Python
 value, against decoding it with every `data` left as its msgpack bytes (msgspec.Raw), which is
-all a JSON body needs (its `data` is kept as its own JSON text). CPU time (process_time), the
+all a JSON body needs (its `data` is kept as its own JSON text). Then Dapr's bulk body of the
+same messages (one content type): its typed route (events kept as their JSON text, one headers
+template) against the general one (the body parsed by orjson). CPU time (process_time), the
 collector's threshold as the agent sets it, interleaved, median of --repeat runs, µs a message.
 bench/proxy.py measures the whole agent end to end.
 Run: `.venv/bin/python bench/publish_decode.py`
@@ -32,7 +34,8 @@ from publish_load import sample_data  # noqa: E402
 
 from agent.config.tree import TopicConfig  # noqa: E402
 from agent.core.garbage import tune_garbage_collector  # noqa: E402
-from agent.messages.codec import decode_envelopes  # noqa: E402
+from agent.messages.codec import decode_envelopes, decode_json  # noqa: E402
+from agent.messages.dapr import dapr_bulk_body, dapr_bulk_entries  # noqa: E402
 from agent.messages.layout import TopicLayout  # noqa: E402
 from agent.messages.message import AcceptTime, may_need_go_escape  # noqa: E402
 
@@ -57,6 +60,12 @@ def main() -> None:
     batch = args.batch
     envelopes = [{"data": sample_data(number)} for number in range(batch)]
     bodies = {JSON: orjson.dumps(envelopes), MSGPACK: msgpack.packb(envelopes)}
+    bulk_body = orjson.dumps(
+        [
+            {"entryId": str(number), "event": sample_data(number), "contentType": JSON}
+            for number in range(batch)
+        ]
+    )
     at = AcceptTime.at(time.time_ns())
     ids = [f"msg_{at.unix_ns + n}_bench" for n in range(batch)]
     layout = TopicLayout("bench", TopicConfig())
@@ -69,7 +78,18 @@ def main() -> None:
             ).blob
         )
 
+    def accept_bulk(typed: bool) -> Callable[[], object]:
+        def work() -> object:
+            if typed:
+                bulk, _ = dapr_bulk_body(bulk_body, {})
+            else:
+                bulk, _ = dapr_bulk_entries(decode_json(bulk_body), {})
+            return layout.encode(bulk, ids, at, escape=may_need_go_escape(bulk_body)).blob
+
+        return work
+
     assert accept(JSON)() == accept(MSGPACK)(), "the two bodies must write the same commands"
+    assert accept_bulk(True)() == accept_bulk(False)(), "both bulk paths must write the same"
     as_values = msgspec.msgpack.Decoder(list[_DataAsValue])
     as_bytes = msgspec.msgpack.Decoder(list[_DataAsBytes])
     cases: dict[str, Callable[[], object]] = {
@@ -79,6 +99,8 @@ def main() -> None:
         "msgpack: decode_envelopes": lambda: decode_envelopes(bodies[MSGPACK], MSGPACK),
         "msgpack floor: msgspec, data as values": lambda: as_values.decode(bodies[MSGPACK]),
         "msgpack floor: msgspec, data as bytes": lambda: as_bytes.decode(bodies[MSGPACK]),
+        "Dapr bulk: decode + escape scan + encode": accept_bulk(True),
+        "Dapr bulk, general route (orjson parse)": accept_bulk(False),
     }
     runs: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.repeat):

@@ -41,3 +41,16 @@ def _extension(code: int, data: memoryview) -> msgpack.ExtType:
 DATA_ONLY_MSGPACK = msgspec.msgpack.Decoder(
     DataOnlyValue | list[DataOnlyValue], ext_hook=_extension
 )
+
+
+class BulkEntry(msgspec.Struct, gc=False):
+    """One entry of Dapr's bulk publish body, its event kept as its JSON text. Unknown keys are
+    ignored, as daprd ignores them."""
+
+    entryId: str  # Dapr's names
+    event: msgspec.Raw
+    contentType: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+BULK_ENTRIES = msgspec.json.Decoder(list[BulkEntry])

@@ -171,24 +171,31 @@ def _data_only_msgpack_envelopes(body: bytes) -> list[Envelope] | None:
 def _data_only_envelopes(body: bytes) -> list[Envelope] | None:
     """`{"data": ...}` or a non-empty array of them, `data` kept as raw JSON text; None when
     the body is anything else or not valid (the general path then decides and says why)."""
-    if not body.isascii():
-        try:
-            body.decode()  # msgspec skips over `data` without checking its UTF-8
-        except UnicodeDecodeError:
-            return None
-    if _may_overflow_double(body):
+    if not may_keep_raw_json(body):
         return None
     try:
         value = DATA_ONLY.decode(body)
     except (msgspec.MsgspecError, RecursionError):
         return None
     if isinstance(value, DataOnly):
-        return [(None, _encodable(value.data), None, None)]
+        return [(None, encodable(value.data), None, None)]
     if not value or len(value) > MAX_BATCH_ENTRIES:
         return None
     if any(len(item.data) >= _DEEP_ENOUGH for item in value):
-        return [(None, _encodable(item.data), None, None) for item in value]
+        return [(None, encodable(item.data), None, None) for item in value]
     return [(None, item.data, None, None) for item in value]
+
+
+def may_keep_raw_json(body: bytes) -> bool:
+    """Whether values of this JSON body may be kept as their own text (msgspec.Raw): its UTF-8
+    is valid (msgspec skips over a Raw value without checking it) and no number in it may
+    overflow a double."""
+    if not body.isascii():
+        try:
+            body.decode()
+        except UnicodeDecodeError:
+            return False
+    return not _may_overflow_double(body)
 
 
 def _may_overflow_double(body: bytes) -> bool:
@@ -201,7 +208,7 @@ def _may_overflow_double(body: bytes) -> bool:
     return b"\x01000" in shapes or b"0" * _LONGEST_DOUBLE_DIGITS in shapes
 
 
-def _encodable(data: msgspec.Raw) -> Any:
+def encodable(data: msgspec.Raw) -> Any:
     """Raw JSON that may nest deeper than orjson writes becomes a Python value, so that it
     meets the same limit (and error) as on the general path."""
     if len(data) < _DEEP_ENOUGH:

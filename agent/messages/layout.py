@@ -18,18 +18,17 @@ from collections.abc import Sequence
 from itertools import accumulate
 from typing import Any, NamedTuple
 
-import msgspec
 import orjson
 from msgspec import Raw
 
 from agent.config.tree import TopicConfig
+from agent.messages.batchtexts import BatchTexts
 from agent.messages.codec import Envelope, entry_error, plain
 from agent.messages.message import (
     AcceptTime,
     dumps_json,
     encode_extra,
     go_escape,
-    may_need_go_escape,
     message_json,
 )
 from agent.messages.redis.resp import bulk, decode_command
@@ -86,6 +85,63 @@ class _JobfirstParts:
         self.no_maps = b',"headers":null,"metadata":null' + self.time_part
 
 
+class _CommandTemplate(NamedTuple):
+    """`text % (document size, id, data)` is an entry's whole command; `size` is the length of
+    the Message JSON besides its id and data."""
+
+    text: bytes
+    size: int
+
+
+class _HeadersTemplates:
+    """The command templates of one request's entries with headers (and no id or metadata),
+    one per distinct headers set: by the dict's identity (Dapr's bulk route shares one dict
+    per content type), else by its JSON text (equal headers in separate dicts)."""
+
+    __slots__ = ("_at", "_by_object", "_by_text", "_escape", "_layout", "_parts", "_texts")
+
+    def __init__(
+        self, layout: TopicLayout, texts: BatchTexts, at: AcceptTime, escape: bool
+    ) -> None:
+        self._layout = layout
+        self._texts = texts.headers
+        self._escape = escape
+        self._parts: _JobfirstParts | None = None
+        self._at = at
+        self._by_object: dict[int, _CommandTemplate] = {}
+        self._by_text: dict[bytes, _CommandTemplate] = {}
+
+    def get(self, index: int, headers: dict[str, str]) -> _CommandTemplate:
+        """Raises BodyError naming entry `index` when a header clashes with a layout field."""
+        template = self._by_object.get(id(headers))
+        if template is None:
+            text = bytes(self._texts[id(headers)])
+            template = self._by_text.get(text)
+            if template is None:
+                template = self._make(index, headers, text)
+                self._by_text[text] = template
+            self._by_object[id(headers)] = template
+        return template
+
+    def _make(self, index: int, headers: dict[str, str], text: bytes) -> _CommandTemplate:
+        layout = self._layout
+        fields = layout._header_fields(index, headers)
+        self._parts = self._parts or _JobfirstParts(layout, self._at)
+        if self._escape:
+            text = go_escape(text)
+        rest = b',"headers":' + text + b',"metadata":null' + self._parts.time_part
+        start = layout._start(3 + len(headers)) + _FIELD_DATA
+        template = (
+            start.replace(b"%", b"%%")
+            + b'$%d\r\n{"id":"%b"'
+            + layout._topic_part.replace(b"%", b"%%")
+            + b"%b"
+            + (rest + self._parts.tail + fields).replace(b"%", b"%%")
+        )
+        size = len(b'{"id":""') + len(layout._topic_part) + len(rest)
+        return _CommandTemplate(template, size)
+
+
 class TopicLayout:
     """One topic's layout, stream key and MAXLEN; `encode` turns envelopes into XADDs."""
 
@@ -140,10 +196,12 @@ class TopicLayout:
     ) -> list[bytes]:
         # The hot loop of a batch. The Message JSON is assembled around the data's JSON text:
         # the client's own when the codec kept it (msgspec.Raw), else written for the whole
-        # batch in one orjson call (a dict per message for orjson to walk costs five times as
-        # much, one call per message twice as much). The output is identical to `message_json`
-        # for the same values (unit tests hold the two together).
-        texts = _DataTexts.of(envelopes, escape)
+        # batch in one orjson call (see agent.messages.batchtexts), and each entry without an
+        # id or metadata is one formatting step of a template: the per-second one for entries
+        # without headers, one per distinct headers set (made from the same orjson call) for
+        # the others. The output is identical to `message_json` for the same values (unit
+        # tests hold the paths together).
+        texts = BatchTexts.of(envelopes, escape)
         if texts is None:  # some value cannot be written: each entry alone names the first
             every = _JobfirstParts(self, at)
             return [
@@ -154,22 +212,28 @@ class TopicLayout:
         accepted = at.rfc3339.encode()
         size = self._plain_size + len(accepted)
         parts: _JobfirstParts | None = None  # made for the first entry that is not plain
+        templates = _HeadersTemplates(self, texts, at, escape)
         escape_written = texts.escape_written
         commands: list[bytes] = []
         append = commands.append
         for index, envelope in enumerate(envelopes):
             given_id, _, headers, metadata = envelope
-            if given_id is None and not headers and metadata is None:
-                # The common entry, in one formatting step: our id (plain ASCII, nothing to
-                # escape), the data's JSON, and fixed parts that hold nothing Go escapes.
-                text = texts.texts[index]
-                if escape_written if type(envelope[1]) is not Raw else escape:
-                    text = go_escape(bytes(text))
-                message_id = ids[index].encode()
-                append(plain % (size + len(message_id) + len(text), message_id, text, accepted))
-            else:
+            if given_id is not None or metadata is not None:
                 parts = parts or _JobfirstParts(self, at)
                 append(self._jobfirst_command(index, envelope, ids[index], parts, escape))
+                continue
+            # Our id (plain ASCII, nothing to escape), the data's JSON, and fixed parts that
+            # hold nothing Go escapes (a template's headers text is escaped once, when made).
+            text = texts.texts[index]
+            if escape_written if type(envelope[1]) is not Raw else escape:
+                text = go_escape(bytes(text))
+            message_id = ids[index].encode()
+            if not headers:
+                append(plain % (size + len(message_id) + len(text), message_id, text, accepted))
+            else:
+                template = templates.get(index, headers)
+                size_of = template.size + len(message_id) + len(text)
+                append(template.text % (size_of, message_id, text))
         return commands
 
     def _plain_template(self, unix_seconds: bytes) -> bytes:
@@ -250,52 +314,6 @@ class TopicLayout:
             parts.append(bulk(_encode_text(index, name)))
             parts.append(bulk(_encode_text(index, value)))
         return b"".join(parts)
-
-
-_SPLIT_JSON_ARRAY = msgspec.json.Decoder(list[Raw])
-
-
-class _DataTexts(NamedTuple):
-    """Each entry's `data` as JSON text: the client's own (Raw), or written by one orjson call
-    for the whole batch and cut apart by msgspec (Raw slices of that one buffer)."""
-
-    texts: list[Any]
-    escape_written: bool  # whether the written ones may hold a character Go escapes
-
-    @classmethod
-    def of(cls, envelopes: Sequence[Envelope], escape: bool) -> _DataTexts | None:
-        """None when some value cannot be written as JSON."""
-        texts: list[Any] = [envelope[1] for envelope in envelopes]
-        kinds = set(map(type, texts))  # one C-level pass; nearly every batch is of one kind
-        written: list[int] | None = None  # None: every one is written
-        if Raw in kinds:
-            if len(kinds) == 1:
-                return cls(texts, False)
-            written = [index for index, data in enumerate(texts) if type(data) is not Raw]
-        values = texts if written is None else [texts[i] for i in written]
-        try:
-            batch = _dumps_batch(values)
-            pieces = _SPLIT_JSON_ARRAY.decode(batch)
-        except (orjson.JSONEncodeError, TypeError, msgspec.MsgspecError, RecursionError):
-            return None
-        if written is None:
-            texts = pieces
-        else:
-            for index, piece in zip(written, pieces, strict=True):
-                texts[index] = piece
-        # What orjson writes holds a character Go escapes only where a string holds it raw:
-        # one scan of the batch usually clears every entry at once.
-        return cls(texts, escape and may_need_go_escape(batch))
-
-
-def _dumps_batch(values: list[Any]) -> bytes:
-    """What `dumps_json` writes, for a list. OPT_NON_STR_KEYS makes orjson half again slower,
-    and nearly every payload has only string keys: try without it first (the output is the
-    same whenever that succeeds)."""
-    try:
-        return orjson.dumps(values, default=encode_extra)
-    except orjson.JSONEncodeError:
-        return orjson.dumps(values, default=encode_extra, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _why(error: Exception) -> BaseException:

@@ -28,11 +28,10 @@ from agent.messages.codec import (
     BodyError,
     Envelope,
     decode_envelopes,
-    decode_json,
     is_json_type,
     media_type,
 )
-from agent.messages.dapr import cloudevent_id, dapr_bulk_entries, dapr_data, dapr_headers
+from agent.messages.dapr import cloudevent_id, dapr_bulk_body, dapr_data, dapr_headers
 from agent.messages.intake import ACK_MODES, Accepted, Intake, PublishRefused
 from agent.messages.message import may_need_go_escape
 from agent.messages.topics import TOPIC_RULE, is_valid_topic
@@ -162,7 +161,7 @@ class PublishCore:
             raise BodyError(415, "unsupported_media_type", "a bulk publish body is JSON")
         with self._charge(request) as charge:
             body = await self._body(request, source)
-            envelopes, entry_ids = dapr_bulk_entries(decode_json(body), request.query)
+            envelopes, entry_ids = dapr_bulk_body(body, request.query)
             charge.entries(len(envelopes))
             escape = bool(request.query_string) or may_need_go_escape(body)
             result = await self._accept(topic, envelopes, ack, escape=escape)

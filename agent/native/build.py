@@ -75,6 +75,7 @@ MODULES: tuple[str, ...] = (
     "agent/spans/model.py",
     "agent/spans/export/outbound.py",
     "agent/spans/export/batcher.py",
+    "agent/messages/batchtexts.py",
     "agent/messages/codec.py",
     "agent/messages/dapr.py",
     "agent/messages/layout.py",

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 import msgpack
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -29,10 +30,18 @@ from agent.messages.codec import (
     decode_body,
     decode_envelopes,
     envelopes_from,
+    plain,
 )
-from agent.messages.dapr import cloudevent_id, dapr_bulk_entries, dapr_data, dapr_headers
-from agent.messages.layout import TopicLayout, fields_of
+from agent.messages.dapr import (
+    cloudevent_id,
+    dapr_bulk_body,
+    dapr_bulk_entries,
+    dapr_data,
+    dapr_headers,
+)
+from agent.messages.layout import EncodedEntries, TopicLayout, _JobfirstParts, fields_of
 from agent.messages.message import AcceptTime, dumps_json, may_need_go_escape, message_json
+from agent.messages.redis.resp import decode_command
 
 AT = AcceptTime.at(1_732_806_245_123_456_789)
 JSON = "application/json"
@@ -309,9 +318,11 @@ def test_dapr_single_and_bulk_publishes_write_the_same_commands(values: list[Any
     ]
     bulk_body = orjson.dumps(entries)
     bulk, _ = dapr_bulk_entries(decode_body(bulk_body, JSON), {})
+    typed, _ = dapr_bulk_body(bulk_body, {})
     for kind in LAYOUTS:
         layout = TopicLayout("orders", TopicConfig(layout=kind))
-        assert written(layout, bulk, bulk_body) == one_at_a_time(layout, singles)
+        expected = one_at_a_time(layout, singles)
+        assert written(layout, bulk, bulk_body) == written(layout, typed, bulk_body) == expected
 
 
 def test_data_only_msgpack_bodies_take_the_typed_path() -> None:
@@ -421,9 +432,247 @@ def test_cloudevents_publish_the_same_single_and_bulk(events: list[dict[str, Any
         ]
         bulk_body = orjson.dumps(entries)
         bulk, _ = dapr_bulk_entries(decode_body(bulk_body, JSON), {})
+        assert dapr_bulk_body(bulk_body, {})[0] == bulk  # CloudEvents are parsed on both
         assert [envelope[0] for envelope in bulk] == [
             event["id"] if event["id"] != " bad id" else None for event in events
         ]
         for layout_kind in LAYOUTS:
             layout = TopicLayout("orders", TopicConfig(layout=layout_kind))
             assert written(layout, bulk, bulk_body) == one_at_a_time(layout, singles)
+
+
+# Entries with headers (and no id or metadata) are written from one command template per
+# distinct headers set; these hold the templates to the layout's per-entry code and to
+# `message_json`. Header names and values hold what the templates must escape: Go's
+# characters in the JSON text, "%" in the template itself, a reserved field name (the entry's
+# error), a lone surrogate (no JSON form: the whole request takes the per-entry code).
+template_header_names = st.sampled_from(
+    ["content-type", "traceparent", "x-tenant", "é<>", "x-%b", "%", "data"]
+)
+template_header_values = text | st.text(
+    alphabet=st.sampled_from(["a", "b", "%", "<", "&", "é", "\u2028", "\\", "\ud800"]),
+    max_size=6,
+)
+header_sets = st.dictionaries(template_header_names, template_header_values, min_size=1, max_size=3)
+# An entry's headers: None, a fresh dict, or one of the request's shared dicts (by index).
+headers_choice = st.none() | header_sets | st.integers(min_value=0, max_value=2)
+templated_entries = st.tuples(
+    st.none() | st.sampled_from(["order-1"]),
+    json_values,
+    headers_choice,
+    st.none() | st.dictionaries(text, json_values, max_size=1),
+)
+
+
+def with_shared_headers(
+    entries: list[tuple[Any, ...]], shared: list[dict[str, str]], raw_data: bool
+) -> list[Envelope]:
+    """The envelopes, an integer headers choice replaced by that shared dict (the same object
+    in each entry that names it); `raw_data`: each `data` as its JSON text, as a JSON body's."""
+    envelopes: list[Envelope] = []
+    for given_id, data, choice, meta in entries:
+        headers = shared[choice] if isinstance(choice, int) else choice
+        value = msgspec.Raw(orjson.dumps(data)) if raw_data else data
+        envelopes.append((given_id, value, headers, meta))
+    return envelopes
+
+
+def general_jobfirst(layout: TopicLayout, envelopes: list[Envelope], escape: bool) -> bytes | str:
+    """The jobfirst layout's per-entry code for each entry: no batch texts, no templates."""
+    parts = _JobfirstParts(layout, AT)
+    ids = ids_for(len(envelopes))
+    try:
+        return b"".join(
+            layout._jobfirst_command(index, envelope, ids[index], parts, escape)
+            for index, envelope in enumerate(envelopes)
+        )
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+
+
+def reference_commands(layout: TopicLayout, envelopes: list[Envelope]) -> list[list[bytes]]:
+    """Each entry's XADD arguments from `message_json` and the fields JobFirst reads (the ids
+    are the intake's, which already holds a given id in its place)."""
+    commands = []
+    for (_, data, headers, metadata), message_id in zip(
+        envelopes, ids_for(len(envelopes)), strict=True
+    ):
+        document = message_json(
+            message_id,
+            layout.topic,
+            plain(data),
+            headers=headers,
+            metadata=metadata,
+            timestamp=AT.rfc3339,
+        )
+        fields = [b"data", document, b"topic", layout.topic.encode(), b"timestamp"]
+        fields.append(AT.unix_seconds)
+        for name, value in (headers or {}).items():
+            fields += [name.encode(), value.encode()]
+        commands.append([b"XADD", layout.stream, b"*", *fields])
+    return commands
+
+
+def commands_of(encoded: EncodedEntries) -> list[list[bytes]]:
+    starts = [0, *encoded.ends[:-1]]
+    return [
+        decode_command(encoded.blob[start:end])
+        for start, end in zip(starts, encoded.ends, strict=True)
+    ]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    entries=st.lists(templated_entries, min_size=1, max_size=8),
+    shared=st.lists(header_sets, min_size=3, max_size=3),
+    raw_data=st.booleans(),
+    scan_every_entry=st.booleans(),
+    key=st.sampled_from(["stream:{topic}", "s%b%%:{topic}"]),
+)
+def test_entries_with_headers_write_what_the_per_entry_code_and_message_json_write(
+    entries: list[tuple[Any, ...]],
+    shared: list[dict[str, str]],
+    raw_data: bool,
+    scan_every_entry: bool,
+    key: str,
+) -> None:
+    envelopes = with_shared_headers(entries, shared, raw_data)
+    try:
+        body = orjson.dumps([entries, shared], default=str)  # what a request would hold
+        escape = scan_every_entry or may_need_go_escape(body)
+    except TypeError:  # a lone surrogate: no request body could hold these values
+        escape = True
+    layout = TopicLayout("orders", TopicConfig(key=key))
+    general = general_jobfirst(layout, envelopes, escape)
+    try:
+        encoded = layout.encode(envelopes, ids_for(len(envelopes)), AT, escape=escape)
+    except Exception as error:
+        assert f"{type(error).__name__}: {error}" == general
+        return
+    assert encoded.blob == general
+    assert commands_of(encoded) == reference_commands(layout, envelopes)
+
+
+def test_a_shared_headers_dict_is_written_from_one_template() -> None:
+    # Byte for byte as the per-entry code, with every entry's own id and data.
+    headers = {"content-type": "application/json", "x-note": "a%b<c"}
+    envelopes: list[Envelope] = [(None, {"n": n}, headers, None) for n in range(3)]
+    layout = TopicLayout("orders", TopicConfig())
+    encoded = layout.encode(envelopes, ids_for(3), AT)
+    assert encoded.blob == general_jobfirst(layout, envelopes, True)
+    stored = [command[4] for command in commands_of(encoded)]
+    assert [orjson.loads(document)["data"] for document in stored] == [{"n": n} for n in range(3)]
+    assert b'"x-note":"a%b\\u003cc"' in stored[0]
+
+
+def test_a_reserved_header_names_the_first_entry_that_has_it() -> None:
+    clash = {"topic": "mine"}
+    envelopes: list[Envelope] = [
+        (None, 1, {"x": "y"}, None),
+        (None, 2, clash, None),
+        (None, 3, clash, None),
+    ]
+    with pytest.raises(BodyError) as refused:
+        TopicLayout("orders", TopicConfig()).encode(envelopes, ids_for(3), AT)
+    assert refused.value.index == 1
+    assert "header 'topic' clashes with a jobfirst field" in refused.value.message
+
+
+bulk_kinds = st.sampled_from(
+    [JSON, "text/plain", "application/octet-stream", "application/vnd.api+json", None]
+)
+bulk_entries = st.tuples(
+    json_values, bulk_kinds, st.none() | st.dictionaries(template_header_names, text, max_size=2)
+)
+queries = st.dictionaries(
+    st.sampled_from(["metadata.ttl", "metadata.x-%", "ack", "metadata.data"]), text, max_size=2
+)
+
+
+def bulk_outcome(body: bytes, query: dict[str, str], *, typed: bool) -> Any:
+    try:
+        if typed:
+            return dapr_bulk_body(body, query)
+        return dapr_bulk_entries(decode_body(body, JSON), query)
+    except BodyError as error:
+        return (error.status, error.code, error.message, error.index)
+
+
+@settings(max_examples=300, deadline=None)
+@given(entries=st.lists(bulk_entries, min_size=1, max_size=8), query=queries)
+def test_dapr_bulk_bodies_write_what_the_general_path_and_each_entry_alone_write(
+    entries: list[tuple[Any, str | None, dict[str, str] | None]], query: dict[str, str]
+) -> None:
+    body = orjson.dumps(
+        [
+            {"entryId": str(n), "event": value}
+            | ({"contentType": kind} if kind else {})
+            | ({"metadata": meta} if meta is not None else {})
+            for n, (value, kind, meta) in enumerate(entries)
+        ]
+    )
+    fast = bulk_outcome(body, query, typed=True)
+    general = bulk_outcome(body, query, typed=False)
+    if not isinstance(general[0], list):
+        assert fast == general  # the same refusal, naming the same entry
+        return
+    (bulk, entry_ids), (general_bulk, general_ids) = fast, general
+    assert entry_ids == general_ids
+    # Entries of one content type without metadata of their own hold one headers dict.
+    by_kind: dict[str, dict[str, str] | None] = {}
+    for (_, _, headers, _), (_, _, meta) in zip(bulk, entries, strict=True):
+        if not meta and headers is not None:
+            kind = headers["content-type"]
+            assert by_kind.setdefault(kind, headers) is headers
+    escape = bool(query) or may_need_go_escape(body)
+    for kind in LAYOUTS:
+        layout = TopicLayout("orders", TopicConfig(layout=kind))
+        expected = one_at_a_time(layout, general_bulk)
+        assert written_with(layout, bulk, escape) == expected
+        assert written_with(layout, general_bulk, escape) == expected
+    layout = TopicLayout("orders", TopicConfig())
+    assert written_with(layout, bulk, escape) == general_jobfirst(layout, general_bulk, True)
+
+
+def written_with(layout: TopicLayout, envelopes: list[Envelope], escape: bool) -> bytes | str:
+    try:
+        return layout.encode(envelopes, ids_for(len(envelopes)), AT, escape=escape).blob
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+
+
+def test_a_bulk_json_event_is_kept_as_sent_and_others_are_parsed() -> None:
+    body = (
+        b'[{"entryId": "1", "event": {"a": 1.0e0}, "contentType": "application/json"},'
+        b' {"entryId": "2", "event": "{\\"b\\": 2}", "contentType": "application/json"},'
+        b' {"entryId": "3", "event": "text", "contentType": "text/plain"},'
+        b' {"entryId": "4", "event": [1], "metadata": {"x": "y"}}]'
+    )
+    envelopes, entry_ids = dapr_bulk_body(body, {"metadata.ttl": "60"})
+    assert entry_ids == ["1", "2", "3", "4"]
+    kept, parsed_json, text_event, inferred = envelopes
+    assert kept[1] == msgspec.Raw(b'{"a": 1.0e0}')  # the client's spelling, as the JSON route
+    assert parsed_json[1] == {"b": 2} and text_event[1] == "text" and inferred[1] == [1]
+    assert kept[2] is parsed_json[2]  # one headers dict for the content type
+    assert kept[2] == {"ttl": "60", "content-type": "application/json"}
+    assert inferred[2] == {"ttl": "60", "x": "y", "content-type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Entry 0's event is bad JSON text and its metadata a bad header: the event is named.
+        b'[{"entryId": "1", "event": "{", "contentType": "application/json",'
+        b' "metadata": {"h": 1}}]',
+        b'[{"entryId": "1", "event": 1, "contentType": "application/json"},'
+        b' {"entryId": "", "event": 2}]',
+        b'[{"entryId": "1", "event": "\\ud800", "contentType": "text/plain"}]',
+        b'[{"entryId": "1", "event": 1e400, "contentType": "application/json"}]',
+        b"[]",
+    ],
+    ids=["event-first", "empty-id", "lone-surrogate", "overflow", "empty"],
+)
+def test_a_bad_bulk_body_gets_the_general_paths_answer(body: bytes) -> None:
+    general = bulk_outcome(body, {}, typed=False)
+    assert isinstance(general, tuple) and general[0] == 400
+    assert bulk_outcome(body, {}, typed=True) == general
