@@ -54,7 +54,6 @@ class SegmentWriter:
         self._end = 0  # where the last frame written to the active segment ends
         self._file_size = 0  # the active segment's size: frames, then reserved space
         self._reserving = _fallocate is not None  # until refused, in this segment
-        self.reservations = 0
         self.reservations_refused = 0
 
     def write(self, pending: list[PendingWrite]) -> None:
@@ -91,7 +90,6 @@ class SegmentWriter:
             self.reservations_refused += 1
             return
         self._file_size = target
-        self.reservations += 1
 
     def _switch_to(self, chunk: PendingWrite) -> None:
         # The previous segment is trimmed and synced (and its directory entry) before the next
