@@ -95,6 +95,22 @@ def write_all(fd: int, parts: list[bytes]) -> None:
                 rest = rest[os.write(fd, rest) :]
 
 
+def write_all_at(fd: int, parts: list[bytes], offset: int) -> None:
+    """Write every buffer in order from ``offset`` (``pwritev``; the file position is not used
+    or moved), retrying short writes."""
+    for start in range(0, len(parts), _MAX_IOVECS):
+        batch = parts[start : start + _MAX_IOVECS]
+        written = os.pwritev(fd, batch, offset)
+        total = sum(len(part) for part in batch)
+        if written < total:
+            rest = memoryview(b"".join(batch))[written:]
+            at = offset + written
+            while rest:
+                count = os.pwrite(fd, rest, at)
+                rest, at = rest[count:], at + count
+        offset += total
+
+
 def save_state(path: StrPath, version: int, payload: dict[str, Any]) -> None:
     """Atomically write ``payload`` as a versioned, checksummed JSON state file."""
     body = _canonical_json(payload)

@@ -7,7 +7,9 @@ acknowledges something, so the trace shows each acknowledgement among the syscal
 
 :func:`durable_view` replays a trace to any point as a crash would leave the disk there: every
 write not yet fsync'd is dropped, and so is every create, mkdir or rename whose directory was
-not fsync'd. That is the strongest loss the kernel allows, stronger than ``kill -9``.
+not fsync'd. That is the strongest loss the kernel allows, stronger than ``kill -9``. Writes
+at an offset (``pwritev``, ``pwrite64``) count up to the highest byte written; space reserved
+with ``fallocate`` is zeros past the data, and survives only once fsync'd, as a file's size.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-TRACED = "openat,mkdir,rename,renameat2,fsync,fdatasync,write,writev,ftruncate,unlink"
+TRACED = (
+    "openat,mkdir,rename,renameat2,fsync,fdatasync,write,writev,pwrite64,pwritev,pwritev2,"
+    "fallocate,ftruncate,unlink"
+)
+_AT_OFFSET = ("pwrite64", "pwritev", "pwritev2")
 _LINE = re.compile(r"^(?P<pid>\d+)\s+(?P<call>\w+)\((?P<args>.*)\)\s+=\s+(?P<result>-?\d+)")
 _FD = re.compile(r"^(\d+)<(?P<path>[^>]*)>")
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
@@ -35,7 +41,8 @@ class Event:
     call: str  # the syscall, or "ack"
     path: str = ""  # the file or directory it acts on
     target: str = ""  # rename: the new name
-    result: int = 0
+    result: int = 0  # bytes written; the new size (ftruncate); the reserved end (fallocate)
+    offset: int = -1  # where a write at an offset starts
     created: bool = False  # openat with O_CREAT
     ack: int = -1
 
@@ -84,12 +91,8 @@ def _event(call: str, args: str, result: int, line: str) -> Event | None:
         ack = _ACK.match(args)
         if ack is not None:
             return Event("ack", ack=int(ack.group(1)))
-    if call in ("write", "writev", "fsync", "fdatasync", "ftruncate"):
-        fd = _FD.match(args)
-        if fd is None:
-            return None
-        size = int(args.rsplit(",", 1)[1]) if call == "ftruncate" else result
-        return Event(call, fd["path"], result=size)
+    if call in ("write", "writev", "fsync", "fdatasync", "ftruncate", "fallocate", *_AT_OFFSET):
+        return _file_event(call, args, result)
     if call == "openat" and strings:
         path = os.path.normpath(strings[0])
         return Event(call, path, created="O_CREAT" in args)
@@ -100,10 +103,28 @@ def _event(call: str, args: str, result: int, line: str) -> Event | None:
     return None
 
 
+def _file_event(call: str, args: str, result: int) -> Event | None:
+    fd = _FD.match(args)
+    if fd is None:
+        return None
+    tail = [part.strip() for part in args.rsplit(",", 3)]
+    if call == "ftruncate":
+        return Event(call, fd["path"], result=int(tail[-1]))
+    if call == "fallocate":  # fd, mode, offset, length
+        return Event(call, fd["path"], result=int(tail[-2]) + int(tail[-1]))
+    if call == "pwritev2":  # fd, iov, iovcnt, offset, flags
+        return Event(call, fd["path"], result=result, offset=int(tail[-2]))
+    if call in _AT_OFFSET:
+        return Event(call, fd["path"], result=result, offset=int(tail[-1]))
+    return Event(call, fd["path"], result=result)
+
+
 @dataclass(slots=True)
 class _File:
-    size: int = 0
+    size: int = 0  # the end of the data written
     synced_size: int = 0
+    reserved: int = 0  # the file's size with the space fallocate reserved past the data
+    synced_reserved: int = 0
     name_durable: bool = False  # its directory entry survives a crash
 
 
@@ -144,14 +165,29 @@ class DurableDisk:
 
     _on_writev = _on_write
 
+    def _on_pwrite64(self, event: Event) -> None:
+        if event.path in self.files:
+            state = self.files[event.path]
+            state.size = max(state.size, event.offset + event.result)
+
+    _on_pwritev = _on_pwritev2 = _on_pwrite64
+
+    def _on_fallocate(self, event: Event) -> None:
+        if event.path in self.files:
+            state = self.files[event.path]
+            state.reserved = max(state.reserved, event.result)
+
     def _on_ftruncate(self, event: Event) -> None:
         if event.path in self.files:
-            self.files[event.path].size = event.result
+            state = self.files[event.path]
+            state.size = min(state.size, event.result)
+            state.reserved = event.result
 
     def _on_fsync(self, event: Event) -> None:
         if event.path in self.files:
             state = self.files[event.path]
             state.synced_size = state.size
+            state.synced_reserved = state.reserved
             return
         for name in self._pending_dirs.pop(event.path, set()):
             if name in self.files:
@@ -192,13 +228,16 @@ class DurableDisk:
 
 def durable_view(disk: DurableDisk, final: Path, into: Path) -> None:
     """Copy what survives a crash at ``disk``'s point: each surviving file cut to its synced
-    size, from ``final`` (the files as the finished run left them, append-only)."""
+    size, from ``final`` (the files as the finished run left them, append-only), then zeros up
+    to its synced reservation."""
     root = Path(disk.root)
     for path, state in disk.files.items():
-        if not disk.survives(path) or not state.synced_size:
+        if not disk.survives(path) or not (state.synced_size or state.synced_reserved):
             continue
         source = final / Path(path).relative_to(root)
         target = into / Path(path).relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
         with source.open("rb") as handle:
-            target.write_bytes(handle.read(state.synced_size))
+            data = handle.read(state.synced_size)
+        zeros = max(0, state.synced_reserved - len(data))
+        target.write_bytes(data + bytes(zeros))

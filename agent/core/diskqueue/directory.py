@@ -4,6 +4,9 @@ Recovery trusts nothing it did not check. Every segment header is validated; the
 the only one a crash can leave half-written, is read frame by frame. Damage followed by valid
 frames (a flipped bit, not a crash) is copied to quarantine and cut out, so the records after it
 survive; a torn or corrupt tail is cut at the last good frame. Both are counted and logged.
+Zeros after the last frame are space the writer reserved ahead (``appender.py``): they are cut
+without a copy or a count. An agent older than the reservation would take them for one torn
+tail of the last segment, copy them to quarantine and count it, and lose nothing else.
 Damage inside older segments is left for the reader, which skips it when it gets there, so
 opening a large backlog stays fast.
 
@@ -221,6 +224,8 @@ def _recover_last(recovered: Recovered, first_seq: int, path: Path) -> None:
         return
     if scan.corrupt is not None:  # first: the offsets are the file's as found
         _cut_tail(recovered, path, scan)
+    elif scan.reserved and not scan.holes:  # cutting the holes drops it too
+        _cut_reserved(path, scan)
     if scan.holes:
         _cut_holes(recovered, path, scan)
     size = scan.good_end - sum(hole.end - hole.start for hole in scan.holes)
@@ -238,13 +243,19 @@ def _recover_last(recovered: Recovered, first_seq: int, path: Path) -> None:
 
 
 def _replace_bad_header(recovered: Recovered, first_seq: int, path: Path, scan: ScanResult) -> None:
-    if scan.file_size:
-        quarantine_range(path, Damage(0, scan.file_size, scan.corrupt or "bad header"))
+    if scan.file_size and not scan.data_end:
+        # Created and reserved, but its header never reached the disk: nothing in it was synced.
+        log.info("disk queue segment %s: no header, only reserved space; rewritten", path)
+    else:
+        if scan.data_end:
+            quarantine_range(path, Damage(0, scan.data_end, scan.corrupt or "bad header"))
+        recovered.tail_truncations += 1
+        recovered.tail_bytes_cut += scan.data_end
+        log.warning(
+            "disk queue segment %s: %s; cut its %d bytes", path, scan.corrupt, scan.data_end
+        )
     first_enqueued_ns = time.time_ns()
     rewrite_header(path, first_seq, first_enqueued_ns)
-    recovered.tail_truncations += 1
-    recovered.tail_bytes_cut += scan.file_size
-    log.warning("disk queue segment %s: %s; cut its %d bytes", path, scan.corrupt, scan.file_size)
     info = SegmentInfo(first_seq, path, HEADER_SIZE, HEADER_SIZE, first_enqueued_ns)
     recovered.segments.append(info)
     recovered.next_seq = first_seq
@@ -268,10 +279,15 @@ def _cut_holes(recovered: Recovered, path: Path, scan: ScanResult) -> None:
     )
 
 
+def _cut_reserved(path: Path, scan: ScanResult) -> None:
+    truncate_file(path, scan.good_end)
+    log.info("disk queue segment %s: %d bytes of reserved space cut", path, scan.reserved)
+
+
 def _cut_tail(recovered: Recovered, path: Path, scan: ScanResult) -> None:
-    cut = scan.file_size - scan.good_end
+    cut = scan.data_end - scan.good_end  # the reserved space after it is no damage
     # A torn tail is what a crash leaves; damage there is indistinguishable, so keep a copy.
-    quarantine_range(path, Damage(scan.good_end, scan.file_size, scan.corrupt or "bad tail"))
+    quarantine_range(path, Damage(scan.good_end, scan.data_end, scan.corrupt or "bad tail"))
     truncate_file(path, scan.good_end)
     recovered.tail_truncations += 1
     recovered.tail_bytes_cut += cut

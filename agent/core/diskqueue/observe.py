@@ -17,6 +17,9 @@ _COUNTERS = {
     "corrupt_records": "Records lost to damage in the disk queue (skipped, copied to quarantine).",
     "records_given_up": "Records appended but not synced when a write failed (their puts failed).",
     "read_errors": "Failed disk-queue reads (retried).",
+    "reservations_refused": (
+        "Times the file system refused to reserve disk-queue space ahead (appends went on)."
+    ),
 }
 
 

@@ -2,7 +2,8 @@
 
 Both pipelines buffer through this queue: the message proxy writes every accepted publish here,
 and the span exporter spills batches here while Jaeger is down. One process owns a directory
-(an ``flock`` on ``LOCK``); records live in append-only segment files (see ``segment.py``).
+(an ``flock`` on ``LOCK``); records live in append-only segment files (see ``segment.py``),
+written by ``appender.py``.
 
 Guarantees
     * ``await put(..., durable=True)`` returns after the record's bytes are fsync'd. Appends that
@@ -24,9 +25,11 @@ Guarantees
     * Damage is cut and counted, never fatal: a torn tail of the last segment is truncated on
       open (``corrupt_tail_truncations``); a bad frame is copied to ``quarantine/`` and skipped
       to the next valid frame, so only the damaged records are lost (``corrupt_records``).
-    * Byte limit: ``max_bytes`` bounds the segment files on disk (payload + framing + headers).
-      Space is freed when a fully acked segment is deleted, so up to one segment of acked bytes
-      can still count against the limit (the slack); the default ``segment_bytes`` of
+    * Byte limit: ``max_bytes`` bounds the segment files' records (payload + framing +
+      headers); the active segment's space reserved ahead (``appender.py``, at most 1 MiB) is
+      not counted, so the files can exceed the limit by that much. Space is freed when a
+      fully acked segment is deleted, so up to one segment of acked bytes can still count
+      against the limit (the slack); the default ``segment_bytes`` of
       ``min(64 MiB, max_bytes / 8)`` keeps that slack to an eighth of the limit.
     * A write or fsync error fails the puts not yet synced (``DiskQueueError``), cuts the files
       back to the last sync and retries that with backoff (``recovery.py``); puts are refused

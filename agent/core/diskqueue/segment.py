@@ -5,6 +5,13 @@ A segment is one file named ``<first-seq:020d>.seg``::
     header  magic "SDQSEG" | format version u16 | first seq u64 | first enqueue time i64 (ns)
             | crc32 u32 of the header fields before it
     frame*  see ``frames.py`` (the header's version says which frame format follows)
+    zeros   space reserved ahead of the frames in the active segment (``appender.py``)
+
+A file's size therefore says nothing of how much it holds: the frames end where the first frame
+fails to parse and the rest of the file is zeros. An all-zero tail is reserved space, not
+damage: it is neither quarantined nor counted. A torn frame followed by zeros is a torn tail, cut
+as before (the copy kept in quarantine ends at its last non-zero byte). Sealed segments are
+trimmed to their last frame, so only the last segment can hold reserved space.
 
 Everything here is synchronous; the queue calls it from its writer thread and worker threads.
 Damage found while reading or scanning is copied aside into ``quarantine/`` before it is
@@ -13,7 +20,6 @@ skipped, so an operator can look at what was lost.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import struct
@@ -35,7 +41,6 @@ _HEADER = struct.Struct("<6sHQqI")
 _CRC = struct.Struct("<I")
 HEADER_SIZE = _HEADER.size
 _NAME = re.compile(r"^(\d{20})\.seg$")
-_sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 class CorruptSegmentError(Exception):
@@ -80,8 +85,14 @@ class ScanResult:
     next_seq: int = 0
     good_end: int = 0
     file_size: int = 0
+    data_end: int = 0  # past it, the file is zero-filled reserved space up to ``file_size``
     holes: list[Damage] = field(default_factory=list)
     corrupt: str | None = None  # why the tail after ``good_end`` is bad
+
+    @property
+    def reserved(self) -> int:
+        """Bytes of zero-filled reserved space at the end of the file."""
+        return self.file_size - self.data_end
 
 
 def segment_name(first_seq: int) -> str:
@@ -181,8 +192,16 @@ def scan_segment(path: Path, first_seq: int) -> ScanResult:
         try:
             header = decode_header(os.pread(fd, HEADER_SIZE, 0), first_seq)
         except CorruptSegmentError as error:
-            return ScanResult(None, file_size=file_size, corrupt=str(error))
-        result = ScanResult(header, next_seq=first_seq, good_end=HEADER_SIZE, file_size=file_size)
+            # A crash right after a new segment's reservation leaves it all zeros: no header.
+            data_end = _data_end(os.pread(fd, file_size, 0))
+            return ScanResult(None, file_size=file_size, data_end=data_end, corrupt=str(error))
+        result = ScanResult(
+            header,
+            next_seq=first_seq,
+            good_end=HEADER_SIZE,
+            file_size=file_size,
+            data_end=file_size,
+        )
         _scan_frames(fd, result)
         return result
     finally:
@@ -208,12 +227,21 @@ def _scan_frames(fd: int, result: ScanResult, chunk_bytes: int = 1 << 20) -> Non
             error = f"torn frame at +{offset}"  # or a damaged length field: look further
         if error is not None:
             rest = os.pread(fd, size - offset, offset)
+            result.data_end = offset + _data_end(rest)
+            if result.data_end == offset:
+                return  # nothing but reserved space after the last frame
             found = resync(rest, result.next_seq) if version > 1 else None
             if found is None:
                 result.corrupt = error
                 return
+            result.data_end = size
             result.holes.append(Damage(offset, offset + found, error))
             offset += found
+
+
+def _data_end(data: bytes) -> int:
+    """Length of ``data`` without its trailing zeros."""
+    return len(data.rstrip(b"\0"))
 
 
 def read_header(path: Path, first_seq: int) -> tuple[Header, int]:
@@ -283,73 +311,6 @@ def quarantine_range(path: Path, damage: Damage) -> None:
     finally:
         os.close(fd)
     quarantine(path, damage.start, data)
-
-
-@dataclass(slots=True)
-class PendingWrite:
-    """Bytes bound for one segment file; ``header`` is set when the file must be created."""
-
-    path: Path
-    header: bytes | None
-    parts: list[bytes]
-
-
-class SegmentWriter:
-    """Appends to the active segment file. Used only from the queue's writer thread."""
-
-    def __init__(self) -> None:
-        self._fd: int | None = None
-        self._path: Path | None = None
-        self._created = False  # a segment was created since the last sync: fsync the directory
-
-    def write(self, pending: list[PendingWrite]) -> None:
-        """Write every pending chunk (to the page cache: ``sync`` makes it durable)."""
-        for chunk in pending:
-            if chunk.path != self._path:
-                self._switch_to(chunk.path, chunk.header)
-            assert self._fd is not None
-            write_all(self._fd, chunk.parts)
-
-    def sync(self) -> None:
-        """Make everything written so far durable: one data sync (and the directory's entry of
-        a segment created since the last one)."""
-        if self._fd is not None:
-            _sync_data(self._fd)
-        if self._created and self._path is not None:
-            fsync_dir(self._path.parent)
-        self._created = False
-
-    def _switch_to(self, path: Path, header: bytes | None) -> None:
-        # The previous segment is synced (and its directory entry) before the next exists, so
-        # after a crash only the last segment can have a torn tail.
-        if self._fd is not None:
-            self.sync()
-            os.close(self._fd)
-            self._fd = None
-        if header is None:
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        else:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL
-            self._fd = os.open(path, flags, FILE_MODE)
-            self._path = path  # so that a failed header write is rolled back by path
-            write_all(self._fd, [header])
-            self._created = True
-        self._path = path
-
-    def close(self) -> None:
-        """Sync and close the active segment."""
-        self.sync()
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd, self._path = None, None
-
-    def abandon(self) -> None:
-        """Close without syncing, as a crash would leave things."""
-        if self._fd is not None:
-            # The descriptor is gone either way, and nothing unsynced was promised.
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-        self._fd, self._path, self._created = None, None, False
 
 
 class SegmentReader:

@@ -15,7 +15,8 @@ from agent.core.diskqueue.writer import QueueWriter
 @dataclass(frozen=True, slots=True)
 class DiskQueueStats:
     depth_items: int  # records not yet acked
-    depth_bytes: int  # segment bytes on disk, counted against max_bytes (includes the slack)
+    depth_bytes: int  # headers and frames counted against max_bytes (with the slack; never
+    # the space reserved ahead in the active segment)
     max_bytes: int
     oldest_enqueued_ns: int | None  # enqueue time of the oldest unacked record
     in_flight: int  # handed out, not yet acked or requeued
@@ -32,6 +33,7 @@ class DiskQueueStats:
     recoveries: int = 0  # times the queue cut back to its last sync and took puts again
     records_given_up: int = 0  # appended but never synced when a write failed (puts failed)
     read_errors: int = 0  # failed reads, retried
+    reservations_refused: int = 0  # space the file system would not reserve ahead (no error)
     failing_seconds: float = 0.0  # since the first failed write with no success after it
     failed: str | None = None  # why puts are refused, if they are
     unrecoverable: bool = False  # failing for longer than the queue waits: restart it
@@ -97,6 +99,7 @@ def collect_stats(
         recoveries=writer.recoveries if writer is not None else 0,
         records_given_up=writer.records_given_up if writer is not None else 0,
         read_errors=reader.read_errors if reader is not None else 0,
+        reservations_refused=writer.reservations_refused if writer is not None else 0,
         failing_seconds=round(failing_for, 3),
         failed=str(failure) if failure is not None else None,
         unrecoverable=facts.broken is not None or failing_for > facts.unrecoverable_after,

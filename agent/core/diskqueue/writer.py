@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from agent.core.diskqueue.appender import PendingWrite, SegmentWriter
 from agent.core.diskqueue.directory import SegmentInfo, SegmentTable
 from agent.core.diskqueue.errors import DiskQueueError, QueueClosedError, RecordTooLargeError
 from agent.core.diskqueue.frames import FRAME_OVERHEAD, encode_frame_head
@@ -36,8 +37,6 @@ from agent.core.diskqueue.recovery import RecoveryBackoff, Rollback, plan_rollba
 from agent.core.diskqueue.segment import (
     HEADER_SIZE,
     SEGMENT_VERSION,
-    PendingWrite,
-    SegmentWriter,
     encode_header,
     segment_name,
 )
@@ -94,7 +93,7 @@ class QueueWriter:
         self._stop: Stop = ""
         self._rollback: Rollback | None = None  # what the thread must undo on disk
         # The thread's own.
-        self._file = SegmentWriter()
+        self._file = SegmentWriter(segment_bytes)
         self._unsynced_since: float | None = None
         # The event loop's own.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -109,6 +108,11 @@ class QueueWriter:
         self.io_errors = 0
         self.recoveries = 0
         self.records_given_up = 0  # appended, never synced, dropped by a rollback
+
+    @property
+    def reservations_refused(self) -> int:
+        """Times the file system refused to reserve space ahead (appends went on without)."""
+        return self._file.reservations_refused
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -209,10 +213,11 @@ class QueueWriter:
         if pending and pending[-1][0] is segment:
             chunk = pending[-1][1]
         else:
-            chunk = PendingWrite(segment.path, None, [])
+            chunk = PendingWrite(segment.path, segment.size, [])
             pending.append((segment, chunk))
         chunk.parts.append(encode_frame_head(record, seq, enqueued_ns))
         chunk.parts.append(record)
+        chunk.size += frame_bytes
         segment.size += frame_bytes
         table.disk_bytes += frame_bytes
         table.next_seq = seq + 1
@@ -225,7 +230,7 @@ class QueueWriter:
         segment = SegmentInfo(first_seq, path, HEADER_SIZE, 0, enqueued_ns, synced=0)
         self._table.segments.append(segment)
         header = encode_header(first_seq, enqueued_ns)
-        self._pending.append((segment, PendingWrite(path, header, [])))
+        self._pending.append((segment, PendingWrite(path, 0, [header], HEADER_SIZE, create=True)))
         self._table.disk_bytes += HEADER_SIZE
         self.pending_bytes += HEADER_SIZE
         return segment

@@ -114,6 +114,10 @@ def test_the_queue_directory_and_each_new_segment_are_fsynced_before_the_ack(
         assert disk.files[holder].synced_size > 0  # its bytes: see the crash test below
     assert acks == 45
     assert len(list(queue_dir.glob("*.seg"))) > 3  # acks across segment rolls
+    calls = {event.call for event in events}
+    # Segments are written at offsets (Python's pwritev is pwritev2 on glibc), into space
+    # reserved ahead.
+    assert {"pwritev", "pwritev2"} & calls and "fallocate" in calls, calls
 
 
 async def read_all(directory: Path) -> list[Item]:
@@ -134,7 +138,7 @@ def test_every_acked_record_survives_a_crash_at_every_sync_point(tmp_path: Path)
     final = {item.seq: item.data for item in asyncio.run(read_all(root / "new" / "queue"))}
     disk = DurableDisk(str(root))
     acked: list[int] = []
-    cuts = 0
+    cuts = reserved_cuts = 0
     for index, event in enumerate(events):
         if event.call == "ack":
             acked.append(event.ack)
@@ -146,11 +150,14 @@ def test_every_acked_record_survives_a_crash_at_every_sync_point(tmp_path: Path)
         view.mkdir()
         durable_view(disk, root, view)
         queue_dir = view / "new" / "queue"
+        files = disk.files.values()
+        reserved_cuts += any(state.synced_reserved > state.synced_size for state in files)
         survived = {item.seq: item.data for item in asyncio.run(read_all(queue_dir))}
         missing = [seq for seq in acked if survived.get(seq) != final[seq]]
         assert missing == [], f"cut after event {index}: acked seqs lost {missing}"
         cuts += 1
     assert len(acked) == 45 and cuts > 45
+    assert reserved_cuts > 0, "no cut left a segment with reserved space after its frames"
 
 
 def test_buffers_and_dead_letters_are_private_to_the_agent_user(tmp_path: Path) -> None:

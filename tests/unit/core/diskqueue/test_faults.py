@@ -57,6 +57,7 @@ async def main(directory):
     print(json.dumps({
         "failed": failed, "received": [r.split("|")[0] for r in received],
         "io_errors": getattr(stats, "io_errors", None),  # None: a queue without the count
+        "reservations_refused": getattr(stats, "reservations_refused", None),
     }))
 
 asyncio.run(main(sys.argv[1]))
@@ -92,6 +93,8 @@ def test_a_put_answered_with_an_error_is_never_delivered_not_even_after_a_restar
     assert isinstance(failed, list) and isinstance(received, list)
     assert failed, "the file-size limit never made a put fail"
     assert report["io_errors"]
+    # The limit refuses the space reserved ahead first; the appends went on without it.
+    assert report["reservations_refused"]
     assert not set(failed) & set(received)
     # Nothing unacked is left but records whose put succeeded; the failed ones are not on disk.
     leftovers = [item.data.split(b"|")[0].decode() for item in asyncio.run(read_all(tmp_path))]

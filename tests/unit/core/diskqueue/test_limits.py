@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 
 from agent.core.diskqueue.queue import DiskQueue, Item, QueueFullError, RecordTooLargeError
+from agent.core.diskqueue.segment import scan_segment
 
 KIB = 1024
+
+
+def frame_bytes(path: Path) -> int:
+    """Where a segment's last frame ends."""
+    return scan_segment(path, int(path.stem)).good_end
 
 
 async def drain_and_ack(queue: DiskQueue, max_items: int = 100) -> list[Item]:
@@ -101,8 +107,10 @@ async def test_segments_roll_and_fully_acked_ones_are_deleted(tmp_path: Path) ->
         stats = queue.stats()
         remaining = list(tmp_path.glob("*.seg"))
         assert [path.name for path in remaining] == names[-1:]
-        assert stats.depth_bytes == remaining[0].stat().st_size
+        # The bytes of its frames, not of the space reserved ahead of them.
+        assert stats.depth_bytes == frame_bytes(remaining[0]) < remaining[0].stat().st_size
         assert stats.segments == 1
+    assert stats.depth_bytes == remaining[0].stat().st_size  # closed: trimmed to its frames
 
 
 async def test_a_consumer_far_behind_reads_from_disk_in_order(tmp_path: Path) -> None:

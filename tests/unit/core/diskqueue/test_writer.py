@@ -21,8 +21,11 @@ from tests.harness.eventually import eventually
 
 
 def segment_bytes(directory: Path) -> int:
-    """Bytes in the queue's segment files as the file system sees them (page cache included)."""
-    return sum(path.stat().st_size for path in directory.glob(f"*{SEGMENT_SUFFIX}"))
+    """Bytes written to the queue's segment files as the file system sees them (page cache
+    included): up to the last non-zero byte, past the space reserved ahead of the frames."""
+    return sum(
+        len(path.read_bytes().rstrip(b"\0")) for path in directory.glob(f"*{SEGMENT_SUFFIX}")
+    )
 
 
 def persisted_frontier(directory: Path) -> int:
