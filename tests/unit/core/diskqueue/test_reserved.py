@@ -10,22 +10,11 @@ import pytest
 
 from agent.core.diskqueue.appender import RESERVE_AHEAD
 from agent.core.diskqueue.frames import FRAME_OVERHEAD, encode_frame_head
-from agent.core.diskqueue.queue import DiskQueue, Item
+from agent.core.diskqueue.queue import DiskQueue
 from agent.core.diskqueue.segment import HEADER_SIZE, encode_header, scan_segment
+from tests.unit.core.diskqueue.test_recovery import RECORDS, drain, segment_files
 
-RECORDS = [b"alpha", b"bravo-bravo", b"charlie" * 3]
 FRAMES_END = HEADER_SIZE + sum(FRAME_OVERHEAD + len(record) for record in RECORDS)
-
-
-async def drain(queue: DiskQueue) -> list[Item]:
-    items: list[Item] = []
-    while batch := await queue.get(1000, timeout=0):
-        items += batch
-    return items
-
-
-def segment_files(directory: Path) -> list[Path]:
-    return sorted(directory.glob("*.seg"))
 
 
 async def crashed_with_reservation(directory: Path) -> Path:
