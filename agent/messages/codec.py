@@ -18,7 +18,7 @@ that fails there, goes the general way (orjson, msgpack), which also words the e
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 import msgspec
@@ -171,11 +171,8 @@ def _data_only_msgpack_envelopes(body: bytes) -> list[Envelope] | None:
 def _data_only_envelopes(body: bytes) -> list[Envelope] | None:
     """`{"data": ...}` or a non-empty array of them, `data` kept as raw JSON text; None when
     the body is anything else or not valid (the general path then decides and says why)."""
-    if not may_keep_raw_json(body):
-        return None
-    try:
-        value = DATA_ONLY.decode(body)
-    except (msgspec.MsgspecError, RecursionError):
+    value = decode_keeping_raw(DATA_ONLY, body)
+    if value is None:
         return None
     if isinstance(value, DataOnly):
         return [(None, encodable(value.data), None, None)]
@@ -186,7 +183,22 @@ def _data_only_envelopes(body: bytes) -> list[Envelope] | None:
     return [(None, item.data, None, None) for item in value]
 
 
-def may_keep_raw_json(body: bytes) -> bool:
+T = TypeVar("T")
+
+
+def decode_keeping_raw(decoder: msgspec.json.Decoder[T], body: bytes) -> T | None:
+    """`decoder.decode(body)` for a decoder that keeps values as their JSON text (msgspec.Raw),
+    when the body lets them be kept (`_may_keep_raw_json`); None when it does not, or does not
+    fit the decoder (the general path then decides and says why)."""
+    if not _may_keep_raw_json(body):
+        return None
+    try:
+        return decoder.decode(body)
+    except (msgspec.MsgspecError, RecursionError):
+        return None
+
+
+def _may_keep_raw_json(body: bytes) -> bool:
     """Whether values of this JSON body may be kept as their own text (msgspec.Raw): its UTF-8
     is valid (msgspec skips over a Raw value without checking it) and no number in it may
     overflow a double."""

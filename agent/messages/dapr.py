@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
 import orjson
 
 from agent.messages.bodystructs import BULK_ENTRIES, BulkEntry
@@ -19,10 +18,10 @@ from agent.messages.codec import (
     Envelope,
     check_headers,
     decode_json,
+    decode_keeping_raw,
     encodable,
     entry_error,
     is_json_type,
-    may_keep_raw_json,
     media_type,
     type_name,
 )
@@ -129,12 +128,7 @@ def _typed_envelopes(typed: list[BulkEntry], query: Mapping[str, str]) -> list[E
 
 
 def _typed_bulk(body: bytes) -> list[BulkEntry] | None:
-    if not may_keep_raw_json(body):
-        return None
-    try:
-        entries = BULK_ENTRIES.decode(body)
-    except (msgspec.MsgspecError, RecursionError):
-        return None
+    entries = decode_keeping_raw(BULK_ENTRIES, body)
     if (
         not entries
         or len(entries) > MAX_BATCH_ENTRIES
@@ -158,11 +152,24 @@ def _kept_headers(
     kind = media_type(sent_kind)
     if not is_json_type(kind) or kind == CLOUDEVENTS_JSON:
         return None
-    headers = None if metadata else shared.get(kind)
+    return _entry_headers(index, kind, query, shared, metadata)
+
+
+def _entry_headers(
+    index: int,
+    kind: str,
+    query: Mapping[str, str],
+    shared: dict[str, dict[str, str]],
+    metadata: dict[str, Any] | None,
+) -> dict[str, str]:
+    """A bulk entry's headers (`dapr_headers`). Entries without their own metadata share one
+    dict per content type: the jobfirst layout then writes them from one command template
+    (and nothing changes a headers dict once made)."""
+    if metadata:
+        return dapr_headers(query, kind, index, metadata)
+    headers = shared.get(kind)
     if headers is None:
-        headers = dapr_headers(query, kind, index, metadata)
-        if not metadata:
-            shared[kind] = headers
+        headers = shared[kind] = dapr_headers(query, kind, index, metadata)
     return headers
 
 
@@ -179,10 +186,7 @@ def dapr_bulk_entries(value: Any, query: Mapping[str, str]) -> tuple[list[Envelo
         raise BodyError(400, "bad_body", message)
     envelopes: list[Envelope] = []
     entry_ids: list[str] = []
-    # Entries without their own metadata share one headers dict per content type: the jobfirst
-    # layout then writes them from one command template (and nothing changes a headers dict
-    # once made).
-    shared: dict[str, dict[str, str]] = {}
+    shared: dict[str, dict[str, str]] = {}  # `_entry_headers`
     for index, entry in enumerate(value):
         envelope, entry_id = _bulk_entry(index, entry, query, shared)
         envelopes.append(envelope)
@@ -209,11 +213,7 @@ def _bulk_entry(
     event = entry["event"]
     kind = media_type(kind) if kind else _inferred_type(event)
     data = _bulk_event_data(index, event, kind)
-    headers = None if metadata else shared.get(kind)
-    if headers is None:
-        headers = dapr_headers(query, kind, index, metadata)
-        if not metadata:
-            shared[kind] = headers
+    headers = _entry_headers(index, kind, query, shared, metadata)
     return (cloudevent_id(data, kind), data, headers, None), entry_id
 
 

@@ -212,7 +212,7 @@ class TopicLayout:
         accepted = at.rfc3339.encode()
         size = self._plain_size + len(accepted)
         parts: _JobfirstParts | None = None  # made for the first entry that is not plain
-        templates = _HeadersTemplates(self, texts, at, escape)
+        templates: _HeadersTemplates | None = None  # made for the first entry with headers
         escape_written = texts.escape_written
         commands: list[bytes] = []
         append = commands.append
@@ -231,6 +231,7 @@ class TopicLayout:
             if not headers:
                 append(plain % (size + len(message_id) + len(text), message_id, text, accepted))
             else:
+                templates = templates or _HeadersTemplates(self, texts, at, escape)
                 template = templates.get(index, headers)
                 size_of = template.size + len(message_id) + len(text)
                 append(template.text % (size_of, message_id, text))
