@@ -9,10 +9,15 @@ index.
 The common JSON body, `{"data": ...}` or an array of them, takes a fast path: msgspec checks the
 whole document and hands each `data` back as its JSON text (`msgspec.Raw`), which the jobfirst
 layout embeds as sent, with no parse into Python objects and no re-encoding (a sixth of the
-cost). msgpack bodies of the same shape take the same kind of path: msgspec decodes them typed
-(an envelope Struct or an array of them) straight into the values the general path would make,
-and the layout writes every `data` of the batch as JSON in one call. Anything else, and anything
-that fails there, goes the general way (orjson, msgpack), which also words the errors.
+cost). msgpack bodies of the same shape end the same way when the native build is loaded:
+its C transcoder (`agent.messages.msgpackjson`) writes each `data` straight from the msgpack
+bytes as the JSON text the general path would write for it, kept as msgspec.Raw like a JSON
+body's own text. What the transcoder does not handle (bin, extension types, non-string or
+repeated map keys, NaN, invalid UTF-8, ...; or no build) takes the typed route: msgspec decodes
+the body (an envelope Struct or an array of them) straight into the values the general path
+would make, and the layout writes every `data` of the batch as JSON in one call. Anything
+else, and anything that fails there, goes the general way (orjson, msgpack), which also words
+the errors.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import orjson
 
 from agent.messages.bodystructs import DATA_ONLY, DATA_ONLY_MSGPACK, DataOnly, DataOnlyValue
 from agent.messages.message import is_valid_message_id
+from agent.messages.msgpackjson import data_texts
 
 Envelope = tuple[str | None, Any, dict[str, str] | None, dict[str, Any] | None]
 
@@ -90,6 +96,9 @@ def decode_envelopes(body: bytes, kind: str) -> list[Envelope]:
         if fast is not None:
             return fast
     elif kind in MSGPACK_TYPES:
+        texts = data_texts(body, MAX_BATCH_ENTRIES)
+        if texts is not None:
+            return [(None, text, None, None) for text in texts]
         if _may_hold_non_finite(body):
             return _finite_only(envelopes_from(decode_msgpack(body)))
         fast = _data_only_msgpack_envelopes(body)
