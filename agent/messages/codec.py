@@ -11,26 +11,26 @@ whole document and hands each `data` back as its JSON text (`msgspec.Raw`), whic
 layout embeds as sent, with no parse into Python objects and no re-encoding (a sixth of the
 cost). msgpack bodies of the same shape end the same way when the native build is loaded:
 its C transcoder (`agent.messages.msgpackjson`) writes each `data` straight from the msgpack
-bytes as the JSON text the general path would write for it, kept as msgspec.Raw like a JSON
-body's own text. What the transcoder does not handle (bin, extension types, non-string or
-repeated map keys, NaN, invalid UTF-8, ...; or no build) takes the typed route: msgspec decodes
-the body (an envelope Struct or an array of them) straight into the values the general path
-would make, and the layout writes every `data` of the batch as JSON in one call. Anything
-else, and anything that fails there, goes the general way (orjson, msgpack), which also words
-the errors.
+bytes as the JSON text the general path would store for it (Go's escapes included), kept as
+msgspec.Raw like a JSON body's own text. What the transcoder does not handle (bin, extension
+types, non-string or repeated map keys, NaN, invalid UTF-8, ...; or no build) takes the typed
+route: msgspec decodes the body (an envelope Struct or an array of them) straight into the
+values the general path would make, and the layout writes every `data` of the batch as JSON in
+one call. Anything else, and anything that fails there, goes the general way (orjson,
+msgpack), which also words the errors.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgpack
 import msgspec
 import orjson
 
 from agent.messages.bodystructs import DATA_ONLY, DATA_ONLY_MSGPACK, DataOnly, DataOnlyValue
-from agent.messages.message import is_valid_message_id
+from agent.messages.message import is_valid_message_id, may_need_go_escape
 from agent.messages.msgpackjson import data_texts
 
 Envelope = tuple[str | None, Any, dict[str, str] | None, dict[str, Any] | None]
@@ -87,6 +87,24 @@ def media_type(content_type: str) -> str:
 
 def is_json_type(kind: str) -> bool:
     return kind in JSON_TYPES or kind.endswith("+json")
+
+
+class DecodedBody(NamedTuple):
+    """A publish body's envelopes, and whether a message made from them may hold a character
+    Go's encoder escapes (the layout's `escape`: False spares it a scan per message)."""
+
+    envelopes: list[Envelope]
+    escape: bool
+
+
+def decode_publish_body(body: bytes, kind: str) -> DecodedBody:
+    """`decode_envelopes`, and whether the layout must look for characters to escape: the
+    transcoder's texts come escaped already, anything else may hold what the body holds."""
+    if kind in MSGPACK_TYPES:
+        texts = data_texts(body, MAX_BATCH_ENTRIES)
+        if texts is not None:
+            return DecodedBody([(None, text, None, None) for text in texts], False)
+    return DecodedBody(decode_envelopes(body, kind), may_need_go_escape(body))
 
 
 def decode_envelopes(body: bytes, kind: str) -> list[Envelope]:

@@ -1,19 +1,20 @@
-/* msgpack publish bodies -> each `data` as the JSON text the general path writes for it.
+/* msgpack publish bodies -> each `data` as the JSON text the general path stores for it.
  *
  * The C twin of msgpackjson.py, built by `python -m agent.native.build` and loaded in its
  * place with the rest of a matching build (see agent/native). `data_texts(body, limit)` takes
  * a body that is `{"data": value}` or an array of 1..limit of them and returns each value as
- * JSON text (msgspec.Raw), written as orjson writes the Python value msgspec would decode;
- * None ("not handled") for anything outside a conservative subset, and then the codec's
- * general route runs unchanged and words any error:
+ * JSON text (msgspec.Raw): what orjson writes for the Python value msgspec decodes, with the
+ * characters Go's encoder escapes (<, >, &, U+2028, U+2029) escaped as message.go_escape
+ * escapes them, so the texts need no escaping scan later. None ("not handled") for anything
+ * outside a conservative subset; the codec's typed route then runs unchanged and words any
+ * error:
  *   handled   nil, bool, every int width, finite float32/64 whose shortest repr is a form
  *             orjson shares, str (valid UTF-8), arrays, maps with distinct str keys
  *   declined  bin, ext (timestamps too), non-str or repeated map keys, NaN and infinities,
  *             invalid UTF-8 (surrogates included), nesting deeper than MAX_DEPTH, a map of
  *             more than MAX_MAP_KEYS keys, truncated input, bytes after the value, an
  *             envelope with another key
- * Every read is bounds-checked; nesting is a fixed stack, not recursion. Go's escaping of
- * <, >, & and U+2028/9 is left to the layout, as for a JSON body's own text.
+ * Every read is bounds-checked; nesting is a fixed stack, not recursion.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -150,7 +151,8 @@ static int read_str(Reader *in, const uint8_t **text, uint32_t *len) {
 
 /* -- strings ---------------------------------------------------------------------------- */
 
-/* What orjson writes for a byte below 0x80: 0 as is, 'u' as \u00XX, else \<that letter>. */
+/* What a byte below 0x80 becomes: 0 as is, 'u' as \u00XX (orjson's control characters and
+ * Go's <, > and &), else \<that letter>. */
 static char ascii_escape[128];
 
 static void init_escapes(void) {
@@ -164,6 +166,9 @@ static void init_escapes(void) {
     ascii_escape['\r'] = 'r';
     ascii_escape['"'] = '"';
     ascii_escape['\\'] = '\\';
+    ascii_escape['<'] = 'u';
+    ascii_escape['>'] = 'u';
+    ascii_escape['&'] = 'u';
 }
 
 /* The length of the valid UTF-8 sequence at text[0] (a byte >= 0x80), or 0 if it is not one:
@@ -234,6 +239,12 @@ static int write_string(Out *out, const uint8_t *text, uint32_t len) {
         size_t count = utf8_sequence(text + i, len - i);
         if (count == 0) {
             return DECLINE;
+        }
+        if (c == 0xe2 && text[i + 1] == 0x80 && (text[i + 2] & 0xfe) == 0xa8) {
+            memcpy(to, text[i + 2] == 0xa8 ? "\\u2028" : "\\u2029", 6); /* as Go writes them */
+            to += 6;
+            i += 3;
+            continue;
         }
         memcpy(to, text + i, count);
         to += count;

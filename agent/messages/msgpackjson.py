@@ -4,9 +4,10 @@ The work is done by the C extension of the same name (`msgpackjson.c` beside thi
 which `python -m agent.native.build` compiles with the other native modules and which then
 loads in place of this module (see `agent.native`): it reads a body that is `{"data": ...}` or
 an array of them and writes each `data` straight from the msgpack bytes as the JSON text the
-general path writes for the value (orjson's spelling), so msgpack `data` is kept as text the
-way a JSON body's own `data` is (msgspec.Raw), without Python values in between. It handles a
-conservative subset (see the C file) and answers None for anything else.
+general path stores for the value (orjson's spelling, with the characters Go escapes escaped
+as `message.go_escape` does), so msgpack `data` is kept as text the way a JSON body's own
+`data` is (msgspec.Raw), without Python values in between. It handles a conservative subset
+(see the C file) and answers None for anything else.
 
 This pure module is what runs without that build: it handles nothing, so the codec's general
 route (msgspec typed decoding, then one orjson call for the batch) runs, with the same result.

@@ -1,11 +1,12 @@
 """The C msgpack → JSON transcoder (agent/messages/msgpackjson.c) against the general path.
 
-Each `data` text it writes must be the bytes the general path writes for the same body: msgspec
-decodes the value, orjson writes it (`BatchTexts`, as the layout calls it). What it does not
-handle it must decline (None), never answer wrongly or crash: the codec then takes the general
-route, which words the errors. These tests need the native build; without it (pure Python,
-`SIDECAR_AGENT_NATIVE=off` or no build) the module is the pure twin that declines everything,
-and the codec's tests (test_paths_agree.py) cover that route.
+Each `data` text it writes must be the bytes the general path stores for the same body: msgspec
+decodes the value, orjson writes it (`BatchTexts`, as the layout calls it), and Go's characters
+are escaped (`go_escape`). What it does not handle it must decline (None), never answer wrongly
+or crash: the codec then takes the typed or the general route, which words the errors. These
+tests need the native build; without it (pure Python, `SIDECAR_AGENT_NATIVE=off` or no build)
+the module is the pure twin that declines everything, and the codec's tests
+(test_paths_agree.py) cover that route.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from agent.messages import msgpackjson
 from agent.messages.batchtexts import BatchTexts
 from agent.messages.bodystructs import DATA_ONLY_MSGPACK, DataOnlyValue
 from agent.messages.codec import MAX_BATCH_ENTRIES
+from agent.messages.message import go_escape
 
 pytestmark = pytest.mark.skipif(
     not native.compiled(msgpackjson),
@@ -52,7 +54,7 @@ def general_texts(body: bytes) -> list[bytes] | None:
     texts = BatchTexts.of(envelopes, escape=False)
     if texts is None:
         return None
-    return [bytes(text) for text in texts.texts]
+    return [go_escape(bytes(text)) for text in texts.texts]
 
 
 def transcoded(body: bytes, limit: int = LIMIT) -> list[bytes] | None:
@@ -311,7 +313,7 @@ def test_many_floats_read_as_orjson_writes_them() -> None:
         "plain",
         '"quoted" \\ back/slash',
         "".join(map(chr, range(0x20))) + "\x7f",
-        "é ü 中文 \u2028\u2029 <>&",
+        "é ü 中文 \u2028\u2029 <>& \u2027\u202a \u0080",
         "\U0001f600 \U00010000 \U0010ffff",
         "\ufffd\ufeff",
         "x" * 70_000,  # str32
@@ -321,7 +323,8 @@ def test_many_floats_read_as_orjson_writes_them() -> None:
 )
 def test_strings_are_escaped_as_orjson_escapes_them(value: str) -> None:
     body = data_body([value, {value: value}], single=False)
-    assert agrees(body) == [orjson.dumps(value), orjson.dumps({value: value})]
+    expected = [orjson.dumps(value), orjson.dumps({value: value})]
+    assert agrees(body) == [go_escape(text) for text in expected]
 
 
 @pytest.mark.parametrize(
