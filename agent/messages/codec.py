@@ -104,6 +104,7 @@ def decode_publish_body(body: bytes, kind: str) -> DecodedBody:
         texts = data_texts(body, MAX_BATCH_ENTRIES)
         if texts is not None:
             return DecodedBody([(None, text, None, None) for text in texts], False)
+        return DecodedBody(_typed_msgpack_envelopes(body), may_need_go_escape(body))
     return DecodedBody(decode_envelopes(body, kind), may_need_go_escape(body))
 
 
@@ -117,12 +118,19 @@ def decode_envelopes(body: bytes, kind: str) -> list[Envelope]:
         texts = data_texts(body, MAX_BATCH_ENTRIES)
         if texts is not None:
             return [(None, text, None, None) for text in texts]
-        if _may_hold_non_finite(body):
-            return _finite_only(envelopes_from(decode_msgpack(body)))
-        fast = _data_only_msgpack_envelopes(body)
-        if fast is not None:
-            return fast
+        return _typed_msgpack_envelopes(body)
     return envelopes_from(decode_body(body, kind))
+
+
+def _typed_msgpack_envelopes(body: bytes) -> list[Envelope]:
+    """A msgpack body the transcoder left alone: typed by msgspec when it is data-only and
+    holds no NaN or infinity, else parsed by the general path (which words the errors)."""
+    if _may_hold_non_finite(body):
+        return _finite_only(envelopes_from(decode_msgpack(body)))
+    fast = _data_only_msgpack_envelopes(body)
+    if fast is not None:
+        return fast
+    return envelopes_from(decode_msgpack(body))
 
 
 def _may_hold_non_finite(body: bytes) -> bool:
