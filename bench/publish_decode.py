@@ -1,8 +1,9 @@
 """Micro benchmark: a batched publish body -> its XADD commands, in one process, per body kind.
 
 The accept-side work that differs between JSON and msgpack bodies of the same 1,000 messages
-(bench/publish_load.py's sample), as `api._publish` runs it: `decode_envelopes`, the Go-escape
-scan of the body, and the jobfirst layout's `encode`. Beside them, the parts of the msgpack
+(bench/publish_load.py's sample), as the publish route runs it: `decode_publish_body` (the
+envelopes, and the Go-escape scan of the body unless the native transcoder wrote the texts)
+and the jobfirst layout's `encode`. Beside them, the parts of the msgpack
 path and what bounds it from below: msgspec decoding the body with every `data` as a Python
 value, against decoding it with every `data` left as its msgpack bytes (msgspec.Raw), which is
 all a JSON body needs (its `data` is kept as its own JSON text). Then Dapr's bulk body of the
@@ -34,7 +35,7 @@ from publish_load import sample_data  # noqa: E402
 
 from agent.config.tree import TopicConfig  # noqa: E402
 from agent.core.garbage import tune_garbage_collector  # noqa: E402
-from agent.messages.codec import decode_envelopes, decode_json  # noqa: E402
+from agent.messages.codec import decode_envelopes, decode_json, decode_publish_body  # noqa: E402
 from agent.messages.dapr import dapr_bulk_body, dapr_bulk_entries  # noqa: E402
 from agent.messages.layout import TopicLayout  # noqa: E402
 from agent.messages.message import AcceptTime, may_need_go_escape  # noqa: E402
@@ -72,11 +73,12 @@ def main() -> None:
 
     def accept(kind: str) -> Callable[[], object]:
         body = bodies[kind]
-        return lambda: (
-            layout.encode(
-                decode_envelopes(body, kind), ids, at, escape=may_need_go_escape(body)
-            ).blob
-        )
+
+        def work() -> object:
+            envelopes, escape = decode_publish_body(body, kind)
+            return layout.encode(envelopes, ids, at, escape=escape).blob
+
+        return work
 
     def accept_bulk(typed: bool) -> Callable[[], object]:
         def work() -> object:

@@ -9,23 +9,29 @@ index.
 The common JSON body, `{"data": ...}` or an array of them, takes a fast path: msgspec checks the
 whole document and hands each `data` back as its JSON text (`msgspec.Raw`), which the jobfirst
 layout embeds as sent, with no parse into Python objects and no re-encoding (a sixth of the
-cost). msgpack bodies of the same shape take the same kind of path: msgspec decodes them typed
-(an envelope Struct or an array of them) straight into the values the general path would make,
-and the layout writes every `data` of the batch as JSON in one call. Anything else, and anything
-that fails there, goes the general way (orjson, msgpack), which also words the errors.
+cost). msgpack bodies of the same shape end the same way when the native build is loaded:
+its C transcoder (`agent.messages.msgpackjson`) writes each `data` straight from the msgpack
+bytes as the JSON text the general path would store for it (Go's escapes included), kept as
+msgspec.Raw like a JSON body's own text. What the transcoder does not handle (bin, extension
+types, non-string or repeated map keys, NaN, invalid UTF-8, ...; or no build) takes the typed
+route: msgspec decodes the body (an envelope Struct or an array of them) straight into the
+values the general path would make, and the layout writes every `data` of the batch as JSON in
+one call. Anything else, and anything that fails there, goes the general way (orjson,
+msgpack), which also words the errors.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgpack
 import msgspec
 import orjson
 
 from agent.messages.bodystructs import DATA_ONLY, DATA_ONLY_MSGPACK, DataOnly, DataOnlyValue
-from agent.messages.message import is_valid_message_id
+from agent.messages.message import is_valid_message_id, may_need_go_escape
+from agent.messages.msgpackjson import data_texts
 
 Envelope = tuple[str | None, Any, dict[str, str] | None, dict[str, Any] | None]
 
@@ -83,6 +89,25 @@ def is_json_type(kind: str) -> bool:
     return kind in JSON_TYPES or kind.endswith("+json")
 
 
+class DecodedBody(NamedTuple):
+    """A publish body's envelopes, and whether a message made from them may hold a character
+    Go's encoder escapes (the layout's `escape`: False spares it a scan per message)."""
+
+    envelopes: list[Envelope]
+    escape: bool
+
+
+def decode_publish_body(body: bytes, kind: str) -> DecodedBody:
+    """`decode_envelopes`, and whether the layout must look for characters to escape: the
+    transcoder's texts come escaped already, anything else may hold what the body holds."""
+    if kind in MSGPACK_TYPES:
+        texts = data_texts(body, MAX_BATCH_ENTRIES)
+        if texts is not None:
+            return DecodedBody([(None, text, None, None) for text in texts], False)
+        return DecodedBody(_typed_msgpack_envelopes(body), may_need_go_escape(body))
+    return DecodedBody(decode_envelopes(body, kind), may_need_go_escape(body))
+
+
 def decode_envelopes(body: bytes, kind: str) -> list[Envelope]:
     """A publish body (JSON or msgpack, `kind` as `media_type` gives it) → its envelopes."""
     if kind in JSON_TYPES:
@@ -90,12 +115,22 @@ def decode_envelopes(body: bytes, kind: str) -> list[Envelope]:
         if fast is not None:
             return fast
     elif kind in MSGPACK_TYPES:
-        if _may_hold_non_finite(body):
-            return _finite_only(envelopes_from(decode_msgpack(body)))
-        fast = _data_only_msgpack_envelopes(body)
-        if fast is not None:
-            return fast
+        texts = data_texts(body, MAX_BATCH_ENTRIES)
+        if texts is not None:
+            return [(None, text, None, None) for text in texts]
+        return _typed_msgpack_envelopes(body)
     return envelopes_from(decode_body(body, kind))
+
+
+def _typed_msgpack_envelopes(body: bytes) -> list[Envelope]:
+    """A msgpack body the transcoder left alone: typed by msgspec when it is data-only and
+    holds no NaN or infinity, else parsed by the general path (which words the errors)."""
+    if _may_hold_non_finite(body):
+        return _finite_only(envelopes_from(decode_msgpack(body)))
+    fast = _data_only_msgpack_envelopes(body)
+    if fast is not None:
+        return fast
+    return envelopes_from(decode_msgpack(body))
 
 
 def _may_hold_non_finite(body: bytes) -> bool:

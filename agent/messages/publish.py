@@ -27,7 +27,7 @@ from agent.core.metrics import Metrics
 from agent.messages.codec import (
     BodyError,
     Envelope,
-    decode_envelopes,
+    decode_publish_body,
     is_json_type,
     media_type,
 )
@@ -127,9 +127,9 @@ class PublishCore:
         kind = media_type(request.content_type)
         with self._charge(request) as charge:
             body = await self._body(request, source)
-            envelopes = decode_envelopes(body, kind)
+            envelopes, escape = decode_publish_body(body, kind)
             charge.entries(len(envelopes))
-            result = await self._accept(topic, envelopes, ack, escape=may_need_go_escape(body))
+            result = await self._accept(topic, envelopes, ack, escape=escape)
         if ack != "redis":
             return _json(self._answer(result), 202)
         if result.failures:

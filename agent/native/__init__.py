@@ -1,14 +1,15 @@
 """Compiled hot modules: the span and message paths that run per record, compiled to C with
-mypyc from the same typed sources (`python -m agent.native.build`), loaded in place of the
-pure-Python modules when a build for exactly these sources is present.
+mypyc from the same typed sources (`python -m agent.native.build`), and hand-written C
+extensions that stand in for pure modules of the same name (`agent/messages/msgpackjson.c`),
+loaded in place of the pure-Python modules when a build for exactly these sources is present.
 
 A build is one directory (by default `<sys.prefix>/sidecar-agent-native`, that is, inside the
 venv or the image's install prefix; `SIDECAR_AGENT_NATIVE_DIR` names another) holding the
 extension files and `manifest.json`, which lists the compiled modules and the SHA-256 of every
-source of the package at build time (compiled code also holds what it took from the modules it
-imports). The modules of one build call each other directly in C, so a build is used whole or
-not at all: if any source differs from the one built with (an edited checkout, a different
-install), the agent runs pure Python and `STATUS.reason` says why.
+source of the package, Python and C, at build time (compiled code also holds what it took from
+the modules it imports). The modules of one build call each other directly in C, so a build
+is used whole or not at all: if any source differs from the one built with (an edited
+checkout, a different install), the agent runs pure Python and `STATUS.reason` says why.
 
 `SIDECAR_AGENT_NATIVE` chooses: `auto` (the default) loads a matching build and otherwise runs
 pure Python; `off` (or `0`) never loads one; `require` raises `ImportError` instead of falling
@@ -101,9 +102,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 
 def package_sources(root: Path) -> list[str]:
-    """Every Python source of the `agent` package but this loader and builder (nothing
+    """Every source of the `agent` package, Python and C, but this loader and builder (nothing
     compiled depends on them), relative to `root`, sorted."""
-    sources = (path.relative_to(root).as_posix() for path in (root / "agent").rglob("*.py"))
+    package = root / "agent"
+    found = [*package.rglob("*.py"), *package.rglob("*.c")]
+    sources = (path.relative_to(root).as_posix() for path in found)
     return sorted(source for source in sources if not source.startswith("agent/native/"))
 
 

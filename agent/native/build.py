@@ -1,9 +1,10 @@
 """Build the compiled modules: `python -m agent.native.build [--dir D] [--force]`.
 
-Compiles `MODULES` with mypyc (part of mypy; needs a C compiler and the Python headers) from a
-copy of the installed `agent` package, so a checkout never holds extension files that would
-shadow its sources, and writes them with a manifest of the compiled sources' SHA-256 into the
-build directory (see `agent.native`). A build that is already there for the same sources,
+Compiles `MODULES` with mypyc (part of mypy; needs a C compiler and the Python headers) and the
+hand-written C extensions `EXTENSIONS` with the C compiler Python was built with, from a copy
+of the installed `agent` package, so a checkout never holds extension files that would shadow
+its sources, and writes them with a manifest of the sources' SHA-256 into the build directory
+(see `agent.native`). A build that is already there for the same sources,
 interpreter and module list is kept. The new build replaces the old one only once complete.
 Run it with `SIDECAR_AGENT_NATIVE` unset or `off`: it imports the agent, which under `require`
 refuses to start without the build it is about to make.
@@ -14,9 +15,11 @@ from __future__ import annotations
 import argparse
 import importlib.machinery
 import json
+import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Sequence
@@ -89,17 +92,27 @@ MODULES: tuple[str, ...] = (
     "agent/core/diskqueue/segment.py",
 )
 
+# C extensions written by hand, each the twin of the pure module of the same name (which runs
+# without a build and gives the same results): loaded in its place like a compiled module.
+# messages/msgpackjson.c writes a msgpack body's `data` values as JSON text (the codec's
+# msgpack route); its pure twin handles nothing, which leaves the typed route to do it.
+EXTENSIONS: tuple[str, ...] = ("agent/messages/msgpackjson.c",)
+# -Wall -Wextra: the extensions compile without a warning (the build prints any).
+_C_FLAGS = ("-shared", "-fPIC", "-O2", "-Wall", "-Wextra")
+
 
 def module_name(source: str) -> str:
-    return source.removesuffix(".py").replace("/", ".")
+    return source.removesuffix(".py").removesuffix(".c").replace("/", ".")
 
 
-def up_to_date(directory: Path, modules: Sequence[str]) -> bool:
+def up_to_date(
+    directory: Path, modules: Sequence[str], extensions: Sequence[str] = EXTENSIONS
+) -> bool:
     try:
         built, _ = matching_build(directory)
     except BuildMismatch:
         return False
-    return built == tuple(sorted(module_name(source) for source in modules))
+    return built == tuple(sorted(module_name(source) for source in (*modules, *extensions)))
 
 
 def _copy_sources(into: Path) -> None:
@@ -126,11 +139,30 @@ def _compile(work: Path, modules: Sequence[str]) -> None:
         raise RuntimeError(f"mypyc failed (exit {done.returncode}):\n{log[-4000:]}")
 
 
-def _collect(work: Path, modules: Sequence[str], into: Path) -> dict[str, Any]:
+def _compile_extension(work: Path, source: str) -> None:
+    """Compile one C extension in `work`, beside its source."""
+    compiler = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    include = sysconfig.get_paths()["include"]
+    target = source.removesuffix(".c") + importlib.machinery.EXTENSION_SUFFIXES[0]
+    done = subprocess.run(
+        [*compiler, *_C_FLAGS, f"-I{include}", source, "-o", target],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        log = done.stdout + done.stderr
+        raise RuntimeError(f"compiling {source} failed (exit {done.returncode}):\n{log[-4000:]}")
+    if done.stderr:
+        sys.stderr.write(done.stderr)
+
+
+def _collect(work: Path, built: Sequence[str], into: Path) -> dict[str, Any]:
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     entries: dict[str, dict[str, str]] = {}
-    for source in modules:
-        relative = source.removesuffix(".py") + suffix
+    for source in built:
+        relative = source.removesuffix(".py").removesuffix(".c") + suffix
         (into / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(work / relative, into / relative)
         entries[module_name(source)] = {"source": source, "file": relative}
@@ -156,19 +188,29 @@ def _collect(work: Path, modules: Sequence[str], into: Path) -> dict[str, Any]:
     }
 
 
-def build(directory: Path, modules: Sequence[str] = MODULES, *, force: bool = False) -> str:
+def build(
+    directory: Path,
+    modules: Sequence[str] = MODULES,
+    *,
+    extensions: Sequence[str] = EXTENSIONS,
+    force: bool = False,
+) -> str:
     """Build into `directory` unless a build of these sources is there; say what was done."""
-    if not force and up_to_date(directory, modules):
-        return f"up to date: {len(modules)} compiled modules in {directory}"
+    count = len(modules) + len(extensions)
+    if not force and up_to_date(directory, modules, extensions):
+        return f"up to date: {count} compiled modules in {directory}"
     directory.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sidecar-native-") as scratch:
         work = Path(scratch) / "src"
         _copy_sources(work)
-        _compile(work, modules)
+        if modules:
+            _compile(work, modules)
+        for source in extensions:
+            _compile_extension(work, source)
         staged = Path(tempfile.mkdtemp(prefix=".native-", dir=directory.parent))
         try:
             staged.chmod(0o755)  # mkdtemp's 0700 would keep it from the agent's own uid
-            manifest = _collect(work, modules, staged)
+            manifest = _collect(work, (*modules, *extensions), staged)
             (staged / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
@@ -178,7 +220,7 @@ def build(directory: Path, modules: Sequence[str] = MODULES, *, force: bool = Fa
         directory.rename(retired)
         shutil.rmtree(retired, ignore_errors=True)
     staged.rename(directory)
-    return f"built {len(modules)} compiled modules into {directory}"
+    return f"built {count} compiled modules into {directory}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from agent import __version__
-from agent.native.build import MODULES
+from agent.native.build import EXTENSIONS, MODULES
 from tests.deploy import dockerfile
 from tests.deploy.dockerfile import REPO_ROOT
 from tests.harness import ManagedProcess, RedisServer, eventually_sync, free_port
@@ -177,7 +177,7 @@ def test_wheel_installs_with_the_console_script(image: ImageLikeInstall) -> None
     native = image.host_path("/opt/sidecar-agent/sidecar-agent-native")
     assert version.stdout.splitlines() == [
         f"sidecar-agent {__version__}",
-        f"{len(MODULES)} compiled modules from {native}",
+        f"{len(MODULES) + len(EXTENSIONS)} compiled modules from {native}",
     ]
     # The installed package is the wheel's copy, not this checkout.
     where = run([f"{venv_bin}/python", "-c", "import agent; print(agent.__file__)"], env, cwd)

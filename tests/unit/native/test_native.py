@@ -132,11 +132,12 @@ def test_a_real_build_loads_in_place_of_the_source_and_is_kept_while_current(
 ) -> None:
     directory = tmp_path / "native"
     modules = (SOURCE, "agent/core/budget.py")
-    said = native_build.build(directory, modules)
+    said = native_build.build(directory, modules, extensions=())
     assert said == f"built 2 compiled modules into {directory}"
-    assert native_build.build(directory, modules).startswith("up to date")
+    assert native_build.build(directory, modules, extensions=()).startswith("up to date")
     # Another module list is another build.
-    assert not native_build.up_to_date(directory, (SOURCE,))
+    assert not native_build.up_to_date(directory, (SOURCE,), ())
+    assert not native_build.up_to_date(directory, modules)  # with the C extensions
     # The build holds the manifest, one shim a module and the one library they load.
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     files = sorted(path.relative_to(directory).as_posix() for path in directory.rglob("*.*"))
@@ -161,11 +162,50 @@ def test_a_real_build_loads_in_place_of_the_source_and_is_kept_while_current(
     ]
 
 
+def test_a_c_extension_builds_and_loads_in_place_of_its_pure_twin(tmp_path: Path) -> None:
+    directory = tmp_path / "native"
+    extension = "agent/messages/msgpackjson.c"
+    said = native_build.build(directory, (), extensions=(extension,))
+    assert said == f"built 1 compiled modules into {directory}"
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    files = sorted(path.relative_to(directory).as_posix() for path in directory.rglob("*.*"))
+    assert files == sorted([native.MANIFEST, f"agent/messages/msgpackjson{suffix}"])
+    manifest = native.read_manifest(directory)
+    assert manifest["modules"]["agent.messages.msgpackjson"]["source"] == extension
+    assert extension in manifest["sources"]  # an edited C source makes the build stale
+    probe = (
+        "import agent, agent.messages.msgpackjson as m; "
+        "print(agent.native.STATUS.modules, agent.native.compiled(m), m.AVAILABLE, "
+        "bytes(m.data_texts(bytes.fromhex('81a46461746101'), 1)[0]))"
+    )
+    env = {**os.environ, "SIDECAR_AGENT_NATIVE_DIR": str(directory)}
+    env["SIDECAR_AGENT_NATIVE"] = "require"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["('agent.messages.msgpackjson',)", "True", "1", "b'1'"]
+
+
+def test_an_edited_c_source_makes_the_build_stale(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(native.SOURCE_ROOT / "agent" / "messages", root / "agent" / "messages")
+    c_source = "agent/messages/msgpackjson.c"
+    assert c_source in native.package_sources(root)
+    digests = {s: native.source_digest(root / s) for s in native.package_sources(root)}
+    _manifest(tmp_path / "build", sources=digests)
+    with (root / c_source).open("a") as edited:
+        edited.write("/* edited */\n")
+    manifest = native.read_manifest(tmp_path / "build")
+    with pytest.raises(native.BuildMismatch, match=f"{c_source} changed since the build"):
+        native.build_files(tmp_path / "build", manifest, root)
+
+
 def test_the_suite_runs_the_modules_it_says_it_runs() -> None:
     """Under `SIDECAR_AGENT_NATIVE=require` (scripts/test) every listed module is the compiled
     one; under `off`, none is."""
     status = agent.native.STATUS
-    names = [native_build.module_name(source) for source in native_build.MODULES]
+    built = (*native_build.MODULES, *native_build.EXTENSIONS)
+    names = [native_build.module_name(source) for source in built]
     kinds = {native.compiled(importlib.import_module(name)) for name in names}
     assert kinds == {status.loaded}
     if os.environ.get("SIDECAR_AGENT_NATIVE") == "require":
