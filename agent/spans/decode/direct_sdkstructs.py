@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+import msgspec
 from msgspec import Raw
 
 from agent.spans.decode import sdkstructs as structs
@@ -70,31 +71,32 @@ def go_line(
     span was written (what `go_span` writes for the line's object); False, with nothing
     appended, for any line `go_span` is to see instead (it declines or reads it)."""
     try:
-        span = structs.decode_go_span(line)
+        span = _astuple(structs.decode_go_span(line))  # one call, where each read is a lookup
     except structs.DecodeError:
         return False
-    context, parent = span.SpanContext, span.Parent
-    if context is None or context.TraceState or span.Links or type(span.SpanKind) is not int:
+    context, parent, kind = span[_GO_CONTEXT], span[_GO_PARENT], span[_GO_KIND]
+    if context is None or context.TraceState or span[_GO_LINKS] or type(kind) is not int:
         return False
-    if not _struct_plain(span):
-        return False
-    parts = (default_service, span.Resource, span.InstrumentationScope, span.InstrumentationLibrary)
+    for at in range(_GO_ROUTING, len(span)):  # `_struct_plain` of the tuple
+        if span[at] is not structs.UNSET:
+            return False
+    parts = (default_service, span[_GO_RESOURCE], span[_GO_SCOPE], span[_GO_LIBRARY])
     key = _go_latest.get(parts)
     if key is None:
         lookup = (default_service, bytes(parts[1]), bytes(parts[2]), bytes(parts[3]))
         key = _go_keys.get(lookup) or _go_key(lookup)
         if key is not None:
             _go_latest.remember(parts, key)
-    tail = _go_span_pairs.fields(span.Attributes)
+    tail = _go_span_pairs.fields(span[_GO_ATTRIBUTES])
     if key is None or tail is None:
         return False
-    for event in span.Events or ():
+    for event in span[_GO_EVENTS] or ():
         pairs = _go_event_pairs.fields(event.Attributes)
         encoded = None if pairs is None else event_bytes(sdk_time(event.Time), event.Name, pairs)
         if encoded is None:
             return False
         tail += encoded
-    status = span.Status
+    status = span[_GO_STATUS]
     code, message = (None, "") if status is None else (status.Code, status.Description or "")
     status_code = GO_STATUS.get(code)
     if status_code is None:
@@ -112,14 +114,31 @@ def go_line(
         trace_hex=context.TraceID,
         span_hex=context.SpanID,
         parent_hex=parent_hex,
-        name=span.Name,
-        kind=span.SpanKind,
-        start_ns=sdk_time(span.StartTime),
-        end_ns=sdk_time(span.EndTime),
+        name=span[_GO_NAME],
+        kind=kind,
+        start_ns=sdk_time(span[_GO_START]),
+        end_ns=sdk_time(span[_GO_END]),
         tail=tail + end,
     )
 
 
+_astuple: Final = msgspec.structs.astuple
+# Where `_astuple` puts a GoSpan's fields (their order in `sdkstructs.GoSpan`, pinned by a
+# test); from `_GO_ROUTING` on, the keys `_struct_plain` tests.
+_GO_NAME: Final = 0
+_GO_CONTEXT: Final = 1
+_GO_PARENT: Final = 2
+_GO_KIND: Final = 3
+_GO_START: Final = 4
+_GO_END: Final = 5
+_GO_ATTRIBUTES: Final = 6
+_GO_EVENTS: Final = 7
+_GO_LINKS: Final = 8
+_GO_STATUS: Final = 9
+_GO_RESOURCE: Final = 10
+_GO_SCOPE: Final = 11
+_GO_LIBRARY: Final = 12
+_GO_ROUTING: Final = 13
 _go_keys: Final = Remembered[tuple[str | None, bytes, bytes, bytes], ResourceKey](256)
 _go_latest: Final = Latest[tuple[str | None, Raw, Raw, Raw], ResourceKey]()
 
