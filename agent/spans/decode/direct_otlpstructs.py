@@ -31,6 +31,9 @@ from agent.spans.types import DirectItem, ResourceKey
 if TYPE_CHECKING:
     from agent.spans.encode.direct import DirectWriter
 
+# Bound once: compiled code reads a module's attribute by a dict lookup on every use.
+_decode_request: Final = structs.decode_request
+_decode_resource_spans: Final = structs.decode_resource_spans
 _KEY_MAX_BYTES: Final = 8192  # a resource and scope longer than this are decoded every time
 
 
@@ -40,9 +43,9 @@ def otlp_line(
     """An ExportTraceServiceRequest or a bare ResourceSpans: every span, or none of them."""
     try:
         if line[:16] == b'{"resourceSpans"':
-            records = structs.decode_request(line).resourceSpans
+            records = _decode_request(line).resourceSpans
         else:
-            bare = structs.decode_resource_spans(line)
+            bare = _decode_resource_spans(line)
             records = None if bare.scopeSpans is None else [bare]
     except structs.DecodeError:
         return False

@@ -40,6 +40,10 @@ from agent.spans.types import DirectItem, ResourceKey
 if TYPE_CHECKING:
     from agent.spans.encode.direct import DirectWriter
 
+# Bound once: compiled code reads a module's attribute by a dict lookup on every use.
+_decode_go_span: Final = structs.decode_go_span
+_decode_python_span: Final = structs.decode_python_span
+_UNSET: Final = structs.UNSET
 GO_KEY: Final = b'"SpanContext"'  # in every stdouttrace line: lines without it are not tried as one
 _FIRST_KEY_WITHIN: Final = 40  # how far into an object its first key is looked for
 _KEY_MAX_BYTES: Final = 8192  # a resource and scope longer than this are decoded every time
@@ -71,14 +75,14 @@ def go_line(
     span was written (what `go_span` writes for the line's object); False, with nothing
     appended, for any line `go_span` is to see instead (it declines or reads it)."""
     try:
-        span = _astuple(structs.decode_go_span(line))  # one call, where each read is a lookup
+        span = _astuple(_decode_go_span(line))  # one call, where each read is a lookup
     except structs.DecodeError:
         return False
     context, parent, kind = span[_GO_CONTEXT], span[_GO_PARENT], span[_GO_KIND]
     if context is None or context.TraceState or span[_GO_LINKS] or type(kind) is not int:
         return False
     for at in range(_GO_ROUTING, len(span)):  # `_struct_plain` of the tuple
-        if span[at] is not structs.UNSET:
+        if span[at] is not _UNSET:
             return False
     parts = (default_service, span[_GO_RESOURCE], span[_GO_SCOPE], span[_GO_LIBRARY])
     key = _go_latest.get(parts)
@@ -165,7 +169,7 @@ def _go_key(lookup: tuple[str | None, bytes, bytes, bytes]) -> ResourceKey | Non
 def _struct_plain(span: structs.GoSpan | structs.PySpan) -> bool:
     """No key that makes `auto` route the object as OTLP/JSON, and no JobFirst message key
     (which makes `auto` route the record from scratch)."""
-    unset = structs.UNSET
+    unset = _UNSET
     return (
         span.resourceSpans is unset
         and span.resource_spans is unset
@@ -197,13 +201,13 @@ def python_line(
 ) -> bool:
     """`python_span` of a line's bytes decoded straight into Structs."""
     try:
-        span = structs.decode_python_span(line)
+        span = _decode_python_span(line)
     except structs.DecodeError:
         return False
     context = span.context
     if not isinstance(context, structs.PyContext) or type(span.name) is not str:
         return False  # the route tests the keys' presence: the dict walk's
-    if span.SpanContext is not structs.UNSET or not _struct_plain(span):
+    if span.SpanContext is not _UNSET or not _struct_plain(span):
         return False
     if context.trace_state not in PY_EMPTY_TRACE_STATES or span.links:
         return False
