@@ -144,7 +144,8 @@ def _span(
         kind=kind,
         start_ns=json_uint(fields[_START]),
         end_ns=json_uint(fields[_END]),
-        tail=tail + end,
+        tail=tail,
+        status=end,
     )
 
 

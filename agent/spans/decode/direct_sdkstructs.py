@@ -122,7 +122,8 @@ def go_line(
         kind=kind,
         start_ns=sdk_time(span[_GO_START]),
         end_ns=sdk_time(span[_GO_END]),
-        tail=tail + end,
+        tail=tail,
+        status=end,
     )
 
 
@@ -243,7 +244,8 @@ def python_line(
         kind=kind,
         start_ns=sdk_time(span.start_time),
         end_ns=sdk_time(span.end_time),
-        tail=tail + end,
+        tail=tail,
+        status=end,
     )
 
 

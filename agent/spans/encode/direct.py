@@ -61,6 +61,7 @@ _ID_TAGS: Final = (0x0A, 0x10, 0x12, 0x08)
 _KIND_TAG, _START_TAG, _END_TAG = 0x30, 0x39, 0x41
 _pack_event_time: Final = struct.Struct("<BQ").pack
 _EVENT_TIME_TAG: Final = 0x09  # Span.Event.time_unix_nano, fixed64
+_EVENT_TIME_SIZE: Final = 9  # what _pack_event_time writes
 _EVENT: Final = b"\x5a"  # Span.events
 _SPANS: Final = b"\x12"  # ScopeSpans.spans
 _FLAGS: Final = b"\x85\x01"  # Span.flags, fixed32
@@ -160,7 +161,8 @@ class DirectWriter:
             kind=kind,
             start=start_ns,
             end=end_ns,
-            tail=tail + end,
+            tail=tail,
+            status=end,
         )
 
     def encoded_span(
@@ -176,9 +178,11 @@ class DirectWriter:
         start_ns: object,
         end_ns: object,
         tail: bytes,
+        status: bytes = b"",
     ) -> bool:
-        """`span` of a decoder that wrote the rest itself: `tail` is the span's attribute,
-        event (`event_bytes`), status and flags fields (`status_and_flags`), in that order."""
+        """`span` of a decoder that wrote the rest itself: `tail` is the span's attribute and
+        event fields (`event_bytes`), `status` its status and flags fields
+        (`status_and_flags`), written after them."""
         return self._write(
             out,
             key,
@@ -190,6 +194,7 @@ class DirectWriter:
             start=start_ns,
             end=end_ns,
             tail=tail,
+            status=status,
         )
 
     def span_of_ids(
@@ -231,11 +236,12 @@ class DirectWriter:
         start: object,
         end: object,
         tail: bytes,
+        status: bytes = b"",
     ) -> bool:
-        """The span's fields, checked, joined once with `tail` into the framed span: the IDs
-        (each a tag, a length and its bytes), the parent if any, the name, kind and the two
-        fixed64 times, in encode_span's order. False, with nothing appended, for a field
-        the general path reads otherwise."""
+        """The span's fields, checked, joined once with `tail` and `status` (the fields that
+        follow the times) into the framed span: the IDs (each a tag, a length and its bytes),
+        the parent if any, the name, kind and the two fixed64 times, in encode_span's order.
+        False, with nothing appended, for a field the general path reads otherwise."""
         if not (
             type(start) is int
             and type(end) is int
@@ -269,7 +275,14 @@ class DirectWriter:
             self.sampled_out += 1
             return True
         name_field = SPAN_NAMES[name]
-        size = _IDS_SIZE + len(parent_field) + len(name_field) + _KIND_TIMES_SIZE + len(tail)
+        size = (
+            _IDS_SIZE
+            + len(parent_field)
+            + len(name_field)
+            + _KIND_TIMES_SIZE
+            + len(tail)
+            + len(status)
+        )
         kind_times = _pack_kind_times(_KIND_TAG, kind, _START_TAG, start, _END_TAG, end)
         length = VARINT_TABLE[size] if size < VARINT_TABLE_SIZE else varint(size)
         out.append(
@@ -287,6 +300,7 @@ class DirectWriter:
                         name_field,
                         kind_times,
                         tail,
+                        status,
                     )
                 ),
             )
@@ -403,10 +417,11 @@ def event_bytes(time_ns: object, name: object, pairs: bytes) -> bytes | None:
         return None
     if not MIN_TIME_NS <= time_ns <= MAX_TIME_NS:
         return None
-    body = _pack_event_time(_EVENT_TIME_TAG, time_ns) + EVENT_NAMES[name] + pairs
-    size = len(body)
-    if size < VARINT_TABLE_SIZE:  # event_field(...), inlined
-        return _EVENT + VARINT_TABLE[size] + body
+    name_field = EVENT_NAMES[name]
+    size = _EVENT_TIME_SIZE + len(name_field) + len(pairs)
+    if size < VARINT_TABLE_SIZE:  # event_field(...), inlined, joined once
+        time_field = _pack_event_time(_EVENT_TIME_TAG, time_ns)
+        return b"".join((_EVENT, VARINT_TABLE[size], time_field, name_field, pairs))
     return event_field(time_ns, name, pairs)
 
 
