@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+import msgspec
+from msgspec import Raw
+
 from agent.spans.decode import otlpstructs as structs
 from agent.spans.decode.direct import json_int, json_uint, pop_service, write_all
-from agent.spans.decode.lookups import Remembered, StructPairs
+from agent.spans.decode.lookups import Latest, Remembered, StructPairs
 from agent.spans.encode.direct import event_bytes, status_and_flags
 from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES
 from agent.spans.encode.resources import make_key
@@ -28,6 +31,9 @@ from agent.spans.types import DirectItem, ResourceKey
 if TYPE_CHECKING:
     from agent.spans.encode.direct import DirectWriter
 
+# Bound once: compiled code reads a module's attribute by a dict lookup on every use.
+_decode_request: Final = structs.decode_request
+_decode_resource_spans: Final = structs.decode_resource_spans
 _KEY_MAX_BYTES: Final = 8192  # a resource and scope longer than this are decoded every time
 
 
@@ -37,9 +43,9 @@ def otlp_line(
     """An ExportTraceServiceRequest or a bare ResourceSpans: every span, or none of them."""
     try:
         if line[:16] == b'{"resourceSpans"':
-            records = structs.decode_request(line).resourceSpans
+            records = _decode_request(line).resourceSpans
         else:
-            bare = structs.decode_resource_spans(line)
+            bare = _decode_resource_spans(line)
             records = None if bare.scopeSpans is None else [bare]
     except structs.DecodeError:
         return False
@@ -54,15 +60,19 @@ def _resource_spans(
     direct: DirectWriter,
     out: list[DirectItem],
 ) -> bool:
-    resource = bytes(record.resource)
+    resource = record.resource
     scope_spans_list = record.scopeSpans
     if not scope_spans_list:  # no key to look up, but a bad resource still fails the line
-        return _resource_attributes(resource) is not None
+        return _resource_attributes(bytes(resource)) is not None
     for scope_spans in scope_spans_list:
-        lookup = (default_service, resource, bytes(scope_spans.scope))
-        key = _keys.get(lookup) or _key(lookup)
+        parts = (default_service, resource, scope_spans.scope)
+        key = _latest.get(parts)
         if key is None:
-            return False
+            lookup = (default_service, bytes(resource), bytes(scope_spans.scope))
+            key = _keys.get(lookup) or _key(lookup)
+            if key is None:
+                return False
+            _latest.remember(parts, key)
         for span in scope_spans.spans or ():
             if not _span(span, key, direct, out):
                 return False
@@ -70,6 +80,7 @@ def _resource_spans(
 
 
 _keys: Final = Remembered[tuple[str | None, bytes, bytes], ResourceKey](256)
+_latest: Final = Latest[tuple[str | None, Raw, Raw], ResourceKey]()
 
 
 def _key(lookup: tuple[str | None, bytes, bytes]) -> ResourceKey | None:
@@ -101,12 +112,14 @@ def _resource_attributes(resource: bytes) -> Attributes | None:
 def _span(
     span: structs.Span, key: ResourceKey, direct: DirectWriter, out: list[DirectItem]
 ) -> bool:
-    if span.links or span.traceState or span.kind is None:
+    fields = _astuple(span)  # one call, where each attribute read is a lookup
+    kind = fields[_KIND]
+    if fields[_LINKS] or fields[_TRACE_STATE] or kind is None:
         return False
-    tail = _span_pairs.fields(span.attributes)
+    tail = _span_pairs.fields(fields[_ATTRIBUTES])
     if tail is None:
         return False
-    for event in span.events or ():
+    for event in fields[_EVENTS] or ():
         pairs = _event_pairs.fields(event.attributes)
         if pairs is None:
             return False
@@ -114,25 +127,43 @@ def _span(
         if encoded is None:
             return False
         tail += encoded
-    status = span.status
+    status = fields[_STATUS]
     if status is None:
-        end = status_and_flags(0, "", span.flags)
+        end = status_and_flags(0, "", fields[_FLAGS])
     else:
-        end = status_and_flags(status.code or 0, status.message or "", span.flags)
+        end = status_and_flags(status.code or 0, status.message or "", fields[_FLAGS])
     if end is None:
         return False
     return direct.encoded_span(
         out,
         key,
-        trace_hex=span.traceId,
-        span_hex=span.spanId,
-        parent_hex=span.parentSpanId,
-        name=span.name,
-        kind=span.kind,
-        start_ns=json_uint(span.startTimeUnixNano),
-        end_ns=json_uint(span.endTimeUnixNano),
-        tail=tail + end,
+        trace_hex=fields[_TRACE_ID],
+        span_hex=fields[_SPAN_ID],
+        parent_hex=fields[_PARENT_SPAN_ID],
+        name=fields[_NAME],
+        kind=kind,
+        start_ns=json_uint(fields[_START]),
+        end_ns=json_uint(fields[_END]),
+        tail=tail,
+        status=end,
     )
+
+
+_astuple: Final = msgspec.structs.astuple
+# Where `_astuple` puts a Span's fields (their order in `otlpstructs.Span`, pinned by a test).
+_TRACE_ID: Final = 0
+_SPAN_ID: Final = 1
+_PARENT_SPAN_ID: Final = 2
+_NAME: Final = 3
+_KIND: Final = 4
+_START: Final = 5
+_END: Final = 6
+_ATTRIBUTES: Final = 7
+_EVENTS: Final = 8
+_STATUS: Final = 9
+_FLAGS: Final = 10
+_TRACE_STATE: Final = 11
+_LINKS: Final = 12
 
 
 def struct_attributes(items: list[structs.KeyValue] | None) -> Attributes | None:
@@ -148,17 +179,7 @@ def struct_attributes(items: list[structs.KeyValue] | None) -> Attributes | None
 
 def key_and_value(item: structs.KeyValue) -> tuple[str, AttrValue] | None:
     """(key, value) of a KeyValue Struct holding exactly one scalar; None otherwise."""
-    value = item.value
-    text, number, flag, double = (
-        value.stringValue,
-        value.intValue,
-        value.boolValue,
-        value.doubleValue,
-    )
-    if value.arrayValue is not None or value.kvlistValue is not None:
-        return None
-    if value.bytesValue is not None:
-        return None
+    text, number, flag, double = _astuple(item.value)
     if text is not None:
         if number is not None or flag is not None or double is not None:
             return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+import msgspec
 from msgspec import Raw
 
 from agent.spans.decode import sdkstructs as structs
@@ -39,6 +40,10 @@ from agent.spans.types import DirectItem, ResourceKey
 if TYPE_CHECKING:
     from agent.spans.encode.direct import DirectWriter
 
+# Bound once: compiled code reads a module's attribute by a dict lookup on every use.
+_decode_go_span: Final = structs.decode_go_span
+_decode_python_span: Final = structs.decode_python_span
+_UNSET: Final = structs.UNSET
 GO_KEY: Final = b'"SpanContext"'  # in every stdouttrace line: lines without it are not tried as one
 _FIRST_KEY_WITHIN: Final = 40  # how far into an object its first key is looked for
 _KEY_MAX_BYTES: Final = 8192  # a resource and scope longer than this are decoded every time
@@ -70,31 +75,32 @@ def go_line(
     span was written (what `go_span` writes for the line's object); False, with nothing
     appended, for any line `go_span` is to see instead (it declines or reads it)."""
     try:
-        span = structs.decode_go_span(line)
+        span = _astuple(_decode_go_span(line))  # one call, where each read is a lookup
     except structs.DecodeError:
         return False
-    context, parent = span.SpanContext, span.Parent
-    if context is None or context.TraceState or span.Links or type(span.SpanKind) is not int:
+    context, parent, kind = span[_GO_CONTEXT], span[_GO_PARENT], span[_GO_KIND]
+    if context is None or context.TraceState or span[_GO_LINKS] or type(kind) is not int:
         return False
-    if not _struct_plain(span):
-        return False
-    parts = (default_service, span.Resource, span.InstrumentationScope, span.InstrumentationLibrary)
+    for at in range(_GO_ROUTING, len(span)):  # `_struct_plain` of the tuple
+        if span[at] is not _UNSET:
+            return False
+    parts = (default_service, span[_GO_RESOURCE], span[_GO_SCOPE], span[_GO_LIBRARY])
     key = _go_latest.get(parts)
     if key is None:
         lookup = (default_service, bytes(parts[1]), bytes(parts[2]), bytes(parts[3]))
         key = _go_keys.get(lookup) or _go_key(lookup)
         if key is not None:
             _go_latest.remember(parts, key)
-    tail = _go_span_pairs.fields(span.Attributes)
+    tail = _go_span_pairs.fields(span[_GO_ATTRIBUTES])
     if key is None or tail is None:
         return False
-    for event in span.Events or ():
+    for event in span[_GO_EVENTS] or ():
         pairs = _go_event_pairs.fields(event.Attributes)
         encoded = None if pairs is None else event_bytes(sdk_time(event.Time), event.Name, pairs)
         if encoded is None:
             return False
         tail += encoded
-    status = span.Status
+    status = span[_GO_STATUS]
     code, message = (None, "") if status is None else (status.Code, status.Description or "")
     status_code = GO_STATUS.get(code)
     if status_code is None:
@@ -112,14 +118,32 @@ def go_line(
         trace_hex=context.TraceID,
         span_hex=context.SpanID,
         parent_hex=parent_hex,
-        name=span.Name,
-        kind=span.SpanKind,
-        start_ns=sdk_time(span.StartTime),
-        end_ns=sdk_time(span.EndTime),
-        tail=tail + end,
+        name=span[_GO_NAME],
+        kind=kind,
+        start_ns=sdk_time(span[_GO_START]),
+        end_ns=sdk_time(span[_GO_END]),
+        tail=tail,
+        status=end,
     )
 
 
+_astuple: Final = msgspec.structs.astuple
+# Where `_astuple` puts a GoSpan's fields (their order in `sdkstructs.GoSpan`, pinned by a
+# test); from `_GO_ROUTING` on, the keys `_struct_plain` tests.
+_GO_NAME: Final = 0
+_GO_CONTEXT: Final = 1
+_GO_PARENT: Final = 2
+_GO_KIND: Final = 3
+_GO_START: Final = 4
+_GO_END: Final = 5
+_GO_ATTRIBUTES: Final = 6
+_GO_EVENTS: Final = 7
+_GO_LINKS: Final = 8
+_GO_STATUS: Final = 9
+_GO_RESOURCE: Final = 10
+_GO_SCOPE: Final = 11
+_GO_LIBRARY: Final = 12
+_GO_ROUTING: Final = 13
 _go_keys: Final = Remembered[tuple[str | None, bytes, bytes, bytes], ResourceKey](256)
 _go_latest: Final = Latest[tuple[str | None, Raw, Raw, Raw], ResourceKey]()
 
@@ -146,7 +170,7 @@ def _go_key(lookup: tuple[str | None, bytes, bytes, bytes]) -> ResourceKey | Non
 def _struct_plain(span: structs.GoSpan | structs.PySpan) -> bool:
     """No key that makes `auto` route the object as OTLP/JSON, and no JobFirst message key
     (which makes `auto` route the record from scratch)."""
-    unset = structs.UNSET
+    unset = _UNSET
     return (
         span.resourceSpans is unset
         and span.resource_spans is unset
@@ -178,13 +202,13 @@ def python_line(
 ) -> bool:
     """`python_span` of a line's bytes decoded straight into Structs."""
     try:
-        span = structs.decode_python_span(line)
+        span = _decode_python_span(line)
     except structs.DecodeError:
         return False
     context = span.context
     if not isinstance(context, structs.PyContext) or type(span.name) is not str:
         return False  # the route tests the keys' presence: the dict walk's
-    if span.SpanContext is not structs.UNSET or not _struct_plain(span):
+    if span.SpanContext is not _UNSET or not _struct_plain(span):
         return False
     if context.trace_state not in PY_EMPTY_TRACE_STATES or span.links:
         return False
@@ -220,7 +244,8 @@ def python_line(
         kind=kind,
         start_ns=sdk_time(span.start_time),
         end_ns=sdk_time(span.end_time),
-        tail=tail + end,
+        tail=tail,
+        status=end,
     )
 
 

@@ -96,14 +96,30 @@ class StructPairs(Generic[S]):
             if len(items) == 1:
                 pair = known.get(items[0]) or self._encode(items[0])
                 return None if pair is None else pair[1]
-            pairs: dict[str, bytes] = {}
+            keys: list[str] = []
+            fields: list[bytes] = []
             for item in items:
                 pair = known.get(item) or self._encode(item)
                 if pair is None:
                     return None
-                pairs[pair[0]] = pair[1]
+                key = pair[0]
+                if key in keys:  # rare: a few items, and the keys are the cached objects
+                    return self._deduplicated(items)
+                keys.append(key)
+                fields.append(pair[1])
         except TypeError:  # a list or map inside cannot be hashed, nor is it a scalar
             return None
+        return b"".join(fields)
+
+    def _deduplicated(self, items: list[S]) -> bytes | None:
+        """`fields` of attributes where a key comes twice: as a dict keeps them."""
+        known = self._fields
+        pairs: dict[str, bytes] = {}
+        for item in items:
+            pair = known.get(item) or self._encode(item)
+            if pair is None:
+                return None
+            pairs[pair[0]] = pair[1]
         return b"".join(pairs.values())
 
     def _encode(self, item: S) -> tuple[str, bytes] | None:

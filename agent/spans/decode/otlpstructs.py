@@ -28,13 +28,14 @@ Int64 = Int | str
 
 
 class AnyValue(msgspec.Struct, forbid_unknown_fields=True, gc=False, frozen=True):
+    """The scalars only: an array, map or bytes value fails the decode, and its line takes
+    the general path (the direct path writes scalar attributes only). Four fields: each
+    lookup by a KeyValue hashes and compares them all."""
+
     stringValue: str | None = None
     intValue: Int64 | None = None
     boolValue: bool | None = None
     doubleValue: float | None = None
-    arrayValue: Any = None
-    kvlistValue: Any = None
-    bytesValue: Any = None
 
 
 class KeyValue(msgspec.Struct, forbid_unknown_fields=True, gc=False, frozen=True):

@@ -52,10 +52,19 @@ class GoKeyValue(msgspec.Struct, frozen=True, gc=False):
 
 
 class GoContext(msgspec.Struct, gc=False):
+    """A span's own context: what `go_span` reads of it (Remote is skipped, not decoded)."""
+
     TraceID: str | None = None
     SpanID: str | None = None
     TraceFlags: Any = "00"
     TraceState: str | None = None
+
+
+class GoParent(msgspec.Struct, gc=False):
+    """The parent's context: `go_span` reads only its SpanID and Remote (a root's all-zero
+    TraceID and the rest are skipped, not decoded)."""
+
+    SpanID: str | None = None
     Remote: Any = None
 
 
@@ -91,7 +100,7 @@ class GoEvent(msgspec.Struct, gc=False):
 class GoSpan(msgspec.Struct, gc=False):
     Name: str | None = None
     SpanContext: GoContext | None = None
-    Parent: GoContext | None = None
+    Parent: GoParent | None = None
     SpanKind: Int64 | None = 1
     StartTime: str | None = None
     EndTime: str | None = None

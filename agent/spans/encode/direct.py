@@ -45,6 +45,7 @@ from agent.spans.encode.wire import (
     VARINT_TABLE_SIZE,
     pack_fixed32,
     scalar_pair_encoder,
+    varint,
 )
 from agent.spans.model import KIND_INTERNAL
 from agent.spans.sampling import TraceFilter
@@ -60,11 +61,17 @@ _ID_TAGS: Final = (0x0A, 0x10, 0x12, 0x08)
 _KIND_TAG, _START_TAG, _END_TAG = 0x30, 0x39, 0x41
 _pack_event_time: Final = struct.Struct("<BQ").pack
 _EVENT_TIME_TAG: Final = 0x09  # Span.Event.time_unix_nano, fixed64
+_EVENT_TIME_SIZE: Final = 9  # what _pack_event_time writes
 _EVENT: Final = b"\x5a"  # Span.events
 _SPANS: Final = b"\x12"  # ScopeSpans.spans
 _FLAGS: Final = b"\x85\x01"  # Span.flags, fixed32
 _fromhex: Final = bytes.fromhex
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+_ZERO_SPAN_HEX: Final = "0" * 16  # a root span's parent as Go's stdouttrace writes it
+_TRACE_ID_HEAD: Final = b"\x0a\x10"  # Span.trace_id: tag, length 16
+_SPAN_ID_HEAD: Final = b"\x12\x08"  # Span.span_id: tag, length 8
+_IDS_SIZE: Final = 28  # both IDs with their tags and lengths
+_KIND_TIMES_SIZE: Final = 20  # what _pack_kind_times writes
 _RESOURCE_KEY_CACHE_LIMIT: Final = 1024
 _span_attributes: Final = scalar_pair_encoder(ATTRIBUTES)
 _event_attributes: Final = scalar_pair_encoder(EVENT_ATTRIBUTES)
@@ -83,17 +90,34 @@ class DirectWriter:
         self, out: list[DirectItem], record: dict[str, Any], default_service: str | None
     ) -> bool:
         """A parsed span-json record (docs/span-format.md)."""
-        body = _span_json_head(record)
-        if body is None:
+        if not EXTRA_KEYS.isdisjoint(record):
+            return False
+        get = record.get
+        kind = get("kind")
+        kind_code = (
+            KIND_INTERNAL if kind is None else KIND_CODES.get(kind) if type(kind) is str else 0
+        )
+        if not kind_code:
             return False
         tail = _span_json_tail(record)
         if tail is None:
             return False
-        service = record.get("service") or record.get("service_name") or default_service
+        service = get("service") or get("service_name") or default_service
         if type(service) is not str and service is not None:
             return False
         key = self._keys.get(service) or self.key_for(service)
-        return self._finish(out, key, body, tail)
+        return self._write(
+            out,
+            key,
+            trace_text=get("trace_id"),
+            span_text=get("span_id"),
+            parent=get("parent_span_id"),
+            name=get("name"),
+            kind=kind_code,
+            start=get("start_time_unix_nano"),
+            end=get("end_time_unix_nano"),
+            tail=tail,
+        )
 
     def span(
         self,
@@ -116,9 +140,6 @@ class DirectWriter:
         """A span's fields as a decoder found them: IDs as hex text (`parent_hex` None or
         empty for a root span), `kind` and `status_code` as OTLP numbers, `attributes` a dict
         (or None), events as (time, name, attributes) tuples, OTLP `Span.flags` if known."""
-        body = _head(trace_hex, span_hex, parent_hex, name, kind, start=start_ns, end=end_ns)
-        if body is None:
-            return False
         tail = scalar_attributes(attributes)
         if tail is None:
             return False
@@ -130,7 +151,19 @@ class DirectWriter:
         end = status_and_flags(status_code, status_message, flags)
         if end is None:
             return False
-        return self._finish(out, key, body, tail + end)
+        return self._write(
+            out,
+            key,
+            trace_text=trace_hex,
+            span_text=span_hex,
+            parent=parent_hex,
+            name=name,
+            kind=kind,
+            start=start_ns,
+            end=end_ns,
+            tail=tail,
+            status=end,
+        )
 
     def encoded_span(
         self,
@@ -145,13 +178,24 @@ class DirectWriter:
         start_ns: object,
         end_ns: object,
         tail: bytes,
+        status: bytes = b"",
     ) -> bool:
-        """`span` of a decoder that wrote the rest itself: `tail` is the span's attribute,
-        event (`event_bytes`), status and flags fields (`status_and_flags`), in that order."""
-        body = _head(trace_hex, span_hex, parent_hex, name, kind, start=start_ns, end=end_ns)
-        if body is None:
-            return False
-        return self._finish(out, key, body, tail)
+        """`span` of a decoder that wrote the rest itself: `tail` is the span's attribute and
+        event fields (`event_bytes`), `status` its status and flags fields
+        (`status_and_flags`), written after them."""
+        return self._write(
+            out,
+            key,
+            trace_text=trace_hex,
+            span_text=span_hex,
+            parent=parent_hex,
+            name=name,
+            kind=kind,
+            start=start_ns,
+            end=end_ns,
+            tail=tail,
+            status=status,
+        )
 
     def span_of_ids(
         self,
@@ -179,6 +223,90 @@ class DirectWriter:
         rest = _pack_kind_times(_KIND_TAG, kind, _START_TAG, start_ns, _END_TAG, end_ns)
         return self._finish(out, key, ids + SPAN_NAMES[name] + rest, tail)
 
+    def _write(
+        self,
+        out: list[DirectItem],
+        key: ResourceKey,
+        *,
+        trace_text: object,
+        span_text: object,
+        parent: object,
+        name: object,
+        kind: int,
+        start: object,
+        end: object,
+        tail: bytes,
+        status: bytes = b"",
+    ) -> bool:
+        """The span's fields, checked, joined once with `tail` and `status` (the fields that
+        follow the times) into the framed span: the IDs (each a tag, a length and its bytes),
+        the parent if any, the name, kind and the two fixed64 times, in encode_span's order.
+        False, with nothing appended, for a field the general path reads otherwise."""
+        if not (
+            type(start) is int
+            and type(end) is int
+            and MIN_TIME_NS <= start <= end <= MAX_TIME_NS
+            and end - start <= MAX_DURATION_NS
+            and type(name) is str
+            and name
+            and type(trace_text) is str
+            and type(span_text) is str
+            and len(trace_text) == 32
+            and len(span_text) == 16
+            and 0 < kind <= 5
+        ):
+            return False
+        try:
+            trace_id, span_id = _fromhex(trace_text), _fromhex(span_text)
+        except ValueError:
+            return False
+        # fromhex skips whitespace, so a length check is what makes the text exactly hex.
+        if len(trace_id) != 16 or len(span_id) != 8:
+            return False
+        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+            return False
+        parent_field = b""
+        if parent is not None and parent not in ("", _ZERO_SPAN_HEX):
+            checked = _parent_field(parent)
+            if checked is None:
+                return False
+            parent_field = checked
+        if self._keep_trace is not None and not self._keep_trace(trace_id):
+            self.sampled_out += 1
+            return True
+        name_field = SPAN_NAMES[name]
+        size = (
+            _IDS_SIZE
+            + len(parent_field)
+            + len(name_field)
+            + _KIND_TIMES_SIZE
+            + len(tail)
+            + len(status)
+        )
+        kind_times = _pack_kind_times(_KIND_TAG, kind, _START_TAG, start, _END_TAG, end)
+        length = VARINT_TABLE[size] if size < VARINT_TABLE_SIZE else varint(size)
+        out.append(
+            (
+                key,
+                b"".join(
+                    (
+                        _SPANS,
+                        length,
+                        _TRACE_ID_HEAD,
+                        trace_id,
+                        _SPAN_ID_HEAD,
+                        span_id,
+                        parent_field,
+                        name_field,
+                        kind_times,
+                        tail,
+                        status,
+                    )
+                ),
+            )
+        )
+        return True
+
     def _finish(self, out: list[DirectItem], key: ResourceKey, body: bytes, tail: bytes) -> bool:
         if self._keep_trace is not None and not self._keep_trace(
             body[_TRACE_ID_AT : _TRACE_ID_AT + 16]
@@ -201,67 +329,6 @@ class DirectWriter:
                 self._keys.clear()  # unbounded service names must not grow memory
             key = self._keys[service] = ResourceKey(service, (), "", "")
         return key
-
-
-def _head(
-    trace_text: object,
-    span_text: object,
-    parent: object,
-    name: object,
-    kind: int,
-    *,
-    start: object,
-    end: object,
-) -> bytes | None:
-    """The span's fields up to its end time (the trace ID at `_TRACE_ID_AT`), or None."""
-    if not (
-        type(start) is int
-        and type(end) is int
-        and MIN_TIME_NS <= start <= end <= MAX_TIME_NS
-        and end - start <= MAX_DURATION_NS
-        and type(name) is str
-        and name
-        and type(trace_text) is str
-        and type(span_text) is str
-        and len(trace_text) == 32
-        and len(span_text) == 16
-        and 0 < kind <= 5
-    ):
-        return None
-    try:
-        trace_id, span_id = _fromhex(trace_text), _fromhex(span_text)
-    except ValueError:
-        return None
-    # fromhex skips whitespace, so a length check is what makes the text exactly hex.
-    if len(trace_id) != 16 or len(span_id) != 8 or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
-        return None
-    ids = _pack_ids(_ID_TAGS[0], _ID_TAGS[1], trace_id, _ID_TAGS[2], _ID_TAGS[3], span_id)
-    if parent is not None and parent != "":
-        parent_field = _parent_field(parent)
-        if parent_field is None:
-            return None
-        ids += parent_field
-    rest = _pack_kind_times(_KIND_TAG, kind, _START_TAG, start, _END_TAG, end)
-    return ids + SPAN_NAMES[name] + rest
-
-
-def _span_json_head(obj: dict[str, Any]) -> bytes | None:
-    if not EXTRA_KEYS.isdisjoint(obj):
-        return None
-    get = obj.get
-    kind = get("kind")
-    kind_code = KIND_INTERNAL if kind is None else KIND_CODES.get(kind) if type(kind) is str else 0
-    if not kind_code:
-        return None
-    return _head(
-        get("trace_id"),
-        get("span_id"),
-        get("parent_span_id"),
-        get("name"),
-        kind_code,
-        start=get("start_time_unix_nano"),
-        end=get("end_time_unix_nano"),
-    )
 
 
 def _parent_field(parent: object) -> bytes | None:
@@ -350,10 +417,11 @@ def event_bytes(time_ns: object, name: object, pairs: bytes) -> bytes | None:
         return None
     if not MIN_TIME_NS <= time_ns <= MAX_TIME_NS:
         return None
-    body = _pack_event_time(_EVENT_TIME_TAG, time_ns) + EVENT_NAMES[name] + pairs
-    size = len(body)
-    if size < VARINT_TABLE_SIZE:  # event_field(...), inlined
-        return _EVENT + VARINT_TABLE[size] + body
+    name_field = EVENT_NAMES[name]
+    size = _EVENT_TIME_SIZE + len(name_field) + len(pairs)
+    if size < VARINT_TABLE_SIZE:  # event_field(...), inlined, joined once
+        time_field = _pack_event_time(_EVENT_TIME_TAG, time_ns)
+        return b"".join((_EVENT, VARINT_TABLE[size], time_field, name_field, pairs))
     return event_field(time_ns, name, pairs)
 
 

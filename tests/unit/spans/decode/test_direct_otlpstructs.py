@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import orjson
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from agent.spans.decode import direct_otlpstructs
+from agent.spans.decode import otlpstructs as structs
 from agent.spans.decode.direct import otlp_request
 from agent.spans.decode.direct_otlpstructs import otlp_line
 from agent.spans.encode.direct import DirectWriter
@@ -256,3 +258,53 @@ def test_the_caches_stay_bounded_and_right() -> None:
     long_value = {"key": "sql", "value": {"stringValue": "x" * 1000}}
     assert _written([_line([long_value])] * 2) == 2
     assert "sql" not in pairs._per_key
+
+
+def test_the_span_tuple_indexes_name_the_fields() -> None:
+    """`_span` reads a Span Struct as one tuple, by index: each index must be its field's."""
+    names = [field.name for field in msgspec.structs.fields(structs.Span)]
+    for index, name in [
+        ("_TRACE_ID", "traceId"),
+        ("_SPAN_ID", "spanId"),
+        ("_PARENT_SPAN_ID", "parentSpanId"),
+        ("_NAME", "name"),
+        ("_KIND", "kind"),
+        ("_START", "startTimeUnixNano"),
+        ("_END", "endTimeUnixNano"),
+        ("_ATTRIBUTES", "attributes"),
+        ("_EVENTS", "events"),
+        ("_STATUS", "status"),
+        ("_FLAGS", "flags"),
+        ("_TRACE_STATE", "traceState"),
+        ("_LINKS", "links"),
+    ]:
+        assert names[getattr(direct_otlpstructs, index)] == name
+    assert [field.name for field in msgspec.structs.fields(structs.AnyValue)] == [
+        "stringValue",
+        "intValue",
+        "boolValue",
+        "doubleValue",
+    ]  # `key_and_value` unpacks them in this order
+
+
+def test_the_last_lines_resource_is_not_taken_for_a_different_one() -> None:
+    """The resource key of the last line is compared by bytes before anything is hashed:
+    lines that alternate resources and scopes, or change only the default service, each get
+    their own key."""
+    svc = [{"key": "service.name", "value": {"stringValue": "svc"}}]
+    other = [{"key": "service.name", "value": {"stringValue": "other"}}]
+    lines = [
+        _line([], svc, {"name": "a"}),
+        _line([], svc, {"name": "a"}),
+        _line([], other, {"name": "a"}),
+        _line([], svc, {"name": "b"}),
+        _line([], svc, {"name": "b"}),
+    ]
+    keys = [item[0][0:3:2] for item in direct_read("otlp-json", lines)[0]]
+    assert keys == [("svc", "a"), ("svc", "a"), ("other", "a"), ("svc", "b"), ("svc", "b")]
+    same_reads("otlp-json", lines)
+    unnamed = _line([], [])
+    for service in ("one", "one", "two"):
+        items: list[DirectItem] = []
+        assert otlp_line(unnamed, service, DirectWriter(None), items)
+        assert items[0][0][0] == service  # type: ignore[index]

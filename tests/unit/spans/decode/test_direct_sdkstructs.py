@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.spans.decode import direct_sdkstructs
+from agent.spans.decode import sdkstructs as structs
 from agent.spans.decode.direct_sdk import GO_ZERO_SPAN_ID, TRACE_FLAGS, go_span_flags
 from agent.spans.decode.direct_sdkstructs import go_line, python_line, sdk_line
 from agent.spans.encode.direct import DirectWriter
@@ -102,7 +105,36 @@ PY_RESOURCES = mostly(
         ]
     ),
 )
+_PARENT_ID = "00f067aa0ba902b7"
+GO_PARENTS = mostly(
+    st.sampled_from(
+        [
+            {"TraceID": "0" * 32, "SpanID": GO_ZERO_SPAN_ID, "TraceFlags": "00", "TraceState": ""},
+            {"TraceID": "0" * 32, "SpanID": GO_ZERO_SPAN_ID, "Remote": False},
+            {"SpanID": _PARENT_ID, "Remote": True},
+            {"SpanID": _PARENT_ID, "Remote": False, "TraceID": "4bf92f3577b34da6a3ce929d0e0e4736"},
+            {"SpanID": _PARENT_ID},
+            {},
+            None,
+        ]
+    ),
+    st.sampled_from(
+        [
+            {"SpanID": ""},
+            {"SpanID": "0" * 15},
+            {"SpanID": GO_ZERO_SPAN_ID.upper() + " "},
+            {"SpanID": "00F067AA0BA902B7", "Remote": 1},
+            {"SpanID": 5},
+            {"SpanID": _PARENT_ID, "Remote": "true"},
+            {"TraceID": 5, "SpanID": GO_ZERO_SPAN_ID, "TraceFlags": 1, "TraceState": 2},
+            {"TraceID": None, "SpanID": _PARENT_ID, "TraceState": "k=v"},
+            "p",
+            [],
+        ]
+    ),
+)
 _ABSENT = object()
+GO_CONTEXT_REMOTES = st.sampled_from([False, True, None, 1, "x", _ABSENT])
 
 
 def _set(obj: dict[str, Any], key: str, value: Any) -> None:
@@ -120,6 +152,9 @@ def go_lines(draw: st.DrawFn) -> bytes:
     _set(stub, "Resource", draw(GO_RESOURCES | st.just(_ABSENT)))
     _set(stub, "InstrumentationScope", draw(GO_SCOPES | st.just(_ABSENT)))
     _set(stub, "InstrumentationLibrary", draw(GO_SCOPES | st.just(_ABSENT)))
+    _set(stub, "Parent", draw(GO_PARENTS | st.just(_ABSENT)))
+    remote = draw(GO_CONTEXT_REMOTES)  # the span's own Remote: read by neither path
+    _set(stub["SpanContext"], "Remote", remote)
     return json.dumps(stub, separators=(",", ":")).encode()
 
 
@@ -272,3 +307,34 @@ def test_trace_flags_looked_up_are_the_parsed_ones(
     stub = go_template()
     stub["SpanContext"]["TraceFlags"] = flags
     same_reads("otel-sdk", [json.dumps(stub).encode()])
+
+
+def test_the_go_span_tuple_indexes_name_the_fields() -> None:
+    """`go_line` reads a GoSpan Struct as one tuple, by index: each index must be its
+    field's, and the fields from `_GO_ROUTING` on are the keys `_struct_plain` tests."""
+    names = [field.name for field in msgspec.structs.fields(structs.GoSpan)]
+    for index, name in [
+        ("_GO_NAME", "Name"),
+        ("_GO_CONTEXT", "SpanContext"),
+        ("_GO_PARENT", "Parent"),
+        ("_GO_KIND", "SpanKind"),
+        ("_GO_START", "StartTime"),
+        ("_GO_END", "EndTime"),
+        ("_GO_ATTRIBUTES", "Attributes"),
+        ("_GO_EVENTS", "Events"),
+        ("_GO_LINKS", "Links"),
+        ("_GO_STATUS", "Status"),
+        ("_GO_RESOURCE", "Resource"),
+        ("_GO_SCOPE", "InstrumentationScope"),
+        ("_GO_LIBRARY", "InstrumentationLibrary"),
+    ]:
+        assert names[getattr(direct_sdkstructs, index)] == name
+    routing = names[direct_sdkstructs._GO_ROUTING :]
+    assert routing == [
+        "resourceSpans",
+        "resource_spans",
+        "scopeSpans",
+        "scope_spans",
+        "message",
+        "msg",
+    ]

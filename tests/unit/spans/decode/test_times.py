@@ -46,3 +46,45 @@ def test_a_cached_second_gives_each_fraction_its_own_time() -> None:
     assert utc_rfc3339("2024-11-28T07:04:05.5Z") == first - 50_000 + 500_000_000
     assert utc_rfc3339("2024-11-28T07:04:05.1234567891Z") is None  # ten digits: exact parse
     assert utc_rfc3339("2024-11-28T07:04:05.12a4Z") is None
+
+
+_SECONDS_POOL = [
+    "2024-11-28T07:04:05",
+    "2024-11-28T07:04:06",
+    "2024-11-28T07:05:05",
+    "2024-11-29T07:04:05",
+    "1970-01-01T00:00:00",
+    "2024-02-29T23:59:59",
+    "2023-02-29T23:59:59",
+]
+_TAILS = [
+    ".000050000Z",
+    ".039210241Z",
+    ".5Z",
+    ".123456Z",
+    ".1234567891Z",
+    ".12a4Z",
+    ".١٢Z",
+    "Z",
+    ".Z",
+]
+
+
+@settings(max_examples=400)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_SECONDS_POOL), st.sampled_from(_TAILS)), min_size=1, max_size=12
+    )
+)
+def test_times_that_share_their_second_read_as_the_exact_parse(
+    parts: list[tuple[str, str]],
+) -> None:
+    """Span times come in runs of one second (a span's start, events and end): each read
+    finds it as the last one's, in the cache of seconds, or not at all, and gets the exact
+    time in every case, also for a text that shares the last second but is not a time."""
+    for second, tail in parts:
+        text = second + tail
+        fast = utc_rfc3339(text)
+        event(f"looked up: {fast is not None}")
+        if fast is not None:
+            assert fast == _exact(text)

@@ -486,3 +486,23 @@ def test_a_sampler_that_needs_the_whole_span_gets_every_span_decoded(tmp_path: P
     spans = asyncio.run(fast(outbound, decoder, lines))
     assert [PbSpan.FromString(span_body(framed)).name for _, framed in spans] == ["keep"] * 2
     assert (outbound.spans_decoded, outbound.spans_sampled_out) == (3, 1)
+
+
+@pytest.mark.parametrize("size", [100, 16_300, 16_383, 16_384, 40_000])
+@pytest.mark.parametrize("where", ["span", "event", "status"])
+def test_spans_and_events_longer_than_the_length_table_get_the_general_paths_bytes(
+    size: int, where: str
+) -> None:
+    """The writer joins a span's (and an event's) pieces once behind a length it looks up for
+    bodies under 16 KiB and writes as a varint for longer ones: both as the general path."""
+    big = "x" * size
+    if where == "span":
+        record = fast_record(attributes={"sql": big, "n": 1})
+    elif where == "event":
+        record = fast_record(
+            events=[{"name": "e", "time_unix_nano": START, "attributes": {"s": big}}]
+        )
+    else:
+        record = fast_record(status={"code": "error", "message": big})
+    for sampler in (None, make_sampler("always_on", 1.0), make_sampler("always_off", 0.0)):
+        assert same_answer(record, None, sampler) != "general path"
