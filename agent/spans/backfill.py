@@ -45,7 +45,7 @@ from agent.spans.tail.linereader import LineReader, ReadResult
 from agent.spans.tail.oversize import SpillDirectory
 from agent.spans.types import Decoder, EncodedSpan
 
-LINES_PER_READ = 16384  # as the tailer reads
+LINES_PER_READ = 65536  # as the tailer reads
 READ_CHUNK_BYTES = 256 * 1024
 END_OF_TIME_NS = 2**63 - 1  # expire(): whatever is still open will never be finished now
 GZIP_MAGIC = b"\x1f\x8b"

@@ -14,13 +14,15 @@ All methods block on file I/O: the tailer calls them from a worker thread, one a
 A chunk of short lines (a newline every ``SHORT_LINE_BYTES`` or more often in its first
 ``SAMPLE_BYTES``: a pretty-printed object's) that need no change (no carriage return, and the
 chunk too short to hold a line over the limit: every chunk, with the default limits) is not
-split: its complete lines are handed on as one ``LineBlock``, the bytes as read, and the read
-ends there. A decoder can then read a run of them as one text (a pretty-printed object,
-agent.spans.decode.pretty), and no object is made for each line, which for short lines is
-most of what splitting costs. Longer lines are split as before: one object a line is little
-beside what each line's decoding costs, and the decoder would only split the block again.
-The block's lines are the ones splitting would give; it holds at most ``max_lines`` of them
-(a chunk with more is split, as before), and a read holds either a block or split lines.
+split: its complete lines are handed on as one ``LineBlock``, the bytes as read (with those of
+the read's next chunks, when they are alike). A decoder can then read a run of them as one
+text (a pretty-printed object, agent.spans.decode.pretty), and no object is made for each
+line, which for short lines is most of what splitting costs. Longer lines are split as
+before: one object a line is little beside what each line's decoding costs, and the decoder
+would only split the block again. The block's lines are the ones splitting would give, and a
+read holds either a block or split lines: a chunk to be split after a block is left to the
+next read. A block holds at most ``max_lines`` lines: a chunk that would take it past
+is left to the next read (or split, as before, when it is the read's first).
 """
 
 from __future__ import annotations
@@ -158,9 +160,10 @@ class LineReader:
                 more = self._read_spill_chunk(chunk_bytes, result)
             else:
                 more = self._read_line_chunk(max_lines, chunk_bytes, result)
-            if not more or len(result.lines) >= max_lines or result.block is not None:
+            if not more or len(result.lines) >= max_lines:
                 break
-            if (result.lines or result.oversize) and self.offset - start_offset >= chunk_bytes:
+            held = result.lines or result.block is not None or result.oversize
+            if held and self.offset - start_offset >= chunk_bytes:
                 break
         result.end_offset = self.offset
         result.consumed_bytes = self.offset - start_offset
@@ -239,11 +242,20 @@ class LineReader:
         if not result.lines and self._unsplit(buf, known):
             consumed = last_newline + 1
             count = buf.count(b"\n", known, consumed)  # none before `known`: scanned
-            if count <= max_lines:
+            held = result.block
+            if held is None and count <= max_lines:
                 result.block = LineBlock(buf if consumed == len(buf) else buf[:consumed], count)
+            elif held is not None and held.count + count <= max_lines:
+                text = b"".join((held.text, memoryview(buf)[:consumed]))
+                result.block = LineBlock(text, held.count + count)
+            elif held is not None:
+                return False  # the block is full: this chunk is read again by the next read
+            if result.block is not held:
                 self.scanned = self.offset + len(buf)
                 self.offset += consumed
                 return True
+        if result.block is not None:
+            return False  # lines to split after a block: they are left to the next read
         room = max_lines - len(result.lines)
         records = buf.split(b"\n")
         records.pop()  # what follows the last newline (no copy of buf[:last_newline] made)
