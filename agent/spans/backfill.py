@@ -45,8 +45,8 @@ from agent.spans.tail.linereader import LineReader, ReadResult
 from agent.spans.tail.oversize import SpillDirectory
 from agent.spans.types import Decoder, EncodedSpan
 
-LINES_PER_READ = 4096
-READ_CHUNK_BYTES = 256 * 1024  # as the tailer reads
+LINES_PER_READ = 65536  # as the tailer reads
+READ_CHUNK_BYTES = 256 * 1024
 END_OF_TIME_NS = 2**63 - 1  # expire(): whatever is still open will never be finished now
 GZIP_MAGIC = b"\x1f\x8b"
 log = logging.getLogger("agent.ship")
@@ -217,9 +217,9 @@ class Shipper:
     async def _ingest(self, decoder: Decoder, source: str, result: ReadResult) -> None:
         limit = self.config.spans.max_line_bytes
         oversize = [oversize_dead_letter(line, limit) for line in result.oversize]
-        self.report.lines_read += len(result.lines) + len(oversize)
+        self.report.lines_read += result.line_count + len(oversize)
         spans = await self.outbound.prepare_lines(
-            decoder, result.lines, time.time_ns(), source, oversize
+            decoder, result.records, time.time_ns(), source, oversize
         )
         if oversize:
             await asyncio.to_thread(self.spills.trim)

@@ -266,13 +266,13 @@ class SpanPipeline:
 
     async def _ingest(self, batch: LineBatch, now: float) -> None:
         state = self.book.file(batch.file_key, batch.path)
-        self.lines_read += len(batch.lines)
+        self.lines_read += batch.line_count
         oversize = [
             oversize_dead_letter(line, self._spans.max_line_bytes) for line in batch.oversize
         ]
         handed_over = self.exchange.handed_over
         spans = await self.outbound.prepare_lines(
-            state.decoder, batch.lines, time.time_ns(), state.path, oversize
+            state.decoder, batch.records, time.time_ns(), state.path, oversize
         )
         if oversize:
             await asyncio.to_thread(self.spills.trim)

@@ -4,6 +4,7 @@
     result = decoder.feed_many(lines, now_ns)         # the general path: Spans, dead letters
     into = DecodeResult()
     items = decoder.feed_direct(lines, now_ns, direct, into)   # the direct path
+    items = decoder.feed_block_direct(block, now_ns, direct, into)   # the same, lines unsplit
 
 `feed_direct` is the same decoding as `feed_many`, but each span the direct encoder can write
 (`DirectWriter`, agent.spans.encode.direct) reaches the list already as an `EncodedSpan`, never
@@ -13,11 +14,18 @@ among the others. `into` gets the dead letters and counts, `into.spans` stays em
 exports it as a metric, so a fast path that stops applying shows). Either path gives the same
 spans, byte for byte once encoded: tests/unit/spans/decode/test_direct.py holds every format to
 that.
+
+`feed_block_direct` is `feed_direct(block.lines(), ...)` for the lines of a `LineBlock`, the
+form in which the tailer hands on a read that it did not need to split (agent.spans.tail).
+Most decoders split it and read the lines; a decoder that can read a run of lines as one text
+reads it unsplit (otel-sdk and `auto`: a pretty-printed object is sliced out of the block whole,
+agent.spans.decode.pretty), with the same result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from agent.spans.model import DecodeResult, Span
@@ -50,6 +58,21 @@ DirectEvent = tuple[object, object, object]
 decoder found them, unchecked (`span` declines what it does not take)."""
 
 
+@dataclass(frozen=True, slots=True)
+class LineBlock:
+    """Complete lines as they were read, not split: `text` holds `count` lines, each followed
+    by its newline. The lines are exactly `lines()`; the tailer makes a block only of lines it
+    would hand on unchanged (none over the line limit, no carriage return)."""
+
+    text: bytes
+    count: int
+
+    def lines(self) -> list[bytes]:
+        lines = self.text.split(b"\n")
+        lines.pop()  # what follows the last newline: nothing
+        return lines
+
+
 class Decoder(Protocol):
     """One file's decoder: lines in, spans, dead letters and counted skips out. `feed` never
     raises on input; state (open JobFirst spans, a half-read multi-line object) is bounded and
@@ -64,6 +87,10 @@ class Decoder(Protocol):
 
     def feed_direct(
         self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
+    ) -> list[DirectItem]: ...
+
+    def feed_block_direct(
+        self, block: LineBlock, now_ns: int, direct: DirectWriter, into: DecodeResult
     ) -> list[DirectItem]: ...
 
     def expire(self, now_ns: int) -> DecodeResult: ...

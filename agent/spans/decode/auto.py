@@ -50,10 +50,15 @@ from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.decode.jobfirst import MARKER, JobFirstDecoder, has_marker
 from agent.spans.decode.otelsdk import OtelSdkDecoder, load_sdk_object, span_from_sdk_obj
 from agent.spans.decode.otlpjson import OtlpJsonDecoder
-from agent.spans.decode.pretty import continued_direct, is_pretty_start, pretty_direct
+from agent.spans.decode.pretty import (
+    block_direct,
+    continued_direct,
+    is_pretty_start,
+    pretty_direct,
+)
 from agent.spans.decode.spanjson import span_from_obj
 from agent.spans.model import DecodeResult
-from agent.spans.types import DirectItem
+from agent.spans.types import DirectItem, LineBlock
 
 if TYPE_CHECKING:
     from agent.spans.encode.direct import DirectWriter
@@ -162,8 +167,38 @@ class AutoDecoder(LineFeeder):
         """Lines of the file's format through `_run`, straight to the writer; any other line
         routed from scratch by `_route_direct`, which may decide the format."""
         out: list[DirectItem] = []
+        self.lines_into(lines, now_ns, direct=direct, into=into, out=out, continued=True)
+        return out
+
+    def feed_block_direct(
+        self, block: LineBlock, now_ns: int, direct: DirectWriter, into: DecodeResult
+    ) -> list[DirectItem]:
+        """`feed_direct` of the block's lines; while the file prints pretty-printed otel-sdk
+        objects they are sliced out of the block whole (`block_direct`)."""
+        out: list[DirectItem] = []
+        sdk = self.sdk
+        if sdk.reads_pretty:
+            block_direct(self, sdk, block.text, now_ns=now_ns, direct=direct, into=into, out=out)
+        else:
+            self.lines_into(
+                block.lines(), now_ns, direct=direct, into=into, out=out, continued=True
+            )
+        return out
+
+    def lines_into(
+        self,
+        lines: Sequence[bytes],
+        now_ns: int,
+        *,
+        direct: DirectWriter,
+        into: DecodeResult,
+        out: list[DirectItem],
+        continued: bool,
+    ) -> None:
+        """`feed_direct` into `out`; `continued`: an otel-sdk object held may be completed
+        whole from these lines (`pretty.LineRuns`)."""
         at, count = 0, len(lines)
-        if self.sdk.pending and count:
+        if continued and self.sdk.pending and count:
             at = continued_direct(self.sdk, lines, direct=direct, into=into, out=out)
         while at < count:
             decided = self.decided
@@ -172,7 +207,6 @@ class AutoDecoder(LineFeeder):
                 if at == count:
                     break
             at = self._route_direct(lines, at, now_ns=now_ns, direct=direct, into=into, out=out)
-        return out
 
     def _run(
         self,

@@ -28,7 +28,7 @@ from agent.spans.model import (
     DeadLetter,
     DecodeResult,
 )
-from agent.spans.types import DirectItem
+from agent.spans.types import DirectItem, LineBlock
 from agent.spans.validate import BadRecord
 
 if TYPE_CHECKING:
@@ -84,8 +84,9 @@ def line_too_long(line: bytes, limit: int) -> DeadLetter:
 
 
 class LineFeeder:
-    """`feed`, `feed_many` and `feed_direct` of the Decoder API, for a decoder whose
-    `feed_into` adds what one line decodes to (spans, dead letters, a skip) to a result."""
+    """`feed`, `feed_many`, `feed_direct` and `feed_block_direct` of the Decoder API, for a
+    decoder whose `feed_into` adds what one line decodes to (spans, dead letters, a skip) to
+    a result."""
 
     format = ""
 
@@ -100,6 +101,13 @@ class LineFeeder:
         result = self.feed_many(lines, now_ns)
         into.merge_counts(result)
         return list(result.spans)
+
+    def feed_block_direct(
+        self, block: LineBlock, now_ns: int, direct: DirectWriter, into: DecodeResult
+    ) -> list[DirectItem]:
+        """`feed_direct` of the block's lines, split; decoders that read a block unsplit
+        override this."""
+        return self.feed_direct(block.lines(), now_ns, direct, into)
 
     def feed_general(
         self, line: bytes, now_ns: int, into: DecodeResult, out: list[DirectItem]

@@ -38,7 +38,7 @@ import orjson
 from agent.spans.decode.podpath import container_name, pod_attributes
 from agent.spans.encode.resources import make_key, share_resource
 from agent.spans.model import AttrValue, DeadLetter, DecodeResult, Span
-from agent.spans.types import Decoder, DirectItem, ResourceKey
+from agent.spans.types import Decoder, DirectItem, LineBlock, ResourceKey
 
 if TYPE_CHECKING:
     from agent.config.tree import Config
@@ -102,6 +102,11 @@ class ContainerLogDecoder:
         texts = self._unwrap(lines, now_ns, into)
         items = self.inner.feed_direct(texts, now_ns, direct, into)
         return self._label_items(items)
+
+    def feed_block_direct(
+        self, block: LineBlock, now_ns: int, direct: DirectWriter, into: DecodeResult
+    ) -> list[DirectItem]:
+        return self.feed_direct(block.lines(), now_ns, direct, into)
 
     def expire(self, now_ns: int) -> DecodeResult:
         result = self.inner.expire(now_ns)

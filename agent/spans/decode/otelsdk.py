@@ -48,7 +48,12 @@ from agent.spans.decode.common import (
 from agent.spans.decode.direct_sdk import go_span, python_span
 from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.decode.framing import ObjectFramer
-from agent.spans.decode.pretty import continued_direct, is_pretty_start, pretty_direct
+from agent.spans.decode.pretty import (
+    block_direct,
+    continued_direct,
+    is_pretty_start,
+    pretty_direct,
+)
 from agent.spans.model import (
     STATUS_UNSET,
     Attributes,
@@ -59,7 +64,7 @@ from agent.spans.model import (
     SpanEvent,
     SpanLink,
 )
-from agent.spans.types import DirectItem
+from agent.spans.types import DirectItem, LineBlock
 from agent.spans.validate import (
     BadRecord,
     attr_map,
@@ -302,6 +307,9 @@ class OtelSdkDecoder(LineFeeder):
         self.max_line_bytes = max_line_bytes
         self.framer = ObjectFramer(max_object_bytes)
         self.object_lines = 0  # the last pretty-printed object's lines: `object_at`'s hint
+        self.reads_pretty = False
+        """The file's last read held a pretty-printed object's first line: the next block is
+        read unsplit (`block_direct`)."""
 
     def feed_direct(
         self, lines: Sequence[bytes], now_ns: int, direct: DirectWriter, into: DecodeResult
@@ -310,8 +318,37 @@ class OtelSdkDecoder(LineFeeder):
         pretty-printed ones (Python's default) straight to the writer; other lines, and the
         lines of a pretty object `pretty_direct` leaves to it, through the framer."""
         out: list[DirectItem] = []
+        self.lines_into(lines, now_ns, direct=direct, into=into, out=out, continued=True)
+        return out
+
+    def feed_block_direct(
+        self, block: LineBlock, now_ns: int, direct: DirectWriter, into: DecodeResult
+    ) -> list[DirectItem]:
+        """`feed_direct` of the block's lines, pretty-printed objects sliced out of the block
+        whole (`block_direct`) while the file prints them."""
+        out: list[DirectItem] = []
+        if self.reads_pretty:
+            block_direct(self, self, block.text, now_ns=now_ns, direct=direct, into=into, out=out)
+        else:
+            self.lines_into(
+                block.lines(), now_ns, direct=direct, into=into, out=out, continued=True
+            )
+        return out
+
+    def lines_into(
+        self,
+        lines: Sequence[bytes],
+        now_ns: int,
+        *,
+        direct: DirectWriter,
+        into: DecodeResult,
+        out: list[DirectItem],
+        continued: bool,
+    ) -> None:
+        """`feed_direct` into `out`; `continued`: an object the framer holds may be completed
+        whole from these lines (`pretty.LineRuns`)."""
         at, count = 0, len(lines)
-        if self.framer.pending and count:
+        if continued and self.framer.pending and count:
             at = continued_direct(self, lines, direct=direct, into=into, out=out)
         while at < count:
             at = self._lines_direct(lines, at, now_ns=now_ns, direct=direct, into=into, out=out)
@@ -319,7 +356,6 @@ class OtelSdkDecoder(LineFeeder):
                 at = pretty_direct(
                     self, lines, at, now_ns=now_ns, direct=direct, into=into, out=out
                 )
-        return out
 
     def _lines_direct(
         self,

@@ -27,13 +27,25 @@ searches, as without a hint. The lines inside are checked by their first bytes (
 expression's pass over its text, which tells exactly and costs several times more compiled.
 tests/unit/spans/decode/test_pretty.py holds the two roads to the same spans, bytes and dead
 letters.
+
+A read the tailer hands on unsplit (`LineBlock`) is read by `block_direct` without making an
+object of each line: from a line that is just `{` it finds, in the block's text, the next line
+beginning with `{` (where the next object starts, or where the framer would cut this one) and
+before it the last line that is just `}`, and reads the text between, both included, as the
+object, sliced out of the block in one piece. That text, when it is one valid JSON object
+with no line inside beginning with `{`, is again exactly the framer's frame (the framer's
+brace count falls to zero only at a valid object's last brace, and nothing cuts it); what is
+not is left to the framer as `pretty_direct` leaves it, the first line to `feed` and the rest
+with the lines that follow. Runs of other lines are split and read as the decoder reads split
+lines. A file whose last read held no pretty-printed object has its next read split instead:
+a search of a one-line file's reads for objects that are not there would only cost.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import orjson
 
@@ -54,6 +66,24 @@ _PRETTY_START_MAX: Final = 8
 _CUT: Final = re.compile(rb"\n\{")
 # The same, or a line just `}` before the last: what a hinted object must not hold.
 _CUT_OR_CLOSED: Final = re.compile(rb"\n(?:\{|\}\n)")
+_PRETTY_START: Final = re.compile(rb"\n\{\n")  # in a block: a line that is just `{` after another
+
+
+class LineRuns(Protocol):
+    """A decoder that reads split lines into `out` as its `feed_direct` does: `continued`,
+    whether an object its framer holds may be completed whole from these lines (the lines
+    follow a batch's end), else the framer reads on line by line."""
+
+    def lines_into(
+        self,
+        lines: Sequence[bytes],
+        now_ns: int,
+        *,
+        direct: DirectWriter,
+        into: DecodeResult,
+        out: list[DirectItem],
+        continued: bool,
+    ) -> None: ...
 
 
 def object_at(
@@ -134,6 +164,7 @@ def pretty_direct(
     """The pretty-printed object that starts at line `at` (the decoder's framer holds no
     object), written whole when `object_at` finds it; else its first line goes to the framer,
     which reads the rest line by line. The index of the next line to read."""
+    decoder.reads_pretty = True
     found = object_at(
         lines, at, decoder.max_line_bytes, decoder.framer.max_object_bytes, decoder.object_lines
     )
@@ -195,3 +226,77 @@ def _object_direct(
     out.extend(result.spans)
     into.merge_counts(result)
     return True
+
+
+def block_direct(
+    reader: LineRuns,
+    decoder: OtelSdkDecoder,
+    text: bytes,
+    *,
+    now_ns: int,
+    direct: DirectWriter,
+    into: DecodeResult,
+    out: list[DirectItem],
+) -> None:
+    """The lines of a block (`text`, each line followed by its newline) read as `reader`
+    reads them split, each pretty-printed object that starts where `decoder`'s framer holds
+    none read whole from the text (module docstring). `decoder` is the reader's otel-sdk
+    part (the reader itself, or `auto`'s)."""
+    pos, end = 0, len(text)
+    decoder.reads_pretty = False
+    if decoder.framer.pending and end:  # an object the last read ended inside
+        start = _next_pretty_start(text, 0)
+        lines = _split(text, 0, start)
+        reader.lines_into(lines, now_ns, direct=direct, into=into, out=out, continued=True)
+        pos = start
+    while pos < end:
+        if text[pos] == 0x7B and text[pos + 1] == 0x0A and not decoder.framer.pending:
+            decoder.reads_pretty = True
+            pos = _text_object(decoder, text, pos, now_ns=now_ns, direct=direct, into=into, out=out)
+            continue
+        start = _next_pretty_start(text, pos)
+        lines = _split(text, pos, start)
+        reader.lines_into(lines, now_ns, direct=direct, into=into, out=out, continued=False)
+        pos = start
+
+
+def _text_object(
+    decoder: OtelSdkDecoder,
+    text: bytes,
+    at: int,
+    *,
+    now_ns: int,
+    direct: DirectWriter,
+    into: DecodeResult,
+    out: list[DirectItem],
+) -> int:
+    """The object whose first line (just `{`) starts at `at`, read whole when the text up to
+    the last line that is just `}` before the next line beginning with `{` is one (to the
+    framer otherwise, as `pretty_direct` leaves it); the position of the next line to read."""
+    cut = _CUT.search(text, at + 1)
+    bound = len(text) if cut is None else cut.start() + 1
+    close = text.rfind(b"\n}\n", at, bound)
+    if close >= 0:
+        stop = close + 2
+        size = stop - at
+        if (
+            size < decoder.framer.max_object_bytes
+            and size <= decoder.max_line_bytes
+            and _object_direct(decoder, text[at:stop], direct, into, out)
+        ):
+            return stop + 1
+    decoder.feed_general(text[at : at + 1], now_ns, into, out)
+    return at + 2
+
+
+def _next_pretty_start(text: bytes, at: int) -> int:
+    """Where the first line after the one at `at` that is just `{` starts, or the end."""
+    found = _PRETTY_START.search(text, at)
+    return len(text) if found is None else found.start() + 1
+
+
+def _split(text: bytes, start: int, end: int) -> list[bytes]:
+    """The lines from `start` to `end` (each followed by its newline), split."""
+    lines = text[start:end].split(b"\n")
+    lines.pop()
+    return lines

@@ -6,11 +6,12 @@ spans to send, encoded once), registers a delivery mark for them, then `add`s th
 mark; `submit_ready` packs full or lingered batches into requests and hands them to the
 sender, whose settlement (`on_settled`) credits each mark with its spans.
 
-`prepare_lines` is `prepare` for a read's raw lines: sent as OTLP/protobuf, they go through
-the decoder's direct path (`Decoder.feed_direct` with `agent.spans.encode.direct`: parsed
-line to span bytes, no `Span`), which hands what it cannot write to the general path, in
-order; the result is the same as decoding first, span for span and byte for byte. Records
-handed over are counted in `sidecar_span_decode_fallbacks_total{format}`.
+`prepare_lines` is `prepare` for a read's raw lines (split, or a `LineBlock` as the tailer
+reads them): sent as OTLP/protobuf, they go through the decoder's direct path
+(`Decoder.feed_direct` / `feed_block_direct` with `agent.spans.encode.direct`: parsed line to
+span bytes, no `Span`), which hands what it cannot write to the general path, in order; the
+result is the same as decoding first, span for span and byte for byte. Records handed over
+are counted in `sidecar_span_decode_fallbacks_total{format}`.
 
 Every span that enters `prepare` ends up counted exactly once: sampled out, dead-lettered as
 too large for any request, or in a batch.
@@ -41,7 +42,7 @@ from agent.spans.export.sender import DeadLetterFunction, Outcome, SpanSender
 from agent.spans.model import DeadLetter, DecodeResult, Span
 from agent.spans.sampling import make_sampler, trace_filter_of
 from agent.spans.tail.linereader import OversizeLine
-from agent.spans.types import Decoder, DirectItem, EncodedSpan, ResourceKey
+from agent.spans.types import Decoder, DirectItem, EncodedSpan, LineBlock, ResourceKey
 
 M = TypeVar("M", bound=Hashable)
 Token = dict[Any, int]
@@ -129,7 +130,7 @@ class Outbound(Generic[M]):
     async def prepare_lines(
         self,
         decoder: Decoder,
-        lines: list[bytes],
+        lines: list[bytes] | LineBlock,
         now_ns: int,
         source: str,
         extra_dead: Sequence[dict[str, Any]] = (),
@@ -138,10 +139,14 @@ class Outbound(Generic[M]):
         decoder's direct path when the export is OTLP/protobuf."""
         direct = self._direct
         if direct is None:
-            return await self.prepare(decode_lines(decoder, lines, now_ns), source, extra_dead)
+            split = lines.lines() if isinstance(lines, LineBlock) else lines
+            return await self.prepare(decode_lines(decoder, split, now_ns), source, extra_dead)
         into = DecodeResult()
         sampled_out = direct.sampled_out
-        items = decoder.feed_direct(lines, now_ns, direct, into)
+        if isinstance(lines, LineBlock):
+            items = decoder.feed_block_direct(lines, now_ns, direct, into)
+        else:
+            items = decoder.feed_direct(lines, now_ns, direct, into)
         records = [decode_dead_letter(item, source) for item in into.dead]
         records += extra_dead
         spans = self._take_direct(items, source, records)

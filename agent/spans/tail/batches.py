@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from agent.spans.tail.fileset import FileSet, TailerMetrics
 from agent.spans.tail.linereader import OversizeLine, ReadResult
 from agent.spans.tail.trackedfile import TrackedFile
+from agent.spans.types import LineBlock
 
 log = logging.getLogger("agent.spans.tail.tailer")
 
@@ -24,13 +25,29 @@ class LineBatch:
     file_key: str
     path: str
     lines: list[bytes]
-    """Complete lines, newline (and a trailing carriage return) removed."""
+    """Complete lines, newline (and a trailing carriage return) removed; empty when `block`
+    holds the batch's lines."""
     end_offset: int
     """Offset just past the last record consumed: the commit point of this batch. A batch may
     hold no lines at all when it only moves the commit point (a skipped line fragment)."""
     oversize: list[OversizeLine]
     rotated: bool = False
     """The final batch of a file rotated away or deleted and now fully read."""
+    block: LineBlock | None = None
+    """The batch's lines unsplit, as read (agent.spans.tail.linereader)."""
+
+    @property
+    def line_count(self) -> int:
+        return len(self.lines) if self.block is None else self.block.count
+
+    @property
+    def records(self) -> list[bytes] | LineBlock:
+        """The batch's lines as the decoders take them: split, or the block."""
+        return self.lines if self.block is None else self.block
+
+    def all_lines(self) -> list[bytes]:
+        """The batch's lines, split (the block's, if it has one)."""
+        return self.lines if self.block is None else self.block.lines()
 
 
 class BatchReader:
@@ -110,7 +127,7 @@ class BatchReader:
             tracked.drain_first = False
         else:
             self._files.mark_ready(tracked)
-        if result.lines or result.oversize or result.end_offset != tracked.last_end:
+        if result.line_count or result.oversize or result.end_offset != tracked.last_end:
             return self._batch(tracked, result)
         return None
 
@@ -119,12 +136,17 @@ class BatchReader:
         assert tracked.identity is not None
         tracked.known, tracked.last_end = True, result.end_offset
         return LineBatch(
-            tracked.identity.key, tracked.path, result.lines, result.end_offset, result.oversize
+            tracked.identity.key,
+            tracked.path,
+            result.lines,
+            result.end_offset,
+            result.oversize,
+            block=result.block,
         )
 
     def _count(self, result: ReadResult) -> None:
-        if result.lines:
-            self._metrics.lines.inc(len(result.lines))
+        if result.line_count:
+            self._metrics.lines.inc(result.line_count)
         if result.consumed_bytes:
             self._metrics.bytes.inc(result.consumed_bytes)
         if result.oversize:
@@ -164,7 +186,7 @@ class BatchReader:
         )
         if tracked.identity is None:
             return None
-        if result.lines or result.oversize or tracked.known:
+        if result.line_count or result.oversize or tracked.known:
             batch = self._batch(tracked, result)
             batch.rotated = True
             return batch

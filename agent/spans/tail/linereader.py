@@ -10,6 +10,19 @@ A record longer than ``max_line_bytes`` is copied, chunk by chunk, to a spill fi
 as an :class:`OversizeLine`; memory stays at about one chunk plus one line whatever its length,
 and the lines after it keep flowing. Records are split on ``\\n``; a trailing ``\\r`` is dropped.
 All methods block on file I/O: the tailer calls them from a worker thread, one at a time.
+
+A chunk of short lines (a newline every ``SHORT_LINE_BYTES`` or more often in its first
+``SAMPLE_BYTES``: a pretty-printed object's) that need no change (no carriage return, and the
+chunk too short to hold a line over the limit: every chunk, with the default limits) is not
+split: its complete lines are handed on as one ``LineBlock``, the bytes as read (with those of
+the read's next chunks, when they are alike). A decoder can then read a run of them as one
+text (a pretty-printed object, agent.spans.decode.pretty), and no object is made for each
+line, which for short lines is most of what splitting costs. Longer lines are split as
+before: one object a line is little beside what each line's decoding costs, and the decoder
+would only split the block again. The block's lines are the ones splitting would give, and a
+read holds either a block or split lines: a chunk to be split after a block is left to the
+next read. A block holds at most ``max_lines`` lines: a chunk that would take it past
+is left to the next read (or split, as before, when it is the read's first).
 """
 
 from __future__ import annotations
@@ -21,10 +34,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from agent.core.atomicfile import fsync_dir
+from agent.spans.types import LineBlock
 
 # One read call consumes at most this many chunks, so a huge oversize record is copied over
 # several calls instead of holding the reading thread (and the caller) for seconds.
 MAX_CHUNKS_PER_CALL = 16
+# A chunk is handed on unsplit when its first SAMPLE_BYTES hold a newline every
+# SHORT_LINE_BYTES or more often (pretty-printed SDK output: ~26 bytes a line).
+SAMPLE_BYTES = 4096
+SHORT_LINE_BYTES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +66,10 @@ class OversizeLine:
 @dataclass(slots=True)
 class ReadResult:
     lines: list[bytes] = field(default_factory=list)
+    """Complete lines, newline (and a trailing carriage return) removed; empty when `block`
+    holds the read's lines."""
+    block: LineBlock | None = None
+    """The read's complete lines unsplit, when none needed a change (module docstring)."""
     oversize: list[OversizeLine] = field(default_factory=list)
     end_offset: int = 0
     consumed_bytes: int = 0
@@ -60,6 +82,24 @@ class ReadResult:
     lost_partial_bytes: int = 0
     """Bytes of an unfinished line that were truncated away before its newline was written."""
     file_size: int = 0
+
+    @property
+    def line_count(self) -> int:
+        return len(self.lines) if self.block is None else self.block.count
+
+    @property
+    def records(self) -> list[bytes] | LineBlock:
+        """The read's lines as the decoders take them: split, or the block."""
+        return self.lines if self.block is None else self.block
+
+    def all_lines(self) -> list[bytes]:
+        """The complete lines read, split (the block's, if the read has one)."""
+        return self.lines if self.block is None else self.block.lines()
+
+    def unblock(self) -> None:
+        """Hold the block's lines as split lines, so that more can be appended."""
+        if self.block is not None:
+            self.lines, self.block = self.block.lines(), None
 
 
 @dataclass(slots=True)
@@ -119,10 +159,11 @@ class LineReader:
             if self._spill is not None:
                 more = self._read_spill_chunk(chunk_bytes, result)
             else:
-                more = self._read_line_chunk(max_lines - len(result.lines), chunk_bytes, result)
+                more = self._read_line_chunk(max_lines, chunk_bytes, result)
             if not more or len(result.lines) >= max_lines:
                 break
-            if (result.lines or result.oversize) and self.offset - start_offset >= chunk_bytes:
+            held = result.lines or result.block is not None or result.oversize
+            if held and self.offset - start_offset >= chunk_bytes:
                 break
         result.end_offset = self.offset
         result.consumed_bytes = self.offset - start_offset
@@ -186,7 +227,7 @@ class LineReader:
             end_offset=0, truncated=True, lost_partial_bytes=lost, file_size=size, at_eof=False
         )
 
-    def _read_line_chunk(self, room: int, chunk_bytes: int, result: ReadResult) -> bool:
+    def _read_line_chunk(self, max_lines: int, chunk_bytes: int, result: ReadResult) -> bool:
         """Read on from ``offset``; returns False at end of file."""
         known = self.scanned - self.offset
         buf = os.pread(self.fd, known + chunk_bytes, self.offset)
@@ -198,6 +239,24 @@ class LineReader:
             if len(buf) > self.max_line_bytes:
                 self._start_spill(buf)
             return True
+        if not result.lines and self._unsplit(buf, known):
+            consumed = last_newline + 1
+            count = buf.count(b"\n", known, consumed)  # none before `known`: scanned
+            held = result.block
+            if held is None and count <= max_lines:
+                result.block = LineBlock(buf if consumed == len(buf) else buf[:consumed], count)
+            elif held is not None and held.count + count <= max_lines:
+                text = b"".join((held.text, memoryview(buf)[:consumed]))
+                result.block = LineBlock(text, held.count + count)
+            elif held is not None:
+                return False  # the block is full: this chunk is read again by the next read
+            if result.block is not held:
+                self.scanned = self.offset + len(buf)
+                self.offset += consumed
+                return True
+        if result.block is not None:
+            return False  # lines to split after a block: they are left to the next read
+        room = max_lines - len(result.lines)
         records = buf.split(b"\n")
         records.pop()  # what follows the last newline (no copy of buf[:last_newline] made)
         if len(records) > room:
@@ -216,11 +275,19 @@ class LineReader:
         self.offset += consumed
         return True
 
+    def _unsplit(self, buf: bytes, known: int) -> bool:
+        """Whether the chunk's lines are handed on as a block (module docstring)."""
+        if len(buf) > self.max_line_bytes or b"\r" in buf:
+            return False
+        sample = min(len(buf) - known, SAMPLE_BYTES)
+        return buf.count(b"\n", known, known + sample) * SHORT_LINE_BYTES >= sample
+
     def _add_records(
         self, records: list[bytes], result: ReadResult, source: bytes | None = None
     ) -> None:
         """Append records starting at ``offset`` to result, spilling any that are too long.
         `source`, the buffer the records were split from, lets the usual checks run in C."""
+        result.unblock()
         short = source is not None and len(source) <= self.max_line_bytes
         if not short and max(map(len, records), default=0) > self.max_line_bytes:
             self._add_with_oversize(records, result)

@@ -79,9 +79,11 @@ class Tailer:
         metrics: Metrics,
         read_chunk_bytes: int = 256 * 1024,
         # Bytes bound a batch (a read stops after `read_chunk_bytes`); the line count only
-        # matters for short lines, such as a pretty-printed object's: 4,096 made a batch of
-        # them cost a thread hand-off every ~100 KB and the chunk split again for the rest.
-        max_batch_lines: int = 16384,
+        # matters for short lines, such as a pretty-printed object's (~26 bytes): a lower
+        # bound made a batch of them cost a thread hand-off every ~100 KB (4,096), a chunk
+        # split again for the rest (16,384, before such lines were read as blocks) and a
+        # block half the size of a read of longer lines (16,384: a read holds ~20,000).
+        max_batch_lines: int = 65536,
         follow_symlinks: bool = False,
         max_spill_bytes: int = 256 * 1024**2,
         max_open_files: int = 512,

@@ -20,7 +20,7 @@ def read_all(path: Path, scratch: Path, max_line_bytes: int = 10) -> tuple[list[
     try:
         while True:
             result = reader.read_final(100, 64)
-            lines += result.lines
+            lines += result.all_lines()
             oversize += [line.length for line in result.oversize]
             if result.final:
                 return lines, oversize

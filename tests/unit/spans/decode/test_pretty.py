@@ -1,25 +1,32 @@
 """Pretty-printed SDK objects read whole on the direct path (agent.spans.decode.pretty) give
 what the framer gives line by line on the general path: the same spans, byte for byte, the
-same dead letters and counts, in any batching, with any limits."""
+same dead letters and counts, in any batching, with any limits; from split lines, from the
+unsplit blocks the tailer reads, and from a file read by the tailer's reader."""
 
 from __future__ import annotations
 
 import copy
 import itertools
 import json
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from agent.spans.decode.auto import AutoDecoder
+from agent.spans.decode.otelsdk import OtelSdkDecoder
 from agent.spans.decode.pretty import MAX_OBJECT_LINES, object_at
 from agent.spans.decode.registry import make_decoder
 from agent.spans.encode.direct import DirectWriter
 from agent.spans.encode.protobuf import encode_span, span_field
 from agent.spans.encode.resources import resource_key
 from agent.spans.model import DeadLetter, DecodeResult, Span
-from agent.spans.types import Decoder
+from agent.spans.tail.linereader import LineReader, ReadResult
+from agent.spans.types import Decoder, LineBlock
 from tests.unit.spans.decode.test_direct import ODD_VALUES, go_span, python_span
 
 Read = tuple[list[Any], list[DeadLetter], tuple[int, int]]
@@ -100,8 +107,24 @@ PIECES = (
     "cut",
     "nan",
     "flat",
+    "listed",
     "crlf",
 )
+
+
+def listed(tree: dict[str, Any]) -> list[bytes]:
+    """One valid object over several lines, each member on a line of its own and each item of
+    a list of objects too: those lines begin with `{`, where the framer cuts the object."""
+    out, last = [b"{"], len(tree) - 1
+    for index, (key, value) in enumerate(tree.items()):
+        comma = "," if index < last else ""
+        if type(value) is list and value and all(type(item) is dict for item in value):
+            items = [json.dumps(item) for item in value]
+            out += [f'"{key}": ['.encode(), *(",\n".join(items).encode().split(b"\n"))]
+            out.append(f"]{comma}".encode())
+        else:
+            out.append(f'"{key}": {json.dumps(value)}{comma}'.encode())
+    return [*out, b"}"]
 
 
 @st.composite
@@ -127,6 +150,8 @@ def pieces(draw: st.DrawFn) -> list[bytes]:
         return pretty(tree)
     if kind == "flat":  # nested objects not indented: a line inside begins with { or }
         return [line.lstrip() if b"{" in line or b"}" in line else line for line in lines]
+    if kind == "listed":
+        return listed(tree)
     if kind == "crlf":
         return [line + b"\r" for line in lines]
     return lines
@@ -264,3 +289,158 @@ def test_object_at_declines_what_it_cannot_prove() -> None:
     assert object_at(lines, 0, 20, 1 << 20) is None  # a line over the limit
     long = [b"{", *[b'  "k": 1,'] * MAX_OBJECT_LINES, b'  "z": 1', b"}"]
     assert object_at(long, 0, *limits) is None  # the framer reads very long objects
+
+
+def block_of(lines: list[bytes]) -> LineBlock:
+    return LineBlock(b"".join(line + b"\n" for line in lines), len(lines))
+
+
+def _sdk_part(decoder: Decoder) -> OtelSdkDecoder:
+    if isinstance(decoder, AutoDecoder):
+        return decoder.sdk
+    assert isinstance(decoder, OtelSdkDecoder)
+    return decoder
+
+
+def block_read(
+    fmt: str, batches: list[list[bytes]], limits: tuple[int, int], ways: list[str]
+) -> Read:
+    """Each batch through `feed_block_direct` as a block, or `feed_direct` split (`ways`:
+    "lines", "block" as the decoder chooses, "text" / "split": the block read unsplit, or
+    split, whatever the last batch held), then the end of the file."""
+    decoder, into, items = _decoder(fmt, limits), DecodeResult(), []
+    for batch, way in zip(batches, itertools.cycle(ways), strict=False):
+        if way == "lines":
+            items += decoder.feed_direct(batch, 0, DirectWriter(None), into)
+            continue
+        if way != "block":
+            _sdk_part(decoder).reads_pretty = way == "text"
+        items += decoder.feed_block_direct(block_of(batch), 0, DirectWriter(None), into)
+    end = decoder.end_of_file()
+    items += end.spans
+    into.merge_counts(end)
+    return _encoded(items), into.dead, (into.skipped, into.fallbacks)
+
+
+WAYS = st.lists(st.sampled_from(["lines", "block", "text", "split"]), min_size=1, max_size=4)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), st.sampled_from(["otel-sdk", "auto"]), LIMITS, WAYS)
+def test_blocks_read_as_their_lines(
+    data: st.DataObject, fmt: str, limits: tuple[int, int], ways: list[str]
+) -> None:
+    """A block read unsplit (objects sliced out of its text) or split gives what the general
+    path gives for its lines, batch after batch in any mix with split lines."""
+    lines = [line for piece in data.draw(st.lists(pieces(), max_size=6)) for line in piece]
+    batches = _batches(data.draw, lines)
+    spans, dead, (skipped, _) = block_read(fmt, batches, limits, ways)
+    general = general_read(fmt, lines, limits)
+    assert spans == general[0]
+    assert dead == general[1]
+    assert skipped == general[2][0]
+    event(f"ways {sorted(set(ways))}, spans {min(len(spans), 2)}, dead {min(len(dead), 1)}")
+
+
+@pytest.mark.parametrize("fmt", ["otel-sdk", "auto"])
+def test_pretty_objects_in_a_block_are_read_from_its_text(fmt: str) -> None:
+    """Once a file's read held a pretty-printed object, the next block is read unsplit and
+    every object in it whole (none through the framer, none a fallback); an object the
+    block ends inside is completed from the next one; a one-line file's blocks are split."""
+    objects = [pretty(python_span()) for _ in range(5)] + [pretty(go_span(), "\t")]
+    lines = [line for lines in objects for line in lines]
+    decoder, into = _decoder(fmt, (1 << 20, 1 << 20)), DecodeResult()
+    sdk = _sdk_part(decoder)
+    first = decoder.feed_block_direct(block_of(lines[:50]), 0, DirectWriter(None), into)
+    assert len(first) == 1 and sdk.reads_pretty and sdk.pending  # split: the line path
+    rest = decoder.feed_block_direct(block_of(lines[50:]), 0, DirectWriter(None), into)
+    assert [type(item) for item in rest] == [tuple] * 5
+    assert into.fallbacks == 0 and into.dead == [] and not sdk.pending and sdk.reads_pretty
+    assert _encoded(first + rest) == general_read(fmt, lines, (1 << 20, 1 << 20))[0]
+    one_line = [json.dumps(python_span()).encode() for _ in range(3)]
+    decoder.feed_block_direct(block_of(one_line), 0, DirectWriter(None), into)
+    assert not sdk.reads_pretty
+
+
+@pytest.mark.parametrize("fmt", ["otel-sdk", "auto"])
+def test_a_block_object_is_taken_only_when_it_is_one(fmt: str) -> None:
+    """In a block, text after an object up to the next `{` line (other lines, a stray `}`)
+    is not taken into it: the object goes to the framer, as on the line path."""
+    obj = pretty(python_span())
+    lines = [*obj, b"INFO served", b"}", *obj, *obj[:-1], b"}  ", *obj]
+    spans, dead, _ = block_read(fmt, [lines], (1 << 20, 1 << 20), ["text"])
+    general = general_read(fmt, lines, (1 << 20, 1 << 20))
+    assert (spans, dead) == general[:2]
+    assert len(spans) == 4  # the other lines: dead letters (otel-sdk) or skipped (auto)
+
+
+def tail_read(fmt: str, parts: list[bytes], limits: tuple[int, int], reads: list[int]) -> Read:
+    """The file written in `parts`, read by the tailer's reader after each (`reads`: the
+    chunk sizes, in turn; the end with `read_final`), each read's lines or block decoded."""
+    decoder, into, items = _decoder(fmt, limits), DecodeResult(), []
+    sizes = itertools.cycle(reads)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "app.log"
+        path.write_bytes(b"")
+        fd = os.open(path, os.O_RDONLY)
+        reader = LineReader(
+            fd, str(path), 0, max_line_bytes=limits[0], oversize_dir=Path(scratch) / "spill"
+        )
+        try:
+            for index, part in enumerate(parts):
+                with path.open("ab") as file:
+                    file.write(part)
+                final = index == len(parts) - 1
+                while True:
+                    read = reader.read_final if final else reader.read
+                    result = read(next(sizes) // 8 + 1, next(sizes))
+                    items += _decode_read(decoder, result, into)
+                    if result.final or (result.at_eof and not final):
+                        break
+        finally:
+            reader.close()
+    end = decoder.end_of_file()
+    items += end.spans
+    into.merge_counts(end)
+    return _encoded(items), into.dead, (into.skipped, into.fallbacks)
+
+
+def _decode_read(decoder: Decoder, result: ReadResult, into: DecodeResult) -> list[Any]:
+    if result.block is not None:
+        return decoder.feed_block_direct(result.block, 0, DirectWriter(None), into)
+    return decoder.feed_direct(result.lines, 0, DirectWriter(None), into)
+
+
+def plain_lines(data: bytes, max_line_bytes: int) -> list[bytes]:
+    """The lines a reader hands on for a file: split on newlines (the last one unterminated
+    too, once final), a trailing carriage return dropped, none over the limit (spilled)."""
+    records = data.split(b"\n")
+    if not records[-1]:
+        records.pop()
+    return [record.removesuffix(b"\r") for record in records if len(record) <= max_line_bytes]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.data(),
+    st.sampled_from(["otel-sdk", "auto"]),
+    LIMITS,
+    st.lists(st.sampled_from([7, 64, 300, 4096, 1 << 16]), min_size=1, max_size=4),
+)
+def test_a_file_read_by_the_tailers_reader_decodes_as_its_lines(
+    data: st.DataObject, fmt: str, limits: tuple[int, int], reads: list[int]
+) -> None:
+    """Through the reader (blocks where it makes them, split lines elsewhere: carriage
+    returns, small limits), with the file growing in parts cut anywhere (inside a line, an
+    object), the decoded spans, dead letters and skips are those of the file's lines."""
+    lines = [line for piece in data.draw(st.lists(pieces(), max_size=6)) for line in piece]
+    whole = b"".join(line + b"\n" for line in lines)
+    if data.draw(st.booleans()):
+        whole = whole[:-1]  # the last line unterminated: read_final hands it on
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(whole)), max_size=3)))
+    parts = [whole[a:b] for a, b in itertools.pairwise([0, *cuts, len(whole)])]
+    spans, dead, (skipped, _) = tail_read(fmt, parts, limits, reads)
+    general = general_read(fmt, plain_lines(whole, limits[0]), limits)
+    assert spans == general[0]
+    assert dead == general[1]
+    assert skipped == general[2][0]

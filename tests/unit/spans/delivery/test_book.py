@@ -13,7 +13,7 @@ from agent.spans.delivery.book import RETIRED_TTL_NS, DeliveryBook, decode_lines
 from agent.spans.delivery.checkpoint import CheckpointStore, FileCheckpoint
 from agent.spans.encode.direct import DirectWriter
 from agent.spans.model import DecodeResult
-from agent.spans.types import DirectItem
+from agent.spans.types import DirectItem, LineBlock
 
 
 class StatefulDecoder:
@@ -42,6 +42,11 @@ class StatefulDecoder:
     ) -> list[DirectItem]:
         into.merge_counts(self.feed_many(lines, now_ns))
         return []
+
+    def feed_block_direct(
+        self, block: LineBlock, now_ns: int, direct: DirectWriter, into: DecodeResult
+    ) -> list[DirectItem]:
+        return self.feed_direct(block.lines(), now_ns, direct, into)
 
     def end_of_file(self) -> DecodeResult:
         return DecodeResult()

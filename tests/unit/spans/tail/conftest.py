@@ -71,12 +71,12 @@ async def collect(
 
 
 def all_lines(batches: list[LineBatch]) -> list[bytes]:
-    return [line for batch in batches for line in batch.lines]
+    return [line for batch in batches for line in batch.all_lines()]
 
 
 def summary(batches: list[LineBatch]) -> str:
     return ", ".join(
-        f"{b.path}:{len(b.lines)}@{b.end_offset}{'(rotated)' if b.rotated else ''}"
+        f"{b.path}:{b.line_count}@{b.end_offset}{'(rotated)' if b.rotated else ''}"
         for b in batches[-20:]
     )
 
@@ -97,8 +97,8 @@ class CommittingConsumer:
         self.batches.append(batch)
         tracker = self.trackers.setdefault(batch.file_key, DeliveryTracker())
         self.paths[batch.file_key] = batch.path
-        mark = tracker.add_mark(batch.end_offset, len(batch.lines), {})
-        tracker.done(mark, len(batch.lines))
+        mark = tracker.add_mark(batch.end_offset, batch.line_count, {})
+        tracker.done(mark, batch.line_count)
         if batch.rotated:
             self.closed.add(batch.file_key)
 

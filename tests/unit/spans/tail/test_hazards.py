@@ -95,12 +95,13 @@ def test_newline_free_line_spill_is_bounded_while_it_grows(tmp_path: Path) -> No
         result = reader.read(100, 256)
         while not result.at_eof:
             more = reader.read(100, 256)
-            result.lines += more.lines
+            result.unblock()
+            result.lines += more.all_lines()
             result.oversize += more.oversize
             result.at_eof = more.at_eof
     finally:
         reader.close()
-    assert result.lines == [b"next"]
+    assert result.all_lines() == [b"next"]
     [line] = result.oversize
     assert (line.length, line.spilled_bytes, line.whole) == (50 * 1024, 1000, False)
     assert Path(line.spill_path).read_bytes() == b"x" * 1000

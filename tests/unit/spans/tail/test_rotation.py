@@ -90,7 +90,7 @@ class SteadyWriter(threading.Thread):
 
 
 def numbers(batches: list[LineBatch]) -> list[int]:
-    return [int(line.rsplit(b"=", 1)[1]) for batch in batches for line in batch.lines]
+    return [int(line.rsplit(b"=", 1)[1]) for batch in batches for line in batch.all_lines()]
 
 
 def numbers_by_file(batches: list[LineBatch]) -> dict[str, list[int]]:

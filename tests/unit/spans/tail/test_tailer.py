@@ -40,13 +40,13 @@ async def test_files_present_at_first_start_honour_start_at_end_later_ones_start
     tailer = await make_tailer([str(tmp_path / "*.log")], start_at="end")
     announced = await collect(tailer, until=lambda b: len(b) >= 1)
     # An empty batch records the skipped-to offset so a restart will not skip again.
-    assert announced[0].lines == []
+    assert announced[0].all_lines() == []
     assert announced[0].end_offset == old.stat().st_size
     append(old, b"fresh\n")
     new = tmp_path / "new.log"
     new.write_bytes(b"new 1\nnew 2\n")
     batches = await collect(tailer, until=has_lines(3))
-    by_path = {b.path: b.lines for b in batches if b.lines}
+    by_path = {b.path: b.all_lines() for b in batches if b.line_count}
     assert by_path == {str(old): [b"fresh"], str(new): [b"new 1", b"new 2"]}
 
 
@@ -78,7 +78,7 @@ async def test_checkpointed_offsets_resume_and_uncheckpointed_files_start_at_zer
         [str(tmp_path / "*.log")], start_at="end", offsets={keys[str(first)]: 3}
     )
     batches = await collect(resumed, until=has_lines(4))
-    by_path = {b.path: b.lines for b in batches if b.lines}
+    by_path = {b.path: b.all_lines() for b in batches if b.line_count}
     assert by_path == {str(first): [b"a2", b"a3"], str(second): [b"b1", b"b2"]}
 
 
@@ -125,7 +125,7 @@ async def test_truncated_and_regrown_past_the_offset_is_still_read_again(
         file.write(b"generation 2 is longer\nand has two lines\n")
     batches = await collect(tailer, until=has_lines(2))
     closing = [b for b in batches if b.file_key == first.file_key]
-    assert [(b.rotated, b.lines, b.end_offset) for b in closing] == [(True, [], 13)]
+    assert [(b.rotated, b.all_lines(), b.end_offset) for b in closing] == [(True, [], 13)]
     assert all_lines(batches) == [b"generation 2 is longer", b"and has two lines"]
     assert counter(metrics, "span_file_truncations_total") == 1
 
@@ -172,11 +172,14 @@ async def test_a_busy_file_does_not_starve_a_quiet_one(
     quiet.write_bytes(b"quiet\n")
     tailer = await make_tailer([str(tmp_path / "*.log")], max_batch_lines=1000)
     batches = await collect(tailer, until=lambda b: any(x.path == str(quiet) for x in b))
-    busy_lines = sum(len(b.lines) for b in batches if b.path == str(busy))
+    busy_lines = sum(b.line_count for b in batches if b.path == str(busy))
     assert busy_lines <= 2000  # the quiet file got its turn after at most two busy batches
     rest = await collect(tailer, until=has_lines(50_000 - busy_lines))
     numbers = [
-        int(line.split()[1]) for b in batches + rest for line in b.lines if b.path == str(busy)
+        int(line.split()[1])
+        for b in batches + rest
+        for line in b.all_lines()
+        if b.path == str(busy)
     ]
     assert numbers == list(range(50_000))
 
