@@ -44,7 +44,15 @@ from tests.unit.spans.samples.jobfirst import ended, logrus, started
 from tests.unit.spans.samples.jobfirst import event as jobfirst_event
 
 NAMES = ["GET /api/v1/jobs", "db.query", "POST /x y", "GET /"]
-EXTRA = [{}, {"user_id": "u-1"}, {"level": "warn", "attempt": 3}, {"ratio": 0.5, "ok": True}]
+# The last two hold keys the span's own attributes take (`direct_jobfirst._placed`).
+EXTRA = [
+    {},
+    {"user_id": "u-1"},
+    {"level": "warn", "attempt": 3},
+    {"ratio": 0.5, "ok": True},
+    {"http.route": "/r", "level": "info"},
+    {"jobfirst.span_id": "s", "http.method": "GET"},
+]
 
 
 @st.composite
