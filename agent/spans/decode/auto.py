@@ -15,7 +15,8 @@ Routing from scratch, cheapest check first:
 1. in the middle of a multi-line object: the line belongs to it (otel-sdk);
 2. a JobFirst marker (`"message":"Span `): jobfirst;
 3. blank, or not starting with `{`, or no `race` (trace_id / traceId / TraceID) in
-   it: not a span record — skipped and counted;
+   it: not a span record — skipped and counted (the direct path tells a one-line object
+   without `race`, a JobFirst file's other log lines, before any other routing);
 4. a line that is just `{`: the start of a pretty-printed otel-sdk object;
 5. otherwise the JSON is parsed once and dispatched on its keys: `resourceSpans` /
    `scopeSpans` → otlp-json; `SpanContext`, or `context` with `name` → otel-sdk;
@@ -296,6 +297,9 @@ class AutoDecoder(LineFeeder):
                 if has_marker(line):
                     self.jobfirst.decode_direct(line, now_ns, direct, into, out)
                     continue
+                if self.decided is None and _other_log_line(line, self.max_line_bytes):
+                    into.skipped += 1  # `feed_into`'s answer, without its regex and copies
+                    continue
                 route = self._route_one(line, now_ns, direct=direct, into=into, out=out)
                 if route is not None:
                     self.decided = route
@@ -398,6 +402,13 @@ _FITS: Final = {"span-json": _is_span_json, "otlp-json": _is_otlp_json, "otel-sd
 def _fits(obj: dict[str, Any], decided: str) -> bool:
     """A parsed record fits the decided format: routed to it, and not a JobFirst line."""
     return "message" not in obj and "msg" not in obj and _FITS[decided](obj)
+
+
+def _other_log_line(line: bytes, limit: int) -> bool:
+    """A one-line JSON object (`{` to `}`) within the limit with no `race` in it, in a file
+    with no format decided: what `feed_into` skips (rule 3) once it has found no marker — the
+    other log lines of a JobFirst file. Told in three byte tests and one search."""
+    return line[:1] == b"{" and line[-1:] == b"}" and len(line) <= limit and line.find(b"race") < 0
 
 
 def _route(obj: dict[str, Any]) -> str | None:

@@ -7,9 +7,11 @@ through `_end` unchanged, counted as fallbacks. tests/unit/spans/decode/test_dir
 both paths to the same bytes.
 
 The attributes are written in `span_attributes`' order without its dict: the two ID
-attributes (unique per span, so written uncached), the lines' fields through the cached
-encoder, then `http.method` / `http.route`, encoded once per span name. A line field that
-would take one of those four places takes the dict instead.
+attributes (unique per span, so written uncached), the lines' fields through a `KeyedPairs`
+(looked up by key, then value), then `http.method` / `http.route`, encoded once per span name.
+A line field that would take one of those four places takes the dict instead. The events are
+written in the same loop, their attributes through a `KeyedPairs` too; the span's fields
+after its times are joined once.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ from agent.spans.decode.jobfirst_mapping import (
     w3c_trace_id,
 )
 from agent.spans.decode.jobfirst_open import OpenSpans
-from agent.spans.decode.lookups import Remembered
-from agent.spans.encode.direct import event_fields
-from agent.spans.encode.protobuf import ATTRIBUTES, status_field
-from agent.spans.encode.wire import scalar_pair_encoder, string_pair_encoder
+from agent.spans.decode.lookups import KeyedPairs, Remembered
+from agent.spans.encode.direct import event_bytes
+from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES, status_field
+from agent.spans.encode.wire import pair_prefix, prefixed_pair_field, scalar_pair_encoder
 from agent.spans.model import KIND_INTERNAL, KIND_SERVER, STATUS_ERROR, Attributes
-from agent.spans.types import DirectEvent, DirectItem
+from agent.spans.types import DirectItem
 
 if TYPE_CHECKING:
     from agent.spans.encode.direct import DirectWriter
@@ -40,8 +42,11 @@ if TYPE_CHECKING:
 EndFields = tuple[str, str, str, int, int | None, int, str, str | None, Attributes]
 _CACHE_LIMIT: Final = 4096
 _encode_attributes: Final = scalar_pair_encoder(ATTRIBUTES)
-_trace_id_field: Final = string_pair_encoder(ATTRIBUTES, TRACE_ID_KEY)
-_span_id_field: Final = string_pair_encoder(ATTRIBUTES, SPAN_ID_KEY)
+_SPAN_PAIRS: Final = KeyedPairs(ATTRIBUTES)
+_EVENT_PAIRS: Final = KeyedPairs(EVENT_ATTRIBUTES)
+# The two ID attributes are unique per span: written from their keys' prefixes, never cached.
+_TRACE_ID_PREFIX: Final = pair_prefix(TRACE_ID_KEY)
+_SPAN_ID_PREFIX: Final = pair_prefix(SPAN_ID_KEY)
 # Line fields that would change the order `span_attributes` writes in: the dict's.
 _PLACED: Final = frozenset((TRACE_ID_KEY, SPAN_ID_KEY, "http.method", "http.route"))
 _NAME_FIELDS: Final = Remembered[str, tuple[int, bytes]](
@@ -87,26 +92,30 @@ def end_direct(
         fields = {**fields, **attributes}
     if _PLACED.isdisjoint(fields):
         kind, http = _name_fields(name)
-        encoded = _encode_attributes(fields)
+        encoded = _SPAN_PAIRS.fields(fields)
         if encoded is None:
             return False
-        tail = _trace_id_field(trace) + _span_id_field(span) + encoded + http
+        parts = [
+            prefixed_pair_field(ATTRIBUTES, _TRACE_ID_PREFIX, trace),
+            prefixed_pair_field(ATTRIBUTES, _SPAN_ID_PREFIX, span),
+            encoded,
+            http,
+        ]
     else:
         merged, kind = span_attributes(trace, span, name, opened.attributes, attributes)
         encoded = _encode_attributes(merged)
         if encoded is None:
             return False
-        tail = encoded
-    if opened.events:
-        events: list[DirectEvent] = [
-            (min(max(e.time_ns, start), end), e.name, e.attributes) for e in opened.events
-        ]
-        encoded = event_fields(events)
-        if encoded is None:
+        parts = [encoded]
+    for event in opened.events:  # as `event_fields` writes them, time clamped into the span
+        at = min(max(event.time_ns, start), end)
+        pairs = _EVENT_PAIRS.fields(event.attributes) if event.attributes else b""
+        encoded_event = None if pairs is None else event_bytes(at, event.name, pairs)
+        if encoded_event is None:
             return False
-        tail += encoded
+        parts.append(encoded_event)
     if status:
-        tail += status_field(STATUS_ERROR, status_desc)
+        parts.append(status_field(STATUS_ERROR, status_desc))
     written = direct.span_of_ids(
         out,
         direct.key_for(service or opened.service or default_service),
@@ -116,7 +125,7 @@ def end_direct(
         kind=kind,
         start_ns=start,
         end_ns=end,
-        tail=tail,
+        tail=b"".join(parts),
     )
     if written:
         table.take(trace, span)

@@ -26,8 +26,10 @@ from agent.spans.encode.wire import (
     PAIR_MAX_CHARS,
     VALUES_PER_KEY_LIMIT,
     pair_field,
+    pair_prefix,
+    prefixed_pair_field,
 )
-from agent.spans.model import AttrValue
+from agent.spans.model import Attributes, AttrValue
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -141,4 +143,65 @@ class StructPairs(Generic[S]):
                 seen = 0
             self._fields[item] = encoded
             self._per_key[key] = seen + 1
+        return encoded
+
+
+class KeyedPairs:
+    """The encoded KeyValue fields of one tag by key, then by value, for attributes held in a
+    dict (JobFirst's line fields): what the tag's pair encoder (`agent.spans.encode.wire`)
+    writes, looked up without the (key, value) tuple its cache builds and hashes per
+    attribute. Kept, by the pair encoders' admission rule: strings of at most
+    `PAIR_MAX_CHARS` and integers (exact types, so True is never taken for 1), until a key
+    has had `VALUES_PER_KEY_LIMIT` values; from then on its values (user IDs, URLs) are
+    encoded from its key's prefix with no lookup of the value. Bounded: at most
+    `PAIR_CACHE_LIMIT` values kept, and as many keys not kept."""
+
+    __slots__ = ("_kept", "_not_kept", "_size", "_tag")
+
+    def __init__(self, tag: bytes) -> None:
+        self._tag = tag
+        self._kept: dict[str, dict[str | int, bytes]] = {}
+        self._not_kept: dict[str, bytes] = {}  # key -> its pair prefix
+        self._size = 0
+
+    def fields(self, attributes: Attributes) -> bytes | None:
+        """The fields of `attributes` joined, in the dict's order; None if a value is a list or
+        a map (the general path's encoder takes those)."""
+        parts: list[bytes] = []
+        for key, value in attributes.items():
+            kind = type(value)
+            if kind is str or kind is int:
+                values = self._kept.get(key)
+                found = None if values is None else values.get(value)  # type: ignore[arg-type]
+                if found is None:
+                    found = self._encode(key, value)  # type: ignore[arg-type]
+            elif kind is list or kind is dict:
+                return None
+            else:
+                found = pair_field(self._tag, key, value)
+            parts.append(found)
+        return b"".join(parts)
+
+    def _encode(self, key: str, value: str | int) -> bytes:
+        prefix = self._not_kept.get(key)
+        if prefix is not None:
+            return prefixed_pair_field(self._tag, prefix, value)
+        encoded = pair_field(self._tag, key, value)
+        if type(value) is str and len(value) > PAIR_MAX_CHARS:
+            return encoded
+        if self._size >= PAIR_CACHE_LIMIT:
+            self._kept.clear()
+            self._size = 0
+        values = self._kept.get(key)
+        if values is None:
+            values = self._kept[key] = {}
+        elif len(values) >= VALUES_PER_KEY_LIMIT:  # a key whose values do not repeat
+            del self._kept[key]
+            self._size -= len(values)
+            if len(self._not_kept) >= PAIR_CACHE_LIMIT:
+                self._not_kept.clear()
+            self._not_kept[key] = pair_prefix(key)
+            return encoded
+        values[value] = encoded
+        self._size += 1
         return encoded

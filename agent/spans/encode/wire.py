@@ -160,6 +160,18 @@ def _key_prefix(key: str) -> bytes:
     return prefix
 
 
+def pair_prefix(key: str) -> bytes:
+    """What a `KeyValue` field of `key` holds between its length and its value's length: the
+    encoded key and the value's tag (`prefixed_pair_field` takes it), looked up."""
+    return _key_prefix(key)
+
+
+def prefixed_pair_field(tag: bytes, prefix: bytes, value: AttrValue) -> bytes:
+    """`pair_field(tag, key, value)` for the key whose `pair_prefix` is `prefix`: for a caller
+    that keeps the prefix, with no lookup of the key."""
+    return tag + _framed_with_prefix(prefix, value)
+
+
 def string_pair_encoder(tag: bytes, key: str) -> Callable[[str], bytes]:
     """The `KeyValue` field (with the given tag) of one key with a string value, as the
     encoders write it, uncached: for a value that never repeats (an ID), which a cache would

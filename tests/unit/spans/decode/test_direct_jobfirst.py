@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from functools import partial
 from typing import Any
 
@@ -30,10 +31,12 @@ from agent.spans.decode.jobfirst_parse import (
     parse_line,
 )
 from agent.spans.decode.jobfirst_typed import LEARN_LIMIT, MAX_EXTRAS, MISSING, TypedLines
+from agent.spans.decode.lookups import KeyedPairs
 from agent.spans.decode.registry import make_decoder
 from agent.spans.encode.direct import DirectWriter
-from agent.spans.encode.protobuf import encode_span, span_field
-from agent.spans.model import DecodeResult, Span
+from agent.spans.encode.protobuf import ATTRIBUTES, EVENT_ATTRIBUTES, encode_span, span_field
+from agent.spans.encode.wire import PAIR_CACHE_LIMIT, VALUES_PER_KEY_LIMIT, scalar_key_values
+from agent.spans.model import Attributes, DecodeResult, Span
 from agent.spans.types import Decoder
 from agent.spans.validate import BadRecord
 from tests.unit.spans.decode.test_direct import ODD_VALUES, direct_read, same_reads
@@ -41,7 +44,29 @@ from tests.unit.spans.samples.jobfirst import ended, logrus, started
 from tests.unit.spans.samples.jobfirst import event as jobfirst_event
 
 NAMES = ["GET /api/v1/jobs", "db.query", "POST /x y", "GET /"]
-EXTRA = [{}, {"user_id": "u-1"}, {"level": "warn", "attempt": 3}, {"ratio": 0.5, "ok": True}]
+# The last two hold keys the span's own attributes take (`direct_jobfirst._placed`).
+EXTRA = [
+    {},
+    {"user_id": "u-1"},
+    {"level": "warn", "attempt": 3},
+    {"ratio": 0.5, "ok": True},
+    {"http.route": "/r", "level": "info"},
+    {"jobfirst.span_id": "s", "http.method": "GET"},
+]
+
+
+# Other log lines a JobFirst file holds: with and without `race` (which `auto` routes on), and
+# near misses of the shape `auto` skips without parsing (`auto._other_log_line`).
+OTHER_LINES = [
+    b'{"level":"info","msg":"request served","trace_id":"x"}',
+    b'{"level":"info","msg":"request served","path":"/x","status":200}',
+    b"{}",
+    b'{"a":1} ',
+    b'{"t\\u0072ace_id":"t","span_id":"s","name":"n"}',
+    b"plain text",
+    b"{",
+    b'{"level":"info"',
+]
 
 
 @st.composite
@@ -66,10 +91,10 @@ def jobfirst_spans(draw: st.DrawFn) -> list[bytes]:
     merged: list[bytes] = []
     while any(spans):
         lines = draw(st.sampled_from([lines for lines in spans if lines]))
-        merged.append(lines.pop(0))
+        merged.append(draw(changed_line(lines.pop(0))))
         if draw(st.integers(min_value=0, max_value=5)) == 0:
-            merged.append(b'{"level":"info","msg":"request served","trace_id":"x"}')
-    return [draw(changed_line(line)) for line in merged]
+            merged.append(draw(st.sampled_from(OTHER_LINES)))
+    return merged
 
 
 @st.composite
@@ -465,3 +490,44 @@ def test_attributes_are_a_dict_of_their_own_each_time() -> None:
     reader.learn(orjson.loads(started(attempt=1)))  # new keys, a new Struct
     again = reader.attributes(reader.read(started(attempt=2)), started(attempt=2))
     assert list((again or {}).items()) == [("attempt", 2), ("level", "info")]  # the line's order
+
+
+# --- the end line's attribute lookups (agent.spans.decode.lookups.KeyedPairs) ------------------
+# One instance across examples, as the direct path keeps one: later examples hit what earlier
+# ones left, and the seeded runs below push keys past the per-key and the overall limits.
+
+_KEYED = {tag: KeyedPairs(tag) for tag in (ATTRIBUTES, EVENT_ATTRIBUTES)}
+_ATTRIBUTE_VALUES = (
+    st.sampled_from(["info", "warn", "", "é", "x" * 70, 0, 1, -1, 2**63, True, False, 1.0, None])
+    | st.integers()
+    | st.text(max_size=5)
+    | st.binary(max_size=3)
+    | st.floats()
+    | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(st.text(max_size=2), st.integers(), max_size=2)
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["level", "user_id", "a", "é", ""]), _ATTRIBUTE_VALUES),
+    st.sampled_from([ATTRIBUTES, EVENT_ATTRIBUTES]),
+)
+def test_keyed_pairs_write_what_the_pair_encoder_writes(attributes: Attributes, tag: bytes) -> None:
+    assert _KEYED[tag].fields(attributes) == scalar_key_values(tag, attributes)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_keyed_pairs_past_their_limits_write_the_same(seed: int) -> None:
+    """Keys whose values never repeat (past `VALUES_PER_KEY_LIMIT`, then written from their
+    prefix) and more values than `PAIR_CACHE_LIMIT` (the kept ones cleared), mixed with keys
+    whose values do repeat."""
+    rng = random.Random(seed)
+    pairs = KeyedPairs(ATTRIBUTES)
+    for index in range(PAIR_CACHE_LIMIT + 3 * VALUES_PER_KEY_LIMIT):
+        attributes: Attributes = {
+            "level": rng.choice(["info", "warn", 3]),
+            f"k{rng.randrange(40)}": rng.choice([f"v{index}", index, f"v{rng.randrange(9)}"]),
+            "user_id": f"u-{index}" if rng.random() < 0.9 else "u-0",
+        }
+        assert pairs.fields(attributes) == scalar_key_values(ATTRIBUTES, attributes)
