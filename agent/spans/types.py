@@ -73,6 +73,28 @@ class LineBlock:
         return lines
 
 
+class HeldLines:
+    """What a read or a batch of it holds: its complete lines split (`lines`), or unsplit as
+    read (`block`, then `lines` is empty). For the tailer's dataclasses to inherit."""
+
+    __slots__ = ()
+    lines: list[bytes]
+    block: LineBlock | None
+
+    @property
+    def line_count(self) -> int:
+        return len(self.lines) if self.block is None else self.block.count
+
+    @property
+    def records(self) -> list[bytes] | LineBlock:
+        """The lines as the decoders take them: split, or the block."""
+        return self.lines if self.block is None else self.block
+
+    def all_lines(self) -> list[bytes]:
+        """The lines, split (the block's, if there is one)."""
+        return self.lines if self.block is None else self.block.lines()
+
+
 class Decoder(Protocol):
     """One file's decoder: lines in, spans, dead letters and counted skips out. `feed` never
     raises on input; state (open JobFirst spans, a half-read multi-line object) is bounded and

@@ -52,7 +52,7 @@ from agent.spans.decode.jobfirst import MARKER, JobFirstDecoder, has_marker
 from agent.spans.decode.otelsdk import OtelSdkDecoder, load_sdk_object, span_from_sdk_obj
 from agent.spans.decode.otlpjson import OtlpJsonDecoder
 from agent.spans.decode.pretty import (
-    block_direct,
+    block_items,
     continued_direct,
     is_pretty_start,
     pretty_direct,
@@ -176,15 +176,7 @@ class AutoDecoder(LineFeeder):
     ) -> list[DirectItem]:
         """`feed_direct` of the block's lines; while the file prints pretty-printed otel-sdk
         objects they are sliced out of the block whole (`block_direct`)."""
-        out: list[DirectItem] = []
-        sdk = self.sdk
-        if sdk.reads_pretty:
-            block_direct(self, sdk, block.text, now_ns=now_ns, direct=direct, into=into, out=out)
-        else:
-            self.lines_into(
-                block.lines(), now_ns, direct=direct, into=into, out=out, continued=True
-            )
-        return out
+        return block_items(self, self.sdk, block, now_ns=now_ns, direct=direct, into=into)
 
     def lines_into(
         self,

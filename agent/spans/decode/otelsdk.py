@@ -49,7 +49,7 @@ from agent.spans.decode.direct_sdk import go_span, python_span
 from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.decode.framing import ObjectFramer
 from agent.spans.decode.pretty import (
-    block_direct,
+    block_items,
     continued_direct,
     is_pretty_start,
     pretty_direct,
@@ -326,14 +326,7 @@ class OtelSdkDecoder(LineFeeder):
     ) -> list[DirectItem]:
         """`feed_direct` of the block's lines, pretty-printed objects sliced out of the block
         whole (`block_direct`) while the file prints them."""
-        out: list[DirectItem] = []
-        if self.reads_pretty:
-            block_direct(self, self, block.text, now_ns=now_ns, direct=direct, into=into, out=out)
-        else:
-            self.lines_into(
-                block.lines(), now_ns, direct=direct, into=into, out=out, continued=True
-            )
-        return out
+        return block_items(self, self, block, now_ns=now_ns, direct=direct, into=into)
 
     def lines_into(
         self,

@@ -52,7 +52,7 @@ import orjson
 from agent.spans.decode.direct_sdk import go_span, python_span
 from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.model import DecodeResult
-from agent.spans.types import DirectItem
+from agent.spans.types import DirectItem, LineBlock
 
 if TYPE_CHECKING:
     from agent.spans.decode.otelsdk import OtelSdkDecoder
@@ -226,6 +226,25 @@ def _object_direct(
     out.extend(result.spans)
     into.merge_counts(result)
     return True
+
+
+def block_items(
+    reader: LineRuns,
+    decoder: OtelSdkDecoder,
+    block: LineBlock,
+    *,
+    now_ns: int,
+    direct: DirectWriter,
+    into: DecodeResult,
+) -> list[DirectItem]:
+    """`feed_block_direct` of `reader` (`decoder` its otel-sdk part): while the file prints
+    pretty-printed objects the block is read by `block_direct`, else split into lines."""
+    out: list[DirectItem] = []
+    if decoder.reads_pretty:
+        block_direct(reader, decoder, block.text, now_ns=now_ns, direct=direct, into=into, out=out)
+    else:
+        reader.lines_into(block.lines(), now_ns, direct=direct, into=into, out=out, continued=True)
+    return out
 
 
 def block_direct(

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from agent.spans.tail.fileset import FileSet, TailerMetrics
 from agent.spans.tail.linereader import OversizeLine, ReadResult
 from agent.spans.tail.trackedfile import TrackedFile
-from agent.spans.types import LineBlock
+from agent.spans.types import HeldLines, LineBlock
 
 log = logging.getLogger("agent.spans.tail.tailer")
 
 
 @dataclass(slots=True)
-class LineBatch:
+class LineBatch(HeldLines):
     file_key: str
     path: str
     lines: list[bytes]
@@ -35,19 +35,6 @@ class LineBatch:
     """The final batch of a file rotated away or deleted and now fully read."""
     block: LineBlock | None = None
     """The batch's lines unsplit, as read (agent.spans.tail.linereader)."""
-
-    @property
-    def line_count(self) -> int:
-        return len(self.lines) if self.block is None else self.block.count
-
-    @property
-    def records(self) -> list[bytes] | LineBlock:
-        """The batch's lines as the decoders take them: split, or the block."""
-        return self.lines if self.block is None else self.block
-
-    def all_lines(self) -> list[bytes]:
-        """The batch's lines, split (the block's, if it has one)."""
-        return self.lines if self.block is None else self.block.lines()
 
 
 class BatchReader:

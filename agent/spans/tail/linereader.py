@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from agent.core.atomicfile import fsync_dir
-from agent.spans.types import LineBlock
+from agent.spans.types import HeldLines, LineBlock
 
 # One read call consumes at most this many chunks, so a huge oversize record is copied over
 # several calls instead of holding the reading thread (and the caller) for seconds.
@@ -64,7 +64,7 @@ class OversizeLine:
 
 
 @dataclass(slots=True)
-class ReadResult:
+class ReadResult(HeldLines):
     lines: list[bytes] = field(default_factory=list)
     """Complete lines, newline (and a trailing carriage return) removed; empty when `block`
     holds the read's lines."""
@@ -82,19 +82,6 @@ class ReadResult:
     lost_partial_bytes: int = 0
     """Bytes of an unfinished line that were truncated away before its newline was written."""
     file_size: int = 0
-
-    @property
-    def line_count(self) -> int:
-        return len(self.lines) if self.block is None else self.block.count
-
-    @property
-    def records(self) -> list[bytes] | LineBlock:
-        """The read's lines as the decoders take them: split, or the block."""
-        return self.lines if self.block is None else self.block
-
-    def all_lines(self) -> list[bytes]:
-        """The complete lines read, split (the block's, if the read has one)."""
-        return self.lines if self.block is None else self.block.lines()
 
     def unblock(self) -> None:
         """Hold the block's lines as split lines, so that more can be appended."""
