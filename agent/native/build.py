@@ -127,16 +127,7 @@ def _compile(work: Path, modules: Sequence[str]) -> None:
     """Run mypyc in `work` (it leaves the extension files beside the copied sources). The
     dependencies without type information (msgpack, hiredis, ...) are typed `Any`, as the
     project's own mypy configuration has them."""
-    done = subprocess.run(
-        [sys.executable, "-m", "mypyc", "--ignore-missing-imports", *modules],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        log = done.stdout + done.stderr
-        raise RuntimeError(f"mypyc failed (exit {done.returncode}):\n{log[-4000:]}")
+    _run([sys.executable, "-m", "mypyc", "--ignore-missing-imports", *modules], work, "mypyc")
 
 
 def _compile_extension(work: Path, source: str) -> None:
@@ -144,18 +135,20 @@ def _compile_extension(work: Path, source: str) -> None:
     compiler = shlex.split(sysconfig.get_config_var("CC") or "cc")
     include = sysconfig.get_paths()["include"]
     target = source.removesuffix(".c") + importlib.machinery.EXTENSION_SUFFIXES[0]
-    done = subprocess.run(
-        [*compiler, *_C_FLAGS, f"-I{include}", source, "-o", target],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        check=False,
+    done = _run(
+        [*compiler, *_C_FLAGS, f"-I{include}", source, "-o", target], work, f"compiling {source}"
     )
-    if done.returncode != 0:
-        log = done.stdout + done.stderr
-        raise RuntimeError(f"compiling {source} failed (exit {done.returncode}):\n{log[-4000:]}")
     if done.stderr:
         sys.stderr.write(done.stderr)
+
+
+def _run(command: list[str], work: Path, what: str) -> subprocess.CompletedProcess[str]:
+    """Run a build command in `work`; a failure raises with the end of its output."""
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        log = done.stdout + done.stderr
+        raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{log[-4000:]}")
+    return done
 
 
 def _collect(work: Path, built: Sequence[str], into: Path) -> dict[str, Any]:
