@@ -101,9 +101,9 @@ def decode_publish_body(body: bytes, kind: str) -> DecodedBody:
     """`decode_envelopes`, and whether the layout must look for characters to escape: the
     transcoder's texts come escaped already, anything else may hold what the body holds."""
     if kind in MSGPACK_TYPES:
-        texts = data_texts(body, MAX_BATCH_ENTRIES)
-        if texts is not None:
-            return DecodedBody([(None, text, None, None) for text in texts], False)
+        transcoded = _transcoded_envelopes(body)
+        if transcoded is not None:
+            return DecodedBody(transcoded, False)
         return DecodedBody(_typed_msgpack_envelopes(body), may_need_go_escape(body))
     return DecodedBody(decode_envelopes(body, kind), may_need_go_escape(body))
 
@@ -115,11 +115,20 @@ def decode_envelopes(body: bytes, kind: str) -> list[Envelope]:
         if fast is not None:
             return fast
     elif kind in MSGPACK_TYPES:
-        texts = data_texts(body, MAX_BATCH_ENTRIES)
-        if texts is not None:
-            return [(None, text, None, None) for text in texts]
+        transcoded = _transcoded_envelopes(body)
+        if transcoded is not None:
+            return transcoded
         return _typed_msgpack_envelopes(body)
     return envelopes_from(decode_body(body, kind))
+
+
+def _transcoded_envelopes(body: bytes) -> list[Envelope] | None:
+    """A data-only msgpack body's envelopes, each `data` as the JSON text the native
+    transcoder wrote (escaped already); None when it did not handle the body."""
+    texts = data_texts(body, MAX_BATCH_ENTRIES)
+    if texts is None:
+        return None
+    return [(None, text, None, None) for text in texts]
 
 
 def _typed_msgpack_envelopes(body: bytes) -> list[Envelope]:
