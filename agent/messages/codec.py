@@ -89,23 +89,42 @@ def is_json_type(kind: str) -> bool:
     return kind in JSON_TYPES or kind.endswith("+json")
 
 
+# How a publish body was decoded (the label of `sidecar_publish_body_routes_total`): a fast
+# route, or the general one a fast route declined the body to.
+ROUTE_JSON_RAW = "json_raw"  # data-only JSON, each `data` kept as its text
+ROUTE_MSGPACK_TRANSCODED = "msgpack_transcoded"  # data-only msgpack, the native transcoder
+ROUTE_MSGPACK_TYPED = "msgpack_typed"  # msgpack the transcoder declined (or no native build)
+ROUTE_GENERAL = "general"  # anything else: orjson / msgpack and the envelope checks
+BODY_ROUTES = (ROUTE_JSON_RAW, ROUTE_MSGPACK_TRANSCODED, ROUTE_MSGPACK_TYPED, ROUTE_GENERAL)
+
+
 class DecodedBody(NamedTuple):
-    """A publish body's envelopes, and whether a message made from them may hold a character
-    Go's encoder escapes (the layout's `escape`: False spares it a scan per message)."""
+    """A publish body's envelopes; whether a message made from them may hold a character Go's
+    encoder escapes (the layout's `escape`: False spares it a scan per message); and which
+    route decoded it (one of BODY_ROUTES), so a fast route's declines show in the metrics."""
 
     envelopes: list[Envelope]
     escape: bool
+    route: str
 
 
 def decode_publish_body(body: bytes, kind: str) -> DecodedBody:
-    """`decode_envelopes`, and whether the layout must look for characters to escape: the
-    transcoder's texts come escaped already, anything else may hold what the body holds."""
+    """`decode_envelopes`, whether the layout must look for characters to escape (the
+    transcoder's texts come escaped already, anything else may hold what the body holds), and
+    the route taken."""
     if kind in MSGPACK_TYPES:
         transcoded = _transcoded_envelopes(body)
         if transcoded is not None:
-            return DecodedBody(transcoded, False)
-        return DecodedBody(_typed_msgpack_envelopes(body), may_need_go_escape(body))
-    return DecodedBody(decode_envelopes(body, kind), may_need_go_escape(body))
+            return DecodedBody(transcoded, False, ROUTE_MSGPACK_TRANSCODED)
+        return DecodedBody(
+            _typed_msgpack_envelopes(body), may_need_go_escape(body), ROUTE_MSGPACK_TYPED
+        )
+    escape = may_need_go_escape(body)
+    if kind in JSON_TYPES:
+        fast = _data_only_envelopes(body)
+        if fast is not None:
+            return DecodedBody(fast, escape, ROUTE_JSON_RAW)
+    return DecodedBody(envelopes_from(decode_body(body, kind)), escape, ROUTE_GENERAL)
 
 
 def decode_envelopes(body: bytes, kind: str) -> list[Envelope]:

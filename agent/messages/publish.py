@@ -25,6 +25,7 @@ from agent.config.tree import AckMode, ProxyConfig
 from agent.core.budget import MemoryBudget
 from agent.core.metrics import Metrics
 from agent.messages.codec import (
+    BODY_ROUTES,
     BodyError,
     Envelope,
     decode_publish_body,
@@ -105,6 +106,13 @@ class PublishCore:
             "publish_errors_total", "Publish requests answered with an error, by code.", ("code",)
         )
         self._accepted_by_mode = {mode: self._accepted.labels(mode) for mode in ACK_MODES}
+        routes = metrics.counter(
+            "publish_body_routes_total",
+            "Publish bodies (own API) by how they were decoded; msgpack_typed and general are"
+            " the fast routes' declines.",
+            ("route",),
+        )
+        self._bodies_by_route = {route: routes.labels(route) for route in BODY_ROUTES}
         self._valid_topics: set[str] = set()
         self._budget = MemoryBudget(config.max_inflight_bytes, metrics, "publish_requests")
         self._routes: dict[str, Callable[[PublishRequest, BodySource], Awaitable[Reply]]] = {
@@ -127,7 +135,8 @@ class PublishCore:
         kind = media_type(request.content_type)
         with self._charge(request) as charge:
             body = await self._body(request, source)
-            envelopes, escape = decode_publish_body(body, kind)
+            envelopes, escape, route = decode_publish_body(body, kind)
+            self._bodies_by_route[route].inc()
             charge.entries(len(envelopes))
             result = await self._accept(topic, envelopes, ack, escape=escape)
         if ack != "redis":

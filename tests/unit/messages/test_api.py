@@ -32,13 +32,16 @@ async def make_client(tmp_path: Path) -> AsyncIterator[MakeClient]:
     opened: list[tuple[Client, DiskQueue]] = []
 
     async def make(
-        queue_bytes: int = 1 << 20, messages: MessagesConfig | None = None, **proxy: object
+        queue_bytes: int = 1 << 20,
+        messages: MessagesConfig | None = None,
+        metrics: Metrics | None = None,
+        **proxy: object,
     ) -> Client:
         queue = DiskQueue(tmp_path / f"q{len(opened)}", max_bytes=queue_bytes, when_full="reject")
         await queue.open()
         config = replace(ProxyConfig(), **proxy)  # type: ignore[arg-type]
         intake = Intake(messages or MessagesConfig(), queue, retry_after=config.retry_after)
-        api = PublishApi(config, intake, Metrics())
+        api = PublishApi(config, intake, metrics or Metrics())
         client = TestClient(TestServer(api.app))
         await client.start_server()
         opened.append((client, queue))
@@ -69,6 +72,31 @@ async def test_json_and_msgpack_publishes_are_accepted(make_client: MakeClient) 
         assert response.status == 202, await response.text()
     items = await client.queue.get(10, timeout=0.1)  # type: ignore[attr-defined]
     assert [len(Record.decode(item.data)) for item in items] == [2, 1, 1]
+
+
+async def test_bodies_are_counted_by_the_route_that_decoded_them(
+    make_client: MakeClient,
+) -> None:
+    metrics = Metrics()
+    client = await make_client(metrics=metrics)
+    msgpack_kind = {"Content-Type": "application/msgpack"}
+    sent = [
+        client.post(URL, json={"data": {"a": 1}}),  # data-only JSON
+        client.post(URL, json={"data": 1, "id": "x"}),  # an id: the general route
+        client.post(URL, data=msgpack.packb({"data": b"\x00"}), headers=msgpack_kind),
+        client.post(URL, data=b"{", headers={"Content-Type": "application/json"}),  # refused
+    ]
+    assert [(await request).status for request in sent] == [202, 202, 202, 400]
+
+    def count(route: str) -> float:
+        sample = metrics.registry.get_sample_value(
+            "sidecar_publish_body_routes_total", {"route": route}
+        )
+        return sample or 0.0
+
+    # bin data is declined by the transcoder: the typed route, counted as such
+    assert (count("json_raw"), count("general"), count("msgpack_typed")) == (1, 1, 1)
+    assert count("msgpack_transcoded") == 0
 
 
 async def test_bad_json_names_the_position(make_client: MakeClient) -> None:

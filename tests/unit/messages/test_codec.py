@@ -4,12 +4,16 @@ import msgpack
 import orjson
 import pytest
 
+from agent import native
+from agent.messages import msgpackjson
 from agent.messages.codec import (
+    BODY_ROUTES,
     MAX_BATCH_ENTRIES,
     MAX_HEADERS,
     BodyError,
     decode_body,
     decode_envelopes,
+    decode_publish_body,
     envelopes_from,
     media_type,
     plain,
@@ -239,3 +243,18 @@ def test_bad_dapr_metadata_query_parameters_are_entry_errors(
     error = error_of(dapr_headers, query, "application/json")
     assert (error.status, error.code, error.index) == (400, "invalid_entry", 0)
     assert words in error.message
+
+
+def test_each_body_names_the_route_that_decoded_it() -> None:
+    transcoded = "msgpack_transcoded" if native.compiled(msgpackjson) else "msgpack_typed"
+    cases = [
+        (b'[{"data": {"a": 1}}, {"data": 2}]', "application/json", "json_raw"),
+        (b'{"data": 1, "id": "x"}', "application/json", "general"),
+        (msgpack.packb([{"data": {"a": 1}}]), "application/msgpack", transcoded),
+        (msgpack.packb({"data": b"\x00"}), "application/msgpack", "msgpack_typed"),
+        (msgpack.packb({"data": 1, "id": "x"}), "application/msgpack", "msgpack_typed"),
+    ]
+    for body, kind, route in cases:
+        decoded = decode_publish_body(body, kind)
+        assert decoded.route == route and decoded.route in BODY_ROUTES, (body, kind)
+        assert decoded.envelopes == decode_envelopes(body, kind)

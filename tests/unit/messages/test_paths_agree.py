@@ -116,7 +116,7 @@ def published(layout: TopicLayout, body: bytes, kind: str) -> bytes | str:
     """What the publish route writes: `decode_publish_body` with its own escape decision (the
     native transcoder's texts come escaped, so the layout is told not to look)."""
     try:
-        envelopes, escape = decode_publish_body(body, kind)
+        envelopes, escape, _route = decode_publish_body(body, kind)
         return layout.encode(envelopes, ids_for(len(envelopes)), AT, escape=escape).blob
     except Exception as error:  # the error is the outcome compared
         return f"{type(error).__name__}: {error}"
