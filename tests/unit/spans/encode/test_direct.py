@@ -30,6 +30,7 @@ from agent.core.retry import RetryPolicy
 from agent.spans.decode.registry import Decoder, make_decoder
 from agent.spans.decode.spanjson import span_from_obj
 from agent.spans.delivery.book import decode_lines
+from agent.spans.encode import direct as direct_module
 from agent.spans.encode.direct import DirectWriter, span_identity
 from agent.spans.encode.protobuf import span_body
 from agent.spans.encode.resources import Resources, resource_key
@@ -39,6 +40,7 @@ from agent.spans.export.sender import SpanSender
 from agent.spans.model import DecodeResult, Span
 from agent.spans.sampling import SpanSampler, make_sampler, trace_filter_of
 from agent.spans.types import DirectItem
+from agent.spans.validate import MAX_TIME_NS
 from tests.unit.spans.samples.mutations import VALID, mutated
 from tests.unit.spans.samples.requests import assert_span_matches
 
@@ -250,6 +252,28 @@ def test_the_usual_shapes_take_the_fast_path(overrides: dict[str, Any]) -> None:
     obj = fast_record(**overrides)
     assert DirectWriter(None).span_json([], obj, None)
     assert same_answer(obj, None, None) == "fast path: span"
+
+
+# Around the last time there is (2**63 - 1, tested by a shift) and around the largest int a
+# compiled module holds unboxed (2**62 - 1): the fast path's answer is the general path's.
+EDGE_TIMES = [2**62 - 1, 2**62, 2**62 + 1, 2**63 - 2, 2**63 - 1, 2**63, 2**63 + 1, 2**64 - 1]
+
+
+@pytest.mark.parametrize("time", EDGE_TIMES)
+def test_times_at_the_edges_get_the_general_paths_answer(time: int) -> None:
+    assert 2**direct_module._TIME_BITS - 1 == MAX_TIME_NS
+    assert same_answer(fast_record(end_time_unix_nano=time), None, None) == "general path"
+    for overrides in (
+        {"start_time_unix_nano": time - 1, "end_time_unix_nano": time, "events": None},
+        {"start_time_unix_nano": time, "end_time_unix_nano": time, "events": None},
+        {"events": [{"name": "e", "time_unix_nano": time}]},
+    ):
+        obj = fast_record(**overrides)
+        if parseable(obj):
+            taken = same_answer(obj, None, None) == "fast path: span"
+            assert taken == (time < 2**63)
+        else:
+            assert time >= 2**64
 
 
 @pytest.mark.parametrize("sampler", ["always_on", "always_off", "parentbased_traceidratio"])
