@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +33,7 @@ from agent.spans.decode.spanjson import span_from_obj
 from agent.spans.delivery.book import decode_lines
 from agent.spans.encode import direct as direct_module
 from agent.spans.encode.direct import DirectWriter, span_identity
-from agent.spans.encode.protobuf import span_body
+from agent.spans.encode.protobuf import span_body, status_field
 from agent.spans.encode.resources import Resources, resource_key
 from agent.spans.export.batcher import ProtobufEncoding
 from agent.spans.export.outbound import Outbound, Token, sampler_for
@@ -530,3 +531,20 @@ def test_spans_and_events_longer_than_the_length_table_get_the_general_paths_byt
         record = fast_record(status={"code": "error", "message": big})
     for sampler in (None, make_sampler("always_on", 1.0), make_sampler("always_off", 0.0)):
         assert same_answer(record, None, sampler) != "general path"
+
+
+@given(
+    st.sampled_from([0, 1, 2, 3]),
+    st.sampled_from(["", "deadlock"]),
+    st.none() | st.integers(-(2**40), 2**40) | st.integers(0, 0x500),
+)
+def test_flags_fields_written_once_are_the_packed_ones(
+    code: int, message: str, flags: int | None
+) -> None:
+    written = direct_module.status_and_flags(code, message, flags)
+    if code > 2:
+        assert written is None
+        return
+    status = status_field(code, message) if code or message else b""
+    packed = b"" if flags is None else b"\x85\x01" + struct.pack("<I", flags & 0xFFFFFFFF)
+    assert written == status + packed
