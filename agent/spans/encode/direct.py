@@ -50,7 +50,7 @@ from agent.spans.encode.wire import (
 from agent.spans.model import KIND_INTERNAL
 from agent.spans.sampling import TraceFilter
 from agent.spans.types import DirectEvent, DirectItem, ResourceKey
-from agent.spans.validate import MAX_DURATION_NS, MAX_TIME_NS, MIN_TIME_NS
+from agent.spans.validate import MAX_DURATION_NS, MIN_TIME_NS
 
 # The first fields of encode_span's output, in its order: trace_id and span_id (tag, length,
 # bytes each), then, after parent and name, kind and the two fixed64 times.
@@ -58,21 +58,31 @@ _pack_ids: Final = struct.Struct("<BB16sBB8s").pack
 _TRACE_ID_AT: Final = 2  # where _pack_ids puts the trace ID (16 bytes)
 _pack_kind_times: Final = struct.Struct("<BBBQBQ").pack
 _ID_TAGS: Final = (0x0A, 0x10, 0x12, 0x08)
-_KIND_TAG, _START_TAG, _END_TAG = 0x30, 0x39, 0x41
+_KIND_TAG: Final = 0x30
+_START_TAG: Final = 0x39
+_END_TAG: Final = 0x41
 _pack_event_time: Final = struct.Struct("<BQ").pack
 _EVENT_TIME_TAG: Final = 0x09  # Span.Event.time_unix_nano, fixed64
 _EVENT_TIME_SIZE: Final = 9  # what _pack_event_time writes
 _EVENT: Final = b"\x5a"  # Span.events
 _SPANS: Final = b"\x12"  # ScopeSpans.spans
 _FLAGS: Final = b"\x85\x01"  # Span.flags, fixed32
+# The flags fields of the W3C flags with the two parent bits (every value Go's spans have),
+# written once: packing one costs a call and a concatenation a span.
+_FLAGS_FIELDS_SIZE: Final = 0x400
+_FLAGS_FIELDS: Final = [_FLAGS + pack_fixed32(flags) for flags in range(_FLAGS_FIELDS_SIZE)]
 _fromhex: Final = bytes.fromhex
-_ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+_ZERO_TRACE: Final = bytes(16)
+_ZERO_SPAN: Final = bytes(8)
 _ZERO_SPAN_HEX: Final = "0" * 16  # a root span's parent as Go's stdouttrace writes it
 _TRACE_ID_HEAD: Final = b"\x0a\x10"  # Span.trace_id: tag, length 16
 _SPAN_ID_HEAD: Final = b"\x12\x08"  # Span.span_id: tag, length 8
 _IDS_SIZE: Final = 28  # both IDs with their tags and lengths
 _KIND_TIMES_SIZE: Final = 20  # what _pack_kind_times writes
 _RESOURCE_KEY_CACHE_LIMIT: Final = 1024
+# A time t >= MIN_TIME_NS is at most MAX_TIME_NS (2**63 - 1) when t >> 63 is 0: compiled, a
+# comparison with MAX_TIME_NS, an int past the small ones held unboxed, is a generic one.
+_TIME_BITS: Final = 63  # MAX_TIME_NS.bit_length(), pinned by a test
 _span_attributes: Final = scalar_pair_encoder(ATTRIBUTES)
 _event_attributes: Final = scalar_pair_encoder(EVENT_ATTRIBUTES)
 
@@ -215,7 +225,8 @@ class DirectWriter:
         (`tail`: attributes, events, status, as `span` writes them); False for times `span`
         declines."""
         if not (
-            MIN_TIME_NS <= start_ns <= end_ns <= MAX_TIME_NS
+            MIN_TIME_NS <= start_ns <= end_ns
+            and end_ns >> _TIME_BITS == 0  # <= MAX_TIME_NS
             and end_ns - start_ns <= MAX_DURATION_NS
         ):
             return False
@@ -245,7 +256,8 @@ class DirectWriter:
         if not (
             type(start) is int
             and type(end) is int
-            and MIN_TIME_NS <= start <= end <= MAX_TIME_NS
+            and MIN_TIME_NS <= start <= end
+            and end >> _TIME_BITS == 0  # <= MAX_TIME_NS
             and end - start <= MAX_DURATION_NS
             and type(name) is str
             and name
@@ -415,7 +427,7 @@ def event_bytes(time_ns: object, name: object, pairs: bytes) -> bytes | None:
     tag), or None for a time or name the general path reads otherwise."""
     if type(time_ns) is not int or type(name) is not str:
         return None
-    if not MIN_TIME_NS <= time_ns <= MAX_TIME_NS:
+    if not (time_ns >= MIN_TIME_NS and time_ns >> _TIME_BITS == 0):  # <= MAX_TIME_NS
         return None
     name_field = EVENT_NAMES[name]
     size = _EVENT_TIME_SIZE + len(name_field) + len(pairs)
@@ -434,7 +446,10 @@ def status_and_flags(status_code: int, status_message: str, flags: int | None) -
             return None
         tail = status_field(status_code, status_message)
     if flags is not None:
-        tail += _FLAGS + pack_fixed32(flags & 0xFFFFFFFF)
+        if 0 <= flags < _FLAGS_FIELDS_SIZE:
+            tail += _FLAGS_FIELDS[flags]
+        else:
+            tail += _FLAGS + pack_fixed32(flags & 0xFFFFFFFF)
     return tail
 
 

@@ -88,3 +88,26 @@ def test_times_that_share_their_second_read_as_the_exact_parse(
         event(f"looked up: {fast is not None}")
         if fast is not None:
             assert fast == _exact(text)
+
+
+_FRACTION_CHARS = st.sampled_from("0123456789") | st.sampled_from("/:_ +-.a١²٣\u00b9Z")
+
+
+@settings(max_examples=600)
+@given(
+    st.sampled_from(_SECONDS_POOL),
+    st.lists(st.text(_FRACTION_CHARS, min_size=0, max_size=11), min_size=1, max_size=4),
+)
+def test_fractions_read_digit_by_digit_are_exact(second: str, fractions: list[str]) -> None:
+    """Every fraction length Go writes (it trims trailing zeros) and the characters next to the
+    digits (`/`, `:`), other digits (Arabic-Indic, superscripts), signs, spaces and
+    underscores, which `int` would read: the exact parse's time, or None."""
+    for fraction in fractions:
+        text = f"{second}.{fraction}Z"
+        for _ in range(2):  # the second read finds the second as the last one's
+            fast = utc_rfc3339(text)
+            event(f"looked up: {fast is not None}")
+            if fast is not None:
+                assert fast == _exact(text)
+            elif fraction.isascii() and fraction.isdigit() and 0 < len(fraction) <= 9:
+                assert _exact(text) is None  # a good time is never left to the exact parse

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -30,8 +31,9 @@ from agent.core.retry import RetryPolicy
 from agent.spans.decode.registry import Decoder, make_decoder
 from agent.spans.decode.spanjson import span_from_obj
 from agent.spans.delivery.book import decode_lines
+from agent.spans.encode import direct as direct_module
 from agent.spans.encode.direct import DirectWriter, span_identity
-from agent.spans.encode.protobuf import span_body
+from agent.spans.encode.protobuf import span_body, status_field
 from agent.spans.encode.resources import Resources, resource_key
 from agent.spans.export.batcher import ProtobufEncoding
 from agent.spans.export.outbound import Outbound, Token, sampler_for
@@ -39,6 +41,7 @@ from agent.spans.export.sender import SpanSender
 from agent.spans.model import DecodeResult, Span
 from agent.spans.sampling import SpanSampler, make_sampler, trace_filter_of
 from agent.spans.types import DirectItem
+from agent.spans.validate import MAX_TIME_NS
 from tests.unit.spans.samples.mutations import VALID, mutated
 from tests.unit.spans.samples.requests import assert_span_matches
 
@@ -250,6 +253,28 @@ def test_the_usual_shapes_take_the_fast_path(overrides: dict[str, Any]) -> None:
     obj = fast_record(**overrides)
     assert DirectWriter(None).span_json([], obj, None)
     assert same_answer(obj, None, None) == "fast path: span"
+
+
+# Around the last time there is (2**63 - 1, tested by a shift) and around the largest int a
+# compiled module holds unboxed (2**62 - 1): the fast path's answer is the general path's.
+EDGE_TIMES = [2**62 - 1, 2**62, 2**62 + 1, 2**63 - 2, 2**63 - 1, 2**63, 2**63 + 1, 2**64 - 1]
+
+
+@pytest.mark.parametrize("time", EDGE_TIMES)
+def test_times_at_the_edges_get_the_general_paths_answer(time: int) -> None:
+    assert 2**direct_module._TIME_BITS - 1 == MAX_TIME_NS
+    assert same_answer(fast_record(end_time_unix_nano=time), None, None) == "general path"
+    for overrides in (
+        {"start_time_unix_nano": time - 1, "end_time_unix_nano": time, "events": None},
+        {"start_time_unix_nano": time, "end_time_unix_nano": time, "events": None},
+        {"events": [{"name": "e", "time_unix_nano": time}]},
+    ):
+        obj = fast_record(**overrides)
+        if parseable(obj):
+            taken = same_answer(obj, None, None) == "fast path: span"
+            assert taken == (time < 2**63)
+        else:
+            assert time >= 2**64
 
 
 @pytest.mark.parametrize("sampler", ["always_on", "always_off", "parentbased_traceidratio"])
@@ -506,3 +531,20 @@ def test_spans_and_events_longer_than_the_length_table_get_the_general_paths_byt
         record = fast_record(status={"code": "error", "message": big})
     for sampler in (None, make_sampler("always_on", 1.0), make_sampler("always_off", 0.0)):
         assert same_answer(record, None, sampler) != "general path"
+
+
+@given(
+    st.sampled_from([0, 1, 2, 3]),
+    st.sampled_from(["", "deadlock"]),
+    st.none() | st.integers(-(2**40), 2**40) | st.integers(0, 0x500),
+)
+def test_flags_fields_written_once_are_the_packed_ones(
+    code: int, message: str, flags: int | None
+) -> None:
+    written = direct_module.status_and_flags(code, message, flags)
+    if code > 2:
+        assert written is None
+        return
+    status = status_field(code, message) if code or message else b""
+    packed = b"" if flags is None else b"\x85\x01" + struct.pack("<I", flags & 0xFFFFFFFF)
+    assert written == status + packed
