@@ -246,7 +246,8 @@ def utc_rfc3339(text: str) -> int | None:
     digits, then `Z` or `±HH:MM`, with the minute looked up (the times in a log repeat their
     minute), and for `Z` times with a fraction the whole second (SDK span times, three a
     span, share it); None for anything else, which `parse_rfc3339` then parses or explains."""
-    if text[-1:] == "Z" and text[19:20] == ".":
+    size = len(text)  # 1 to 9 fraction digits between "." at 19 and "Z" at the end
+    if 21 < size <= 30 and ord(text[size - 1]) == _Z and ord(text[19]) == _DOT:
         last_text, last_ns = _LAST_SECOND.second
         if text.startswith(last_text):  # its whole second: the last one's (no slice, no hash)
             second_ns: int | None = last_ns
@@ -255,13 +256,31 @@ def utc_rfc3339(text: str) -> int | None:
             second_ns = _SECONDS.get(prefix)
             if second_ns is not None:
                 _LAST_SECOND.second = (prefix, second_ns)
-        fraction = text[20:-1]
-        digits = len(fraction)
-        if (
-            second_ns is not None and 0 < digits <= 9 and fraction.isdigit() and fraction.isascii()
-        ):  # nine digits, as Go writes them, need no padding
-            return second_ns + int(fraction if digits == 9 else fraction.ljust(9, "0"))
+        if second_ns is not None:
+            nanos = _fraction_ns(text, 20, size - 1)
+            if nanos >= 0:
+                return second_ns + nanos
     return _utc_rfc3339_minute(text)
+
+
+_Z: Final = 0x5A
+_DOT: Final = 0x2E
+
+
+def _fraction_ns(text: str, start: int, end: int) -> int:
+    """The nanoseconds of the fraction `text[start:end]` (1 to 9 digits 0-9), or -1 for a
+    character that is not one. Digit by digit: compiled, `ord` of a character is read in
+    place, where a slice, `isdigit`, `isascii`, `ljust` and `int` each made or scanned a
+    string."""
+    nanos = 0
+    for at in range(start, end):
+        digit = ord(text[at]) - 0x30
+        if digit < 0 or digit > 9:
+            return -1
+        nanos = nanos * 10 + digit
+    for _ in range(end - start, 9):
+        nanos *= 10
+    return nanos
 
 
 def _utc_rfc3339_minute(text: str) -> int | None:
