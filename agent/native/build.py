@@ -96,7 +96,9 @@ MODULES: tuple[str, ...] = (
 # without a build and gives the same results): loaded in its place like a compiled module.
 # messages/msgpackjson.c writes a msgpack body's `data` values as JSON text (the codec's
 # msgpack route); its pure twin handles nothing, which leaves the typed route to do it.
-EXTENSIONS: tuple[str, ...] = ("agent/messages/msgpackjson.c",)
+# spans/linescan.c counts a read's lines and finds where each pretty-printed object closes;
+# its pure twin does the same with bytes.count and a regular expression.
+EXTENSIONS: tuple[str, ...] = ("agent/messages/msgpackjson.c", "agent/spans/linescan.c")
 # -Wall -Wextra: the extensions compile without a warning (the build prints any).
 _C_FLAGS = ("-shared", "-fPIC", "-O2", "-Wall", "-Wextra")
 

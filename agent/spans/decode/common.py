@@ -246,7 +246,8 @@ def utc_rfc3339(text: str) -> int | None:
     digits, then `Z` or `±HH:MM`, with the minute looked up (the times in a log repeat their
     minute), and for `Z` times with a fraction the whole second (SDK span times, three a
     span, share it); None for anything else, which `parse_rfc3339` then parses or explains."""
-    if text[-1:] == "Z" and text[19:20] == ".":
+    size = len(text)  # 1 to 9 fraction digits between "." at 19 and "Z" at the end
+    if 21 < size <= 30 and ord(text[size - 1]) == _Z and ord(text[19]) == _DOT:
         last_text, last_ns = _LAST_SECOND.second
         if text.startswith(last_text):  # its whole second: the last one's (no slice, no hash)
             second_ns: int | None = last_ns
@@ -255,14 +256,16 @@ def utc_rfc3339(text: str) -> int | None:
             second_ns = _SECONDS.get(prefix)
             if second_ns is not None:
                 _LAST_SECOND.second = (prefix, second_ns)
-        digits = len(text) - 21
-        if second_ns is not None and 0 < digits <= 9:
-            nanos = _fraction(text, 20, 20 + digits)
+        if second_ns is not None:
+            digits = size - 21
+            nanos = _fraction(text, 20, size - 1)
             if nanos >= 0:
                 return second_ns + nanos * _FRACTION_SCALE[digits]
     return _utc_rfc3339_minute(text)
 
 
+_Z: Final = 0x5A
+_DOT: Final = 0x2E
 # What a fraction of so many digits is multiplied by to make nanoseconds (Go trims zeros).
 _FRACTION_SCALE: Final[tuple[int, ...]] = tuple(10 ** (9 - digits) for digits in range(10))
 

@@ -31,8 +31,9 @@ letters.
 A read the tailer hands on unsplit (`LineBlock`) is read by `block_direct` without making an
 object of each line: from a line that is just `{` it finds, in the block's text, the next line
 beginning with `{` (where the next object starts, or where the framer would cut this one) and
-before it the last line that is just `}`, and reads the text between, both included, as the
-object, sliced out of the block in one piece. That text, when it is one valid JSON object
+before it the last line that is just `}` (`agent.spans.linescan.object_close`, in C with the
+native build), and reads the text between, both included, as the object, sliced out of the
+block in one piece. That text, when it is one valid JSON object
 with no line inside beginning with `{`, is again exactly the framer's frame (the framer's
 brace count falls to zero only at a valid object's last brace, and nothing cuts it); what is
 not is left to the framer as `pretty_direct` leaves it, the first line to `feed` and the rest
@@ -49,6 +50,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import orjson
 
+from agent.spans import linescan
 from agent.spans.decode.direct_sdk import go_span, python_span
 from agent.spans.decode.direct_sdkstructs import sdk_line
 from agent.spans.model import DecodeResult
@@ -67,6 +69,7 @@ _CUT: Final = re.compile(rb"\n\{")
 # The same, or a line just `}` before the last: what a hinted object must not hold.
 _CUT_OR_CLOSED: Final = re.compile(rb"\n(?:\{|\}\n)")
 _PRETTY_START: Final = re.compile(rb"\n\{\n")  # in a block: a line that is just `{` after another
+_object_close: Final = linescan.object_close  # bound once: C when the native build is loaded
 
 
 class LineRuns(Protocol):
@@ -292,9 +295,7 @@ def _text_object(
     """The object whose first line (just `{`) starts at `at`, read whole when the text up to
     the last line that is just `}` before the next line beginning with `{` is one (to the
     framer otherwise, as `pretty_direct` leaves it); the position of the next line to read."""
-    cut = _CUT.search(text, at + 1)
-    bound = len(text) if cut is None else cut.start() + 1
-    close = text.rfind(b"\n}\n", at, bound)
+    close = _object_close(text, at)
     if close >= 0:
         stop = close + 2
         size = stop - at

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from agent.core.atomicfile import fsync_dir
+from agent.spans.linescan import count_lines
 from agent.spans.types import HeldLines, LineBlock
 
 # One read call consumes at most this many chunks, so a huge oversize record is copied over
@@ -228,7 +229,7 @@ class LineReader:
             return True
         if not result.lines and self._unsplit(buf, known):
             consumed = last_newline + 1
-            count = buf.count(b"\n", known, consumed)  # none before `known`: scanned
+            count = count_lines(buf, known, consumed)  # none before `known`: scanned
             held = result.block
             if held is None and count <= max_lines:
                 result.block = LineBlock(buf if consumed == len(buf) else buf[:consumed], count)
@@ -267,7 +268,7 @@ class LineReader:
         if len(buf) > self.max_line_bytes or b"\r" in buf:
             return False
         sample = min(len(buf) - known, SAMPLE_BYTES)
-        return buf.count(b"\n", known, known + sample) * SHORT_LINE_BYTES >= sample
+        return count_lines(buf, known, known + sample) * SHORT_LINE_BYTES >= sample
 
     def _add_records(
         self, records: list[bytes], result: ReadResult, source: bytes | None = None

@@ -11,6 +11,7 @@ from agent.spans.decode.common import _parse_rfc3339_text, parse_rfc3339, utc_rf
 from agent.spans.validate import BadRecord
 
 _FRACTIONS = ["", ".", ".1", ".000050", ".039210241", ".0392102411", ".12a", ".١٢", ". 1"]
+_FRACTIONS += [".1:", ".5/1"]  # the characters either side of the digits
 _ZONES = ["Z", "z", "+08:00", "-05:30", "+0800", "", "+24:00"]
 _CLOCKS = ["07:04:05", "23:59:59", "23:59:60", "24:00:00", "07:4:05", "07:04:5 "]
 
@@ -64,6 +65,8 @@ _TAILS = [
     ".123456Z",
     ".1234567891Z",
     ".12a4Z",
+    ".12:4Z",  # the characters either side of the digits: a digit-by-digit read's bounds
+    ".5/1Z",
     ".١٢Z",
     "Z",
     ".Z",
