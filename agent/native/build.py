@@ -96,7 +96,11 @@ MODULES: tuple[str, ...] = (
 # without a build and gives the same results): loaded in its place like a compiled module.
 # messages/msgpackjson.c writes a msgpack body's `data` values as JSON text (the codec's
 # msgpack route); its pure twin handles nothing, which leaves the typed route to do it.
-EXTENSIONS: tuple[str, ...] = ("agent/messages/msgpackjson.c",)
+# spans/decode/jobfirst_scan.c: a JobFirst line's marker and key-order searches (memmem).
+EXTENSIONS: tuple[str, ...] = (
+    "agent/messages/msgpackjson.c",
+    "agent/spans/decode/jobfirst_scan.c",
+)
 # -Wall -Wextra: the extensions compile without a warning (the build prints any).
 _C_FLAGS = ("-shared", "-fPIC", "-O2", "-Wall", "-Wextra")
 

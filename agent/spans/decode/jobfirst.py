@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from agent.spans.decode import jobfirst_scan
 from agent.spans.decode.assemble import JobFirstAssembler, JobFirstLine, OpenSpanExchange
 from agent.spans.decode.common import (
     DEFAULT_MAX_LINE_BYTES,
@@ -69,15 +70,9 @@ MSG_MARKER: Final = b'"msg":"Span '  # logrus' default key
 MARKERS: Final = (MESSAGE_MARKER, MSG_MARKER)
 # Either marker in one regex scan (the general path's test).
 MARKER: Final = re.compile(b"|".join(re.escape(marker) for marker in MARKERS))
-
-
-def has_marker(line: bytes) -> bool:
-    """`MARKER.search(line) is not None` in two substring searches, the direct paths' test:
-    a span line is found in a third (JobFirst's key) to two thirds (logrus' default) of the
-    regex's time; a line with neither marker takes longer (docs/benchmarks.md). `find`, not
-    `in`: CPython's `bytes.__contains__` first tries its argument as an integer, and formats
-    the TypeError it then drops, on every call."""
-    return line.find(MESSAGE_MARKER) >= 0 or line.find(MSG_MARKER) >= 0
+# `MARKER.search(line) is not None`, the direct paths' test: two substring searches in C with
+# the native build (`jobfirst_scan`), bound once so compiled code calls it without a lookup.
+has_marker: Final = jobfirst_scan.has_marker
 
 
 class JobFirstDecoder(LineFeeder):

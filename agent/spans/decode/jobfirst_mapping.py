@@ -9,6 +9,7 @@ import re
 from hashlib import blake2b
 from typing import Final
 
+from agent.spans.decode import jobfirst_scan
 from agent.spans.model import KIND_INTERNAL, KIND_SERVER, Attributes
 from agent.spans.validate import MAX_TIME_NS, MIN_TIME_NS
 
@@ -19,6 +20,7 @@ _TRACE_HASHER: Final = blake2b(digest_size=16, person=b"jobfirst.trace")
 _SPAN_HASHER: Final = blake2b(digest_size=8, person=b"jobfirst.span")
 _ZERO_TRACE_ID: Final = bytes(16)
 _ZERO_SPAN_ID: Final = bytes(8)
+_prefixed_digits: Final = jobfirst_scan.prefixed_digits  # bound: no lookup a call
 
 
 def w3c_trace_id(trace: str) -> bytes:
@@ -37,11 +39,9 @@ def w3c_span_id(trace: str, span: str) -> bytes:
 
 
 def _id_nanos(text: str, prefix: str) -> int | None:
-    digits = text[len(prefix) :] if text.startswith(prefix) else ""
-    if digits.isdigit() and digits.isascii() and len(digits) <= 19:
-        nanos = int(digits)
-        if MIN_TIME_NS <= nanos <= MAX_TIME_NS:
-            return nanos
+    nanos = _prefixed_digits(text, prefix)
+    if nanos is not None and MIN_TIME_NS <= nanos <= MAX_TIME_NS:
+        return nanos
     return None
 
 
