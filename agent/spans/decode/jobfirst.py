@@ -100,6 +100,9 @@ class JobFirstDecoder(LineFeeder):
         self.default_service = default_service
         self.traces = TraceIds()
         self.typed = TypedLines()
+        # The last timestamp a typed line read, and its time (None: none yet).
+        self._stamp: str | None = None
+        self._stamp_ns = 0
 
     def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         if MARKER.search(line) is None:
@@ -178,9 +181,8 @@ class JobFirstDecoder(LineFeeder):
         attributes = typed.attributes(values, line)
         if stamp is MISSING or attributes is None:
             return False
-        try:
-            time_ns = line_time(stamp)
-        except BadRecord:
+        time_ns = self._line_time(stamp)
+        if time_ns is None:
             return False
         service = values[SERVICE]
         if service is MISSING:
@@ -213,6 +215,18 @@ class JobFirstDecoder(LineFeeder):
             )  # fmt: skip
             self._end_line(end, line, now_ns=now_ns, direct=direct, into=into, out=out)
         return True
+
+    def _line_time(self, stamp: str) -> int | None:
+        """`line_time`, the last line's first (JobFirst's whole seconds: most lines repeat it);
+        None for a time the general path names."""
+        if stamp == self._stamp:
+            return self._stamp_ns
+        try:
+            time_ns = line_time(stamp)
+        except BadRecord:
+            return None
+        self._stamp, self._stamp_ns = stamp, time_ns
+        return time_ns
 
     def _end_line(
         self,
