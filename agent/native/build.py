@@ -98,7 +98,12 @@ MODULES: tuple[str, ...] = (
 # msgpack route); its pure twin handles nothing, which leaves the typed route to do it.
 # spans/linescan.c counts a read's lines and finds where each pretty-printed object closes;
 # its pure twin does the same with bytes.count and a regular expression.
-EXTENSIONS: tuple[str, ...] = ("agent/messages/msgpackjson.c", "agent/spans/linescan.c")
+# spans/decode/jobfirst_scan.c: a JobFirst line's marker and key-order searches (memmem).
+EXTENSIONS: tuple[str, ...] = (
+    "agent/messages/msgpackjson.c",
+    "agent/spans/linescan.c",
+    "agent/spans/decode/jobfirst_scan.c",
+)
 # -Wall -Wextra: the extensions compile without a warning (the build prints any).
 _C_FLAGS = ("-shared", "-fPIC", "-O2", "-Wall", "-Wextra")
 

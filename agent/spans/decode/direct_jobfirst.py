@@ -128,7 +128,7 @@ def end_direct(
         tail=b"".join(parts),
     )
     if written:
-        table.take(trace, span)
+        table.close(opened)
     return written
 
 

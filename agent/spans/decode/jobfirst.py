@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from agent.spans.decode import jobfirst_scan
 from agent.spans.decode.assemble import JobFirstAssembler, JobFirstLine, OpenSpanExchange
 from agent.spans.decode.common import (
     DEFAULT_MAX_LINE_BYTES,
@@ -69,15 +70,9 @@ MSG_MARKER: Final = b'"msg":"Span '  # logrus' default key
 MARKERS: Final = (MESSAGE_MARKER, MSG_MARKER)
 # Either marker in one regex scan (the general path's test).
 MARKER: Final = re.compile(b"|".join(re.escape(marker) for marker in MARKERS))
-
-
-def has_marker(line: bytes) -> bool:
-    """`MARKER.search(line) is not None` in two substring searches, the direct paths' test:
-    a span line is found in a third (JobFirst's key) to two thirds (logrus' default) of the
-    regex's time; a line with neither marker takes longer (docs/benchmarks.md). `find`, not
-    `in`: CPython's `bytes.__contains__` first tries its argument as an integer, and formats
-    the TypeError it then drops, on every call."""
-    return line.find(MESSAGE_MARKER) >= 0 or line.find(MSG_MARKER) >= 0
+# `MARKER.search(line) is not None`, the direct paths' test: two substring searches in C with
+# the native build (`jobfirst_scan`), bound once so compiled code calls it without a lookup.
+has_marker: Final = jobfirst_scan.has_marker
 
 
 class JobFirstDecoder(LineFeeder):
@@ -105,6 +100,9 @@ class JobFirstDecoder(LineFeeder):
         self.default_service = default_service
         self.traces = TraceIds()
         self.typed = TypedLines()
+        # The last timestamp a typed line read, and its time (None: none yet).
+        self._stamp: str | None = None
+        self._stamp_ns = 0
 
     def feed_into(self, line: bytes, now_ns: int, into: DecodeResult) -> None:
         if MARKER.search(line) is None:
@@ -183,9 +181,8 @@ class JobFirstDecoder(LineFeeder):
         attributes = typed.attributes(values, line)
         if stamp is MISSING or attributes is None:
             return False
-        try:
-            time_ns = line_time(stamp)
-        except BadRecord:
+        time_ns = self._line_time(stamp)
+        if time_ns is None:
             return False
         service = values[SERVICE]
         if service is MISSING:
@@ -218,6 +215,18 @@ class JobFirstDecoder(LineFeeder):
             )  # fmt: skip
             self._end_line(end, line, now_ns=now_ns, direct=direct, into=into, out=out)
         return True
+
+    def _line_time(self, stamp: str) -> int | None:
+        """`line_time`, the last line's first (JobFirst's whole seconds: most lines repeat it);
+        None for a time the general path names."""
+        if stamp == self._stamp:
+            return self._stamp_ns
+        try:
+            time_ns = line_time(stamp)
+        except BadRecord:
+            return None
+        self._stamp, self._stamp_ns = stamp, time_ns
+        return time_ns
 
     def _end_line(
         self,

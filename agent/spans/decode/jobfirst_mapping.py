@@ -9,6 +9,7 @@ import re
 from hashlib import blake2b
 from typing import Final
 
+from agent.spans.decode import jobfirst_scan
 from agent.spans.model import KIND_INTERNAL, KIND_SERVER, Attributes
 from agent.spans.validate import MAX_TIME_NS, MIN_TIME_NS
 
@@ -17,31 +18,34 @@ _DAY_NS: Final = 86_400 * 1_000_000_000
 _HTTP_NAME: Final = re.compile(r"(GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH) (/\S*)")
 _TRACE_HASHER: Final = blake2b(digest_size=16, person=b"jobfirst.trace")
 _SPAN_HASHER: Final = blake2b(digest_size=8, person=b"jobfirst.span")
+# The hasher's methods, bound once: compiled code calls them without a lookup by name.
+_copy: Final = blake2b.copy
+_update: Final = blake2b.update
+_digest: Final = blake2b.digest
 _ZERO_TRACE_ID: Final = bytes(16)
 _ZERO_SPAN_ID: Final = bytes(8)
+_prefixed_digits: Final = jobfirst_scan.prefixed_digits  # bound: no lookup a call
 
 
 def w3c_trace_id(trace: str) -> bytes:
-    hasher = _TRACE_HASHER.copy()
-    hasher.update(trace.encode())
-    digest = hasher.digest()
+    hasher = _copy(_TRACE_HASHER)
+    _update(hasher, trace.encode())
+    digest = _digest(hasher)
     return digest if digest != _ZERO_TRACE_ID else digest[:-1] + b"\x01"
 
 
 def w3c_span_id(trace: str, span: str) -> bytes:
     # The trace is part of the input so equal span strings in two traces stay distinct.
-    hasher = _SPAN_HASHER.copy()
-    hasher.update(f"{trace}\x00{span}".encode())
-    digest = hasher.digest()
+    hasher = _copy(_SPAN_HASHER)
+    _update(hasher, f"{trace}\x00{span}".encode())
+    digest = _digest(hasher)
     return digest if digest != _ZERO_SPAN_ID else digest[:-1] + b"\x01"
 
 
 def _id_nanos(text: str, prefix: str) -> int | None:
-    digits = text[len(prefix) :] if text.startswith(prefix) else ""
-    if digits.isdigit() and digits.isascii() and len(digits) <= 19:
-        nanos = int(digits)
-        if MIN_TIME_NS <= nanos <= MAX_TIME_NS:
-            return nanos
+    nanos = _prefixed_digits(text, prefix)
+    if nanos is not None and MIN_TIME_NS <= nanos <= MAX_TIME_NS:
+        return nanos
     return None
 
 

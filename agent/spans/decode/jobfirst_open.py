@@ -175,9 +175,14 @@ class OpenSpans:
             self.forget(opened)
         return opened
 
+    def close(self, opened: OpenSpan) -> None:
+        """Remove an open span `to_end` answered (its end line is written)."""
+        del self.open[(opened.trace, opened.span)]
+        self.forget(opened)
+
     def to_end(self, trace: str, span: str, name: str) -> OpenSpan | None:
         """The open span an end line closes, when this table alone holds all of it (no events
-        of its name waiting): what the direct path writes. Nothing changes until `take`."""
+        of its name waiting): what the direct path writes. Nothing changes until `close`."""
         if self.waiting and (trace, name) in self.waiting:
             return None
         return self.open.get((trace, span))

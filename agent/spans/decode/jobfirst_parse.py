@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+from agent.spans.decode import jobfirst_scan
 from agent.spans.decode.assemble import JobFirstLine
 from agent.spans.decode.common import opt_str, parse_rfc3339
 from agent.spans.decode.jobfirst_open import END, EVENT, START
@@ -52,13 +53,7 @@ _UNIT_NS: Final = {
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
-_SECOND_NS: Final = 1_000_000_000
-# The letter before a final `s` that makes it a unit under a second: `ns`, `us`, `µs` (micro
-# sign), `μs` (Greek mu), `ms`.
-_UNDER_A_SECOND: Final = {"n": 1, "u": 1_000, "µ": 1_000, "μ": 1_000, "m": 1_000_000}
-_MINUTES_HOURS: Final = {"m": 60_000_000_000, "h": 3_600_000_000_000}
-_MAX_DIGITS: Final = 18  # a number read in one `int`: more digits take the general parse
-_POWERS_OF_TEN: Final[list[int]] = [10**places for places in range(_MAX_DIGITS + 1)]
+_one_unit_duration: Final = jobfirst_scan.one_unit_duration  # bound: no lookup a call
 
 
 def parse_go_duration(text: str) -> int:
@@ -117,31 +112,10 @@ def line_time(stamp: object) -> int:
 
 def parse_duration(text: str) -> int:
     """`parse_go_duration`, without a regex for the one-unit spelling Go writes for every
-    duration under a minute (`39.21024ms`, `523.417µs`, `1.5s`, `0s`): ASCII digits, at most
-    one `.` with digits on both sides, then one unit. Any other text (`2m3.5s`, `-1s`, `.5s`,
-    a fault) takes `parse_go_duration`, which reads it or names the fault."""
-    unit = text[-1:]
-    if unit == "s":
-        scale = _UNDER_A_SECOND.get(text[-2:-1])
-        if scale is None:
-            scale, digits = _SECOND_NS, text[:-1]
-        else:
-            digits = text[:-2]
-    else:
-        scale = _MINUTES_HOURS.get(unit)
-        if scale is None:
-            return parse_go_duration(text)
-        digits = text[:-1]
-    point = digits.find(".")
-    if point < 0:
-        number, places = digits, 0
-    else:  # the digits on both sides as one number, scaled down by the places after the dot
-        number, places = digits[:point] + digits[point + 1 :], len(digits) - point - 1
-        if point == 0 or places == 0:
-            return parse_go_duration(text)
-    if not (0 < len(number) <= _MAX_DIGITS and number.isdigit() and number.isascii()):
-        return parse_go_duration(text)
-    return int(number) * scale // _POWERS_OF_TEN[places]
+    duration under a minute (`jobfirst_scan.one_unit_duration`); any other text (`2m3.5s`,
+    `-1s`, `.5s`, a fault) takes `parse_go_duration`, which reads it or names the fault."""
+    nanos = _one_unit_duration(text)
+    return parse_go_duration(text) if nanos is None else nanos
 
 
 def _id_text(obj: dict[str, Any], key: str) -> str:

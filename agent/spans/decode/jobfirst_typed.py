@@ -27,6 +27,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from agent.spans.decode import jobfirst_scan
 from agent.spans.decode.jobfirst_parse import CONSUMED
 from agent.spans.model import Attributes
 
@@ -64,6 +65,7 @@ _FIELDS: Final[list[tuple[str, Any, Any]]] = [
 
 
 _astuple: Final = msgspec.structs.astuple
+_first_places_increase: Final = jobfirst_scan.first_places_increase  # bound: no lookup a call
 
 
 def record_type(extras: list[str]) -> Any:
@@ -105,13 +107,10 @@ class TypedLines:
                 attributes[names[at]] = value
         if len(attributes) < 2:
             return attributes
-        needles, last = self._needles, -1
-        for key in attributes:  # each first `"key":` after the one before: the line's order
-            at = line.find(needles[key])
-            if at <= last:
-                return self._reordered(attributes, line)
-            last = at
-        return attributes
+        needles = self._needles  # each first `"key":` after the one before: the line's order
+        if _first_places_increase(line, [needles[key] for key in attributes]):
+            return attributes
+        return self._reordered(attributes, line)
 
     def _reordered(self, attributes: Attributes, line: bytes) -> Attributes | None:
         places = [line.find(self._needles[key]) for key in attributes]

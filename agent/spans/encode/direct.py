@@ -37,7 +37,6 @@ from agent.spans.encode.protobuf import (
     PARENT_SPAN_ID,
     SPAN_NAMES,
     event_field,
-    span_field,
     status_field,
 )
 from agent.spans.encode.wire import (
@@ -52,15 +51,15 @@ from agent.spans.sampling import TraceFilter
 from agent.spans.types import DirectEvent, DirectItem, ResourceKey
 from agent.spans.validate import MAX_DURATION_NS, MIN_TIME_NS
 
-# The first fields of encode_span's output, in its order: trace_id and span_id (tag, length,
-# bytes each), then, after parent and name, kind and the two fixed64 times.
-_pack_ids: Final = struct.Struct("<BB16sBB8s").pack
-_TRACE_ID_AT: Final = 2  # where _pack_ids puts the trace ID (16 bytes)
+# The fields of encode_span's output after parent and name, in its order: kind and the two
+# fixed64 times.
 _pack_kind_times: Final = struct.Struct("<BBBQBQ").pack
-_ID_TAGS: Final = (0x0A, 0x10, 0x12, 0x08)
 _KIND_TAG: Final = 0x30
 _START_TAG: Final = 0x39
 _END_TAG: Final = 0x41
+# ... as the kind's field with the start time's tag (by kind, 0-5), then the times.
+_KIND_HEADS: Final = [bytes((_KIND_TAG, kind, _START_TAG)) for kind in range(6)]
+_pack_times: Final = struct.Struct("<QBQ").pack
 _pack_event_time: Final = struct.Struct("<BQ").pack
 _EVENT_TIME_TAG: Final = 0x09  # Span.Event.time_unix_nano, fixed64
 _EVENT_TIME_SIZE: Final = 9  # what _pack_event_time writes
@@ -230,9 +229,33 @@ class DirectWriter:
             and end_ns - start_ns <= MAX_DURATION_NS
         ):
             return False
-        ids = _pack_ids(_ID_TAGS[0], _ID_TAGS[1], trace_id, _ID_TAGS[2], _ID_TAGS[3], span_id)
-        rest = _pack_kind_times(_KIND_TAG, kind, _START_TAG, start_ns, _END_TAG, end_ns)
-        return self._finish(out, key, ids + SPAN_NAMES[name] + rest, tail)
+        if self._keep_trace is not None and not self._keep_trace(trace_id):
+            self.sampled_out += 1
+            return True
+        name_field = SPAN_NAMES[name]
+        size = _IDS_SIZE + len(name_field) + _KIND_TIMES_SIZE + len(tail)
+        times = _pack_times(start_ns, _END_TAG, end_ns)
+        length = VARINT_TABLE[size] if size < VARINT_TABLE_SIZE else varint(size)
+        out.append(
+            (
+                key,
+                b"".join(
+                    (
+                        _SPANS,
+                        length,
+                        _TRACE_ID_HEAD,
+                        trace_id,
+                        _SPAN_ID_HEAD,
+                        span_id,
+                        name_field,
+                        _KIND_HEADS[kind],
+                        times,
+                        tail,
+                    )
+                ),
+            )
+        )
+        return True
 
     def _write(
         self,
@@ -317,20 +340,6 @@ class DirectWriter:
                 ),
             )
         )
-        return True
-
-    def _finish(self, out: list[DirectItem], key: ResourceKey, body: bytes, tail: bytes) -> bool:
-        if self._keep_trace is not None and not self._keep_trace(
-            body[_TRACE_ID_AT : _TRACE_ID_AT + 16]
-        ):
-            self.sampled_out += 1
-            return True
-        body += tail
-        size = len(body)
-        if size < VARINT_TABLE_SIZE:  # span_field(body), inlined: this runs for every span
-            out.append((key, _SPANS + VARINT_TABLE[size] + body))
-        else:
-            out.append((key, span_field(body)))
         return True
 
     def key_for(self, service: str | None) -> ResourceKey:

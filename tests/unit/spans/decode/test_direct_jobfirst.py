@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agent.spans.decode import jobfirst_typed
+from agent.spans.decode import jobfirst_scan, jobfirst_typed
 from agent.spans.decode.assemble import OpenSpanExchange
 from agent.spans.decode.common import load_object
 from agent.spans.decode.jobfirst import MARKER, MARKERS, JobFirstDecoder, has_marker
@@ -168,6 +168,41 @@ def test_the_marker_searches_are_the_regex(parts: list[bytes]) -> None:
     assert has_marker(line) == (MARKER.search(line) is not None)
 
 
+def _first_places_increase(line: bytes, needles: list[bytes]) -> bool:
+    places = [line.find(needle) for needle in needles]
+    return -1 not in places and places == sorted(set(places))
+
+
+_KEY_PARTS = st.sampled_from([b'"level":', b'"user_id":', b'"a":', b'"', b":", b"", b"\x00"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.binary(max_size=4) | _KEY_PARTS, max_size=8), st.lists(_KEY_PARTS, max_size=4))
+def test_the_key_order_search_is_bytes_find(parts: list[bytes], needles: list[bytes]) -> None:
+    line = b"".join(parts)
+    assert jobfirst_scan.first_places_increase(line, needles) == _first_places_increase(
+        line, needles
+    )
+
+
+def _prefixed_digits(text: str, prefix: str) -> int | None:
+    rest = text.removeprefix(prefix)
+    if rest == text or not 0 < len(rest) <= 19 or any(c not in "0123456789" for c in rest):
+        return None
+    return int(rest)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["span_", "trace_"]),
+    st.text("0123456789٣²_ a", max_size=22) | st.text("0123456789", min_size=18, max_size=21),
+    st.sampled_from(["", "span_", "trace_", "spa", "Span_", "span"]),
+)
+def test_an_ids_digits_are_int(prefix: str, rest: str, head: str) -> None:
+    text = head + rest
+    assert jobfirst_scan.prefixed_digits(text, prefix) == _prefixed_digits(text, prefix)
+
+
 _UNITS = ["ns", "us", "µs", "μs", "ms", "s", "m", "h"]
 _NUMBERS = st.from_regex(r"[0-9]{0,4}(\.[0-9]{0,12})?", fullmatch=True)
 _ODD_PARTS = st.sampled_from(["", "-", "+", ".", " ", "..", "٣", "²", "e", "sm", "µ", "s"])
@@ -217,6 +252,7 @@ def _parsed(parse: Any, text: str) -> Any:
 def test_the_regex_free_duration_parse_is_the_go_parse(text: str) -> None:
     fast = _parsed(parse_duration, text)
     assert fast == _parsed(parse_go_duration, text)
+    assert jobfirst_scan.one_unit_duration(text) in (None, fast)
     event(f"parsed: {not isinstance(fast, type)}")
 
 
@@ -225,6 +261,8 @@ def test_the_regex_free_duration_parse_is_the_go_parse(text: str) -> None:
 def test_what_go_writes_is_read_back_exactly(nanos: int) -> None:
     text = go_duration_string(nanos)
     assert parse_duration(text) == parse_go_duration(text) == nanos
+    if nanos < 60_000_000_000:  # one unit: read without the general parse
+        assert jobfirst_scan.one_unit_duration(text) == nanos
 
 
 _JSON_SCALARS = (

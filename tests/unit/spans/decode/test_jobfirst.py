@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 import orjson
 import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
 from agent.spans.decode.assemble import OpenSpanExchange
 from agent.spans.decode.jobfirst_mapping import w3c_span_id, w3c_trace_id
 from agent.spans.decode.jobfirst_parse import parse_go_duration
 from agent.spans.decode.registry import make_decoder
+from agent.spans.encode.direct import DirectWriter
 from agent.spans.model import (
     INCOMPLETE_ATTRIBUTE,
     KIND_INTERNAL,
@@ -84,6 +87,20 @@ def test_ids_are_deterministic_valid_w3c_ids() -> None:
     assert len(first.span_id) == 8 and any(first.span_id)
     other = feed_all(decoder(), [started(trace="trace_1"), ended(trace="trace_1")]).spans[0]
     assert other.span_id != first.span_id  # same span string, another trace
+
+
+@pytest.mark.parametrize("trace", ["trace_1732777445123456000", "t", "trace_é"])
+@pytest.mark.parametrize("span", ["span_1732777445123456001", "s"])
+def test_the_ids_are_the_documented_blake2b_of_the_originals(trace: str, span: str) -> None:
+    """Replays dedupe only while the same input gives the same IDs, release after release."""
+    trace_id = hashlib.blake2b(trace.encode(), digest_size=16, person=b"jobfirst.trace")
+    span_id = hashlib.blake2b(f"{trace}\x00{span}".encode(), digest_size=8, person=b"jobfirst.span")
+    assert w3c_trace_id(trace) == trace_id.digest()
+    assert w3c_span_id(trace, span) == span_id.digest()
+    lines = [started(trace=trace, span=span), ended(trace=trace, span=span)]
+    ((_, framed),) = decoder().feed_direct(lines, 0, DirectWriter(None), DecodeResult())
+    (direct,) = ScopeSpans.FromString(framed).spans  # framed: a ScopeSpans.spans field
+    assert (direct.trace_id, direct.span_id) == (trace_id.digest(), span_id.digest())
 
 
 def test_start_time_falls_back_to_trace_nanos_then_line_timestamp() -> None:
