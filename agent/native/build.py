@@ -96,7 +96,12 @@ MODULES: tuple[str, ...] = (
 # without a build and gives the same results): loaded in its place like a compiled module.
 # messages/msgpackjson.c writes a msgpack body's `data` values as JSON text (the codec's
 # msgpack route); its pure twin handles nothing, which leaves the typed route to do it.
-EXTENSIONS: tuple[str, ...] = ("agent/messages/msgpackjson.c",)
+# core/diskqueue/commitio.c does a commit's write, data sync and event-loop wake-up with the
+# GIL released once; its pure twin does the same steps in Python.
+EXTENSIONS: tuple[str, ...] = (
+    "agent/messages/msgpackjson.c",
+    "agent/core/diskqueue/commitio.c",
+)
 # -Wall -Wextra: the extensions compile without a warning (the build prints any).
 _C_FLAGS = ("-shared", "-fPIC", "-O2", "-Wall", "-Wextra")
 

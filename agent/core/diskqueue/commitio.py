@@ -1,0 +1,31 @@
+"""One commit's I/O: write its bytes, sync them if asked, then tell the event loop.
+
+The work is done by the C extension of the same name (`commitio.c` beside this file), which
+`python -m agent.native.build` compiles with the other native modules and which then loads in
+place of this module (see `agent.native`): it does the three steps with the GIL released once,
+so the event loop, woken through the eventfd `notify_fd`, learns that a commit is durable
+without waiting for the writer thread to take the GIL back (which it must after every blocking
+call, and which the busy event loop holds).
+
+This pure module is what runs without that build: the same three steps, the same result, with
+a GIL hand-over after each.
+"""
+
+from __future__ import annotations
+
+import os
+
+from agent.core.atomicfile import write_all_at
+
+AVAILABLE = False  # the C extension says True
+_sync_data = getattr(os, "fdatasync", os.fsync)
+
+
+def commit(fd: int, parts: list[bytes], offset: int, sync: bool, notify_fd: int) -> None:
+    """Write `parts` in order at `offset` of `fd`, `fdatasync` it if `sync`, then add 1 to the
+    eventfd `notify_fd`. Any failure raises OSError before the notification: nothing is
+    reported done that was not written (and synced, if asked)."""
+    write_all_at(fd, parts, offset)
+    if sync:
+        _sync_data(fd)
+    os.eventfd_write(notify_fd, 1)
