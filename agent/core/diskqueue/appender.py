@@ -58,8 +58,9 @@ class SegmentWriter:
         self.reservations_refused = 0
 
     def commit(self, pending: list[PendingWrite], *, sync: bool, notify_fd: int) -> None:
-        """Write every pending chunk, make them durable if ``sync``, then add 1 to the eventfd
-        ``notify_fd``; raises OSError (and notifies nothing) if a step fails.
+        """Write every pending chunk, make them durable if ``sync``, then count the commit done
+        on ``notify_fd`` (``commitio.ONE``: an eventfd, or a pipe); raises OSError (and counts
+        nothing) if a step fails.
 
         The common commit (one chunk, into the open segment, no directory entry to sync) is one
         ``commitio.commit`` call: with the native build, its write, data sync and wake-up of the
@@ -67,7 +68,7 @@ class SegmentWriter:
         if not pending:
             if sync:
                 self.sync()
-            os.eventfd_write(notify_fd, 1)
+            os.write(notify_fd, commitio.ONE)
             return
         last = pending[-1]
         for chunk in pending[:-1]:
@@ -76,7 +77,7 @@ class SegmentWriter:
         if sync and self._created:  # a new segment's directory entry must be synced too
             self._write(last)
             self.sync()
-            os.eventfd_write(notify_fd, 1)
+            os.write(notify_fd, commitio.ONE)
             return
         commitio.commit(fd, last.parts, last.offset, sync, notify_fd)
         self._wrote(last)

@@ -14,18 +14,22 @@ a GIL hand-over after each.
 from __future__ import annotations
 
 import os
+import sys
 
 from agent.core.atomicfile import write_all_at
 
 AVAILABLE = False  # the C extension says True
+ONE = (1).to_bytes(8, sys.byteorder)
+"""What a wake-up writes: 1 as the 8-byte native integer an eventfd adds to its count (and
+that a pipe, where there is no eventfd, carries as one such integer per wake-up)."""
 _sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 def commit(fd: int, parts: list[bytes], offset: int, sync: bool, notify_fd: int) -> None:
-    """Write `parts` in order at `offset` of `fd`, `fdatasync` it if `sync`, then add 1 to the
-    eventfd `notify_fd`. Any failure raises OSError before the notification: nothing is
-    reported done that was not written (and synced, if asked)."""
+    """Write `parts` in order at `offset` of `fd`, `fdatasync` it if `sync`, then write `ONE`
+    to `notify_fd` (an eventfd, or a pipe). Any failure raises OSError before the
+    notification: nothing is reported done that was not written (and synced, if asked)."""
     write_all_at(fd, parts, offset)
     if sync:
         _sync_data(fd)
-    os.eventfd_write(notify_fd, 1)
+    os.write(notify_fd, ONE)

@@ -106,7 +106,7 @@ class QueueWriter:
         self._rollback: Rollback | None = None  # what the thread must undo on disk
         # Taken by the thread, completed by the event loop when the eventfd counts it done.
         self._in_flight: deque[_Commit] = deque()
-        self._done_fd = -1  # the eventfd: +1 per commit done
+        self._done_fd = self._done_write_fd = -1  # +1 per commit done (see _done_channel)
         # The thread's own.
         self._file = SegmentWriter(segment_bytes)
         self._unsynced_since: float | None = None
@@ -132,7 +132,7 @@ class QueueWriter:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._exited = self._loop.create_future()
-        self._done_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._done_fd, self._done_write_fd = _done_channel()
         self._loop.add_reader(self._done_fd, self._collect)
         self._worker = threading.Thread(
             target=self._run, name=f"diskqueue-writer-{self._directory.name}", daemon=True
@@ -158,7 +158,9 @@ class QueueWriter:
             assert self._loop is not None
             self._loop.remove_reader(self._done_fd)
             os.close(self._done_fd)
-            self._done_fd = -1
+            if self._done_write_fd != self._done_fd:
+                os.close(self._done_write_fd)
+            self._done_fd = self._done_write_fd = -1
 
     # -- the event loop's side ---------------------------------------------------------------
 
@@ -278,10 +280,11 @@ class QueueWriter:
         if self._done_fd < 0:
             return
         try:
-            done = os.eventfd_read(self._done_fd)
+            counts = os.read(self._done_fd, 1 << 16)
         except BlockingIOError:
             return  # collected already, by a callback of the thread's that came first
-        for _ in range(done):
+        # One native 8-byte integer from an eventfd (its count), one per commit from a pipe.
+        for _ in range(sum(memoryview(counts).cast("Q"))):
             self._committed(self._in_flight.popleft())
 
     def _committed(self, commit: _Commit) -> None:
@@ -351,7 +354,7 @@ class QueueWriter:
         try:
             while (commit := self._next_commit()) is not None:
                 self._in_flight.append(commit)
-                self._file.commit(commit.chunks, sync=commit.sync, notify_fd=self._done_fd)
+                self._file.commit(commit.chunks, sync=commit.sync, notify_fd=self._done_write_fd)
                 if commit.sync:
                     self._unsynced_since = None
                     self._backoff.succeeded()
@@ -439,6 +442,19 @@ class QueueWriter:
             self._loop.call_soon_threadsafe(callback, *args)
         except RuntimeError:  # the event loop is gone: nobody is left to tell
             log.debug("disk queue %s: event loop closed before the writer", self._directory)
+
+
+def _done_channel() -> tuple[int, int]:
+    """The read and write ends the thread counts done commits on: an eventfd (one descriptor)
+    where there is one (Linux), else a pipe whose reads never block. Each count written is
+    ``commitio.ONE``; a pipe's 8-byte writes are atomic, so a read holds whole counts."""
+    eventfd = getattr(os, "eventfd", None)
+    if eventfd is not None:
+        fd: int = eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        return fd, fd
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    return read_end, write_end
 
 
 def _appendable(segment: SegmentInfo) -> bool:

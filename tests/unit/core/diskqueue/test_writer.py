@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import threading
 import time
 from pathlib import Path
@@ -241,3 +242,17 @@ async def test_commits_done_before_a_failure_count_as_synced(
     async with DiskQueue(tmp_path) as reopened:
         data = [item.data for item in await drain(reopened)]
     assert data == [b"kept-%d-%d" % (r, n) for r in range(20) for n in range(3)]
+
+
+async def test_without_an_eventfd_commits_are_counted_on_a_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the OS has no eventfd the thread counts done commits on a pipe, the same way."""
+    monkeypatch.delattr(os, "eventfd")
+    async with DiskQueue(tmp_path, lossy_write_delay=0.001) as queue:
+        await queue.put_many([b"lossy-%d" % n for n in range(3)], durable=False)
+        seqs = await asyncio.gather(*(queue.put(b"%d" % n) for n in range(50)))
+        assert sorted(seqs) == list(range(3, 53))
+        assert len(await drain(queue)) == 53
+    async with DiskQueue(tmp_path) as reopened:
+        assert len(await drain(reopened)) == 53
