@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from agent.core.atomicfile import FILE_MODE, fsync_dir, write_all_at
 from agent.core.diskqueue import commitio
 
 RESERVE_AHEAD = 1 << 20
+DONE = (1).to_bytes(8, sys.byteorder)
+"""What counts a commit done: 1 as the 8-byte native integer an eventfd adds to its count (a
+pipe, where there is no eventfd, carries one such integer per commit); commitio writes it too."""
 _sync_data = getattr(os, "fdatasync", os.fsync)
 _fallocate = getattr(os, "posix_fallocate", None)
 
@@ -59,7 +63,7 @@ class SegmentWriter:
 
     def commit(self, pending: list[PendingWrite], *, sync: bool, notify_fd: int) -> None:
         """Write every pending chunk, make them durable if ``sync``, then count the commit done
-        on ``notify_fd`` (``commitio.ONE``: an eventfd, or a pipe); raises OSError (and counts
+        on ``notify_fd`` (``DONE``: an eventfd, or a pipe); raises OSError (and counts
         nothing) if a step fails.
 
         The common commit (one chunk, into the open segment, no directory entry to sync) is one
@@ -68,7 +72,7 @@ class SegmentWriter:
         if not pending:
             if sync:
                 self.sync()
-            os.write(notify_fd, commitio.ONE)
+            os.write(notify_fd, DONE)
             return
         last = pending[-1]
         for chunk in pending[:-1]:
@@ -77,7 +81,7 @@ class SegmentWriter:
         if sync and self._created:  # a new segment's directory entry must be synced too
             self._write(last)
             self.sync()
-            os.write(notify_fd, commitio.ONE)
+            os.write(notify_fd, DONE)
             return
         commitio.commit(fd, last.parts, last.offset, sync, notify_fd)
         self._wrote(last)

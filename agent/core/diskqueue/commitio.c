@@ -3,8 +3,9 @@
  * The C twin of commitio.py, built by `python -m agent.native.build` and loaded in its place
  * with the rest of a matching build (see agent/native). `commit(fd, parts, offset, sync,
  * notify_fd)` writes the bytes objects of `parts` in order at `offset` (pwritev, short writes
- * and EINTR retried), then fdatasyncs `fd` if `sync`, then adds 1 to the eventfd `notify_fd`,
- * all with the GIL released once. The event loop, which watches `notify_fd`, learns that the
+ * and EINTR retried), then fdatasyncs `fd` if `sync`, then writes 1 as an 8-byte native
+ * integer to `notify_fd` (an eventfd adds it to its count; a pipe, where there is no eventfd,
+ * carries it), all with the GIL released once. The event loop, which watches `notify_fd`, learns that the
  * commit is done without waiting for the writer thread to take the GIL back (it would have to
  * after each blocking call, and again to call into the loop). Any failure raises OSError and
  * leaves `notify_fd` untouched: nothing is reported done that was not written and synced.

@@ -19,17 +19,15 @@ import sys
 from agent.core.atomicfile import write_all_at
 
 AVAILABLE = False  # the C extension says True
-ONE = (1).to_bytes(8, sys.byteorder)
-"""What a wake-up writes: 1 as the 8-byte native integer an eventfd adds to its count (and
-that a pipe, where there is no eventfd, carries as one such integer per wake-up)."""
+_ONE = (1).to_bytes(8, sys.byteorder)  # appender.DONE: what an eventfd adds to its count
 _sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 def commit(fd: int, parts: list[bytes], offset: int, sync: bool, notify_fd: int) -> None:
-    """Write `parts` in order at `offset` of `fd`, `fdatasync` it if `sync`, then write `ONE`
-    to `notify_fd` (an eventfd, or a pipe). Any failure raises OSError before the
-    notification: nothing is reported done that was not written (and synced, if asked)."""
+    """Write `parts` in order at `offset` of `fd`, `fdatasync` it if `sync`, then write 1 as an
+    8-byte native integer to `notify_fd` (an eventfd, or a pipe). Any failure raises OSError
+    before that: nothing is reported done that was not written (and synced, if asked)."""
     write_all_at(fd, parts, offset)
     if sync:
         _sync_data(fd)
-    os.write(notify_fd, ONE)
+    os.write(notify_fd, _ONE)

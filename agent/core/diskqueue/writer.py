@@ -447,7 +447,7 @@ class QueueWriter:
 def _done_channel() -> tuple[int, int]:
     """The read and write ends the thread counts done commits on: an eventfd (one descriptor)
     where there is one (Linux), else a pipe whose reads never block. Each count written is
-    ``commitio.ONE``; a pipe's 8-byte writes are atomic, so a read holds whole counts."""
+    ``appender.DONE``; a pipe's 8-byte writes are atomic, so a read holds whole counts."""
     eventfd = getattr(os, "eventfd", None)
     if eventfd is not None:
         fd: int = eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
