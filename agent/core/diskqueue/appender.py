@@ -20,12 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.core.atomicfile import FILE_MODE, fsync_dir, write_all_at
+from agent.core.diskqueue import commitio
 
 RESERVE_AHEAD = 1 << 20
+DONE = (1).to_bytes(8, sys.byteorder)
+"""What counts a commit done: 1 as the 8-byte native integer an eventfd adds to its count (a
+pipe, where there is no eventfd, carries one such integer per commit); commitio writes it too."""
 _sync_data = getattr(os, "fdatasync", os.fsync)
 _fallocate = getattr(os, "posix_fallocate", None)
 
@@ -56,18 +61,49 @@ class SegmentWriter:
         self._reserving = _fallocate is not None  # until refused, in this segment
         self.reservations_refused = 0
 
-    def write(self, pending: list[PendingWrite]) -> None:
-        """Write every pending chunk (to the page cache: ``sync`` makes it durable)."""
-        for chunk in pending:
-            if chunk.path != self._path:
-                self._switch_to(chunk)
-            assert self._fd is not None
-            end = chunk.offset + chunk.size
-            if end > self._file_size and self._reserving:
-                self._reserve(self._fd, end)
-            write_all_at(self._fd, chunk.parts, chunk.offset)
-            self._end = end
-            self._file_size = max(self._file_size, end)
+    def commit(self, pending: list[PendingWrite], *, sync: bool, notify_fd: int) -> None:
+        """Write every pending chunk, make them durable if ``sync``, then count the commit done
+        on ``notify_fd`` (``DONE``: an eventfd, or a pipe); raises OSError (and counts
+        nothing) if a step fails.
+
+        The common commit (one chunk, into the open segment, no directory entry to sync) is one
+        ``commitio.commit`` call: with the native build, its write, data sync and wake-up of the
+        event loop happen with the GIL released once."""
+        if not pending:
+            if sync:
+                self.sync()
+            os.write(notify_fd, DONE)
+            return
+        last = pending[-1]
+        for chunk in pending[:-1]:
+            self._write(chunk)
+        fd = self._prepare(last)
+        if sync and self._created:  # a new segment's directory entry must be synced too
+            self._write(last)
+            self.sync()
+            os.write(notify_fd, DONE)
+            return
+        commitio.commit(fd, last.parts, last.offset, sync, notify_fd)
+        self._wrote(last)
+
+    def _write(self, chunk: PendingWrite) -> None:
+        write_all_at(self._prepare(chunk), chunk.parts, chunk.offset)
+        self._wrote(chunk)
+
+    def _prepare(self, chunk: PendingWrite) -> int:
+        """The descriptor ``chunk`` goes to, its segment open and space reserved for it."""
+        if chunk.path != self._path:
+            self._switch_to(chunk)
+        assert self._fd is not None
+        end = chunk.offset + chunk.size
+        if end > self._file_size and self._reserving:
+            self._reserve(self._fd, end)
+        return self._fd
+
+    def _wrote(self, chunk: PendingWrite) -> None:
+        end = chunk.offset + chunk.size
+        self._end = end
+        self._file_size = max(self._file_size, end)
 
     def sync(self) -> None:
         """Make everything written so far durable: one data sync (and the directory's entry of

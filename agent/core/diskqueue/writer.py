@@ -2,10 +2,20 @@
 
 ``append_many`` decides at once where each record lands (seq, segment, offset), so order and
 segment rolls are settled without I/O. The bytes wait in memory for the writer thread, which
-loops: take everything pending → write it → ``fdatasync`` if anyone waits for durability → tell
-the event loop (``call_soon_threadsafe``). Appends that arrive while a sync runs share the next
-one (group commit: one sync for many appends), and the next commit starts as soon as the last
-one ends, without a round trip through the event loop.
+loops: take everything pending → write it → ``fdatasync`` if anyone waits for durability → add
+1 to an eventfd that the event loop watches. Appends that arrive while a sync runs share the
+next one (group commit: one sync for many appends), and the next commit starts as soon as the
+last one ends, without a round trip through the event loop.
+
+Commits are told to the event loop through that eventfd, not ``call_soon_threadsafe``: the
+thread queues each commit (``_in_flight``) before its I/O, and the loop, woken by the eventfd,
+completes as many commits, oldest first, as the counter says were done. So the last steps of a
+commit (write, sync, wake-up) can run in one call without the GIL (``commitio``, native build):
+the loop learns a commit is durable without first handing the GIL to the writer thread, which
+would otherwise have to take it back after each blocking call and again to call the loop. A
+failure, a recovery and the thread's end still go through ``call_soon_threadsafe``; each first
+completes the commits the eventfd already counted, so the loop sees everything in the thread's
+order.
 
 Lossy appends (nobody waits) are written within ``write_delay`` and synced within
 ``sync_interval``, or sooner by a durable append's commit: a busy lossy producer then costs a
@@ -22,8 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +104,9 @@ class QueueWriter:
         self._thread_idle = False
         self._stop: Stop = ""
         self._rollback: Rollback | None = None  # what the thread must undo on disk
+        # Taken by the thread, completed by the event loop when the eventfd counts it done.
+        self._in_flight: deque[_Commit] = deque()
+        self._done_fd = self._done_write_fd = -1  # +1 per commit done (see _done_channel)
         # The thread's own.
         self._file = SegmentWriter(segment_bytes)
         self._unsynced_since: float | None = None
@@ -117,6 +132,8 @@ class QueueWriter:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._exited = self._loop.create_future()
+        self._done_fd, self._done_write_fd = _done_channel()
+        self._loop.add_reader(self._done_fd, self._collect)
         self._worker = threading.Thread(
             target=self._run, name=f"diskqueue-writer-{self._directory.name}", daemon=True
         )
@@ -132,7 +149,18 @@ class QueueWriter:
             self._wake.notify()
         await asyncio.shield(self._exited)
         self._worker.join()
+        self._collect()
+        self._close_done_fd()
         self.fail_waiters(self.failure or QueueClosedError("disk queue aborted"))
+
+    def _close_done_fd(self) -> None:
+        if self._done_fd >= 0:
+            assert self._loop is not None
+            self._loop.remove_reader(self._done_fd)
+            os.close(self._done_fd)
+            if self._done_write_fd != self._done_fd:
+                os.close(self._done_write_fd)
+            self._done_fd = self._done_write_fd = -1
 
     # -- the event loop's side ---------------------------------------------------------------
 
@@ -247,6 +275,18 @@ class QueueWriter:
                 self._wake.notify()
         return waiter
 
+    def _collect(self) -> None:
+        """Complete, oldest first, the commits the thread has counted done on the eventfd."""
+        if self._done_fd < 0:
+            return
+        try:
+            counts = os.read(self._done_fd, 1 << 16)
+        except BlockingIOError:
+            return  # collected already, by a callback of the thread's that came first
+        # One native 8-byte integer from an eventfd (its count), one per commit from a pipe.
+        for _ in range(sum(memoryview(counts).cast("Q"))):
+            self._committed(self._in_flight.popleft())
+
     def _committed(self, commit: _Commit) -> None:
         for segment, end in commit.written_ends:
             segment.written = max(segment.written, end)
@@ -263,6 +303,7 @@ class QueueWriter:
 
     def _failed(self, error: BaseException, commit: _Commit | None) -> None:
         """The thread's write or sync failed: give up everything not synced, roll back."""
+        self._collect()  # commits done before the failure: their syncs count
         self.io_errors += 1
         if self.failing_since is None:
             self.failing_since = time.monotonic()
@@ -283,6 +324,7 @@ class QueueWriter:
         self._on_commit(False)
 
     def _recovered(self) -> None:
+        self._collect()
         log.warning("disk queue %s: recovered; taking puts again", self._directory)
         self.recoveries += 1
         self.failure = None
@@ -311,17 +353,18 @@ class QueueWriter:
         commit: _Commit | None = None
         try:
             while (commit := self._next_commit()) is not None:
-                self._file.write(commit.chunks)
+                self._in_flight.append(commit)
+                self._file.commit(commit.chunks, sync=commit.sync, notify_fd=self._done_write_fd)
                 if commit.sync:
-                    self._file.sync()
                     self._unsynced_since = None
                     self._backoff.succeeded()
                 elif self._unsynced_since is None:
                     self._unsynced_since = time.monotonic()
-                self._tell_loop(self._committed, commit)
             self._finish_file()
             return False
         except Exception as error:
+            if commit is not None and self._in_flight and self._in_flight[-1] is commit:
+                self._in_flight.pop()  # not counted done: `_failed` settles its waiters
             # What failed may be half on disk, and after a failed fsync the page cache can no
             # longer be trusted to match the file: close it and cut back to the last sync.
             self._file.abandon()
@@ -399,6 +442,19 @@ class QueueWriter:
             self._loop.call_soon_threadsafe(callback, *args)
         except RuntimeError:  # the event loop is gone: nobody is left to tell
             log.debug("disk queue %s: event loop closed before the writer", self._directory)
+
+
+def _done_channel() -> tuple[int, int]:
+    """The read and write ends the thread counts done commits on: an eventfd (one descriptor)
+    where there is one (Linux), else a pipe whose reads never block. Each count written is
+    ``appender.DONE``; a pipe's 8-byte writes are atomic, so a read holds whole counts."""
+    eventfd = getattr(os, "eventfd", None)
+    if eventfd is not None:
+        fd: int = eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        return fd, fd
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    return read_end, write_end
 
 
 def _appendable(segment: SegmentInfo) -> bool:

@@ -1,10 +1,13 @@
 """DiskQueue's writer thread: lossy writes and syncs on their timers, commits that never wait
-for the frontier's state file, and decoded values that ride along while records stay in memory.
+for the frontier's state file, decoded values that ride along while records stay in memory, and
+a failed data sync that fails the puts waiting for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import threading
 import time
 from pathlib import Path
@@ -13,9 +16,10 @@ from typing import Any
 import pytest
 
 import agent.core.diskqueue.persist as persist_module
-from agent.core.atomicfile import load_state
+from agent.core.atomicfile import load_state, write_all_at
+from agent.core.diskqueue import commitio
 from agent.core.diskqueue.directory import STATE_NAME, STATE_VERSION
-from agent.core.diskqueue.queue import DiskQueue, Item
+from agent.core.diskqueue.queue import DiskQueue, DiskQueueError, Item
 from agent.core.diskqueue.segment import SEGMENT_SUFFIX
 from tests.harness.eventually import eventually
 
@@ -172,3 +176,83 @@ async def test_a_clean_close_syncs_lossy_writes_and_keeps_their_acks(tmp_path: P
         queue.ack_many(item.seq for item in await queue.get(2))
     async with DiskQueue(tmp_path) as reopened:
         assert await drain(reopened) == []
+
+
+class SyncFailsWithEio:
+    """A test double for a disk whose ``fdatasync`` reports EIO, which a real disk cannot be
+    made to do on demand: while ``failing``, a commit's bytes are written and its sync fails,
+    before the wake-up, as ``commitio.commit`` fails then (the C one and the pure one)."""
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.failed_syncs = 0
+        self._real = commitio.commit
+
+    def __call__(self, fd: int, parts: list[bytes], offset: int, sync: bool, notify: int) -> None:
+        if self.failing and sync:
+            write_all_at(fd, parts, offset)
+            self.failed_syncs += 1
+            raise OSError(errno.EIO, "Input/output error")
+        self._real(fd, parts, offset, sync, notify)
+
+
+async def test_a_failed_fdatasync_fails_every_waiting_put_and_is_counted_then_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = SyncFailsWithEio()
+    monkeypatch.setattr(commitio, "commit", disk)
+    async with DiskQueue(tmp_path) as queue:
+        await queue.put(b"before")
+        disk.failing = True
+        outcomes = await asyncio.gather(
+            *(queue.put(b"lost-%d" % n) for n in range(5)), return_exceptions=True
+        )
+        assert disk.failed_syncs >= 1
+        for outcome in outcomes:
+            assert isinstance(outcome, DiskQueueError), outcome
+            assert "Input/output error" in str(outcome)
+        stats = queue.stats()
+        assert stats.io_errors >= 1 and stats.records_given_up == 5
+        assert stats.failed is not None and "Input/output error" in stats.failed
+        disk.failing = False
+        await eventually(lambda: queue.stats().failed is None, what="the recovery")
+        await queue.put(b"after")
+        assert queue.stats().recoveries == 1
+        assert [item.data for item in await drain(queue)] == [b"before", b"after"]
+    async with DiskQueue(tmp_path) as reopened:
+        assert [item.data for item in await drain(reopened)] == [b"before", b"after"]
+
+
+async def test_commits_done_before_a_failure_count_as_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failure reaches the event loop by another road than the commits before it; those
+    must still be settled first, so that the rollback keeps what they synced."""
+    disk = SyncFailsWithEio()
+    monkeypatch.setattr(commitio, "commit", disk)
+    async with DiskQueue(tmp_path) as queue:
+        for round_ in range(20):
+            kept = await asyncio.gather(*(queue.put(b"kept-%d-%d" % (round_, n)) for n in range(3)))
+            assert len(kept) == 3
+        disk.failing = True
+        failed = await asyncio.gather(queue.put(b"lost"), return_exceptions=True)
+        assert isinstance(failed[0], DiskQueueError)
+        disk.failing = False
+        await eventually(lambda: queue.stats().failed is None, what="the recovery")
+    async with DiskQueue(tmp_path) as reopened:
+        data = [item.data for item in await drain(reopened)]
+    assert data == [b"kept-%d-%d" % (r, n) for r in range(20) for n in range(3)]
+
+
+async def test_without_an_eventfd_commits_are_counted_on_a_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the OS has no eventfd the thread counts done commits on a pipe, the same way."""
+    monkeypatch.delattr(os, "eventfd")
+    async with DiskQueue(tmp_path, lossy_write_delay=0.001) as queue:
+        await queue.put_many([b"lossy-%d" % n for n in range(3)], durable=False)
+        seqs = await asyncio.gather(*(queue.put(b"%d" % n) for n in range(50)))
+        assert sorted(seqs) == list(range(3, 53))
+        assert len(await drain(queue)) == 53
+    async with DiskQueue(tmp_path) as reopened:
+        assert len(await drain(reopened)) == 53
