@@ -127,3 +127,4 @@ async def test_an_entry_found_on_the_master_counts_as_written_only_without_wait_
     assert [r.pending_entries() for r in to_send] == ([resent] if resent else [])
     assert finished == ([] if resent else [record])
     assert sender.replays_skipped == 2 - len(resent)
+    assert master.commands == ([] if resent else [b"XREVRANGE"])
