@@ -240,9 +240,14 @@ class StreamSender:
     async def _skip_already_written(self, records: list[Record]) -> list[Record]:
         """Look up entries that may be in Redis already (replay.py); returns what to send."""
         server = self._writer.server
-        if server is None or server.supports_idmp:
+        if server is None or server.supports_idmp or self._writer.wait_replicas:
+            # IDMP makes the resend harmless. With wait_replicas an entry found in the
+            # master's stream is not one a replica has: its WAIT failed or never came, and the
+            # master may die before replicating it. The resend's own WAIT confirms it (a
+            # replica that has the resend has everything the master wrote before it), at the
+            # cost of a second copy with the same message id (replay.py).
             for record in records:
-                record.uncertain = None  # IDMP makes the resend harmless
+                record.uncertain = None
             return records
         found: dict[str, bytes] = {}
         for stream, lookup in lookups(records).items():

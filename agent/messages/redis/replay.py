@@ -14,7 +14,8 @@ oldest of them was queued (stream ids are Redis's clock in ms; a slack covers a 
 little behind ours): after a crash the previous run may have written far more than one batch
 past the records now replayed, which the tail alone does not reach. A stream that other
 producers fill faster than the margins can still get a duplicate. The `raw` layout carries no
-message id and is resent as before.
+message id and is resent as before. With `wait_replicas` nothing is looked up: an entry found on
+the master may be on no replica yet, so it is resent and the resend's WAIT confirms it.
 """
 
 from __future__ import annotations
