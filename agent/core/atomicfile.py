@@ -12,6 +12,7 @@ All functions here block on disk I/O: call them from a worker thread in async co
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -107,6 +108,8 @@ def write_all_at(fd: int, parts: list[bytes], offset: int) -> None:
             at = offset + written
             while rest:
                 count = os.pwrite(fd, rest, at)
+                if count == 0:  # no progress on bytes still to write: fail rather than spin
+                    raise OSError(errno.EIO, "write made no progress", str(fd))
                 rest, at = rest[count:], at + count
         offset += total
 

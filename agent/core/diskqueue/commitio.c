@@ -32,6 +32,9 @@ static int write_all(int fd, struct iovec *iov, int count, off_t offset) {
             }
             return errno;
         }
+        if (written == 0) {
+            return EIO; /* no progress on bytes still to write: fail rather than spin */
+        }
         offset += written;
         /* Skip what was written: whole iovecs, then part of the next. */
         while (count > 0 && (size_t)written >= iov->iov_len) {

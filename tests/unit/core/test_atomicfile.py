@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from agent.core.atomicfile import (
     fsync_dir,
     load_state,
     save_state,
+    write_all_at,
     write_atomic,
 )
 
@@ -94,3 +97,19 @@ def test_damaged_state_file_loads_as_none_and_is_logged(
     with caplog.at_level(logging.ERROR, logger="agent.core.atomicfile"):
         assert load_state(path, 1) is None
     assert "damaged" in caplog.text
+
+
+def test_a_write_that_makes_no_progress_fails_instead_of_spinning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A short write is retried; one that writes nothing at all (the file system stuck at a
+    limit it does not report) is an EIO, not an endless loop."""
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+    try:
+        monkeypatch.setattr(os, "pwritev", lambda fd, parts, offset: 1)
+        monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: 0)
+        with pytest.raises(OSError) as caught:
+            write_all_at(fd, [b"abc", b"def"], 0)
+        assert caught.value.errno == errno.EIO
+    finally:
+        os.close(fd)
